@@ -1,0 +1,164 @@
+//! 160-bit identifiers shared by both networks: node IDs, infohashes, item targets and
+//! OpenDHT keys are all points in the same XOR metric space.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::Rng;
+
+/// Length of an identifier in bytes.
+pub const ID_LEN: usize = 20;
+
+/// A 160-bit identifier in the Kademlia keyspace.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Id(pub [u8; ID_LEN]);
+
+/// The identifier of a node in the DHT.
+pub type NodeId = Id;
+/// The identifier of a torrent (the SHA-1 of its info dictionary), or any key looked up.
+pub type InfoHash = Id;
+
+/// XOR distance between two identifiers; ordered as a big-endian 160-bit integer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Debug)]
+pub struct Distance(pub [u8; ID_LEN]);
+
+impl Distance {
+    /// Number of leading zero bits: the length of the prefix two IDs share.
+    pub fn leading_zeros(&self) -> u32 {
+        let mut zeros = 0;
+        for byte in self.0 {
+            if byte == 0 {
+                zeros += 8;
+            } else {
+                return zeros + byte.leading_zeros();
+            }
+        }
+        zeros
+    }
+}
+
+impl Id {
+    pub const ZERO: Id = Id([0; ID_LEN]);
+    pub const MAX: Id = Id([0xff; ID_LEN]);
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Id> {
+        <[u8; ID_LEN]>::try_from(bytes).ok().map(Id)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; ID_LEN] {
+        &self.0
+    }
+
+    pub fn random<R: Rng + ?Sized>(rng: &mut R) -> Id {
+        let mut bytes = [0u8; ID_LEN];
+        rng.fill(&mut bytes[..]);
+        Id(bytes)
+    }
+
+    /// SHA-1 of `data`: how infohashes, BEP 44 targets and OpenDHT's `InfoHash::get` are made.
+    pub fn sha1_of(data: &[u8]) -> Id {
+        use sha1::{Digest, Sha1};
+        Id(Sha1::digest(data).into())
+    }
+
+    pub fn distance(&self, other: &Id) -> Distance {
+        let mut out = [0u8; ID_LEN];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = self.0[i] ^ other.0[i];
+        }
+        Distance(out)
+    }
+
+    /// Bit `index` counted from the most significant bit (0..160).
+    pub fn bit(&self, index: usize) -> bool {
+        self.0[index / 8] & (0x80 >> (index % 8)) != 0
+    }
+
+    /// A random identifier sharing the first `prefix_len` bits with `self`, used to refresh a
+    /// bucket with a lookup of an ID it covers.
+    pub fn random_with_prefix<R: Rng + ?Sized>(&self, prefix_len: usize, rng: &mut R) -> Id {
+        let mut out = Id::random(rng);
+        for i in 0..prefix_len.min(ID_LEN * 8) {
+            let mask = 0x80 >> (i % 8);
+            if self.bit(i) {
+                out.0[i / 8] |= mask;
+            } else {
+                out.0[i / 8] &= !mask;
+            }
+        }
+        out
+    }
+}
+
+/// Why a string is not an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected 40 hexadecimal digits for a 160-bit id, got {0:?}")]
+pub struct ParseIdError(pub String);
+
+impl FromStr for Id {
+    type Err = ParseIdError;
+    fn from_str(s: &str) -> Result<Id, ParseIdError> {
+        let mut bytes = [0u8; ID_LEN];
+        hex::decode_to_slice(s.trim(), &mut bytes).map_err(|_| ParseIdError(s.to_string()))?;
+        Ok(Id(bytes))
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Hex display and parsing are inverse, and bad strings are rejected with an error.
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let id: Id = "4a533d47ec9c7d95b1ad75f576cffc641853b750".parse().unwrap();
+        assert_eq!(id.to_string(), "4a533d47ec9c7d95b1ad75f576cffc641853b750");
+        assert!("4a53".parse::<Id>().is_err());
+        assert!("zz533d47ec9c7d95b1ad75f576cffc641853b750".parse::<Id>().is_err());
+    }
+
+    /// SHA-1 matches the BEP 44 immutable test vector's target.
+    #[test]
+    fn sha1_matches_bep44_vector() {
+        assert_eq!(Id::sha1_of(b"12:Hello World!").to_string(), "e5f96f6f38320f0f33959cb4d3d656452117aadb");
+    }
+
+    proptest! {
+        /// XOR distance is a metric: zero to itself, symmetric, and the shared prefix length
+        /// equals the distance's leading zeros.
+        #[test]
+        fn distance_is_xor_metric(a in any::<[u8; 20]>(), b in any::<[u8; 20]>()) {
+            let (a, b) = (Id(a), Id(b));
+            prop_assert_eq!(a.distance(&a), Distance::default());
+            prop_assert_eq!(a.distance(&b), b.distance(&a));
+            let lz = a.distance(&b).leading_zeros() as usize;
+            for i in 0..lz.min(160) { prop_assert_eq!(a.bit(i), b.bit(i)); }
+            if lz < 160 { prop_assert_ne!(a.bit(lz), b.bit(lz)); }
+        }
+
+        /// `random_with_prefix` keeps exactly the requested prefix.
+        #[test]
+        fn random_with_prefix_keeps_prefix(a in any::<[u8; 20]>(), n in 0usize..=160, seed in any::<u64>()) {
+            use rand::SeedableRng;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let id = Id(a).random_with_prefix(n, &mut rng);
+            prop_assert!(Id(a).distance(&id).leading_zeros() as usize >= n);
+        }
+    }
+}

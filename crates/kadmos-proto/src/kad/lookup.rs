@@ -1,0 +1,385 @@
+//! An iterative Kademlia lookup as a state machine, shared by every query kind of both
+//! networks (find_node, get_peers, BEP 44 get, OpenDHT find/get).
+//!
+//! Implementation notes (the model is libp2p-kad's `ClosestPeersIter`):
+//! - Candidates are kept ordered by XOR distance to the target, each `NotContacted`,
+//!   `Waiting` (with a deadline and the number of attempts made), `Succeeded` or `Failed`.
+//! - The driver asks [`Lookup::next`] what to do until it answers `Wait` or `Finished`, and
+//!   reports answers with [`Lookup::on_success`] / [`Lookup::on_failure`]. The lookup never
+//!   touches the network and never reads a clock: `now` comes in as an argument.
+//! - At most `alpha` requests are in flight. A request that times out is retried up to
+//!   `retries` times, then the candidate fails. A late answer from a failed candidate is still
+//!   taken (it costs nothing and the nodes it names may be the closest).
+//! - The lookup is finished when the `k` closest candidates that have not failed have all
+//!   answered, or when nobody is left to ask and nothing is in flight.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::id::{Distance, Id, NodeId};
+use crate::time::Timestamp;
+
+/// Most candidates one lookup remembers; farther ones are dropped once this many are known.
+const MAX_CANDIDATES: usize = 256;
+
+/// Tuning of a lookup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// Requests in flight at once. Default 4.
+    pub alpha: usize,
+    /// Number of closest nodes that must answer for the lookup to finish. Default 8.
+    pub k: usize,
+    /// Time to wait for an answer before retrying or giving up. Default 2 s.
+    pub request_timeout: Duration,
+    /// Extra attempts after a timeout before a candidate counts as failed. Default 1.
+    pub retries: u8,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig { alpha: 4, k: 8, request_timeout: Duration::from_secs(2), retries: 1 }
+    }
+}
+
+/// Where a candidate stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CandidateState {
+    NotContacted,
+    Waiting { deadline: Timestamp, attempts: u8 },
+    Succeeded,
+    Failed,
+}
+
+/// A node the lookup knows of.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    pub state: CandidateState,
+}
+
+/// What the driver should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LookupAction {
+    /// Send the lookup's query to this node (a first attempt or a retry).
+    Send { id: NodeId, addr: SocketAddr },
+    /// Nothing to send until an answer or a deadline (see [`Lookup::next_deadline`]).
+    Wait,
+    /// The lookup is over; read the result with [`Lookup::closest_succeeded`].
+    Finished,
+}
+
+/// Counters of one lookup, for reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    pub requests: u32,
+    pub successes: u32,
+    pub failures: u32,
+}
+
+/// An iterative lookup of the nodes closest to a target.
+#[derive(Clone, Debug)]
+pub struct Lookup {
+    target: Id,
+    config: LookupConfig,
+    candidates: BTreeMap<Distance, Candidate>,
+    in_flight: usize,
+    finished: bool,
+    stats: LookupStats,
+}
+
+impl Lookup {
+    pub fn new(target: Id, config: LookupConfig, seeds: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Self {
+        let mut lookup =
+            Lookup { target, config, candidates: BTreeMap::new(), in_flight: 0, finished: false, stats: Default::default() };
+        lookup.add_candidates(seeds);
+        lookup
+    }
+
+    pub fn target(&self) -> Id {
+        self.target
+    }
+
+    pub fn config(&self) -> &LookupConfig {
+        &self.config
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    pub fn stats(&self) -> LookupStats {
+        self.stats
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn candidates(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates.values()
+    }
+
+    /// Adds nodes learned from an answer (or seeds). Known IDs are left as they are.
+    pub fn add_candidates(&mut self, nodes: impl IntoIterator<Item = (NodeId, SocketAddr)>) {
+        if self.finished {
+            return;
+        }
+        for (id, addr) in nodes {
+            let distance = id.distance(&self.target);
+            if self.candidates.len() >= MAX_CANDIDATES {
+                match self.candidates.last_key_value() {
+                    Some((farthest, c)) if *farthest > distance && c.state == CandidateState::NotContacted => {
+                        let farthest = *farthest;
+                        self.candidates.remove(&farthest);
+                    }
+                    _ => continue,
+                }
+            }
+            self.candidates.entry(distance).or_insert(Candidate { id, addr, state: CandidateState::NotContacted });
+        }
+    }
+
+    /// The node answered; `closer` are the nodes it named.
+    pub fn on_success(&mut self, id: &NodeId, closer: impl IntoIterator<Item = (NodeId, SocketAddr)>) {
+        let Some(candidate) = self.candidates.get_mut(&id.distance(&self.target)) else { return };
+        match candidate.state {
+            CandidateState::Waiting { .. } => self.in_flight -= 1,
+            CandidateState::Failed => {}
+            CandidateState::Succeeded | CandidateState::NotContacted => return,
+        }
+        candidate.state = CandidateState::Succeeded;
+        self.stats.successes += 1;
+        self.add_candidates(closer);
+    }
+
+    /// The node answered with an error, or the driver gave up on it.
+    pub fn on_failure(&mut self, id: &NodeId) {
+        let Some(candidate) = self.candidates.get_mut(&id.distance(&self.target)) else { return };
+        if let CandidateState::Waiting { .. } = candidate.state {
+            self.in_flight -= 1;
+            candidate.state = CandidateState::Failed;
+            self.stats.failures += 1;
+        }
+    }
+
+    /// Decides the next step. Call repeatedly until it returns `Wait` or `Finished`.
+    pub fn next(&mut self, now: Timestamp) -> LookupAction {
+        if self.finished {
+            return LookupAction::Finished;
+        }
+        // Expired requests first: retry them or mark them failed.
+        for candidate in self.candidates.values_mut() {
+            if let CandidateState::Waiting { deadline, attempts } = candidate.state {
+                if now >= deadline {
+                    if attempts <= self.config.retries {
+                        candidate.state = CandidateState::Waiting {
+                            deadline: now + self.config.request_timeout,
+                            attempts: attempts + 1,
+                        };
+                        self.stats.requests += 1;
+                        return LookupAction::Send { id: candidate.id, addr: candidate.addr };
+                    }
+                    candidate.state = CandidateState::Failed;
+                    self.in_flight -= 1;
+                    self.stats.failures += 1;
+                }
+            }
+        }
+        // Walk the candidates closest first. The first `k` that have not failed form the
+        // result window: the lookup is over when all of them have answered.
+        let mut window = 0;
+        let mut window_answered = true;
+        for candidate in self.candidates.values_mut() {
+            match candidate.state {
+                CandidateState::Succeeded => {
+                    window += 1;
+                    if window >= self.config.k {
+                        if window_answered {
+                            self.finished = true;
+                            return LookupAction::Finished;
+                        }
+                        return LookupAction::Wait;
+                    }
+                }
+                CandidateState::Waiting { .. } => {
+                    window += 1;
+                    window_answered = false;
+                    if window >= self.config.k {
+                        return LookupAction::Wait;
+                    }
+                }
+                CandidateState::NotContacted => {
+                    if self.in_flight >= self.config.alpha {
+                        return LookupAction::Wait;
+                    }
+                    candidate.state =
+                        CandidateState::Waiting { deadline: now + self.config.request_timeout, attempts: 1 };
+                    self.in_flight += 1;
+                    self.stats.requests += 1;
+                    return LookupAction::Send { id: candidate.id, addr: candidate.addr };
+                }
+                CandidateState::Failed => {}
+            }
+        }
+        if self.in_flight == 0 {
+            self.finished = true;
+            LookupAction::Finished
+        } else {
+            LookupAction::Wait
+        }
+    }
+
+    /// The earliest deadline of a request in flight.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.candidates
+            .values()
+            .filter_map(|c| match c.state {
+                CandidateState::Waiting { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Up to `k` nodes that answered, closest first.
+    pub fn closest_succeeded(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.candidates
+            .values()
+            .filter(|c| c.state == CandidateState::Succeeded)
+            .take(self.config.k)
+            .map(|c| (c.id, c.addr))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::{Rng, SeedableRng};
+    use std::collections::HashMap;
+
+    fn addr_of(i: usize) -> SocketAddr {
+        SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 6881))
+    }
+
+    /// A toy network: every node holds a real routing table filled from every other node
+    /// (shuffled), and answers with the 8 closest it knows; some never answer.
+    struct ToyNetwork {
+        ids: Vec<Id>,
+        tables: Vec<crate::kad::RoutingTable>,
+        dead: Vec<bool>,
+    }
+
+    impl ToyNetwork {
+        fn new(seed: u64, n: usize, dead_share: f64) -> Self {
+            use rand::seq::SliceRandom;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let ids: Vec<Id> = (0..n).map(|_| Id::random(&mut rng)).collect();
+            let mut tables = Vec::new();
+            for own in &ids {
+                let mut table = crate::kad::RoutingTable::new(*own, Default::default(), Timestamp::ZERO);
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut rng);
+                for j in order {
+                    table.insert_responded(ids[j], addr_of(j), Timestamp::ZERO);
+                }
+                tables.push(table);
+            }
+            let dead = (0..n).map(|i| i > 0 && rng.gen_bool(dead_share)).collect();
+            ToyNetwork { ids, tables, dead }
+        }
+
+        fn closer(&self, i: usize, target: &Id) -> Vec<(Id, SocketAddr)> {
+            self.tables[i].closest(target, 8, Timestamp::ZERO).into_iter().map(|c| (c.id, c.addr)).collect()
+        }
+
+        /// Runs a lookup to completion, checking the in-flight bound at every step.
+        fn run(&self, target: Id, config: LookupConfig) -> (Lookup, usize) {
+            let index: HashMap<Id, usize> = self.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            let seeds = self.closer(0, &target);
+            let mut lookup = Lookup::new(target, config.clone(), seeds);
+            let mut now = Timestamp::ZERO;
+            let mut steps = 0;
+            let mut pending: Vec<Id> = Vec::new();
+            loop {
+                steps += 1;
+                assert!(steps < 100_000, "lookup did not terminate");
+                match lookup.next(now) {
+                    LookupAction::Send { id, .. } => {
+                        assert!(lookup.in_flight() <= config.alpha);
+                        pending.push(id);
+                    }
+                    LookupAction::Finished => return (lookup, steps),
+                    LookupAction::Wait => {
+                        assert!(lookup.in_flight() <= config.alpha);
+                        if let Some(id) = pending.pop() {
+                            let i = index[&id];
+                            if !self.dead[i] {
+                                lookup.on_success(&id, self.closer(i, &target));
+                            }
+                        } else {
+                            now = lookup.next_deadline().expect("waiting with nothing in flight");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Without faults a lookup finds exactly the k closest live nodes to its target.
+    #[test]
+    fn finds_true_closest_without_faults() {
+        let net = ToyNetwork::new(3, 400, 0.0);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        for _ in 0..20 {
+            let target = Id::random(&mut rng);
+            let (lookup, _) = net.run(target, LookupConfig::default());
+            // The querying node (index 0) does not count: a lookup never asks itself.
+            let mut truth = net.ids[1..].to_vec();
+            truth.sort_by_key(|id| id.distance(&target));
+            let got: Vec<Id> = lookup.closest_succeeded().into_iter().map(|(id, _)| id).collect();
+            assert_eq!(got, truth[..8].to_vec());
+        }
+    }
+
+    proptest! {
+        /// Whatever the network, a lookup terminates, never has more than alpha requests in
+        /// flight  and returns only nodes that answered, in distance order, at most k of them.
+        #[test]
+        fn terminates_within_bounds(seed in any::<u64>(), alpha in 1usize..6, k in 1usize..12, dead in 0.0f64..0.9, retries in 0u8..3) {
+            let net = ToyNetwork::new(seed, 120, dead);
+            let target = Id::random(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 1));
+            let config = LookupConfig { alpha, k, request_timeout: Duration::from_millis(500), retries };
+            let (lookup, _) = net.run(target, config);
+            prop_assert!(lookup.is_finished());
+            let result = lookup.closest_succeeded();
+            prop_assert!(result.len() <= k);
+            for pair in result.windows(2) {
+                prop_assert!(pair[0].0.distance(&target) < pair[1].0.distance(&target));
+            }
+            let index: HashMap<Id, usize> = net.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+            for (id, _) in &result { prop_assert!(!net.dead[index[id]]); }
+        }
+    }
+
+    /// A timed-out request is retried `retries` times before the candidate fails.
+    #[test]
+    fn retries_then_fails() {
+        let config = LookupConfig { alpha: 1, k: 1, request_timeout: Duration::from_secs(1), retries: 2 };
+        let mut lookup = Lookup::new(Id::ZERO, config, [(Id::MAX, addr_of(1))]);
+        let mut now = Timestamp::ZERO;
+        let mut sends = 0;
+        loop {
+            match lookup.next(now) {
+                LookupAction::Send { .. } => sends += 1,
+                LookupAction::Wait => now = lookup.next_deadline().unwrap(),
+                LookupAction::Finished => break,
+            }
+        }
+        assert_eq!(sends, 3);
+        assert_eq!(lookup.stats().failures, 1);
+        assert!(lookup.closest_succeeded().is_empty());
+    }
+}

@@ -1,0 +1,10 @@
+//! The Kademlia pieces both networks share: identifiers and distance, the routing table and
+//! the lookup state machine. Nothing here knows about a wire format.
+
+pub mod id;
+pub mod lookup;
+pub mod routing_table;
+
+pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
+pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};
+pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};

@@ -1,0 +1,494 @@
+//! The Kademlia routing table of one address family, as BEP 5 describes it.
+//!
+//! Implementation notes:
+//! - Buckets are kept as a list where bucket `i < len-1` holds contacts whose ID shares exactly
+//!   `i` leading bits with ours, and the last bucket holds everything closer. Only that last
+//!   bucket (the one containing our own ID) splits, which gives the usual shape: a few full
+//!   far buckets and a trail of near ones.
+//! - Only contacts that *answered* one of our queries are inserted: a source address in an
+//!   incoming query can be spoofed, so the node pings it first (see `mainline::node`). This
+//!   is also why the replacement cache holds verified contacts only.
+//! - A contact with the same ID but another address is ignored rather than moved: moving it
+//!   would let anyone who knows a node's ID hijack its slot.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::id::{Id, NodeId};
+use crate::time::Timestamp;
+
+/// Tuning of a routing table. Defaults follow BEP 5.
+#[derive(Clone, Debug)]
+pub struct RoutingTableConfig {
+    /// Contacts per bucket (`k`). Default 8.
+    pub bucket_size: usize,
+    /// Verified contacts kept per bucket to replace ones that go bad. Default 8.
+    pub replacement_cache_size: usize,
+    /// Silence after which a good contact becomes questionable. Default 15 minutes.
+    pub good_for: Duration,
+    /// Consecutive failed queries that make a contact bad. Default 2.
+    pub bad_after_failures: u8,
+    /// A bucket unchanged this long is refreshed with a lookup. Default 15 minutes.
+    pub refresh_after: Duration,
+}
+
+impl Default for RoutingTableConfig {
+    fn default() -> Self {
+        RoutingTableConfig {
+            bucket_size: 8,
+            replacement_cache_size: 8,
+            good_for: Duration::from_secs(15 * 60),
+            bad_after_failures: 2,
+            refresh_after: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// A node we know: its ID, address and what we heard from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    /// Last time it answered one of our queries.
+    pub last_response: Option<Timestamp>,
+    /// Last time it sent us a query.
+    pub last_query: Option<Timestamp>,
+    /// Queries in a row it failed to answer.
+    pub failures: u8,
+}
+
+impl Contact {
+    /// A contact that has just answered us.
+    pub fn answered(id: NodeId, addr: SocketAddr, now: Timestamp) -> Contact {
+        Contact { id, addr, last_response: Some(now), last_query: None, failures: 0 }
+    }
+
+    pub fn status(&self, now: Timestamp, config: &RoutingTableConfig) -> ContactStatus {
+        if self.failures >= config.bad_after_failures {
+            return ContactStatus::Bad;
+        }
+        let recent = |t: Option<Timestamp>| t.is_some_and(|t| now.saturating_since(t) < config.good_for);
+        if recent(self.last_response) || (self.last_response.is_some() && recent(self.last_query)) {
+            ContactStatus::Good
+        } else {
+            ContactStatus::Questionable
+        }
+    }
+
+    fn last_seen(&self) -> Timestamp {
+        self.last_response.max(self.last_query).unwrap_or(Timestamp::ZERO)
+    }
+}
+
+/// BEP 5's contact states.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ContactStatus {
+    /// Answered within the last 15 minutes (or queried us after having answered before).
+    Good,
+    /// Silent for 15 minutes.
+    Questionable,
+    /// Failed several queries in a row; first to be replaced.
+    Bad,
+}
+
+/// A bucket: up to `k` contacts plus a cache of replacements.
+#[derive(Clone, Debug, Default)]
+pub struct Bucket {
+    contacts: Vec<Contact>,
+    replacements: Vec<Contact>,
+    last_changed: Timestamp,
+}
+
+impl Bucket {
+    pub fn contacts(&self) -> &[Contact] {
+        &self.contacts
+    }
+    pub fn replacements(&self) -> &[Contact] {
+        &self.replacements
+    }
+    pub fn last_changed(&self) -> Timestamp {
+        self.last_changed
+    }
+}
+
+/// What happened to a contact offered to the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Added to a bucket.
+    Inserted,
+    /// Already there; its timestamps were updated.
+    Updated,
+    /// Took the place of a bad contact.
+    ReplacedBad(Contact),
+    /// The bucket is full of good or questionable contacts: kept in the replacement cache.
+    /// `ping` is the least recently seen questionable contact, which the caller should ping
+    /// so that, if it has gone, the newcomer can take its place.
+    Cached { ping: Option<Contact> },
+    /// Not accepted: our own ID, or a known ID claimed from another address.
+    Rejected,
+}
+
+/// Routing table of one address family.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    own_id: NodeId,
+    config: RoutingTableConfig,
+    buckets: Vec<Bucket>,
+}
+
+impl RoutingTable {
+    pub fn new(own_id: NodeId, config: RoutingTableConfig, now: Timestamp) -> Self {
+        RoutingTable {
+            own_id,
+            config,
+            buckets: vec![Bucket { last_changed: now, ..Bucket::default() }],
+        }
+    }
+
+    pub fn own_id(&self) -> NodeId {
+        self.own_id
+    }
+
+    pub fn config(&self) -> &RoutingTableConfig {
+        &self.config
+    }
+
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    /// Number of contacts (not counting replacement caches).
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.contacts.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contacts(&self) -> impl Iterator<Item = &Contact> {
+        self.buckets.iter().flat_map(|b| b.contacts.iter())
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<&Contact> {
+        self.buckets[self.bucket_index(id)].contacts.iter().find(|c| c.id == *id)
+    }
+
+    fn bucket_index(&self, id: &Id) -> usize {
+        (self.own_id.distance(id).leading_zeros() as usize).min(self.buckets.len() - 1)
+    }
+
+    /// Offers a contact that has just answered one of our queries.
+    pub fn insert_responded(&mut self, id: NodeId, addr: SocketAddr, now: Timestamp) -> InsertOutcome {
+        if id == self.own_id {
+            return InsertOutcome::Rejected;
+        }
+        loop {
+            let index = self.bucket_index(&id);
+            let can_split = index == self.buckets.len() - 1 && self.buckets.len() < 160;
+            let config = &self.config;
+            let bucket = &mut self.buckets[index];
+            if let Some(existing) = bucket.contacts.iter_mut().find(|c| c.id == id) {
+                if existing.addr != addr {
+                    return InsertOutcome::Rejected;
+                }
+                existing.last_response = Some(now);
+                existing.failures = 0;
+                bucket.last_changed = now;
+                return InsertOutcome::Updated;
+            }
+            // A node that restarted with a new ID on the same address: the old entry is stale.
+            bucket.contacts.retain(|c| c.addr != addr);
+            bucket.replacements.retain(|c| c.addr != addr && c.id != id);
+            let fresh = Contact::answered(id, addr, now);
+            if bucket.contacts.len() < config.bucket_size {
+                bucket.contacts.push(fresh);
+                bucket.last_changed = now;
+                return InsertOutcome::Inserted;
+            }
+            if let Some(bad) = bucket.contacts.iter().position(|c| c.status(now, config) == ContactStatus::Bad) {
+                let old = std::mem::replace(&mut bucket.contacts[bad], fresh);
+                bucket.last_changed = now;
+                return InsertOutcome::ReplacedBad(old);
+            }
+            if can_split {
+                self.split_last(now);
+                continue;
+            }
+            let ping = bucket
+                .contacts
+                .iter()
+                .filter(|c| c.status(now, config) == ContactStatus::Questionable)
+                .min_by_key(|c| c.last_seen())
+                .cloned();
+            if bucket.replacements.len() >= config.replacement_cache_size {
+                bucket.replacements.remove(0);
+            }
+            if config.replacement_cache_size > 0 {
+                bucket.replacements.push(fresh);
+            }
+            return InsertOutcome::Cached { ping };
+        }
+    }
+
+    /// Would a newly answering contact with this ID find a place (a free slot, a bad contact to
+    /// replace, or a split)? Used to decide whether a node that queried us is worth a ping.
+    pub fn would_accept(&self, id: &NodeId, now: Timestamp) -> bool {
+        if *id == self.own_id {
+            return false;
+        }
+        let index = self.bucket_index(id);
+        let bucket = &self.buckets[index];
+        bucket.contacts.iter().all(|c| c.id != *id)
+            && (bucket.contacts.len() < self.config.bucket_size
+                || (index == self.buckets.len() - 1 && self.buckets.len() < 160)
+                || bucket.contacts.iter().any(|c| c.status(now, &self.config) != ContactStatus::Good))
+    }
+
+    fn split_last(&mut self, now: Timestamp) {
+        let depth = self.buckets.len();
+        let own = self.own_id;
+        let last = self.buckets.last_mut().expect("a table always has a bucket");
+        let (near, far): (Vec<Contact>, Vec<Contact>) =
+            last.contacts.drain(..).partition(|c| own.distance(&c.id).leading_zeros() as usize >= depth);
+        let (near_r, far_r): (Vec<Contact>, Vec<Contact>) =
+            last.replacements.drain(..).partition(|c| own.distance(&c.id).leading_zeros() as usize >= depth);
+        last.contacts = far;
+        last.replacements = far_r;
+        self.buckets.push(Bucket { contacts: near, replacements: near_r, last_changed: now });
+    }
+
+    /// Records that a contact sent us a query (keeps a contact that answered before good).
+    pub fn note_query(&mut self, id: &NodeId, addr: SocketAddr, now: Timestamp) {
+        let index = self.bucket_index(id);
+        if let Some(c) = self.buckets[index].contacts.iter_mut().find(|c| c.id == *id && c.addr == addr) {
+            c.last_query = Some(now);
+        }
+    }
+
+    /// Records a query the contact failed to answer. A contact that turns bad is replaced by
+    /// the most recent verified replacement, if there is one.
+    pub fn note_failure(&mut self, id: &NodeId, addr: SocketAddr, now: Timestamp) {
+        let index = self.bucket_index(id);
+        let config = &self.config;
+        let bucket = &mut self.buckets[index];
+        let Some(pos) = bucket.contacts.iter().position(|c| c.id == *id && c.addr == addr) else {
+            bucket.replacements.retain(|c| !(c.id == *id && c.addr == addr));
+            return;
+        };
+        let contact = &mut bucket.contacts[pos];
+        contact.failures = contact.failures.saturating_add(1);
+        if contact.status(now, config) == ContactStatus::Bad {
+            if let Some(replacement) = bucket.replacements.pop() {
+                bucket.contacts[pos] = replacement;
+                bucket.last_changed = now;
+            }
+        }
+    }
+
+    /// Removes a contact outright (for example one that answered with an error about itself).
+    pub fn remove(&mut self, id: &NodeId) -> Option<Contact> {
+        let index = self.bucket_index(id);
+        let bucket = &mut self.buckets[index];
+        let pos = bucket.contacts.iter().position(|c| c.id == *id)?;
+        let removed = bucket.contacts.remove(pos);
+        if let Some(replacement) = bucket.replacements.pop() {
+            bucket.contacts.push(replacement);
+        }
+        Some(removed)
+    }
+
+    /// The `n` non-bad contacts closest to `target`, closest first.
+    pub fn closest(&self, target: &Id, n: usize, now: Timestamp) -> Vec<Contact> {
+        let mut all: Vec<&Contact> =
+            self.contacts().filter(|c| c.status(now, &self.config) != ContactStatus::Bad).collect();
+        if all.len() > n {
+            all.select_nth_unstable_by_key(n, |c| c.id.distance(target));
+            all.truncate(n);
+        }
+        all.sort_unstable_by_key(|c| c.id.distance(target));
+        all.into_iter().cloned().collect()
+    }
+
+    /// Buckets not changed for `refresh_after`, each with a random ID in its range to look up.
+    /// The timestamps of returned buckets are reset so a refresh is not started twice.
+    pub fn take_refresh_targets<R: rand::Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) -> Vec<Id> {
+        let depth = self.buckets.len();
+        let own = self.own_id;
+        let refresh_after = self.config.refresh_after;
+        let mut targets = Vec::new();
+        for (index, bucket) in self.buckets.iter_mut().enumerate() {
+            if now.saturating_since(bucket.last_changed) >= refresh_after {
+                bucket.last_changed = now;
+                // IDs in bucket `index` share `index` bits with ours and differ at bit `index`;
+                // the last bucket only needs the shared prefix.
+                let mut target = own.random_with_prefix(index, rng);
+                if index < depth - 1 && target.bit(index) == own.bit(index) {
+                    target.0[index / 8] ^= 0x80 >> (index % 8);
+                }
+                targets.push(target);
+            }
+        }
+        targets
+    }
+
+    /// Checks the structural invariants; used by tests and by the simulator while it runs.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let depth = self.buckets.len();
+        let mut seen = std::collections::HashSet::new();
+        for (index, bucket) in self.buckets.iter().enumerate() {
+            if bucket.contacts.len() > self.config.bucket_size {
+                return Err(format!("bucket {index} holds {} contacts", bucket.contacts.len()));
+            }
+            if bucket.replacements.len() > self.config.replacement_cache_size {
+                return Err(format!("bucket {index} holds {} replacements", bucket.replacements.len()));
+            }
+            for c in &bucket.contacts {
+                if c.id == self.own_id {
+                    return Err("the table holds our own id".into());
+                }
+                if !seen.insert(c.id) {
+                    return Err(format!("contact {} appears twice", c.id));
+                }
+                let shared = self.own_id.distance(&c.id).leading_zeros() as usize;
+                let fits = if index == depth - 1 { shared >= index } else { shared == index };
+                if !fits {
+                    return Err(format!("contact {} sharing {shared} bits sits in bucket {index}", c.id));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    fn addr(i: u32) -> SocketAddr {
+        SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881))
+    }
+
+    /// A table fed many random contacts keeps its invariants: bucket sizes bounded by k, no
+    /// duplicates, each contact in the bucket of its shared-prefix length, never our own ID.
+    #[test]
+    fn invariants_hold_under_random_inserts() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let own = Id::random(&mut rng);
+        let mut table = RoutingTable::new(own, RoutingTableConfig::default(), Timestamp::ZERO);
+        for i in 0..5000 {
+            let id = if i % 97 == 0 { own } else { Id::random(&mut rng) };
+            table.insert_responded(id, addr(i), Timestamp::from_micros(i as u64));
+        }
+        table.check_invariants().unwrap();
+        // 5000 random IDs fill about log2(5000/8) + 1 buckets.
+        assert!(table.buckets().len() >= 8, "only {} buckets", table.buckets().len());
+        assert!(table.len() >= 8 * 8);
+    }
+
+    /// Only the bucket holding our own ID splits: far buckets stay at k and overflow goes to the
+    /// replacement cache, and the least recently seen questionable contact is offered for a ping.
+    #[test]
+    fn full_far_bucket_caches_and_asks_for_ping() {
+        let own = Id::ZERO;
+        let mut table = RoutingTable::new(own, RoutingTableConfig::default(), Timestamp::ZERO);
+        // IDs with the top bit set all land in bucket 0 once the table has split.
+        let far = |i: u8| {
+            let mut b = [0u8; 20];
+            b[0] = 0x80;
+            b[19] = i;
+            Id(b)
+        };
+        let near = {
+            let mut b = [0u8; 20];
+            b[19] = 1;
+            Id(b)
+        };
+        table.insert_responded(near, addr(999), Timestamp::ZERO);
+        for i in 0..8 {
+            assert_eq!(table.insert_responded(far(i), addr(i as u32), Timestamp::ZERO), InsertOutcome::Inserted);
+        }
+        // Ninth far contact: the table splits (bucket 0 held our own range), then bucket 0 is full.
+        let later = Timestamp::ZERO + Duration::from_secs(20 * 60);
+        match table.insert_responded(far(8), addr(8), later) {
+            InsertOutcome::Cached { ping: Some(c) } => assert_eq!(c.id, far(0)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(table.buckets()[0].contacts().len(), 8);
+        assert_eq!(table.buckets()[0].replacements().len(), 1);
+        // When the pinged contact fails twice it turns bad and the replacement takes its place.
+        table.note_failure(&far(0), addr(0), later);
+        table.note_failure(&far(0), addr(0), later);
+        assert!(table.get(&far(0)).is_none());
+        assert!(table.get(&far(8)).is_some());
+        table.check_invariants().unwrap();
+    }
+
+    /// Contact status follows BEP 5: good when it answered recently, questionable after 15
+    /// minutes of silence, good again if it queries us after having answered, bad after failures.
+    #[test]
+    fn contact_status_follows_bep5() {
+        let config = RoutingTableConfig::default();
+        let t0 = Timestamp::ZERO;
+        let mut c = Contact::answered(Id::MAX, addr(1), t0);
+        assert_eq!(c.status(t0 + Duration::from_secs(60), &config), ContactStatus::Good);
+        let t1 = t0 + Duration::from_secs(16 * 60);
+        assert_eq!(c.status(t1, &config), ContactStatus::Questionable);
+        c.last_query = Some(t1);
+        assert_eq!(c.status(t1, &config), ContactStatus::Good);
+        c.failures = 2;
+        assert_eq!(c.status(t1, &config), ContactStatus::Bad);
+    }
+
+    /// An ID already in the table claimed from another address is rejected (no slot hijack).
+    #[test]
+    fn same_id_other_address_is_rejected() {
+        let mut table = RoutingTable::new(Id::ZERO, RoutingTableConfig::default(), Timestamp::ZERO);
+        assert_eq!(table.insert_responded(Id::MAX, addr(1), Timestamp::ZERO), InsertOutcome::Inserted);
+        assert_eq!(table.insert_responded(Id::MAX, addr(2), Timestamp::ZERO), InsertOutcome::Rejected);
+        assert_eq!(table.get(&Id::MAX).unwrap().addr, addr(1));
+    }
+
+    /// Idle buckets produce refresh targets that fall inside their own range, once.
+    #[test]
+    fn refresh_targets_fall_in_their_bucket() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let own = Id::random(&mut rng);
+        let mut table = RoutingTable::new(own, RoutingTableConfig::default(), Timestamp::ZERO);
+        for i in 0..300 {
+            table.insert_responded(Id::random(&mut rng), addr(i), Timestamp::ZERO);
+        }
+        let later = Timestamp::ZERO + Duration::from_secs(16 * 60);
+        let targets = table.take_refresh_targets(later, &mut rng);
+        assert_eq!(targets.len(), table.buckets().len());
+        let depth = table.buckets().len();
+        for (index, t) in targets.iter().enumerate() {
+            let shared = own.distance(t).leading_zeros() as usize;
+            if index < depth - 1 {
+                assert_eq!(shared, index);
+            } else {
+                assert!(shared >= index);
+            }
+        }
+        assert!(table.take_refresh_targets(later, &mut rng).is_empty());
+    }
+
+    proptest! {
+        /// `closest` returns the n closest non-bad contacts in distance order.
+        #[test]
+        fn closest_is_sorted_and_minimal(seed in any::<u64>(), target in any::<[u8; 20]>(), n in 1usize..30) {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let mut table = RoutingTable::new(Id::random(&mut rng), RoutingTableConfig::default(), Timestamp::ZERO);
+            for i in 0..200 { table.insert_responded(Id::random(&mut rng), addr(i), Timestamp::ZERO); }
+            let target = Id(target);
+            let got = table.closest(&target, n, Timestamp::ZERO);
+            let mut all: Vec<_> = table.contacts().map(|c| c.id.distance(&target)).collect();
+            all.sort();
+            let want: Vec<_> = all.into_iter().take(n).collect();
+            let got_d: Vec<_> = got.iter().map(|c| c.id.distance(&target)).collect();
+            prop_assert_eq!(got_d, want);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Sans-IO core of kadmos.
+//!
+//! Nothing in this crate opens a socket, reads a clock or asks the OS for randomness: time
+//! comes in as a [`Timestamp`] argument and randomness from a seeded generator in each
+//! node's config. That is what lets the same state machines run under the tokio runtime
+//! (`kadmos` crate) and, deterministically, under a simulator.
+//!
+//! # Layout
+//!
+//! - [`time`]: the timestamp type every input takes.
+//! - [`kad`]: what every Kademlia network shares: [`kad::Id`] and XOR distance, the
+//!   [`kad::RoutingTable`] of one address family, and the [`kad::Lookup`] state machine.
+//! - [`mainline`]: the BitTorrent DHT: bencode, compact encodings, KRPC messages, tokens,
+//!   the peer store, BEP 42 node IDs and the [`mainline::Node`] that ties them together.
+
+pub mod kad;
+pub mod mainline;
+pub mod time;
+
+pub use kad::{Id, InfoHash, NodeId};
+pub use time::Timestamp;

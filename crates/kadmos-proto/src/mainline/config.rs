@@ -1,0 +1,72 @@
+//! Configuration of a Mainline node. Every field has a documented default.
+
+use std::time::Duration;
+
+use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
+use super::peer_store::PeerStoreConfig;
+
+/// Client version sent in `v`: "KD" then version 0.1.
+pub const CLIENT_VERSION: [u8; 4] = *b"KD\x00\x01";
+
+/// Which address families the node has a socket for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Families {
+    pub v4: bool,
+    pub v6: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Our node ID. No default: the driver picks it (given, restored or random).
+    pub node_id: NodeId,
+    /// Seed of the node's only random generator (transaction IDs, token secrets, samples).
+    pub seed: u64,
+    /// Address families with a socket. Default: IPv4 only.
+    pub families: Families,
+    /// BEP 43 read-only mode: queries carry `ro=1`, incoming queries are ignored. Default off.
+    pub read_only: bool,
+    /// Lookup parallelism, width, timeout and retries (see [`LookupConfig`]).
+    pub lookup: LookupConfig,
+    /// Routing table shape (see [`RoutingTableConfig`]).
+    pub routing: RoutingTableConfig,
+    /// Peer store limits (see [`PeerStoreConfig`]).
+    pub peer_store: PeerStoreConfig,
+    /// Timeout of single requests outside lookups (ping, announce_peer). Default 2 s.
+    pub request_timeout: Duration,
+    /// How often the token secret rotates; tokens live one to two periods. Default 5 minutes.
+    pub token_rotation: Duration,
+    /// Bytes of compact peers put in one `get_peers` answer, so that the datagram stays under
+    /// the IPv6 minimum MTU (1280) with nodes and nodes6 beside them. Default 600 bytes
+    /// (75 IPv4 or 28 IPv6 peers).
+    pub peers_reply_budget: usize,
+    /// Most requests of our own awaiting an answer; further ones fail at once. Default 2048.
+    pub max_pending_requests: usize,
+    /// Pings sent per second at most to verify unknown nodes that queried us, before they
+    /// may enter the routing table. Default 20.
+    pub verify_pings_per_second: u32,
+    /// Interval of housekeeping (token rotation, expiry, bucket refresh). Default 10 s.
+    pub maintenance_interval: Duration,
+    /// `interval` advertised in BEP 51 answers, in seconds. Default 300.
+    pub sample_interval: i64,
+}
+
+impl Config {
+    pub fn new(node_id: NodeId, seed: u64) -> Self {
+        Config {
+            node_id,
+            seed,
+            families: Families { v4: true, v6: false },
+            read_only: false,
+            lookup: LookupConfig::default(),
+            routing: RoutingTableConfig::default(),
+            peer_store: PeerStoreConfig::default(),
+            request_timeout: Duration::from_secs(2),
+            token_rotation: Duration::from_secs(5 * 60),
+            peers_reply_budget: 600,
+            max_pending_requests: 2048,
+            verify_pings_per_second: 20,
+            maintenance_interval: Duration::from_secs(10),
+            sample_interval: 300,
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The BitTorrent Mainline DHT: KRPC over bencode (BEP 5) with BEP 32, 42, 43 and 51.
+
+pub mod bencode;
+pub mod compact;
+pub mod config;
+pub mod message;
+pub mod node;
+pub mod node_id_security;
+pub mod peer_store;
+pub mod token;
+
+pub use config::{Config, Families, CLIENT_VERSION};
+pub use message::{Body, DecodeError, Message, Query, Response, Want};
+pub use node::{Counters, Event, Family, Node, Outcome, QueryError, QueryId, Transmit};
+pub use peer_store::{PeerStore, PeerStoreConfig};

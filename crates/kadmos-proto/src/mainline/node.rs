@@ -1,0 +1,846 @@
+//! A Mainline DHT node as a sans-IO state machine.
+//!
+//! # Driving a node
+//!
+//! The node never touches a socket or a clock. Whoever drives it (the tokio runtime in the
+//! `kadmos` crate, or the simulator) does this, in any order, as often as needed:
+//!
+//! 1. **Inputs**: [`Node::handle_datagram`] for every UDP datagram received,
+//!    [`Node::handle_timeout`] when the time from [`Node::poll_timeout`] has come, and commands
+//!    ([`Node::bootstrap`], [`Node::ping`], [`Node::find_node`], [`Node::get_peers`],
+//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`].
+//! 2. **Outputs**, after every input: drain [`Node::poll_transmit`] (datagrams to send),
+//!    [`Node::poll_event`] (progress and results, keyed by `QueryId`), then ask
+//!    [`Node::poll_timeout`] when to call `handle_timeout` next.
+//!
+//! Every input takes `now`; all randomness comes from the seeded generator in the config, so
+//! the same inputs give the same outputs.
+//!
+//! # Implementation notes
+//!
+//! - One routing table per address family (BEP 32), and one [`Lookup`] per family for each
+//!   operation; the nodes a reply names for the other family feed the sibling lookup.
+//! - A node that queries us enters the routing table only after it answers a ping of ours
+//!   (rate-limited), since a query's source address can be forged.
+//! - Requests of our own are keyed by a random 2-byte transaction ID and the answer must
+//!   come from the address we asked.
+
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::config::{Config, CLIENT_VERSION};
+use super::message::{error_code, Body, DecodeError, Message, Query, Response, Want};
+use super::peer_store::PeerStore;
+use super::token::TokenIssuer;
+use crate::kad::{Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable};
+use crate::time::Timestamp;
+
+/// Identifies one command's progress and result in [`Event`]s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueryId(pub u64);
+
+/// An address family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: &SocketAddr) -> Family {
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+    fn index(self) -> usize {
+        match self {
+            Family::V4 => 0,
+            Family::V6 => 1,
+        }
+    }
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// Why a command failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("no answer within the timeout")]
+    Timeout,
+    #[error("remote error {code}: {message}")]
+    Remote { code: i64, message: String },
+    #[error("no contacts to ask: the routing table is empty (bootstrap first)")]
+    NoContacts,
+    #[error("too many requests in flight")]
+    Overloaded,
+}
+
+/// What a finished command produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The node at `addr` answered a ping with its ID.
+    Pong { id: NodeId, addr: SocketAddr },
+    /// A lookup (find_node, get_peers, bootstrap) is over: the closest nodes that answered.
+    Closest { nodes: Vec<(NodeId, SocketAddr)>, stats: LookupStats },
+    /// An announce is over: the nodes that stored our peer.
+    Announced { stored_at: Vec<(NodeId, SocketAddr)>, stats: LookupStats },
+    /// BEP 51 samples from one node.
+    Samples { from: SocketAddr, samples: Vec<InfoHash>, num: i64, interval: i64, nodes: Vec<(NodeId, SocketAddr)> },
+    Failed(QueryError),
+}
+
+/// Progress and results of commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Peers for a `get_peers` or announce lookup, as one node sent them.
+    Peers { query: QueryId, from: (NodeId, SocketAddr), peers: Vec<SocketAddr> },
+    /// The command is over.
+    Finished { query: QueryId, outcome: Outcome },
+}
+
+/// Traffic and state counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub datagrams_received: u64,
+    pub bytes_received: u64,
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    pub queries_received: u64,
+    pub responses_received: u64,
+    pub errors_received: u64,
+    pub errors_sent: u64,
+    pub dropped: u64,
+    pub requests_sent: u64,
+    pub requests_timed_out: u64,
+}
+
+#[derive(Clone, Debug)]
+enum Purpose {
+    /// A query of a lookup belonging to an operation.
+    Lookup { op: QueryId, family: Family },
+    /// A find_node to a bootstrap router (no known ID).
+    Router { op: QueryId },
+    Ping { op: QueryId },
+    Announce { op: QueryId },
+    Samples { op: QueryId },
+    /// Checking a node before it enters the table, or a questionable contact.
+    Verify,
+}
+
+#[derive(Clone, Debug)]
+struct PendingRequest {
+    to: SocketAddr,
+    node_id: Option<NodeId>,
+    deadline: Timestamp,
+    purpose: Purpose,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    FindNode,
+    GetPeers { seen: HashSet<SocketAddr> },
+    Announce { port: Option<u16>, seen: HashSet<SocketAddr>, stored_at: Vec<(NodeId, SocketAddr)>, announcing: bool },
+    Bootstrap,
+    /// Internal bucket refresh: emits no events.
+    Refresh,
+    Ping,
+    Samples,
+}
+
+#[derive(Clone, Debug)]
+struct FamilyLookup {
+    family: Family,
+    lookup: Lookup,
+    tokens: HashMap<NodeId, Vec<u8>>,
+}
+
+#[derive(Clone, Debug)]
+struct Operation {
+    kind: Kind,
+    query: Query,
+    lookups: Vec<FamilyLookup>,
+    /// Requests outside the lookups that must end before the operation does.
+    awaiting: usize,
+}
+
+/// A Mainline DHT node. See the module documentation for how to drive it.
+pub struct Node {
+    config: Config,
+    rng: ChaCha8Rng,
+    tables: [Option<RoutingTable>; 2],
+    peers: PeerStore,
+    tokens: TokenIssuer,
+    requests: HashMap<u16, PendingRequest>,
+    deadlines: BinaryHeap<Reverse<(Timestamp, u16)>>,
+    operations: HashMap<QueryId, Operation>,
+    next_query: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    counters: Counters,
+    next_maintenance: Timestamp,
+    verify_budget: (Timestamp, u32),
+    external_votes: HashMap<SocketAddr, u32>,
+}
+
+impl Node {
+    pub fn new(config: Config, now: Timestamp) -> Node {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let table = |enabled: bool| enabled.then(|| RoutingTable::new(config.node_id, config.routing.clone(), now));
+        let tables = [table(config.families.v4), table(config.families.v6)];
+        let tokens = TokenIssuer::new(&mut rng, now, config.token_rotation);
+        Node {
+            peers: PeerStore::new(config.peer_store.clone()),
+            tokens,
+            tables,
+            rng,
+            requests: HashMap::new(),
+            deadlines: BinaryHeap::new(),
+            operations: HashMap::new(),
+            next_query: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            next_maintenance: now + config.maintenance_interval,
+            verify_budget: (now, 0),
+            external_votes: HashMap::new(),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
+        self.tables[family.index()].as_ref()
+    }
+
+    pub fn peer_store(&self) -> &PeerStore {
+        &self.peers
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Operations still running (user commands and internal refreshes).
+    pub fn running_operations(&self) -> usize {
+        self.operations.len()
+    }
+
+    /// Requests of ours awaiting an answer.
+    pub fn pending_requests(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// Our address as most responders report it (BEP 42 `ip`), if any did.
+    pub fn external_addr(&self) -> Option<SocketAddr> {
+        self.external_votes.iter().max_by_key(|(addr, votes)| (**votes, **addr)).map(|(a, _)| *a)
+    }
+
+    /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
+    pub fn lookup_parallelism(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.operations.values().flat_map(|op| op.lookups.iter().map(|l| (l.lookup.config().alpha, l.lookup.in_flight())))
+    }
+
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] should be called next.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Timestamp> {
+        while let Some(Reverse((deadline, tx))) = self.deadlines.peek().copied() {
+            match self.requests.get(&tx) {
+                Some(r) if r.deadline == deadline => return Some(deadline.min(self.next_maintenance)),
+                _ => {
+                    self.deadlines.pop();
+                }
+            }
+        }
+        Some(self.next_maintenance)
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    fn new_query_id(&mut self) -> QueryId {
+        self.next_query += 1;
+        QueryId(self.next_query)
+    }
+
+    fn enabled_families(&self) -> Vec<Family> {
+        Family::ALL.into_iter().filter(|f| self.tables[f.index()].is_some()).collect()
+    }
+
+    fn want(&self) -> Option<Want> {
+        let v4 = self.tables[0].is_some();
+        let v6 = self.tables[1].is_some();
+        (v4 && v6).then_some(Want { v4, v6 })
+    }
+
+    fn start_operation(&mut self, now: Timestamp, kind: Kind, target: Id, query: Query, extra_seeds: &[(NodeId, SocketAddr)]) -> QueryId {
+        let id = self.new_query_id();
+        let seeds_per_family = self.config.lookup.k * 2;
+        let mut lookups = Vec::new();
+        for family in self.enabled_families() {
+            let table = self.tables[family.index()].as_ref().expect("enabled family has a table");
+            let mut seeds: Vec<(NodeId, SocketAddr)> =
+                table.closest(&target, seeds_per_family, now).into_iter().map(|c| (c.id, c.addr)).collect();
+            seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
+            lookups.push(FamilyLookup { family, lookup: Lookup::new(target, self.config.lookup.clone(), seeds), tokens: HashMap::new() });
+        }
+        self.operations.insert(id, Operation { kind, query, lookups, awaiting: 0 });
+        id
+    }
+
+    /// Joins the network: asks each router for nodes close to our own ID, then looks our ID
+    /// up. `contacts` are known nodes (from saved state) used as lookup seeds; they enter the
+    /// routing table once they answer. Emits `Finished { Closest }` when done.
+    pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
+        let own = self.config.node_id;
+        let query = Query::FindNode { target: own, want: self.want() };
+        let op = self.start_operation(now, Kind::Bootstrap, own, query.clone(), contacts);
+        let families = self.enabled_families();
+        for router in routers.iter().filter(|r| families.contains(&Family::of(r))) {
+            if self.send_request(now, *router, None, query.clone(), Purpose::Router { op }).is_ok() {
+                self.operations.get_mut(&op).expect("just created").awaiting += 1;
+            }
+        }
+        self.drive(now);
+        op
+    }
+
+    /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
+    pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
+        let op = self.new_query_id();
+        self.operations.insert(op, Operation { kind: Kind::Ping, query: Query::Ping, lookups: Vec::new(), awaiting: 0 });
+        self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op });
+        op
+    }
+
+    /// BEP 51: asks one node for a sample of the infohashes it stores.
+    pub fn sample_infohashes(&mut self, now: Timestamp, addr: SocketAddr, target: Id) -> QueryId {
+        let op = self.new_query_id();
+        let query = Query::SampleInfohashes { target, want: self.want() };
+        self.operations.insert(op, Operation { kind: Kind::Samples, query: query.clone(), lookups: Vec::new(), awaiting: 0 });
+        self.single_request(now, op, addr, query, Purpose::Samples { op });
+        op
+    }
+
+    fn single_request(&mut self, now: Timestamp, op: QueryId, addr: SocketAddr, query: Query, purpose: Purpose) {
+        let family_ok = self.tables[Family::of(&addr).index()].is_some();
+        let sent = if family_ok { self.send_request(now, addr, None, query, purpose) } else { Err(QueryError::NoContacts) };
+        match sent {
+            Ok(()) => self.operations.get_mut(&op).expect("just created").awaiting += 1,
+            Err(e) => self.finish(op, Outcome::Failed(e)),
+        }
+    }
+
+    /// Iterative find_node. Emits `Finished { Closest }`.
+    pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
+        let query = Query::FindNode { target, want: self.want() };
+        let op = self.start_operation(now, Kind::FindNode, target, query, &[]);
+        self.drive(now);
+        op
+    }
+
+    /// Iterative get_peers. Emits `Peers` as nodes answer with peers (each peer once), then
+    /// `Finished { Closest }`.
+    pub fn get_peers(&mut self, now: Timestamp, info_hash: InfoHash) -> QueryId {
+        let query = Query::GetPeers { info_hash, want: self.want() };
+        let op = self.start_operation(now, Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[]);
+        self.drive(now);
+        op
+    }
+
+    /// get_peers, then `announce_peer` to the closest nodes that gave a token. `port: None`
+    /// asks them to use our UDP source port (`implied_port`). Emits `Peers` on the way, then
+    /// `Finished { Announced }`.
+    pub fn announce_peer(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> QueryId {
+        let query = Query::GetPeers { info_hash, want: self.want() };
+        let kind = Kind::Announce { port, seen: HashSet::new(), stored_at: Vec::new(), announcing: false };
+        let op = self.start_operation(now, kind, info_hash, query, &[]);
+        self.drive(now);
+        op
+    }
+
+    /// Forgets a running command; late answers to it are ignored.
+    pub fn cancel(&mut self, query: QueryId) {
+        self.operations.remove(&query);
+    }
+
+    // ---------------------------------------------------------------- inputs
+
+    /// Handles one received datagram.
+    pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
+        self.counters.datagrams_received += 1;
+        self.counters.bytes_received += datagram.len() as u64;
+        if self.tables[Family::of(&from).index()].is_none() {
+            self.counters.dropped += 1;
+            return;
+        }
+        match Message::decode(datagram) {
+            Ok(message) => match message.body {
+                Body::Query { id, query } => {
+                    self.counters.queries_received += 1;
+                    if !self.config.read_only {
+                        self.handle_query(now, from, message.transaction_id, id, query, message.read_only);
+                    }
+                }
+                Body::Response(response) => {
+                    self.counters.responses_received += 1;
+                    self.handle_response(now, from, &message.transaction_id, response, message.requester_ip);
+                }
+                Body::Error { code, message: text } => {
+                    self.counters.errors_received += 1;
+                    self.handle_error(now, from, &message.transaction_id, code, text);
+                }
+            },
+            Err(error) => {
+                match error.reply() {
+                    Some(reply) if !self.config.read_only => {
+                        self.counters.errors_sent += 1;
+                        self.send(from, &reply);
+                    }
+                    _ => self.counters.dropped += 1,
+                }
+                if let DecodeError::MalformedResponse { transaction_id, .. } = &error {
+                    // A garbled answer still proves nothing; let the request time out.
+                    let _ = transaction_id;
+                }
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Handles expired requests and housekeeping. Call at the time [`Node::poll_timeout`] gave.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        while let Some(Reverse((deadline, tx))) = self.deadlines.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop();
+            let Some(request) = self.requests.get(&tx) else { continue };
+            if request.deadline != deadline {
+                continue;
+            }
+            let request = self.requests.remove(&tx).expect("checked above");
+            self.counters.requests_timed_out += 1;
+            if let Some(id) = request.node_id {
+                if let Some(table) = self.tables[Family::of(&request.to).index()].as_mut() {
+                    table.note_failure(&id, request.to, now);
+                }
+            }
+            self.request_failed(now, request, QueryError::Timeout);
+        }
+        if now >= self.next_maintenance {
+            self.maintain(now);
+        }
+        self.drive(now);
+    }
+
+    fn maintain(&mut self, now: Timestamp) {
+        self.next_maintenance = now + self.config.maintenance_interval;
+        self.tokens.maybe_rotate(now, &mut self.rng);
+        self.peers.expire(now);
+        for family in self.enabled_families() {
+            let table = self.tables[family.index()].as_mut().expect("enabled");
+            if table.is_empty() {
+                continue;
+            }
+            let targets = table.take_refresh_targets(now, &mut self.rng);
+            for target in targets {
+                let query = Query::FindNode { target, want: self.want() };
+                self.start_operation(now, Kind::Refresh, target, query, &[]);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- serving
+
+    fn handle_query(&mut self, now: Timestamp, from: SocketAddr, tx: Vec<u8>, sender: NodeId, query: Query, sender_read_only: bool) {
+        let family = Family::of(&from);
+        if !sender_read_only && sender != self.config.node_id {
+            let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
+            if table.get(&sender).is_some() {
+                table.note_query(&sender, from, now);
+            } else if table.would_accept(&sender, now) && self.verify_allowed(now) {
+                let _ = self.send_request(now, from, Some(sender), Query::Ping, Purpose::Verify);
+            }
+        }
+        let mut response = Response { id: self.config.node_id, ..Response::default() };
+        match query {
+            Query::Ping => {}
+            Query::FindNode { target, want } => self.fill_nodes(&mut response, &target, want, family, now),
+            Query::GetPeers { info_hash, want } => {
+                response.token = Some(self.tokens.issue(from.ip()).to_vec());
+                let per_peer = if from.is_ipv4() { 8 } else { 21 };
+                let max = (self.config.peers_reply_budget / per_peer).max(1);
+                response.values = self.peers.peers(&info_hash, from.is_ipv6(), max, now, &mut self.rng);
+                self.fill_nodes(&mut response, &info_hash, want, family, now);
+            }
+            Query::AnnouncePeer { info_hash, port, implied_port, token, .. } => {
+                if !self.tokens.is_valid(from.ip(), &token) {
+                    self.reply_error(from, tx, error_code::PROTOCOL, "bad token");
+                    return;
+                }
+                let port = if implied_port { from.port() } else { port };
+                if port == 0 {
+                    self.reply_error(from, tx, error_code::PROTOCOL, "port 0");
+                    return;
+                }
+                self.peers.announce(info_hash, SocketAddr::new(from.ip(), port), now);
+            }
+            Query::SampleInfohashes { target, want } => {
+                // 20 samples keep the answer around 600 bytes with nodes beside them.
+                let (samples, num) = self.peers.sample(20, &mut self.rng);
+                response.samples = Some(samples);
+                response.num = Some(num as i64);
+                response.interval = Some(self.config.sample_interval);
+                self.fill_nodes(&mut response, &target, want, family, now);
+            }
+            Query::Get { .. } | Query::Put(_) => {
+                self.reply_error(from, tx, error_code::METHOD_UNKNOWN, "BEP 44 storage is not enabled on this node");
+                return;
+            }
+        }
+        let mut message = Message::response(tx, response);
+        message.requester_ip = Some(from);
+        message.version = Some(CLIENT_VERSION.to_vec());
+        self.send(from, &message);
+    }
+
+    fn fill_nodes(&self, response: &mut Response, target: &Id, want: Option<Want>, family: Family, now: Timestamp) {
+        let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
+        let k = self.config.routing.bucket_size;
+        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> {
+            self.tables[f.index()].as_ref().map_or_else(Vec::new, |t| t.closest(target, k, now).into_iter().map(|c| (c.id, c.addr)).collect())
+        };
+        if want.v4 {
+            response.nodes = closest(Family::V4);
+        }
+        if want.v6 {
+            response.nodes6 = closest(Family::V6);
+        }
+    }
+
+    fn reply_error(&mut self, to: SocketAddr, tx: Vec<u8>, code: i64, text: &str) {
+        self.counters.errors_sent += 1;
+        let mut message = Message::error(tx, code, text);
+        message.version = Some(CLIENT_VERSION.to_vec());
+        self.send(to, &message);
+    }
+
+    fn verify_allowed(&mut self, now: Timestamp) -> bool {
+        let (window_start, used) = &mut self.verify_budget;
+        if now.saturating_since(*window_start) >= Duration::from_secs(1) {
+            *window_start = now;
+            *used = 0;
+        }
+        if *used < self.config.verify_pings_per_second {
+            *used += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    // ---------------------------------------------------------------- our requests
+
+    fn send(&mut self, to: SocketAddr, message: &Message) {
+        let payload = message.to_bytes();
+        self.counters.datagrams_sent += 1;
+        self.counters.bytes_sent += payload.len() as u64;
+        self.transmits.push_back(Transmit { to, payload });
+    }
+
+    fn send_request(&mut self, now: Timestamp, to: SocketAddr, node_id: Option<NodeId>, query: Query, purpose: Purpose) -> Result<(), QueryError> {
+        if self.requests.len() >= self.config.max_pending_requests {
+            return Err(QueryError::Overloaded);
+        }
+        let tx = loop {
+            let candidate: u16 = self.rng.gen();
+            if !self.requests.contains_key(&candidate) {
+                break candidate;
+            }
+        };
+        let timeout = match purpose {
+            Purpose::Lookup { .. } | Purpose::Router { .. } => self.config.lookup.request_timeout,
+            _ => self.config.request_timeout,
+        };
+        let deadline = now + timeout;
+        let mut message = Message::query(tx.to_be_bytes().to_vec(), self.config.node_id, query);
+        message.read_only = self.config.read_only;
+        message.version = Some(CLIENT_VERSION.to_vec());
+        self.counters.requests_sent += 1;
+        self.send(to, &message);
+        self.requests.insert(tx, PendingRequest { to, node_id, deadline, purpose });
+        self.deadlines.push(Reverse((deadline, tx)));
+        Ok(())
+    }
+
+    fn take_request(&mut self, from: SocketAddr, tx: &[u8]) -> Option<PendingRequest> {
+        let tx = u16::from_be_bytes(tx.try_into().ok()?);
+        match self.requests.get(&tx) {
+            Some(r) if r.to == from => self.requests.remove(&tx),
+            _ => None,
+        }
+    }
+
+    fn handle_response(&mut self, now: Timestamp, from: SocketAddr, tx: &[u8], response: Response, requester_ip: Option<SocketAddr>) {
+        let Some(request) = self.take_request(from, tx) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        if request.node_id.is_some_and(|id| id != response.id) {
+            // The node at that address is not the one we meant; treat it as a failure for the
+            // old ID but still learn the new one below.
+            if let (Some(old), Some(table)) = (request.node_id, self.tables[Family::of(&from).index()].as_mut()) {
+                table.note_failure(&old, from, now);
+            }
+        }
+        if let Some(ip) = requester_ip {
+            if self.external_votes.len() < 16 || self.external_votes.contains_key(&ip) {
+                *self.external_votes.entry(ip).or_insert(0) += 1;
+            }
+        }
+        if response.id != self.config.node_id {
+            let family = Family::of(&from);
+            let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
+            if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(response.id, from, now) {
+                if !self.requests.values().any(|r| r.to == old.addr) {
+                    let _ = self.send_request(now, old.addr, Some(old.id), Query::Ping, Purpose::Verify);
+                }
+            }
+        }
+        match request.purpose {
+            Purpose::Verify => {}
+            Purpose::Ping { op } => {
+                self.finish(op, Outcome::Pong { id: response.id, addr: from });
+            }
+            Purpose::Samples { op } => {
+                let mut nodes = response.nodes.clone();
+                nodes.extend(response.nodes6.iter().copied());
+                let outcome = Outcome::Samples {
+                    from,
+                    samples: response.samples.clone().unwrap_or_default(),
+                    num: response.num.unwrap_or(0),
+                    interval: response.interval.unwrap_or(0),
+                    nodes,
+                };
+                self.finish(op, outcome);
+            }
+            Purpose::Announce { op } => {
+                if let Some(operation) = self.operations.get_mut(&op) {
+                    operation.awaiting -= 1;
+                    if let Kind::Announce { stored_at, .. } = &mut operation.kind {
+                        stored_at.push((response.id, from));
+                    }
+                }
+            }
+            Purpose::Router { op } => {
+                if let Some(operation) = self.operations.get_mut(&op) {
+                    operation.awaiting -= 1;
+                    Self::feed_lookups(operation, &response);
+                }
+            }
+            Purpose::Lookup { op, family } => {
+                let Some(operation) = self.operations.get_mut(&op) else { return };
+                let own = self.config.node_id;
+                if let Some(fl) = operation.lookups.iter_mut().find(|l| l.family == family) {
+                    let closer = if family == Family::V4 { &response.nodes } else { &response.nodes6 };
+                    fl.lookup.on_success(&response.id, closer.iter().copied().filter(|(id, _)| *id != own));
+                    if let Some(token) = &response.token {
+                        if fl.tokens.len() < 64 {
+                            fl.tokens.insert(response.id, token.clone());
+                        }
+                    }
+                }
+                // Nodes of the other family feed the sibling lookup.
+                let other = if family == Family::V4 { &response.nodes6 } else { &response.nodes };
+                if let Some(fl) = operation.lookups.iter_mut().find(|l| l.family != family) {
+                    fl.lookup.add_candidates(other.iter().copied().filter(|(id, _)| *id != own));
+                }
+                if !response.values.is_empty() {
+                    let seen = match &mut operation.kind {
+                        Kind::GetPeers { seen } | Kind::Announce { seen, .. } => Some(seen),
+                        _ => None,
+                    };
+                    if let Some(seen) = seen {
+                        let fresh: Vec<SocketAddr> =
+                            response.values.iter().copied().filter(|p| seen.len() < 100_000 && seen.insert(*p)).collect();
+                        if !fresh.is_empty() {
+                            self.events.push_back(Event::Peers { query: op, from: (response.id, from), peers: fresh });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn feed_lookups(operation: &mut Operation, response: &Response) {
+        for fl in &mut operation.lookups {
+            let nodes = if fl.family == Family::V4 { &response.nodes } else { &response.nodes6 };
+            fl.lookup.add_candidates(nodes.iter().copied());
+        }
+    }
+
+    fn handle_error(&mut self, now: Timestamp, from: SocketAddr, tx: &[u8], code: i64, message: String) {
+        let Some(request) = self.take_request(from, tx) else {
+            self.counters.dropped += 1;
+            return;
+        };
+        self.request_failed(now, request, QueryError::Remote { code, message });
+    }
+
+    fn request_failed(&mut self, _now: Timestamp, request: PendingRequest, error: QueryError) {
+        match request.purpose {
+            Purpose::Verify => {}
+            Purpose::Ping { op } | Purpose::Samples { op } => self.finish(op, Outcome::Failed(error)),
+            Purpose::Announce { op } | Purpose::Router { op } => {
+                if let Some(operation) = self.operations.get_mut(&op) {
+                    operation.awaiting -= 1;
+                }
+            }
+            Purpose::Lookup { op, family } => {
+                // Timeouts are the lookup's own business (it retries); errors fail the node.
+                if let (QueryError::Remote { .. }, Some(operation)) = (&error, self.operations.get_mut(&op)) {
+                    if let (Some(fl), Some(id)) = (operation.lookups.iter_mut().find(|l| l.family == family), request.node_id) {
+                        fl.lookup.on_failure(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, op: QueryId, outcome: Outcome) {
+        if let Some(operation) = self.operations.remove(&op) {
+            if !matches!(operation.kind, Kind::Refresh) {
+                self.events.push_back(Event::Finished { query: op, outcome });
+            }
+        }
+    }
+
+    /// Steps every lookup: sends what they ask for, and finishes operations that are done.
+    fn drive(&mut self, now: Timestamp) {
+        let ids: Vec<QueryId> = self.operations.keys().copied().collect();
+        for op in ids {
+            self.drive_operation(now, op);
+        }
+    }
+
+    fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
+        let mut sends = Vec::new();
+        {
+            let Some(operation) = self.operations.get_mut(&op) else { return };
+            for fl in &mut operation.lookups {
+                // A bootstrap lookup with no seeds waits for the routers to name some nodes.
+                if operation.awaiting > 0 && fl.lookup.candidates().next().is_none() {
+                    continue;
+                }
+                loop {
+                    match fl.lookup.next(now) {
+                        LookupAction::Send { id, addr } => sends.push((fl.family, id, addr)),
+                        LookupAction::Wait | LookupAction::Finished => break,
+                    }
+                }
+            }
+        }
+        for (family, id, addr) in sends {
+            let query = self.operations[&op].query.clone();
+            if let Err(e) = self.send_request(now, addr, Some(id), query, Purpose::Lookup { op, family }) {
+                let _ = e;
+                if let Some(fl) = self.operations.get_mut(&op).and_then(|o| o.lookups.iter_mut().find(|l| l.family == family)) {
+                    fl.lookup.on_failure(&id);
+                }
+            }
+        }
+        let Some(operation) = self.operations.get(&op) else { return };
+        let lookups_done = operation.lookups.iter().all(|l| l.lookup.is_finished());
+        if !lookups_done || operation.awaiting > 0 {
+            return;
+        }
+        // Announce: once the lookups are over, store our peer at the closest nodes.
+        if let Kind::Announce { port, announcing: false, .. } = operation.kind {
+            let info_hash = match operation.query {
+                Query::GetPeers { info_hash, .. } => info_hash,
+                _ => unreachable!("announce operations look up with get_peers"),
+            };
+            let mut targets = Vec::new();
+            for fl in &operation.lookups {
+                for (id, addr) in fl.lookup.closest_succeeded() {
+                    if let Some(token) = fl.tokens.get(&id) {
+                        targets.push((id, addr, token.clone()));
+                    }
+                }
+            }
+            if let Some(Operation { kind: Kind::Announce { announcing, .. }, .. }) = self.operations.get_mut(&op) {
+                *announcing = true;
+            }
+            let mut sent = 0;
+            for (id, addr, token) in targets {
+                let query = Query::AnnouncePeer { info_hash, port: port.unwrap_or(0), implied_port: port.is_none(), token, seed: None };
+                if self.send_request(now, addr, Some(id), query, Purpose::Announce { op }).is_ok() {
+                    sent += 1;
+                }
+            }
+            if sent > 0 {
+                self.operations.get_mut(&op).expect("present").awaiting += sent;
+                return;
+            }
+        }
+        let operation = &self.operations[&op];
+        let mut stats = LookupStats::default();
+        let mut nodes = Vec::new();
+        for fl in &operation.lookups {
+            let s = fl.lookup.stats();
+            stats.requests += s.requests;
+            stats.successes += s.successes;
+            stats.failures += s.failures;
+            nodes.extend(fl.lookup.closest_succeeded());
+        }
+        let target = operation.lookups.first().map(|l| l.lookup.target());
+        if let Some(target) = target {
+            nodes.sort_by_key(|(id, _)| id.distance(&target));
+        }
+        let outcome = match &operation.kind {
+            Kind::Announce { stored_at, .. } => Outcome::Announced { stored_at: stored_at.clone(), stats },
+            _ if nodes.is_empty() && stats.requests == 0 && !matches!(operation.kind, Kind::Refresh) => Outcome::Failed(QueryError::NoContacts),
+            _ => Outcome::Closest { nodes, stats },
+        };
+        self.finish(op, outcome);
+    }
+
+    /// Known good and questionable contacts of both families, for saving state.
+    pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr))).collect()
+    }
+
+    /// Whether an address family has a routing table on this node.
+    pub fn has_family(&self, ip: IpAddr) -> bool {
+        self.tables[if ip.is_ipv4() { 0 } else { 1 }].is_some()
+    }
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs the third-party DHT nodes used by the interop tests, inside interop/ only.
+# Idempotent: re-running skips steps already done.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$HERE"
+
+LT_VER=2.1.1
+ODHT_VER=4.4.2
+
+# --- Python venv with libtorrent + opendht (cp311 wheels) ---
+PY="${INTEROP_PYTHON:-}"
+if [ -z "$PY" ]; then
+  for c in python3.11 python3; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(0 if sys.version_info[:2]==(3,11) else 1)' 2>/dev/null; then
+      PY="$c"; break
+    fi
+  done
+fi
+[ -n "$PY" ] || { echo "install.sh: need python3.11 (the libtorrent/opendht wheels are cp311)" >&2; exit 1; }
+
+VPY="$HERE/.venv/bin/python"
+if [ ! -x "$VPY" ]; then
+  echo "install.sh: creating venv with $PY" >&2
+  "$PY" -m venv "$HERE/.venv"
+fi
+if "$VPY" - "$LT_VER" "$ODHT_VER" <<'PYEOF' 2>/dev/null
+import sys
+from importlib.metadata import version
+ok = version("libtorrent") == sys.argv[1] and version("opendht") == sys.argv[2]
+import libtorrent, opendht  # noqa: F401  (make sure they import)
+sys.exit(0 if ok else 1)
+PYEOF
+then
+  echo "install.sh: python packages already installed" >&2
+else
+  echo "install.sh: pip installing libtorrent==$LT_VER opendht==$ODHT_VER" >&2
+  "$VPY" -m pip install --quiet --disable-pip-version-check \
+    "libtorrent==$LT_VER" "opendht==$ODHT_VER"
+  "$VPY" -c 'import libtorrent, opendht; print("libtorrent", libtorrent.__version__)' >&2
+fi
+
+# --- npm: bittorrent-dht + ed25519-supercop ---
+cd "$HERE/js"
+need_npm=1
+if [ -d node_modules ] && [ -f node_modules/.package-lock.json ]; then
+  if node -e '
+    const v = (n) => require("./node_modules/" + n + "/package.json").version;
+    require("ed25519-supercop");
+    process.exit(v("bittorrent-dht") === "11.0.12" && v("ed25519-supercop") === "2.0.1" ? 0 : 1);' 2>/dev/null; then
+    need_npm=0
+  fi
+fi
+if [ "$need_npm" = 1 ]; then
+  echo "install.sh: npm install in interop/js" >&2
+  if [ -f package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error >&2
+  else
+    npm install --no-audit --no-fund --loglevel=error >&2
+  fi
+else
+  echo "install.sh: node modules already installed" >&2
+fi
+echo "install.sh: done" >&2
