@@ -1,0 +1,235 @@
+//! Configuring and starting a node.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kadmos_proto::kad::LookupConfig;
+use kadmos_proto::mainline::{Config, Families, Node};
+use kadmos_proto::{NodeId, Timestamp};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+use crate::dht::Dht;
+use crate::driver::Driver;
+use crate::error::{Error, Result};
+use crate::ports::PortSpec;
+use crate::state::SavedState;
+
+/// The public routers a node bootstraps from by default.
+pub const DEFAULT_BOOTSTRAP: &[&str] = &[
+    "router.bittorrent.com:6881",
+    "dht.transmissionbt.com:6881",
+    "dht.libtorrent.org:25401",
+    "router.utorrent.com:6881",
+];
+
+/// Builds a [`Dht`]. Defaults: bind `0.0.0.0` and `[::]` (IPv6 skipped if unavailable),
+/// any free port, a random node ID, the public bootstrap routers, read-write mode.
+#[derive(Clone, Debug)]
+pub struct DhtBuilder {
+    bind: Vec<IpAddr>,
+    bind_explicit: bool,
+    ports: PortSpec,
+    node_id: Option<NodeId>,
+    state: Option<SavedState>,
+    bootstrap: Vec<String>,
+    read_only: bool,
+    lookup: LookupConfig,
+    seed: Option<u64>,
+}
+
+impl Default for DhtBuilder {
+    fn default() -> Self {
+        DhtBuilder {
+            bind: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
+            bind_explicit: false,
+            ports: PortSpec::any(),
+            node_id: None,
+            state: None,
+            bootstrap: DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect(),
+            read_only: false,
+            lookup: LookupConfig::default(),
+            seed: None,
+        }
+    }
+}
+
+impl DhtBuilder {
+    /// Binds this address (call once per address; IPv4 and IPv6 may be mixed). Replaces the
+    /// default of all interfaces.
+    pub fn bind(mut self, ip: IpAddr) -> Self {
+        if !self.bind_explicit {
+            self.bind.clear();
+            self.bind_explicit = true;
+        }
+        if !self.bind.contains(&ip) {
+            self.bind.push(ip);
+        }
+        self
+    }
+
+    /// Ports to try in turn (0 is the last resort). Default: any free port.
+    pub fn ports(mut self, ports: PortSpec) -> Self {
+        self.ports = ports;
+        self
+    }
+
+    pub fn port(self, port: u16) -> Self {
+        self.ports(PortSpec::single(port))
+    }
+
+    /// Uses this node ID (overrides the one in a restored state).
+    pub fn node_id(mut self, id: NodeId) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// Restores a saved state: the node ID and the contacts to rejoin through. A restored
+    /// node joins through its contacts first and uses the bootstrap routers only if none of
+    /// them answers.
+    pub fn state(mut self, state: SavedState) -> Self {
+        self.state = Some(state);
+        self
+    }
+
+    /// Replaces the bootstrap list (`host:port` strings).
+    pub fn bootstrap<S: ToString>(mut self, routers: impl IntoIterator<Item = S>) -> Self {
+        self.bootstrap = routers.into_iter().map(|s| s.to_string()).collect();
+        self
+    }
+
+    /// Bootstraps from nobody: the first node of a new network, or one that others join.
+    pub fn no_bootstrap(mut self) -> Self {
+        self.bootstrap.clear();
+        self
+    }
+
+    /// BEP 43 read-only mode: the node queries but never answers.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Lookup parallelism, width, timeout and retries.
+    pub fn lookup_config(mut self, lookup: LookupConfig) -> Self {
+        self.lookup = lookup;
+        self
+    }
+
+    /// Seed of the node's random generator (default: from the OS), for reproducible runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Binds the sockets, starts the node on the current tokio runtime and begins joining
+    /// the network in the background (see [`Dht::bootstrapped`]).
+    pub async fn build(self) -> Result<Dht> {
+        let sockets = self.bind_sockets()?;
+        let local_addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let families = Families { v4: local_addrs.iter().any(SocketAddr::is_ipv4), v6: local_addrs.iter().any(SocketAddr::is_ipv6) };
+
+        let restored_id = match &self.state {
+            Some(state) => Some(state.node_id()?),
+            None => None,
+        };
+        let node_id = self.node_id.or(restored_id).unwrap_or_else(|| NodeId::random(&mut rand::thread_rng()));
+        let contacts = self.state.as_ref().map(SavedState::contacts).unwrap_or_default();
+        let routers = resolve(&self.bootstrap, families).await;
+
+        let mut config = Config::new(node_id, self.seed.unwrap_or_else(rand::random));
+        config.families = families;
+        config.read_only = self.read_only;
+        config.lookup = self.lookup;
+        let start = tokio::time::Instant::now();
+        let node = Node::new(config, Timestamp::ZERO);
+
+        let (command_tx, command_rx) = mpsc::channel(256);
+        let (boot_tx, boot_rx) = watch::channel(false);
+        let mut driver = Driver::new(node, sockets, command_rx, start, boot_tx);
+        driver.start_bootstrap(routers, contacts);
+        tokio::spawn(driver.run());
+        tracing::info!(%node_id, ?local_addrs, "node started");
+        Ok(Dht { commands: command_tx, bootstrapped: boot_rx, local_addrs, node_id })
+    }
+
+    fn bind_sockets(&self) -> Result<Vec<Arc<UdpSocket>>> {
+        if self.bind.is_empty() {
+            return Err(Error::NoBindAddress);
+        }
+        let mut last_error = None;
+        for port in self.ports.candidates() {
+            let mut sockets = Vec::new();
+            let mut failed = false;
+            for ip in &self.bind {
+                let attempt = match (port, sockets.first()) {
+                    // With port 0, prefer the port the first socket got so both families share it.
+                    (0, Some(first)) => {
+                        bind_udp(SocketAddr::new(*ip, bound_port(first))).or_else(|_| bind_udp(SocketAddr::new(*ip, 0)))
+                    }
+                    _ => bind_udp(SocketAddr::new(*ip, port)),
+                };
+                match attempt {
+                    Ok(socket) => sockets.push(socket),
+                    Err(e) if ip.is_ipv6() && !self.bind_explicit => {
+                        tracing::debug!("IPv6 not available ({e}); running IPv4 only");
+                    }
+                    Err(e) => {
+                        last_error = Some(Error::Bind { addr: SocketAddr::new(*ip, port), source: e });
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if !failed && !sockets.is_empty() {
+                return Ok(sockets.into_iter().map(Arc::new).collect());
+            }
+        }
+        Err(last_error.unwrap_or(Error::NoBindAddress))
+    }
+}
+
+fn bound_port(socket: &UdpSocket) -> u16 {
+    socket.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+/// Binds a non-blocking UDP socket; IPv6 sockets are IPv6-only so that an IPv4 socket can
+/// share the port.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    // Larger buffers ride out bursts (a busy node receives thousands of datagrams a second).
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Resolves `host:port` strings to addresses of the families we have sockets for. Names that
+/// do not resolve within 5 s are skipped with a warning.
+async fn resolve(routers: &[String], families: Families) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for router in routers {
+        let found = match router.parse::<SocketAddr>() {
+            Ok(addr) => vec![addr],
+            Err(_) => match tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host(router.as_str())).await {
+                Ok(Ok(addrs)) => addrs.collect(),
+                Ok(Err(e)) => {
+                    tracing::warn!("cannot resolve bootstrap node {router}: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!("resolving bootstrap node {router} timed out");
+                    continue;
+                }
+            },
+        };
+        out.extend(found.into_iter().filter(|a| if a.is_ipv4() { families.v4 } else { families.v6 }));
+    }
+    out
+}

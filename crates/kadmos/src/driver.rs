@@ -1,0 +1,326 @@
+//! The task that owns a node's sockets and its sans-IO [`Node`], and moves bytes, time and
+//! commands between them.
+//!
+//! One task per node, no locks: the API handle talks to it over a channel. After every input
+//! (a datagram, a timer, a command) the task drains the node's transmits and events, then
+//! sleeps until the next datagram, command or the node's next deadline.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kadmos_proto::kad::{ContactStatus, RoutingTable};
+use kadmos_proto::mainline::{Event, Family, Node, Outcome, QueryError, QueryId};
+use kadmos_proto::{InfoHash, NodeId, Timestamp};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::state::{SavedContact, SavedState};
+use crate::types::*;
+
+/// Requests from the API handle.
+pub(crate) enum Command {
+    Ping(SocketAddr, oneshot::Sender<Result<NodeInfo, QueryError>>),
+    FindNode(NodeId, oneshot::Sender<Result<Vec<NodeInfo>, QueryError>>),
+    GetPeers(InfoHash, mpsc::UnboundedSender<PeerBatch>),
+    Announce(InfoHash, Option<u16>, oneshot::Sender<Result<AnnounceResult, QueryError>>),
+    Samples(SocketAddr, NodeId, oneshot::Sender<Result<Samples, QueryError>>),
+    Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>),
+    RoutingTable(oneshot::Sender<RoutingTableDump>),
+    Info(oneshot::Sender<Info>),
+    SaveState(oneshot::Sender<SavedState>),
+    Shutdown(oneshot::Sender<SavedState>),
+}
+
+enum Waiter {
+    Ping(oneshot::Sender<Result<NodeInfo, QueryError>>),
+    FindNode(oneshot::Sender<Result<Vec<NodeInfo>, QueryError>>),
+    GetPeers(mpsc::UnboundedSender<PeerBatch>),
+    Announce(oneshot::Sender<Result<AnnounceResult, QueryError>>),
+    Samples(oneshot::Sender<Result<Samples, QueryError>>),
+    /// Initial join: when it ends the bootstrapped flag is raised. `fallback` routers are
+    /// tried if joining through saved contacts left the table empty.
+    Bootstrap { fallback: Vec<SocketAddr> },
+}
+
+pub(crate) struct Driver {
+    pub node: Node,
+    pub sockets: Vec<Arc<UdpSocket>>,
+    pub commands: mpsc::Receiver<Command>,
+    pub start: Instant,
+    pub bootstrapped: watch::Sender<bool>,
+    waiters: HashMap<QueryId, Waiter>,
+    /// The IPv4 and IPv6 sockets, looked up per datagram sent.
+    by_family: [Option<Arc<UdpSocket>>; 2],
+}
+
+impl Driver {
+    pub fn new(node: Node, sockets: Vec<Arc<UdpSocket>>, commands: mpsc::Receiver<Command>, start: Instant, bootstrapped: watch::Sender<bool>) -> Self {
+        let find = |v4: bool| sockets.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4)).cloned();
+        let by_family = [find(true), find(false)];
+        Driver { node, sockets, commands, start, bootstrapped, waiters: HashMap::new(), by_family }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_duration(self.start.elapsed())
+    }
+
+    fn instant(&self, at: Timestamp) -> Instant {
+        self.start + at.as_duration()
+    }
+
+    /// Starts the initial join; see [`Waiter::Bootstrap`].
+    pub fn start_bootstrap(&mut self, routers: Vec<SocketAddr>, contacts: Vec<(NodeId, SocketAddr)>) {
+        let now = self.now();
+        let (first, fallback) = if contacts.is_empty() { (routers, Vec::new()) } else { (Vec::new(), routers) };
+        if first.is_empty() && contacts.is_empty() {
+            let _ = self.bootstrapped.send(true);
+            return;
+        }
+        let query = self.node.bootstrap(now, &first, &contacts);
+        self.waiters.insert(query, Waiter::Bootstrap { fallback });
+    }
+
+    pub async fn run(mut self) {
+        let mut buf = vec![0u8; 65536];
+        let sock0 = self.sockets.first().cloned();
+        let sock1 = self.sockets.get(1).cloned();
+        self.flush().await;
+        loop {
+            let deadline = self.node.poll_timeout().map(|t| self.instant(t));
+            let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None => break,
+                    Some(Command::Shutdown(reply)) => {
+                        let _ = reply.send(self.saved_state());
+                        break;
+                    }
+                    Some(command) => self.handle_command(command),
+                },
+                ready = readable(sock0.as_deref()) => if ready.is_ok() { self.drain(0, &mut buf) },
+                ready = readable(sock1.as_deref()) => if ready.is_ok() { self.drain(1, &mut buf) },
+                () = sleep => {
+                    let now = self.now();
+                    self.node.handle_timeout(now);
+                }
+            }
+            self.flush().await;
+        }
+    }
+
+    /// Feeds the node every datagram already queued on a socket (bounded, so that a flood on
+    /// one socket cannot starve timers and commands).
+    fn drain(&mut self, index: usize, buf: &mut [u8]) {
+        let now = self.now();
+        let socket = self.sockets[index].clone();
+        for _ in 0..256 {
+            match socket.try_recv_from(buf) {
+                Ok((len, from)) => self.node.handle_datagram(now, from, &buf[..len]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP errors (port unreachable) surface here on Linux; they are not fatal.
+                    tracing::trace!("receive error: {e}");
+                }
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.node.poll_transmit() {
+            let family = if transmit.to.is_ipv4() { 0 } else { 1 };
+            let Some(socket) = self.by_family[family].as_ref() else { continue };
+            match socket.try_send_to(&transmit.payload, transmit.to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let _ = socket.send_to(&transmit.payload, transmit.to).await;
+                }
+                Err(e) => tracing::debug!("send to {} failed: {e}", transmit.to),
+            }
+        }
+        while let Some(event) = self.node.poll_event() {
+            self.handle_event(event);
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        let now = self.now();
+        match command {
+            Command::Ping(addr, reply) => {
+                let q = self.node.ping(now, addr);
+                self.waiters.insert(q, Waiter::Ping(reply));
+            }
+            Command::FindNode(target, reply) => {
+                let q = self.node.find_node(now, target);
+                self.waiters.insert(q, Waiter::FindNode(reply));
+            }
+            Command::GetPeers(info_hash, batches) => {
+                let q = self.node.get_peers(now, info_hash);
+                self.waiters.insert(q, Waiter::GetPeers(batches));
+            }
+            Command::Announce(info_hash, port, reply) => {
+                let q = self.node.announce_peer(now, info_hash, port);
+                self.waiters.insert(q, Waiter::Announce(reply));
+            }
+            Command::Samples(addr, target, reply) => {
+                let q = self.node.sample_infohashes(now, addr, target);
+                self.waiters.insert(q, Waiter::Samples(reply));
+            }
+            Command::Bootstrap(routers, contacts) => self.start_bootstrap(routers, contacts),
+            Command::RoutingTable(reply) => {
+                let _ = reply.send(self.routing_table_dump());
+            }
+            Command::Info(reply) => {
+                let _ = reply.send(self.info());
+            }
+            Command::SaveState(reply) => {
+                let _ = reply.send(self.saved_state());
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+        // Commands can complete at once (an empty table, say): deliver those events now.
+        while let Some(event) = self.node.poll_event() {
+            self.handle_event(event);
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Peers { query, from, peers } => {
+                if let Some(Waiter::GetPeers(batches)) = self.waiters.get(&query) {
+                    if batches.send(PeerBatch { from: from.into(), peers }).is_err() {
+                        // The stream was dropped: stop the lookup.
+                        self.waiters.remove(&query);
+                        self.node.cancel(query);
+                    }
+                }
+            }
+            Event::Finished { query, outcome } => {
+                let Some(waiter) = self.waiters.remove(&query) else { return };
+                match (waiter, outcome) {
+                    (Waiter::Ping(reply), Outcome::Pong { id, addr }) => {
+                        let _ = reply.send(Ok(NodeInfo { id, addr }));
+                    }
+                    (Waiter::FindNode(reply), Outcome::Closest { nodes, .. }) => {
+                        let _ = reply.send(Ok(nodes.into_iter().map(NodeInfo::from).collect()));
+                    }
+                    (Waiter::Announce(reply), Outcome::Announced { stored_at, stats }) => {
+                        let _ = reply.send(Ok(AnnounceResult {
+                            stored_at: stored_at.into_iter().map(NodeInfo::from).collect(),
+                            lookup_requests: stats.requests,
+                        }));
+                    }
+                    (Waiter::Samples(reply), Outcome::Samples { from, samples, num, interval, nodes }) => {
+                        let _ = reply.send(Ok(Samples { from, samples, num, interval, nodes: nodes.into_iter().map(NodeInfo::from).collect() }));
+                    }
+                    (Waiter::GetPeers(_), _) => {} // dropping the sender ends the stream
+                    (Waiter::Bootstrap { fallback }, _) => {
+                        let empty = Family::ALL.iter().all(|f| self.node.routing_table(*f).is_none_or(RoutingTable::is_empty));
+                        if empty && !fallback.is_empty() {
+                            tracing::info!("saved contacts did not answer; bootstrapping from routers");
+                            self.start_bootstrap(fallback, Vec::new());
+                        } else {
+                            let _ = self.bootstrapped.send(true);
+                        }
+                    }
+                    (Waiter::Ping(reply), Outcome::Failed(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (Waiter::FindNode(reply), Outcome::Failed(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (Waiter::Announce(reply), Outcome::Failed(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (Waiter::Samples(reply), Outcome::Failed(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (_, other) => tracing::warn!("unexpected outcome {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn family_dump(&self, family: Family, now: Timestamp) -> Option<FamilyTable> {
+        let table = self.node.routing_table(family)?;
+        let config = table.config();
+        let buckets = table
+            .buckets()
+            .iter()
+            .enumerate()
+            .map(|(index, bucket)| BucketDump {
+                prefix_len: index,
+                contacts: bucket
+                    .contacts()
+                    .iter()
+                    .map(|c| ContactDump {
+                        id: c.id,
+                        addr: c.addr,
+                        status: match c.status(now, config) {
+                            ContactStatus::Good => "good",
+                            ContactStatus::Questionable => "questionable",
+                            ContactStatus::Bad => "bad",
+                        },
+                        last_response_secs_ago: c.last_response.map(|t| now.saturating_since(t).as_secs()),
+                        failures: c.failures,
+                    })
+                    .collect(),
+                replacements: bucket.replacements().len(),
+                last_changed_secs_ago: now.saturating_since(bucket.last_changed()).as_secs(),
+            })
+            .collect();
+        Some(FamilyTable { family: if family == Family::V4 { "ipv4" } else { "ipv6" }, size: table.len(), buckets })
+    }
+
+    fn routing_table_dump(&self) -> RoutingTableDump {
+        let now = self.now();
+        RoutingTableDump { node_id: self.node.id(), ipv4: self.family_dump(Family::V4, now), ipv6: self.family_dump(Family::V6, now) }
+    }
+
+    fn info(&self) -> Info {
+        let c = self.node.counters();
+        Info {
+            node_id: self.node.id(),
+            local_addrs: self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            external_addr: self.node.external_addr(),
+            read_only: self.node.config().read_only,
+            routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
+            routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
+            stored_infohashes: self.node.peer_store().infohash_count(),
+            stored_peers: self.node.peer_store().peer_count(),
+            running_operations: self.node.running_operations(),
+            uptime_secs: self.start.elapsed().as_secs(),
+            traffic: Traffic {
+                datagrams_received: c.datagrams_received,
+                bytes_received: c.bytes_received,
+                datagrams_sent: c.datagrams_sent,
+                bytes_sent: c.bytes_sent,
+                queries_received: c.queries_received,
+                responses_received: c.responses_received,
+                errors_received: c.errors_received,
+                errors_sent: c.errors_sent,
+                dropped: c.dropped,
+                requests_sent: c.requests_sent,
+                requests_timed_out: c.requests_timed_out,
+            },
+        }
+    }
+
+    fn saved_state(&self) -> SavedState {
+        SavedState {
+            node_id: self.node.id().to_string(),
+            contacts: self.node.contacts().into_iter().map(|(id, addr)| SavedContact { id: id.to_string(), addr }).collect(),
+        }
+    }
+}
+
+/// Waits until an optional socket is readable; a missing socket never is.
+async fn readable(socket: Option<&UdpSocket>) -> io::Result<()> {
+    match socket {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,130 @@
+//! Plain data the API returns: what a lookup found, the routing table, node info.
+//! All of it serialises to JSON with stable field names (the CLI's `--json` output).
+
+use std::net::SocketAddr;
+
+use kadmos_proto::NodeId;
+use serde::{Serialize, Serializer};
+
+fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
+/// A node of the DHT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct NodeInfo {
+    #[serde(serialize_with = "hex_id")]
+    pub id: NodeId,
+    pub addr: SocketAddr,
+}
+
+impl From<(NodeId, SocketAddr)> for NodeInfo {
+    fn from((id, addr): (NodeId, SocketAddr)) -> Self {
+        NodeInfo { id, addr }
+    }
+}
+
+/// Peers one node returned during a `get_peers` lookup (each peer reported once per lookup).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PeerBatch {
+    pub from: NodeInfo,
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Result of an announce.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AnnounceResult {
+    /// Nodes that accepted our announce.
+    pub stored_at: Vec<NodeInfo>,
+    /// Queries sent during the lookup that preceded the announce.
+    pub lookup_requests: u32,
+}
+
+/// BEP 51 answer of one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Samples {
+    pub from: SocketAddr,
+    #[serde(serialize_with = "hex_ids")]
+    pub samples: Vec<NodeId>,
+    pub num: i64,
+    pub interval: i64,
+    pub nodes: Vec<NodeInfo>,
+}
+
+fn hex_ids<S: Serializer>(ids: &[NodeId], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.iter().map(|i| i.to_string()))
+}
+
+/// One contact of the routing table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ContactDump {
+    #[serde(serialize_with = "hex_id")]
+    pub id: NodeId,
+    pub addr: SocketAddr,
+    /// `good`, `questionable` or `bad` (BEP 5).
+    pub status: &'static str,
+    /// Seconds since it last answered us, if it ever did.
+    pub last_response_secs_ago: Option<u64>,
+    pub failures: u8,
+}
+
+/// One bucket: contacts sharing `prefix_len` leading bits with our ID (the last bucket:
+/// at least that many).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BucketDump {
+    pub prefix_len: usize,
+    pub contacts: Vec<ContactDump>,
+    pub replacements: usize,
+    pub last_changed_secs_ago: u64,
+}
+
+/// The routing table of one address family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FamilyTable {
+    pub family: &'static str,
+    pub size: usize,
+    pub buckets: Vec<BucketDump>,
+}
+
+/// Both routing tables (a family without a socket is absent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoutingTableDump {
+    #[serde(serialize_with = "hex_id")]
+    pub node_id: NodeId,
+    pub ipv4: Option<FamilyTable>,
+    pub ipv6: Option<FamilyTable>,
+}
+
+/// Traffic counters since the node started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    pub datagrams_received: u64,
+    pub bytes_received: u64,
+    pub datagrams_sent: u64,
+    pub bytes_sent: u64,
+    pub queries_received: u64,
+    pub responses_received: u64,
+    pub errors_received: u64,
+    pub errors_sent: u64,
+    pub dropped: u64,
+    pub requests_sent: u64,
+    pub requests_timed_out: u64,
+}
+
+/// A snapshot of a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Info {
+    #[serde(serialize_with = "hex_id")]
+    pub node_id: NodeId,
+    pub local_addrs: Vec<SocketAddr>,
+    /// Our address as other nodes report it (BEP 42 `ip`).
+    pub external_addr: Option<SocketAddr>,
+    pub read_only: bool,
+    pub routing_table_ipv4: Option<usize>,
+    pub routing_table_ipv6: Option<usize>,
+    pub stored_infohashes: usize,
+    pub stored_peers: usize,
+    pub running_operations: usize,
+    pub uptime_secs: u64,
+    pub traffic: Traffic,
+}

@@ -1,0 +1,111 @@
+//! A network of real kadmos nodes on 127.0.0.1 (UDP, port 0), driven through the public API.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use kadmos::{Dht, InfoHash, Testnet};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f).await.unwrap_or_else(|_| panic!("{what} took over 60 s"))
+}
+
+/// In a 30-node network, a peer announced through one node is found by `get_peers` from
+/// another, streamed as a batch from a node that stores it; find_node returns the k closest
+/// nodes that answered, closest first; and routing tables fill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_nodes_announce_and_find_peers() {
+    let net = bounded("testnet", Testnet::new(30)).await.unwrap();
+    let info_hash: InfoHash = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+
+    let announced = bounded("announce", net.nodes[3].announce_peer(info_hash, Some(40_000))).await.unwrap();
+    assert!(announced.stored_at.len() >= 4, "stored at only {:?}", announced.stored_at);
+
+    let mut stream = net.nodes[17].get_peers(info_hash).await.unwrap();
+    let batch = bounded("first batch", stream.next()).await.expect("a batch of peers");
+    assert_eq!(batch.peers, vec!["127.0.0.1:40000".parse().unwrap()]);
+    assert!(announced.stored_at.iter().any(|n| n.addr == batch.from.addr), "batch from a node that stored it");
+    while bounded("rest of the lookup", stream.next()).await.is_some() {}
+
+    // An implied-port announce stores the announcer's UDP source port.
+    let other: InfoHash = "1123456789abcdef0123456789abcdef01234567".parse().unwrap();
+    bounded("implied announce", net.nodes[5].announce_peer(other, None)).await.unwrap();
+    let peers = bounded("get implied", async { net.nodes[20].get_peers(other).await.unwrap().collect_peers().await }).await;
+    assert_eq!(peers, vec![net.nodes[5].local_addr_v4().unwrap()]);
+
+    let target = net.nodes[9].node_id();
+    let closest = bounded("find_node", net.nodes[0].find_node(target)).await.unwrap();
+    assert_eq!(closest.len(), 8);
+    assert_eq!(closest[0].id, target, "the node itself is the closest to its own ID");
+    for pair in closest.windows(2) {
+        assert!(pair[0].id.distance(&target) < pair[1].id.distance(&target));
+    }
+    let table = net.nodes[12].routing_table().await.unwrap();
+    let v4 = table.ipv4.unwrap();
+    assert!(v4.size >= 10, "routing table holds {} contacts", v4.size);
+    assert!(table.ipv6.is_none());
+    net.shutdown().await;
+}
+
+/// A node stopped and restarted from its saved state keeps its node ID and rejoins through its
+/// saved contacts with no bootstrap routers at all, then finds peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_node_rejoins_without_routers() {
+    let net = bounded("testnet", Testnet::new(12)).await.unwrap();
+    let node = Dht::builder().bind(LOOPBACK).bootstrap(net.bootstrap_addrs().into_iter().take(1).map(|a| a.to_string())).build().await.unwrap();
+    bounded("bootstrap", node.bootstrapped()).await.unwrap();
+    let id = node.node_id();
+    let state = node.shutdown().await.unwrap();
+    assert!(state.contacts.len() >= 5, "saved {} contacts", state.contacts.len());
+
+    let info_hash: InfoHash = "2123456789abcdef0123456789abcdef01234567".parse().unwrap();
+    bounded("announce", net.nodes[4].announce_peer(info_hash, Some(41_000))).await.unwrap();
+
+    let restored = Dht::builder().bind(LOOPBACK).no_bootstrap().state(state).build().await.unwrap();
+    assert_eq!(restored.node_id(), id);
+    bounded("rejoin", restored.bootstrapped()).await.unwrap();
+    let info = restored.info().await.unwrap();
+    assert!(info.routing_table_ipv4.unwrap() >= 5, "rejoined with {:?} contacts", info.routing_table_ipv4);
+    let peers = bounded("get_peers", async { restored.get_peers(info_hash).await.unwrap().collect_peers().await }).await;
+    assert_eq!(peers, vec!["127.0.0.1:41000".parse().unwrap()]);
+    restored.shutdown().await.unwrap();
+    net.shutdown().await;
+}
+
+/// Pinging answers with the node's ID; pinging a closed port fails with a timeout error
+/// instead of hanging; a lookup on a node with no contacts fails with a clear error.
+#[tokio::test]
+async fn ping_and_clear_errors() {
+    let a = Dht::builder().bind(LOOPBACK).no_bootstrap().build().await.unwrap();
+    let b = Dht::builder().bind(LOOPBACK).no_bootstrap().build().await.unwrap();
+    let pong = a.ping(b.local_addr_v4().unwrap()).await.unwrap();
+    assert_eq!(pong.id, b.node_id());
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap();
+    drop(closed);
+    let err = bounded("dead ping", a.ping(dead)).await.unwrap_err();
+    assert!(err.to_string().contains("no answer"), "{err}");
+    let lonely = Dht::builder().bind(LOOPBACK).no_bootstrap().build().await.unwrap();
+    let err = lonely.find_node(b.node_id()).await.unwrap_err();
+    assert!(err.to_string().contains("routing table is empty"), "{err}");
+    let err = a.ping("[::1]:5".parse().unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("address family"), "{err}");
+}
+
+/// The blocking wrapper works without an async runtime in the caller.
+#[test]
+fn blocking_wrapper() {
+    let a = kadmos::blocking::Dht::start(Dht::builder().bind(LOOPBACK).no_bootstrap()).unwrap();
+    let addr = a.local_addrs()[0];
+    let b = kadmos::blocking::Dht::start(Dht::builder().bind(LOOPBACK).bootstrap([addr.to_string()])).unwrap();
+    b.bootstrapped().unwrap();
+    assert_eq!(b.ping(addr).unwrap().id, a.node_id());
+    let info_hash: InfoHash = "3123456789abcdef0123456789abcdef01234567".parse().unwrap();
+    b.announce_peer(info_hash, Some(42_000)).unwrap();
+    // The announce was stored at `a`, the only other node; b's lookup asks a.
+    let from_b: Vec<_> = b.get_peers(info_hash).unwrap().flat_map(|batch| batch.peers).collect();
+    assert_eq!(from_b, vec!["127.0.0.1:42000".parse().unwrap()]);
+    b.shutdown().unwrap();
+    a.shutdown().unwrap();
+}
