@@ -390,6 +390,7 @@ def cmd_announce(n, c):
     ih = hex20(c.get("infohash"), "infohash")
     port = c.get("port")
     deadline = time.time() + timeout_of(c)
+    start_seq = n.pkt_seq
     if port is None:
         n.ses.dht_announce(lt.sha1_hash(ih), 0, int(lt.announce_flags_t.implied_port))
     else:
@@ -398,7 +399,7 @@ def cmd_announce(n, c):
         raise CmdError("timeout: announce lookup did not finish")
     # announce_peer queries go out when the traversal completes; give them a moment to land
     n.pump(0.3)
-    return {}
+    return {"errors": n.remote_errors_since(start_seq)}
 
 
 def cmd_get_peers(n, c):
@@ -525,7 +526,7 @@ def cmd_get_immutable(n, c):
                 raise CmdError("not found")
             raw = bencode(item)
             if hashlib.sha1(raw).digest() != target:
-                raise CmdError("not found (re-encoded item does not hash to target)")
+                raise CmdError("not found")
             return {"v_hex": raw.hex()}
         n.pump(0.1)
     raise CmdError("timeout")
@@ -568,23 +569,34 @@ def cmd_get_mutable(n, c):
     salt = hexbytes(c.get("salt"), "salt")
     deadline = time.time() + timeout_of(c)
     n.mutable = []
+    start_seq = n.pkt_seq
     n.ses.dht_get_mutable_item(pk, salt)
+
+    def result(authoritative):
+        # libtorrent reports "not found" as an authoritative alert with an empty item, seq 0 and
+        # a garbage signature, indistinguishable from a stored "0:" value; so a value counts as
+        # found only if some reply we received carried v under this key.
+        found = any(isinstance(m.get(b"r"), dict) and m[b"r"].get(b"k") == pk and b"v" in m[b"r"]
+                    for _, m in n.received_since(start_seq))
+        best = max((x for x in n.mutable if x["key"] == pk and x["salt"] == salt),
+                   key=lambda x: x["seq"], default=None)
+        if not found or best is None:
+            return None
+        r = {"v_hex": bencode(best["item"]).hex(), "seq": best["seq"], "sig": best["signature"].hex()}
+        if not authoritative:
+            r["authoritative"] = False
+        return r
+
     while time.time() < deadline:
-        for m in n.mutable:
-            if m["key"] == pk and m["salt"] == salt and m["authoritative"]:
-                best = max((x for x in n.mutable if x["key"] == pk and x["salt"] == salt
-                            and x["item"] is not None), key=lambda x: x["seq"], default=None)
-                if best is None:
-                    raise CmdError("not found")
-                return {"v_hex": bencode(best["item"]).hex(), "seq": best["seq"],
-                        "sig": best["signature"].hex()}
         n.pump(0.1)
-    # not authoritative yet: return the best seen so far, if any
-    best = max((x for x in n.mutable if x["key"] == pk and x["salt"] == salt
-                and x["item"] is not None), key=lambda x: x["seq"], default=None)
-    if best is not None:
-        return {"v_hex": bencode(best["item"]).hex(), "seq": best["seq"],
-                "sig": best["signature"].hex(), "authoritative": False}
+        if any(m["key"] == pk and m["salt"] == salt and m["authoritative"] for m in n.mutable):
+            r = result(True)
+            if r is None:
+                raise CmdError("not found")
+            return r
+    r = result(False)  # not authoritative yet: the best seen so far
+    if r is not None:
+        return r
     raise CmdError("timeout")
 
 
@@ -645,7 +657,10 @@ def main():
                 continue
             rid = None
             try:
-                c = json.loads(line)
+                try:
+                    c = json.loads(line)
+                except ValueError as e:
+                    raise CmdError("bad JSON: %s" % e)
                 if not isinstance(c, dict):
                     raise CmdError("command must be a JSON object")
                 rid = c.get("id")

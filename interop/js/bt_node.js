@@ -433,7 +433,7 @@ const commands = {
       dht.get(target, { cache: c.cache !== false }, cb))
     if (!value || value.v === undefined) throw new CmdError('not found')
     const raw = bencode(value.v)
-    if (!sha1(raw).equals(target)) throw new CmdError('not found (value does not hash to target)')
+    if (!sha1(raw).equals(target)) throw new CmdError('not found')
     return { v_hex: raw.toString('hex') }
   },
 

@@ -1,0 +1,183 @@
+//! `kadmos`: run a DHT node, start a local test network, or run one-shot lookups.
+//!
+//! Subcommands live in their own modules: `node` (the daemon), `testnet`, and `oneshot`
+//! (peers, announce, find-node, ping through an ephemeral node). `output` prints results
+//! for humans or as JSON lines.
+
+mod node;
+mod oneshot;
+mod output;
+mod testnet;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kadmos::PortSpec;
+
+#[derive(Parser)]
+#[command(name = "kadmos", version, about = "A DHT node and client for the BitTorrent Mainline network")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command that starts a node shares.
+#[derive(Args, Clone, Debug)]
+pub struct NetworkArgs {
+    /// UDP port: a number (6881), a list (6881,6882) or a range (6881-6889), tried in turn,
+    /// then any free port.
+    #[arg(long, value_name = "PORTS")]
+    port: Option<PortSpec>,
+    /// Bootstrap node HOST:PORT (repeatable). Default: the public routers.
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap: Vec<String>,
+    /// Do not bootstrap from anyone.
+    #[arg(long, conflicts_with = "bootstrap")]
+    no_bootstrap: bool,
+    /// Address to bind (repeatable; IPv4 and IPv6 may be mixed). Default: all interfaces.
+    #[arg(long, value_name = "ADDR")]
+    bind: Vec<IpAddr>,
+    /// Print one JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl NetworkArgs {
+    fn builder(&self) -> kadmos::DhtBuilder {
+        let mut builder = kadmos::Dht::builder();
+        for ip in &self.bind {
+            builder = builder.bind(*ip);
+        }
+        if let Some(ports) = &self.port {
+            builder = builder.ports(ports.clone());
+        }
+        if self.no_bootstrap {
+            builder = builder.no_bootstrap();
+        } else if !self.bootstrap.is_empty() {
+            builder = builder.bootstrap(self.bootstrap.iter());
+        }
+        builder
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node until interrupted (SIGINT/SIGTERM), then save its state.
+    Node {
+        #[command(flatten)]
+        net: NetworkArgs,
+        /// State file (node ID and contacts): loaded at start, saved every 5 minutes and at exit.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// BEP 43 read-only mode: query but never answer.
+        #[arg(long)]
+        read_only: bool,
+        /// Node ID as 40 hex digits (overrides the saved one).
+        #[arg(long, value_name = "HEX")]
+        id: Option<kadmos::NodeId>,
+        /// Seconds between status lines.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        stats_interval: u64,
+    },
+    /// Start N nodes on 127.0.0.1 in this process and print the address to bootstrap from.
+    Testnet {
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        /// UDP port of the first node (the one to bootstrap from). Default: any free port.
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find peers of a torrent, printing them as they are found.
+    Peers {
+        info_hash: kadmos::InfoHash,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
+    /// Announce a peer of a torrent. With --port N the node binds N if it can and announces
+    /// N; without it, the node's own UDP port is announced (implied_port).
+    Announce {
+        info_hash: kadmos::InfoHash,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
+    /// Find the nodes closest to an ID.
+    FindNode {
+        id: kadmos::NodeId,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
+    /// Ping a node and print its ID.
+    Ping {
+        addr: String,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> ExitCode {
+    // Parse errors are reported on one line, like every other failure.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("error: {first} (see kadmos --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Node { net, state, read_only, id, stats_interval } => {
+                init_logging("info");
+                node::run(net, state, read_only, id, stats_interval).await
+            }
+            Command::Testnet { nodes, port, json } => {
+                init_logging("warn");
+                testnet::run(nodes, port, json).await
+            }
+            Command::Peers { info_hash, net } => {
+                init_logging("warn");
+                oneshot::peers(info_hash, net).await
+            }
+            Command::Announce { info_hash, net } => {
+                init_logging("warn");
+                oneshot::announce(info_hash, net).await
+            }
+            Command::FindNode { id, net } => {
+                init_logging("warn");
+                oneshot::find_node(id, net).await
+            }
+            Command::Ping { addr, net } => {
+                init_logging("warn");
+                oneshot::ping(addr, net).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

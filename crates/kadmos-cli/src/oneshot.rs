@@ -1,0 +1,93 @@
+//! One-shot commands through an ephemeral node: join, do one thing, print, leave.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use kadmos::{Dht, InfoHash, NodeId, PortSpec};
+use serde_json::json;
+
+use crate::output::emit;
+use crate::NetworkArgs;
+
+/// How long joining may take before a one-shot command gives up.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn join(net: &NetworkArgs) -> Result<Dht, String> {
+    let dht = net.builder().build().await.map_err(|e| e.to_string())?;
+    tokio::time::timeout(JOIN_TIMEOUT, dht.bootstrapped()).await.map_err(|_| "joining the network timed out".to_string())?.map_err(|e| e.to_string())?;
+    if !net.no_bootstrap {
+        let info = dht.info().await.map_err(|e| e.to_string())?;
+        if info.routing_table_ipv4.unwrap_or(0) + info.routing_table_ipv6.unwrap_or(0) == 0 {
+            return Err("could not join the network: no bootstrap node answered".into());
+        }
+    }
+    Ok(dht)
+}
+
+pub async fn peers(info_hash: InfoHash, net: NetworkArgs) -> Result<(), String> {
+    let dht = join(&net).await?;
+    let mut stream = dht.get_peers(info_hash).await.map_err(|e| e.to_string())?;
+    let mut total = 0;
+    while let Some(batch) = stream.next().await {
+        for peer in &batch.peers {
+            total += 1;
+            emit(net.json, "peer", &json!({ "peer": peer, "from": batch.from }), || format!("{peer}\t(from {} {})", batch.from.addr, batch.from.id));
+        }
+    }
+    emit(net.json, "done", &json!({ "info_hash": info_hash.to_string(), "peers": total }), || format!("{total} peers found"));
+    let _ = dht.shutdown().await;
+    Ok(())
+}
+
+pub async fn announce(info_hash: InfoHash, mut net: NetworkArgs) -> Result<(), String> {
+    // --port N: bind N if possible and announce N explicitly; otherwise implied port.
+    let announced_port = net.port.as_ref().and_then(|spec| spec.candidates().first().copied()).filter(|p| *p != 0);
+    if let Some(port) = announced_port {
+        net.port = Some(PortSpec::single(port));
+    }
+    let dht = join(&net).await?;
+    let result = dht.announce_peer(info_hash, announced_port).await.map_err(|e| e.to_string())?;
+    let port = announced_port.or_else(|| dht.local_addr_v4().or(dht.local_addrs().first().copied()).map(|a| a.port()));
+    if result.stored_at.is_empty() {
+        return Err("announce failed: no node accepted it".into());
+    }
+    emit(
+        net.json,
+        "announced",
+        &json!({ "info_hash": info_hash.to_string(), "port": port, "implied_port": announced_port.is_none(), "stored_at": result.stored_at }),
+        || format!("announced port {} at {} nodes", port.unwrap_or(0), result.stored_at.len()),
+    );
+    let _ = dht.shutdown().await;
+    Ok(())
+}
+
+pub async fn find_node(id: NodeId, net: NetworkArgs) -> Result<(), String> {
+    let dht = join(&net).await?;
+    let nodes = dht.find_node(id).await.map_err(|e| e.to_string())?;
+    for node in &nodes {
+        emit(net.json, "node", &json!({ "id": node.id.to_string(), "addr": node.addr, "distance": hex_distance(&node.id, &id) }), || format!("{}\t{}", node.id, node.addr));
+    }
+    let _ = dht.shutdown().await;
+    Ok(())
+}
+
+fn hex_distance(a: &NodeId, b: &NodeId) -> String {
+    a.distance(b).0.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn ping(addr: String, net: NetworkArgs) -> Result<(), String> {
+    let target: SocketAddr = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to no address"))?;
+    let mut net = net;
+    net.no_bootstrap = true; // a ping needs no network
+    let dht = net.builder().build().await.map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let pong = dht.ping(target).await.map_err(|e| format!("ping {target}: {e}"))?;
+    let rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
+    emit(net.json, "pong", &json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt_ms }), || format!("{} answered as {} in {rtt_ms:.1} ms", pong.addr, pong.id));
+    let _ = dht.shutdown().await;
+    Ok(())
+}
