@@ -504,11 +504,12 @@ pub fn run(cfg: &Config, on_phase: &mut dyn FnMut(Phase)) -> io::Result<Outcome>
         }
     }
     g.measuring = false;
+    let t_end = Instant::now();
     let cpu_end = procs::thread_cpu_seconds().unwrap_or(0.0);
     on_phase(Phase::MeasureEnd);
     let (t0, cpu0) = measure_started.unwrap_or((start, 0.0));
     let mut out = std::mem::take(&mut g.out);
-    out.measured = t0.elapsed();
+    out.measured = t_end.duration_since(t0);
     out.gen_cpu_s = cpu_end - cpu0;
     out.latencies_us.sort_unstable();
     Ok(out)

@@ -19,7 +19,13 @@
 //! they are a bencoded dict with `y` = `r` and the query's `t`.
 //!
 //! It prints figures and never asserts timings: the exit status says only
-//! whether the run could be carried out.
+//! whether the run could be carried out. Run it on an otherwise idle
+//! machine: the `srv core%` / `gen core%` columns give each core's total
+//! busy share, and a note is printed when other load on a core disturbed a
+//! run. The generator's own CPU (`gen CPU%`) is shown too: near 100% means
+//! the figure is bounded by the generator rather than the server (on a
+//! 2-core machine this is expected for the echo server, whose per-packet
+//! cost is about the generator's).
 //!
 //! How to run it (from the workspace root):
 //!
@@ -63,6 +69,10 @@ use procs::Server;
 
 /// The target: kadmos answers at least this share of the echo rate.
 const TARGET_PCT: f64 = 60.0;
+
+/// Core busy share not explained by the process on it above which the
+/// table warns of other load on the machine (points of one core).
+const OTHER_LOAD_NOTE_PCT: f64 = 10.0;
 
 #[derive(Parser)]
 #[command(
@@ -517,6 +527,19 @@ fn print_table(rows: &[&Report], ratio_pct: Option<f64>) {
         None => println!("kadmos/echo replies/s: - (echo answered nothing)"),
     }
     for r in rows {
+        for (what, core_pct, proc_pct) in [
+            ("server", r.server_core_busy_pct, r.server_cpu_pct),
+            ("generator", r.gen_core_busy_pct, Some(r.gen_cpu_pct())),
+        ] {
+            if let (Some(c), Some(p)) = (core_pct, proc_pct) {
+                if c - p > OTHER_LOAD_NOTE_PCT {
+                    println!(
+                        "note: during the {} run the {what}'s core was {c:.0}% busy but the {what} used {p:.0}%: other load on that core disturbs these figures",
+                        r.name
+                    );
+                }
+            }
+        }
         if !r.server_alive {
             println!("note: {} exited during the load", r.name);
         }

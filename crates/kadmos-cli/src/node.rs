@@ -22,7 +22,13 @@ fn default_state_path() -> PathBuf {
     base.join("kadmos").join("state.json")
 }
 
-pub async fn run(net: NetworkArgs, state: Option<PathBuf>, read_only: bool, id: Option<NodeId>, stats_interval: u64) -> Result<(), String> {
+pub async fn run(
+    net: NetworkArgs,
+    state: Option<PathBuf>,
+    read_only: bool,
+    id: Option<NodeId>,
+    stats_interval: u64,
+) -> Result<(), String> {
     let state_path = state.unwrap_or_else(default_state_path);
     let mut builder = net.builder().read_only(read_only);
     if state_path.exists() {
@@ -35,7 +41,9 @@ pub async fn run(net: NetworkArgs, state: Option<PathBuf>, read_only: bool, id: 
     }
     let dht = builder.build().await.map_err(|e| e.to_string())?;
     for addr in dht.local_addrs() {
-        emit(net.json, "listening", &json!({ "addr": addr, "node_id": dht.node_id().to_string() }), || format!("listening on {addr} as {}", dht.node_id()));
+        emit(net.json, "listening", &json!({ "addr": addr, "node_id": dht.node_id().to_string() }), || {
+            format!("listening on {addr} as {}", dht.node_id())
+        });
     }
     let mut stats = tokio::time::interval(Duration::from_secs(stats_interval.max(1)));
     stats.tick().await;
@@ -76,7 +84,7 @@ async fn print_stats(dht: &Dht, json: bool) {
     });
 }
 
-async fn save_state(dht: &Dht, path: &PathBuf) {
+async fn save_state(dht: &Dht, path: &std::path::Path) {
     match dht.save_state().await {
         Ok(state) => {
             if let Err(e) = state.save(path) {

@@ -14,7 +14,10 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn join(net: &NetworkArgs) -> Result<Dht, String> {
     let dht = net.builder().build().await.map_err(|e| e.to_string())?;
-    tokio::time::timeout(JOIN_TIMEOUT, dht.bootstrapped()).await.map_err(|_| "joining the network timed out".to_string())?.map_err(|e| e.to_string())?;
+    tokio::time::timeout(JOIN_TIMEOUT, dht.bootstrapped())
+        .await
+        .map_err(|_| "joining the network timed out".to_string())?
+        .map_err(|e| e.to_string())?;
     if !net.no_bootstrap {
         let info = dht.info().await.map_err(|e| e.to_string())?;
         if info.routing_table_ipv4.unwrap_or(0) + info.routing_table_ipv6.unwrap_or(0) == 0 {
@@ -31,10 +34,14 @@ pub async fn peers(info_hash: InfoHash, net: NetworkArgs) -> Result<(), String> 
     while let Some(batch) = stream.next().await {
         for peer in &batch.peers {
             total += 1;
-            emit(net.json, "peer", &json!({ "peer": peer, "from": batch.from }), || format!("{peer}\t(from {} {})", batch.from.addr, batch.from.id));
+            emit(net.json, "peer", &json!({ "peer": peer, "from": batch.from }), || {
+                format!("{peer}\t(from {} {})", batch.from.addr, batch.from.id)
+            });
         }
     }
-    emit(net.json, "done", &json!({ "info_hash": info_hash.to_string(), "peers": total }), || format!("{total} peers found"));
+    emit(net.json, "done", &json!({ "info_hash": info_hash.to_string(), "peers": total }), || {
+        format!("{total} peers found")
+    });
     let _ = dht.shutdown().await;
     Ok(())
 }
@@ -65,7 +72,12 @@ pub async fn find_node(id: NodeId, net: NetworkArgs) -> Result<(), String> {
     let dht = join(&net).await?;
     let nodes = dht.find_node(id).await.map_err(|e| e.to_string())?;
     for node in &nodes {
-        emit(net.json, "node", &json!({ "id": node.id.to_string(), "addr": node.addr, "distance": hex_distance(&node.id, &id) }), || format!("{}\t{}", node.id, node.addr));
+        emit(
+            net.json,
+            "node",
+            &json!({ "id": node.id.to_string(), "addr": node.addr, "distance": hex_distance(&node.id, &id) }),
+            || format!("{}\t{}", node.id, node.addr),
+        );
     }
     let _ = dht.shutdown().await;
     Ok(())
@@ -87,7 +99,9 @@ pub async fn ping(addr: String, net: NetworkArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
     let pong = dht.ping(target).await.map_err(|e| format!("ping {target}: {e}"))?;
     let rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
-    emit(net.json, "pong", &json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt_ms }), || format!("{} answered as {} in {rtt_ms:.1} ms", pong.addr, pong.id));
+    emit(net.json, "pong", &json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt_ms }), || {
+        format!("{} answered as {} in {rtt_ms:.1} ms", pong.addr, pong.id)
+    });
     let _ = dht.shutdown().await;
     Ok(())
 }

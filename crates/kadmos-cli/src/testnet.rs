@@ -16,11 +16,17 @@ pub async fn run(n: usize, port: Option<u16>, json: bool) -> Result<(), String> 
         Some(port) => {
             // A fixed first port makes the bootstrap address easy to type.
             let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-            let first = Dht::builder().bind(loopback).port(port).no_bootstrap().build().await.map_err(|e| e.to_string())?;
+            let first =
+                Dht::builder().bind(loopback).port(port).no_bootstrap().build().await.map_err(|e| e.to_string())?;
             let seed = first.local_addr_v4().ok_or("no IPv4 address")?;
             let mut nodes = vec![first];
             for _ in 1..n {
-                let node = Dht::builder().bind(loopback).bootstrap([seed.to_string()]).build().await.map_err(|e| e.to_string())?;
+                let node = Dht::builder()
+                    .bind(loopback)
+                    .bootstrap([seed.to_string()])
+                    .build()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 node.bootstrapped().await.map_err(|e| e.to_string())?;
                 nodes.push(node);
             }

@@ -17,8 +17,9 @@ fn krpc_datagrams() -> Vec<(String, Vec<u8>)> {
     let dir = vectors_dir();
     let mut out = Vec::new();
     for file in ["bt-bt.jsonl", "lt-bt.jsonl", "lt-lt.jsonl"] {
-        let text = std::fs::read_to_string(dir.join(file))
-            .unwrap_or_else(|e| panic!("{}: {e} (set KADMOS_VECTORS to the shared vectors folder)", dir.join(file).display()));
+        let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| {
+            panic!("{}: {e} (set KADMOS_VECTORS to the shared vectors folder)", dir.join(file).display())
+        });
         for (line_no, line) in text.lines().enumerate() {
             let record: serde_json::Value = serde_json::from_str(line).unwrap();
             let bytes = hex::decode(record["hex"].as_str().unwrap()).unwrap();

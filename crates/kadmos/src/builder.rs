@@ -128,7 +128,10 @@ impl DhtBuilder {
     pub async fn build(self) -> Result<Dht> {
         let sockets = self.bind_sockets()?;
         let local_addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
-        let families = Families { v4: local_addrs.iter().any(SocketAddr::is_ipv4), v6: local_addrs.iter().any(SocketAddr::is_ipv6) };
+        let families = Families {
+            v4: local_addrs.iter().any(SocketAddr::is_ipv4),
+            v6: local_addrs.iter().any(SocketAddr::is_ipv6),
+        };
 
         let restored_id = match &self.state {
             Some(state) => Some(state.node_id()?),
@@ -217,17 +220,19 @@ async fn resolve(routers: &[String], families: Families) -> Vec<SocketAddr> {
     for router in routers {
         let found = match router.parse::<SocketAddr>() {
             Ok(addr) => vec![addr],
-            Err(_) => match tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host(router.as_str())).await {
-                Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(e)) => {
-                    tracing::warn!("cannot resolve bootstrap node {router}: {e}");
-                    continue;
+            Err(_) => {
+                match tokio::time::timeout(Duration::from_secs(5), tokio::net::lookup_host(router.as_str())).await {
+                    Ok(Ok(addrs)) => addrs.collect(),
+                    Ok(Err(e)) => {
+                        tracing::warn!("cannot resolve bootstrap node {router}: {e}");
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!("resolving bootstrap node {router} timed out");
+                        continue;
+                    }
                 }
-                Err(_) => {
-                    tracing::warn!("resolving bootstrap node {router} timed out");
-                    continue;
-                }
-            },
+            }
         };
         out.extend(found.into_iter().filter(|a| if a.is_ipv4() { families.v4 } else { families.v6 }));
     }

@@ -43,7 +43,9 @@ enum Waiter {
     Samples(oneshot::Sender<Result<Samples, QueryError>>),
     /// Initial join: when it ends the bootstrapped flag is raised. `fallback` routers are
     /// tried if joining through saved contacts left the table empty.
-    Bootstrap { fallback: Vec<SocketAddr> },
+    Bootstrap {
+        fallback: Vec<SocketAddr>,
+    },
 }
 
 pub(crate) struct Driver {
@@ -58,7 +60,13 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub fn new(node: Node, sockets: Vec<Arc<UdpSocket>>, commands: mpsc::Receiver<Command>, start: Instant, bootstrapped: watch::Sender<bool>) -> Self {
+    pub fn new(
+        node: Node,
+        sockets: Vec<Arc<UdpSocket>>,
+        commands: mpsc::Receiver<Command>,
+        start: Instant,
+        bootstrapped: watch::Sender<bool>,
+    ) -> Self {
         let find = |v4: bool| sockets.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4)).cloned();
         let by_family = [find(true), find(false)];
         Driver { node, sockets, commands, start, bootstrapped, waiters: HashMap::new(), by_family }
@@ -91,7 +99,8 @@ impl Driver {
         self.flush().await;
         loop {
             let deadline = self.node.poll_timeout().map(|t| self.instant(t));
-            let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            let sleep =
+                tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None => break,
@@ -214,11 +223,18 @@ impl Driver {
                         }));
                     }
                     (Waiter::Samples(reply), Outcome::Samples { from, samples, num, interval, nodes }) => {
-                        let _ = reply.send(Ok(Samples { from, samples, num, interval, nodes: nodes.into_iter().map(NodeInfo::from).collect() }));
+                        let _ = reply.send(Ok(Samples {
+                            from,
+                            samples,
+                            num,
+                            interval,
+                            nodes: nodes.into_iter().map(NodeInfo::from).collect(),
+                        }));
                     }
                     (Waiter::GetPeers(_), _) => {} // dropping the sender ends the stream
                     (Waiter::Bootstrap { fallback }, _) => {
-                        let empty = Family::ALL.iter().all(|f| self.node.routing_table(*f).is_none_or(RoutingTable::is_empty));
+                        let empty =
+                            Family::ALL.iter().all(|f| self.node.routing_table(*f).is_none_or(RoutingTable::is_empty));
                         if empty && !fallback.is_empty() {
                             tracing::info!("saved contacts did not answer; bootstrapping from routers");
                             self.start_bootstrap(fallback, Vec::new());
@@ -277,7 +293,11 @@ impl Driver {
 
     fn routing_table_dump(&self) -> RoutingTableDump {
         let now = self.now();
-        RoutingTableDump { node_id: self.node.id(), ipv4: self.family_dump(Family::V4, now), ipv6: self.family_dump(Family::V6, now) }
+        RoutingTableDump {
+            node_id: self.node.id(),
+            ipv4: self.family_dump(Family::V4, now),
+            ipv6: self.family_dump(Family::V6, now),
+        }
     }
 
     fn info(&self) -> Info {
@@ -312,7 +332,12 @@ impl Driver {
     fn saved_state(&self) -> SavedState {
         SavedState {
             node_id: self.node.id().to_string(),
-            contacts: self.node.contacts().into_iter().map(|(id, addr)| SavedContact { id: id.to_string(), addr }).collect(),
+            contacts: self
+                .node
+                .contacts()
+                .into_iter()
+                .map(|(id, addr)| SavedContact { id: id.to_string(), addr })
+                .collect(),
         }
     }
 }

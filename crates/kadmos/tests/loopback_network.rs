@@ -31,7 +31,8 @@ async fn thirty_nodes_announce_and_find_peers() {
     // An implied-port announce stores the announcer's UDP source port.
     let other: InfoHash = "1123456789abcdef0123456789abcdef01234567".parse().unwrap();
     bounded("implied announce", net.nodes[5].announce_peer(other, None)).await.unwrap();
-    let peers = bounded("get implied", async { net.nodes[20].get_peers(other).await.unwrap().collect_peers().await }).await;
+    let peers =
+        bounded("get implied", async { net.nodes[20].get_peers(other).await.unwrap().collect_peers().await }).await;
     assert_eq!(peers, vec![net.nodes[5].local_addr_v4().unwrap()]);
 
     let target = net.nodes[9].node_id();
@@ -53,7 +54,12 @@ async fn thirty_nodes_announce_and_find_peers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restored_node_rejoins_without_routers() {
     let net = bounded("testnet", Testnet::new(12)).await.unwrap();
-    let node = Dht::builder().bind(LOOPBACK).bootstrap(net.bootstrap_addrs().into_iter().take(1).map(|a| a.to_string())).build().await.unwrap();
+    let node = Dht::builder()
+        .bind(LOOPBACK)
+        .bootstrap(net.bootstrap_addrs().into_iter().take(1).map(|a| a.to_string()))
+        .build()
+        .await
+        .unwrap();
     bounded("bootstrap", node.bootstrapped()).await.unwrap();
     let id = node.node_id();
     let state = node.shutdown().await.unwrap();
@@ -67,7 +73,8 @@ async fn restored_node_rejoins_without_routers() {
     bounded("rejoin", restored.bootstrapped()).await.unwrap();
     let info = restored.info().await.unwrap();
     assert!(info.routing_table_ipv4.unwrap() >= 5, "rejoined with {:?} contacts", info.routing_table_ipv4);
-    let peers = bounded("get_peers", async { restored.get_peers(info_hash).await.unwrap().collect_peers().await }).await;
+    let peers =
+        bounded("get_peers", async { restored.get_peers(info_hash).await.unwrap().collect_peers().await }).await;
     assert_eq!(peers, vec!["127.0.0.1:41000".parse().unwrap()]);
     restored.shutdown().await.unwrap();
     net.shutdown().await;

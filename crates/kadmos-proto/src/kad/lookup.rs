@@ -91,8 +91,14 @@ pub struct Lookup {
 
 impl Lookup {
     pub fn new(target: Id, config: LookupConfig, seeds: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Self {
-        let mut lookup =
-            Lookup { target, config, candidates: BTreeMap::new(), in_flight: 0, finished: false, stats: Default::default() };
+        let mut lookup = Lookup {
+            target,
+            config,
+            candidates: BTreeMap::new(),
+            in_flight: 0,
+            finished: false,
+            stats: Default::default(),
+        };
         lookup.add_candidates(seeds);
         lookup
     }

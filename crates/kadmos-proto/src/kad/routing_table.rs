@@ -138,11 +138,7 @@ pub struct RoutingTable {
 
 impl RoutingTable {
     pub fn new(own_id: NodeId, config: RoutingTableConfig, now: Timestamp) -> Self {
-        RoutingTable {
-            own_id,
-            config,
-            buckets: vec![Bucket { last_changed: now, ..Bucket::default() }],
-        }
+        RoutingTable { own_id, config, buckets: vec![Bucket { last_changed: now, ..Bucket::default() }] }
     }
 
     pub fn own_id(&self) -> NodeId {

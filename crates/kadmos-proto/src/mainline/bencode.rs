@@ -143,8 +143,7 @@ impl<'a> Decoder<'a> {
             b'i' => {
                 self.pos += 1;
                 let start = self.pos;
-                let end = start
-                    + self.input[start..].iter().position(|&b| b == b'e').ok_or(BencodeError::Truncated)?;
+                let end = start + self.input[start..].iter().position(|&b| b == b'e').ok_or(BencodeError::Truncated)?;
                 let digits = &self.input[start..end];
                 let valid = match digits {
                     [] | [b'-'] => false,
@@ -205,7 +204,8 @@ impl<'a> Decoder<'a> {
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || (digits.len() > 1 && digits[0] == b'0') {
             return Err(BencodeError::BadLength(start));
         }
-        let len: usize = std::str::from_utf8(digits).unwrap_or("x").parse().map_err(|_| BencodeError::BadLength(start))?;
+        let len: usize =
+            std::str::from_utf8(digits).unwrap_or("x").parse().map_err(|_| BencodeError::BadLength(start))?;
         let begin = colon + 1;
         let end = begin.checked_add(len).ok_or(BencodeError::BadLength(start))?;
         if end > self.input.len() {
@@ -322,7 +322,22 @@ mod tests {
         assert_eq!(decode(deep.as_bytes()), Err(BencodeError::TooDeep));
         let many = format!("l{}e", "i1e".repeat(5000));
         assert_eq!(decode(many.as_bytes()), Err(BencodeError::TooManyValues));
-        for bad in [&b"i-0e"[..], b"i03e", b"ie", b"i-e", b"i99999999999999999999e", b"i12", b"5:abc", b"99999999999:x", b"di1ei2ee", b"1:ab", b"x", b"", b"d1:a", b"01:a"] {
+        for bad in [
+            &b"i-0e"[..],
+            b"i03e",
+            b"ie",
+            b"i-e",
+            b"i99999999999999999999e",
+            b"i12",
+            b"5:abc",
+            b"99999999999:x",
+            b"di1ei2ee",
+            b"1:ab",
+            b"x",
+            b"",
+            b"d1:a",
+            b"01:a",
+        ] {
             assert!(decode(bad).is_err(), "{bad:?} decoded");
         }
         assert_eq!(decode(b"i-12e").unwrap(), Value::Int(-12));

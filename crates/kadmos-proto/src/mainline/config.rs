@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
 use super::peer_store::PeerStoreConfig;
+use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
 
 /// Client version sent in `v`: "KD" then version 0.1.
 pub const CLIENT_VERSION: [u8; 4] = *b"KD\x00\x01";

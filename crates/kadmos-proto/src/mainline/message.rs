@@ -59,12 +59,31 @@ pub struct Want {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Query {
     Ping,
-    FindNode { target: Id, want: Option<Want> },
-    GetPeers { info_hash: Id, want: Option<Want> },
-    AnnouncePeer { info_hash: Id, port: u16, implied_port: bool, token: Vec<u8>, seed: Option<bool> },
-    SampleInfohashes { target: Id, want: Option<Want> },
+    FindNode {
+        target: Id,
+        want: Option<Want>,
+    },
+    GetPeers {
+        info_hash: Id,
+        want: Option<Want>,
+    },
+    AnnouncePeer {
+        info_hash: Id,
+        port: u16,
+        implied_port: bool,
+        token: Vec<u8>,
+        seed: Option<bool>,
+    },
+    SampleInfohashes {
+        target: Id,
+        want: Option<Want>,
+    },
     /// BEP 44 `get`; `seq` asks the node to omit the value unless it holds a newer one.
-    Get { target: Id, seq: Option<i64>, want: Option<Want> },
+    Get {
+        target: Id,
+        seq: Option<i64>,
+        want: Option<Want>,
+    },
     /// BEP 44 `put`; `value` is the raw bencoded `v`.
     Put(PutArgs),
 }
@@ -162,7 +181,10 @@ fn id_arg(args: &Value<'_>, key: &str) -> Result<Id, String> {
 }
 
 fn bytes_arg<'a>(args: &Value<'a>, key: &str) -> Result<&'a [u8], String> {
-    args.get(key).ok_or_else(|| malformed(format!("missing {key}")))?.as_bytes().ok_or_else(|| malformed(format!("{key} is not a string")))
+    args.get(key)
+        .ok_or_else(|| malformed(format!("missing {key}")))?
+        .as_bytes()
+        .ok_or_else(|| malformed(format!("{key} is not a string")))
 }
 
 fn opt_int(args: &Value<'_>, key: &str) -> Result<Option<i64>, String> {
@@ -255,7 +277,10 @@ impl Message {
                     }
                     b"get_peers" => {
                         let a = args()?;
-                        Query::GetPeers { info_hash: id_arg(a, "info_hash").map_err(fail)?, want: want_arg(a).map_err(fail)? }
+                        Query::GetPeers {
+                            info_hash: id_arg(a, "info_hash").map_err(fail)?,
+                            want: want_arg(a).map_err(fail)?,
+                        }
                     }
                     b"announce_peer" => {
                         let a = args()?;
@@ -277,7 +302,10 @@ impl Message {
                     }
                     b"sample_infohashes" => {
                         let a = args()?;
-                        Query::SampleInfohashes { target: id_arg(a, "target").map_err(fail)?, want: want_arg(a).map_err(fail)? }
+                        Query::SampleInfohashes {
+                            target: id_arg(a, "target").map_err(fail)?,
+                            want: want_arg(a).map_err(fail)?,
+                        }
                     }
                     b"get" => {
                         let a = args()?;
@@ -318,7 +346,10 @@ impl Message {
             Some(b"e") => {
                 let e = root.get("e").and_then(Value::as_list).unwrap_or(&[]);
                 let code = e.first().and_then(Value::as_int).unwrap_or(error_code::GENERIC);
-                let message = e.get(1).and_then(Value::as_bytes).map(|m| String::from_utf8_lossy(&m[..m.len().min(256)]).into_owned());
+                let message = e
+                    .get(1)
+                    .and_then(Value::as_bytes)
+                    .map(|m| String::from_utf8_lossy(&m[..m.len().min(256)]).into_owned());
                 Body::Error { code, message: message.unwrap_or_default() }
             }
             _ => {
@@ -333,7 +364,9 @@ impl Message {
         let nodes_of = |key: &str, len: usize| -> Result<Vec<(NodeId, SocketAddr)>, String> {
             match r.get(key) {
                 None => Ok(Vec::new()),
-                Some(v) => Ok(compact::decode_nodes(v.as_bytes().ok_or_else(|| format!("{key} is not a string"))?, len)),
+                Some(v) => {
+                    Ok(compact::decode_nodes(v.as_bytes().ok_or_else(|| format!("{key} is not a string"))?, len))
+                }
             }
         };
         let values = match r.get("values") {
@@ -348,11 +381,7 @@ impl Message {
         let samples = match r.get("samples") {
             None => None,
             Some(v) => Some(
-                v.as_bytes()
-                    .ok_or("samples is not a string")?
-                    .chunks_exact(20)
-                    .filter_map(Id::from_bytes)
-                    .collect(),
+                v.as_bytes().ok_or("samples is not a string")?.chunks_exact(20).filter_map(Id::from_bytes).collect(),
             ),
         };
         let token = match r.get("token") {
@@ -569,7 +598,13 @@ mod tests {
             Query::Ping,
             Query::FindNode { target: id(2), want },
             Query::GetPeers { info_hash: id(3), want: None },
-            Query::AnnouncePeer { info_hash: id(3), port: 6881, implied_port: true, token: b"tok".to_vec(), seed: Some(true) },
+            Query::AnnouncePeer {
+                info_hash: id(3),
+                port: 6881,
+                implied_port: true,
+                token: b"tok".to_vec(),
+                seed: Some(true),
+            },
             Query::SampleInfohashes { target: id(4), want },
             Query::Get { target: id(5), seq: Some(4), want: None },
             Query::Put(PutArgs {
@@ -619,7 +654,10 @@ mod tests {
     fn decode_errors_map_to_replies() {
         let bad_args = b"d1:ad2:id3:abce1:q4:ping1:t2:aa1:y1:qe";
         let e = Message::decode(bad_args).unwrap_err();
-        assert_eq!(e.reply().unwrap().body, Body::Error { code: 203, message: "invalid arguments: id is not 20 bytes".into() });
+        assert_eq!(
+            e.reply().unwrap().body,
+            Body::Error { code: 203, message: "invalid arguments: id is not 20 bytes".into() }
+        );
         let unknown = b"d1:ad2:id20:abcdefghij0123456789e1:q5:fetch1:t2:aa1:y1:qe";
         let e = Message::decode(unknown).unwrap_err();
         assert!(matches!(e.reply().unwrap().body, Body::Error { code: 204, .. }));

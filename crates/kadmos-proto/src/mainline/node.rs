@@ -25,8 +25,8 @@
 //! - Requests of our own are keyed by a random 2-byte transaction ID and the answer must
 //!   come from the address we asked.
 
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Config, CLIENT_VERSION};
-use super::message::{error_code, Body, DecodeError, Message, Query, Response, Want};
+use super::message::{error_code, Body, Message, Query, Response, Want};
 use super::peer_store::PeerStore;
 use super::token::TokenIssuer;
 use crate::kad::{Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable};
@@ -92,13 +92,28 @@ pub enum QueryError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The node at `addr` answered a ping with its ID.
-    Pong { id: NodeId, addr: SocketAddr },
+    Pong {
+        id: NodeId,
+        addr: SocketAddr,
+    },
     /// A lookup (find_node, get_peers, bootstrap) is over: the closest nodes that answered.
-    Closest { nodes: Vec<(NodeId, SocketAddr)>, stats: LookupStats },
+    Closest {
+        nodes: Vec<(NodeId, SocketAddr)>,
+        stats: LookupStats,
+    },
     /// An announce is over: the nodes that stored our peer.
-    Announced { stored_at: Vec<(NodeId, SocketAddr)>, stats: LookupStats },
+    Announced {
+        stored_at: Vec<(NodeId, SocketAddr)>,
+        stats: LookupStats,
+    },
     /// BEP 51 samples from one node.
-    Samples { from: SocketAddr, samples: Vec<InfoHash>, num: i64, interval: i64, nodes: Vec<(NodeId, SocketAddr)> },
+    Samples {
+        from: SocketAddr,
+        samples: Vec<InfoHash>,
+        num: i64,
+        interval: i64,
+        nodes: Vec<(NodeId, SocketAddr)>,
+    },
     Failed(QueryError),
 }
 
@@ -130,12 +145,23 @@ pub struct Counters {
 #[derive(Clone, Debug)]
 enum Purpose {
     /// A query of a lookup belonging to an operation.
-    Lookup { op: QueryId, family: Family },
+    Lookup {
+        op: QueryId,
+        family: Family,
+    },
     /// A find_node to a bootstrap router (no known ID).
-    Router { op: QueryId },
-    Ping { op: QueryId },
-    Announce { op: QueryId },
-    Samples { op: QueryId },
+    Router {
+        op: QueryId,
+    },
+    Ping {
+        op: QueryId,
+    },
+    Announce {
+        op: QueryId,
+    },
+    Samples {
+        op: QueryId,
+    },
     /// Checking a node before it enters the table, or a questionable contact.
     Verify,
 }
@@ -151,8 +177,15 @@ struct PendingRequest {
 #[derive(Clone, Debug)]
 enum Kind {
     FindNode,
-    GetPeers { seen: HashSet<SocketAddr> },
-    Announce { port: Option<u16>, seen: HashSet<SocketAddr>, stored_at: Vec<(NodeId, SocketAddr)>, announcing: bool },
+    GetPeers {
+        seen: HashSet<SocketAddr>,
+    },
+    Announce {
+        port: Option<u16>,
+        seen: HashSet<SocketAddr>,
+        stored_at: Vec<(NodeId, SocketAddr)>,
+        announcing: bool,
+    },
     Bootstrap,
     /// Internal bucket refresh: emits no events.
     Refresh,
@@ -257,7 +290,9 @@ impl Node {
 
     /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
     pub fn lookup_parallelism(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.operations.values().flat_map(|op| op.lookups.iter().map(|l| (l.lookup.config().alpha, l.lookup.in_flight())))
+        self.operations
+            .values()
+            .flat_map(|op| op.lookups.iter().map(|l| (l.lookup.config().alpha, l.lookup.in_flight())))
     }
 
     #[must_use]
@@ -301,7 +336,14 @@ impl Node {
         (v4 && v6).then_some(Want { v4, v6 })
     }
 
-    fn start_operation(&mut self, now: Timestamp, kind: Kind, target: Id, query: Query, extra_seeds: &[(NodeId, SocketAddr)]) -> QueryId {
+    fn start_operation(
+        &mut self,
+        now: Timestamp,
+        kind: Kind,
+        target: Id,
+        query: Query,
+        extra_seeds: &[(NodeId, SocketAddr)],
+    ) -> QueryId {
         let id = self.new_query_id();
         let seeds_per_family = self.config.lookup.k * 2;
         let mut lookups = Vec::new();
@@ -310,7 +352,11 @@ impl Node {
             let mut seeds: Vec<(NodeId, SocketAddr)> =
                 table.closest(&target, seeds_per_family, now).into_iter().map(|c| (c.id, c.addr)).collect();
             seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
-            lookups.push(FamilyLookup { family, lookup: Lookup::new(target, self.config.lookup.clone(), seeds), tokens: HashMap::new() });
+            lookups.push(FamilyLookup {
+                family,
+                lookup: Lookup::new(target, self.config.lookup.clone(), seeds),
+                tokens: HashMap::new(),
+            });
         }
         self.operations.insert(id, Operation { kind, query, lookups, awaiting: 0 });
         id
@@ -336,7 +382,8 @@ impl Node {
     /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
     pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
         let op = self.new_query_id();
-        self.operations.insert(op, Operation { kind: Kind::Ping, query: Query::Ping, lookups: Vec::new(), awaiting: 0 });
+        self.operations
+            .insert(op, Operation { kind: Kind::Ping, query: Query::Ping, lookups: Vec::new(), awaiting: 0 });
         self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op });
         op
     }
@@ -345,14 +392,16 @@ impl Node {
     pub fn sample_infohashes(&mut self, now: Timestamp, addr: SocketAddr, target: Id) -> QueryId {
         let op = self.new_query_id();
         let query = Query::SampleInfohashes { target, want: self.want() };
-        self.operations.insert(op, Operation { kind: Kind::Samples, query: query.clone(), lookups: Vec::new(), awaiting: 0 });
+        self.operations
+            .insert(op, Operation { kind: Kind::Samples, query: query.clone(), lookups: Vec::new(), awaiting: 0 });
         self.single_request(now, op, addr, query, Purpose::Samples { op });
         op
     }
 
     fn single_request(&mut self, now: Timestamp, op: QueryId, addr: SocketAddr, query: Query, purpose: Purpose) {
         let family_ok = self.tables[Family::of(&addr).index()].is_some();
-        let sent = if family_ok { self.send_request(now, addr, None, query, purpose) } else { Err(QueryError::NoContacts) };
+        let sent =
+            if family_ok { self.send_request(now, addr, None, query, purpose) } else { Err(QueryError::NoContacts) };
         match sent {
             Ok(()) => self.operations.get_mut(&op).expect("just created").awaiting += 1,
             Err(e) => self.finish(op, Outcome::Failed(e)),
@@ -419,19 +468,13 @@ impl Node {
                     self.handle_error(now, from, &message.transaction_id, code, text);
                 }
             },
-            Err(error) => {
-                match error.reply() {
-                    Some(reply) if !self.config.read_only => {
-                        self.counters.errors_sent += 1;
-                        self.send(from, &reply);
-                    }
-                    _ => self.counters.dropped += 1,
+            Err(error) => match error.reply() {
+                Some(reply) if !self.config.read_only => {
+                    self.counters.errors_sent += 1;
+                    self.send(from, &reply);
                 }
-                if let DecodeError::MalformedResponse { transaction_id, .. } = &error {
-                    // A garbled answer still proves nothing; let the request time out.
-                    let _ = transaction_id;
-                }
-            }
+                _ => self.counters.dropped += 1,
+            },
         }
         self.drive(now);
     }
@@ -481,13 +524,24 @@ impl Node {
 
     // ---------------------------------------------------------------- serving
 
-    fn handle_query(&mut self, now: Timestamp, from: SocketAddr, tx: Vec<u8>, sender: NodeId, query: Query, sender_read_only: bool) {
+    fn handle_query(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        tx: Vec<u8>,
+        sender: NodeId,
+        query: Query,
+        sender_read_only: bool,
+    ) {
         let family = Family::of(&from);
         if !sender_read_only && sender != self.config.node_id {
             let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
             if table.get(&sender).is_some() {
                 table.note_query(&sender, from, now);
-            } else if table.would_accept(&sender, now) && self.verify_allowed(now) {
+            } else if table.would_accept(&sender, now)
+                && self.verify_allowed(now)
+                && !self.requests.values().any(|r| r.to == from)
+            {
                 let _ = self.send_request(now, from, Some(sender), Query::Ping, Purpose::Verify);
             }
         }
@@ -537,7 +591,9 @@ impl Node {
         let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
         let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> {
-            self.tables[f.index()].as_ref().map_or_else(Vec::new, |t| t.closest(target, k, now).into_iter().map(|c| (c.id, c.addr)).collect())
+            self.tables[f.index()]
+                .as_ref()
+                .map_or_else(Vec::new, |t| t.closest(target, k, now).into_iter().map(|c| (c.id, c.addr)).collect())
         };
         if want.v4 {
             response.nodes = closest(Family::V4);
@@ -577,7 +633,14 @@ impl Node {
         self.transmits.push_back(Transmit { to, payload });
     }
 
-    fn send_request(&mut self, now: Timestamp, to: SocketAddr, node_id: Option<NodeId>, query: Query, purpose: Purpose) -> Result<(), QueryError> {
+    fn send_request(
+        &mut self,
+        now: Timestamp,
+        to: SocketAddr,
+        node_id: Option<NodeId>,
+        query: Query,
+        purpose: Purpose,
+    ) -> Result<(), QueryError> {
         if self.requests.len() >= self.config.max_pending_requests {
             return Err(QueryError::Overloaded);
         }
@@ -610,7 +673,14 @@ impl Node {
         }
     }
 
-    fn handle_response(&mut self, now: Timestamp, from: SocketAddr, tx: &[u8], response: Response, requester_ip: Option<SocketAddr>) {
+    fn handle_response(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        tx: &[u8],
+        response: Response,
+        requester_ip: Option<SocketAddr>,
+    ) {
         let Some(request) = self.take_request(from, tx) else {
             self.counters.dropped += 1;
             return;
@@ -690,8 +760,12 @@ impl Node {
                         _ => None,
                     };
                     if let Some(seen) = seen {
-                        let fresh: Vec<SocketAddr> =
-                            response.values.iter().copied().filter(|p| seen.len() < 100_000 && seen.insert(*p)).collect();
+                        let fresh: Vec<SocketAddr> = response
+                            .values
+                            .iter()
+                            .copied()
+                            .filter(|p| seen.len() < 100_000 && seen.insert(*p))
+                            .collect();
                         if !fresh.is_empty() {
                             self.events.push_back(Event::Peers { query: op, from: (response.id, from), peers: fresh });
                         }
@@ -728,7 +802,9 @@ impl Node {
             Purpose::Lookup { op, family } => {
                 // Timeouts are the lookup's own business (it retries); errors fail the node.
                 if let (QueryError::Remote { .. }, Some(operation)) = (&error, self.operations.get_mut(&op)) {
-                    if let (Some(fl), Some(id)) = (operation.lookups.iter_mut().find(|l| l.family == family), request.node_id) {
+                    if let (Some(fl), Some(id)) =
+                        (operation.lookups.iter_mut().find(|l| l.family == family), request.node_id)
+                    {
                         fl.lookup.on_failure(&id);
                     }
                 }
@@ -761,19 +837,18 @@ impl Node {
                 if operation.awaiting > 0 && fl.lookup.candidates().next().is_none() {
                     continue;
                 }
-                loop {
-                    match fl.lookup.next(now) {
-                        LookupAction::Send { id, addr } => sends.push((fl.family, id, addr)),
-                        LookupAction::Wait | LookupAction::Finished => break,
-                    }
+                while let LookupAction::Send { id, addr } = fl.lookup.next(now) {
+                    sends.push((fl.family, id, addr));
                 }
             }
         }
         for (family, id, addr) in sends {
             let query = self.operations[&op].query.clone();
-            if let Err(e) = self.send_request(now, addr, Some(id), query, Purpose::Lookup { op, family }) {
-                let _ = e;
-                if let Some(fl) = self.operations.get_mut(&op).and_then(|o| o.lookups.iter_mut().find(|l| l.family == family)) {
+            if self.send_request(now, addr, Some(id), query, Purpose::Lookup { op, family }).is_err() {
+                // Too many requests in flight: count the node as failed so the lookup moves on.
+                if let Some(fl) =
+                    self.operations.get_mut(&op).and_then(|o| o.lookups.iter_mut().find(|l| l.family == family))
+                {
                     fl.lookup.on_failure(&id);
                 }
             }
@@ -802,7 +877,13 @@ impl Node {
             }
             let mut sent = 0;
             for (id, addr, token) in targets {
-                let query = Query::AnnouncePeer { info_hash, port: port.unwrap_or(0), implied_port: port.is_none(), token, seed: None };
+                let query = Query::AnnouncePeer {
+                    info_hash,
+                    port: port.unwrap_or(0),
+                    implied_port: port.is_none(),
+                    token,
+                    seed: None,
+                };
                 if self.send_request(now, addr, Some(id), query, Purpose::Announce { op }).is_ok() {
                     sent += 1;
                 }
@@ -828,7 +909,9 @@ impl Node {
         }
         let outcome = match &operation.kind {
             Kind::Announce { stored_at, .. } => Outcome::Announced { stored_at: stored_at.clone(), stats },
-            _ if nodes.is_empty() && stats.requests == 0 && !matches!(operation.kind, Kind::Refresh) => Outcome::Failed(QueryError::NoContacts),
+            _ if nodes.is_empty() && stats.requests == 0 && !matches!(operation.kind, Kind::Refresh) => {
+                Outcome::Failed(QueryError::NoContacts)
+            }
             _ => Outcome::Closest { nodes, stats },
         };
         self.finish(op, outcome);

@@ -88,7 +88,14 @@ impl PeerStore {
 
     /// Up to `max` live peers of one address family for a torrent, chosen at random when
     /// there are more (so every stored peer gets handed out over time).
-    pub fn peers<R: Rng + ?Sized>(&self, info_hash: &InfoHash, v6: bool, max: usize, now: Timestamp, rng: &mut R) -> Vec<SocketAddr> {
+    pub fn peers<R: Rng + ?Sized>(
+        &self,
+        info_hash: &InfoHash,
+        v6: bool,
+        max: usize,
+        now: Timestamp,
+        rng: &mut R,
+    ) -> Vec<SocketAddr> {
         let Some(peers) = self.torrents.get(info_hash) else { return Vec::new() };
         let live = peers
             .iter()
@@ -146,7 +153,8 @@ mod tests {
     #[test]
     fn limits_and_expiry() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let config = PeerStoreConfig { max_infohashes: 2, max_peers_per_infohash: 3, peer_ttl: Duration::from_secs(60) };
+        let config =
+            PeerStoreConfig { max_infohashes: 2, max_peers_per_infohash: 3, peer_ttl: Duration::from_secs(60) };
         let mut store = PeerStore::new(config);
         let t = |s| Timestamp::ZERO + Duration::from_secs(s);
         let a = InfoHash::from_bytes(&[1; 20]).unwrap();

@@ -1,0 +1,186 @@
+//! Deterministic scenarios: a few sans-IO Mainline nodes exchanging datagrams on virtual time,
+//! with exact checks on what they send.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kadmos_proto::mainline::{Body, Config, Event, Message, Node, Outcome, Query};
+use kadmos_proto::{Id, Timestamp};
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 6881))
+}
+
+/// Nodes on a lossless network with instant delivery; time moves only when asked.
+struct Net {
+    nodes: Vec<Node>,
+    now: Timestamp,
+    events: Vec<(usize, Event)>,
+}
+
+impl Net {
+    fn new(n: usize) -> Net {
+        let nodes = (0..n)
+            .map(|i| {
+                let id = Id::sha1_of(format!("node {i}").as_bytes());
+                Node::new(Config::new(id, i as u64), Timestamp::ZERO)
+            })
+            .collect();
+        Net { nodes, now: Timestamp::ZERO, events: Vec::new() }
+    }
+
+    /// Delivers datagrams until the network is quiet.
+    fn settle(&mut self) {
+        let mut queue = VecDeque::new();
+        loop {
+            for (i, node) in self.nodes.iter_mut().enumerate() {
+                while let Some(t) = node.poll_transmit() {
+                    queue.push_back((i, t));
+                }
+                while let Some(e) = node.poll_event() {
+                    self.events.push((i, e));
+                }
+            }
+            let Some((from, t)) = queue.pop_front() else { break };
+            let to = (0..self.nodes.len()).find(|j| addr(*j) == t.to);
+            if let Some(to) = to {
+                self.nodes[to].handle_datagram(self.now, addr(from), &t.payload);
+            }
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+        for node in &mut self.nodes {
+            node.handle_timeout(self.now);
+        }
+        self.settle();
+    }
+
+    fn finished(&self, node: usize, query: kadmos_proto::mainline::QueryId) -> Option<&Outcome> {
+        self.events.iter().find_map(|(i, e)| match e {
+            Event::Finished { query: q, outcome } if *i == node && *q == query => Some(outcome),
+            _ => None,
+        })
+    }
+
+    /// Sends a raw datagram to node `to` from a stranger and returns its answer, if any.
+    fn exchange(&mut self, to: usize, from: SocketAddr, datagram: &[u8]) -> Option<Message> {
+        self.nodes[to].handle_datagram(self.now, from, datagram);
+        let mut answer = None;
+        while let Some(t) = self.nodes[to].poll_transmit() {
+            if t.to == from {
+                answer = Some(Message::decode(&t.payload).expect("node sends valid KRPC"));
+            }
+        }
+        answer
+    }
+}
+
+/// Twelve nodes bootstrap in a chain from node 0; then an announce from one is found by a
+/// get_peers from another, and every table holds at least k contacts.
+#[test]
+fn bootstrap_announce_get_peers() {
+    let mut net = Net::new(12);
+    for i in 1..12 {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, &[addr(0)], &[]);
+        net.settle();
+        // Joins a second apart, as verification pings are rate-limited per second.
+        net.advance(Duration::from_secs(1));
+    }
+    net.advance(Duration::from_secs(1));
+    let info_hash = Id::sha1_of(b"torrent");
+    let now = net.now;
+    let q = net.nodes[5].announce_peer(now, info_hash, Some(7000));
+    net.settle();
+    match net.finished(5, q) {
+        Some(Outcome::Announced { stored_at, .. }) => assert!(stored_at.len() >= 8, "{stored_at:?}"),
+        other => panic!("{other:?}"),
+    }
+    let now = net.now;
+    let q = net.nodes[9].get_peers(now, info_hash);
+    net.settle();
+    let peers: Vec<SocketAddr> = net
+        .events
+        .iter()
+        .filter_map(|(i, e)| match e {
+            Event::Peers { query, peers, .. } if *i == 9 && *query == q => Some(peers.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(peers, vec![SocketAddr::from(([10, 0, 0, 5], 7000))]);
+    assert!(net.finished(9, q).is_some());
+    // Kademlia does not promise full knowledge (a node hears of a later one only if that
+    // one's lookups pass by), but every table must hold at least k = 8 of the 11 others.
+    for node in &net.nodes {
+        let table = node.routing_table(kadmos_proto::mainline::Family::V4).unwrap();
+        table.check_invariants().unwrap();
+        assert!(table.len() >= 8, "node {} knows only {} others", node.id(), table.len());
+    }
+}
+
+/// A token is accepted for announce_peer from the address it was issued to, refused with
+/// error 203 when forged, missing, from another address, or older than two rotations
+/// (10 minutes), and nothing is stored on refusal.
+#[test]
+fn announce_tokens_are_checked() {
+    let mut net = Net::new(1);
+    let stranger = SocketAddr::from(([10, 9, 9, 9], 5000));
+    let info_hash = Id::sha1_of(b"t");
+    let get = Message::query(b"g1".to_vec(), Id::MAX, Query::GetPeers { info_hash, want: None }).to_bytes();
+    let token = match net.exchange(0, stranger, &get).unwrap().body {
+        Body::Response(r) => r.token.expect("get_peers answers carry a token"),
+        other => panic!("{other:?}"),
+    };
+    let announce = |token: &[u8]| {
+        Message::query(
+            b"a1".to_vec(),
+            Id::MAX,
+            Query::AnnouncePeer { info_hash, port: 9, implied_port: false, token: token.to_vec(), seed: None },
+        )
+        .to_bytes()
+    };
+    let code = |m: Option<Message>| match m.map(|m| m.body) {
+        Some(Body::Error { code, .. }) => code,
+        Some(Body::Response(_)) => 0,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(code(net.exchange(0, stranger, &announce(b"forged!!"))), 203);
+    let other_ip = SocketAddr::from(([10, 9, 9, 8], 5000));
+    assert_eq!(code(net.exchange(0, other_ip, &announce(&token))), 203);
+    let missing = b"d1:ad2:id20:\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff9:info_hash20:aaaaaaaaaaaaaaaaaaaa4:porti9ee1:q13:announce_peer1:t2:a21:y1:qe";
+    assert_eq!(code(net.exchange(0, stranger, missing)), 203);
+    assert_eq!(net.nodes[0].peer_store().peer_count(), 0, "nothing stored on refusal");
+    assert_eq!(code(net.exchange(0, stranger, &announce(&token))), 0);
+    assert_eq!(net.nodes[0].peer_store().peer_count(), 1);
+    // Eleven minutes later the secret has rotated twice (every 5 minutes): the token expired.
+    for _ in 0..66 {
+        net.advance(Duration::from_secs(10));
+    }
+    assert_eq!(code(net.exchange(0, stranger, &announce(&token))), 203);
+}
+
+/// A node answers honest queries with the requester's address (BEP 42 `ip`) and its client
+/// version, does not add a BEP 43 read-only querier to its table, and pings an ordinary
+/// unknown querier before adding it.
+#[test]
+fn read_only_queriers_stay_out_of_the_table() {
+    let mut net = Net::new(1);
+    let ro = SocketAddr::from(([10, 1, 1, 1], 1));
+    let mut q = Message::query(b"p1".to_vec(), Id::sha1_of(b"ro"), Query::Ping);
+    q.read_only = true;
+    let answer = net.exchange(0, ro, &q.to_bytes()).unwrap();
+    assert_eq!(answer.requester_ip, Some(ro));
+    assert_eq!(answer.version.as_deref(), Some(&b"KD\x00\x01"[..]));
+    // An ordinary querier gets a ping back (to verify it before it enters the table).
+    let plain = SocketAddr::from(([10, 1, 1, 2], 1));
+    let q = Message::query(b"p2".to_vec(), Id::sha1_of(b"plain"), Query::Ping).to_bytes();
+    net.nodes[0].handle_datagram(net.now, plain, &q);
+    let sent: Vec<_> = std::iter::from_fn(|| net.nodes[0].poll_transmit()).collect();
+    assert!(sent.iter().any(|t| t.to == plain
+        && matches!(Message::decode(&t.payload).unwrap().body, Body::Query { query: Query::Ping, .. })));
+    assert!(sent.iter().all(|t| t.to != ro), "no verification ping to the read-only node");
+}
