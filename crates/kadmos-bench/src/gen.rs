@@ -59,6 +59,9 @@ pub struct Outcome {
     pub late: u64,
     /// Anything else received (not a dict, wrong `y`, no `t`).
     pub invalid: u64,
+    /// Queries (`y` = `q`) the server sent to our sources itself, e.g. to
+    /// ping the nodes that queried it (only counted when expecting KRPC).
+    pub queries_in: u64,
     /// Socket errors on receive (e.g. ECONNREFUSED once the server died).
     pub socket_errors: u64,
     /// Reply latencies in µs, sorted.
@@ -160,13 +163,8 @@ struct Batch {
 impl Batch {
     fn new(n: usize) -> Self {
         let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; PKT_MAX]).collect();
-        let mut iovs: Vec<libc::iovec> = bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: PKT_MAX,
-            })
-            .collect();
+        let mut iovs: Vec<libc::iovec> =
+            bufs.iter_mut().map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: PKT_MAX }).collect();
         let hdrs = iovs
             .iter_mut()
             .map(|iov| {
@@ -276,11 +274,7 @@ impl Gen {
             let src = &mut self.sources[i];
             let tid = first_tid.wrapping_add(k as u16);
             src.flip = !src.flip;
-            let pkt = if src.flip {
-                src.find_node.fill(&arg, tid)
-            } else {
-                src.get_peers.fill(&arg, tid)
-            };
+            let pkt = if src.flip { src.find_node.fill(&arg, tid) } else { src.get_peers.fill(&arg, tid) };
             self.tx.bufs[k][..pkt.len()].copy_from_slice(pkt);
             self.lens.push(pkt.len());
         }
@@ -289,10 +283,7 @@ impl Gen {
         let now = self.now_ns();
         let src = &mut self.sources[i];
         for k in 0..sent {
-            src.inflight.push(Slot {
-                tid: first_tid.wrapping_add(k as u16),
-                sent_ns: now,
-            });
+            src.inflight.push(Slot { tid: first_tid.wrapping_add(k as u16), sent_ns: now });
         }
         // Only the tids actually sent are consumed; unsent queries are
         // rebuilt next time (their flip is not undone: harmless).
@@ -338,6 +329,12 @@ impl Gen {
             }
             return;
         };
+        if expect == Expect::Krpc && head.y == Some(&b"q"[..]) {
+            if measuring {
+                self.out.queries_in += 1;
+            }
+            return;
+        }
         let tid = match head.t {
             Some(&[a, b]) => u16::from_be_bytes([a, b]),
             _ => {
@@ -380,9 +377,7 @@ impl Gen {
         let timeout = self.timeout_ns;
         for i in 0..self.sources.len() {
             let before = self.sources[i].inflight.len();
-            self.sources[i]
-                .inflight
-                .retain(|s| now.saturating_sub(s.sent_ns) < timeout);
+            self.sources[i].inflight.retain(|s| now.saturating_sub(s.sent_ns) < timeout);
             let expired = before - self.sources[i].inflight.len();
             if expired > 0 {
                 if self.measuring {
@@ -403,8 +398,7 @@ pub fn run(cfg: &Config, on_phase: &mut dyn FnMut(Phase)) -> io::Result<Outcome>
     let mut sources = Vec::with_capacity(cfg.sources);
     for i in 0..cfg.sources {
         let local = SocketAddr::from((source_addr(i), 0));
-        let sock = UdpSocket::bind(local)
-            .map_err(|e| io::Error::new(e.kind(), format!("bind {local}: {e}")))?;
+        let sock = UdpSocket::bind(local).map_err(|e| io::Error::new(e.kind(), format!("bind {local}: {e}")))?;
         sock.connect(cfg.target)?;
         sock.set_nonblocking(true)?;
         let mut id = [0u8; ID_LEN];
@@ -426,10 +420,7 @@ pub fn run(cfg: &Config, on_phase: &mut dyn FnMut(Phase)) -> io::Result<Outcome>
     }
     let _close_ep = CloseFd(ep);
     for (i, s) in sources.iter().enumerate() {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: i as u64,
-        };
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: i as u64 };
         // SAFETY: ep and the socket fd are open; ev is a valid event.
         if unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, s.sock.as_raw_fd(), &mut ev) } != 0 {
             return Err(io::Error::last_os_error());
@@ -474,11 +465,8 @@ pub fn run(cfg: &Config, on_phase: &mut dyn FnMut(Phase)) -> io::Result<Outcome>
         }
         if g.window < cfg.window {
             let ramp = now.duration_since(start).as_secs_f64() / cfg.warmup.as_secs_f64();
-            let w = if ramp.is_finite() && ramp < 1.0 {
-                1 + ((cfg.window - 1) as f64 * ramp) as usize
-            } else {
-                cfg.window
-            };
+            let w =
+                if ramp.is_finite() && ramp < 1.0 { 1 + ((cfg.window - 1) as f64 * ramp) as usize } else { cfg.window };
             if w > g.window {
                 g.window = w;
                 for i in 0..g.sources.len() {
@@ -529,16 +517,10 @@ impl Drop for CloseFd {
 /// Sends `count` find_node queries from 127.0.0.1 and waits until they
 /// are all answered or `timeout` passes. Returns how many were answered;
 /// an error if none was.
-pub fn probe(
-    target: SocketAddr,
-    expect: Expect,
-    count: u16,
-    timeout: Duration,
-) -> Result<u16, String> {
+pub fn probe(target: SocketAddr, expect: Expect, count: u16, timeout: Duration) -> Result<u16, String> {
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     sock.connect(target).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_millis(100))).map_err(|e| e.to_string())?;
     let mut rng = Rng::new(0x5eed ^ target.port() as u64);
     let mut id = [0u8; ID_LEN];
     rng.fill(&mut id);
@@ -567,17 +549,10 @@ pub fn probe(
                             }
                         }
                     }
-                    Some(h) => {
-                        last_err =
-                            format!("unexpected reply y={:?}", h.y.map(String::from_utf8_lossy))
-                    }
+                    Some(h) => last_err = format!("unexpected reply y={:?}", h.y.map(String::from_utf8_lossy)),
                     None => last_err = "undecodable reply".to_string(),
                 },
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(e) => {
                     last_err = e.to_string();
                     std::thread::sleep(Duration::from_millis(50));
@@ -590,9 +565,7 @@ pub fn probe(
     }
     let n = answered.iter().filter(|&&d| d).count() as u16;
     if n == 0 {
-        Err(format!(
-            "{target} answered none of {count} find_node queries within {timeout:?} ({last_err})"
-        ))
+        Err(format!("{target} answered none of {count} find_node queries within {timeout:?} ({last_err})"))
     } else {
         Ok(n)
     }
@@ -616,8 +589,7 @@ mod tests {
     fn closed_loop_against_inline_echo() {
         let echo = UdpSocket::bind("127.0.0.1:0").unwrap();
         let target = echo.local_addr().unwrap();
-        echo.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+        echo.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = stop.clone();
         let t = std::thread::spawn(move || {
@@ -628,10 +600,7 @@ mod tests {
                 }
             }
         });
-        assert_eq!(
-            probe(target, Expect::Echo, 4, Duration::from_secs(5)),
-            Ok(4)
-        );
+        assert_eq!(probe(target, Expect::Echo, 4, Duration::from_secs(5)), Ok(4));
         let cfg = Config {
             target,
             sources: 8,

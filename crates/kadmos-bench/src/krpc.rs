@@ -40,11 +40,7 @@ impl Template {
         let tid_at = buf.len();
         buf.extend_from_slice(&[0u8; 2]);
         buf.extend_from_slice(b"1:y1:qe");
-        Template {
-            buf,
-            arg_at,
-            tid_at,
-        }
+        Template { buf, arg_at, tid_at }
     }
 
     /// Sets the target / info_hash and the transaction id; returns the packet.

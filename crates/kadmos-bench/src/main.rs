@@ -209,6 +209,7 @@ impl Report {
             "errors": self.out.errors,
             "late": self.out.late,
             "invalid": self.out.invalid,
+            "queries_from_server": self.out.queries_in,
             "socket_errors": self.out.socket_errors,
             "latency_p50_us": self.out.percentile_us(50.0),
             "latency_p99_us": self.out.percentile_us(99.0),
@@ -288,12 +289,7 @@ fn load(args: &LoadArgs) -> Result<(), String> {
             (argv, None)
         }
     };
-    let echo_argv = vec![
-        bench_s.clone(),
-        "echo".into(),
-        "--bind".into(),
-        "127.0.0.1:0".into(),
-    ];
+    let echo_argv = vec![bench_s.clone(), "echo".into(), "--bind".into(), "127.0.0.1:0".into()];
 
     // Pin this (the generator's) thread before any other thread exists, so
     // the output-draining threads land on the generator's core too.
@@ -311,9 +307,7 @@ fn load(args: &LoadArgs) -> Result<(), String> {
     let cores = pin.then_some((args.server_core, args.gen_core));
 
     let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
     });
     let cfg = |target: SocketAddr, expect: Expect| gen::Config {
         target,
@@ -338,15 +332,7 @@ fn load(args: &LoadArgs) -> Result<(), String> {
         );
     }
 
-    let echo = measure(
-        "echo",
-        &echo_argv,
-        None,
-        Expect::Echo,
-        cores,
-        &cfg,
-        args.json,
-    )?;
+    let echo = measure("echo", &echo_argv, None, Expect::Echo, cores, &cfg, args.json)?;
     let node = measure(
         "kadmos",
         &node_argv,
@@ -359,11 +345,7 @@ fn load(args: &LoadArgs) -> Result<(), String> {
     drop(tmp);
 
     let echo_rate = echo.out.replies_per_sec();
-    let ratio_pct = if echo_rate > 0.0 {
-        Some(100.0 * node.out.replies_per_sec() / echo_rate)
-    } else {
-        None
-    };
+    let ratio_pct = if echo_rate > 0.0 { Some(100.0 * node.out.replies_per_sec() / echo_rate) } else { None };
 
     if args.json {
         let v = json!({
@@ -406,23 +388,15 @@ fn measure(
     cfg: &CfgFn<'_>,
     quiet: bool,
 ) -> Result<Report, String> {
-    let (mut server, addr_rx) =
-        Server::spawn(name, argv, cores.map(|c| c.0)).map_err(|e| format!("{name}: {e}"))?;
+    let (mut server, addr_rx) = Server::spawn(name, argv, cores.map(|c| c.0)).map_err(|e| format!("{name}: {e}"))?;
     let addr = match known_addr {
         Some(a) => a,
         None => server.wait_addr(&addr_rx, Duration::from_secs(20))?,
     };
-    let probe_answered = gen::probe(addr, expect, 8, Duration::from_secs(10)).map_err(|e| {
-        format!(
-            "{name} at {addr} did not answer: {e}; its output:\n{}",
-            server.tail()
-        )
-    })?;
+    let probe_answered = gen::probe(addr, expect, 8, Duration::from_secs(10))
+        .map_err(|e| format!("{name} at {addr} did not answer: {e}; its output:\n{}", server.tail()))?;
     if !quiet {
-        eprintln!(
-            "kadmos-bench: {name} (pid {}) at {addr} answered {probe_answered}/8 probes; loading…",
-            server.pid()
-        );
+        eprintln!("kadmos-bench: {name} (pid {}) at {addr} answered {probe_answered}/8 probes; loading…", server.pid());
     }
 
     let pid = server.pid();
@@ -460,10 +434,7 @@ fn measure(
         threads = th;
     }
     if !server_alive {
-        eprintln!(
-            "kadmos-bench: warning: {name} exited during the load; its output:\n{}",
-            server.tail()
-        );
+        eprintln!("kadmos-bench: warning: {name} exited during the load; its output:\n{}", server.tail());
     }
     Ok(Report {
         name: name.to_string(),
@@ -527,26 +498,31 @@ fn print_table(rows: &[&Report], ratio_pct: Option<f64>) {
         None => println!("kadmos/echo replies/s: - (echo answered nothing)"),
     }
     for r in rows {
-        for (what, core_pct, proc_pct) in [
+        let disturbed: Vec<String> = [
             ("server", r.server_core_busy_pct, r.server_cpu_pct),
             ("generator", r.gen_core_busy_pct, Some(r.gen_cpu_pct())),
-        ] {
-            if let (Some(c), Some(p)) = (core_pct, proc_pct) {
-                if c - p > OTHER_LOAD_NOTE_PCT {
-                    println!(
-                        "note: during the {} run the {what}'s core was {c:.0}% busy but the {what} used {p:.0}%: other load on that core disturbs these figures",
-                        r.name
-                    );
-                }
-            }
+        ]
+        .into_iter()
+        .filter_map(|(what, core_pct, proc_pct)| {
+            let (c, p) = (core_pct?, proc_pct?);
+            (c - p > OTHER_LOAD_NOTE_PCT).then(|| format!("{what}'s core {c:.0}% busy, {what} {p:.0}%"))
+        })
+        .collect();
+        if !disturbed.is_empty() {
+            println!(
+                "note: other load on the machine during the {} run ({}): figures disturbed",
+                r.name,
+                disturbed.join("; ")
+            );
         }
         if !r.server_alive {
             println!("note: {} exited during the load", r.name);
         }
-        if r.out.late > 0 || r.out.errors > 0 || r.out.invalid > 0 {
+        let o = &r.out;
+        if o.late + o.errors + o.invalid + o.socket_errors + o.queries_in > 0 {
             println!(
-                "note: {}: {} KRPC errors, {} late, {} invalid replies",
-                r.name, r.out.errors, r.out.late, r.out.invalid
+                "note: {}: {} KRPC errors, {} late replies, {} invalid packets, {} socket errors, {} queries from the server to the sources",
+                r.name, o.errors, o.late, o.invalid, o.socket_errors, o.queries_in
             );
         }
     }

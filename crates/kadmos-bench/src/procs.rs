@@ -55,10 +55,8 @@ fn stat_cpu_seconds(path: &str) -> io::Result<f64> {
     let text = std::fs::read_to_string(path)?;
     // The command name may hold spaces and parentheses: fields follow the
     // last ')'. After it come field 3 (state), ..., 14 (utime), 15 (stime).
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))?;
+    let rest =
+        text.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let num = |i: usize| -> io::Result<f64> {
         fields
@@ -74,15 +72,8 @@ fn stat_cpu_seconds(path: &str) -> io::Result<f64> {
 pub fn core_jiffies(core: usize) -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let name = format!("cpu{core}");
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .filter_map(|f| f.parse().ok())
-        .collect();
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).filter_map(|f| f.parse().ok()).collect();
     if v.len() < 5 {
         return None;
     }
@@ -109,9 +100,7 @@ pub fn peak_rss_kib(pid: u32) -> io::Result<u64> {
 /// Number of threads of a process.
 pub fn thread_count(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
+    text.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
 }
 
 /// A temporary directory removed on drop.
@@ -120,9 +109,7 @@ pub struct TempDir(PathBuf);
 impl TempDir {
     pub fn new(prefix: &str) -> io::Result<Self> {
         let base = std::env::temp_dir();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         for n in 0..1000u32 {
             let p = base.join(format!("{prefix}-{}-{nanos}-{n}", std::process::id()));
             match std::fs::create_dir(&p) {
@@ -131,10 +118,7 @@ impl TempDir {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "no free temp dir name",
-        ))
+        Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temp dir name"))
     }
 
     pub fn path(&self) -> &Path {
@@ -164,19 +148,11 @@ impl Server {
     /// before exec, so the pid we hold is the server's own). Its stdout and
     /// stderr are drained by two threads; the first `127.0.0.1:PORT` seen
     /// in either is sent on the returned channel.
-    pub fn spawn(
-        name: &str,
-        argv: &[String],
-        core: Option<usize>,
-    ) -> io::Result<(Self, mpsc::Receiver<SocketAddr>)> {
-        let (prog, args) = argv
-            .split_first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    pub fn spawn(name: &str, argv: &[String], core: Option<usize>) -> io::Result<(Self, mpsc::Receiver<SocketAddr>)> {
+        let (prog, args) =
+            argv.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
         let mut cmd = Command::new(prog);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: the closure only makes plain system calls (prctl,
         // sched_setaffinity), which are safe between fork and exec.
         unsafe {
@@ -189,9 +165,7 @@ impl Server {
                 }
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {prog}: {e}")))?;
+        let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start {prog}: {e}")))?;
         let output = Arc::new(Mutex::new(VecDeque::new()));
         let (tx, rx) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
@@ -200,14 +174,7 @@ impl Server {
         if let Some(err) = child.stderr.take() {
             drain(err, tx, output.clone());
         }
-        Ok((
-            Server {
-                name: name.to_string(),
-                child,
-                output,
-            },
-            rx,
-        ))
+        Ok((Server { name: name.to_string(), child, output }, rx))
     }
 
     pub fn pid(&self) -> u32 {
@@ -226,11 +193,7 @@ impl Server {
     }
 
     /// Waits for the address the server prints, up to `timeout`.
-    pub fn wait_addr(
-        &mut self,
-        rx: &mpsc::Receiver<SocketAddr>,
-        timeout: Duration,
-    ) -> Result<SocketAddr, String> {
+    pub fn wait_addr(&mut self, rx: &mpsc::Receiver<SocketAddr>, timeout: Duration) -> Result<SocketAddr, String> {
         let deadline = Instant::now() + timeout;
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
@@ -289,11 +252,7 @@ impl Drop for Server {
     }
 }
 
-fn drain<R: Read + Send + 'static>(
-    r: R,
-    tx: mpsc::Sender<SocketAddr>,
-    keep: Arc<Mutex<VecDeque<String>>>,
-) {
+fn drain<R: Read + Send + 'static>(r: R, tx: mpsc::Sender<SocketAddr>, keep: Arc<Mutex<VecDeque<String>>>) {
     thread::spawn(move || {
         let mut sent = false;
         let mut reader = BufReader::new(r);
@@ -354,16 +313,8 @@ mod tests {
             find_loopback_addr("kadmos: listening on 127.0.0.1:6881 (udp)"),
             Some("127.0.0.1:6881".parse().unwrap())
         );
-        assert_eq!(
-            find_loopback_addr("listening 127.0.0.1:40000"),
-            Some("127.0.0.1:40000".parse().unwrap())
-        );
-        assert_eq!(
-            find_loopback_addr("bind 127.0.0.1:0 then 127.0.0.1:7")
-                .unwrap()
-                .port(),
-            7
-        );
+        assert_eq!(find_loopback_addr("listening 127.0.0.1:40000"), Some("127.0.0.1:40000".parse().unwrap()));
+        assert_eq!(find_loopback_addr("bind 127.0.0.1:0 then 127.0.0.1:7").unwrap().port(), 7);
         assert_eq!(find_loopback_addr("nothing here"), None);
     }
 

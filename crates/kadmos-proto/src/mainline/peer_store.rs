@@ -64,11 +64,10 @@ impl PeerStore {
     }
 
     pub fn announce(&mut self, info_hash: InfoHash, peer: SocketAddr, now: Timestamp) -> StoreOutcome {
+        // Expired torrents are swept by `expire` (the node calls it every maintenance tick), not
+        // here: a flood of announces for new torrents must not cost a full sweep each.
         if !self.torrents.contains_key(&info_hash) && self.torrents.len() >= self.config.max_infohashes {
-            self.expire(now);
-            if self.torrents.len() >= self.config.max_infohashes {
-                return StoreOutcome::Full;
-            }
+            return StoreOutcome::Full;
         }
         let peers = self.torrents.entry(info_hash).or_default();
         if let Some(existing) = peers.iter_mut().find(|p| p.addr == peer) {
@@ -170,6 +169,7 @@ mod tests {
         assert_eq!(store.announce(InfoHash::from_bytes(&[3; 20]).unwrap(), peer(1), t(6)), StoreOutcome::Full);
         assert_eq!(store.infohash_count(), 2);
         assert!(store.peers(&a, false, 10, t(64), &mut rng).len() < 3, "expired peers are not handed out");
+        assert_eq!(store.announce(InfoHash::from_bytes(&[3; 20]).unwrap(), peer(1), t(100)), StoreOutcome::Full);
         store.expire(t(100));
         assert_eq!(store.infohash_count(), 0);
         assert_eq!(store.announce(InfoHash::from_bytes(&[3; 20]).unwrap(), peer(1), t(100)), StoreOutcome::Stored);
