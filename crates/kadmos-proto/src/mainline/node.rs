@@ -26,7 +26,7 @@
 //!   come from the address we asked.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -218,7 +218,8 @@ pub struct Node {
     tokens: TokenIssuer,
     requests: HashMap<u16, PendingRequest>,
     deadlines: BinaryHeap<Reverse<(Timestamp, u16)>>,
-    operations: HashMap<QueryId, Operation>,
+    /// Ordered by QueryId so that driving them is deterministic (the simulator replays runs).
+    operations: BTreeMap<QueryId, Operation>,
     next_query: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -241,7 +242,7 @@ impl Node {
             rng,
             requests: HashMap::new(),
             deadlines: BinaryHeap::new(),
-            operations: HashMap::new(),
+            operations: BTreeMap::new(),
             next_query: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
