@@ -142,6 +142,8 @@ struct Slot {
 
 struct Source {
     sock: UdpSocket,
+    /// This source's node ID, used to answer the server's own queries.
+    id: [u8; ID_LEN],
     next_tid: u16,
     inflight: Vec<Slot>,
     find_node: Template,
@@ -333,6 +335,14 @@ impl Gen {
             if measuring {
                 self.out.queries_in += 1;
             }
+            // Answer the node's own queries (the pings with which it verifies a querier before
+            // adding it to its routing table) so that its table fills as in a real network, and
+            // its find_node/get_peers answers carry nodes.
+            if let Some(t) = head.t {
+                let src = &self.sources[i];
+                let reply = krpc::ping_reply(&src.id, t);
+                let _ = src.sock.send(&reply);
+            }
             return;
         }
         let tid = match head.t {
@@ -405,6 +415,7 @@ pub fn run(cfg: &Config, on_phase: &mut dyn FnMut(Phase)) -> io::Result<Outcome>
         rng.fill(&mut id);
         sources.push(Source {
             sock,
+            id,
             next_tid: rng.next_u64() as u16,
             inflight: Vec::with_capacity(cfg.window),
             find_node: Template::new(Query::FindNode, &id),

@@ -63,6 +63,17 @@ pub struct Head<'a> {
     pub y: Option<&'a [u8]>,
 }
 
+/// An answer to any query: `{"r": {"id": id}, "t": t, "y": "r"}`.
+pub fn ping_reply(id: &[u8; ID_LEN], t: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"d1:rd2:id20:");
+    out.extend_from_slice(id);
+    out.extend_from_slice(format!("e1:t{}:", t.len()).as_bytes());
+    out.extend_from_slice(t);
+    out.extend_from_slice(b"1:y1:re");
+    out
+}
+
 /// Reads `t` and `y` from a packet that must be one well-formed bencoded
 /// dictionary with nothing after it. Returns `None` for anything else.
 pub fn head(pkt: &[u8]) -> Option<Head<'_>> {

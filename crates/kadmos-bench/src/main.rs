@@ -33,7 +33,7 @@
 //! cargo build --release -p kadmos-cli -p kadmos-bench && target/release/kadmos-bench load
 //! ```
 //!
-//! Options: `--duration SECS` (10), `--warmup SECS` (1), `--sources N`
+//! Options: `--duration SECS` (10), `--warmup SECS` (5), `--sources N`
 //! (256), `--window N` queries in flight per source (8), `--timeout-ms`
 //! (500), `--kadmos PATH` (default: `kadmos` next to this executable),
 //! `--json` (one JSON object instead of the table), `--server-core` /
@@ -102,8 +102,10 @@ struct LoadArgs {
     /// Seconds measured per target (after the warm-up).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     duration: f64,
-    /// Seconds of load before measuring starts.
-    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    /// Seconds of load before measuring starts. The node verifies up to 20 unknown queriers a
+    /// second (the generator answers those pings), so 5 s give it a routing table of about 90
+    /// contacts and find_node/get_peers answers that carry 8 nodes, as on a real network.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     warmup: f64,
     /// Number of source sockets, each on its own 127.A.B.C address.
     #[arg(long, default_value_t = 256, value_name = "N")]

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::id::{Id, NodeId};
+use super::id::{Distance, Id, NodeId};
 use crate::time::Timestamp;
 
 /// Tuning of a routing table. Defaults follow BEP 5.
@@ -296,14 +296,18 @@ impl RoutingTable {
 
     /// The `n` non-bad contacts closest to `target`, closest first.
     pub fn closest(&self, target: &Id, n: usize, now: Timestamp) -> Vec<Contact> {
-        let mut all: Vec<&Contact> =
-            self.contacts().filter(|c| c.status(now, &self.config) != ContactStatus::Bad).collect();
+        // Distances are computed once per contact, not once per comparison.
+        let mut all: Vec<(Distance, &Contact)> = self
+            .contacts()
+            .filter(|c| c.status(now, &self.config) != ContactStatus::Bad)
+            .map(|c| (c.id.distance(target), c))
+            .collect();
         if all.len() > n {
-            all.select_nth_unstable_by_key(n, |c| c.id.distance(target));
+            all.select_nth_unstable_by_key(n, |(d, _)| *d);
             all.truncate(n);
         }
-        all.sort_unstable_by_key(|c| c.id.distance(target));
-        all.into_iter().cloned().collect()
+        all.sort_unstable_by_key(|(d, _)| *d);
+        all.into_iter().map(|(_, c)| c.clone()).collect()
     }
 
     /// Buckets not changed for `refresh_after`, each with a random ID in its range to look up.

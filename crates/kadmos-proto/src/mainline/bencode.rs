@@ -229,14 +229,27 @@ impl<'b> Encoder<'b> {
 
     pub fn int(&mut self, n: i64) {
         self.out.push(b'i');
-        self.out.extend_from_slice(n.to_string().as_bytes());
+        if n < 0 {
+            self.out.push(b'-');
+        }
+        write_decimal(self.out, n.unsigned_abs());
         self.out.push(b'e');
     }
 
     pub fn bytes(&mut self, b: &[u8]) {
-        self.out.extend_from_slice(b.len().to_string().as_bytes());
+        write_decimal(self.out, b.len() as u64);
         self.out.push(b':');
         self.out.extend_from_slice(b);
+    }
+
+    /// A byte string of `len` bytes written in place by `fill` (saves a temporary buffer
+    /// for compact node lists).
+    pub fn bytes_with(&mut self, len: usize, fill: impl FnOnce(&mut Vec<u8>)) {
+        write_decimal(self.out, len as u64);
+        self.out.push(b':');
+        let start = self.out.len();
+        fill(self.out);
+        debug_assert_eq!(self.out.len() - start, len, "bytes_with wrote the wrong length");
     }
 
     /// Appends bytes that are already bencoded (a BEP 44 `v`, for instance).
@@ -273,6 +286,21 @@ impl<'b> Encoder<'b> {
             }
         }
     }
+}
+
+/// Appends `n` in decimal without allocating (this runs several times per datagram sent).
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// Writes the entries of one dictionary.

@@ -535,15 +535,13 @@ fn encode_response(d: &mut DictEncoder<'_>, r: &Response) {
     if let Some(k) = &r.public_key {
         d.key("k").bytes(k);
     }
-    if !r.nodes.is_empty() {
-        let mut buf = Vec::with_capacity(r.nodes.len() * NODE_V4_LEN);
-        compact::encode_nodes(&r.nodes, false, &mut buf);
-        d.key("nodes").bytes(&buf);
+    let v4 = r.nodes.iter().filter(|(_, a)| a.is_ipv4()).count();
+    if v4 > 0 {
+        d.key("nodes").bytes_with(v4 * NODE_V4_LEN, |out| compact::encode_nodes(&r.nodes, false, out));
     }
-    if !r.nodes6.is_empty() {
-        let mut buf = Vec::with_capacity(r.nodes6.len() * NODE_V6_LEN);
-        compact::encode_nodes(&r.nodes6, true, &mut buf);
-        d.key("nodes6").bytes(&buf);
+    let v6 = r.nodes6.iter().filter(|(_, a)| a.is_ipv6()).count();
+    if v6 > 0 {
+        d.key("nodes6").bytes_with(v6 * NODE_V6_LEN, |out| compact::encode_nodes(&r.nodes6, true, out));
     }
     if let Some(num) = r.num {
         d.key("num").int(num);
@@ -570,7 +568,8 @@ fn encode_response(d: &mut DictEncoder<'_>, r: &Response) {
     if !r.values.is_empty() {
         d.key("values").list(|l| {
             for peer in &r.values {
-                l.bytes(&compact::peer_bytes(peer));
+                let len = if peer.is_ipv4() { compact::PEER_V4_LEN } else { compact::PEER_V6_LEN };
+                l.bytes_with(len, |out| compact::encode_peer(peer, out));
             }
         });
     }

@@ -628,7 +628,8 @@ impl Node {
     // ---------------------------------------------------------------- our requests
 
     fn send(&mut self, to: SocketAddr, message: &Message) {
-        let payload = message.to_bytes();
+        let mut payload = Vec::with_capacity(512);
+        message.encode(&mut payload);
         self.counters.datagrams_sent += 1;
         self.counters.bytes_sent += payload.len() as u64;
         self.transmits.push_back(Transmit { to, payload });
