@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::{ContactStatus, RoutingTable};
-use kadmos_proto::mainline::{Event, Family, Node, Outcome, QueryError, QueryId};
+use kadmos_proto::mainline::{Event, Family, Node, Outcome, QueryError, QueryId, Transmit};
 use kadmos_proto::{InfoHash, NodeId, Timestamp};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::batch_io::{send_batch, RecvBatch, BATCH};
 use crate::state::{SavedContact, SavedState};
 use crate::types::*;
 
@@ -93,7 +94,7 @@ impl Driver {
     }
 
     pub async fn run(mut self) {
-        let mut buf = vec![0u8; 65536];
+        let mut batch = RecvBatch::new();
         let sock0 = self.sockets.first().cloned();
         let sock1 = self.sockets.get(1).cloned();
         self.flush().await;
@@ -110,8 +111,8 @@ impl Driver {
                     }
                     Some(command) => self.handle_command(command),
                 },
-                ready = readable(sock0.as_deref()) => if ready.is_ok() { self.drain(0, &mut buf) },
-                ready = readable(sock1.as_deref()) => if ready.is_ok() { self.drain(1, &mut buf) },
+                ready = readable(sock0.as_deref()) => if ready.is_ok() { self.drain(0, &mut batch) },
+                ready = readable(sock1.as_deref()) => if ready.is_ok() { self.drain(1, &mut batch) },
                 () = sleep => {
                     let now = self.now();
                     self.node.handle_timeout(now);
@@ -121,33 +122,48 @@ impl Driver {
         }
     }
 
-    /// Feeds the node every datagram already queued on a socket (bounded, so that a flood on
-    /// one socket cannot starve timers and commands).
-    fn drain(&mut self, index: usize, buf: &mut [u8]) {
+    /// Feeds the node every datagram already queued on a socket (at most 8 batches, so that a
+    /// flood on one socket cannot starve timers and commands).
+    fn drain(&mut self, index: usize, batch: &mut RecvBatch) {
         let now = self.now();
         let socket = self.sockets[index].clone();
-        for _ in 0..256 {
-            match socket.try_recv_from(buf) {
-                Ok((len, from)) => self.node.handle_datagram(now, from, &buf[..len]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+        for _ in 0..8 {
+            let n = match batch.recv(&socket) {
+                Ok(n) => n,
                 Err(e) => {
                     // ICMP errors (port unreachable) surface here on Linux; they are not fatal.
                     tracing::trace!("receive error: {e}");
+                    continue;
                 }
+            };
+            for i in 0..n {
+                if let Some((from, datagram)) = batch.datagram(i) {
+                    self.node.handle_datagram(now, from, datagram);
+                }
+            }
+            if n < BATCH {
+                break;
             }
         }
     }
 
     async fn flush(&mut self) {
+        let mut outgoing: [Vec<Transmit>; 2] = [Vec::new(), Vec::new()];
         while let Some(transmit) = self.node.poll_transmit() {
-            let family = if transmit.to.is_ipv4() { 0 } else { 1 };
+            outgoing[usize::from(transmit.to.is_ipv6())].push(transmit);
+        }
+        for (family, transmits) in outgoing.iter().enumerate() {
             let Some(socket) = self.by_family[family].as_ref() else { continue };
-            match socket.try_send_to(&transmit.payload, transmit.to) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let _ = socket.send_to(&transmit.payload, transmit.to).await;
+            let mut done = 0;
+            while done < transmits.len() {
+                done += send_batch(socket, &transmits[done..]).unwrap_or(0);
+                if let Some(next) = transmits.get(done) {
+                    // The socket buffer is full: wait for room, sending one datagram.
+                    if let Err(e) = socket.send_to(&next.payload, next.to).await {
+                        tracing::debug!("send to {} failed: {e}", next.to);
+                    }
+                    done += 1;
                 }
-                Err(e) => tracing::debug!("send to {} failed: {e}", transmit.to),
             }
         }
         while let Some(event) = self.node.poll_event() {

@@ -17,11 +17,13 @@
 //! - [`builder`]: [`DhtBuilder`]: sockets, ports, node ID, saved state, bootstrap routers.
 //! - [`dht`]: the async [`Dht`] handle and the [`PeerStream`] of `get_peers`.
 //! - `driver`: the tokio task that owns the sockets and the sans-IO node.
+//! - `batch_io`: `recvmmsg`/`sendmmsg` batching of datagrams (Linux).
 //! - [`blocking`]: the same API for code without an async runtime.
 //! - [`state`]: [`SavedState`], what a node saves to rejoin after a restart.
 //! - [`testnet`]: [`Testnet`], a local network of nodes for tests and demos.
 //! - [`types`]: plain data returned by the API (serialisable to JSON).
 
+mod batch_io;
 pub mod blocking;
 pub mod builder;
 pub mod dht;

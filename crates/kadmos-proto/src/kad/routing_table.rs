@@ -296,18 +296,41 @@ impl RoutingTable {
 
     /// The `n` non-bad contacts closest to `target`, closest first.
     pub fn closest(&self, target: &Id, n: usize, now: Timestamp) -> Vec<Contact> {
-        // Distances are computed once per contact, not once per comparison.
-        let mut all: Vec<(Distance, &Contact)> = self
-            .contacts()
-            .filter(|c| c.status(now, &self.config) != ContactStatus::Bad)
+        self.closest_refs(target, n, now).into_iter().cloned().collect()
+    }
+
+    /// [`RoutingTable::closest`] as `(id, address)` pairs, as answers and lookups need them.
+    pub fn closest_nodes(&self, target: &Id, n: usize, now: Timestamp) -> Vec<(NodeId, SocketAddr)> {
+        self.closest_refs(target, n, now).into_iter().map(|c| (c.id, c.addr)).collect()
+    }
+
+    /// Visits buckets in order of distance instead of sorting the whole table: with `i` the
+    /// bucket the target falls in, contacts of bucket `i` share more than `i` bits with the
+    /// target, those of every deeper bucket exactly `i`, and those of bucket `j < i` exactly
+    /// `j`. So buckets `i..` hold the closest, then `i-1`, `i-2`, … in turn. (This runs for
+    /// every find_node and get_peers answered; sorting all contacts was a top cost.)
+    fn closest_refs(&self, target: &Id, n: usize, now: Timestamp) -> Vec<&Contact> {
+        let usable = |c: &&Contact| c.status(now, &self.config) != ContactStatus::Bad;
+        let first = self.bucket_index(target);
+        let mut near: Vec<(Distance, &Contact)> = self.buckets[first..]
+            .iter()
+            .flat_map(|b| b.contacts.iter())
+            .filter(usable)
             .map(|c| (c.id.distance(target), c))
             .collect();
-        if all.len() > n {
-            all.select_nth_unstable_by_key(n, |(d, _)| *d);
-            all.truncate(n);
+        near.sort_unstable_by_key(|(d, _)| *d);
+        near.truncate(n);
+        let mut out: Vec<&Contact> = near.into_iter().map(|(_, c)| c).collect();
+        for bucket in self.buckets[..first].iter().rev() {
+            if out.len() >= n {
+                break;
+            }
+            let mut more: Vec<(Distance, &Contact)> =
+                bucket.contacts.iter().filter(usable).map(|c| (c.id.distance(target), c)).collect();
+            more.sort_unstable_by_key(|(d, _)| *d);
+            out.extend(more.into_iter().map(|(_, c)| c).take(n - out.len()));
         }
-        all.sort_unstable_by_key(|(d, _)| *d);
-        all.into_iter().map(|(_, c)| c.clone()).collect()
+        out
     }
 
     /// Buckets not changed for `refresh_after`, each with a random ID in its range to look up.

@@ -350,8 +350,7 @@ impl Node {
         let mut lookups = Vec::new();
         for family in self.enabled_families() {
             let table = self.tables[family.index()].as_ref().expect("enabled family has a table");
-            let mut seeds: Vec<(NodeId, SocketAddr)> =
-                table.closest(&target, seeds_per_family, now).into_iter().map(|c| (c.id, c.addr)).collect();
+            let mut seeds = table.closest_nodes(&target, seeds_per_family, now);
             seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
             lookups.push(FamilyLookup {
                 family,
@@ -592,9 +591,7 @@ impl Node {
         let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
         let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> {
-            self.tables[f.index()]
-                .as_ref()
-                .map_or_else(Vec::new, |t| t.closest(target, k, now).into_iter().map(|c| (c.id, c.addr)).collect())
+            self.tables[f.index()].as_ref().map_or_else(Vec::new, |t| t.closest_nodes(target, k, now))
         };
         if want.v4 {
             response.nodes = closest(Family::V4);
