@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kadmos_proto::mainline::{Body, Config, Event, Message, Node, Outcome, Query};
+use kadmos_proto::mainline::{
+    Body, Config, Event, ImmutableItem, Item, ItemQuery, ItemSigner, Message, MutableItem, Node, Outcome, Query,
+};
 use kadmos_proto::{Id, Timestamp};
 
 fn addr(i: usize) -> SocketAddr {
@@ -96,7 +98,7 @@ fn bootstrap_announce_get_peers() {
     let q = net.nodes[5].announce_peer(now, info_hash, Some(7000));
     net.settle();
     match net.finished(5, q) {
-        Some(Outcome::Announced { stored_at, .. }) => assert!(stored_at.len() >= 8, "{stored_at:?}"),
+        Some(Outcome::Stored { stored_at, .. }) => assert!(stored_at.len() >= 8, "{stored_at:?}"),
         other => panic!("{other:?}"),
     }
     let now = net.now;
@@ -183,4 +185,130 @@ fn read_only_queriers_stay_out_of_the_table() {
     assert!(sent.iter().any(|t| t.to == plain
         && matches!(Message::decode(&t.payload).unwrap().body, Body::Query { query: Query::Ping, .. })));
     assert!(sent.iter().all(|t| t.to != ro), "no verification ping to the read-only node");
+}
+
+fn joined(n: usize) -> Net {
+    let mut net = Net::new(n);
+    for i in 1..n {
+        let now = net.now;
+        net.nodes[i].bootstrap(now, &[addr(0)], &[]);
+        net.settle();
+        net.advance(Duration::from_secs(1));
+    }
+    net
+}
+
+fn items_of(net: &Net, node: usize, q: kadmos_proto::mainline::QueryId) -> Vec<Item> {
+    net.events
+        .iter()
+        .filter_map(|(i, e)| match e {
+            Event::Item { query, item, .. } if *i == node && *query == q => Some(item.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// BEP 44 between nodes: an immutable item put by one node is got (and checked against its
+/// target) by another; a mutable item's update with a higher seq is seen; a put with a stale
+/// seq or a wrong CAS is refused by every node with 302 / 301, and the stored item survives.
+#[test]
+fn bep44_put_and_get_between_nodes() {
+    let mut net = joined(12);
+    let immutable = ImmutableItem::from_bytes(b"Hello World!").unwrap();
+    let now = net.now;
+    let q = net.nodes[2].put_item(now, Item::Immutable(immutable.clone()), None);
+    net.settle();
+    match net.finished(2, q) {
+        Some(Outcome::Stored { stored_at, errors, .. }) => {
+            assert!(stored_at.len() >= 8, "{stored_at:?}");
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let now = net.now;
+    let q = net.nodes[7].get_item(now, ItemQuery::Immutable(immutable.target()));
+    net.settle();
+    assert!(items_of(&net, 7, q).contains(&Item::Immutable(immutable)));
+
+    let signer = ItemSigner::from_seed([3; 32]);
+    let put = |net: &mut Net, seq: i64, value: &[u8], cas: Option<i64>| {
+        let item = MutableItem::sign(&signer, b"salt", seq, value.to_vec()).unwrap();
+        let now = net.now;
+        let q = net.nodes[4].put_item(now, Item::Mutable(item), cas);
+        net.settle();
+        match net.finished(4, q) {
+            Some(Outcome::Stored { stored_at, errors, .. }) => (stored_at.len(), errors.clone()),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(put(&mut net, 1, b"1:a", None).0 >= 8);
+    assert!(put(&mut net, 2, b"1:b", Some(1)).0 >= 8);
+    let (stored, errors) = put(&mut net, 1, b"1:x", None);
+    assert_eq!(stored, 0);
+    assert!(!errors.is_empty() && errors.iter().all(|(_, code, _)| *code == 302), "{errors:?}");
+    let (stored, errors) = put(&mut net, 5, b"1:y", Some(1));
+    assert_eq!(stored, 0);
+    assert!(!errors.is_empty() && errors.iter().all(|(_, code, _)| *code == 301), "{errors:?}");
+
+    let query = ItemQuery::Mutable { public_key: signer.public_key(), salt: b"salt".to_vec(), newer_than: None };
+    let now = net.now;
+    let q = net.nodes[9].get_item(now, query);
+    net.settle();
+    let seqs: Vec<i64> = items_of(&net, 9, q)
+        .into_iter()
+        .map(|i| match i {
+            Item::Mutable(m) => {
+                assert_eq!(m.value, b"1:b");
+                m.seq
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, vec![2], "one verified version, the latest");
+}
+
+/// A node refuses forged and oversized puts with the BEP 44 codes (206, 205, 207) and a put
+/// without a valid token with 203; nothing is stored.
+#[test]
+fn bep44_hostile_puts_are_refused() {
+    let mut net = Net::new(1);
+    let stranger = SocketAddr::from(([10, 9, 9, 9], 5000));
+    let target = Id::sha1_of(b"x");
+    let get = Message::query(b"g1".to_vec(), Id::MAX, Query::Get { target, seq: None, want: None }).to_bytes();
+    let token = match net.exchange(0, stranger, &get).unwrap().body {
+        Body::Response(r) => r.token.unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let signer = ItemSigner::from_seed([9; 32]);
+    let good = MutableItem::sign(&signer, b"", 1, b"1:a".to_vec()).unwrap();
+    let put = |args: kadmos_proto::mainline::message::PutArgs| {
+        Message::query(b"p1".to_vec(), Id::MAX, Query::Put(args)).to_bytes()
+    };
+    let mutable = |m: &MutableItem, token: &[u8]| kadmos_proto::mainline::message::PutArgs {
+        token: token.to_vec(),
+        value: m.value.clone(),
+        public_key: Some(m.public_key),
+        signature: Some(m.signature),
+        seq: Some(m.seq),
+        salt: (!m.salt.is_empty()).then(|| m.salt.clone()),
+        cas: None,
+    };
+    let code = |m: Option<Message>| match m.map(|m| m.body) {
+        Some(Body::Error { code, .. }) => code,
+        Some(Body::Response(_)) => 0,
+        other => panic!("{other:?}"),
+    };
+    let mut forged = good.clone();
+    forged.value = b"1:b".to_vec();
+    assert_eq!(code(net.exchange(0, stranger, &put(mutable(&forged, &token)))), 206);
+    let mut big = mutable(&good, &token);
+    big.value = format!("1000:{}", "x".repeat(1000)).into_bytes();
+    assert_eq!(code(net.exchange(0, stranger, &put(big))), 205);
+    let mut salty = mutable(&good, &token);
+    salty.salt = Some(vec![b's'; 65]);
+    assert_eq!(code(net.exchange(0, stranger, &put(salty))), 207);
+    assert_eq!(code(net.exchange(0, stranger, &put(mutable(&good, b"badtoken")))), 203);
+    assert!(net.nodes[0].item_store().is_empty(), "nothing stored");
+    assert_eq!(code(net.exchange(0, stranger, &put(mutable(&good, &token)))), 0);
+    assert_eq!(net.nodes[0].item_store().len(), 1);
 }

@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::dht::Dht;
-use crate::driver::Driver;
+use crate::driver::{Driver, EPOCH_OFFSET};
 use crate::error::{Error, Result};
 use crate::ports::PortSpec;
 use crate::state::SavedState;
@@ -37,6 +37,7 @@ pub struct DhtBuilder {
     read_only: bool,
     lookup: LookupConfig,
     seed: Option<u64>,
+    keep_alive: bool,
 }
 
 impl Default for DhtBuilder {
@@ -51,6 +52,7 @@ impl Default for DhtBuilder {
             read_only: false,
             lookup: LookupConfig::default(),
             seed: None,
+            keep_alive: true,
         }
     }
 }
@@ -117,6 +119,13 @@ impl DhtBuilder {
         self
     }
 
+    /// Whether BEP 44 items put through this node are re-put every hour until cancelled
+    /// (default: yes). One-shot tools that exit after a put turn it off.
+    pub fn keep_alive_puts(mut self, keep: bool) -> Self {
+        self.keep_alive = keep;
+        self
+    }
+
     /// Seed of the node's random generator (default: from the OS), for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -146,15 +155,18 @@ impl DhtBuilder {
         config.read_only = self.read_only;
         config.lookup = self.lookup;
         let start = tokio::time::Instant::now();
-        let node = Node::new(config, Timestamp::ZERO);
+        let node = Node::new(config, Timestamp::from_duration(EPOCH_OFFSET));
 
         let (command_tx, command_rx) = mpsc::channel(256);
         let (boot_tx, boot_rx) = watch::channel(false);
         let mut driver = Driver::new(node, sockets, command_rx, start, boot_tx);
+        if let Some(state) = &self.state {
+            driver.restore_items(state);
+        }
         driver.start_bootstrap(routers, contacts);
         tokio::spawn(driver.run());
         tracing::info!(%node_id, ?local_addrs, "node started");
-        Ok(Dht { commands: command_tx, bootstrapped: boot_rx, local_addrs, node_id })
+        Ok(Dht { commands: command_tx, bootstrapped: boot_rx, local_addrs, node_id, keep_alive_puts: self.keep_alive })
     }
 
     fn bind_sockets(&self) -> Result<Vec<Arc<UdpSocket>>> {

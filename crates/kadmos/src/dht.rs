@@ -20,6 +20,8 @@ pub struct Dht {
     pub(crate) bootstrapped: watch::Receiver<bool>,
     pub(crate) local_addrs: Vec<SocketAddr>,
     pub(crate) node_id: NodeId,
+    /// Whether items put through this handle are kept alive (see [`crate::storage`]).
+    pub(crate) keep_alive_puts: bool,
 }
 
 impl Dht {

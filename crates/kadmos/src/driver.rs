@@ -5,21 +5,21 @@
 //! (a datagram, a timer, a command) the task drains the node's transmits and events, then
 //! sleeps until the next datagram, command or the node's next deadline.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::{ContactStatus, RoutingTable};
-use kadmos_proto::mainline::{Event, Family, Node, Outcome, QueryError, QueryId, Transmit};
+use kadmos_proto::mainline::{Event, Family, Item, ItemQuery, Node, Outcome, QueryError, QueryId, Transmit};
 use kadmos_proto::{InfoHash, NodeId, Timestamp};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::batch_io::{send_batch, RecvBatch, BATCH};
-use crate::state::{SavedContact, SavedState};
+use crate::state::{SavedContact, SavedItem, SavedState};
 use crate::types::*;
 
 /// Requests from the API handle.
@@ -29,6 +29,11 @@ pub(crate) enum Command {
     GetPeers(InfoHash, mpsc::UnboundedSender<PeerBatch>),
     Announce(InfoHash, Option<u16>, oneshot::Sender<Result<AnnounceResult, QueryError>>),
     Samples(SocketAddr, NodeId, oneshot::Sender<Result<Samples, QueryError>>),
+    /// BEP 44 get; `first_only` stops the lookup at the first verified item.
+    GetItem(ItemQuery, bool, mpsc::UnboundedSender<FoundItem>),
+    /// BEP 44 put; the item is then kept alive if `keep_alive`.
+    PutItem(Item, Option<i64>, bool, oneshot::Sender<Result<StoreReport, QueryError>>),
+    CancelKeepAlive(NodeId, oneshot::Sender<bool>),
     Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>),
     RoutingTable(oneshot::Sender<RoutingTableDump>),
     Info(oneshot::Sender<Info>),
@@ -42,6 +47,13 @@ enum Waiter {
     GetPeers(mpsc::UnboundedSender<PeerBatch>),
     Announce(oneshot::Sender<Result<AnnounceResult, QueryError>>),
     Samples(oneshot::Sender<Result<Samples, QueryError>>),
+    GetItem {
+        items: mpsc::UnboundedSender<FoundItem>,
+        first_only: bool,
+    },
+    PutItem(oneshot::Sender<Result<StoreReport, QueryError>>),
+    /// A keep-alive re-put: nobody waits for it.
+    Background,
     /// Initial join: when it ends the bootstrapped flag is raised. `fallback` routers are
     /// tried if joining through saved contacts left the table empty.
     Bootstrap {
@@ -58,7 +70,20 @@ pub(crate) struct Driver {
     waiters: HashMap<QueryId, Waiter>,
     /// The IPv4 and IPv6 sockets, looked up per datagram sent.
     by_family: [Option<Arc<UdpSocket>>; 2],
+    /// Items the user put, re-put every `keep_alive_every` until cancelled.
+    keep_alive: BTreeMap<NodeId, KeptItem>,
+    pub keep_alive_every: Duration,
 }
+
+/// An item kept alive, and when it is due for its next put.
+pub(crate) struct KeptItem {
+    pub item: Item,
+    pub next_put: Timestamp,
+}
+
+/// Driver time starts here rather than at zero, so that items restored from saved state can
+/// carry a last-put time before the node started (an item's lifetime is 2 hours).
+pub(crate) const EPOCH_OFFSET: Duration = Duration::from_secs(6 * 60 * 60);
 
 impl Driver {
     pub fn new(
@@ -70,15 +95,45 @@ impl Driver {
     ) -> Self {
         let find = |v4: bool| sockets.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4)).cloned();
         let by_family = [find(true), find(false)];
-        Driver { node, sockets, commands, start, bootstrapped, waiters: HashMap::new(), by_family }
+        Driver {
+            node,
+            sockets,
+            commands,
+            start,
+            bootstrapped,
+            waiters: HashMap::new(),
+            by_family,
+            keep_alive: BTreeMap::new(),
+            keep_alive_every: Duration::from_secs(60 * 60),
+        }
     }
 
     fn now(&self) -> Timestamp {
-        Timestamp::from_duration(self.start.elapsed())
+        Timestamp::from_duration(self.start.elapsed() + EPOCH_OFFSET)
     }
 
     fn instant(&self, at: Timestamp) -> Instant {
-        self.start + at.as_duration()
+        self.start + at.as_duration().saturating_sub(EPOCH_OFFSET)
+    }
+
+    /// Keeps an item alive from now on (its first put is happening now).
+    pub fn keep(&mut self, item: Item) {
+        let next_put = self.now() + self.keep_alive_every;
+        self.keep_alive.insert(item.target(), KeptItem { item, next_put });
+    }
+
+    /// Re-puts kept items that are due.
+    fn refresh_kept_items(&mut self) {
+        let now = self.now();
+        let due: Vec<NodeId> = self.keep_alive.iter().filter(|(_, k)| k.next_put <= now).map(|(t, _)| *t).collect();
+        for target in due {
+            let kept = self.keep_alive.get_mut(&target).expect("listed above");
+            kept.next_put = now + self.keep_alive_every;
+            let item = kept.item.clone();
+            tracing::debug!(%target, "keep-alive put");
+            let q = self.node.put_item(now, item, None);
+            self.waiters.insert(q, Waiter::Background);
+        }
     }
 
     /// Starts the initial join; see [`Waiter::Bootstrap`].
@@ -97,6 +152,7 @@ impl Driver {
         let mut batch = RecvBatch::new();
         let sock0 = self.sockets.first().cloned();
         let sock1 = self.sockets.get(1).cloned();
+        let mut keep_alive_tick = tokio::time::interval(Duration::from_secs(30));
         self.flush().await;
         loop {
             let deadline = self.node.poll_timeout().map(|t| self.instant(t));
@@ -117,6 +173,7 @@ impl Driver {
                     let now = self.now();
                     self.node.handle_timeout(now);
                 }
+                _ = keep_alive_tick.tick() => self.refresh_kept_items(),
             }
             self.flush().await;
         }
@@ -194,6 +251,20 @@ impl Driver {
                 let q = self.node.sample_infohashes(now, addr, target);
                 self.waiters.insert(q, Waiter::Samples(reply));
             }
+            Command::GetItem(query, first_only, items) => {
+                let q = self.node.get_item(now, query);
+                self.waiters.insert(q, Waiter::GetItem { items, first_only });
+            }
+            Command::PutItem(item, cas, keep_alive, reply) => {
+                if keep_alive {
+                    self.keep(item.clone());
+                }
+                let q = self.node.put_item(now, item, cas);
+                self.waiters.insert(q, Waiter::PutItem(reply));
+            }
+            Command::CancelKeepAlive(target, reply) => {
+                let _ = reply.send(self.keep_alive.remove(&target).is_some());
+            }
             Command::Bootstrap(routers, contacts) => self.start_bootstrap(routers, contacts),
             Command::RoutingTable(reply) => {
                 let _ = reply.send(self.routing_table_dump());
@@ -223,6 +294,16 @@ impl Driver {
                     }
                 }
             }
+            Event::Item { query, from, item } => {
+                if let Some(Waiter::GetItem { items, first_only }) = self.waiters.get(&query) {
+                    let first_only = *first_only;
+                    if items.send(FoundItem { from: from.into(), item }).is_err() || first_only {
+                        // The stream was dropped, or one verified item is all that was asked.
+                        self.waiters.remove(&query);
+                        self.node.cancel(query);
+                    }
+                }
+            }
             Event::Finished { query, outcome } => {
                 let Some(waiter) = self.waiters.remove(&query) else { return };
                 match (waiter, outcome) {
@@ -232,7 +313,20 @@ impl Driver {
                     (Waiter::FindNode(reply), Outcome::Closest { nodes, .. }) => {
                         let _ = reply.send(Ok(nodes.into_iter().map(NodeInfo::from).collect()));
                     }
-                    (Waiter::Announce(reply), Outcome::Announced { stored_at, stats }) => {
+                    (Waiter::PutItem(reply), Outcome::Stored { stored_at, errors, .. }) => {
+                        let _ = reply.send(Ok(StoreReport {
+                            stored_at: stored_at.into_iter().map(NodeInfo::from).collect(),
+                            errors: errors
+                                .into_iter()
+                                .map(|(from, code, message)| RemoteError { from, code, message })
+                                .collect(),
+                        }));
+                    }
+                    (Waiter::PutItem(reply), Outcome::Failed(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (Waiter::GetItem { .. } | Waiter::Background, _) => {}
+                    (Waiter::Announce(reply), Outcome::Stored { stored_at, stats, .. }) => {
                         let _ = reply.send(Ok(AnnounceResult {
                             stored_at: stored_at.into_iter().map(NodeInfo::from).collect(),
                             lookup_requests: stats.requests,
@@ -327,6 +421,8 @@ impl Driver {
             routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
             stored_infohashes: self.node.peer_store().infohash_count(),
             stored_peers: self.node.peer_store().peer_count(),
+            stored_items: self.node.item_store().len(),
+            kept_items: self.keep_alive.len(),
             running_operations: self.node.running_operations(),
             uptime_secs: self.start.elapsed().as_secs(),
             traffic: Traffic {
@@ -346,6 +442,7 @@ impl Driver {
     }
 
     fn saved_state(&self) -> SavedState {
+        let now = self.now();
         SavedState {
             node_id: self.node.id().to_string(),
             contacts: self
@@ -354,6 +451,40 @@ impl Driver {
                 .into_iter()
                 .map(|(id, addr)| SavedContact { id: id.to_string(), addr })
                 .collect(),
+            items: self
+                .node
+                .item_store()
+                .iter()
+                .map(|s| SavedItem::from_item(&s.item, now.saturating_since(s.put_at).as_secs()))
+                .collect(),
+            kept_items: self
+                .keep_alive
+                .values()
+                .map(|k| {
+                    let age = self.keep_alive_every.saturating_sub(k.next_put.saturating_since(now));
+                    SavedItem::from_item(&k.item, age.as_secs())
+                })
+                .collect(),
+        }
+    }
+
+    /// Puts back the items of a saved state: stored items with their remaining lifetime, and
+    /// kept items, due again an hour after their last put.
+    pub fn restore_items(&mut self, state: &SavedState) {
+        let now = self.now();
+        for saved in &state.items {
+            let put_at = now - Duration::from_secs(saved.age_secs);
+            match saved.to_item().map(|item| self.node.restore_item(item, put_at)) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => tracing::warn!("saved item dropped: {e}"),
+                None => tracing::warn!("unreadable saved item dropped"),
+            }
+        }
+        for saved in &state.kept_items {
+            if let Some(item) = saved.to_item() {
+                let next_put = now + self.keep_alive_every.saturating_sub(Duration::from_secs(saved.age_secs));
+                self.keep_alive.insert(item.target(), KeptItem { item, next_put });
+            }
         }
     }
 }

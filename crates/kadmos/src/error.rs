@@ -18,6 +18,18 @@ pub enum Error {
     State(String),
     #[error("{0} is not reachable from this node (no socket of that address family)")]
     FamilyUnavailable(SocketAddr),
+    #[error("invalid item: {0}")]
+    InvalidItem(kadmos_proto::mainline::ItemError),
+    #[error("not found on the DHT")]
+    NotFound,
+    #[error("put refused: CAS mismatch (301): {0}")]
+    CasMismatch(String),
+    #[error("put refused: sequence number less than current (302): {0}")]
+    SeqTooLow(String),
+    #[error("put refused: invalid signature (206): {0}")]
+    InvalidSignature(String),
+    #[error("put refused by every node: error {code}: {message}")]
+    PutRefused { code: i64, message: String },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

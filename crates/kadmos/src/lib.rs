@@ -19,6 +19,7 @@
 //! - `driver`: the tokio task that owns the sockets and the sans-IO node.
 //! - `batch_io`: `recvmmsg`/`sendmmsg` batching of datagrams (Linux).
 //! - [`blocking`]: the same API for code without an async runtime.
+//! - [`storage`]: BEP 44 put/get of immutable and mutable items, keep-alive.
 //! - [`state`]: [`SavedState`], what a node saves to rejoin after a restart.
 //! - [`testnet`]: [`Testnet`], a local network of nodes for tests and demos.
 //! - [`types`]: plain data returned by the API (serialisable to JSON).
@@ -31,6 +32,7 @@ mod driver;
 pub mod error;
 pub mod ports;
 pub mod state;
+pub mod storage;
 pub mod testnet;
 pub mod types;
 
@@ -38,8 +40,10 @@ pub use builder::{DhtBuilder, DEFAULT_BOOTSTRAP};
 pub use dht::{Dht, PeerStream};
 pub use error::{Error, QueryError, Result};
 pub use kadmos_proto::kad::LookupConfig;
+pub use kadmos_proto::mainline::{ImmutableItem, Item, ItemSigner, MutableItem};
 pub use kadmos_proto::{Id, InfoHash, NodeId};
 pub use ports::PortSpec;
 pub use state::SavedState;
+pub use storage::{ItemStream, PutResult, Seq};
 pub use testnet::Testnet;
 pub use types::*;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use kadmos_proto::mainline::{ImmutableItem, Item, MutableItem};
 use kadmos_proto::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,68 @@ pub struct SavedState {
     pub node_id: String,
     /// Contacts of both address families.
     pub contacts: Vec<SavedContact>,
+    /// BEP 44 items this node stores for others, with their age, so they survive a restart
+    /// with their remaining lifetime.
+    #[serde(default)]
+    pub items: Vec<SavedItem>,
+    /// Items this node's user put and keeps alive.
+    #[serde(default)]
+    pub kept_items: Vec<SavedItem>,
+}
+
+/// A BEP 44 item in saved state (binary fields in hex).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedItem {
+    /// The bencoded value.
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Seconds since its last put when the state was saved.
+    pub age_secs: u64,
+}
+
+impl SavedItem {
+    pub fn from_item(item: &Item, age_secs: u64) -> Self {
+        match item {
+            Item::Immutable(i) => SavedItem {
+                value: hex::encode(&i.value),
+                public_key: None,
+                salt: None,
+                seq: None,
+                signature: None,
+                age_secs,
+            },
+            Item::Mutable(m) => SavedItem {
+                value: hex::encode(&m.value),
+                public_key: Some(hex::encode(m.public_key)),
+                salt: Some(hex::encode(&m.salt)),
+                seq: Some(m.seq),
+                signature: Some(hex::encode(m.signature)),
+                age_secs,
+            },
+        }
+    }
+
+    /// The item, if every field decodes (its signature is checked when it is stored).
+    pub fn to_item(&self) -> Option<Item> {
+        let value = hex::decode(&self.value).ok()?;
+        match &self.public_key {
+            None => ImmutableItem::new(value).ok().map(Item::Immutable),
+            Some(pk) => Some(Item::Mutable(MutableItem {
+                public_key: hex::decode(pk).ok()?.try_into().ok()?,
+                salt: hex::decode(self.salt.as_deref().unwrap_or("")).ok()?,
+                seq: self.seq?,
+                value,
+                signature: hex::decode(self.signature.as_deref()?).ok()?.try_into().ok()?,
+            })),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

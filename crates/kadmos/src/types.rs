@@ -124,7 +124,33 @@ pub struct Info {
     pub routing_table_ipv6: Option<usize>,
     pub stored_infohashes: usize,
     pub stored_peers: usize,
+    /// BEP 44 items stored for others.
+    pub stored_items: usize,
+    /// Items put through this node and kept alive.
+    pub kept_items: usize,
     pub running_operations: usize,
     pub uptime_secs: u64,
     pub traffic: Traffic,
+}
+
+/// An error answer of one node (KRPC code and message).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RemoteError {
+    pub from: SocketAddr,
+    pub code: i64,
+    pub message: String,
+}
+
+/// What a store (BEP 44 put) achieved: where it was stored, and what the others answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoreReport {
+    pub stored_at: Vec<NodeInfo>,
+    pub errors: Vec<RemoteError>,
+}
+
+/// A verified BEP 44 item and the node that returned it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundItem {
+    pub from: NodeInfo,
+    pub item: kadmos_proto::mainline::Item,
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::item_store::ItemStoreConfig;
 use super::peer_store::PeerStoreConfig;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
 
@@ -31,6 +32,8 @@ pub struct Config {
     pub routing: RoutingTableConfig,
     /// Peer store limits (see [`PeerStoreConfig`]).
     pub peer_store: PeerStoreConfig,
+    /// BEP 44 item store limits (see [`ItemStoreConfig`]).
+    pub item_store: ItemStoreConfig,
     /// Timeout of single requests outside lookups (ping, announce_peer). Default 2 s.
     pub request_timeout: Duration,
     /// How often the token secret rotates; tokens live one to two periods. Default 5 minutes.
@@ -60,6 +63,7 @@ impl Config {
             lookup: LookupConfig::default(),
             routing: RoutingTableConfig::default(),
             peer_store: PeerStoreConfig::default(),
+            item_store: ItemStoreConfig::default(),
             request_timeout: Duration::from_secs(2),
             token_rotation: Duration::from_secs(5 * 60),
             peers_reply_budget: 600,

@@ -1,8 +1,10 @@
-//! The BitTorrent Mainline DHT: KRPC over bencode (BEP 5) with BEP 32, 42, 43 and 51.
+//! The BitTorrent Mainline DHT: KRPC over bencode (BEP 5) with BEP 32, 42, 43, 44 and 51.
 
 pub mod bencode;
 pub mod compact;
 pub mod config;
+pub mod item;
+pub mod item_store;
 pub mod message;
 pub mod node;
 pub mod node_id_security;
@@ -10,6 +12,8 @@ pub mod peer_store;
 pub mod token;
 
 pub use config::{Config, Families, CLIENT_VERSION};
+pub use item::{ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
+pub use item_store::{ItemStore, ItemStoreConfig};
 pub use message::{Body, DecodeError, Message, Query, Response, Want};
-pub use node::{Counters, Event, Family, Node, Outcome, QueryError, QueryId, Transmit};
+pub use node::{Counters, Event, Family, ItemQuery, Node, Outcome, QueryError, QueryId, Transmit};
 pub use peer_store::{PeerStore, PeerStoreConfig};

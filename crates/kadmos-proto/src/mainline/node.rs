@@ -34,7 +34,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Config, CLIENT_VERSION};
-use super::message::{error_code, Body, Message, Query, Response, Want};
+use super::item::{ImmutableItem, Item, MutableItem};
+use super::item_store::ItemStore;
+use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
 use super::token::TokenIssuer;
 use crate::kad::{Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable};
@@ -102,8 +104,11 @@ pub enum Outcome {
         stats: LookupStats,
     },
     /// An announce is over: the nodes that stored our peer.
-    Announced {
+    /// An announce or a BEP 44 put is over: the nodes that stored it, and the errors others
+    /// answered with (address, KRPC code, message).
+    Stored {
         stored_at: Vec<(NodeId, SocketAddr)>,
+        errors: Vec<(SocketAddr, i64, String)>,
         stats: LookupStats,
     },
     /// BEP 51 samples from one node.
@@ -122,6 +127,8 @@ pub enum Outcome {
 pub enum Event {
     /// Peers for a `get_peers` or announce lookup, as one node sent them.
     Peers { query: QueryId, from: (NodeId, SocketAddr), peers: Vec<SocketAddr> },
+    /// A verified BEP 44 item, as one node sent it during a `get_item` lookup.
+    Item { query: QueryId, from: (NodeId, SocketAddr), item: Item },
     /// The command is over.
     Finished { query: QueryId, outcome: Outcome },
 }
@@ -156,7 +163,8 @@ enum Purpose {
     Ping {
         op: QueryId,
     },
-    Announce {
+    /// An announce_peer or put at the end of a store operation.
+    Store {
         op: QueryId,
     },
     Samples {
@@ -180,17 +188,74 @@ enum Kind {
     GetPeers {
         seen: HashSet<SocketAddr>,
     },
-    Announce {
-        port: Option<u16>,
+    /// A lookup for tokens, then a store at the closest nodes (announce_peer or put).
+    Store {
+        what: StoreRequest,
         seen: HashSet<SocketAddr>,
         stored_at: Vec<(NodeId, SocketAddr)>,
-        announcing: bool,
+        errors: Vec<(SocketAddr, i64, String)>,
+        storing: bool,
+    },
+    /// A BEP 44 get: verified items are reported once per (seq, value).
+    GetItem {
+        expect: ItemQuery,
+        seen: HashSet<(i64, Id)>,
     },
     Bootstrap,
     /// Internal bucket refresh: emits no events.
     Refresh,
     Ping,
     Samples,
+}
+
+/// What a store operation stores.
+#[derive(Clone, Debug)]
+enum StoreRequest {
+    Announce { port: Option<u16> },
+    Item { item: Item, cas: Option<i64> },
+}
+
+/// Which item a BEP 44 get looks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemQuery {
+    /// The immutable item with this target (its value must hash to it).
+    Immutable(Id),
+    /// The mutable item of this key and salt; nodes may omit values with `seq <= newer_than`.
+    Mutable { public_key: [u8; 32], salt: Vec<u8>, newer_than: Option<i64> },
+}
+
+impl ItemQuery {
+    pub fn target(&self) -> Id {
+        match self {
+            ItemQuery::Immutable(target) => *target,
+            ItemQuery::Mutable { public_key, salt, .. } => super::item::mutable_target(public_key, salt),
+        }
+    }
+
+    /// Builds and verifies the item a node answered with, if it is the one we asked for.
+    fn accept(&self, response: &Response) -> Option<Item> {
+        let value = response.value.clone()?;
+        match self {
+            ItemQuery::Immutable(target) => {
+                let item = ImmutableItem::new(value).ok()?;
+                (item.target() == *target).then_some(Item::Immutable(item))
+            }
+            ItemQuery::Mutable { public_key, salt, .. } => {
+                if response.public_key.as_ref() != Some(public_key) {
+                    return None;
+                }
+                let item = MutableItem {
+                    public_key: *public_key,
+                    salt: salt.clone(),
+                    seq: response.seq?,
+                    value,
+                    signature: response.signature?,
+                };
+                item.verify().ok()?;
+                Some(Item::Mutable(item))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -215,6 +280,7 @@ pub struct Node {
     rng: ChaCha8Rng,
     tables: [Option<RoutingTable>; 2],
     peers: PeerStore,
+    items: ItemStore,
     tokens: TokenIssuer,
     requests: HashMap<u16, PendingRequest>,
     deadlines: BinaryHeap<Reverse<(Timestamp, u16)>>,
@@ -237,6 +303,7 @@ impl Node {
         let tokens = TokenIssuer::new(&mut rng, now, config.token_rotation);
         Node {
             peers: PeerStore::new(config.peer_store.clone()),
+            items: ItemStore::new(config.item_store.clone()),
             tokens,
             tables,
             rng,
@@ -268,6 +335,15 @@ impl Node {
 
     pub fn peer_store(&self) -> &PeerStore {
         &self.peers
+    }
+
+    pub fn item_store(&self) -> &ItemStore {
+        &self.items
+    }
+
+    /// Puts back an item from saved state (its signature is checked again).
+    pub fn restore_item(&mut self, item: Item, put_at: Timestamp) -> Result<(), super::item::ItemError> {
+        self.items.restore(item, put_at)
     }
 
     pub fn counters(&self) -> &Counters {
@@ -430,8 +506,38 @@ impl Node {
     /// `Finished { Announced }`.
     pub fn announce_peer(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> QueryId {
         let query = Query::GetPeers { info_hash, want: self.want() };
-        let kind = Kind::Announce { port, seen: HashSet::new(), stored_at: Vec::new(), announcing: false };
-        let op = self.start_operation(now, kind, info_hash, query, &[]);
+        let op = self.start_store(now, StoreRequest::Announce { port }, info_hash, query);
+        self.drive(now);
+        op
+    }
+
+    fn start_store(&mut self, now: Timestamp, what: StoreRequest, target: Id, query: Query) -> QueryId {
+        let kind =
+            Kind::Store { what, seen: HashSet::new(), stored_at: Vec::new(), errors: Vec::new(), storing: false };
+        self.start_operation(now, kind, target, query, &[])
+    }
+
+    /// BEP 44 get: emits `Item` for every verified item a node returns (once per version),
+    /// then `Finished { Closest }`.
+    pub fn get_item(&mut self, now: Timestamp, expect: ItemQuery) -> QueryId {
+        let target = expect.target();
+        let seq = match &expect {
+            ItemQuery::Mutable { newer_than, .. } => *newer_than,
+            ItemQuery::Immutable(_) => None,
+        };
+        let query = Query::Get { target, seq, want: self.want() };
+        let op = self.start_operation(now, Kind::GetItem { expect, seen: HashSet::new() }, target, query, &[]);
+        self.drive(now);
+        op
+    }
+
+    /// BEP 44 put: looks up the closest nodes (collecting write tokens), then puts the item
+    /// there. `cas` (mutable items) makes nodes refuse the put unless they hold that seq.
+    /// Emits `Finished { Stored }` with the nodes that stored it and the errors of the others.
+    pub fn put_item(&mut self, now: Timestamp, item: Item, cas: Option<i64>) -> QueryId {
+        let target = item.target();
+        let query = Query::Get { target, seq: None, want: self.want() };
+        let op = self.start_store(now, StoreRequest::Item { item, cas }, target, query);
         self.drive(now);
         op
     }
@@ -509,6 +615,7 @@ impl Node {
         self.next_maintenance = now + self.config.maintenance_interval;
         self.tokens.maybe_rotate(now, &mut self.rng);
         self.peers.expire(now);
+        self.items.expire(now);
         for family in self.enabled_families() {
             let table = self.tables[family.index()].as_mut().expect("enabled");
             if table.is_empty() {
@@ -576,15 +683,58 @@ impl Node {
                 response.interval = Some(self.config.sample_interval);
                 self.fill_nodes(&mut response, &target, want, family, now);
             }
-            Query::Get { .. } | Query::Put(_) => {
-                self.reply_error(from, tx, error_code::METHOD_UNKNOWN, "BEP 44 storage is not enabled on this node");
-                return;
+            Query::Get { target, seq, want } => {
+                response.token = Some(self.tokens.issue(from.ip()).to_vec());
+                match self.items.get(&target, now) {
+                    Some(Item::Immutable(item)) => response.value = Some(item.value.clone()),
+                    Some(Item::Mutable(item)) => {
+                        response.seq = Some(item.seq);
+                        // A querier that already holds this seq (or newer) need not get the value.
+                        if seq.is_none_or(|s| s < item.seq) {
+                            response.public_key = Some(item.public_key);
+                            response.signature = Some(item.signature);
+                            response.value = Some(item.value.clone());
+                        }
+                    }
+                    None => {}
+                }
+                self.fill_nodes(&mut response, &target, want, family, now);
+            }
+            Query::Put(put) => {
+                if !self.tokens.is_valid(from.ip(), &put.token) {
+                    self.reply_error(from, tx, error_code::PROTOCOL, "bad token");
+                    return;
+                }
+                if let Err(e) = self.store_put(put, now) {
+                    let (code, text) = e;
+                    self.reply_error(from, tx, code, &text);
+                    return;
+                }
             }
         }
         let mut message = Message::response(tx, response);
         message.requester_ip = Some(from);
         message.version = Some(CLIENT_VERSION.to_vec());
         self.send(from, &message);
+    }
+
+    /// Validates and stores a BEP 44 put; on refusal, the KRPC error code and message.
+    fn store_put(&mut self, put: PutArgs, now: Timestamp) -> Result<(), (i64, String)> {
+        let refuse = |e: super::item::ItemError| (e.code(), e.to_string());
+        let item = match put.public_key {
+            None => Item::Immutable(ImmutableItem::new(put.value).map_err(refuse)?),
+            Some(public_key) => {
+                let (Some(signature), Some(seq)) = (put.signature, put.seq) else {
+                    return Err((error_code::PROTOCOL, "a mutable put needs sig and seq".into()));
+                };
+                let salt = put.salt.unwrap_or_default();
+                if salt.len() > super::item::MAX_SALT_LEN {
+                    return Err(refuse(super::item::ItemError::SaltTooBig(salt.len())));
+                }
+                Item::Mutable(MutableItem { public_key, salt, seq, value: put.value, signature })
+            }
+        };
+        self.items.put(item, put.cas, now).map_err(refuse)
     }
 
     fn fill_nodes(&self, response: &mut Response, target: &Id, want: Option<Want>, family: Family, now: Timestamp) {
@@ -722,10 +872,10 @@ impl Node {
                 };
                 self.finish(op, outcome);
             }
-            Purpose::Announce { op } => {
+            Purpose::Store { op } => {
                 if let Some(operation) = self.operations.get_mut(&op) {
                     operation.awaiting -= 1;
-                    if let Kind::Announce { stored_at, .. } = &mut operation.kind {
+                    if let Kind::Store { stored_at, .. } = &mut operation.kind {
                         stored_at.push((response.id, from));
                     }
                 }
@@ -755,7 +905,7 @@ impl Node {
                 }
                 if !response.values.is_empty() {
                     let seen = match &mut operation.kind {
-                        Kind::GetPeers { seen } | Kind::Announce { seen, .. } => Some(seen),
+                        Kind::GetPeers { seen } | Kind::Store { seen, .. } => Some(seen),
                         _ => None,
                     };
                     if let Some(seen) = seen {
@@ -767,6 +917,17 @@ impl Node {
                             .collect();
                         if !fresh.is_empty() {
                             self.events.push_back(Event::Peers { query: op, from: (response.id, from), peers: fresh });
+                        }
+                    }
+                }
+                if let Kind::GetItem { expect, seen } = &mut operation.kind {
+                    if let Some(item) = expect.accept(&response) {
+                        let seq = match &item {
+                            Item::Mutable(m) => m.seq,
+                            Item::Immutable(_) => 0,
+                        };
+                        if seen.len() < 64 && seen.insert((seq, Id::sha1_of(item.value()))) {
+                            self.events.push_back(Event::Item { query: op, from: (response.id, from), item });
                         }
                     }
                 }
@@ -793,7 +954,17 @@ impl Node {
         match request.purpose {
             Purpose::Verify => {}
             Purpose::Ping { op } | Purpose::Samples { op } => self.finish(op, Outcome::Failed(error)),
-            Purpose::Announce { op } | Purpose::Router { op } => {
+            Purpose::Store { op } => {
+                if let Some(operation) = self.operations.get_mut(&op) {
+                    operation.awaiting -= 1;
+                    if let (Kind::Store { errors, .. }, QueryError::Remote { code, message }) =
+                        (&mut operation.kind, error)
+                    {
+                        errors.push((request.to, code, message));
+                    }
+                }
+            }
+            Purpose::Router { op } => {
                 if let Some(operation) = self.operations.get_mut(&op) {
                     operation.awaiting -= 1;
                 }
@@ -857,12 +1028,10 @@ impl Node {
         if !lookups_done || operation.awaiting > 0 {
             return;
         }
-        // Announce: once the lookups are over, store our peer at the closest nodes.
-        if let Kind::Announce { port, announcing: false, .. } = operation.kind {
-            let info_hash = match operation.query {
-                Query::GetPeers { info_hash, .. } => info_hash,
-                _ => unreachable!("announce operations look up with get_peers"),
-            };
+        // Store operations: once the lookups are over, store at the closest nodes that gave us
+        // a token (announce_peer, or a BEP 44 put).
+        if let Kind::Store { what, storing: false, .. } = &operation.kind {
+            let what = what.clone();
             let mut targets = Vec::new();
             for fl in &operation.lookups {
                 for (id, addr) in fl.lookup.closest_succeeded() {
@@ -871,19 +1040,23 @@ impl Node {
                     }
                 }
             }
-            if let Some(Operation { kind: Kind::Announce { announcing, .. }, .. }) = self.operations.get_mut(&op) {
-                *announcing = true;
+            let info_hash = operation.lookups.first().map(|l| l.lookup.target());
+            if let Some(Operation { kind: Kind::Store { storing, .. }, .. }) = self.operations.get_mut(&op) {
+                *storing = true;
             }
             let mut sent = 0;
             for (id, addr, token) in targets {
-                let query = Query::AnnouncePeer {
-                    info_hash,
-                    port: port.unwrap_or(0),
-                    implied_port: port.is_none(),
-                    token,
-                    seed: None,
+                let query = match &what {
+                    StoreRequest::Announce { port } => Query::AnnouncePeer {
+                        info_hash: info_hash.expect("a store operation has a lookup"),
+                        port: port.unwrap_or(0),
+                        implied_port: port.is_none(),
+                        token,
+                        seed: None,
+                    },
+                    StoreRequest::Item { item, cas } => Query::Put(put_args(item, *cas, token)),
                 };
-                if self.send_request(now, addr, Some(id), query, Purpose::Announce { op }).is_ok() {
+                if self.send_request(now, addr, Some(id), query, Purpose::Store { op }).is_ok() {
                     sent += 1;
                 }
             }
@@ -907,7 +1080,9 @@ impl Node {
             nodes.sort_by_key(|(id, _)| id.distance(&target));
         }
         let outcome = match &operation.kind {
-            Kind::Announce { stored_at, .. } => Outcome::Announced { stored_at: stored_at.clone(), stats },
+            Kind::Store { stored_at, errors, .. } => {
+                Outcome::Stored { stored_at: stored_at.clone(), errors: errors.clone(), stats }
+            }
             _ if nodes.is_empty() && stats.requests == 0 && !matches!(operation.kind, Kind::Refresh) => {
                 Outcome::Failed(QueryError::NoContacts)
             }
@@ -924,5 +1099,21 @@ impl Node {
     /// Whether an address family has a routing table on this node.
     pub fn has_family(&self, ip: IpAddr) -> bool {
         self.tables[if ip.is_ipv4() { 0 } else { 1 }].is_some()
+    }
+}
+
+/// The arguments of a `put` carrying `item`.
+fn put_args(item: &Item, cas: Option<i64>, token: Vec<u8>) -> PutArgs {
+    match item {
+        Item::Immutable(i) => PutArgs { token, value: i.value.clone(), ..PutArgs::default() },
+        Item::Mutable(m) => PutArgs {
+            token,
+            value: m.value.clone(),
+            public_key: Some(m.public_key),
+            signature: Some(m.signature),
+            seq: Some(m.seq),
+            salt: (!m.salt.is_empty()).then(|| m.salt.clone()),
+            cas,
+        },
     }
 }
