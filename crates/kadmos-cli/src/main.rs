@@ -7,6 +7,7 @@
 mod node;
 mod oneshot;
 mod output;
+mod storage;
 mod testnet;
 
 use std::net::IpAddr;
@@ -110,6 +111,45 @@ enum Command {
         #[command(flatten)]
         net: NetworkArgs,
     },
+    /// Generate an ed25519 key for mutable items (file mode 0600); prints the public key.
+    Keygen {
+        /// Key file. Default: ed25519.key in the data directory.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Replace an existing key file.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a value: immutable (prints its target), or mutable with --key.
+    Put {
+        value: String,
+        /// Key file (from `kadmos keygen`): store a mutable item signed with it.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Salt of a mutable item (lets one key hold several items).
+        #[arg(long)]
+        salt: Option<String>,
+        /// Sequence number. Default: one more than the newest on the network.
+        #[arg(long)]
+        seq: Option<i64>,
+        /// Refuse to replace unless the stored item has this sequence number.
+        #[arg(long)]
+        cas: Option<i64>,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
+    /// Fetch a value: immutable by TARGET, or mutable by --public-key [--salt].
+    Get {
+        target: Option<kadmos::Id>,
+        #[arg(long, value_name = "HEX", conflicts_with = "target")]
+        public_key: Option<String>,
+        #[arg(long, requires = "public_key")]
+        salt: Option<String>,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
     /// Ping a node and print its ID.
     Ping {
         addr: String,
@@ -176,6 +216,18 @@ fn main() -> ExitCode {
             Command::FindNode { id, net } => {
                 init_logging("warn");
                 oneshot::find_node(id, net).await
+            }
+            Command::Keygen { out, force, json } => {
+                init_logging("warn");
+                storage::keygen(out, force, json)
+            }
+            Command::Put { value, key, salt, seq, cas, net } => {
+                init_logging("warn");
+                storage::put(storage::PutArgs { value, key, salt, seq, cas }, net).await
+            }
+            Command::Get { target, public_key, salt, net } => {
+                init_logging("warn");
+                storage::get(target, public_key, salt, net).await
             }
             Command::Ping { addr, net } => {
                 init_logging("warn");

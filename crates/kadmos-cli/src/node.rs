@@ -13,13 +13,18 @@ use crate::NetworkArgs;
 /// How often the state file is rewritten while the node runs.
 const SAVE_EVERY: Duration = Duration::from_secs(5 * 60);
 
-/// Default state file: `$XDG_DATA_HOME/kadmos/state.json`, else `~/.local/share/kadmos/state.json`.
-fn default_state_path() -> PathBuf {
+/// kadmos's data directory: `$XDG_DATA_HOME/kadmos`, else `~/.local/share/kadmos`.
+pub fn data_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(|| PathBuf::from("."));
-    base.join("kadmos").join("state.json")
+    base.join("kadmos")
+}
+
+/// Default state file: `state.json` in the data directory.
+fn default_state_path() -> PathBuf {
+    data_dir().join("state.json")
 }
 
 pub async fn run(

@@ -12,8 +12,14 @@ use crate::NetworkArgs;
 /// How long joining may take before a one-shot command gives up.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn join(net: &NetworkArgs) -> Result<Dht, String> {
-    let dht = net.builder().build().await.map_err(|e| e.to_string())?;
+/// Starts an ephemeral node (the builder adjusted by `configure`) and waits until it joined.
+pub async fn join(
+    net: &NetworkArgs,
+    configure: impl FnOnce(kadmos::DhtBuilder) -> kadmos::DhtBuilder,
+) -> Result<Dht, String> {
+    // BEP 43 read-only: a node that exits in a moment must not enter others' routing tables,
+    // where it would only cost later lookups a timeout.
+    let dht = configure(net.builder().read_only(true)).build().await.map_err(|e| e.to_string())?;
     tokio::time::timeout(JOIN_TIMEOUT, dht.bootstrapped())
         .await
         .map_err(|_| "joining the network timed out".to_string())?
@@ -28,7 +34,7 @@ async fn join(net: &NetworkArgs) -> Result<Dht, String> {
 }
 
 pub async fn peers(info_hash: InfoHash, net: NetworkArgs) -> Result<(), String> {
-    let dht = join(&net).await?;
+    let dht = join(&net, |b| b).await?;
     let mut stream = dht.get_peers(info_hash).await.map_err(|e| e.to_string())?;
     let mut total = 0;
     while let Some(batch) = stream.next().await {
@@ -52,7 +58,7 @@ pub async fn announce(info_hash: InfoHash, mut net: NetworkArgs) -> Result<(), S
     if let Some(port) = announced_port {
         net.port = Some(PortSpec::single(port));
     }
-    let dht = join(&net).await?;
+    let dht = join(&net, |b| b).await?;
     let result = dht.announce_peer(info_hash, announced_port).await.map_err(|e| e.to_string())?;
     let port = announced_port.or_else(|| dht.local_addr_v4().or(dht.local_addrs().first().copied()).map(|a| a.port()));
     if result.stored_at.is_empty() {
@@ -69,7 +75,7 @@ pub async fn announce(info_hash: InfoHash, mut net: NetworkArgs) -> Result<(), S
 }
 
 pub async fn find_node(id: NodeId, net: NetworkArgs) -> Result<(), String> {
-    let dht = join(&net).await?;
+    let dht = join(&net, |b| b).await?;
     let nodes = dht.find_node(id).await.map_err(|e| e.to_string())?;
     for node in &nodes {
         emit(
