@@ -31,8 +31,10 @@ pub(crate) enum Command {
     Samples(SocketAddr, NodeId, oneshot::Sender<Result<Samples, QueryError>>),
     /// BEP 44 get; `first_only` stops the lookup at the first verified item.
     GetItem(ItemQuery, bool, mpsc::UnboundedSender<FoundItem>),
-    /// BEP 44 put; the item is then kept alive if `keep_alive`.
-    PutItem(Item, Option<i64>, bool, oneshot::Sender<Result<StoreReport, QueryError>>),
+    /// BEP 44 put.
+    PutItem(Item, Option<i64>, oneshot::Sender<Result<StoreReport, QueryError>>),
+    /// Keep an item alive (after a put that succeeded).
+    KeepAlive(Item),
     CancelKeepAlive(NodeId, oneshot::Sender<bool>),
     Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>),
     RoutingTable(oneshot::Sender<RoutingTableDump>),
@@ -52,8 +54,8 @@ enum Waiter {
         first_only: bool,
     },
     PutItem(oneshot::Sender<Result<StoreReport, QueryError>>),
-    /// A keep-alive re-put: nobody waits for it.
-    Background,
+    /// A keep-alive re-put of the item with this target: nobody waits for it.
+    KeepAlive(NodeId),
     /// Initial join: when it ends the bootstrapped flag is raised. `fallback` routers are
     /// tried if joining through saved contacts left the table empty.
     Bootstrap {
@@ -84,6 +86,9 @@ pub(crate) struct KeptItem {
 /// Driver time starts here rather than at zero, so that items restored from saved state can
 /// carry a last-put time before the node started (an item's lifetime is 2 hours).
 pub(crate) const EPOCH_OFFSET: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// When a keep-alive put reached no node, how soon it is tried again.
+const KEEP_ALIVE_RETRY: Duration = Duration::from_secs(60);
 
 impl Driver {
     pub fn new(
@@ -122,8 +127,11 @@ impl Driver {
         self.keep_alive.insert(item.target(), KeptItem { item, next_put });
     }
 
-    /// Re-puts kept items that are due.
+    /// Re-puts kept items that are due (once the node has joined: before, it knows nobody).
     fn refresh_kept_items(&mut self) {
+        if !*self.bootstrapped.borrow() {
+            return;
+        }
         let now = self.now();
         let due: Vec<NodeId> = self.keep_alive.iter().filter(|(_, k)| k.next_put <= now).map(|(t, _)| *t).collect();
         for target in due {
@@ -132,7 +140,7 @@ impl Driver {
             let item = kept.item.clone();
             tracing::debug!(%target, "keep-alive put");
             let q = self.node.put_item(now, item, None);
-            self.waiters.insert(q, Waiter::Background);
+            self.waiters.insert(q, Waiter::KeepAlive(target));
         }
     }
 
@@ -255,13 +263,11 @@ impl Driver {
                 let q = self.node.get_item(now, query);
                 self.waiters.insert(q, Waiter::GetItem { items, first_only });
             }
-            Command::PutItem(item, cas, keep_alive, reply) => {
-                if keep_alive {
-                    self.keep(item.clone());
-                }
+            Command::PutItem(item, cas, reply) => {
                 let q = self.node.put_item(now, item, cas);
                 self.waiters.insert(q, Waiter::PutItem(reply));
             }
+            Command::KeepAlive(item) => self.keep(item),
             Command::CancelKeepAlive(target, reply) => {
                 let _ = reply.send(self.keep_alive.remove(&target).is_some());
             }
@@ -325,7 +331,17 @@ impl Driver {
                     (Waiter::PutItem(reply), Outcome::Failed(e)) => {
                         let _ = reply.send(Err(e));
                     }
-                    (Waiter::GetItem { .. } | Waiter::Background, _) => {}
+                    (Waiter::KeepAlive(target), outcome) => {
+                        // A re-put that reached nobody is tried again in a minute, not an hour.
+                        let reached = matches!(&outcome, Outcome::Stored { stored_at, .. } if !stored_at.is_empty());
+                        if !reached {
+                            let retry = self.now() + KEEP_ALIVE_RETRY;
+                            if let Some(kept) = self.keep_alive.get_mut(&target) {
+                                kept.next_put = kept.next_put.min(retry);
+                            }
+                        }
+                    }
+                    (Waiter::GetItem { .. }, _) => {}
                     (Waiter::Announce(reply), Outcome::Stored { stored_at, stats, .. }) => {
                         let _ = reply.send(Ok(AnnounceResult {
                             stored_at: stored_at.into_iter().map(NodeInfo::from).collect(),

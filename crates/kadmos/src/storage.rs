@@ -80,12 +80,17 @@ impl Dht {
     async fn put_item(&self, item: Item, cas: Option<i64>) -> Result<StoreReport> {
         self.bootstrapped().await?;
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::PutItem(item, cas, self.keep_alive_puts, tx)).await.map_err(|_| Error::Shutdown)?;
+        self.commands.send(Command::PutItem(item.clone(), cas, tx)).await.map_err(|_| Error::Shutdown)?;
         let report = rx.await.map_err(|_| Error::Shutdown)??;
         // A put most nodes refused has failed, even if a node that held no copy accepted it:
         // a CAS or seq refusal means the caller's view of the item is stale.
         if report.stored_at.is_empty() || report.errors.len() > report.stored_at.len() {
             return Err(refused(&report));
+        }
+        // Only a version the network accepted is kept alive: re-putting a refused one later
+        // (without its CAS) would apply an update the network rejected.
+        if self.keep_alive_puts {
+            self.commands.send(Command::KeepAlive(item)).await.map_err(|_| Error::Shutdown)?;
         }
         Ok(report)
     }

@@ -24,7 +24,7 @@ pub enum ItemError {
     InvalidValue(String),
     #[error("the value does not hash to the requested target")]
     TargetMismatch,
-    #[error("CAS mismatch: the stored sequence number is {current:?}, not {expected}")]
+    #[error("CAS mismatch: the stored sequence number is {}, not {expected}", current.map_or("absent".to_string(), |c| c.to_string()))]
     CasMismatch { expected: i64, current: Option<i64> },
     #[error("sequence number {offered} is less than the stored {current}")]
     SeqTooLow { offered: i64, current: i64 },
