@@ -312,3 +312,34 @@ fn bep44_hostile_puts_are_refused() {
     assert_eq!(code(net.exchange(0, stranger, &put(mutable(&good, &token)))), 0);
     assert_eq!(net.nodes[0].item_store().len(), 1);
 }
+
+/// Keep-alive: an item kept alive is still stored on the network three hours later (items
+/// expire after two), while an item put once without keep-alive is gone, and a cancelled
+/// one stops being re-put.
+#[test]
+fn keep_alive_outlives_expiry() {
+    let mut net = joined(10);
+    let kept = Item::Immutable(ImmutableItem::from_bytes(b"kept").unwrap());
+    let once = Item::Immutable(ImmutableItem::from_bytes(b"once").unwrap());
+    let cancelled = Item::Immutable(ImmutableItem::from_bytes(b"cancelled").unwrap());
+    for item in [&kept, &once, &cancelled] {
+        let now = net.now;
+        net.nodes[3].put_item(now, item.clone(), None);
+        net.settle();
+    }
+    let now = net.now;
+    net.nodes[3].keep_alive(now, kept.clone());
+    net.nodes[3].keep_alive(now, cancelled.clone());
+    assert!(net.nodes[3].cancel_keep_alive(&cancelled.target()));
+    let stored_on = |net: &Net, item: &Item| {
+        net.nodes.iter().filter(|n| n.item_store().get(&item.target(), net.now).is_some()).count()
+    };
+    assert!(stored_on(&net, &kept) >= 8 && stored_on(&net, &once) >= 8);
+    for _ in 0..(3 * 360) {
+        net.advance(Duration::from_secs(10));
+    }
+    assert!(stored_on(&net, &kept) >= 8, "kept item stored on {} nodes", stored_on(&net, &kept));
+    assert_eq!(stored_on(&net, &once), 0);
+    assert_eq!(stored_on(&net, &cancelled), 0);
+    assert_eq!(net.nodes[3].kept_items().count(), 1);
+}

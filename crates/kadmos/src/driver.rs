@@ -5,7 +5,7 @@
 //! (a datagram, a timer, a command) the task drains the node's transmits and events, then
 //! sleeps until the next datagram, command or the node's next deadline.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,8 +54,6 @@ enum Waiter {
         first_only: bool,
     },
     PutItem(oneshot::Sender<Result<StoreReport, QueryError>>),
-    /// A keep-alive re-put of the item with this target: nobody waits for it.
-    KeepAlive(NodeId),
     /// Initial join: when it ends the bootstrapped flag is raised. `fallback` routers are
     /// tried if joining through saved contacts left the table empty.
     Bootstrap {
@@ -72,23 +70,11 @@ pub(crate) struct Driver {
     waiters: HashMap<QueryId, Waiter>,
     /// The IPv4 and IPv6 sockets, looked up per datagram sent.
     by_family: [Option<Arc<UdpSocket>>; 2],
-    /// Items the user put, re-put every `keep_alive_every` until cancelled.
-    keep_alive: BTreeMap<NodeId, KeptItem>,
-    pub keep_alive_every: Duration,
-}
-
-/// An item kept alive, and when it is due for its next put.
-pub(crate) struct KeptItem {
-    pub item: Item,
-    pub next_put: Timestamp,
 }
 
 /// Driver time starts here rather than at zero, so that items restored from saved state can
 /// carry a last-put time before the node started (an item's lifetime is 2 hours).
 pub(crate) const EPOCH_OFFSET: Duration = Duration::from_secs(6 * 60 * 60);
-
-/// When a keep-alive put reached no node, how soon it is tried again.
-const KEEP_ALIVE_RETRY: Duration = Duration::from_secs(60);
 
 impl Driver {
     pub fn new(
@@ -100,17 +86,7 @@ impl Driver {
     ) -> Self {
         let find = |v4: bool| sockets.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4)).cloned();
         let by_family = [find(true), find(false)];
-        Driver {
-            node,
-            sockets,
-            commands,
-            start,
-            bootstrapped,
-            waiters: HashMap::new(),
-            by_family,
-            keep_alive: BTreeMap::new(),
-            keep_alive_every: Duration::from_secs(60 * 60),
-        }
+        Driver { node, sockets, commands, start, bootstrapped, waiters: HashMap::new(), by_family }
     }
 
     fn now(&self) -> Timestamp {
@@ -119,29 +95,6 @@ impl Driver {
 
     fn instant(&self, at: Timestamp) -> Instant {
         self.start + at.as_duration().saturating_sub(EPOCH_OFFSET)
-    }
-
-    /// Keeps an item alive from now on (its first put is happening now).
-    pub fn keep(&mut self, item: Item) {
-        let next_put = self.now() + self.keep_alive_every;
-        self.keep_alive.insert(item.target(), KeptItem { item, next_put });
-    }
-
-    /// Re-puts kept items that are due (once the node has joined: before, it knows nobody).
-    fn refresh_kept_items(&mut self) {
-        if !*self.bootstrapped.borrow() {
-            return;
-        }
-        let now = self.now();
-        let due: Vec<NodeId> = self.keep_alive.iter().filter(|(_, k)| k.next_put <= now).map(|(t, _)| *t).collect();
-        for target in due {
-            let kept = self.keep_alive.get_mut(&target).expect("listed above");
-            kept.next_put = now + self.keep_alive_every;
-            let item = kept.item.clone();
-            tracing::debug!(%target, "keep-alive put");
-            let q = self.node.put_item(now, item, None);
-            self.waiters.insert(q, Waiter::KeepAlive(target));
-        }
     }
 
     /// Starts the initial join; see [`Waiter::Bootstrap`].
@@ -160,7 +113,6 @@ impl Driver {
         let mut batch = RecvBatch::new();
         let sock0 = self.sockets.first().cloned();
         let sock1 = self.sockets.get(1).cloned();
-        let mut keep_alive_tick = tokio::time::interval(Duration::from_secs(30));
         self.flush().await;
         loop {
             let deadline = self.node.poll_timeout().map(|t| self.instant(t));
@@ -181,7 +133,6 @@ impl Driver {
                     let now = self.now();
                     self.node.handle_timeout(now);
                 }
-                _ = keep_alive_tick.tick() => self.refresh_kept_items(),
             }
             self.flush().await;
         }
@@ -267,9 +218,9 @@ impl Driver {
                 let q = self.node.put_item(now, item, cas);
                 self.waiters.insert(q, Waiter::PutItem(reply));
             }
-            Command::KeepAlive(item) => self.keep(item),
+            Command::KeepAlive(item) => self.node.keep_alive(now, item),
             Command::CancelKeepAlive(target, reply) => {
-                let _ = reply.send(self.keep_alive.remove(&target).is_some());
+                let _ = reply.send(self.node.cancel_keep_alive(&target));
             }
             Command::Bootstrap(routers, contacts) => self.start_bootstrap(routers, contacts),
             Command::RoutingTable(reply) => {
@@ -330,16 +281,6 @@ impl Driver {
                     }
                     (Waiter::PutItem(reply), Outcome::Failed(e)) => {
                         let _ = reply.send(Err(e));
-                    }
-                    (Waiter::KeepAlive(target), outcome) => {
-                        // A re-put that reached nobody is tried again in a minute, not an hour.
-                        let reached = matches!(&outcome, Outcome::Stored { stored_at, .. } if !stored_at.is_empty());
-                        if !reached {
-                            let retry = self.now() + KEEP_ALIVE_RETRY;
-                            if let Some(kept) = self.keep_alive.get_mut(&target) {
-                                kept.next_put = kept.next_put.min(retry);
-                            }
-                        }
                     }
                     (Waiter::GetItem { .. }, _) => {}
                     (Waiter::Announce(reply), Outcome::Stored { stored_at, stats, .. }) => {
@@ -438,7 +379,7 @@ impl Driver {
             stored_infohashes: self.node.peer_store().infohash_count(),
             stored_peers: self.node.peer_store().peer_count(),
             stored_items: self.node.item_store().len(),
-            kept_items: self.keep_alive.len(),
+            kept_items: self.node.kept_items().count(),
             running_operations: self.node.running_operations(),
             uptime_secs: self.start.elapsed().as_secs(),
             traffic: Traffic {
@@ -474,10 +415,10 @@ impl Driver {
                 .map(|s| SavedItem::from_item(&s.item, now.saturating_since(s.put_at).as_secs()))
                 .collect(),
             kept_items: self
-                .keep_alive
-                .values()
+                .node
+                .kept_items()
                 .map(|k| {
-                    let age = self.keep_alive_every.saturating_sub(k.next_put.saturating_since(now));
+                    let age = self.node.config().keep_alive_interval.saturating_sub(k.next_put.saturating_since(now));
                     SavedItem::from_item(&k.item, age.as_secs())
                 })
                 .collect(),
@@ -498,8 +439,8 @@ impl Driver {
         }
         for saved in &state.kept_items {
             if let Some(item) = saved.to_item() {
-                let next_put = now + self.keep_alive_every.saturating_sub(Duration::from_secs(saved.age_secs));
-                self.keep_alive.insert(item.target(), KeptItem { item, next_put });
+                let interval = self.node.config().keep_alive_interval;
+                self.node.restore_kept(item, now + interval.saturating_sub(Duration::from_secs(saved.age_secs)));
             }
         }
     }

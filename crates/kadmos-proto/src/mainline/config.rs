@@ -49,6 +49,11 @@ pub struct Config {
     pub verify_pings_per_second: u32,
     /// Interval of housekeeping (token rotation, expiry, bucket refresh). Default 10 s.
     pub maintenance_interval: Duration,
+    /// How often an item kept alive is re-put (BEP 44 items expire after 2 hours). Default
+    /// 1 hour.
+    pub keep_alive_interval: Duration,
+    /// How soon a keep-alive re-put that reached no node is tried again. Default 1 minute.
+    pub keep_alive_retry: Duration,
     /// `interval` advertised in BEP 51 answers, in seconds. Default 300.
     pub sample_interval: i64,
 }
@@ -71,6 +76,8 @@ impl Config {
             verify_pings_per_second: 20,
             maintenance_interval: Duration::from_secs(10),
             sample_interval: 300,
+            keep_alive_interval: Duration::from_secs(60 * 60),
+            keep_alive_retry: Duration::from_secs(60),
         }
     }
 }

@@ -15,5 +15,5 @@ pub use config::{Config, Families, CLIENT_VERSION};
 pub use item::{ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
 pub use item_store::{ItemStore, ItemStoreConfig};
 pub use message::{Body, DecodeError, Message, Query, Response, Want};
-pub use node::{Counters, Event, Family, ItemQuery, Node, Outcome, QueryError, QueryId, Transmit};
+pub use node::{Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, QueryError, QueryId, Transmit};
 pub use peer_store::{PeerStore, PeerStoreConfig};

@@ -208,6 +208,13 @@ enum Kind {
     Samples,
 }
 
+/// An item kept alive and when it is next re-put.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptItem {
+    pub item: Item,
+    pub next_put: Timestamp,
+}
+
 /// What a store operation stores.
 #[derive(Clone, Debug)]
 enum StoreRequest {
@@ -281,6 +288,10 @@ pub struct Node {
     tables: [Option<RoutingTable>; 2],
     peers: PeerStore,
     items: ItemStore,
+    /// Items our user put, re-put every `keep_alive_interval` until cancelled.
+    kept: BTreeMap<Id, KeptItem>,
+    /// Running keep-alive re-puts and the item each is for.
+    background: BTreeMap<QueryId, Id>,
     tokens: TokenIssuer,
     requests: HashMap<u16, PendingRequest>,
     deadlines: BinaryHeap<Reverse<(Timestamp, u16)>>,
@@ -304,6 +315,8 @@ impl Node {
         Node {
             peers: PeerStore::new(config.peer_store.clone()),
             items: ItemStore::new(config.item_store.clone()),
+            kept: BTreeMap::new(),
+            background: BTreeMap::new(),
             tokens,
             tables,
             rng,
@@ -339,6 +352,28 @@ impl Node {
 
     pub fn item_store(&self) -> &ItemStore {
         &self.items
+    }
+
+    /// Keeps an item alive: it is re-put every `keep_alive_interval` (to the nodes closest to
+    /// it then, so it follows churn) until [`Node::cancel_keep_alive`]. Call it after a put
+    /// the network accepted; a later version of the same item replaces it.
+    pub fn keep_alive(&mut self, now: Timestamp, item: Item) {
+        self.restore_kept(item, now + self.config.keep_alive_interval);
+    }
+
+    /// Keeps an item alive with its next re-put at `next_put` (for saved state).
+    pub fn restore_kept(&mut self, item: Item, next_put: Timestamp) {
+        self.kept.insert(item.target(), KeptItem { item, next_put });
+    }
+
+    /// Stops re-putting an item; whether it was kept.
+    pub fn cancel_keep_alive(&mut self, target: &Id) -> bool {
+        self.kept.remove(target).is_some()
+    }
+
+    /// Items kept alive and when each is next re-put.
+    pub fn kept_items(&self) -> impl Iterator<Item = &KeptItem> {
+        self.kept.values()
     }
 
     /// Puts back an item from saved state (its signature is checked again).
@@ -480,7 +515,7 @@ impl Node {
             if family_ok { self.send_request(now, addr, None, query, purpose) } else { Err(QueryError::NoContacts) };
         match sent {
             Ok(()) => self.operations.get_mut(&op).expect("just created").awaiting += 1,
-            Err(e) => self.finish(op, Outcome::Failed(e)),
+            Err(e) => self.finish(now, op, Outcome::Failed(e)),
         }
     }
 
@@ -545,6 +580,7 @@ impl Node {
     /// Forgets a running command; late answers to it are ignored.
     pub fn cancel(&mut self, query: QueryId) {
         self.operations.remove(&query);
+        self.background.remove(&query);
     }
 
     // ---------------------------------------------------------------- inputs
@@ -616,6 +652,7 @@ impl Node {
         self.tokens.maybe_rotate(now, &mut self.rng);
         self.peers.expire(now);
         self.items.expire(now);
+        self.refresh_kept(now);
         for family in self.enabled_families() {
             let table = self.tables[family.index()].as_mut().expect("enabled");
             if table.is_empty() {
@@ -626,6 +663,27 @@ impl Node {
                 let query = Query::FindNode { target, want: self.want() };
                 self.start_operation(now, Kind::Refresh, target, query, &[]);
             }
+        }
+    }
+
+    /// Re-puts kept items that are due. A re-put that reaches nobody is retried after
+    /// `keep_alive_retry` (see `finish`).
+    fn refresh_kept(&mut self, now: Timestamp) {
+        let due: Vec<Id> = self.kept.iter().filter(|(_, k)| k.next_put <= now).map(|(t, _)| *t).collect();
+        for target in due {
+            let kept = self.kept.get_mut(&target).expect("listed above");
+            kept.next_put = now + self.config.keep_alive_interval;
+            let item = kept.item.clone();
+            let query = Query::Get { target, seq: None, want: self.want() };
+            let kind = Kind::Store {
+                what: StoreRequest::Item { item, cas: None },
+                seen: HashSet::new(),
+                stored_at: Vec::new(),
+                errors: Vec::new(),
+                storing: false,
+            };
+            let op = self.start_operation(now, kind, target, query, &[]);
+            self.background.insert(op, target);
         }
     }
 
@@ -858,7 +916,7 @@ impl Node {
         match request.purpose {
             Purpose::Verify => {}
             Purpose::Ping { op } => {
-                self.finish(op, Outcome::Pong { id: response.id, addr: from });
+                self.finish(now, op, Outcome::Pong { id: response.id, addr: from });
             }
             Purpose::Samples { op } => {
                 let mut nodes = response.nodes.clone();
@@ -870,7 +928,7 @@ impl Node {
                     interval: response.interval.unwrap_or(0),
                     nodes,
                 };
-                self.finish(op, outcome);
+                self.finish(now, op, outcome);
             }
             Purpose::Store { op } => {
                 if let Some(operation) = self.operations.get_mut(&op) {
@@ -950,10 +1008,10 @@ impl Node {
         self.request_failed(now, request, QueryError::Remote { code, message });
     }
 
-    fn request_failed(&mut self, _now: Timestamp, request: PendingRequest, error: QueryError) {
+    fn request_failed(&mut self, now: Timestamp, request: PendingRequest, error: QueryError) {
         match request.purpose {
             Purpose::Verify => {}
-            Purpose::Ping { op } | Purpose::Samples { op } => self.finish(op, Outcome::Failed(error)),
+            Purpose::Ping { op } | Purpose::Samples { op } => self.finish(now, op, Outcome::Failed(error)),
             Purpose::Store { op } => {
                 if let Some(operation) = self.operations.get_mut(&op) {
                     operation.awaiting -= 1;
@@ -982,11 +1040,19 @@ impl Node {
         }
     }
 
-    fn finish(&mut self, op: QueryId, outcome: Outcome) {
-        if let Some(operation) = self.operations.remove(&op) {
-            if !matches!(operation.kind, Kind::Refresh) {
-                self.events.push_back(Event::Finished { query: op, outcome });
+    fn finish(&mut self, now: Timestamp, op: QueryId, outcome: Outcome) {
+        let Some(operation) = self.operations.remove(&op) else { return };
+        if let Some(target) = self.background.remove(&op) {
+            // A keep-alive re-put that reached nobody is tried again soon, not in an hour.
+            let reached = matches!(&outcome, Outcome::Stored { stored_at, .. } if !stored_at.is_empty());
+            if let (false, Some(kept)) = (reached, self.kept.get_mut(&target)) {
+                let retry = now + self.config.keep_alive_retry;
+                kept.next_put = kept.next_put.min(retry);
             }
+            return;
+        }
+        if !matches!(operation.kind, Kind::Refresh) {
+            self.events.push_back(Event::Finished { query: op, outcome });
         }
     }
 
@@ -1088,7 +1154,7 @@ impl Node {
             }
             _ => Outcome::Closest { nodes, stats },
         };
-        self.finish(op, outcome);
+        self.finish(now, op, outcome);
     }
 
     /// Known good and questionable contacts of both families, for saving state.
