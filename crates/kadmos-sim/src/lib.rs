@@ -1,0 +1,39 @@
+//! kadmos-sim: the production `kadmos-proto` state machines, unchanged, many in one process,
+//! on virtual time, with a seeded network model, pluggable workloads, invariant checks and
+//! a report.
+//!
+//! It depends on the sans-IO core only: a run is a pure function of its [`SimOptions`], so a
+//! failure replays from its seed (the report and every [`Violation`] print the command line).
+//!
+//! ```no_run
+//! use kadmos_sim::{SimOptions, Simulation};
+//! let report = Simulation::new(SimOptions::new(500, 100, 7)).unwrap().run().unwrap();
+//! println!("{report}");
+//! ```
+//!
+//! # Layout
+//!
+//! - [`options`]: [`SimOptions`], the one struct holding the seed, sizes, workload and every
+//!   fault probability ([`NetworkOptions`]).
+//! - [`event_queue`]: events ordered by (virtual time, sequence number).
+//! - [`network`]: link RTTs, loss, duplication, reordering, NAT, partitions.
+//! - [`oracle`]: the true k closest live nodes, to measure lookup accuracy against.
+//! - [`workload`]: the [`Workload`] trait and the built-in find_node, get_peers and
+//!   announce-then-get_peers workloads.
+//! - [`simulation`]: the run itself: driving nodes, measuring lookups, checking invariants.
+//! - [`report`]: the figures, as text or JSON.
+
+pub mod event_queue;
+pub mod network;
+pub mod options;
+pub mod oracle;
+pub mod report;
+pub mod simulation;
+pub mod workload;
+
+pub use network::{NodeIndex, Traffic};
+pub use options::{NetworkOptions, Partition, RttModel, SimOptions, WorkloadKind};
+pub use oracle::Oracle;
+pub use report::{LookupReport, Percentiles, Report};
+pub use simulation::{addr_of, Control, Simulation, Violation};
+pub use workload::{LookupDone, Workload};

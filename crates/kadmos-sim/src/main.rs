@@ -1,0 +1,237 @@
+//! `kadmos-sim`: runs a simulated Mainline network and prints its report.
+//!
+//! Exit status: 0 when the run completed, 2 when an invariant broke (the seed and the
+//! command line that replays the run are printed), 1 for bad options.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use clap::{Parser, ValueEnum};
+
+use kadmos_sim::{Partition, RttModel, SimOptions, Simulation, WorkloadKind};
+
+/// The system allocator, counting the bytes currently allocated, so that the report can say
+/// how much memory a simulated node costs.
+struct CountingAllocator;
+
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) };
+        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded unchanged to the system allocator.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
+            ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocated() -> usize {
+    ALLOCATED.load(Ordering::Relaxed)
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum WorkloadArg {
+    FindNode,
+    GetPeers,
+    Announce,
+}
+
+/// Simulates a BitTorrent Mainline DHT of kadmos nodes on virtual time and reports lookup
+/// latency, cost, accuracy and success, with the simulator's own speed and memory.
+#[derive(Parser, Debug)]
+#[command(name = "kadmos-sim", version)]
+struct Args {
+    /// Nodes in the network.
+    #[arg(long, default_value_t = 1000)]
+    nodes: usize,
+    /// Units of work (lookups; an announce unit is an announce then a get_peers).
+    #[arg(long, default_value_t = 1000)]
+    lookups: usize,
+    /// Seed of the run: the same seed and options give the same report.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Nodes everyone bootstraps from.
+    #[arg(long, default_value_t = 4)]
+    seeds: usize,
+    /// Time between two joins while the network is built.
+    #[arg(long, default_value_t = 10.0)]
+    join_interval_ms: f64,
+    /// Quiet time after the last join, before faults and workload (960 s lets the core's
+    /// 15-minute bucket refresh fill every table's far buckets).
+    #[arg(long, default_value_t = 960.0)]
+    settle_secs: f64,
+    /// Time between two units of work.
+    #[arg(long, default_value_t = 20.0)]
+    lookup_interval_ms: f64,
+    /// Workloads, taking turns (comma-separated or repeated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [WorkloadArg::FindNode, WorkloadArg::GetPeers, WorkloadArg::Announce])]
+    workload: Vec<WorkloadArg>,
+    /// Median link RTT of the lognormal model.
+    #[arg(long, default_value_t = 80.0)]
+    rtt_median_ms: f64,
+    /// Spread (sigma of the underlying normal) of the lognormal model.
+    #[arg(long, default_value_t = 0.5)]
+    rtt_spread: f64,
+    /// Every link has this RTT instead of a lognormal one.
+    #[arg(long)]
+    rtt_fixed_ms: Option<f64>,
+    /// Probability that a datagram is lost.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Probability that a datagram arrives twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Probability that a datagram is held back by up to one RTT (reordering).
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Share of nodes behind a NAT (only answers to their own datagrams reach them).
+    #[arg(long, default_value_t = 0.0)]
+    nat: f64,
+    /// How long a NAT mapping stays open after the last datagram out.
+    #[arg(long, default_value_t = 60.0)]
+    nat_timeout_secs: f64,
+    /// Share of nodes that die silently once the network is built.
+    #[arg(long, default_value_t = 0.0)]
+    dead: f64,
+    /// Share of the nodes that leave (and as many that join) per virtual minute of workload.
+    #[arg(long, default_value_t = 0.0)]
+    churn_per_min: f64,
+    /// Split the network: START:DURATION:SHARE (seconds after the workload starts, share of
+    /// nodes on one side).
+    #[arg(long, value_parser = parse_partition)]
+    partition: Option<Partition>,
+    /// Virtual seconds between two full invariant sweeps.
+    #[arg(long, default_value_t = 10.0)]
+    check_every_secs: f64,
+    /// A lookup running longer than this (virtual seconds) breaks the liveness invariant.
+    #[arg(long, default_value_t = 300.0)]
+    max_lookup_secs: f64,
+    /// Override the nodes' lookup parallelism (core default 4).
+    #[arg(long)]
+    alpha: Option<usize>,
+    /// Override the nodes' lookup request timeout (core default 2000 ms).
+    #[arg(long)]
+    lookup_timeout_ms: Option<f64>,
+    /// Override the nodes' lookup retries after a timeout (core default 1).
+    #[arg(long)]
+    retries: Option<u8>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_partition(s: &str) -> Result<Partition, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [start, duration, share] = parts.as_slice() else {
+        return Err("expected START:DURATION:SHARE, e.g. 30:60:0.5".into());
+    };
+    let num = |v: &str| v.parse::<f64>().map_err(|e| format!("{v:?}: {e}"));
+    Ok(Partition { start_secs: num(start)?, duration_secs: num(duration)?, share: num(share)? })
+}
+
+impl Args {
+    fn options(&self) -> SimOptions {
+        let mut o = SimOptions::new(self.nodes, self.lookups, self.seed);
+        o.seeds = self.seeds;
+        o.join_interval_ms = self.join_interval_ms;
+        o.settle_secs = self.settle_secs;
+        o.lookup_interval_ms = self.lookup_interval_ms;
+        o.workloads = self
+            .workload
+            .iter()
+            .map(|w| match w {
+                WorkloadArg::FindNode => WorkloadKind::FindNode,
+                WorkloadArg::GetPeers => WorkloadKind::GetPeers,
+                WorkloadArg::Announce => WorkloadKind::Announce,
+            })
+            .collect();
+        let n = &mut o.network;
+        n.rtt = match self.rtt_fixed_ms {
+            Some(ms) => RttModel::Fixed { ms },
+            None => RttModel::Lognormal { median_ms: self.rtt_median_ms, spread: self.rtt_spread },
+        };
+        n.loss = self.loss;
+        n.duplicate = self.duplicate;
+        n.reorder = self.reorder;
+        n.nat = self.nat;
+        n.nat_timeout_secs = self.nat_timeout_secs;
+        n.dead = self.dead;
+        n.churn_per_min = self.churn_per_min;
+        n.partition = self.partition;
+        o.check_every_secs = self.check_every_secs;
+        o.max_lookup_secs = self.max_lookup_secs;
+        o.lookup_alpha = self.alpha;
+        o.lookup_timeout_ms = self.lookup_timeout_ms;
+        o.lookup_retries = self.retries;
+        o
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let simulation = match Simulation::new(args.options()) {
+        Ok(s) => s.with_memory_probe(allocated),
+        Err(e) => {
+            eprintln!("kadmos-sim: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match simulation.run() {
+        Ok(report) => {
+            let text = if args.json {
+                serde_json::to_string_pretty(&report).expect("reports serialize")
+            } else {
+                report.to_string()
+            };
+            // A closed pipe (`| head`) is not an error of the simulation.
+            let _ = writeln!(std::io::stdout(), "{text}");
+            ExitCode::SUCCESS
+        }
+        Err(violation) => {
+            if args.json {
+                let v = serde_json::json!({
+                    "violation": violation.what,
+                    "seed": violation.seed,
+                    "at_us": violation.at_us,
+                    "node": violation.node,
+                    "replay": violation.replay,
+                });
+                let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&v).expect("json"));
+            }
+            eprintln!("kadmos-sim: {violation}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Everything that decides a run, in one struct: the seed, the size of the network, the
+//! workload and every fault probability (the model is TigerBeetle's VOPR options). The same
+//! options give the same report, and every report prints them, with the command line that
+//! replays the run.
+
+use serde::Serialize;
+
+/// How round-trip times of links are drawn. Each pair of nodes gets one RTT for the whole
+/// run (derived from the seed and the pair), so a link is consistently fast or slow.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RttModel {
+    /// Lognormal: `median_ms * exp(spread * z)` with `z` standard normal. A spread of 0.5
+    /// puts 80% of links between 0.53 and 1.9 times the median.
+    Lognormal { median_ms: f64, spread: f64 },
+    /// Every link has the same RTT.
+    Fixed { ms: f64 },
+}
+
+impl RttModel {
+    /// The median RTT in milliseconds, the unit lookups are also measured in.
+    pub fn median_ms(&self) -> f64 {
+        match *self {
+            RttModel::Lognormal { median_ms, .. } => median_ms,
+            RttModel::Fixed { ms } => ms,
+        }
+    }
+}
+
+/// A network split in two for a while: datagrams between the sides are dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Partition {
+    /// Start, in seconds after the workload begins.
+    pub start_secs: f64,
+    /// How long the split lasts.
+    pub duration_secs: f64,
+    /// Share of the nodes on the smaller side (0..=0.5 is the usual range).
+    pub share: f64,
+}
+
+/// The network model and its faults. Probabilities are per datagram unless said otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetworkOptions {
+    /// Round-trip times of links. Default lognormal, median 80 ms, spread 0.5.
+    pub rtt: RttModel,
+    /// Probability that a datagram is lost. Default 0.
+    pub loss: f64,
+    /// Probability that a datagram is delivered twice (the copy up to half an RTT later). Default 0.
+    pub duplicate: f64,
+    /// Probability that a datagram is held back by up to one extra RTT, so that later ones
+    /// overtake it. Default 0.
+    pub reorder: f64,
+    /// Share of nodes behind a NAT: they can send and receive answers, but a datagram from
+    /// an address they have not sent to within `nat_timeout_secs` is dropped. Default 0.
+    pub nat: f64,
+    /// How long a NAT keeps a mapping open after the inside node last sent to an address.
+    /// Default 60 s.
+    pub nat_timeout_secs: f64,
+    /// Share of nodes that die silently once the network is built (they stop answering and
+    /// sending; routing tables keep their entries). Default 0.
+    pub dead: f64,
+    /// Churn during the workload: this share of the initial node count leaves (dies silently)
+    /// per minute of virtual time, and as many new nodes join. Default 0.
+    pub churn_per_min: f64,
+    /// An optional split of the network during the workload. Default none.
+    pub partition: Option<Partition>,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        NetworkOptions {
+            rtt: RttModel::Lognormal { median_ms: 80.0, spread: 0.5 },
+            loss: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            nat: 0.0,
+            nat_timeout_secs: 60.0,
+            dead: 0.0,
+            churn_per_min: 0.0,
+            partition: None,
+        }
+    }
+}
+
+/// The built-in workloads (see [`crate::workload`]); later issues add more behind the same
+/// [`crate::workload::Workload`] trait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkloadKind {
+    /// `find_node` of a random target from a random live node.
+    FindNode,
+    /// `get_peers` of a random infohash from a random live node.
+    GetPeers,
+    /// `announce_peer` of a random infohash from a random live node, then `get_peers` of
+    /// that infohash from another random live node, which must find the announcer.
+    Announce,
+}
+
+impl WorkloadKind {
+    pub fn cli_name(self) -> &'static str {
+        match self {
+            WorkloadKind::FindNode => "find-node",
+            WorkloadKind::GetPeers => "get-peers",
+            WorkloadKind::Announce => "announce",
+        }
+    }
+}
+
+/// One run of the simulator.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimOptions {
+    /// Seed of the simulator's only generator; node IDs and node seeds derive from it.
+    pub seed: u64,
+    /// Nodes in the network once built.
+    pub nodes: usize,
+    /// Units of work started by the workloads (one lookup each; an announce unit is an
+    /// announce and then a get_peers).
+    pub lookups: usize,
+    /// Nodes that everyone bootstraps from. Default 4.
+    pub seeds: usize,
+    /// Time between two joins while the network is built. Default 10 ms.
+    pub join_interval_ms: f64,
+    /// Quiet time after the last join before faults and workload start. Default 960 s: a
+    /// node fills its far buckets only when it refreshes them, 15 minutes (the core's
+    /// `refresh_after`) after they last changed, so a shorter settle leaves a young network
+    /// whose lookups can miss part of the keyspace.
+    pub settle_secs: f64,
+    /// Time between two units of work. Default 20 ms.
+    pub lookup_interval_ms: f64,
+    /// Workloads, taking turns. Default all three built-in ones.
+    pub workloads: Vec<WorkloadKind>,
+    /// The network model and faults.
+    pub network: NetworkOptions,
+    /// Virtual time between two full invariant sweeps (routing tables of every live node,
+    /// lookups that run too long). Cheap checks run after every event. Default 10 s.
+    pub check_every_secs: f64,
+    /// A lookup running longer than this breaks the liveness invariant. Default 300 s.
+    pub max_lookup_secs: f64,
+    /// Node configuration overrides, for experiments; `None` keeps the core's default
+    /// (`LookupConfig`: alpha 4, request timeout 2 s, 1 retry).
+    pub lookup_alpha: Option<usize>,
+    pub lookup_timeout_ms: Option<f64>,
+    pub lookup_retries: Option<u8>,
+}
+
+impl SimOptions {
+    pub fn new(nodes: usize, lookups: usize, seed: u64) -> Self {
+        SimOptions {
+            seed,
+            nodes,
+            lookups,
+            seeds: 4,
+            join_interval_ms: 10.0,
+            settle_secs: 960.0,
+            lookup_interval_ms: 20.0,
+            workloads: vec![WorkloadKind::FindNode, WorkloadKind::GetPeers, WorkloadKind::Announce],
+            network: NetworkOptions::default(),
+            check_every_secs: 10.0,
+            max_lookup_secs: 300.0,
+            lookup_alpha: None,
+            lookup_timeout_ms: None,
+            lookup_retries: None,
+        }
+    }
+
+    /// Checks ranges; the error names the option.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = &self.network;
+        let unit = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!("{name} must be between 0 and 1, got {v}"))
+            }
+        };
+        let positive = |name: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{name} must be a finite number >= 0, got {v}"))
+            }
+        };
+        unit("loss", n.loss)?;
+        unit("duplicate", n.duplicate)?;
+        unit("reorder", n.reorder)?;
+        unit("nat", n.nat)?;
+        unit("dead", n.dead)?;
+        positive("churn-per-min", n.churn_per_min)?;
+        positive("nat-timeout-secs", n.nat_timeout_secs)?;
+        if let Some(p) = &n.partition {
+            unit("partition share", p.share)?;
+            positive("partition start", p.start_secs)?;
+            positive("partition duration", p.duration_secs)?;
+        }
+        match n.rtt {
+            RttModel::Lognormal { median_ms, spread } => {
+                if !(median_ms.is_finite() && median_ms > 0.0) {
+                    return Err(format!("rtt-median-ms must be > 0, got {median_ms}"));
+                }
+                positive("rtt-spread", spread)?;
+            }
+            RttModel::Fixed { ms } => {
+                if !(ms.is_finite() && ms > 0.0) {
+                    return Err(format!("rtt-fixed-ms must be > 0, got {ms}"));
+                }
+            }
+        }
+        positive("join-interval-ms", self.join_interval_ms)?;
+        positive("settle-secs", self.settle_secs)?;
+        positive("lookup-interval-ms", self.lookup_interval_ms)?;
+        positive("max-lookup-secs", self.max_lookup_secs)?;
+        if !(self.check_every_secs.is_finite() && self.check_every_secs > 0.0) {
+            return Err(format!("check-every-secs must be > 0, got {}", self.check_every_secs));
+        }
+        if self.lookup_alpha == Some(0) {
+            return Err("alpha must be at least 1".into());
+        }
+        if let Some(t) = self.lookup_timeout_ms {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(format!("lookup-timeout-ms must be > 0, got {t}"));
+            }
+        }
+        if self.seeds == 0 || self.seeds > self.nodes {
+            return Err(format!("seeds must be between 1 and nodes ({}), got {}", self.nodes, self.seeds));
+        }
+        if self.nodes > (1 << 24) - 2 {
+            return Err("at most 16,777,214 nodes (addresses are 10.x.y.z)".into());
+        }
+        if self.workloads.is_empty() && self.lookups > 0 {
+            return Err("lookups > 0 needs at least one workload".into());
+        }
+        Ok(())
+    }
+
+    /// The `kadmos-sim` command line that replays this run.
+    pub fn command_line(&self) -> String {
+        let n = &self.network;
+        let mut args = vec![
+            "kadmos-sim".to_string(),
+            format!("--nodes {}", self.nodes),
+            format!("--lookups {}", self.lookups),
+            format!("--seed {}", self.seed),
+            format!("--seeds {}", self.seeds),
+            format!("--join-interval-ms {}", self.join_interval_ms),
+            format!("--settle-secs {}", self.settle_secs),
+            format!("--lookup-interval-ms {}", self.lookup_interval_ms),
+        ];
+        let workloads: Vec<&str> = self.workloads.iter().map(|w| w.cli_name()).collect();
+        args.push(format!("--workload {}", workloads.join(",")));
+        match n.rtt {
+            RttModel::Lognormal { median_ms, spread } => {
+                args.push(format!("--rtt-median-ms {median_ms} --rtt-spread {spread}"))
+            }
+            RttModel::Fixed { ms } => args.push(format!("--rtt-fixed-ms {ms}")),
+        }
+        args.push(format!("--loss {} --duplicate {} --reorder {}", n.loss, n.duplicate, n.reorder));
+        args.push(format!("--nat {} --nat-timeout-secs {}", n.nat, n.nat_timeout_secs));
+        args.push(format!("--dead {} --churn-per-min {}", n.dead, n.churn_per_min));
+        if let Some(p) = &n.partition {
+            args.push(format!("--partition {}:{}:{}", p.start_secs, p.duration_secs, p.share));
+        }
+        args.push(format!("--check-every-secs {} --max-lookup-secs {}", self.check_every_secs, self.max_lookup_secs));
+        if let Some(a) = self.lookup_alpha {
+            args.push(format!("--alpha {a}"));
+        }
+        if let Some(t) = self.lookup_timeout_ms {
+            args.push(format!("--lookup-timeout-ms {t}"));
+        }
+        if let Some(r) = self.lookup_retries {
+            args.push(format!("--retries {r}"));
+        }
+        args.join(" ")
+    }
+}
