@@ -12,9 +12,12 @@
 //!   [`kad::RoutingTable`] of one address family, and the [`kad::Lookup`] state machine.
 //! - [`mainline`]: the BitTorrent DHT: bencode, compact encodings, KRPC messages, tokens,
 //!   the peer store, BEP 42 node IDs and the [`mainline::Node`] that ties them together.
+//! - [`opendht`]: OpenDHT's wire protocol: msgpack messages, values with their signed and
+//!   encrypted forms, SELECT/WHERE queries, and splitting and reassembling large values.
 
 pub mod kad;
 pub mod mainline;
+pub mod opendht;
 pub mod time;
 
 pub use kad::{Id, InfoHash, NodeId};

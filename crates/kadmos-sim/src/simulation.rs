@@ -34,7 +34,8 @@
 //!
 //! Checked after every input of a node: no lookup has more than alpha requests in flight, as
 //! the lookup counts them (`Node::lookup_parallelism`) and, for measured lookups, as counted
-//! on the wire (queries sent less than a request timeout ago and not answered); pending requests stay within `max_pending_requests`; no
+//! on the wire (queries not answered and sent less than the node's stall timeout ago); pending
+//! requests stay within `max_pending_requests`; no
 //! datagram is larger than 1280 bytes; no node sends to its own address; every `Peers` and
 //! `Finished` event belongs to a command that is still running, and each command finishes
 //! once; a lookup's result holds at most k nodes, in distance order, never the querier itself,
@@ -155,7 +156,8 @@ enum Command {
 struct PendingQuery {
     to: NodeIndex,
     transaction_id: Vec<u8>,
-    sent_at: Timestamp,
+    /// When the lookup stops counting it in flight (the node's stall timeout when it was sent).
+    stall_at: Timestamp,
     /// A query of the iterative lookup itself (not an announce_peer at its end), bound by alpha.
     iterative: bool,
 }
@@ -590,6 +592,8 @@ impl World {
         };
         let now = self.now;
         let timeout = self.node_template.lookup.request_timeout;
+        // The node stepped its lookups with this stall timeout during the input that sent this.
+        let stall = self.slots[from as usize].node.as_ref().map_or(timeout, |n| n.stall_timeout());
         let alpha = self.node_template.lookup.alpha;
         let range = (from, QueryId(0))..=(from, QueryId(u64::MAX));
         let Some((_, t)) = self.tracked.range_mut(range).find(|(_, t)| t.target == target && fits(t.command)) else {
@@ -597,16 +601,20 @@ impl World {
         };
         t.messages += 1;
         t.bytes += payload.len() as u64;
-        t.pending.push(PendingQuery { to, transaction_id: message.transaction_id, sent_at: now, iterative });
+        t.pending.push(PendingQuery {
+            to,
+            transaction_id: message.transaction_id,
+            stall_at: now + stall,
+            iterative,
+        });
         t.hops.entry(to).or_insert(1);
         // The alpha bound counted on the wire, independently of the lookup's own counter: queries
-        // sent less than a request timeout ago and not answered yet.
-        let in_flight = t.pending.iter().filter(|p| p.iterative && p.sent_at + timeout > now).count();
+        // not answered yet and sent less than a stall timeout ago (a stalled query gives up its
+        // slot; see `kad::lookup`).
+        let in_flight = t.pending.iter().filter(|p| p.iterative && now < p.stall_at).count();
         if in_flight > alpha {
-            let what = format!(
-                "{} has {in_flight} queries on the wire unanswered and not timed out, alpha is {alpha}",
-                t.kind
-            );
+            let what =
+                format!("{} has {in_flight} queries on the wire unanswered and not stalled, alpha is {alpha}", t.kind);
             self.violate(Some(from), what);
         }
     }

@@ -24,7 +24,7 @@ fn faulty(seed: u64) -> SimOptions {
     n.reorder = 0.05;
     n.nat = 0.1;
     n.dead = 0.1;
-    n.churn_per_min = 0.05;
+    n.churn_per_min = 0.5;
     n.partition = Some(Partition { start_secs: 2.0, duration_secs: 4.0, share: 0.3 });
     o
 }

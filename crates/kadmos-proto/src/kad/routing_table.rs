@@ -294,7 +294,8 @@ impl RoutingTable {
         Some(removed)
     }
 
-    /// The `n` non-bad contacts closest to `target`, closest first.
+    /// The `n` non-bad contacts closest to `target`, closest first; contacts that failed their
+    /// last query only if too few others are known.
     pub fn closest(&self, target: &Id, n: usize, now: Timestamp) -> Vec<Contact> {
         self.closest_refs(target, n, now).into_iter().cloned().collect()
     }
@@ -304,18 +305,28 @@ impl RoutingTable {
         self.closest_refs(target, n, now).into_iter().map(|c| (c.id, c.addr)).collect()
     }
 
+    fn closest_refs(&self, target: &Id, n: usize, now: Timestamp) -> Vec<&Contact> {
+        // Contacts that failed their last query are likely gone: handing them out costs the
+        // asker a timeout. They are used only when too few others are known.
+        let healthy =
+            self.closest_matching(target, n, |c| c.failures == 0 && c.status(now, &self.config) != ContactStatus::Bad);
+        if healthy.len() >= n {
+            return healthy;
+        }
+        self.closest_matching(target, n, |c| c.status(now, &self.config) != ContactStatus::Bad)
+    }
+
     /// Visits buckets in order of distance instead of sorting the whole table: with `i` the
     /// bucket the target falls in, contacts of bucket `i` share more than `i` bits with the
     /// target, those of every deeper bucket exactly `i`, and those of bucket `j < i` exactly
     /// `j`. So buckets `i..` hold the closest, then `i-1`, `i-2`, … in turn. (This runs for
     /// every find_node and get_peers answered; sorting all contacts was a top cost.)
-    fn closest_refs(&self, target: &Id, n: usize, now: Timestamp) -> Vec<&Contact> {
-        let usable = |c: &&Contact| c.status(now, &self.config) != ContactStatus::Bad;
+    fn closest_matching(&self, target: &Id, n: usize, usable: impl Fn(&Contact) -> bool) -> Vec<&Contact> {
         let first = self.bucket_index(target);
         let mut near: Vec<(Distance, &Contact)> = self.buckets[first..]
             .iter()
             .flat_map(|b| b.contacts.iter())
-            .filter(usable)
+            .filter(|c| usable(c))
             .map(|c| (c.id.distance(target), c))
             .collect();
         near.sort_unstable_by_key(|(d, _)| *d);
@@ -326,7 +337,7 @@ impl RoutingTable {
                 break;
             }
             let mut more: Vec<(Distance, &Contact)> =
-                bucket.contacts.iter().filter(usable).map(|c| (c.id.distance(target), c)).collect();
+                bucket.contacts.iter().filter(|c| usable(c)).map(|c| (c.id.distance(target), c)).collect();
             more.sort_unstable_by_key(|(d, _)| *d);
             out.extend(more.into_iter().map(|(_, c)| c).take(n - out.len()));
         }

@@ -34,6 +34,9 @@ pub struct Config {
     pub peer_store: PeerStoreConfig,
     /// BEP 44 item store limits (see [`ItemStoreConfig`]).
     pub item_store: ItemStoreConfig,
+    /// Floor of the lookups' stall timeout, which otherwise follows measured round trips
+    /// (`srtt + 4 × rttvar`, at most `lookup.stall_timeout`). Default 200 ms.
+    pub min_stall_timeout: Duration,
     /// Timeout of single requests outside lookups (ping, announce_peer). Default 2 s.
     pub request_timeout: Duration,
     /// How often the token secret rotates; tokens live one to two periods. Default 5 minutes.
@@ -69,6 +72,7 @@ impl Config {
             routing: RoutingTableConfig::default(),
             peer_store: PeerStoreConfig::default(),
             item_store: ItemStoreConfig::default(),
+            min_stall_timeout: Duration::from_millis(200),
             request_timeout: Duration::from_secs(2),
             token_rotation: Duration::from_secs(5 * 60),
             peers_reply_budget: 600,

@@ -39,7 +39,7 @@ use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
 use super::token::TokenIssuer;
-use crate::kad::{Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable};
+use crate::kad::{Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator};
 use crate::time::Timestamp;
 
 /// Identifies one command's progress and result in [`Event`]s.
@@ -174,9 +174,24 @@ enum Purpose {
     Verify,
 }
 
+impl Purpose {
+    /// The operation a request belongs to, if any.
+    fn operation(&self) -> Option<QueryId> {
+        match self {
+            Purpose::Lookup { op, .. }
+            | Purpose::Router { op }
+            | Purpose::Ping { op }
+            | Purpose::Store { op }
+            | Purpose::Samples { op } => Some(*op),
+            Purpose::Verify => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct PendingRequest {
     to: SocketAddr,
+    sent_at: Timestamp,
     node_id: Option<NodeId>,
     deadline: Timestamp,
     purpose: Purpose,
@@ -295,6 +310,14 @@ pub struct Node {
     tokens: TokenIssuer,
     requests: HashMap<u16, PendingRequest>,
     deadlines: BinaryHeap<Reverse<(Timestamp, u16)>>,
+    /// When lookups must be stepped again (their requests stall), lazily cleaned.
+    wakeups: BinaryHeap<Reverse<(Timestamp, QueryId)>>,
+    /// Round trips of our requests, for the lookups' stall timeout.
+    rtt: RttEstimator,
+    /// What stalled lookup requests turned out to be, decayed: answered late, or never. More
+    /// late answers than deaths means lookups should wait for their stalled nodes.
+    stalled_late: f32,
+    stalled_dead: f32,
     /// Ordered by QueryId so that driving them is deterministic (the simulator replays runs).
     operations: BTreeMap<QueryId, Operation>,
     next_query: u64,
@@ -322,6 +345,10 @@ impl Node {
             rng,
             requests: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            wakeups: BinaryHeap::new(),
+            rtt: RttEstimator::default(),
+            stalled_late: 0.0,
+            stalled_dead: 0.0,
             operations: BTreeMap::new(),
             next_query: 0,
             transmits: VecDeque::new(),
@@ -420,15 +447,47 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
+        let mut earliest = self.next_maintenance;
         while let Some(Reverse((deadline, tx))) = self.deadlines.peek().copied() {
             match self.requests.get(&tx) {
-                Some(r) if r.deadline == deadline => return Some(deadline.min(self.next_maintenance)),
+                Some(r) if r.deadline == deadline => {
+                    earliest = earliest.min(deadline);
+                    break;
+                }
                 _ => {
                     self.deadlines.pop();
                 }
             }
         }
-        Some(self.next_maintenance)
+        while let Some(Reverse((at, op))) = self.wakeups.peek().copied() {
+            if self.operations.contains_key(&op) {
+                earliest = earliest.min(at);
+                break;
+            }
+            self.wakeups.pop();
+        }
+        Some(earliest)
+    }
+
+    fn note_stall_outcome(&mut self, answered_late: bool) {
+        self.stalled_late *= 0.95;
+        self.stalled_dead *= 0.95;
+        if answered_late {
+            self.stalled_late += 1.0;
+        } else {
+            self.stalled_dead += 1.0;
+        }
+    }
+
+    /// Whether lookups wait for their stalled nodes: yes while stalled requests have more
+    /// often been answered late than not at all (see `kad::lookup`).
+    pub fn waits_for_stalled(&self) -> bool {
+        self.stalled_late >= self.stalled_dead
+    }
+
+    /// The stall timeout lookups use now, from measured round trips.
+    pub fn stall_timeout(&self) -> Duration {
+        self.rtt.timeout(self.config.min_stall_timeout, self.config.lookup.stall_timeout)
     }
 
     // ---------------------------------------------------------------- commands
@@ -486,7 +545,7 @@ impl Node {
                 self.operations.get_mut(&op).expect("just created").awaiting += 1;
             }
         }
-        self.drive(now);
+        self.drive_operation(now, op);
         op
     }
 
@@ -523,7 +582,7 @@ impl Node {
     pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
         let query = Query::FindNode { target, want: self.want() };
         let op = self.start_operation(now, Kind::FindNode, target, query, &[]);
-        self.drive(now);
+        self.drive_operation(now, op);
         op
     }
 
@@ -532,7 +591,7 @@ impl Node {
     pub fn get_peers(&mut self, now: Timestamp, info_hash: InfoHash) -> QueryId {
         let query = Query::GetPeers { info_hash, want: self.want() };
         let op = self.start_operation(now, Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[]);
-        self.drive(now);
+        self.drive_operation(now, op);
         op
     }
 
@@ -542,7 +601,7 @@ impl Node {
     pub fn announce_peer(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> QueryId {
         let query = Query::GetPeers { info_hash, want: self.want() };
         let op = self.start_store(now, StoreRequest::Announce { port }, info_hash, query);
-        self.drive(now);
+        self.drive_operation(now, op);
         op
     }
 
@@ -562,7 +621,7 @@ impl Node {
         };
         let query = Query::Get { target, seq, want: self.want() };
         let op = self.start_operation(now, Kind::GetItem { expect, seen: HashSet::new() }, target, query, &[]);
-        self.drive(now);
+        self.drive_operation(now, op);
         op
     }
 
@@ -573,7 +632,7 @@ impl Node {
         let target = item.target();
         let query = Query::Get { target, seq: None, want: self.want() };
         let op = self.start_store(now, StoreRequest::Item { item, cas }, target, query);
-        self.drive(now);
+        self.drive_operation(now, op);
         op
     }
 
@@ -603,11 +662,17 @@ impl Node {
                 }
                 Body::Response(response) => {
                     self.counters.responses_received += 1;
-                    self.handle_response(now, from, &message.transaction_id, response, message.requester_ip);
+                    if let Some(op) =
+                        self.handle_response(now, from, &message.transaction_id, response, message.requester_ip)
+                    {
+                        self.drive_operation(now, op);
+                    }
                 }
                 Body::Error { code, message: text } => {
                     self.counters.errors_received += 1;
-                    self.handle_error(now, from, &message.transaction_id, code, text);
+                    if let Some(op) = self.handle_error(now, from, &message.transaction_id, code, text) {
+                        self.drive_operation(now, op);
+                    }
                 }
             },
             Err(error) => match error.reply() {
@@ -618,7 +683,6 @@ impl Node {
                 _ => self.counters.dropped += 1,
             },
         }
-        self.drive(now);
     }
 
     /// Handles expired requests and housekeeping. Call at the time [`Node::poll_timeout`] gave.
@@ -634,12 +698,21 @@ impl Node {
             }
             let request = self.requests.remove(&tx).expect("checked above");
             self.counters.requests_timed_out += 1;
+            if matches!(request.purpose, Purpose::Lookup { .. }) {
+                self.note_stall_outcome(false);
+            }
             if let Some(id) = request.node_id {
                 if let Some(table) = self.tables[Family::of(&request.to).index()].as_mut() {
                     table.note_failure(&id, request.to, now);
                 }
             }
             self.request_failed(now, request, QueryError::Timeout);
+        }
+        while let Some(Reverse((at, _))) = self.wakeups.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.wakeups.pop();
         }
         if now >= self.next_maintenance {
             self.maintain(now);
@@ -653,6 +726,7 @@ impl Node {
         self.peers.expire(now);
         self.items.expire(now);
         self.refresh_kept(now);
+        self.shrink_buffers();
         for family in self.enabled_families() {
             let table = self.tables[family.index()].as_mut().expect("enabled");
             if table.is_empty() {
@@ -662,6 +736,49 @@ impl Node {
             for target in targets {
                 let query = Query::FindNode { target, want: self.want() };
                 self.start_operation(now, Kind::Refresh, target, query, &[]);
+            }
+        }
+    }
+
+    /// Gives back memory that bursts (joining, refreshes) left in queues and maps: a node is
+    /// mostly idle, and the simulator holds 100,000 of them.
+    fn shrink_buffers(&mut self) {
+        let requests = &self.requests;
+        self.deadlines.retain(|Reverse((d, tx))| requests.get(tx).is_some_and(|r| r.deadline == *d));
+        let operations = &self.operations;
+        self.wakeups.retain(|Reverse((_, op))| operations.contains_key(op));
+        if self.requests.capacity() > 2 * self.requests.len() + 8 {
+            self.requests.shrink_to_fit();
+        }
+        self.deadlines.shrink_to_fit();
+        self.wakeups.shrink_to_fit();
+        self.transmits.shrink_to_fit();
+        self.events.shrink_to_fit();
+    }
+
+    /// After joining, looks up a random ID in every bucket holding fewer than k contacts, so
+    /// that a young table fills its far buckets now rather than at their first 15-minute
+    /// refresh (a lookup for a target in a half of the keyspace no contact covers cannot start).
+    fn refresh_sparse_buckets(&mut self, now: Timestamp) {
+        for family in self.enabled_families() {
+            let table = self.tables[family.index()].as_ref().expect("enabled");
+            let k = table.config().bucket_size;
+            let depth = table.buckets().len();
+            let own = table.own_id();
+            let targets: Vec<Id> = (0..depth.saturating_sub(1))
+                .filter(|i| table.buckets()[*i].contacts().len() < k)
+                .map(|i| {
+                    let mut target = own.random_with_prefix(i, &mut self.rng);
+                    if target.bit(i) == own.bit(i) {
+                        target.0[i / 8] ^= 0x80 >> (i % 8);
+                    }
+                    target
+                })
+                .collect();
+            for target in targets {
+                let query = Query::FindNode { target, want: self.want() };
+                let op = self.start_operation(now, Kind::Refresh, target, query, &[]);
+                self.drive_operation(now, op);
             }
         }
     }
@@ -867,7 +984,7 @@ impl Node {
         message.version = Some(CLIENT_VERSION.to_vec());
         self.counters.requests_sent += 1;
         self.send(to, &message);
-        self.requests.insert(tx, PendingRequest { to, node_id, deadline, purpose });
+        self.requests.insert(tx, PendingRequest { to, sent_at: now, node_id, deadline, purpose });
         self.deadlines.push(Reverse((deadline, tx)));
         Ok(())
     }
@@ -887,11 +1004,17 @@ impl Node {
         tx: &[u8],
         response: Response,
         requester_ip: Option<SocketAddr>,
-    ) {
+    ) -> Option<QueryId> {
         let Some(request) = self.take_request(from, tx) else {
             self.counters.dropped += 1;
-            return;
+            return None;
         };
+        let touched = request.purpose.operation();
+        let rtt = now.saturating_since(request.sent_at);
+        if matches!(request.purpose, Purpose::Lookup { .. }) && rtt > self.stall_timeout() {
+            self.note_stall_outcome(true);
+        }
+        self.rtt.observe(rtt);
         if request.node_id.is_some_and(|id| id != response.id) {
             // The node at that address is not the one we meant; treat it as a failure for the
             // old ID but still learn the new one below.
@@ -945,7 +1068,7 @@ impl Node {
                 }
             }
             Purpose::Lookup { op, family } => {
-                let Some(operation) = self.operations.get_mut(&op) else { return };
+                let Some(operation) = self.operations.get_mut(&op) else { return touched };
                 let own = self.config.node_id;
                 if let Some(fl) = operation.lookups.iter_mut().find(|l| l.family == family) {
                     let closer = if family == Family::V4 { &response.nodes } else { &response.nodes6 };
@@ -991,6 +1114,7 @@ impl Node {
                 }
             }
         }
+        touched
     }
 
     fn feed_lookups(operation: &mut Operation, response: &Response) {
@@ -1000,12 +1124,21 @@ impl Node {
         }
     }
 
-    fn handle_error(&mut self, now: Timestamp, from: SocketAddr, tx: &[u8], code: i64, message: String) {
+    fn handle_error(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        tx: &[u8],
+        code: i64,
+        message: String,
+    ) -> Option<QueryId> {
         let Some(request) = self.take_request(from, tx) else {
             self.counters.dropped += 1;
-            return;
+            return None;
         };
+        let touched = request.purpose.operation();
         self.request_failed(now, request, QueryError::Remote { code, message });
+        touched
     }
 
     fn request_failed(&mut self, now: Timestamp, request: PendingRequest, error: QueryError) {
@@ -1051,6 +1184,9 @@ impl Node {
             }
             return;
         }
+        if matches!(operation.kind, Kind::Bootstrap) {
+            self.refresh_sparse_buckets(now);
+        }
         if !matches!(operation.kind, Kind::Refresh) {
             self.events.push_back(Event::Finished { query: op, outcome });
         }
@@ -1066,9 +1202,13 @@ impl Node {
 
     fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
         let mut sends = Vec::new();
+        let stall_timeout = self.stall_timeout();
+        let wait_for_stalled = self.waits_for_stalled();
         {
             let Some(operation) = self.operations.get_mut(&op) else { return };
             for fl in &mut operation.lookups {
+                fl.lookup.set_stall_timeout(stall_timeout);
+                fl.lookup.set_wait_for_stalled(wait_for_stalled);
                 // A bootstrap lookup with no seeds waits for the routers to name some nodes.
                 if operation.awaiting > 0 && fl.lookup.candidates().next().is_none() {
                     continue;
@@ -1077,6 +1217,9 @@ impl Node {
                     sends.push((fl.family, id, addr));
                 }
             }
+        }
+        if !sends.is_empty() {
+            self.wakeups.push(Reverse((now + stall_timeout, op)));
         }
         for (family, id, addr) in sends {
             let query = self.operations[&op].query.clone();
@@ -1149,7 +1292,10 @@ impl Node {
             Kind::Store { stored_at, errors, .. } => {
                 Outcome::Stored { stored_at: stored_at.clone(), errors: errors.clone(), stats }
             }
-            _ if nodes.is_empty() && stats.requests == 0 && !matches!(operation.kind, Kind::Refresh) => {
+            _ if nodes.is_empty()
+                && stats.requests == 0
+                && !matches!(operation.kind, Kind::Refresh | Kind::Bootstrap) =>
+            {
                 Outcome::Failed(QueryError::NoContacts)
             }
             _ => Outcome::Closest { nodes, stats },

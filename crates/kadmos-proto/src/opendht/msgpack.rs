@@ -146,7 +146,7 @@ pub(crate) fn as_text(v: &ValueRef<'_>) -> Option<String> {
 }
 
 /// Raw bytes of a string or binary, for free-form text shown to people (lossy later).
-pub(crate) fn as_raw_text<'a>(v: &ValueRef<'a>) -> Option<&'a [u8]> {
+pub(crate) fn as_raw_text<'b>(v: &'b ValueRef<'_>) -> Option<&'b [u8]> {
     match v {
         ValueRef::String(s) => Some(s.as_bytes()),
         ValueRef::Binary(b) => Some(b),
@@ -231,12 +231,6 @@ impl<'o> Writer<'o> {
         self
     }
 
-    /// Appends bytes that already are msgpack.
-    pub(crate) fn raw(&mut self, bytes: &[u8]) -> &mut Self {
-        self.out.extend_from_slice(bytes);
-        self
-    }
-
     /// Writes a string key followed by nothing: the caller writes the value next.
     pub(crate) fn key(&mut self, k: &str) -> &mut Self {
         self.str(k)
@@ -264,7 +258,7 @@ mod tests {
         }
         assert_eq!(read(&nested_arrays(60_000, &[0x01])), Err(MsgpackError::TooDeep));
         let mut maps = vec![];
-        for _ in 0..60_000 {
+        for _ in 0..20_000 {
             maps.extend_from_slice(&[0x81, 0xa1, b'k']);
         }
         maps.push(0x01);
@@ -275,10 +269,10 @@ mod tests {
     #[test]
     fn huge_lengths_are_truncation_not_allocation() {
         for bytes in [
-            &[0xdd, 0xff, 0xff, 0xff, 0xff][..],       // array32 of 4 G entries
-            &[0xdf, 0xff, 0xff, 0xff, 0xff, 0x01],     // map32
-            &[0xc6, 0xff, 0xff, 0xff, 0xff, 0x00],     // bin32
-            &[0xdb, 0xff, 0xff, 0xff, 0xff, b'a'],     // str32
+            &[0xdd, 0xff, 0xff, 0xff, 0xff][..],      // array32 of 4 G entries
+            &[0xdf, 0xff, 0xff, 0xff, 0xff, 0x01],    // map32
+            &[0xc6, 0xff, 0xff, 0xff, 0xff, 0x00],    // bin32
+            &[0xdb, 0xff, 0xff, 0xff, 0xff, b'a'],    // str32
             &[0xc9, 0xff, 0xff, 0xff, 0xff, 0x01, 0], // ext32
         ] {
             assert!(matches!(read(bytes), Err(MsgpackError::Malformed(_))), "{bytes:x?}");
@@ -293,7 +287,10 @@ mod tests {
         Writer::new(&mut out).uint(5).uint(200).uint(70_000).int(-1).int(300).str("ab").bin(b"x").map(1).array(0);
         assert_eq!(
             out,
-            [0x05, 0xcc, 200, 0xce, 0x00, 0x01, 0x11, 0x70, 0xff, 0xcd, 0x01, 0x2c, 0xa2, b'a', b'b', 0xc4, 1, b'x', 0x81, 0x90]
+            [
+                0x05, 0xcc, 200, 0xce, 0x00, 0x01, 0x11, 0x70, 0xff, 0xcd, 0x01, 0x2c, 0xa2, b'a', b'b', 0xc4, 1, b'x',
+                0x81, 0x90
+            ]
         );
     }
 

@@ -318,7 +318,12 @@ impl Value {
                 let to = msgpack::as_hash(to).ok_or(invalid("to is not a 20-byte hash"))?;
                 self.recipient = Some(to).filter(|t| *t != Id::ZERO);
             }
-            self.signature = msgpack::get(dat, "sig").and_then(msgpack::as_blob).ok_or(invalid("owner without sig"))?;
+            // OpenDHT would take an empty signature and then treat the value as unsigned but
+            // owned, which lets anyone claim an owner; we refuse such a value.
+            self.signature = msgpack::get(dat, "sig")
+                .and_then(msgpack::as_blob)
+                .filter(|s| !s.is_empty())
+                .ok_or(invalid("owner without signature"))?;
         }
         Ok(())
     }
