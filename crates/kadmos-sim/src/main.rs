@@ -88,9 +88,9 @@ struct Args {
     /// Time between two joins while the network is built.
     #[arg(long, default_value_t = 10.0)]
     join_interval_ms: f64,
-    /// Quiet time after the last join, before faults and workload (960 s lets the core's
-    /// 15-minute bucket refresh fill every table's far buckets).
-    #[arg(long, default_value_t = 960.0)]
+    /// Quiet time after the last join, before faults and workload (the refreshes a node
+    /// runs after joining have long finished after 60 s).
+    #[arg(long, default_value_t = 60.0)]
     settle_secs: f64,
     /// Time between two units of work.
     #[arg(long, default_value_t = 20.0)]

@@ -120,10 +120,8 @@ pub struct SimOptions {
     pub seeds: usize,
     /// Time between two joins while the network is built. Default 10 ms.
     pub join_interval_ms: f64,
-    /// Quiet time after the last join before faults and workload start. Default 960 s: a
-    /// node fills its far buckets only when it refreshes them, 15 minutes (the core's
-    /// `refresh_after`) after they last changed, so a shorter settle leaves a young network
-    /// whose lookups can miss part of the keyspace.
+    /// Quiet time after the last join before faults and workload start. Default 60 s: a node
+    /// refreshes its sparse buckets right after joining, and those lookups are long over.
     pub settle_secs: f64,
     /// Time between two units of work. Default 20 ms.
     pub lookup_interval_ms: f64,
@@ -151,7 +149,7 @@ impl SimOptions {
             lookups,
             seeds: 4,
             join_interval_ms: 10.0,
-            settle_secs: 960.0,
+            settle_secs: 60.0,
             lookup_interval_ms: 20.0,
             workloads: vec![WorkloadKind::FindNode, WorkloadKind::GetPeers, WorkloadKind::Announce],
             network: NetworkOptions::default(),

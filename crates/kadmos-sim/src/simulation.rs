@@ -8,8 +8,7 @@
 //!    simulator's generator; node `i` lives at `10.0.0.0 + i + 1`, port 6881). Of the `seeds`
 //!    first nodes, each bootstraps from the ones before it; then every other node bootstraps
 //!    from the seeds, one every `join_interval_ms`. The network then settles for
-//!    `settle_secs`: the default (960 s) lets every node's first bucket refresh (after the
-//!    core's 15 minutes) fill its far buckets, as in a network that has run for a while.
+//!    `settle_secs` (default 60 s), time for the refreshes each node runs after joining.
 //! 2. **Faults**: a `dead` share of the nodes dies silently (their routing-table entries stay
 //!    behind in everyone else's tables). Churn and the partition clock start.
 //! 3. **Workload**: one unit of work every `lookup_interval_ms`, the workloads taking turns,
@@ -601,12 +600,7 @@ impl World {
         };
         t.messages += 1;
         t.bytes += payload.len() as u64;
-        t.pending.push(PendingQuery {
-            to,
-            transaction_id: message.transaction_id,
-            stall_at: now + stall,
-            iterative,
-        });
+        t.pending.push(PendingQuery { to, transaction_id: message.transaction_id, stall_at: now + stall, iterative });
         t.hops.entry(to).or_insert(1);
         // The alpha bound counted on the wire, independently of the lookup's own counter: queries
         // not answered yet and sent less than a stall timeout ago (a stalled query gives up its

@@ -44,7 +44,7 @@ fn same_seed_same_report() {
     assert_ne!(first.deterministic(), other.deterministic());
 }
 
-/// On a fault-free 500-node network (settled through the first bucket refresh), every
+/// On a fault-free 500-node network (lognormal round trips, default settle), every
 /// find_node, get_peers and announce finds exactly the true k closest live nodes, and every
 /// get_peers after an announce finds the announcer.
 #[test]

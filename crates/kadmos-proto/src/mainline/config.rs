@@ -35,8 +35,12 @@ pub struct Config {
     /// BEP 44 item store limits (see [`ItemStoreConfig`]).
     pub item_store: ItemStoreConfig,
     /// Floor of the lookups' stall timeout, which otherwise follows measured round trips
-    /// (`srtt + 4 × rttvar`, at most `lookup.stall_timeout`). Default 200 ms.
+    /// (`srtt + stall_deviations × rttvar`, at most `lookup.stall_timeout`). Default 100 ms.
     pub min_stall_timeout: Duration,
+    /// How many mean deviations above the smoothed RTT a request stalls. Default 1: a stall
+    /// only frees a slot (a late answer still counts), so stalling early is cheap, and each
+    /// dead node costs one stall timeout.
+    pub stall_deviations: u32,
     /// Timeout of single requests outside lookups (ping, announce_peer). Default 2 s.
     pub request_timeout: Duration,
     /// How often the token secret rotates; tokens live one to two periods. Default 5 minutes.
@@ -72,7 +76,8 @@ impl Config {
             routing: RoutingTableConfig::default(),
             peer_store: PeerStoreConfig::default(),
             item_store: ItemStoreConfig::default(),
-            min_stall_timeout: Duration::from_millis(200),
+            min_stall_timeout: Duration::from_millis(150),
+            stall_deviations: 2,
             request_timeout: Duration::from_secs(2),
             token_rotation: Duration::from_secs(5 * 60),
             peers_reply_budget: 600,

@@ -479,15 +479,16 @@ impl Node {
         }
     }
 
-    /// Whether lookups wait for their stalled nodes: yes while stalled requests have more
-    /// often been answered late than not at all (see `kad::lookup`).
+    /// Whether lookups wait for their stalled nodes: yes while at least four in five stalled
+    /// requests were answered late rather than not at all (see `kad::lookup`). Waiting for a
+    /// node that never answers costs the whole request timeout, so the bar is high.
     pub fn waits_for_stalled(&self) -> bool {
-        self.stalled_late >= self.stalled_dead
+        self.stalled_late >= 4.0 * self.stalled_dead
     }
 
     /// The stall timeout lookups use now, from measured round trips.
     pub fn stall_timeout(&self) -> Duration {
-        self.rtt.timeout(self.config.min_stall_timeout, self.config.lookup.stall_timeout)
+        self.rtt.timeout(self.config.stall_deviations, self.config.min_stall_timeout, self.config.lookup.stall_timeout)
     }
 
     // ---------------------------------------------------------------- commands
