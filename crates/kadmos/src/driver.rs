@@ -347,7 +347,7 @@ impl Driver {
                             ContactStatus::Questionable => "questionable",
                             ContactStatus::Bad => "bad",
                         },
-                        last_response_secs_ago: c.last_response.map(|t| now.saturating_since(t).as_secs()),
+                        last_response_secs_ago: c.last_response().map(|t| now.saturating_since(t).as_secs()),
                         failures: c.failures,
                     })
                     .collect(),

@@ -22,7 +22,7 @@ use crate::time::Timestamp;
 pub struct RoutingTableConfig {
     /// Contacts per bucket (`k`). Default 8.
     pub bucket_size: usize,
-    /// Verified contacts kept per bucket to replace ones that go bad. Default 8.
+    /// Verified contacts kept per bucket to replace ones that go bad. Default 4.
     pub replacement_cache_size: usize,
     /// Silence after which a good contact becomes questionable. Default 15 minutes.
     pub good_for: Duration,
@@ -36,7 +36,7 @@ impl Default for RoutingTableConfig {
     fn default() -> Self {
         RoutingTableConfig {
             bucket_size: 8,
-            replacement_cache_size: 8,
+            replacement_cache_size: 4,
             good_for: Duration::from_secs(15 * 60),
             bad_after_failures: 2,
             refresh_after: Duration::from_secs(15 * 60),
@@ -50,9 +50,9 @@ pub struct Contact {
     pub id: NodeId,
     pub addr: SocketAddr,
     /// Last time it answered one of our queries.
-    pub last_response: Option<Timestamp>,
+    last_response: Seconds,
     /// Last time it sent us a query.
-    pub last_query: Option<Timestamp>,
+    last_query: Seconds,
     /// Queries in a row it failed to answer.
     pub failures: u8,
 }
@@ -60,7 +60,17 @@ pub struct Contact {
 impl Contact {
     /// A contact that has just answered us.
     pub fn answered(id: NodeId, addr: SocketAddr, now: Timestamp) -> Contact {
-        Contact { id, addr, last_response: Some(now), last_query: None, failures: 0 }
+        Contact { id, addr, last_response: Seconds::at(now), last_query: Seconds::NEVER, failures: 0 }
+    }
+
+    /// Last time it answered one of our queries (to the second).
+    pub fn last_response(&self) -> Option<Timestamp> {
+        self.last_response.get()
+    }
+
+    /// Last time it sent us a query (to the second).
+    pub fn last_query(&self) -> Option<Timestamp> {
+        self.last_query.get()
     }
 
     pub fn status(&self, now: Timestamp, config: &RoutingTableConfig) -> ContactStatus {
@@ -68,7 +78,8 @@ impl Contact {
             return ContactStatus::Bad;
         }
         let recent = |t: Option<Timestamp>| t.is_some_and(|t| now.saturating_since(t) < config.good_for);
-        if recent(self.last_response) || (self.last_response.is_some() && recent(self.last_query)) {
+        let answered = self.last_response();
+        if recent(answered) || (answered.is_some() && recent(self.last_query())) {
             ContactStatus::Good
         } else {
             ContactStatus::Questionable
@@ -76,7 +87,25 @@ impl Contact {
     }
 
     fn last_seen(&self) -> Timestamp {
-        self.last_response.max(self.last_query).unwrap_or(Timestamp::ZERO)
+        self.last_response().max(self.last_query()).unwrap_or(Timestamp::ZERO)
+    }
+}
+
+/// A time to the second in 4 bytes, 0 meaning never: contact timestamps only feed the
+/// 15-minute good/questionable rule, and a table holds hundreds of contacts (the simulator,
+/// thousands of tables), so they are kept small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seconds(u32);
+
+impl Seconds {
+    const NEVER: Seconds = Seconds(0);
+
+    fn at(t: Timestamp) -> Seconds {
+        Seconds(u32::try_from(t.as_micros() / 1_000_000 + 1).unwrap_or(u32::MAX))
+    }
+
+    fn get(self) -> Option<Timestamp> {
+        (self.0 != 0).then(|| Timestamp::from_micros(u64::from(self.0 - 1) * 1_000_000))
     }
 }
 
@@ -188,7 +217,7 @@ impl RoutingTable {
                 if existing.addr != addr {
                     return InsertOutcome::Rejected;
                 }
-                existing.last_response = Some(now);
+                existing.last_response = Seconds::at(now);
                 existing.failures = 0;
                 bucket.last_changed = now;
                 return InsertOutcome::Updated;
@@ -258,7 +287,7 @@ impl RoutingTable {
     pub fn note_query(&mut self, id: &NodeId, addr: SocketAddr, now: Timestamp) {
         let index = self.bucket_index(id);
         if let Some(c) = self.buckets[index].contacts.iter_mut().find(|c| c.id == *id && c.addr == addr) {
-            c.last_query = Some(now);
+            c.last_query = Seconds::at(now);
         }
     }
 
@@ -470,7 +499,7 @@ mod tests {
         assert_eq!(c.status(t0 + Duration::from_secs(60), &config), ContactStatus::Good);
         let t1 = t0 + Duration::from_secs(16 * 60);
         assert_eq!(c.status(t1, &config), ContactStatus::Questionable);
-        c.last_query = Some(t1);
+        c.last_query = Seconds::at(t1);
         assert_eq!(c.status(t1, &config), ContactStatus::Good);
         c.failures = 2;
         assert_eq!(c.status(t1, &config), ContactStatus::Bad);

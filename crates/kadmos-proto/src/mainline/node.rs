@@ -326,7 +326,9 @@ pub struct Node {
     counters: Counters,
     next_maintenance: Timestamp,
     verify_budget: (Timestamp, u32),
-    external_votes: HashMap<SocketAddr, u32>,
+    /// Our address as responders report it (BEP 42 `ip`), by a majority vote kept in constant
+    /// space (Boyer–Moore): the candidate and its lead.
+    external_vote: Option<(SocketAddr, u32)>,
 }
 
 impl Node {
@@ -356,7 +358,7 @@ impl Node {
             counters: Counters::default(),
             next_maintenance: now + config.maintenance_interval,
             verify_budget: (now, 0),
-            external_votes: HashMap::new(),
+            external_vote: None,
             config,
         }
     }
@@ -424,7 +426,7 @@ impl Node {
 
     /// Our address as most responders report it (BEP 42 `ip`), if any did.
     pub fn external_addr(&self) -> Option<SocketAddr> {
-        self.external_votes.iter().max_by_key(|(addr, votes)| (**votes, **addr)).map(|(a, _)| *a)
+        self.external_vote.map(|(addr, _)| addr)
     }
 
     /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
@@ -755,6 +757,13 @@ impl Node {
         self.wakeups.shrink_to_fit();
         self.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
+        // An emptied BTreeMap keeps its last node allocated; a fresh one holds nothing.
+        if self.operations.is_empty() {
+            self.operations = BTreeMap::new();
+        }
+        if self.background.is_empty() {
+            self.background = BTreeMap::new();
+        }
     }
 
     /// After joining, looks up a random ID in every bucket holding fewer than k contacts, so
@@ -1024,9 +1033,11 @@ impl Node {
             }
         }
         if let Some(ip) = requester_ip {
-            if self.external_votes.len() < 16 || self.external_votes.contains_key(&ip) {
-                *self.external_votes.entry(ip).or_insert(0) += 1;
-            }
+            self.external_vote = match self.external_vote {
+                Some((addr, lead)) if addr == ip => Some((addr, lead.saturating_add(1))),
+                Some((addr, lead)) if lead > 1 => Some((addr, lead - 1)),
+                _ => Some((ip, 1)),
+            };
         }
         if response.id != self.config.node_id {
             let family = Family::of(&from);
