@@ -185,6 +185,21 @@ mod tests {
         store.put(Item::Mutable(v3), None, t(4)).unwrap();
     }
 
+    /// A CAS race: two writers both read seq 1 and put seq 2 with `cas = 1`; the first wins,
+    /// the second is refused with 301 instead of silently overwriting the winner.
+    #[test]
+    fn cas_race_has_one_winner() {
+        let signer = ItemSigner::from_seed([2; 32]);
+        let mut store = ItemStore::new(ItemStoreConfig::default());
+        let v1 = MutableItem::sign(&signer, b"", 1, b"2:v1".to_vec()).unwrap();
+        store.put(Item::Mutable(v1.clone()), None, t(0)).unwrap();
+        let alice = MutableItem::sign(&signer, b"", 2, b"5:alice".to_vec()).unwrap();
+        let bob = MutableItem::sign(&signer, b"", 2, b"3:bob".to_vec()).unwrap();
+        store.put(Item::Mutable(alice.clone()), Some(1), t(1)).unwrap();
+        assert_eq!(store.put(Item::Mutable(bob), Some(1), t(1)).unwrap_err().code(), 301);
+        assert_eq!(store.get(&v1.target(), t(2)), Some(&Item::Mutable(alice)));
+    }
+
     /// Items expire two hours after their last put, and the store keeps to its item and byte
     /// limits by evicting the item put longest ago.
     #[test]
