@@ -81,6 +81,9 @@ enum Command {
         /// Seconds between status lines.
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         stats_interval: u64,
+        /// Re-put the BEP 44 items this node stores for others every hour.
+        #[arg(long)]
+        republish_items: bool,
     },
     /// Start N nodes on 127.0.0.1 in this process and print the address to bootstrap from.
     Testnet {
@@ -197,9 +200,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node { net, state, read_only, id, stats_interval } => {
+            Command::Node { net, state, read_only, id, stats_interval, republish_items } => {
                 init_logging("info");
-                node::run(net, state, read_only, id, stats_interval).await
+                let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
+                node::run(net, state, read_only, id, stats_interval, republish).await
             }
             Command::Testnet { nodes, port, json } => {
                 init_logging("warn");

@@ -33,9 +33,10 @@ pub async fn run(
     read_only: bool,
     id: Option<NodeId>,
     stats_interval: u64,
+    republish: Option<Duration>,
 ) -> Result<(), String> {
     let state_path = state.unwrap_or_else(default_state_path);
-    let mut builder = net.builder().read_only(read_only);
+    let mut builder = net.builder().read_only(read_only).republish_stored_items(republish);
     if state_path.exists() {
         let saved = SavedState::load(&state_path).map_err(|e| format!("{}: {e}", state_path.display()))?;
         tracing::info!("restoring {} contacts from {}", saved.contacts.len(), state_path.display());

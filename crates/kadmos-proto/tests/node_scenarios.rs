@@ -23,10 +23,16 @@ struct Net {
 
 impl Net {
     fn new(n: usize) -> Net {
+        Net::with_config(n, |_| {})
+    }
+
+    fn with_config(n: usize, adjust: impl Fn(&mut Config)) -> Net {
         let nodes = (0..n)
             .map(|i| {
                 let id = Id::sha1_of(format!("node {i}").as_bytes());
-                Node::new(Config::new(id, i as u64), Timestamp::ZERO)
+                let mut config = Config::new(id, i as u64);
+                adjust(&mut config);
+                Node::new(config, Timestamp::ZERO)
             })
             .collect();
         Net { nodes, now: Timestamp::ZERO, events: Vec::new() }
@@ -188,7 +194,11 @@ fn read_only_queriers_stay_out_of_the_table() {
 }
 
 fn joined(n: usize) -> Net {
-    let mut net = Net::new(n);
+    joined_with(n, |_| {})
+}
+
+fn joined_with(n: usize, adjust: impl Fn(&mut Config)) -> Net {
+    let mut net = Net::with_config(n, adjust);
     for i in 1..n {
         let now = net.now;
         net.nodes[i].bootstrap(now, &[addr(0)], &[]);
@@ -342,4 +352,20 @@ fn keep_alive_outlives_expiry() {
     assert_eq!(stored_on(&net, &once), 0);
     assert_eq!(stored_on(&net, &cancelled), 0);
     assert_eq!(net.nodes[3].kept_items().count(), 1);
+}
+
+/// With `republish_interval`, nodes that store an item re-put it to the closest nodes, so it
+/// outlives the 2-hour expiry although nobody keeps it alive.
+#[test]
+fn stored_items_are_republished() {
+    let mut net = joined_with(10, |c| c.republish_interval = Some(Duration::from_secs(60 * 60)));
+    let item = Item::Immutable(ImmutableItem::from_bytes(b"orphan").unwrap());
+    let now = net.now;
+    net.nodes[3].put_item(now, item.clone(), None);
+    net.settle();
+    for _ in 0..(3 * 360) {
+        net.advance(Duration::from_secs(10));
+    }
+    let holders = net.nodes.iter().filter(|n| n.item_store().get(&item.target(), net.now).is_some()).count();
+    assert!(holders >= 8, "stored on {holders} nodes after 3 hours");
 }

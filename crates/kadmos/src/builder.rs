@@ -38,6 +38,7 @@ pub struct DhtBuilder {
     lookup: LookupConfig,
     seed: Option<u64>,
     keep_alive: bool,
+    republish: Option<Duration>,
 }
 
 impl Default for DhtBuilder {
@@ -53,6 +54,7 @@ impl Default for DhtBuilder {
             lookup: LookupConfig::default(),
             seed: None,
             keep_alive: true,
+            republish: None,
         }
     }
 }
@@ -126,6 +128,13 @@ impl DhtBuilder {
         self
     }
 
+    /// Re-put the BEP 44 items this node stores for others every `interval` to the nodes
+    /// closest to them then (default: off), so they survive churn even if their owner is gone.
+    pub fn republish_stored_items(mut self, interval: Option<Duration>) -> Self {
+        self.republish = interval;
+        self
+    }
+
     /// Seed of the node's random generator (default: from the OS), for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -154,6 +163,7 @@ impl DhtBuilder {
         config.families = families;
         config.read_only = self.read_only;
         config.lookup = self.lookup;
+        config.republish_interval = self.republish;
         let start = tokio::time::Instant::now();
         let node = Node::new(config, Timestamp::from_duration(EPOCH_OFFSET));
 

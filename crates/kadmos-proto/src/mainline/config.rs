@@ -61,6 +61,10 @@ pub struct Config {
     pub keep_alive_interval: Duration,
     /// How soon a keep-alive re-put that reached no node is tried again. Default 1 minute.
     pub keep_alive_retry: Duration,
+    /// Re-put items this node stores for others to the nodes closest to them now, this often
+    /// (BEP 44 lets any node do so; it keeps items alive through churn even when their owner
+    /// is offline). Default: off.
+    pub republish_interval: Option<Duration>,
     /// `interval` advertised in BEP 51 answers, in seconds. Default 300.
     pub sample_interval: i64,
 }
@@ -86,6 +90,7 @@ impl Config {
             maintenance_interval: Duration::from_secs(10),
             sample_interval: 300,
             keep_alive_interval: Duration::from_secs(60 * 60),
+            republish_interval: None,
             keep_alive_retry: Duration::from_secs(60),
         }
     }

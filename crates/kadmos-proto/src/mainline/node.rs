@@ -307,6 +307,10 @@ pub struct Node {
     kept: BTreeMap<Id, KeptItem>,
     /// Running keep-alive re-puts and the item each is for.
     background: BTreeMap<QueryId, Id>,
+    /// When stored items were last republished (with `republish_interval`).
+    republished: BTreeMap<Id, Timestamp>,
+    /// Running republish operations: they emit no events.
+    republishing: std::collections::BTreeSet<QueryId>,
     tokens: TokenIssuer,
     requests: HashMap<u16, PendingRequest>,
     deadlines: BinaryHeap<Reverse<(Timestamp, u16)>>,
@@ -342,6 +346,8 @@ impl Node {
             items: ItemStore::new(config.item_store.clone()),
             kept: BTreeMap::new(),
             background: BTreeMap::new(),
+            republished: BTreeMap::new(),
+            republishing: std::collections::BTreeSet::new(),
             tokens,
             tables,
             rng,
@@ -643,6 +649,7 @@ impl Node {
     pub fn cancel(&mut self, query: QueryId) {
         self.operations.remove(&query);
         self.background.remove(&query);
+        self.republishing.remove(&query);
     }
 
     // ---------------------------------------------------------------- inputs
@@ -729,6 +736,7 @@ impl Node {
         self.peers.expire(now);
         self.items.expire(now);
         self.refresh_kept(now);
+        self.republish_stored(now);
         self.shrink_buffers();
         for family in self.enabled_families() {
             let table = self.tables[family.index()].as_mut().expect("enabled");
@@ -764,6 +772,9 @@ impl Node {
         if self.background.is_empty() {
             self.background = BTreeMap::new();
         }
+        if self.republished.is_empty() {
+            self.republished = BTreeMap::new();
+        }
     }
 
     /// After joining, looks up a random ID in every bucket holding fewer than k contacts, so
@@ -790,6 +801,37 @@ impl Node {
                 let op = self.start_operation(now, Kind::Refresh, target, query, &[]);
                 self.drive_operation(now, op);
             }
+        }
+    }
+
+    /// With `republish_interval`, re-puts stored items last (re)published that long ago, as
+    /// background operations (no events). Targets are taken in order, for determinism.
+    fn republish_stored(&mut self, now: Timestamp) {
+        let Some(interval) = self.config.republish_interval else { return };
+        let items = &self.items;
+        self.republished.retain(|target, _| items.get(target, now).is_some());
+        let mut due: Vec<(Id, Item)> = self
+            .items
+            .iter()
+            .filter(|s| {
+                let since = self.republished.get(&s.item.target()).copied().unwrap_or(s.put_at);
+                now.saturating_since(since) >= interval
+            })
+            .map(|s| (s.item.target(), s.item.clone()))
+            .collect();
+        due.sort_unstable_by_key(|(target, _)| *target);
+        for (target, item) in due {
+            self.republished.insert(target, now);
+            let query = Query::Get { target, seq: None, want: self.want() };
+            let kind = Kind::Store {
+                what: StoreRequest::Item { item, cas: None },
+                seen: HashSet::new(),
+                stored_at: Vec::new(),
+                errors: Vec::new(),
+                storing: false,
+            };
+            let op = self.start_operation(now, kind, target, query, &[]);
+            self.republishing.insert(op);
         }
     }
 
@@ -1194,6 +1236,9 @@ impl Node {
                 let retry = now + self.config.keep_alive_retry;
                 kept.next_put = kept.next_put.min(retry);
             }
+            return;
+        }
+        if self.republishing.remove(&op) {
             return;
         }
         if matches!(operation.kind, Kind::Bootstrap) {
