@@ -55,7 +55,9 @@ pub struct Config {
     pub store_radius: usize,
     /// Nodes a listen subscribes at. Default 4 (`LISTEN_NODES`).
     pub listen_nodes: usize,
-    /// How often a listen renews its subscriptions. Default 30 s (`LISTEN_EXPIRE_TIME`).
+    /// How often a listen renews its subscriptions. Default 30 s. (OpenDHT renews 10 s before
+    /// its `LISTEN_EXPIRE_TIME` of 30 s runs out, so every 20 s; storing nodes keep a listener
+    /// 10 minutes either way.)
     pub listen_renewal: Duration,
     /// How often a listen searches the key again, to follow churn (also after a subscription
     /// fails). Default 10 minutes (OpenDHT's `NODE_EXPIRE_TIME`, after which a search node

@@ -103,23 +103,13 @@ impl ListenerTable {
         self.total == 0
     }
 
-    /// Adds or renews the listener of `addr`/`socket_id` on `key`.
-    pub fn listen(
-        &mut self,
-        key: Id,
-        node_id: NodeId,
-        addr: SocketAddr,
-        socket_id: u32,
-        query: Option<Query>,
-        version: i32,
-        now: Timestamp,
-    ) -> ListenOutcome {
-        let expires = now + self.config.lifetime;
-        if let Some(l) = self.by_key.get_mut(&key).and_then(|m| m.get_mut(&(addr, socket_id))) {
-            l.expires = expires;
-            l.query = query;
-            l.version = version;
-            l.node_id = node_id;
+    /// Adds or renews `listener` (identified by its address and socket id) on `key`; its
+    /// `expires` is set to `now` plus the configured lifetime.
+    pub fn listen(&mut self, key: Id, mut listener: Listener, now: Timestamp) -> ListenOutcome {
+        listener.expires = now + self.config.lifetime;
+        let slot = (listener.addr, listener.socket_id);
+        if let Some(l) = self.by_key.get_mut(&key).and_then(|m| m.get_mut(&slot)) {
+            *l = listener;
             return ListenOutcome::Renewed;
         }
         if self.total >= self.config.max_listeners {
@@ -128,12 +118,12 @@ impl ListenerTable {
         if self.by_key.get(&key).is_some_and(|m| m.len() >= self.config.max_per_key) {
             return ListenOutcome::Refused(ListenerRefusal::KeyFull);
         }
-        if self.per_ip.get(&addr.ip()).is_some_and(|n| *n >= self.config.max_per_ip) {
+        let ip = listener.addr.ip();
+        if self.per_ip.get(&ip).is_some_and(|n| *n >= self.config.max_per_ip) {
             return ListenOutcome::Refused(ListenerRefusal::AddressFull);
         }
-        let listener = Listener { node_id, addr, socket_id, query, version, expires };
-        self.by_key.entry(key).or_default().insert((addr, socket_id), listener);
-        *self.per_ip.entry(addr.ip()).or_default() += 1;
+        self.by_key.entry(key).or_default().insert(slot, listener);
+        *self.per_ip.entry(ip).or_default() += 1;
         self.total += 1;
         ListenOutcome::Added
     }
@@ -184,20 +174,27 @@ mod tests {
         let mut t = ListenerTable::new(config);
         let (k1, k2) = (Id::sha1_of(b"1"), Id::sha1_of(b"2"));
         let t0 = Timestamp::ZERO;
-        let id = Id::MAX;
-        assert_eq!(t.listen(k1, id, addr(1, 1), 7, None, 1, t0), ListenOutcome::Added);
-        assert_eq!(t.listen(k1, id, addr(1, 1), 7, None, 1, t0), ListenOutcome::Renewed);
-        assert_eq!(t.listen(k1, id, addr(1, 2), 7, None, 1, t0), ListenOutcome::Added);
-        assert_eq!(t.listen(k1, id, addr(1, 3), 7, None, 1, t0), ListenOutcome::Refused(ListenerRefusal::AddressFull));
-        assert_eq!(t.listen(k1, id, addr(2, 1), 7, None, 1, t0), ListenOutcome::Added);
-        assert_eq!(t.listen(k1, id, addr(3, 1), 7, None, 1, t0), ListenOutcome::Refused(ListenerRefusal::KeyFull));
-        assert_eq!(t.listen(k2, id, addr(3, 1), 7, None, 1, t0), ListenOutcome::Added);
-        assert_eq!(t.listen(k2, id, addr(4, 1), 7, None, 1, t0), ListenOutcome::Refused(ListenerRefusal::TableFull));
+        let l = |a: SocketAddr| Listener {
+            node_id: Id::MAX,
+            addr: a,
+            socket_id: 7,
+            query: None,
+            version: 1,
+            expires: Timestamp::ZERO,
+        };
+        assert_eq!(t.listen(k1, l(addr(1, 1)), t0), ListenOutcome::Added);
+        assert_eq!(t.listen(k1, l(addr(1, 1)), t0), ListenOutcome::Renewed);
+        assert_eq!(t.listen(k1, l(addr(1, 2)), t0), ListenOutcome::Added);
+        assert_eq!(t.listen(k1, l(addr(1, 3)), t0), ListenOutcome::Refused(ListenerRefusal::AddressFull));
+        assert_eq!(t.listen(k1, l(addr(2, 1)), t0), ListenOutcome::Added);
+        assert_eq!(t.listen(k1, l(addr(3, 1)), t0), ListenOutcome::Refused(ListenerRefusal::KeyFull));
+        assert_eq!(t.listen(k2, l(addr(3, 1)), t0), ListenOutcome::Added);
+        assert_eq!(t.listen(k2, l(addr(4, 1)), t0), ListenOutcome::Refused(ListenerRefusal::TableFull));
         let later = t0 + Duration::from_secs(300);
-        t.listen(k1, id, addr(1, 1), 7, None, 1, later);
+        t.listen(k1, l(addr(1, 1)), later);
         assert_eq!(t.expire(t0 + Duration::from_secs(600)), 3);
         assert_eq!(t.of(&k1).count(), 1);
         assert_eq!(t.len(), 1);
-        assert_eq!(t.listen(k2, id, addr(1, 2), 7, None, 1, later), ListenOutcome::Added);
+        assert_eq!(t.listen(k2, l(addr(1, 2)), later), ListenOutcome::Added);
     }
 }

@@ -1,8 +1,16 @@
-//! OpenDHT's network protocol: msgpack datagrams over UDP (default port 4222).
+//! OpenDHT's network protocol: msgpack datagrams over UDP (default port 4222), and the node
+//! that speaks it.
 //!
-//! This is the wire layer only: what datagrams hold and how values pack, so that a kadmos node
-//! and OpenDHT nodes understand each other. Node logic (tokens, storage, listeners, searches)
-//! builds on it.
+//! # Layout
+//!
+//! - The wire layer: [`message`] (datagrams), [`value`] (values and their packing), [`query`]
+//!   (SELECT/WHERE), [`fragment`] (splitting and reassembling large values), [`msgpack`].
+//! - The node: [`node::Node`] (the sans-IO state machine; its module documentation says how to
+//!   drive it and what it does), [`config`] (every limit and timer with its default),
+//!   [`storage`] (values per key, expiry, limits and eviction), [`listeners`] (remote nodes
+//!   listening to keys stored here), [`value_cache`] (what a listen believes a key holds),
+//!   [`token`] (write tokens), [`rate_limit`] (requests served per second), [`verifier`] (the
+//!   hook for signature checks).
 //!
 //! # Implementation notes
 //!
@@ -24,11 +32,19 @@
 //!   the number of fragments.
 //! - `fileds` is spelled that way on the wire.
 
+pub mod config;
 pub mod fragment;
+pub mod listeners;
 pub mod message;
 pub mod msgpack;
+pub mod node;
 pub mod query;
+pub mod rate_limit;
+pub mod storage;
+pub mod token;
 pub mod value;
+pub mod value_cache;
+pub mod verifier;
 
 pub use fragment::{pack_values, FragmentError, PackedValues, Reassembly, ReassemblyLimits};
 pub use message::{
@@ -37,3 +53,10 @@ pub use message::{
 };
 pub use query::{Field, FieldValue, FieldValues, Query};
 pub use value::{Value, ValueError, ValueId, ValueType};
+
+pub use config::Config;
+pub use listeners::{Listener, ListenerConfig, ListenerTable};
+pub use node::{Counters, Event, Family, Node, Outcome, QueryError, QueryId, Transmit};
+pub use storage::{Refusal, Source, Storage, StorageConfig, StoreOutcome, StoredValue};
+pub use value_cache::{Holder, ValueCache};
+pub use verifier::{SignatureVerifier, UnverifiedSignatures};

@@ -44,6 +44,16 @@ pub enum Source {
     Remote(IpAddr),
 }
 
+/// Where a stored value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub source: Source,
+    /// When the value was first put (taken as `now` if later).
+    pub created: Timestamp,
+    /// Never expires here (honoured for [`Source::Local`] only).
+    pub permanent: bool,
+}
+
 /// Storage limits. See the module documentation for what happens at each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageConfig {
@@ -108,7 +118,9 @@ pub enum Refusal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreOutcome {
     /// A new value, or a new version of one (`edited`): listeners hear of it.
-    Stored { edited: bool },
+    Stored {
+        edited: bool,
+    },
     /// The same value again: its life was extended (listeners hear `re`).
     Refreshed,
     Refused(Refusal),
@@ -264,18 +276,16 @@ impl Storage {
         self.keys.entry(key).or_default().insert(stored.value.id, stored);
     }
 
-    /// Stores `value` under `key` for `source`. `created` is when the value was first put (never
-    /// after `now`); `permanent` (our own user's values only) means it never expires here.
+    /// Stores `value` under `key` (see the module documentation for the rules).
     pub fn store(
         &mut self,
         key: Id,
         value: Value,
-        source: Source,
-        created: Timestamp,
-        permanent: bool,
+        origin: Origin,
         now: Timestamp,
         verifier: &dyn SignatureVerifier,
     ) -> StoreResult {
+        let Origin { source, created, permanent } = origin;
         let refused = |r| StoreResult { outcome: StoreOutcome::Refused(r), evicted: Vec::new() };
         if value.id == INVALID_VALUE_ID {
             return refused(Refusal::InvalidId);
@@ -489,12 +499,19 @@ mod tests {
     use crate::opendht::ValueType;
     use std::time::Duration;
 
-    fn ip(i: u8) -> Source {
-        Source::Remote(IpAddr::from([10, 0, 0, i]))
-    }
+    const OK: UnverifiedSignatures = UnverifiedSignatures;
 
     fn at(secs: u64) -> Timestamp {
         Timestamp::ZERO + Duration::from_secs(secs)
+    }
+
+    /// A value put at `secs` by the node at 10.0.0.`ip`.
+    fn remote(ip: u8, secs: u64) -> Origin {
+        Origin { source: Source::Remote(IpAddr::from([10, 0, 0, ip])), created: at(secs), permanent: false }
+    }
+
+    fn local(permanent: bool) -> Origin {
+        Origin { source: Source::Local, created: at(0), permanent }
     }
 
     fn signed(id: ValueId, owner: &[u8], seq: u16, data: &[u8]) -> Value {
@@ -523,12 +540,12 @@ mod tests {
         let key = Id::sha1_of(b"k");
         let v = |id, t: u16| Value::new(id, t, *b"x");
         let ice = ValueType::ICE_CANDIDATES.id;
-        let r = s.store(key, v(1, ice), ip(1), at(0), false, at(0), &UnverifiedSignatures);
+        let r = s.store(key, v(1, ice), remote(1, 0), at(0), &OK);
         assert_eq!(r.outcome, StoreOutcome::Stored { edited: false });
-        s.store(key, v(2, 0), ip(1), at(0), false, at(0), &UnverifiedSignatures);
-        s.store(key, v(3, ice), Source::Local, at(0), true, at(0), &UnverifiedSignatures);
+        s.store(key, v(2, 0), remote(1, 0), at(0), &OK);
+        s.store(key, v(3, ice), local(true), at(0), &OK);
         assert_eq!(s.next_expiry(), Some(at(60)));
-        let r = s.store(key, v(1, ice), ip(2), at(30), false, at(30), &UnverifiedSignatures);
+        let r = s.store(key, v(1, ice), remote(2, 30), at(30), &OK);
         assert_eq!(r.outcome, StoreOutcome::Refreshed);
         assert_eq!(s.get_stored(&key, 1).unwrap().expires, Some(at(90)));
         assert!(s.expire(at(89)).is_empty());
@@ -548,21 +565,20 @@ mod tests {
     fn owner_and_seq_rule() {
         let mut s = Storage::new(StorageConfig::default());
         let key = Id::sha1_of(b"k");
-        let ok = UnverifiedSignatures;
-        let store = |s: &mut Storage, v: Value, verifier: &dyn SignatureVerifier| {
-            s.store(key, v, ip(1), at(0), false, at(0), verifier).outcome
-        };
-        assert_eq!(store(&mut s, Value::new(1, 0, *b"a"), &ok), StoreOutcome::Stored { edited: false });
-        assert_eq!(store(&mut s, Value::new(1, 0, *b"b"), &ok), StoreOutcome::Refused(Refusal::EditForbidden));
-        assert_eq!(store(&mut s, signed(2, b"alice", 5, b"v5"), &ok), StoreOutcome::Stored { edited: false });
-        assert_eq!(store(&mut s, signed(2, b"mallory", 9, b"x"), &ok), StoreOutcome::Refused(Refusal::NotOwner));
-        assert_eq!(store(&mut s, Value::new(2, 0, *b"x"), &ok), StoreOutcome::Refused(Refusal::NotOwner));
-        assert_eq!(store(&mut s, signed(2, b"alice", 4, b"v4"), &ok), StoreOutcome::Refused(Refusal::SeqNotHigher));
-        assert_eq!(store(&mut s, signed(2, b"alice", 5, b"other"), &ok), StoreOutcome::Refused(Refusal::SeqNotHigher));
-        assert_eq!(store(&mut s, signed(2, b"alice", 6, b"v6"), &Reject), StoreOutcome::Refused(Refusal::BadSignature));
-        assert_eq!(store(&mut s, signed(2, b"alice", 6, b"v6"), &ok), StoreOutcome::Stored { edited: true });
+        let mut store =
+            |v: Value, verifier: &dyn SignatureVerifier| s.store(key, v, remote(1, 0), at(0), verifier).outcome;
+        let refused = StoreOutcome::Refused;
+        assert_eq!(store(Value::new(1, 0, *b"a"), &OK), StoreOutcome::Stored { edited: false });
+        assert_eq!(store(Value::new(1, 0, *b"b"), &OK), refused(Refusal::EditForbidden));
+        assert_eq!(store(signed(2, b"alice", 5, b"v5"), &OK), StoreOutcome::Stored { edited: false });
+        assert_eq!(store(signed(2, b"mallory", 9, b"x"), &OK), refused(Refusal::NotOwner));
+        assert_eq!(store(Value::new(2, 0, *b"x"), &OK), refused(Refusal::NotOwner));
+        assert_eq!(store(signed(2, b"alice", 4, b"v4"), &OK), refused(Refusal::SeqNotHigher));
+        assert_eq!(store(signed(2, b"alice", 5, b"other"), &OK), refused(Refusal::SeqNotHigher));
+        assert_eq!(store(signed(2, b"alice", 6, b"v6"), &Reject), refused(Refusal::BadSignature));
+        assert_eq!(store(signed(2, b"alice", 6, b"v6"), &OK), StoreOutcome::Stored { edited: true });
+        assert_eq!(store(signed(3, b"bob", 1, b"x"), &Reject), refused(Refusal::BadSignature));
         assert_eq!(s.get_stored(&key, 2).unwrap().value.data, b"v6");
-        assert_eq!(store(&mut s, signed(3, b"bob", 1, b"x"), &Reject), StoreOutcome::Refused(Refusal::BadSignature));
         s.check_invariants().unwrap();
     }
 
@@ -570,18 +586,17 @@ mod tests {
     /// neither count nor get evicted.
     #[test]
     fn byte_limit_evicts_from_heaviest_source() {
-        let config = StorageConfig { max_remote_bytes: 1000, ..StorageConfig::default() };
-        let mut s = Storage::new(config);
+        let mut s = Storage::new(StorageConfig { max_remote_bytes: 1000, ..StorageConfig::default() });
         let key = Id::sha1_of(b"k");
-        let ok = UnverifiedSignatures;
-        s.store(key, Value::new(1, 0, vec![0; 400]), ip(1), at(0), false, at(0), &ok);
-        s.store(key, Value::new(2, 0, vec![0; 300]), ip(1), at(5), false, at(5), &ok);
-        s.store(key, Value::new(3, 0, vec![0; 200]), ip(2), at(0), false, at(0), &ok);
-        s.store(key, Value::new(9, 0, vec![0; 5000]), Source::Local, at(0), true, at(0), &ok);
-        let r = s.store(key, Value::new(4, 0, vec![0; 200]), ip(2), at(9), false, at(9), &ok);
+        s.store(key, Value::new(1, 0, vec![0; 400]), remote(1, 0), at(0), &OK);
+        s.store(key, Value::new(2, 0, vec![0; 300]), remote(1, 5), at(5), &OK);
+        s.store(key, Value::new(3, 0, vec![0; 200]), remote(2, 0), at(0), &OK);
+        s.store(key, Value::new(9, 0, vec![0; 5000]), local(true), at(0), &OK);
+        let r = s.store(key, Value::new(4, 0, vec![0; 200]), remote(2, 9), at(9), &OK);
         assert_eq!(r.outcome, StoreOutcome::Stored { edited: false });
-        assert_eq!(r.evicted.iter().map(|(_, v)| v.id).collect::<Vec<_>>(), vec![1], "ip 1 holds most");
+        assert_eq!(r.evicted.iter().map(|(_, v)| v.id).collect::<Vec<_>>(), vec![1], "10.0.0.1 holds most");
         assert_eq!(s.remote_bytes(), 700);
+        assert_eq!(s.local_bytes(), 5000);
         s.check_invariants().unwrap();
     }
 
@@ -592,20 +607,20 @@ mod tests {
         let config = StorageConfig { max_values_per_key: 4, max_keys: 2, ..StorageConfig::default() };
         let mut s = Storage::new(config);
         let key = Id::sha1_of(b"k");
-        let ok = UnverifiedSignatures;
+        let x = |id| Value::new(id, 0, *b"x");
         for id in 1..=4 {
-            s.store(key, Value::new(id, 0, *b"x"), ip(1), at(id), false, at(id), &ok);
+            s.store(key, x(id), remote(1, id), at(id), &OK);
         }
-        let r = s.store(key, Value::new(5, 0, *b"x"), ip(1), at(9), false, at(9), &ok);
+        let r = s.store(key, x(5), remote(1, 9), at(9), &OK);
         assert_eq!(r.outcome, StoreOutcome::Refused(Refusal::KeyFull));
-        let r = s.store(key, Value::new(6, 0, *b"x"), ip(2), at(9), false, at(9), &ok);
-        assert_eq!(r.evicted, vec![(key, Value::new(1, 0, *b"x"))], "ip 1's soonest-expiring value");
-        let r = s.store(key, Value::new(7, 0, *b"x"), ip(2), at(9), false, at(9), &ok);
+        let r = s.store(key, x(6), remote(2, 9), at(9), &OK);
+        assert_eq!(r.evicted, vec![(key, x(1))], "10.0.0.1's soonest-expiring value");
+        let r = s.store(key, x(7), remote(2, 9), at(9), &OK);
         assert_eq!(r.evicted.len(), 1);
-        let r = s.store(key, Value::new(8, 0, *b"x"), ip(2), at(9), false, at(9), &ok);
+        let r = s.store(key, x(8), remote(2, 9), at(9), &OK);
         assert_eq!(r.outcome, StoreOutcome::Refused(Refusal::KeyFull), "2 against 2: no more room");
-        s.store(Id::sha1_of(b"k2"), Value::new(1, 0, *b"x"), ip(1), at(9), false, at(9), &ok);
-        let r = s.store(Id::sha1_of(b"k3"), Value::new(1, 0, *b"x"), ip(1), at(9), false, at(9), &ok);
+        s.store(Id::sha1_of(b"k2"), x(1), remote(1, 9), at(9), &OK);
+        let r = s.store(Id::sha1_of(b"k3"), x(1), remote(1, 9), at(9), &OK);
         assert_eq!(r.outcome, StoreOutcome::Refused(Refusal::TooManyKeys));
         s.check_invariants().unwrap();
     }
@@ -614,21 +629,11 @@ mod tests {
     #[test]
     fn invalid_values_are_refused() {
         let mut s = Storage::new(StorageConfig::default());
-        let ok = UnverifiedSignatures;
         let key = Id::sha1_of(b"k");
-        let refusal = |r: StoreResult| r.outcome;
-        assert_eq!(
-            refusal(s.store(key, Value::new(0, 0, *b"x"), ip(1), at(0), false, at(0), &ok)),
-            StoreOutcome::Refused(Refusal::InvalidId)
-        );
-        assert_eq!(
-            refusal(s.store(key, Value::new(1, 0, vec![0; MAX_VALUE_SIZE + 1]), ip(1), at(0), false, at(0), &ok)),
-            StoreOutcome::Refused(Refusal::TooBig)
-        );
-        assert_eq!(
-            refusal(s.store(key, Value::new(1, 0, *b"x"), ip(1), at(0), false, at(601), &ok)),
-            StoreOutcome::Refused(Refusal::Expired)
-        );
+        let mut outcome = |v: Value, now: u64| s.store(key, v, remote(1, 0), at(now), &OK).outcome;
+        assert_eq!(outcome(Value::new(0, 0, *b"x"), 0), StoreOutcome::Refused(Refusal::InvalidId));
+        assert_eq!(outcome(Value::new(1, 0, vec![0; MAX_VALUE_SIZE + 1]), 0), StoreOutcome::Refused(Refusal::TooBig));
+        assert_eq!(outcome(Value::new(1, 0, *b"x"), 601), StoreOutcome::Refused(Refusal::Expired));
         assert!(s.is_empty());
     }
 }
