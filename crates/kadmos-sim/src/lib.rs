@@ -18,8 +18,8 @@
 //! - [`event_queue`]: events ordered by (virtual time, sequence number).
 //! - [`network`]: link RTTs, loss, duplication, reordering, NAT, partitions.
 //! - [`oracle`]: the true k closest live nodes, to measure lookup accuracy against.
-//! - [`workload`]: the [`Workload`] trait and the built-in find_node, get_peers and
-//!   announce-then-get_peers workloads.
+//! - [`workload`]: the [`Workload`] trait and the built-in find_node, get_peers,
+//!   announce-then-get_peers and items (BEP 44 put, keep-alive, get two hours later) workloads.
 //! - [`simulation`]: the run itself: driving nodes, measuring lookups, checking invariants.
 //! - [`report`]: the figures, as text or JSON.
 
@@ -32,8 +32,8 @@ pub mod simulation;
 pub mod workload;
 
 pub use network::{NodeIndex, Traffic};
-pub use options::{NetworkOptions, Partition, RttModel, SimOptions, WorkloadKind};
+pub use options::{ItemOptions, NetworkOptions, Partition, RttModel, SimOptions, WorkloadKind};
 pub use oracle::Oracle;
-pub use report::{LookupReport, Percentiles, Report};
+pub use report::{ItemGets, ItemReport, LookupReport, Percentiles, Report};
 pub use simulation::{addr_of, Control, Simulation, Violation};
-pub use workload::{LookupDone, Workload};
+pub use workload::{ItemWorkload, LookupDone, Workload};

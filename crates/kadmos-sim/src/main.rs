@@ -66,6 +66,9 @@ enum WorkloadArg {
     FindNode,
     GetPeers,
     Announce,
+    /// BEP 44 items: put (immutable, mutable, mutable salted), kept alive, got
+    /// --item-hold-secs later.
+    Items,
 }
 
 /// Simulates a BitTorrent Mainline DHT of kadmos nodes on virtual time and reports lookup
@@ -76,7 +79,8 @@ struct Args {
     /// Nodes in the network.
     #[arg(long, default_value_t = 1000)]
     nodes: usize,
-    /// Units of work (lookups; an announce unit is an announce then a get_peers).
+    /// Units of work (lookups; an announce unit is an announce then a get_peers; an items unit
+    /// is one item, put then got --item-hold-secs later).
     #[arg(long, default_value_t = 1000)]
     lookups: usize,
     /// Seed of the run: the same seed and options give the same report.
@@ -147,6 +151,12 @@ struct Args {
     /// Override the nodes' lookup retries after a timeout (core default 1).
     #[arg(long)]
     retries: Option<u8>,
+    /// Items workload: virtual seconds from the end of an item's put to its get.
+    #[arg(long, default_value_t = 7200.0)]
+    item_hold_secs: f64,
+    /// Items workload: putters do not keep their items alive (the control run).
+    #[arg(long)]
+    no_keep_alive: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -175,6 +185,7 @@ impl Args {
                 WorkloadArg::FindNode => WorkloadKind::FindNode,
                 WorkloadArg::GetPeers => WorkloadKind::GetPeers,
                 WorkloadArg::Announce => WorkloadKind::Announce,
+                WorkloadArg::Items => WorkloadKind::Items,
             })
             .collect();
         let n = &mut o.network;
@@ -195,6 +206,8 @@ impl Args {
         o.lookup_alpha = self.alpha;
         o.lookup_timeout_ms = self.lookup_timeout_ms;
         o.lookup_retries = self.retries;
+        o.items.hold_secs = self.item_hold_secs;
+        o.items.keep_alive = !self.no_keep_alive;
         o
     }
 }

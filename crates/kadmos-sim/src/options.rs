@@ -60,7 +60,10 @@ pub struct NetworkOptions {
     /// sending; routing tables keep their entries). Default 0.
     pub dead: f64,
     /// Churn during the workload: this share of the initial node count leaves (dies silently)
-    /// per minute of virtual time, and as many new nodes join. Default 0.
+    /// per minute of virtual time, and as many new nodes join. Default 0. Leavers are drawn
+    /// uniformly from the live nodes, newcomers included, so of the nodes present at some
+    /// moment a share `1 - exp(-60 × churn_per_min)` is gone an hour later: 0.005 replaces 26%
+    /// of the network per hour in that sense, 0.006 replaces 30% (and 0.36 N leave in the hour).
     pub churn_per_min: f64,
     /// An optional split of the network during the workload. Default none.
     pub partition: Option<Partition>,
@@ -94,6 +97,10 @@ pub enum WorkloadKind {
     /// `announce_peer` of a random infohash from a random live node, then `get_peers` of
     /// that infohash from another random live node, which must find the announcer.
     Announce,
+    /// BEP 44 items: a random live node puts an item (immutable, mutable, or mutable and
+    /// salted, in turn) and keeps it alive; `items.hold_secs` later another random live node
+    /// gets it and must find it (the newest version of a mutable one). See [`ItemOptions`].
+    Items,
 }
 
 impl WorkloadKind {
@@ -102,7 +109,26 @@ impl WorkloadKind {
             WorkloadKind::FindNode => "find-node",
             WorkloadKind::GetPeers => "get-peers",
             WorkloadKind::Announce => "announce",
+            WorkloadKind::Items => "items",
         }
+    }
+}
+
+/// The items workload (see [`crate::workload::ItemWorkload`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ItemOptions {
+    /// Virtual time from the moment an item's put is over (the nodes that stored it answered)
+    /// to its get, so every copy from that put is at least this old when it is looked for.
+    /// Default 7200 s: the BEP 44 lifetime, after which only keep-alive re-puts keep an item.
+    pub hold_secs: f64,
+    /// Whether the putting node keeps its item alive (`Node::keep_alive`). Default on; off
+    /// for the control run that shows items vanish without it.
+    pub keep_alive: bool,
+}
+
+impl Default for ItemOptions {
+    fn default() -> Self {
+        ItemOptions { hold_secs: 7200.0, keep_alive: true }
     }
 }
 
@@ -114,7 +140,8 @@ pub struct SimOptions {
     /// Nodes in the network once built.
     pub nodes: usize,
     /// Units of work started by the workloads (one lookup each; an announce unit is an
-    /// announce and then a get_peers).
+    /// announce and then a get_peers; an items unit is the put of one item and, `items.hold_secs`
+    /// later, its get).
     pub lookups: usize,
     /// Nodes that everyone bootstraps from. Default 4.
     pub seeds: usize,
@@ -129,6 +156,8 @@ pub struct SimOptions {
     pub workloads: Vec<WorkloadKind>,
     /// The network model and faults.
     pub network: NetworkOptions,
+    /// The items workload's hold time and keep-alive switch.
+    pub items: ItemOptions,
     /// Virtual time between two full invariant sweeps (routing tables of every live node,
     /// lookups that run too long). Cheap checks run after every event. Default 10 s.
     pub check_every_secs: f64,
@@ -153,6 +182,7 @@ impl SimOptions {
             lookup_interval_ms: 20.0,
             workloads: vec![WorkloadKind::FindNode, WorkloadKind::GetPeers, WorkloadKind::Announce],
             network: NetworkOptions::default(),
+            items: ItemOptions::default(),
             check_every_secs: 10.0,
             max_lookup_secs: 300.0,
             lookup_alpha: None,
@@ -207,6 +237,7 @@ impl SimOptions {
         positive("settle-secs", self.settle_secs)?;
         positive("lookup-interval-ms", self.lookup_interval_ms)?;
         positive("max-lookup-secs", self.max_lookup_secs)?;
+        positive("item-hold-secs", self.items.hold_secs)?;
         if !(self.check_every_secs.is_finite() && self.check_every_secs > 0.0) {
             return Err(format!("check-every-secs must be > 0, got {}", self.check_every_secs));
         }
@@ -256,6 +287,12 @@ impl SimOptions {
         args.push(format!("--dead {} --churn-per-min {}", n.dead, n.churn_per_min));
         if let Some(p) = &n.partition {
             args.push(format!("--partition {}:{}:{}", p.start_secs, p.duration_secs, p.share));
+        }
+        if self.workloads.contains(&WorkloadKind::Items) {
+            args.push(format!("--item-hold-secs {}", self.items.hold_secs));
+            if !self.items.keep_alive {
+                args.push("--no-keep-alive".into());
+            }
         }
         args.push(format!("--check-every-secs {} --max-lookup-secs {}", self.check_every_secs, self.max_lookup_secs));
         if let Some(a) = self.lookup_alpha {

@@ -150,6 +150,77 @@ impl LookupReport {
     }
 }
 
+/// Gets of one class of items: how many finished and how many found the item.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ItemGets {
+    pub run: usize,
+    pub found: usize,
+    /// `found / run`; 0 when none ran.
+    pub found_rate: f64,
+}
+
+impl ItemGets {
+    pub fn new(run: usize, found: usize) -> Self {
+        ItemGets { run, found, found_rate: if run == 0 { 0.0 } else { found as f64 / run as f64 } }
+    }
+}
+
+/// What the item workload measured (see [`crate::workload::ItemWorkload`]).
+///
+/// Which gets count: the claim "items stay retrievable thanks to keep-alive" is about
+/// `putter_alive`, the items whose putter was still alive (and so re-putting them) when they
+/// were looked for. An item whose putter left is no longer kept alive, by design; those are
+/// reported apart, split by whether the putter left before its first re-put was due (nobody
+/// ever refreshed the item: gone once its two hours are up) or after (re-put once: still
+/// there until two hours after that re-put). `gets` counts every finished get.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ItemReport {
+    /// Whether putters kept their items alive (off in the control run).
+    pub keep_alive: bool,
+    /// Virtual time from the end of an item's put to its get.
+    pub hold_secs: f64,
+    /// Items whose put began, and of those, immutable and mutable ones (a third of the
+    /// mutable ones salted).
+    pub items: usize,
+    pub immutable_items: usize,
+    pub mutable_items: usize,
+    /// Items whose last put stored on at least one node: these are gotten.
+    pub stored: usize,
+    /// Items whose last put reached no node (not gotten).
+    pub put_failed: usize,
+    /// Items whose putter left while putting (not gotten).
+    pub put_abandoned: usize,
+    /// Nodes that stored each item's last put.
+    pub stored_at: Percentiles,
+    /// Every get that finished.
+    pub gets: ItemGets,
+    /// Gets of items whose putter was alive when the get began: the keep-alive promise.
+    pub putter_alive: ItemGets,
+    /// Gets of items whose putter left before its first re-put was due.
+    pub putter_left_before_reput: ItemGets,
+    /// Gets of items whose putter left after its first re-put was due.
+    pub putter_left_after_reput: ItemGets,
+    /// Gets by kind of item.
+    pub immutable: ItemGets,
+    pub mutable: ItemGets,
+    pub mutable_salted: ItemGets,
+    /// Gets whose node left before they finished (not in `gets`).
+    pub gets_abandoned: usize,
+    /// Items not gotten because no live node but the putter was left.
+    pub not_gotten: usize,
+    /// Gets that were also answered with an older version of a mutable item.
+    pub stale_answers: usize,
+    /// Live nodes holding the item (the version put last, not expired) when its get began.
+    pub replicas_at_get: Percentiles,
+    pub replicas_at_get_putter_alive: Percentiles,
+    /// Virtual time from a get's start to the answer holding the item, for gets that found it.
+    pub first_item_ms: Percentiles,
+    /// Datagrams per get (queries and the answers that reached the getter).
+    pub messages_per_get: Percentiles,
+    /// Datagrams per put (lookup, puts and their answers; a mutable item has two puts).
+    pub messages_per_put: Percentiles,
+}
+
 /// Routing tables of the live nodes at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TableFigures {
@@ -218,6 +289,8 @@ pub struct Report {
     pub nodes: NodeFigures,
     pub bootstrap: BootstrapFigures,
     pub lookups: Vec<LookupReport>,
+    /// The item workload's figures, when it ran.
+    pub items: Option<ItemReport>,
     /// Routing tables of the live nodes at the end of the run.
     pub tables_at_end: TableFigures,
     pub traffic: Traffic,
@@ -248,6 +321,59 @@ fn p(f: &Percentiles, digits: usize) -> String {
         f.max,
         d = digits
     )
+}
+
+fn write_items(f: &mut fmt::Formatter<'_>, it: &ItemReport) -> fmt::Result {
+    let gets = |g: &ItemGets| format!("{} run, {} found ({:.2}%)", g.run, g.found, g.found_rate * 100.0);
+    writeln!(
+        f,
+        "items (keep-alive {}, got {} s after put): {} put ({} immutable, {} mutable), {} stored, {} put failed, {} putter left while putting",
+        if it.keep_alive { "on" } else { "OFF" },
+        it.hold_secs,
+        it.items,
+        it.immutable_items,
+        it.mutable_items,
+        it.stored,
+        it.put_failed,
+        it.put_abandoned
+    )?;
+    writeln!(f, "  stored at:          {}", p(&it.stored_at, 1))?;
+    writeln!(
+        f,
+        "  gets, all:          {}; {} abandoned, {} not started",
+        gets(&it.gets),
+        it.gets_abandoned,
+        it.not_gotten
+    )?;
+    let (alive, before, after) = if it.keep_alive {
+        (
+            "kept alive throughout: the figure keep-alive answers for",
+            "never re-put: keep-alive cannot help",
+            "re-put once, then orphaned",
+        )
+    } else {
+        ("control run: nobody re-puts", "control run", "control run")
+    };
+    writeln!(f, "  putter alive:       {}  ({alive})", gets(&it.putter_alive))?;
+    writeln!(f, "  putter left before its first re-put was due: {}  ({before})", gets(&it.putter_left_before_reput))?;
+    writeln!(f, "  putter left after its first re-put was due:  {}  ({after})", gets(&it.putter_left_after_reput))?;
+    writeln!(
+        f,
+        "  by kind:            immutable {}; mutable {}; mutable salted {}",
+        gets(&it.immutable),
+        gets(&it.mutable),
+        gets(&it.mutable_salted)
+    )?;
+    writeln!(f, "  stale answers:      {} gets also saw an older version", it.stale_answers)?;
+    writeln!(f, "  replicas at get:    {}", p(&it.replicas_at_get, 1))?;
+    writeln!(f, "    putter alive:     {}", p(&it.replicas_at_get_putter_alive, 1))?;
+    if it.first_item_ms.count > 0 {
+        writeln!(f, "  first item ms:      {}", p(&it.first_item_ms, 0))?;
+    } else {
+        writeln!(f, "  first item ms:      none found")?;
+    }
+    writeln!(f, "  messages per get:   {}", p(&it.messages_per_get, 1))?;
+    writeln!(f, "  messages per put:   {}", p(&it.messages_per_put, 1))
 }
 
 impl fmt::Display for Report {
@@ -311,6 +437,9 @@ impl fmt::Display for Report {
             writeln!(f, "  bytes:             {}", p(&l.bytes, 0))?;
             writeln!(f, "  hops:              {}", p(&l.hops, 2))?;
             writeln!(f, "  accuracy:          {}  (exact {:.2}%)", p(&l.accuracy, 3), l.exact_share * 100.0)?;
+        }
+        if let Some(it) = &self.items {
+            write_items(f, it)?;
         }
         let t = &self.traffic;
         writeln!(

@@ -12,7 +12,8 @@
 //! 2. **Faults**: a `dead` share of the nodes dies silently (their routing-table entries stay
 //!    behind in everyone else's tables). Churn and the partition clock start.
 //! 3. **Workload**: one unit of work every `lookup_interval_ms`, the workloads taking turns,
-//!    until `lookups` units have begun and every measured lookup has finished.
+//!    until `lookups` units have begun, every measured lookup has finished and every wake-up
+//!    a workload asked for ([`Control::wake_after`]) has come.
 //!
 //! After every input a node gets (`handle_datagram`, `handle_timeout`, a command) the
 //! simulator drains `poll_transmit` and `poll_event`, then asks `poll_timeout`, exactly as
@@ -24,6 +25,9 @@
 //! - `get_peers` that expects a peer (`get_peers_announced`): also, a `Peers` event named
 //!   the announced peer.
 //! - `announce`: at least one node stored the peer.
+//! - `put_item` ([`Control::put_item`]): at least one node stored the item.
+//! - `get_item` ([`Control::get_item`]) with an expected item: an `Item` event brought that
+//!   very item (for a mutable one, that version); without one, like `find_node`.
 //!
 //! Accuracy is separate: the share of the true `k` closest live nodes not behind a NAT (the
 //! querying node left out) that the result holds, as the [`Oracle`] knows them when the
@@ -59,7 +63,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use kadmos_proto::kad::LookupConfig;
-use kadmos_proto::mainline::{Body, Config, Event, Family, Message, Node, Outcome, Query, QueryId, Transmit};
+use kadmos_proto::mainline::item::mutable_target;
+use kadmos_proto::mainline::{
+    Body, Config, Event, Family, Item, ItemQuery, Message, Node, Outcome, Query, QueryId, Transmit,
+};
 use kadmos_proto::{Id, NodeId, Timestamp};
 
 use crate::event_queue::EventQueue;
@@ -69,7 +76,7 @@ use crate::oracle::Oracle;
 use crate::report::{
     BootstrapFigures, LookupRecord, LookupReport, NodeFigures, Percentiles, Perf, Report, TableFigures,
 };
-use crate::workload::{built_in, LookupDone, Workload};
+use crate::workload::{built_in_with, LookupDone, Workload};
 
 /// The UDP port of every simulated node.
 pub const PORT: u16 = 6881;
@@ -127,6 +134,7 @@ enum SimEvent {
     ChurnLeave,
     ChurnJoin,
     Sweep,
+    Wake { workload: usize, tag: u64 },
 }
 
 /// A simulated host: the node (none once it died) and what the simulator keeps about it.
@@ -142,6 +150,8 @@ struct Slot {
     tracked: u32,
     /// Last instant `handle_timeout` ran and how often in a row.
     fired: (Timestamp, u32),
+    /// When the node died (`dead` or churn).
+    left_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +159,8 @@ enum Command {
     FindNode,
     GetPeers,
     Announce,
+    GetItem,
+    PutItem,
 }
 
 /// A query of a measured lookup, seen on the wire, not answered yet.
@@ -178,6 +190,9 @@ struct Tracked {
     pending: Vec<PendingQuery>,
     /// Hop at which each node the lookup queried was first heard of.
     hops: HashMap<NodeIndex, u32>,
+    /// `get_item`: the item that must come back, and the items that did.
+    expect_item: Option<Item>,
+    items: Vec<Item>,
 }
 
 /// Everything but the workloads (which get a [`Control`] onto this).
@@ -202,6 +217,8 @@ struct World {
     sweeps: u64,
     sweep_cursor: usize,
     units_begun: usize,
+    /// Wake-ups workloads asked for that have not come yet.
+    wakes_pending: usize,
     figures: NodeFigures,
     bootstrap_ok: usize,
     bootstrap_failed: usize,
@@ -278,6 +295,67 @@ impl Control<'_> {
         self.start(node, Command::Announce, info_hash, kind, tag, None, |n, now| n.announce_peer(now, info_hash, port))
     }
 
+    /// Starts a measured BEP 44 put (`Node::put_item`, no CAS). Returns `None` if the node
+    /// is dead.
+    pub fn put_item(&mut self, node: NodeIndex, item: Item, kind: &'static str, tag: u64) -> Option<QueryId> {
+        let target = item.target();
+        self.start(node, Command::PutItem, target, kind, tag, None, |n, now| n.put_item(now, item, None))
+    }
+
+    /// Starts a measured BEP 44 get (`Node::get_item`); with `expect`, it succeeds only if an
+    /// `Item` event brings exactly that item. The items that came back are in
+    /// [`LookupDone::items`]. Returns `None` if the node is dead.
+    pub fn get_item(
+        &mut self,
+        node: NodeIndex,
+        query: ItemQuery,
+        expect: Option<Item>,
+        kind: &'static str,
+        tag: u64,
+    ) -> Option<QueryId> {
+        let target = query.target();
+        let started = self.start(node, Command::GetItem, target, kind, tag, None, |n, now| n.get_item(now, query))?;
+        if let Some(t) = self.world.tracked.get_mut(&(node, started)) {
+            t.expect_item = expect;
+        }
+        Some(started)
+    }
+
+    /// Has the node keep an item alive (`Node::keep_alive`); false if the node is dead.
+    pub fn keep_alive(&mut self, node: NodeIndex, item: Item) -> bool {
+        let now = self.world.now;
+        let Some(n) = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut()) else { return false };
+        n.keep_alive(now, item);
+        self.world.after_input(node);
+        true
+    }
+
+    /// Stops a node keeping an item alive (`Node::cancel_keep_alive`); whether it was kept.
+    pub fn cancel_keep_alive(&mut self, node: NodeIndex, target: &Id) -> bool {
+        let Some(n) = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut()) else { return false };
+        let kept = n.cancel_keep_alive(target);
+        self.world.after_input(node);
+        kept
+    }
+
+    /// Calls [`Workload::woke`] with `tag` after `delay` of virtual time. The workload is not
+    /// over while a wake-up is pending.
+    pub fn wake_after(&mut self, delay: Duration, tag: u64) {
+        let world = &mut *self.world;
+        world.wakes_pending += 1;
+        world.queue.push(world.now + delay, SimEvent::Wake { workload: self.workload, tag });
+    }
+
+    /// The live nodes, in no particular order.
+    pub fn live_nodes(&self) -> &[NodeIndex] {
+        &self.world.live
+    }
+
+    /// When a node died (`dead` or churn); `None` while it lives.
+    pub fn left_at(&self, node: NodeIndex) -> Option<Timestamp> {
+        self.world.slots.get(node as usize).and_then(|s| s.left_at)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn start(
         &mut self,
@@ -309,6 +387,8 @@ impl Control<'_> {
             bytes: 0,
             pending: Vec::new(),
             hops: HashMap::new(),
+            expect_item: None,
+            items: Vec::new(),
         };
         world.tracked.insert((node, query), tracked);
         world.after_input(node);
@@ -346,6 +426,7 @@ impl World {
             sweeps: 0,
             sweep_cursor: 0,
             units_begun: 0,
+            wakes_pending: 0,
             figures: NodeFigures::default(),
             bootstrap_ok: 0,
             bootstrap_failed: 0,
@@ -391,6 +472,7 @@ impl World {
             commands: Vec::new(),
             tracked: 0,
             fired: (Timestamp::ZERO, 0),
+            left_at: None,
         });
         self.live_pos.push(self.live.len() as u32);
         self.live.push(index);
@@ -411,6 +493,7 @@ impl World {
         slot.commands = Vec::new();
         slot.timer = None;
         slot.tracked = 0;
+        slot.left_at = Some(self.now);
         let id = slot.id;
         if !behind_nat {
             self.oracle.remove(&id);
@@ -587,6 +670,14 @@ impl World {
             Query::FindNode { target, .. } => (*target, true, |c| c == Command::FindNode),
             Query::GetPeers { info_hash, .. } => (*info_hash, true, |c| c != Command::FindNode),
             Query::AnnouncePeer { info_hash, .. } => (*info_hash, false, |c| c == Command::Announce),
+            Query::Get { target, .. } => (*target, true, |c| matches!(c, Command::GetItem | Command::PutItem)),
+            Query::Put(put) => {
+                let target = match &put.public_key {
+                    Some(key) => mutable_target(key, put.salt.as_deref().unwrap_or_default()),
+                    None => Id::sha1_of(&put.value),
+                };
+                (target, false, |c| c == Command::PutItem)
+            }
             _ => return,
         };
         let now = self.now;
@@ -654,10 +745,18 @@ impl World {
                     }
                 }
             }
-            Event::Item { query, .. } => {
-                // Item workloads come with a later issue; the event must still belong to a command.
+            Event::Item { query, item, .. } => {
                 if !self.slots[i as usize].commands.contains(&query) {
                     self.violate(Some(i), format!("Item event for {query:?}, which is not running"));
+                    return;
+                }
+                let now = self.now;
+                if let Some(t) = self.tracked.get_mut(&(i, query)) {
+                    if t.expect_item.as_ref() == Some(&item) {
+                        t.found_expected = true;
+                        t.first_peers.get_or_insert(now);
+                    }
+                    t.items.push(item);
                 }
             }
             Event::Finished { query, outcome } => {
@@ -711,6 +810,7 @@ impl World {
             self.violate(Some(i), what);
         }
         let succeeded = match &outcome {
+            Outcome::Closest { .. } if t.expect_item.is_some() => t.found_expected,
             Outcome::Closest { nodes, .. } => !nodes.is_empty() && (t.expect.is_none() || t.found_expected),
             Outcome::Stored { stored_at, .. } => !stored_at.is_empty(),
             _ => false,
@@ -722,11 +822,13 @@ impl World {
         });
         let closest = result.iter().min_by_key(|(id, _)| id.distance(&t.target));
         let hops = closest.and_then(|(_, addr)| index_of(addr)).and_then(|j| t.hops.get(&j).copied());
+        let first_result_us = t.first_peers.map(|f| f.as_micros() - t.started.as_micros());
+        let completion_us = self.now.as_micros() - t.started.as_micros();
         self.records.push(LookupRecord {
             kind: t.kind,
             succeeded,
-            first_result_us: t.first_peers.map(|f| f.as_micros() - t.started.as_micros()),
-            completion_us: self.now.as_micros() - t.started.as_micros(),
+            first_result_us,
+            completion_us,
             messages: t.messages,
             bytes: t.bytes,
             hops,
@@ -734,7 +836,18 @@ impl World {
         });
         self.done.push_back((
             t.workload,
-            LookupDone { kind: t.kind, tag: t.tag, node: i, target: t.target, succeeded, outcome },
+            LookupDone {
+                kind: t.kind,
+                tag: t.tag,
+                node: i,
+                target: t.target,
+                succeeded,
+                outcome,
+                first_result_us,
+                completion_us,
+                messages: t.messages,
+                items: t.items,
+            },
         ));
     }
 
@@ -823,7 +936,7 @@ impl Simulation {
     /// Checks the options and sets up the built-in workloads they name.
     pub fn new(options: SimOptions) -> Result<Simulation, String> {
         options.validate()?;
-        let workloads = options.workloads.iter().map(|k| built_in(*k)).collect();
+        let workloads = options.workloads.iter().map(|k| built_in_with(*k, &options.items)).collect();
         Ok(Simulation { world: World::new(options), workloads, memory_probe: None })
     }
 
@@ -932,6 +1045,7 @@ impl Simulation {
             nodes: w.figures.clone(),
             bootstrap,
             lookups: LookupReport::all(&w.records, &w.abandoned, median_rtt),
+            items: self.workloads.iter().find_map(|wl| wl.item_report()),
             tables_at_end,
             traffic: w.traffic.clone(),
             virtual_secs: w.now.as_duration().as_secs_f64(),
@@ -958,6 +1072,7 @@ impl Simulation {
         self.world.units_begun >= self.world.options.lookups
             && self.world.tracked.is_empty()
             && self.world.done.is_empty()
+            && self.world.wakes_pending == 0
     }
 
     /// Time of the next churn event (a Poisson process per direction).
@@ -1037,6 +1152,12 @@ impl Simulation {
                 self.world.sweep();
                 let every = Duration::from_secs_f64(self.world.options.check_every_secs);
                 self.world.queue.push(at + every, SimEvent::Sweep);
+            }
+            SimEvent::Wake { workload, tag } => {
+                self.world.wakes_pending -= 1;
+                if let Some(w) = self.workloads.get_mut(workload) {
+                    w.woke(&mut Control { world: &mut self.world, workload }, tag);
+                }
             }
         }
         while let Some((w, done)) = self.world.done.pop_front() {

@@ -1,8 +1,9 @@
 //! The simulator's promises, on networks small enough for a debug build: runs replay from
 //! their seed, a fault-free network finds the true k closest, faults keep lookups working,
-//! and a broken invariant stops the run with the seed to replay it.
+//! BEP 44 items outlive their two hours through churn thanks to keep-alive (and only thanks
+//! to it), and a broken invariant stops the run with the seed to replay it.
 
-use kadmos_sim::{Partition, Report, SimOptions, Simulation};
+use kadmos_sim::{Partition, Report, SimOptions, Simulation, WorkloadKind};
 
 fn run(options: SimOptions) -> Report {
     let replay = options.command_line();
@@ -98,4 +99,81 @@ fn bad_options_are_refused() {
     o.network.loss = 1.5;
     let error = Simulation::new(o).err().expect("loss above 1");
     assert!(error.contains("loss"), "{error}");
+}
+
+/// The items workload of the BEP 44 issue, small enough for a debug build: 300 nodes, 30
+/// items (immutable, mutable, mutable salted, in turn; mutable ones put at seq 1 then seq 2),
+/// each got `hold_secs` after its put from a random live node other than its putter, under
+/// churn of 0.006 of the nodes per minute: of the nodes present at any moment, 1 - e^-0.36 =
+/// 30% are gone an hour later.
+fn items(seed: u64, keep_alive: bool) -> SimOptions {
+    let mut o = SimOptions::new(300, 30, seed);
+    o.workloads = vec![WorkloadKind::Items];
+    o.network.churn_per_min = 0.006;
+    o.items.keep_alive = keep_alive;
+    o
+}
+
+/// Keep-alive keeps items retrievable through churn. Two hours after each put, when every
+/// copy that put made has expired, and with 30% of the nodes replaced per hour, at least 99%
+/// of the gets of items whose putter is still alive (so still re-putting them every hour)
+/// find the item, in its newest version for mutable ones. Churn took putters too: their
+/// items, never re-put, are gone (keep-alive cannot help them; they are reported apart).
+/// The get comes just before the second re-put, so the copies found are an hour old: the
+/// worst moment of the keep-alive cycle.
+#[test]
+fn keep_alive_keeps_items_through_churn() {
+    let report = run(items(21, true));
+    let it = report.items.expect("the items workload ran");
+    assert_eq!((it.items, it.stored, it.immutable_items, it.mutable_items), (30, 30, 10, 20), "{it:?}");
+    assert_eq!(it.gets.run + it.gets_abandoned + it.not_gotten, 30, "{it:?}");
+    let alive = &it.putter_alive;
+    assert!(alive.run >= 10, "too few putters survived to measure: {alive:?}");
+    assert!(alive.found_rate >= 0.99, "kept-alive items found by {} of {} gets", alive.found, alive.run);
+    assert_eq!(it.stale_answers, 0, "{it:?}");
+    assert!(it.replicas_at_get_putter_alive.p50 >= 4.0, "{:?}", it.replicas_at_get_putter_alive);
+    let orphaned = &it.putter_left_before_reput;
+    assert!(orphaned.run > 0, "churn took no putter before its first re-put: {it:?}");
+    assert_eq!(orphaned.found, 0, "an item nobody re-put outlived its two hours: {it:?}");
+    assert!(report.nodes.churn_left >= 200, "{:?}", report.nodes);
+}
+
+/// The control: the same run without keep-alive finds none of the items two hours after
+/// their put (every copy has expired), whether or not the putter is alive; keep-alive is what
+/// keeps them. The replay command line names the control switch.
+#[test]
+fn without_keep_alive_items_are_gone_after_two_hours() {
+    let report = run(items(21, false));
+    let it = report.items.expect("the items workload ran");
+    assert_eq!(it.stored, 30, "{it:?}");
+    assert!(it.putter_alive.run >= 10, "{it:?}");
+    assert_eq!(it.gets.found, 0, "{it:?}");
+    assert_eq!(it.replicas_at_get.max, 0.0, "{it:?}");
+    assert!(
+        report.replay.contains("--workload items") && report.replay.contains("--no-keep-alive"),
+        "{}",
+        report.replay
+    );
+}
+
+/// Item runs replay from their seed like the others, faults and churn on (the item report,
+/// put, get and keep-alive timing included); a short hold, so the items are still there.
+#[test]
+fn item_runs_replay_from_their_seed() {
+    let options = || {
+        let mut o = items(4, true);
+        o.nodes = 120;
+        o.lookups = 9;
+        o.settle_secs = 30.0;
+        o.items.hold_secs = 300.0;
+        o.network.loss = 0.02;
+        o.network.churn_per_min = 0.05;
+        o
+    };
+    let first = run(options());
+    let second = run(options());
+    assert_eq!(first.deterministic(), second.deterministic());
+    let it = first.items.as_ref().expect("the items workload ran");
+    assert!(it.gets.run >= 8 && it.gets.found_rate >= 0.85, "{it:?}");
+    assert!(first.lookup("get_item").is_some() && first.lookup("put_item").is_some());
 }

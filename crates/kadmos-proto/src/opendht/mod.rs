@@ -11,6 +11,8 @@
 //!   listening to keys stored here), [`value_cache`] (what a listen believes a key holds),
 //!   [`token`] (write tokens), [`rate_limit`] (requests served per second), [`verifier`] (the
 //!   hook for signature checks).
+//! - Crypto: [`crypto`] (owner keys, signed values, values encrypted to a recipient, and the
+//!   RSA signature verifier a node installs).
 //!
 //! # Implementation notes
 //!
@@ -33,6 +35,7 @@
 //! - `fileds` is spelled that way on the wire.
 
 pub mod config;
+pub mod crypto;
 pub mod fragment;
 pub mod listeners;
 pub mod message;
