@@ -314,10 +314,10 @@ fn exchange(node: &mut Node, from: SocketAddr, tid: u32, datagrams: &[Message]) 
     reply.expect("the node answers")
 }
 
-/// A kadmos node with the [`RsaSignatures`] verifier installed stores a validly signed value,
-/// refuses one whose signature does not verify (still answering the put, as OpenDHT does), lets
-/// the owner replace its value with a higher seq and nobody else; with the default verifier
-/// (no checks) the forged value is stored.
+/// A kadmos node with its default RSA verifier stores a validly signed value, refuses one whose
+/// signature does not verify (still answering the put, as OpenDHT does), lets the owner replace
+/// its value with a higher seq and nobody else; with checks turned off
+/// (`UnverifiedSignatures`) the forged value is stored.
 #[test]
 fn node_with_rsa_verifier_refuses_bad_signatures() {
     let ours = our_key();
@@ -336,8 +336,9 @@ fn node_with_rsa_verifier_refuses_bad_signatures() {
 
     for verified in [true, false] {
         let mut node = Node::new(Config::new(Id::sha1_of(b"kadmos node"), 1), Timestamp::ZERO);
-        if verified {
-            node.set_signature_verifier(Box::new(RsaSignatures));
+        // RSA is the default; the other run shows what it protects against.
+        if !verified {
+            node.set_signature_verifier(Box::new(kadmos_proto::opendht::UnverifiedSignatures));
         }
         let client = Id::sha1_of(b"a client");
         let get = Message::request(1, client, Request::Get { key: k, query: None, want: None });

@@ -70,6 +70,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::Config;
+use super::crypto::RsaSignatures;
 use super::fragment::{
     pack_values, update_batches, PackedValues, Reassembly, MAX_MESSAGE_VALUE_SIZE, RX_MAX_EARLY_BYTES,
     RX_MAX_EARLY_PARTS, RX_MAX_PACKET_TIME, RX_TIMEOUT,
@@ -84,7 +85,7 @@ use super::storage::{Origin, RefreshOutcome, Source, Storage, StoreOutcome};
 use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
-use super::verifier::{SignatureVerifier, UnverifiedSignatures};
+use super::verifier::SignatureVerifier;
 use crate::kad::{Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator};
 pub use crate::mainline::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -364,7 +365,7 @@ impl Node {
         Node {
             storage: Storage::new(config.storage.clone()),
             listeners: ListenerTable::new(config.listeners.clone()),
-            verifier: Box::new(UnverifiedSignatures),
+            verifier: Box::new(RsaSignatures),
             limiter: RateLimiter::new(config.max_requests, config.max_requests_per_ip),
             tokens,
             tables,
@@ -396,7 +397,8 @@ impl Node {
         &self.config
     }
 
-    /// Replaces the signature check of signed values (default: [`UnverifiedSignatures`]).
+    /// Replaces the signature check of signed values (default: RSA, as OpenDHT signs:
+    /// [`RsaSignatures`]).
     pub fn set_signature_verifier(&mut self, verifier: Box<dyn SignatureVerifier>) {
         self.verifier = verifier;
     }

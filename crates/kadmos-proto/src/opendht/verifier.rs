@@ -17,7 +17,8 @@ pub trait SignatureVerifier: Send {
     fn verify(&self, value: &Value) -> bool;
 }
 
-/// Accepts every signature without checking it: the default until RSA verification exists.
+/// Accepts every signature without checking it (for tests that use made-up signatures; nodes
+/// check RSA signatures by default, see `crypto::RsaSignatures`).
 ///
 /// With it, the owner/seq replacement rule still holds, but anyone can forge a *new* signed value
 /// under a key that holds no value with that id yet, or claim an owner it does not hold the key of.
