@@ -2,10 +2,12 @@
 //!
 //! Subcommands live in their own modules: `node` (the daemon), `testnet`, and `oneshot`
 //! (peers, announce, find-node, ping through an ephemeral node). `output` prints results
-//! for humans or as JSON lines.
+//! for humans or as JSON lines. `node`, `testnet`, `put`, `get` and `listen` take
+//! `--network opendht`, handled in `opendht`.
 
 mod node;
 mod oneshot;
+mod opendht;
 mod output;
 mod storage;
 mod testnet;
@@ -14,24 +16,35 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kadmos::PortSpec;
 
 #[derive(Parser)]
-#[command(name = "kadmos", version, about = "A DHT node and client for the BitTorrent Mainline network")]
+#[command(name = "kadmos", version, about = "A DHT node and client for the BitTorrent Mainline and OpenDHT networks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Which DHT a command works on.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Network {
+    /// The BitTorrent DHT (BEP 5, BEP 44).
+    #[default]
+    Mainline,
+    /// OpenDHT (Jami's DHT, port 4222): values under keys, listen.
+    Opendht,
 }
 
 /// Options every command that starts a node shares.
 #[derive(Args, Clone, Debug)]
 pub struct NetworkArgs {
     /// UDP port: a number (6881), a list (6881,6882) or a range (6881-6889), tried in turn,
-    /// then any free port.
+    /// then any free port. Default: any free port (`node --network opendht`: 4222).
     #[arg(long, value_name = "PORTS")]
     port: Option<PortSpec>,
-    /// Bootstrap node HOST:PORT (repeatable). Default: the public routers.
+    /// Bootstrap node HOST:PORT (repeatable). Default: the public routers (OpenDHT:
+    /// bootstrap.jami.net:4222).
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Vec<String>,
     /// Do not bootstrap from anyone.
@@ -61,6 +74,23 @@ impl NetworkArgs {
         }
         builder
     }
+
+    /// The same options for an OpenDHT node (whose default port is 4222).
+    fn opendht_builder(&self) -> kadmos::OpenDhtBuilder {
+        let mut builder = kadmos::OpenDht::builder();
+        for ip in &self.bind {
+            builder = builder.bind(*ip);
+        }
+        if let Some(ports) = &self.port {
+            builder = builder.ports(ports.clone());
+        }
+        if self.no_bootstrap {
+            builder = builder.no_bootstrap();
+        } else if !self.bootstrap.is_empty() {
+            builder = builder.bootstrap(self.bootstrap.iter());
+        }
+        builder
+    }
 }
 
 #[derive(Subcommand)]
@@ -70,9 +100,11 @@ enum Command {
         #[command(flatten)]
         net: NetworkArgs,
         /// State file (node ID and contacts): loaded at start, saved every 5 minutes and at exit.
+        /// Default: state.json in the data directory (OpenDHT: state-opendht.json).
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
-        /// BEP 43 read-only mode: query but never answer.
+        /// BEP 43 read-only mode: query but never answer. With --network opendht: client mode
+        /// (other nodes keep this one out of their routing tables).
         #[arg(long)]
         read_only: bool,
         /// Node ID as 40 hex digits (overrides the saved one).
@@ -81,9 +113,12 @@ enum Command {
         /// Seconds between status lines.
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         stats_interval: u64,
-        /// Re-put the BEP 44 items this node stores for others every hour.
+        /// Re-put the BEP 44 items this node stores for others every hour (Mainline).
         #[arg(long)]
         republish_items: bool,
+        /// Which DHT.
+        #[arg(long, value_enum, default_value_t)]
+        network: Network,
     },
     /// Start N nodes on 127.0.0.1 in this process and print the address to bootstrap from.
     Testnet {
@@ -94,6 +129,9 @@ enum Command {
         port: Option<u16>,
         #[arg(long)]
         json: bool,
+        /// Which DHT.
+        #[arg(long, value_enum, default_value_t)]
+        network: Network,
     },
     /// Find peers of a torrent, printing them as they are found.
     Peers {
@@ -125,9 +163,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Store a value: immutable (prints its target), or mutable with --key.
+    /// Store a value: immutable (prints its target), or mutable with --key. With
+    /// --network opendht: `put KEY VALUE` stores VALUE under KEY (text, hashed like OpenDHT's
+    /// InfoHash::get, or 40 hex digits), next to the values others put there.
     Put {
-        value: String,
+        /// The value (Mainline); the key (OpenDHT).
+        #[arg(value_name = "VALUE|KEY")]
+        first: String,
+        /// The value (OpenDHT).
+        #[arg(value_name = "VALUE")]
+        second: Option<String>,
         /// Key file (from `kadmos keygen`): store a mutable item signed with it.
         #[arg(long, value_name = "FILE")]
         key: Option<PathBuf>,
@@ -140,16 +185,43 @@ enum Command {
         /// Refuse to replace unless the stored item has this sequence number.
         #[arg(long)]
         cas: Option<i64>,
+        /// OpenDHT: the value type, which sets how long nodes keep it (0: 10 minutes, 5: 1
+        /// minute, 3: 5 minutes, 4: 7 days; unknown types: 10 minutes).
+        #[arg(long = "type", value_name = "N", default_value_t = 0)]
+        value_type: u16,
+        /// OpenDHT: keep the value on the network for at least SECS seconds. Beyond its type's
+        /// lifetime the command keeps running and refreshes it until then.
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        /// Which DHT.
+        #[arg(long, value_enum, default_value_t)]
+        network: Network,
         #[command(flatten)]
         net: NetworkArgs,
     },
-    /// Fetch a value: immutable by TARGET, or mutable by --public-key [--salt].
+    /// Fetch a value: immutable by TARGET, or mutable by --public-key [--salt]. With
+    /// --network opendht: `get KEY` prints every value stored under KEY.
     Get {
-        target: Option<kadmos::Id>,
+        #[arg(value_name = "TARGET|KEY")]
+        target: Option<String>,
         #[arg(long, value_name = "HEX", conflicts_with = "target")]
         public_key: Option<String>,
         #[arg(long, requires = "public_key")]
         salt: Option<String>,
+        /// Which DHT.
+        #[arg(long, value_enum, default_value_t)]
+        network: Network,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
+    /// OpenDHT (--network opendht): print the values stored under KEY, then every new value
+    /// and every expiry as they happen, until interrupted.
+    Listen {
+        /// Text (hashed like OpenDHT's InfoHash::get) or 40 hex digits.
+        key: String,
+        /// Which DHT.
+        #[arg(long, value_enum, default_value_t)]
+        network: Network,
         #[command(flatten)]
         net: NetworkArgs,
     },
@@ -200,14 +272,25 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node { net, state, read_only, id, stats_interval, republish_items } => {
+            Command::Node { net, state, read_only, id, stats_interval, republish_items, network } => {
                 init_logging("info");
-                let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
-                node::run(net, state, read_only, id, stats_interval, republish).await
+                match network {
+                    Network::Mainline => {
+                        let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
+                        node::run(net, state, read_only, id, stats_interval, republish).await
+                    }
+                    Network::Opendht if republish_items => {
+                        Err("--republish-items is a Mainline (BEP 44) option".into())
+                    }
+                    Network::Opendht => opendht::node(net, state, read_only, id, stats_interval).await,
+                }
             }
-            Command::Testnet { nodes, port, json } => {
+            Command::Testnet { nodes, port, json, network } => {
                 init_logging("warn");
-                testnet::run(nodes, port, json).await
+                match network {
+                    Network::Mainline => testnet::run(nodes, port, json).await,
+                    Network::Opendht => opendht::testnet(nodes, port, json).await,
+                }
             }
             Command::Peers { info_hash, net } => {
                 init_logging("warn");
@@ -225,13 +308,48 @@ fn main() -> ExitCode {
                 init_logging("warn");
                 storage::keygen(out, force, json)
             }
-            Command::Put { value, key, salt, seq, cas, net } => {
+            Command::Put { first, second, key, salt, seq, cas, value_type, ttl, network, net } => {
                 init_logging("warn");
-                storage::put(storage::PutArgs { value, key, salt, seq, cas }, net).await
+                match (network, second) {
+                    (Network::Mainline, Some(_)) => {
+                        Err("put takes one VALUE (for put KEY VALUE, add --network opendht)".into())
+                    }
+                    (Network::Mainline, None) if value_type != 0 || ttl.is_some() => {
+                        Err("--type and --ttl are OpenDHT options (add --network opendht)".into())
+                    }
+                    (Network::Mainline, None) => {
+                        storage::put(storage::PutArgs { value: first, key, salt, seq, cas }, net).await
+                    }
+                    (Network::Opendht, None) => Err("put --network opendht takes KEY VALUE".into()),
+                    (Network::Opendht, Some(_))
+                        if key.is_some() || salt.is_some() || seq.is_some() || cas.is_some() =>
+                    {
+                        Err("--key, --salt, --seq and --cas are Mainline (BEP 44) options".into())
+                    }
+                    (Network::Opendht, Some(value)) => {
+                        opendht::put(opendht::PutArgs { key: first, value, value_type, ttl }, net).await
+                    }
+                }
             }
-            Command::Get { target, public_key, salt, net } => {
+            Command::Get { target, public_key, salt, network, net } => {
                 init_logging("warn");
-                storage::get(target, public_key, salt, net).await
+                match network {
+                    Network::Mainline => match target.map(|t| t.parse::<kadmos::Id>()).transpose() {
+                        Ok(target) => storage::get(target, public_key, salt, net).await,
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Network::Opendht => match (target, public_key) {
+                        (Some(key), None) => opendht::get(key, net).await,
+                        _ => Err("get --network opendht takes a KEY (and no --public-key)".into()),
+                    },
+                }
+            }
+            Command::Listen { key, network, net } => {
+                init_logging("warn");
+                match network {
+                    Network::Opendht => opendht::listen(key, net).await,
+                    Network::Mainline => Err("listen is an OpenDHT command: add --network opendht".into()),
+                }
             }
             Command::Ping { addr, net } => {
                 init_logging("warn");

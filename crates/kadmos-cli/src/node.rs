@@ -11,7 +11,7 @@ use crate::testnet::wait_for_signal;
 use crate::NetworkArgs;
 
 /// How often the state file is rewritten while the node runs.
-const SAVE_EVERY: Duration = Duration::from_secs(5 * 60);
+pub(crate) const SAVE_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// kadmos's data directory: `$XDG_DATA_HOME/kadmos`, else `~/.local/share/kadmos`.
 pub fn data_dir() -> PathBuf {

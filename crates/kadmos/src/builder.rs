@@ -180,39 +180,46 @@ impl DhtBuilder {
     }
 
     fn bind_sockets(&self) -> Result<Vec<Arc<UdpSocket>>> {
-        if self.bind.is_empty() {
-            return Err(Error::NoBindAddress);
-        }
-        let mut last_error = None;
-        for port in self.ports.candidates() {
-            let mut sockets = Vec::new();
-            let mut failed = false;
-            for ip in &self.bind {
-                let attempt = match (port, sockets.first()) {
-                    // With port 0, prefer the port the first socket got so both families share it.
-                    (0, Some(first)) => {
-                        bind_udp(SocketAddr::new(*ip, bound_port(first))).or_else(|_| bind_udp(SocketAddr::new(*ip, 0)))
-                    }
-                    _ => bind_udp(SocketAddr::new(*ip, port)),
-                };
-                match attempt {
-                    Ok(socket) => sockets.push(socket),
-                    Err(e) if ip.is_ipv6() && !self.bind_explicit => {
-                        tracing::debug!("IPv6 not available ({e}); running IPv4 only");
-                    }
-                    Err(e) => {
-                        last_error = Some(Error::Bind { addr: SocketAddr::new(*ip, port), source: e });
-                        failed = true;
-                        break;
-                    }
+        bind_sockets(&self.bind, self.bind_explicit, &self.ports)
+    }
+}
+
+/// Binds one UDP socket per address in `bind`, all on the same port: the first of `ports` where
+/// every address binds (0 is the last resort). When `bind` is the default (not `explicit`),
+/// an IPv6 address that cannot be bound is skipped. Shared by both networks' builders.
+pub(crate) fn bind_sockets(bind: &[IpAddr], explicit: bool, ports: &PortSpec) -> Result<Vec<Arc<UdpSocket>>> {
+    if bind.is_empty() {
+        return Err(Error::NoBindAddress);
+    }
+    let mut last_error = None;
+    for port in ports.candidates() {
+        let mut sockets = Vec::new();
+        let mut failed = false;
+        for ip in bind {
+            let attempt = match (port, sockets.first()) {
+                // With port 0, prefer the port the first socket got so both families share it.
+                (0, Some(first)) => {
+                    bind_udp(SocketAddr::new(*ip, bound_port(first))).or_else(|_| bind_udp(SocketAddr::new(*ip, 0)))
+                }
+                _ => bind_udp(SocketAddr::new(*ip, port)),
+            };
+            match attempt {
+                Ok(socket) => sockets.push(socket),
+                Err(e) if ip.is_ipv6() && !explicit => {
+                    tracing::debug!("IPv6 not available ({e}); running IPv4 only");
+                }
+                Err(e) => {
+                    last_error = Some(Error::Bind { addr: SocketAddr::new(*ip, port), source: e });
+                    failed = true;
+                    break;
                 }
             }
-            if !failed && !sockets.is_empty() {
-                return Ok(sockets.into_iter().map(Arc::new).collect());
-            }
         }
-        Err(last_error.unwrap_or(Error::NoBindAddress))
+        if !failed && !sockets.is_empty() {
+            return Ok(sockets.into_iter().map(Arc::new).collect());
+        }
     }
+    Err(last_error.unwrap_or(Error::NoBindAddress))
 }
 
 fn bound_port(socket: &UdpSocket) -> u16 {
@@ -237,7 +244,7 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
 
 /// Resolves `host:port` strings to addresses of the families we have sockets for. Names that
 /// do not resolve within 5 s are skipped with a warning.
-async fn resolve(routers: &[String], families: Families) -> Vec<SocketAddr> {
+pub(crate) async fn resolve(routers: &[String], families: Families) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for router in routers {
         let found = match router.parse::<SocketAddr>() {

@@ -22,6 +22,8 @@
 //! - [`storage`]: BEP 44 put/get of immutable and mutable items, keep-alive.
 //! - [`state`]: [`SavedState`], what a node saves to rejoin after a restart.
 //! - [`testnet`]: [`Testnet`], a local network of nodes for tests and demos.
+//! - [`opendht`]: the same for the OpenDHT network: [`OpenDht`] (put, get, listen),
+//!   [`OpenDhtBuilder`], its saved state and testnet.
 //! - [`types`]: plain data returned by the API (serialisable to JSON).
 
 mod batch_io;
@@ -30,6 +32,7 @@ pub mod builder;
 pub mod dht;
 mod driver;
 pub mod error;
+pub mod opendht;
 pub mod ports;
 pub mod state;
 pub mod storage;
@@ -42,6 +45,7 @@ pub use error::{Error, QueryError, Result};
 pub use kadmos_proto::kad::LookupConfig;
 pub use kadmos_proto::mainline::{ImmutableItem, Item, ItemSigner, MutableItem};
 pub use kadmos_proto::{Id, InfoHash, NodeId};
+pub use opendht::{OpenDht, OpenDhtBuilder};
 pub use ports::PortSpec;
 pub use state::SavedState;
 pub use storage::{ItemStream, PutResult, Seq};

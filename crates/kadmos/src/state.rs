@@ -112,12 +112,19 @@ impl SavedState {
     /// Writes a state file atomically (write to a temporary file, then rename), so that a
     /// crash while saving never leaves a truncated state behind.
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, self.to_json())?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
+        write_atomically(path, &self.to_json())
     }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename (creating the directory if
+/// needed), so that a crash while saving never leaves a truncated file behind. Every saved state
+/// (both networks) is written this way.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
 }

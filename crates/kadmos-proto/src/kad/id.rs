@@ -81,6 +81,13 @@ impl Id {
         Id(Sha1::digest(data).into())
     }
 
+    /// An OpenDHT key from a name, as OpenDHT's `InfoHash::get(std::string)` makes it: the SHA-1
+    /// of the string's UTF-8 bytes. (Mainline has no such convention: an infohash is the SHA-1
+    /// of a torrent's info dictionary, a BEP 44 target that of an item.)
+    pub fn of_str(name: &str) -> Id {
+        Id::sha1_of(name.as_bytes())
+    }
+
     pub fn distance(&self, other: &Id) -> Distance {
         let mut out = [0u8; ID_LEN];
         for (i, byte) in out.iter_mut().enumerate() {
@@ -157,6 +164,13 @@ mod tests {
     #[test]
     fn sha1_matches_bep44_vector() {
         assert_eq!(Id::sha1_of(b"12:Hello World!").to_string(), "e5f96f6f38320f0f33959cb4d3d656452117aadb");
+    }
+
+    /// `of_str` gives OpenDHT's `InfoHash::get("hello")`, the SHA-1 of the string.
+    #[test]
+    fn of_str_is_opendht_infohash_get() {
+        assert_eq!(Id::of_str("hello").to_string(), "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
+        assert_eq!(Id::of_str(""), Id::sha1_of(b""));
     }
 
     proptest! {

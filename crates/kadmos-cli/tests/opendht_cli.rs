@@ -1,0 +1,192 @@
+//! The `kadmos` binary on the OpenDHT network, end to end on loopback: a
+//! `kadmos testnet --network opendht` process, a `kadmos listen` and a `kadmos node` process
+//! beside it, and one-shot `put` and `get` commands, with `--json` output and exit statuses.
+//! Every process is killed when the test ends, however it ends.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+/// A long-running `kadmos` process and its stdout, line by line.
+struct Process {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    fn start(args: &[&str], data: &std::path::Path) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kadmos"))
+            .args(args)
+            .env("XDG_DATA_HOME", data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// The next JSON line, within `limit`.
+    fn next_json(&self, limit: Duration) -> Json {
+        let line = self.lines.recv_timeout(limit).expect("a line within the time limit");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Asks the process to stop as Ctrl-C would (SIGTERM) and waits at most 10 s for its exit.
+    #[cfg(unix)]
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the process did not stop within 10 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A one-shot command against the network bootstrapped from `bootstrap`, at most 60 s.
+fn kadmos(args: &[&str], bootstrap: &str, data: &std::path::Path) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kadmos"));
+    command.args(args).args(["--network", "opendht", "--bootstrap", bootstrap, "--bind", "127.0.0.1", "--json"]);
+    command.env("XDG_DATA_HOME", data);
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("kadmos {args:?} did not finish within 60 s");
+        }
+    }
+}
+
+fn json_lines(output: &Output) -> Vec<Json> {
+    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect()
+}
+
+fn sorted_data(lines: &[Json]) -> Vec<String> {
+    let mut data: Vec<String> = lines.iter().map(|l| l["data"].as_str().unwrap().to_string()).collect();
+    data.sort();
+    data
+}
+
+/// `testnet`, `listen`, `put`, `get` and `node` with `--network opendht`: keys given as text are
+/// hashed like OpenDHT's InfoHash::get and 40 hex digits work too; several values live under
+/// one key; a listen process prints values put by other processes as they come; `--type`
+/// sets the lifetime; a node process serves the network, and on SIGTERM saves an OpenDHT
+/// state file and exits 0; mistakes give a non-zero status and one `error:` line.
+#[test]
+fn opendht_commands_against_a_testnet() {
+    let data = TempDir(std::env::temp_dir().join(format!("kadmos-opendht-cli-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&data.0);
+    std::fs::create_dir_all(&data.0).unwrap();
+
+    let testnet = Process::start(&["testnet", "--network", "opendht", "--nodes", "8", "--json"], &data.0);
+    let started = testnet.next_json(Duration::from_secs(30));
+    assert_eq!((started["type"].as_str(), started["network"].as_str()), (Some("testnet"), Some("opendht")));
+    let bootstrap = started["bootstrap"].as_str().unwrap().to_string();
+
+    let mut listen = Process::start(
+        &["listen", "room", "--network", "opendht", "--bootstrap", &bootstrap, "--bind", "127.0.0.1", "--json"],
+        &data.0,
+    );
+    let key = "27a5a05c01ee6e7b614f4055d6908eaee91d9c95"; // SHA-1 of "room"
+    assert_eq!(listen.next_json(Duration::from_secs(30)), serde_json::json!({ "type": "listen", "key": key }));
+
+    let out = kadmos(&["put", "room", "hello"], &bootstrap, &data.0);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let put = &json_lines(&out)[0];
+    assert_eq!((put["type"].as_str(), put["key"].as_str()), (Some("put"), Some(key)));
+    assert_eq!((put["value_type"].as_u64(), put["lifetime_secs"].as_u64()), (Some(0), Some(600)));
+    assert!(!put["stored_at"].as_array().unwrap().is_empty(), "{put}");
+    let hello_id = put["value_id"].as_str().unwrap().to_string();
+    let out = kadmos(&["put", "room", "world", "--type", "5"], &bootstrap, &data.0);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["lifetime_secs"], 60);
+
+    let out = kadmos(&["get", "room"], &bootstrap, &data.0);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let values = json_lines(&out);
+    assert_eq!(sorted_data(&values), ["hello", "world"]);
+    let hello = values.iter().find(|v| v["data"] == "hello").unwrap();
+    assert_eq!((hello["type"].as_str(), hello["key"].as_str()), (Some("value"), Some(key)));
+    assert_eq!((hello["id"].as_str(), hello["data_hex"].as_str()), (Some(hello_id.as_str()), Some("68656c6c6f")));
+    assert_eq!((hello["value_type"].as_u64(), hello["expired"].as_bool()), (Some(0), Some(false)));
+    let out = kadmos(&["get", key], &bootstrap, &data.0);
+    assert_eq!(sorted_data(&json_lines(&out)), ["hello", "world"], "a key given as 40 hex digits");
+
+    let heard = [listen.next_json(Duration::from_secs(10)), listen.next_json(Duration::from_secs(10))];
+    assert_eq!(sorted_data(&heard), ["hello", "world"]);
+    assert!(heard.iter().all(|v| v["type"] == "value" && v["expired"] == false && v["key"] == key), "{heard:?}");
+
+    // A node process joins the testnet; a get bootstrapped from it alone finds the values.
+    let mut node = Process::start(
+        &["node", "--network", "opendht", "--port", "0", "--bind", "127.0.0.1", "--bootstrap", &bootstrap, "--json"],
+        &data.0,
+    );
+    let listening = node.next_json(Duration::from_secs(30));
+    assert_eq!((listening["type"].as_str(), listening["network"].as_str()), (Some("listening"), Some("opendht")));
+    let node_addr = listening["addr"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(500)); // let it finish joining
+    let out = kadmos(&["get", "room"], &node_addr, &data.0);
+    assert_eq!(sorted_data(&json_lines(&out)), ["hello", "world"], "through the node process");
+
+    let out = kadmos(&["put", "room"], &bootstrap, &data.0);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().count() == 1 && stderr.starts_with("error: ") && stderr.contains("KEY VALUE"), "{stderr}");
+    let out = kadmos(&["get", "nobody put anything here"], &bootstrap, &data.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = Command::new(env!("CARGO_BIN_EXE_kadmos")).args(["listen", "room", "--no-bootstrap"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--network opendht"));
+
+    #[cfg(unix)]
+    {
+        assert!(listen.terminate().success(), "listen exits 0 on SIGTERM");
+        assert!(node.terminate().success(), "node exits 0 on SIGTERM");
+        let stopped = node.next_json(Duration::from_secs(5));
+        assert_eq!(stopped["type"], "stopped");
+        let saved = data.0.join("kadmos/state-opendht.json");
+        assert_eq!(stopped["state"].as_str(), saved.to_str());
+        let saved: Json = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+        assert_eq!(saved["network"], "opendht");
+        assert!(!saved["contacts"].as_array().unwrap().is_empty(), "{saved}");
+    }
+    drop(testnet);
+}

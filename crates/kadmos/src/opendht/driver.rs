@@ -1,0 +1,360 @@
+//! The task that owns an OpenDHT node's sockets and its sans-IO [`Node`], as
+//! [`crate::driver`] does for Mainline: after every input (a datagram, a timer, a command) it
+//! sends the node's datagrams, hands its events to the waiting callers, then sleeps until the
+//! next datagram, command or deadline.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kadmos_proto::kad::RoutingTable;
+use kadmos_proto::opendht::{Event, Family, Node, Outcome, Query, QueryError, QueryId, Transmit, Value, ValueId};
+use kadmos_proto::{Id, NodeId, Timestamp};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::state::OpenDhtState;
+use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
+use crate::batch_io::{send_batch, RecvBatch, BATCH};
+use crate::driver::EPOCH_OFFSET;
+use crate::types::{NodeInfo, RemoteError};
+
+/// What a put reports back: value id, where it was stored, the errors others answered.
+pub(crate) type Stored = (ValueId, Vec<NodeInfo>, Vec<RemoteError>);
+
+/// Requests from the API handle.
+pub(crate) enum Command {
+    Ping(SocketAddr, oneshot::Sender<Result<NodeInfo, QueryError>>),
+    FindNode(Id, oneshot::Sender<Result<Vec<NodeInfo>, QueryError>>),
+    Get(Id, Query, mpsc::UnboundedSender<Value>),
+    Put(Id, Value, bool, oneshot::Sender<Result<Stored, QueryError>>),
+    CancelPut(Id, ValueId, oneshot::Sender<bool>),
+    /// A listen; its id comes back so that the stream can cancel it when dropped.
+    Listen(Id, Query, mpsc::UnboundedSender<ListenEvent>, oneshot::Sender<QueryId>),
+    CancelListen(QueryId),
+    Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>),
+    Info(oneshot::Sender<OpenDhtInfo>),
+    SaveState(oneshot::Sender<OpenDhtState>),
+    Shutdown(oneshot::Sender<OpenDhtState>),
+}
+
+enum Waiter {
+    Ping(oneshot::Sender<Result<NodeInfo, QueryError>>),
+    FindNode(oneshot::Sender<Result<Vec<NodeInfo>, QueryError>>),
+    Get(mpsc::UnboundedSender<Value>),
+    Put(oneshot::Sender<Result<Stored, QueryError>>),
+    Listen(mpsc::UnboundedSender<ListenEvent>),
+    /// Initial join: when it ends the bootstrapped flag is raised. `fallback` nodes are tried
+    /// if joining through saved contacts left the tables empty.
+    Bootstrap {
+        fallback: Vec<SocketAddr>,
+    },
+}
+
+pub(crate) struct Driver {
+    node: Node,
+    sockets: Vec<Arc<UdpSocket>>,
+    commands: mpsc::Receiver<Command>,
+    start: Instant,
+    bootstrapped: watch::Sender<bool>,
+    waiters: HashMap<QueryId, Waiter>,
+    /// The IPv4 and IPv6 sockets, looked up per datagram sent.
+    by_family: [Option<Arc<UdpSocket>>; 2],
+}
+
+impl Driver {
+    pub fn new(
+        node: Node,
+        sockets: Vec<Arc<UdpSocket>>,
+        commands: mpsc::Receiver<Command>,
+        start: Instant,
+        bootstrapped: watch::Sender<bool>,
+    ) -> Self {
+        let find = |v4: bool| sockets.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4)).cloned();
+        let by_family = [find(true), find(false)];
+        Driver { node, sockets, commands, start, bootstrapped, waiters: HashMap::new(), by_family }
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_duration(self.start.elapsed() + EPOCH_OFFSET)
+    }
+
+    fn instant(&self, at: Timestamp) -> Instant {
+        self.start + at.as_duration().saturating_sub(EPOCH_OFFSET)
+    }
+
+    /// Starts the initial join; see [`Waiter::Bootstrap`].
+    pub fn start_bootstrap(&mut self, routers: Vec<SocketAddr>, contacts: Vec<(NodeId, SocketAddr)>) {
+        let now = self.now();
+        let (first, fallback) = if contacts.is_empty() { (routers, Vec::new()) } else { (Vec::new(), routers) };
+        if first.is_empty() && contacts.is_empty() {
+            let _ = self.bootstrapped.send(true);
+            return;
+        }
+        let query = self.node.bootstrap(now, &first, &contacts);
+        self.waiters.insert(query, Waiter::Bootstrap { fallback });
+    }
+
+    pub async fn run(mut self) {
+        let mut batch = RecvBatch::new();
+        let sock0 = self.sockets.first().cloned();
+        let sock1 = self.sockets.get(1).cloned();
+        self.flush().await;
+        loop {
+            let deadline = self.node.poll_timeout().map(|t| self.instant(t));
+            let sleep =
+                tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None => break,
+                    Some(Command::Shutdown(reply)) => {
+                        let _ = reply.send(self.saved_state());
+                        break;
+                    }
+                    Some(command) => self.handle_command(command),
+                },
+                ready = readable(sock0.as_deref()) => if ready.is_ok() { self.drain(0, &mut batch) },
+                ready = readable(sock1.as_deref()) => if ready.is_ok() { self.drain(1, &mut batch) },
+                () = sleep => {
+                    let now = self.now();
+                    self.node.handle_timeout(now);
+                    self.drop_abandoned_listens();
+                }
+            }
+            self.flush().await;
+        }
+    }
+
+    /// Feeds the node every datagram already queued on a socket (at most 8 batches, so that a
+    /// flood on one socket cannot starve timers and commands).
+    fn drain(&mut self, index: usize, batch: &mut RecvBatch) {
+        let now = self.now();
+        let socket = self.sockets[index].clone();
+        for _ in 0..8 {
+            let n = match batch.recv(&socket) {
+                Ok(n) => n,
+                Err(e) => {
+                    // ICMP errors (port unreachable) surface here on Linux; they are not fatal.
+                    tracing::trace!("receive error: {e}");
+                    continue;
+                }
+            };
+            for i in 0..n {
+                if let Some((from, datagram)) = batch.datagram(i) {
+                    self.node.handle_datagram(now, from, datagram);
+                }
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+
+    async fn flush(&mut self) {
+        let mut outgoing: [Vec<Transmit>; 2] = [Vec::new(), Vec::new()];
+        while let Some(transmit) = self.node.poll_transmit() {
+            outgoing[usize::from(transmit.to.is_ipv6())].push(transmit);
+        }
+        for (family, transmits) in outgoing.iter().enumerate() {
+            let Some(socket) = self.by_family[family].as_ref() else { continue };
+            let mut done = 0;
+            while done < transmits.len() {
+                done += send_batch(socket, &transmits[done..]).unwrap_or(0);
+                if let Some(next) = transmits.get(done) {
+                    // The socket buffer is full: wait for room, sending one datagram.
+                    if let Err(e) = socket.send_to(&next.payload, next.to).await {
+                        tracing::debug!("send to {} failed: {e}", next.to);
+                    }
+                    done += 1;
+                }
+            }
+        }
+        self.deliver_events();
+    }
+
+    fn deliver_events(&mut self) {
+        while let Some(event) = self.node.poll_event() {
+            self.handle_event(event);
+        }
+    }
+
+    fn handle_command(&mut self, command: Command) {
+        let now = self.now();
+        match command {
+            Command::Ping(addr, reply) => {
+                let q = self.node.ping(now, addr);
+                self.waiters.insert(q, Waiter::Ping(reply));
+            }
+            Command::FindNode(target, reply) => {
+                let q = self.node.find_node(now, target);
+                self.waiters.insert(q, Waiter::FindNode(reply));
+            }
+            Command::Get(key, filter, values) => {
+                let q = self.node.get(now, key, filter);
+                self.waiters.insert(q, Waiter::Get(values));
+            }
+            Command::Put(key, value, permanent, reply) => {
+                let q = self.node.put(now, key, value, permanent);
+                self.waiters.insert(q, Waiter::Put(reply));
+            }
+            Command::CancelPut(key, value_id, reply) => {
+                let _ = reply.send(self.node.cancel_put(now, key, value_id));
+            }
+            Command::Listen(key, filter, changes, id) => {
+                // Registered before the node runs: a listen reports the values stored here at once.
+                let q = self.node.listen(now, key, filter);
+                self.waiters.insert(q, Waiter::Listen(changes));
+                if id.send(q).is_err() {
+                    self.cancel_listen(q);
+                }
+            }
+            Command::CancelListen(q) => self.cancel_listen(q),
+            Command::Bootstrap(routers, contacts) => self.start_bootstrap(routers, contacts),
+            Command::Info(reply) => {
+                let _ = reply.send(self.info());
+            }
+            Command::SaveState(reply) => {
+                let _ = reply.send(self.saved_state());
+            }
+            Command::Shutdown(_) => unreachable!("handled in run"),
+        }
+        // Commands can complete at once (an empty table, say): deliver those events now.
+        self.deliver_events();
+    }
+
+    fn cancel_listen(&mut self, listen: QueryId) {
+        if matches!(self.waiters.get(&listen), Some(Waiter::Listen(_))) {
+            self.waiters.remove(&listen);
+            self.node.cancel_listen(listen);
+        }
+    }
+
+    /// Cancels the listens whose stream is gone (the stream asks for it when dropped; this
+    /// catches a request lost to a full command queue).
+    fn drop_abandoned_listens(&mut self) {
+        let gone: Vec<QueryId> = self
+            .waiters
+            .iter()
+            .filter_map(|(q, w)| matches!(w, Waiter::Listen(tx) if tx.is_closed()).then_some(*q))
+            .collect();
+        for q in gone {
+            self.cancel_listen(q);
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        let now = self.now();
+        match event {
+            Event::Value { query, value, expired } => {
+                let delivered = match self.waiters.get(&query) {
+                    Some(Waiter::Get(values)) => values.send(value).is_ok(),
+                    Some(Waiter::Listen(changes)) => changes.send(ListenEvent { value, expired }).is_ok(),
+                    _ => true,
+                };
+                if !delivered {
+                    // The stream was dropped: stop the get or the listen.
+                    self.waiters.remove(&query);
+                    self.node.cancel(now, query);
+                }
+            }
+            Event::Finished { query, outcome } => {
+                let Some(waiter) = self.waiters.remove(&query) else { return };
+                match (waiter, outcome) {
+                    (Waiter::Ping(reply), Outcome::Pong { id, addr }) => {
+                        let _ = reply.send(Ok(NodeInfo { id, addr }));
+                    }
+                    (Waiter::FindNode(reply), Outcome::Closest { nodes, .. }) => {
+                        let _ = reply.send(Ok(nodes.into_iter().map(NodeInfo::from).collect()));
+                    }
+                    (Waiter::Put(reply), Outcome::Stored { value_id, stored_at, errors, .. }) => {
+                        let stored_at = stored_at.into_iter().map(NodeInfo::from).collect();
+                        let errors = errors
+                            .into_iter()
+                            .map(|(from, code, message)| RemoteError { from, code: i64::from(code), message })
+                            .collect();
+                        let _ = reply.send(Ok((value_id, stored_at, errors)));
+                    }
+                    (Waiter::Ping(reply), Outcome::Failed(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (Waiter::FindNode(reply), Outcome::Failed(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (Waiter::Put(reply), Outcome::Failed(e)) => {
+                        let _ = reply.send(Err(e));
+                    }
+                    (Waiter::Get(_), _) => {} // dropping the sender ends the stream
+                    (Waiter::Bootstrap { fallback }, _) => {
+                        let empty =
+                            Family::ALL.iter().all(|f| self.node.routing_table(*f).is_none_or(RoutingTable::is_empty));
+                        if empty && !fallback.is_empty() {
+                            tracing::info!("saved contacts did not answer; bootstrapping from the bootstrap nodes");
+                            self.start_bootstrap(fallback, Vec::new());
+                        } else {
+                            let _ = self.bootstrapped.send(true);
+                        }
+                    }
+                    (waiter @ Waiter::Listen(_), _) => {
+                        // Listens end only when cancelled; keep the waiter.
+                        self.waiters.insert(query, waiter);
+                    }
+                    (_, other) => tracing::warn!("unexpected outcome {other:?}"),
+                }
+            }
+        }
+    }
+
+    fn info(&self) -> OpenDhtInfo {
+        let c = self.node.counters();
+        let storage = self.node.storage();
+        OpenDhtInfo {
+            node_id: self.node.id(),
+            local_addrs: self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            client: self.node.config().is_client,
+            network_id: self.node.config().network,
+            routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
+            routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
+            stored_keys: storage.key_count(),
+            stored_values: storage.len(),
+            remote_bytes: storage.remote_bytes(),
+            local_bytes: storage.local_bytes(),
+            permanent_puts: self.node.permanent_puts().count(),
+            listens: self.waiters.values().filter(|w| matches!(w, Waiter::Listen(_))).count(),
+            remote_listeners: self.node.listener_table().len(),
+            running_operations: self.node.running_operations(),
+            uptime_secs: self.start.elapsed().as_secs(),
+            traffic: OpenDhtTraffic {
+                datagrams_received: c.datagrams_received,
+                bytes_received: c.bytes_received,
+                datagrams_sent: c.datagrams_sent,
+                bytes_sent: c.bytes_sent,
+                requests_received: c.requests_received,
+                replies_received: c.replies_received,
+                errors_received: c.errors_received,
+                errors_sent: c.errors_sent,
+                dropped: c.dropped,
+                rate_limited: c.rate_limited,
+                requests_sent: c.requests_sent,
+                requests_timed_out: c.requests_timed_out,
+                values_stored: c.values_stored,
+                values_refused: c.values_refused,
+                listener_pushes: c.listener_pushes,
+            },
+        }
+    }
+
+    fn saved_state(&self) -> OpenDhtState {
+        OpenDhtState::new(self.node.id(), self.node.contacts())
+    }
+}
+
+/// Waits until an optional socket is readable; a missing socket never is.
+async fn readable(socket: Option<&UdpSocket>) -> io::Result<()> {
+    match socket {
+        Some(s) => s.readable().await,
+        None => std::future::pending().await,
+    }
+}
