@@ -91,6 +91,24 @@ impl Contact {
     }
 }
 
+/// Appends the usable contacts of `group`, closest to `target` first, until `out` holds `n`.
+fn extend_closest<'a>(
+    out: &mut Vec<&'a Contact>,
+    n: usize,
+    target: &Id,
+    group: impl Iterator<Item = &'a Contact>,
+    usable: &impl Fn(&Contact) -> bool,
+) {
+    if out.len() >= n {
+        return;
+    }
+    let mut sorted: Vec<(Distance, &Contact)> =
+        group.filter(|c| usable(c)).map(|c| (c.id.distance(target), c)).collect();
+    sorted.sort_unstable_by_key(|(d, _)| *d);
+    let room = n - out.len();
+    out.extend(sorted.into_iter().take(room).map(|(_, c)| c));
+}
+
 /// A time to the second in 4 bytes, 0 meaning never: contact timestamps only feed the
 /// 15-minute good/questionable rule, and a table holds hundreds of contacts (the simulator,
 /// thousands of tables), so they are kept small.
@@ -348,27 +366,16 @@ impl RoutingTable {
     /// Visits buckets in order of distance instead of sorting the whole table: with `i` the
     /// bucket the target falls in, contacts of bucket `i` share more than `i` bits with the
     /// target, those of every deeper bucket exactly `i`, and those of bucket `j < i` exactly
-    /// `j`. So buckets `i..` hold the closest, then `i-1`, `i-2`, … in turn. (This runs for
-    /// every find_node and get_peers answered; sorting all contacts was a top cost.)
+    /// `j`. So bucket `i` holds the closest, then the deeper buckets together, then `i-1`,
+    /// `i-2`, … in turn; usually bucket `i` alone is enough. (This runs for every find_node and
+    /// get_peers answered; sorting all contacts was the top cost of answering.)
     fn closest_matching(&self, target: &Id, n: usize, usable: impl Fn(&Contact) -> bool) -> Vec<&Contact> {
         let first = self.bucket_index(target);
-        let mut near: Vec<(Distance, &Contact)> = self.buckets[first..]
-            .iter()
-            .flat_map(|b| b.contacts.iter())
-            .filter(|c| usable(c))
-            .map(|c| (c.id.distance(target), c))
-            .collect();
-        near.sort_unstable_by_key(|(d, _)| *d);
-        near.truncate(n);
-        let mut out: Vec<&Contact> = near.into_iter().map(|(_, c)| c).collect();
+        let mut out: Vec<&Contact> = Vec::with_capacity(n);
+        extend_closest(&mut out, n, target, self.buckets[first].contacts.iter(), &usable);
+        extend_closest(&mut out, n, target, self.buckets[first + 1..].iter().flat_map(|b| b.contacts.iter()), &usable);
         for bucket in self.buckets[..first].iter().rev() {
-            if out.len() >= n {
-                break;
-            }
-            let mut more: Vec<(Distance, &Contact)> =
-                bucket.contacts.iter().filter(|c| usable(c)).map(|c| (c.id.distance(target), c)).collect();
-            more.sort_unstable_by_key(|(d, _)| *d);
-            out.extend(more.into_iter().map(|(_, c)| c).take(n - out.len()));
+            extend_closest(&mut out, n, target, bucket.contacts.iter(), &usable);
         }
         out
     }
