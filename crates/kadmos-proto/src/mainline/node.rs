@@ -491,7 +491,8 @@ impl Node {
     /// requests were answered late rather than not at all (see `kad::lookup`). Waiting for a
     /// node that never answers costs the whole request timeout, so the bar is high.
     pub fn waits_for_stalled(&self) -> bool {
-        self.stalled_late >= 4.0 * self.stalled_dead
+        // Without evidence yet, assume a silent node is gone: waiting costs a full timeout.
+        self.stalled_late >= 1.0 && self.stalled_late >= 4.0 * self.stalled_dead
     }
 
     /// The stall timeout lookups use now, from measured round trips.
