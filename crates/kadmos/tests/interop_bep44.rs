@@ -35,6 +35,7 @@ impl Impl {
         match self {
             Impl::Libtorrent => "old sequence number",
             Impl::BittorrentDht => "sequence number less than current",
+            Impl::OpenDht => unreachable!("OpenDHT does not speak BEP 44"),
         }
     }
 
@@ -43,6 +44,7 @@ impl Impl {
         match self {
             Impl::Libtorrent => "CAS mismatch",
             Impl::BittorrentDht => "CAS mismatch, re-read and try again",
+            Impl::OpenDht => unreachable!("OpenDHT does not speak BEP 44"),
         }
     }
 }

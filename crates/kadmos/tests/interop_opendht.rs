@@ -11,38 +11,28 @@
 
 mod support;
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kadmos::opendht::{OpenDht, PutOptions, Testnet, Value, ValueType};
-use kadmos::{Id, NodeId};
+use kadmos::Id;
 use kadmos_proto::opendht::crypto::{decrypt_value, encrypt_value, sign_value, verify_value, OwnerKey, PublicKey};
 use serde_json::{json, Value as Json};
-use support::{bounded, interop_dir, LOOPBACK};
-use tokio::sync::mpsc;
+use support::{bounded, drivers_installed, Driver, Impl};
 
-const NAME: &str = "opendht";
+/// One OpenDHT node: an `interop/odht_node.py` driver (see `interop/README.md`), and the key id
+/// of its identity (the recipient id of values encrypted to it). Killed on drop.
+struct Odht {
+    driver: Driver,
+    key_id: Id,
+}
 
-/// Whether `interop/.venv` exists; without it, panics unless `KADMOS_SKIP_INTEROP=1` (then
-/// prints a note and returns false: the caller returns early).
+fn hex_key(key: Id) -> String {
+    key.to_string()
+}
+
 fn driver_installed() -> bool {
-    let python = interop_dir().join(".venv/bin/python");
-    if python.exists() {
-        return true;
-    }
-    if std::env::var("KADMOS_SKIP_INTEROP").is_ok_and(|v| v == "1") {
-        eprintln!("note: skipping the OpenDHT interop test: {} is missing (KADMOS_SKIP_INTEROP=1)", python.display());
-        return false;
-    }
-    panic!(
-        "the OpenDHT interop driver is not installed ({} is missing): run `bash interop/install.sh` from the \
-         repository root, or set KADMOS_SKIP_INTEROP=1 to skip the interop tests",
-        python.display()
-    );
+    drivers_installed(Impl::OpenDht)
 }
 
 /// Runs a test body with a time limit of `secs`.
@@ -52,144 +42,24 @@ async fn whole_test(secs: u64, f: impl std::future::Future<Output = ()>) {
         .unwrap_or_else(|_| panic!("OpenDHT interop test took over {secs} s"));
 }
 
-/// One OpenDHT node: an `interop/odht_node.py` child process spoken to over JSON lines (the
-/// protocol of the other drivers, see `interop/README.md`). Killed on drop.
-struct Odht {
-    child: Child,
-    stdin: ChildStdin,
-    lines: mpsc::UnboundedReceiver<String>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
-    next_id: u64,
-    addr: SocketAddr,
-    id: NodeId,
-    /// The public key id of the node's identity (the recipient id of values encrypted to it).
-    key_id: Id,
-}
-
-impl Drop for Odht {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Odht {
+    type Target = Driver;
+    fn deref(&self) -> &Driver {
+        &self.driver
     }
 }
 
-fn hex_key(key: Id) -> String {
-    key.to_string()
+impl std::ops::DerefMut for Odht {
+    fn deref_mut(&mut self) -> &mut Driver {
+        &mut self.driver
+    }
 }
 
 impl Odht {
     async fn spawn(bootstrap: &[SocketAddr]) -> Odht {
-        let log = std::env::var("KADMOS_INTEROP_LOG").is_ok_and(|v| v == "1");
-        let dir = interop_dir();
-        let mut cmd = Command::new(dir.join(".venv/bin/python"));
-        cmd.arg(dir.join("odht_node.py")).current_dir(&dir);
-        for b in bootstrap {
-            cmd.arg("--bootstrap").arg(b.to_string());
-        }
-        if log {
-            cmd.arg("--log");
-        }
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start the OpenDHT driver ({cmd:?}): {e}"));
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let tail = stderr_tail.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if log {
-                    eprintln!("[{NAME}] {line}");
-                }
-                let mut tail = tail.lock().unwrap();
-                if tail.len() == 40 {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
-            }
-        });
-        let mut node = Odht {
-            child,
-            stdin,
-            lines,
-            stderr_tail,
-            next_id: 1,
-            addr: SocketAddr::new(LOOPBACK, 0),
-            id: NodeId::ZERO,
-            key_id: Id::ZERO,
-        };
-        let ready = match tokio::time::timeout(Duration::from_secs(20), node.lines.recv()).await {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!("the OpenDHT driver exited before `ready`{}", node.stderr()),
-            Err(_) => panic!("the OpenDHT driver sent no `ready` line within 20 s{}", node.stderr()),
-        };
-        let ready: Json = serde_json::from_str(&ready).unwrap_or_else(|e| panic!("bad ready line {ready:?}: {e}"));
-        assert_eq!(ready["event"], "ready");
-        let port = ready["port"].as_u64().and_then(|p| u16::try_from(p).ok()).expect("ready.port");
-        node.addr = SocketAddr::new(LOOPBACK, port);
-        node.id = ready["id"].as_str().and_then(|s| s.parse().ok()).expect("ready.id");
-        node.key_id = ready["key_id"].as_str().and_then(|s| s.parse().ok()).expect("ready.key_id");
-        node
-    }
-
-    fn stderr(&self) -> String {
-        let tail = self.stderr_tail.lock().unwrap();
-        if tail.is_empty() {
-            return String::new();
-        }
-        format!("\n--- stderr of the OpenDHT driver (last lines) ---\n{}", Vec::from(tail.clone()).join("\n"))
-    }
-
-    /// Sends one command; `Ok(reply)` when it succeeded, `Err(message)` otherwise. Panics when
-    /// no reply comes within the command's `timeout` plus 15 s.
-    async fn request(&mut self, cmd: &str, args: Json) -> Result<Json, String> {
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut command = args;
-        command["cmd"] = json!(cmd);
-        command["id"] = json!(id);
-        let wait = command["timeout"].as_f64().unwrap_or(10.0) + 15.0;
-        if let Err(e) = writeln!(self.stdin, "{command}").and_then(|()| self.stdin.flush()) {
-            panic!("cannot write {cmd} to the OpenDHT driver: {e}{}", self.stderr());
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(wait);
-        loop {
-            let line = match tokio::time::timeout_at(deadline, self.lines.recv()).await {
-                Ok(Some(line)) => line,
-                Ok(None) => panic!("the OpenDHT driver exited during {command}{}", self.stderr()),
-                Err(_) => panic!("no reply from the OpenDHT driver to {command} within {wait} s{}", self.stderr()),
-            };
-            let reply: Json =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("the OpenDHT driver wrote {line:?}: {e}"));
-            match reply["id"].as_u64() {
-                Some(n) if n == id => {}
-                Some(n) if n < id => continue,
-                _ => panic!("the OpenDHT driver answered {command} with {reply}"),
-            }
-            return if reply["ok"] == true {
-                Ok(reply)
-            } else {
-                Err(reply["error"].as_str().unwrap_or("(no error text)").to_string())
-            };
-        }
-    }
-
-    async fn call(&mut self, cmd: &str, args: Json) -> Json {
-        let shown = args.to_string();
-        match self.request(cmd, args).await {
-            Ok(reply) => reply,
-            Err(e) => panic!("opendht {cmd} {shown} failed: {e}{}", self.stderr()),
-        }
+        let driver = Driver::spawn(Impl::OpenDht, bootstrap).await;
+        let key_id = driver.ready["key_id"].as_str().and_then(|s| s.parse().ok()).expect("ready.key_id");
+        Odht { driver, key_id }
     }
 
     async fn put(&mut self, key: Id, data: &[u8], value_id: u64) {

@@ -26,6 +26,7 @@ pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub enum Impl {
     Libtorrent,
     BittorrentDht,
+    OpenDht,
 }
 
 impl Impl {
@@ -33,13 +34,14 @@ impl Impl {
         match self {
             Impl::Libtorrent => "libtorrent",
             Impl::BittorrentDht => "bittorrent-dht",
+            Impl::OpenDht => "opendht",
         }
     }
 
     /// What `interop/install.sh` creates for this implementation.
     pub fn installed_marker(self) -> PathBuf {
         match self {
-            Impl::Libtorrent => interop_dir().join(".venv/bin/python"),
+            Impl::Libtorrent | Impl::OpenDht => interop_dir().join(".venv/bin/python"),
             Impl::BittorrentDht => interop_dir().join("js/node_modules"),
         }
     }
@@ -55,6 +57,11 @@ impl Impl {
             Impl::BittorrentDht => {
                 let mut c = Command::new("node");
                 c.arg(dir.join("js/bt_node.js"));
+                c
+            }
+            Impl::OpenDht => {
+                let mut c = Command::new(dir.join(".venv/bin/python"));
+                c.arg(dir.join("odht_node.py"));
                 c
             }
         };
@@ -110,6 +117,8 @@ pub struct Driver {
     /// Its UDP address.
     pub addr: SocketAddr,
     pub id: NodeId,
+    /// The whole `ready` line (drivers may add fields of their own).
+    pub ready: Value,
 }
 
 impl Drop for Driver {
@@ -172,6 +181,7 @@ impl Driver {
             next_id: 1,
             addr: SocketAddr::new(LOOPBACK, 0),
             id: NodeId::ZERO,
+            ready: Value::Null,
         };
         let ready = match tokio::time::timeout(Duration::from_secs(20), driver.lines.recv()).await {
             Ok(Some(line)) => line,
@@ -184,6 +194,7 @@ impl Driver {
         let port = ready["port"].as_u64().and_then(|p| u16::try_from(p).ok()).expect("ready.port");
         driver.addr = SocketAddr::new(LOOPBACK, port);
         driver.id = ready["id"].as_str().and_then(|s| s.parse().ok()).expect("ready.id");
+        driver.ready = ready;
         driver
     }
 
