@@ -50,9 +50,14 @@
 //! ```text
 //! kadmos-bench load --node-cmd "{bench} echo --bind 127.0.0.1:{port}" --node-expect echo
 //! ```
+//!
+//! A second benchmark, `kadmos-bench opendht [--ops N] [--json]`: put, get and listen-notify
+//! latency and ops/s between 4 kadmos OpenDHT nodes on loopback, next to the same operations
+//! between 4 real OpenDHT 4.4.2 nodes measured in the same run (see `odht.rs`).
 
 mod gen;
 mod krpc;
+mod odht;
 mod procs;
 
 use std::io::Write;
@@ -78,7 +83,7 @@ const OTHER_LOAD_NOTE_PCT: f64 = 10.0;
 #[command(
     name = "kadmos-bench",
     version,
-    about = "Loopback load benchmark: a kadmos node against a plain UDP echo server"
+    about = "Loopback benchmarks: a kadmos node against a plain UDP echo server; kadmos OpenDHT nodes against OpenDHT"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -95,6 +100,15 @@ enum Cmd {
     },
     /// Measure the echo server, then the kadmos node, under the same load.
     Load(LoadArgs),
+    /// Put/get/listen-notify latency and ops/s: 4 kadmos OpenDHT nodes, then 4 OpenDHT nodes.
+    Opendht {
+        /// Sequential operations of each kind.
+        #[arg(long, default_value_t = 200, value_name = "N")]
+        ops: usize,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -144,6 +158,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Echo { bind } => echo(bind),
         Cmd::Load(args) => load(&args),
+        Cmd::Opendht { ops, json } => odht::run(ops, json),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
