@@ -5,8 +5,10 @@ pub mod id;
 pub mod lookup;
 pub mod routing_table;
 pub mod rtt;
+pub mod timers;
 
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
 pub use rtt::RttEstimator;
+pub use timers::TimerQueue;

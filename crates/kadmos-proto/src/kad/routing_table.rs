@@ -383,23 +383,36 @@ impl RoutingTable {
     /// Buckets not changed for `refresh_after`, each with a random ID in its range to look up.
     /// The timestamps of returned buckets are reset so a refresh is not started twice.
     pub fn take_refresh_targets<R: rand::Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) -> Vec<Id> {
-        let depth = self.buckets.len();
-        let own = self.own_id;
         let refresh_after = self.config.refresh_after;
-        let mut targets = Vec::new();
+        let mut due = Vec::new();
         for (index, bucket) in self.buckets.iter_mut().enumerate() {
             if now.saturating_since(bucket.last_changed) >= refresh_after {
                 bucket.last_changed = now;
-                // IDs in bucket `index` share `index` bits with ours and differ at bit `index`;
-                // the last bucket only needs the shared prefix.
-                let mut target = own.random_with_prefix(index, rng);
-                if index < depth - 1 && target.bit(index) == own.bit(index) {
-                    target.0[index / 8] ^= 0x80 >> (index % 8);
-                }
-                targets.push(target);
+                due.push(index);
             }
         }
-        targets
+        due.into_iter().map(|index| self.random_id_in_bucket(index, rng)).collect()
+    }
+
+    /// A random ID in the range of each bucket holding fewer than k contacts (the last bucket
+    /// excepted: it fills as the table splits). A young table looks these up after joining.
+    pub fn sparse_bucket_targets<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Vec<Id> {
+        let k = self.config.bucket_size;
+        (0..self.buckets.len().saturating_sub(1))
+            .filter(|i| self.buckets[*i].contacts.len() < k)
+            .map(|i| self.random_id_in_bucket(i, rng))
+            .collect()
+    }
+
+    /// A random ID that falls in bucket `index`: it shares `index` bits with ours and differs at
+    /// bit `index` (the last bucket only needs the shared prefix).
+    fn random_id_in_bucket<R: rand::Rng + ?Sized>(&self, index: usize, rng: &mut R) -> Id {
+        let own = self.own_id;
+        let mut target = own.random_with_prefix(index, rng);
+        if index < self.buckets.len() - 1 && target.bit(index) == own.bit(index) {
+            target.0[index / 8] ^= 0x80 >> (index % 8);
+        }
+        target
     }
 
     /// Checks the structural invariants; used by tests and by the simulator while it runs.
@@ -521,7 +534,8 @@ mod tests {
         assert_eq!(table.get(&Id::MAX).unwrap().addr, addr(1));
     }
 
-    /// Idle buckets produce refresh targets that fall inside their own range, once.
+    /// Idle buckets produce refresh targets that fall inside their own range, once; sparse
+    /// buckets produce targets inside their ranges.
     #[test]
     fn refresh_targets_fall_in_their_bucket() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
@@ -543,6 +557,12 @@ mod tests {
             }
         }
         assert!(table.take_refresh_targets(later, &mut rng).is_empty());
+        // Sparse-bucket targets fall in buckets holding fewer than k contacts, and only there.
+        let sparse: Vec<usize> = (0..depth - 1).filter(|i| table.buckets()[*i].contacts().len() < 8).collect();
+        assert!(!sparse.is_empty(), "the test table has a sparse bucket");
+        let targets = table.sparse_bucket_targets(&mut rng);
+        let hit: Vec<usize> = targets.iter().map(|t| own.distance(t).leading_zeros() as usize).collect();
+        assert_eq!(hit, sparse);
     }
 
     proptest! {

@@ -25,8 +25,7 @@
 //! - Requests of our own are keyed by a random 2-byte transaction ID and the answer must
 //!   come from the address we asked.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -39,7 +38,9 @@ use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
 use super::token::TokenIssuer;
-use crate::kad::{Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator};
+use crate::kad::{
+    Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator, TimerQueue,
+};
 use crate::time::Timestamp;
 
 /// Identifies one command's progress and result in [`Event`]s.
@@ -313,9 +314,9 @@ pub struct Node {
     republishing: std::collections::BTreeSet<QueryId>,
     tokens: TokenIssuer,
     requests: HashMap<u16, PendingRequest>,
-    deadlines: BinaryHeap<Reverse<(Timestamp, u16)>>,
+    deadlines: TimerQueue<u16>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
-    wakeups: BinaryHeap<Reverse<(Timestamp, QueryId)>>,
+    wakeups: TimerQueue<QueryId>,
     /// Round trips of our requests, for the lookups' stall timeout.
     rtt: RttEstimator,
     /// What stalled lookup requests turned out to be, decayed: answered late, or never. More
@@ -352,8 +353,8 @@ impl Node {
             tables,
             rng,
             requests: HashMap::new(),
-            deadlines: BinaryHeap::new(),
-            wakeups: BinaryHeap::new(),
+            deadlines: TimerQueue::default(),
+            wakeups: TimerQueue::default(),
             rtt: RttEstimator::default(),
             stalled_late: 0.0,
             stalled_dead: 0.0,
@@ -455,26 +456,11 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
-        let mut earliest = self.next_maintenance;
-        while let Some(Reverse((deadline, tx))) = self.deadlines.peek().copied() {
-            match self.requests.get(&tx) {
-                Some(r) if r.deadline == deadline => {
-                    earliest = earliest.min(deadline);
-                    break;
-                }
-                _ => {
-                    self.deadlines.pop();
-                }
-            }
-        }
-        while let Some(Reverse((at, op))) = self.wakeups.peek().copied() {
-            if self.operations.contains_key(&op) {
-                earliest = earliest.min(at);
-                break;
-            }
-            self.wakeups.pop();
-        }
-        Some(earliest)
+        let requests = &self.requests;
+        let request_due = self.deadlines.earliest(|d, tx| requests.get(tx).is_some_and(|r| r.deadline == d));
+        let operations = &self.operations;
+        let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
+        Some([request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
     fn note_stall_outcome(&mut self, answered_late: bool) {
@@ -698,11 +684,7 @@ impl Node {
 
     /// Handles expired requests and housekeeping. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some(Reverse((deadline, tx))) = self.deadlines.peek().copied() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop();
+        while let Some((deadline, tx)) = self.deadlines.pop_due(now) {
             let Some(request) = self.requests.get(&tx) else { continue };
             if request.deadline != deadline {
                 continue;
@@ -719,12 +701,8 @@ impl Node {
             }
             self.request_failed(now, request, QueryError::Timeout);
         }
-        while let Some(Reverse((at, _))) = self.wakeups.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.wakeups.pop();
-        }
+        // Due wake-ups only ask for the lookups to be stepped, which `drive` below does.
+        while self.wakeups.pop_due(now).is_some() {}
         if now >= self.next_maintenance {
             self.maintain(now);
         }
@@ -756,14 +734,12 @@ impl Node {
     /// mostly idle, and the simulator holds 100,000 of them.
     fn shrink_buffers(&mut self) {
         let requests = &self.requests;
-        self.deadlines.retain(|Reverse((d, tx))| requests.get(tx).is_some_and(|r| r.deadline == *d));
+        self.deadlines.retain(|d, tx| requests.get(tx).is_some_and(|r| r.deadline == d));
         let operations = &self.operations;
-        self.wakeups.retain(|Reverse((_, op))| operations.contains_key(op));
+        self.wakeups.retain(|_, op| operations.contains_key(op));
         if self.requests.capacity() > 2 * self.requests.len() + 8 {
             self.requests.shrink_to_fit();
         }
-        self.deadlines.shrink_to_fit();
-        self.wakeups.shrink_to_fit();
         self.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
         // An emptied BTreeMap keeps its last node allocated; a fresh one holds nothing.
@@ -784,19 +760,7 @@ impl Node {
     fn refresh_sparse_buckets(&mut self, now: Timestamp) {
         for family in self.enabled_families() {
             let table = self.tables[family.index()].as_ref().expect("enabled");
-            let k = table.config().bucket_size;
-            let depth = table.buckets().len();
-            let own = table.own_id();
-            let targets: Vec<Id> = (0..depth.saturating_sub(1))
-                .filter(|i| table.buckets()[*i].contacts().len() < k)
-                .map(|i| {
-                    let mut target = own.random_with_prefix(i, &mut self.rng);
-                    if target.bit(i) == own.bit(i) {
-                        target.0[i / 8] ^= 0x80 >> (i % 8);
-                    }
-                    target
-                })
-                .collect();
+            let targets = table.sparse_bucket_targets(&mut self.rng);
             for target in targets {
                 let query = Query::FindNode { target, want: self.want() };
                 let op = self.start_operation(now, Kind::Refresh, target, query, &[]);
@@ -1038,7 +1002,7 @@ impl Node {
         self.counters.requests_sent += 1;
         self.send(to, &message);
         self.requests.insert(tx, PendingRequest { to, sent_at: now, node_id, deadline, purpose });
-        self.deadlines.push(Reverse((deadline, tx)));
+        self.deadlines.push(deadline, tx);
         Ok(())
     }
 
@@ -1277,7 +1241,7 @@ impl Node {
             }
         }
         if !sends.is_empty() {
-            self.wakeups.push(Reverse((now + stall_timeout, op)));
+            self.wakeups.push(now + stall_timeout, op);
         }
         for (family, id, addr) in sends {
             let query = self.operations[&op].query.clone();

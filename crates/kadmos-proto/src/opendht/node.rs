@@ -61,8 +61,7 @@
 //!   queries us enters a routing table only after answering a ping of ours, since a query's
 //!   source address can be forged (OpenDHT inserts it unconfirmed).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -86,7 +85,9 @@ use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
-use crate::kad::{Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator};
+use crate::kad::{
+    Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator, TimerQueue,
+};
 pub use crate::mainline::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
@@ -339,8 +340,8 @@ pub struct Node {
     tokens: TokenIssuer,
     limiter: RateLimiter,
     requests: HashMap<u32, PendingRequest>,
-    deadlines: BinaryHeap<Reverse<(Timestamp, u32)>>,
-    wakeups: BinaryHeap<Reverse<(Timestamp, QueryId)>>,
+    deadlines: TimerQueue<u32>,
+    wakeups: TimerQueue<QueryId>,
     rtt: RttEstimator,
     /// Ordered by QueryId so that driving them is deterministic.
     operations: BTreeMap<QueryId, Operation>,
@@ -371,8 +372,8 @@ impl Node {
             tables,
             rng,
             requests: HashMap::new(),
-            deadlines: BinaryHeap::new(),
-            wakeups: BinaryHeap::new(),
+            deadlines: TimerQueue::default(),
+            wakeups: TimerQueue::default(),
             rtt: RttEstimator::default(),
             operations: BTreeMap::new(),
             kept: BTreeMap::new(),
@@ -471,25 +472,11 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
-        let mut earliest = self.next_maintenance;
-        while let Some(Reverse((deadline, tx))) = self.deadlines.peek().copied() {
-            match self.requests.get(&tx) {
-                Some(r) if r.deadline == deadline => {
-                    earliest = earliest.min(deadline);
-                    break;
-                }
-                _ => {
-                    self.deadlines.pop();
-                }
-            }
-        }
-        while let Some(Reverse((at, op))) = self.wakeups.peek().copied() {
-            if self.operations.contains_key(&op) {
-                earliest = earliest.min(at);
-                break;
-            }
-            self.wakeups.pop();
-        }
+        let requests = &self.requests;
+        let request_due = self.deadlines.earliest(|d, tx| requests.get(tx).is_some_and(|r| r.deadline == d));
+        let operations = &self.operations;
+        let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
+        let mut earliest = [request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min);
         if let Some(t) = self.storage.next_expiry() {
             earliest = earliest.min(t);
         }
@@ -769,11 +756,7 @@ impl Node {
 
     /// Handles expired requests and timers. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some(Reverse((deadline, tx))) = self.deadlines.peek().copied() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop();
+        while let Some((deadline, tx)) = self.deadlines.pop_due(now) {
             let Some(request) = self.requests.get_mut(&tx) else { continue };
             if request.deadline != deadline {
                 continue;
@@ -783,7 +766,7 @@ impl Node {
                 request.wait *= 2;
                 request.deadline = now + request.wait;
                 let (to, deadline, datagrams) = (request.to, request.deadline, request.datagrams.clone());
-                self.deadlines.push(Reverse((deadline, tx)));
+                self.deadlines.push(deadline, tx);
                 for payload in datagrams {
                     self.transmit(to, payload);
                 }
@@ -800,12 +783,8 @@ impl Node {
                 self.drive_operation(now, op);
             }
         }
-        while let Some(Reverse((at, _))) = self.wakeups.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.wakeups.pop();
-        }
+        // Due wake-ups only ask for the lookups to be stepped, which happens below.
+        while self.wakeups.pop_due(now).is_some() {}
         for (key, values) in self.storage.expire(now) {
             self.on_change(now, key, Change::Expired(values));
         }
@@ -838,14 +817,12 @@ impl Node {
 
     fn shrink_buffers(&mut self) {
         let requests = &self.requests;
-        self.deadlines.retain(|Reverse((d, tx))| requests.get(tx).is_some_and(|r| r.deadline == *d));
+        self.deadlines.retain(|d, tx| requests.get(tx).is_some_and(|r| r.deadline == d));
         let operations = &self.operations;
-        self.wakeups.retain(|Reverse((_, op))| operations.contains_key(op));
+        self.wakeups.retain(|_, op| operations.contains_key(op));
         if self.requests.capacity() > 2 * self.requests.len() + 8 {
             self.requests.shrink_to_fit();
         }
-        self.deadlines.shrink_to_fit();
-        self.wakeups.shrink_to_fit();
         self.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
     }
@@ -1328,7 +1305,7 @@ impl Node {
             }
         }
         if !sends.is_empty() {
-            self.wakeups.push(Reverse((now + stall_timeout, op)));
+            self.wakeups.push(now + stall_timeout, op);
         }
         for (family, id, addr) in sends {
             let request = self.operations[&op].request.clone();
@@ -1488,19 +1465,7 @@ impl Node {
     fn refresh_sparse_buckets(&mut self, now: Timestamp) {
         for family in self.enabled_families() {
             let table = self.tables[slot(family)].as_ref().expect("enabled");
-            let k = table.config().bucket_size;
-            let depth = table.buckets().len();
-            let own = table.own_id();
-            let targets: Vec<Id> = (0..depth.saturating_sub(1))
-                .filter(|i| table.buckets()[*i].contacts().len() < k)
-                .map(|i| {
-                    let mut target = own.random_with_prefix(i, &mut self.rng);
-                    if target.bit(i) == own.bit(i) {
-                        target.0[i / 8] ^= 0x80 >> (i % 8);
-                    }
-                    target
-                })
-                .collect();
+            let targets = table.sparse_bucket_targets(&mut self.rng);
             for target in targets {
                 let request = Request::Find { target, want: self.want() };
                 let op = self.start_operation(now, Kind::BucketRefresh, target, request, &[]);
@@ -1935,7 +1900,7 @@ impl Node {
             tid,
             PendingRequest { to, node_id, sent_at: now, deadline, attempts_left, wait, datagrams, purpose },
         );
-        self.deadlines.push(Reverse((deadline, tid)));
+        self.deadlines.push(deadline, tid);
         Ok(())
     }
 }
