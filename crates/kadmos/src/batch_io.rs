@@ -36,8 +36,10 @@ mod linux {
         hdrs: Vec<libc::mmsghdr>,
     }
 
-    // SAFETY: the raw pointers only point into the struct's own heap buffers.
+    // SAFETY: the raw pointers only point into the struct's own heap buffers; through a
+    // shared reference they are only read (`datagram`), writes need `&mut self` (`recv`).
     unsafe impl Send for RecvBatch {}
+    unsafe impl Sync for RecvBatch {}
 
     impl RecvBatch {
         pub fn new() -> Self {

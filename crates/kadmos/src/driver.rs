@@ -6,7 +6,6 @@
 //! sleeps until the next datagram, command or the node's next deadline.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::batch_io::{send_batch, RecvBatch, BATCH};
+use crate::endpoint::Endpoint;
 use crate::state::{SavedContact, SavedItem, SavedState};
 use crate::types::*;
 
@@ -63,13 +62,11 @@ enum Waiter {
 
 pub(crate) struct Driver {
     pub node: Node,
-    pub sockets: Vec<Arc<UdpSocket>>,
+    endpoint: Endpoint,
     pub commands: mpsc::Receiver<Command>,
     pub start: Instant,
     pub bootstrapped: watch::Sender<bool>,
     waiters: HashMap<QueryId, Waiter>,
-    /// The IPv4 and IPv6 sockets, looked up per datagram sent.
-    by_family: [Option<Arc<UdpSocket>>; 2],
 }
 
 /// Driver time starts here rather than at zero, so that items restored from saved state can
@@ -84,9 +81,7 @@ impl Driver {
         start: Instant,
         bootstrapped: watch::Sender<bool>,
     ) -> Self {
-        let find = |v4: bool| sockets.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4)).cloned();
-        let by_family = [find(true), find(false)];
-        Driver { node, sockets, commands, start, bootstrapped, waiters: HashMap::new(), by_family }
+        Driver { node, endpoint: Endpoint::new(sockets), commands, start, bootstrapped, waiters: HashMap::new() }
     }
 
     fn now(&self) -> Timestamp {
@@ -110,9 +105,7 @@ impl Driver {
     }
 
     pub async fn run(mut self) {
-        let mut batch = RecvBatch::new();
-        let sock0 = self.sockets.first().cloned();
-        let sock1 = self.sockets.get(1).cloned();
+        let readiness = self.endpoint.readiness();
         self.flush().await;
         loop {
             let deadline = self.node.poll_timeout().map(|t| self.instant(t));
@@ -127,8 +120,11 @@ impl Driver {
                     }
                     Some(command) => self.handle_command(command),
                 },
-                ready = readable(sock0.as_deref()) => if ready.is_ok() { self.drain(0, &mut batch) },
-                ready = readable(sock1.as_deref()) => if ready.is_ok() { self.drain(1, &mut batch) },
+                ready = readiness.wait() => if let Ok(index) = ready {
+                    let now = self.now();
+                    let node = &mut self.node;
+                    self.endpoint.drain(index, |from, datagram| node.handle_datagram(now, from, datagram));
+                },
                 () = sleep => {
                     let now = self.now();
                     self.node.handle_timeout(now);
@@ -138,50 +134,9 @@ impl Driver {
         }
     }
 
-    /// Feeds the node every datagram already queued on a socket (at most 8 batches, so that a
-    /// flood on one socket cannot starve timers and commands).
-    fn drain(&mut self, index: usize, batch: &mut RecvBatch) {
-        let now = self.now();
-        let socket = self.sockets[index].clone();
-        for _ in 0..8 {
-            let n = match batch.recv(&socket) {
-                Ok(n) => n,
-                Err(e) => {
-                    // ICMP errors (port unreachable) surface here on Linux; they are not fatal.
-                    tracing::trace!("receive error: {e}");
-                    continue;
-                }
-            };
-            for i in 0..n {
-                if let Some((from, datagram)) = batch.datagram(i) {
-                    self.node.handle_datagram(now, from, datagram);
-                }
-            }
-            if n < BATCH {
-                break;
-            }
-        }
-    }
-
     async fn flush(&mut self) {
-        let mut outgoing: [Vec<Transmit>; 2] = [Vec::new(), Vec::new()];
-        while let Some(transmit) = self.node.poll_transmit() {
-            outgoing[usize::from(transmit.to.is_ipv6())].push(transmit);
-        }
-        for (family, transmits) in outgoing.iter().enumerate() {
-            let Some(socket) = self.by_family[family].as_ref() else { continue };
-            let mut done = 0;
-            while done < transmits.len() {
-                done += send_batch(socket, &transmits[done..]).unwrap_or(0);
-                if let Some(next) = transmits.get(done) {
-                    // The socket buffer is full: wait for room, sending one datagram.
-                    if let Err(e) = socket.send_to(&next.payload, next.to).await {
-                        tracing::debug!("send to {} failed: {e}", next.to);
-                    }
-                    done += 1;
-                }
-            }
-        }
+        let transmits: Vec<Transmit> = std::iter::from_fn(|| self.node.poll_transmit()).collect();
+        self.endpoint.send(transmits).await;
         while let Some(event) = self.node.poll_event() {
             self.handle_event(event);
         }
@@ -371,7 +326,7 @@ impl Driver {
         let c = self.node.counters();
         Info {
             node_id: self.node.id(),
-            local_addrs: self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            local_addrs: self.endpoint.local_addrs(),
             external_addr: self.node.external_addr(),
             read_only: self.node.config().read_only,
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
@@ -443,13 +398,5 @@ impl Driver {
                 self.node.restore_kept(item, now + interval.saturating_sub(Duration::from_secs(saved.age_secs)));
             }
         }
-    }
-}
-
-/// Waits until an optional socket is readable; a missing socket never is.
-async fn readable(socket: Option<&UdpSocket>) -> io::Result<()> {
-    match socket {
-        Some(s) => s.readable().await,
-        None => std::future::pending().await,
     }
 }

@@ -17,7 +17,7 @@
 //! - [`builder`]: [`DhtBuilder`]: sockets, ports, node ID, saved state, bootstrap routers.
 //! - [`dht`]: the async [`Dht`] handle and the [`PeerStream`] of `get_peers`.
 //! - `driver`: the tokio task that owns the sockets and the sans-IO node.
-//! - `batch_io`: `recvmmsg`/`sendmmsg` batching of datagrams (Linux).
+//! - `endpoint`: a node's UDP sockets; `batch_io`: `recvmmsg`/`sendmmsg` batching (Linux).
 //! - [`blocking`]: the same API for code without an async runtime.
 //! - [`storage`]: BEP 44 put/get of immutable and mutable items, keep-alive.
 //! - [`state`]: [`SavedState`], what a node saves to rejoin after a restart.
@@ -31,6 +31,7 @@ pub mod blocking;
 pub mod builder;
 pub mod dht;
 mod driver;
+mod endpoint;
 pub mod error;
 pub mod opendht;
 pub mod ports;

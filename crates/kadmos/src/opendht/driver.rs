@@ -4,7 +4,6 @@
 //! next datagram, command or deadline.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +17,8 @@ use tokio::time::Instant;
 
 use super::state::OpenDhtState;
 use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
-use crate::batch_io::{send_batch, RecvBatch, BATCH};
 use crate::driver::EPOCH_OFFSET;
+use crate::endpoint::Endpoint;
 use crate::types::{NodeInfo, RemoteError};
 
 /// What a put reports back: value id, where it was stored, the errors others answered.
@@ -56,13 +55,11 @@ enum Waiter {
 
 pub(crate) struct Driver {
     node: Node,
-    sockets: Vec<Arc<UdpSocket>>,
+    endpoint: Endpoint,
     commands: mpsc::Receiver<Command>,
     start: Instant,
     bootstrapped: watch::Sender<bool>,
     waiters: HashMap<QueryId, Waiter>,
-    /// The IPv4 and IPv6 sockets, looked up per datagram sent.
-    by_family: [Option<Arc<UdpSocket>>; 2],
 }
 
 impl Driver {
@@ -73,9 +70,7 @@ impl Driver {
         start: Instant,
         bootstrapped: watch::Sender<bool>,
     ) -> Self {
-        let find = |v4: bool| sockets.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4)).cloned();
-        let by_family = [find(true), find(false)];
-        Driver { node, sockets, commands, start, bootstrapped, waiters: HashMap::new(), by_family }
+        Driver { node, endpoint: Endpoint::new(sockets), commands, start, bootstrapped, waiters: HashMap::new() }
     }
 
     fn now(&self) -> Timestamp {
@@ -99,9 +94,7 @@ impl Driver {
     }
 
     pub async fn run(mut self) {
-        let mut batch = RecvBatch::new();
-        let sock0 = self.sockets.first().cloned();
-        let sock1 = self.sockets.get(1).cloned();
+        let readiness = self.endpoint.readiness();
         self.flush().await;
         loop {
             let deadline = self.node.poll_timeout().map(|t| self.instant(t));
@@ -116,8 +109,11 @@ impl Driver {
                     }
                     Some(command) => self.handle_command(command),
                 },
-                ready = readable(sock0.as_deref()) => if ready.is_ok() { self.drain(0, &mut batch) },
-                ready = readable(sock1.as_deref()) => if ready.is_ok() { self.drain(1, &mut batch) },
+                ready = readiness.wait() => if let Ok(index) = ready {
+                    let now = self.now();
+                    let node = &mut self.node;
+                    self.endpoint.drain(index, |from, datagram| node.handle_datagram(now, from, datagram));
+                },
                 () = sleep => {
                     let now = self.now();
                     self.node.handle_timeout(now);
@@ -128,50 +124,9 @@ impl Driver {
         }
     }
 
-    /// Feeds the node every datagram already queued on a socket (at most 8 batches, so that a
-    /// flood on one socket cannot starve timers and commands).
-    fn drain(&mut self, index: usize, batch: &mut RecvBatch) {
-        let now = self.now();
-        let socket = self.sockets[index].clone();
-        for _ in 0..8 {
-            let n = match batch.recv(&socket) {
-                Ok(n) => n,
-                Err(e) => {
-                    // ICMP errors (port unreachable) surface here on Linux; they are not fatal.
-                    tracing::trace!("receive error: {e}");
-                    continue;
-                }
-            };
-            for i in 0..n {
-                if let Some((from, datagram)) = batch.datagram(i) {
-                    self.node.handle_datagram(now, from, datagram);
-                }
-            }
-            if n < BATCH {
-                break;
-            }
-        }
-    }
-
     async fn flush(&mut self) {
-        let mut outgoing: [Vec<Transmit>; 2] = [Vec::new(), Vec::new()];
-        while let Some(transmit) = self.node.poll_transmit() {
-            outgoing[usize::from(transmit.to.is_ipv6())].push(transmit);
-        }
-        for (family, transmits) in outgoing.iter().enumerate() {
-            let Some(socket) = self.by_family[family].as_ref() else { continue };
-            let mut done = 0;
-            while done < transmits.len() {
-                done += send_batch(socket, &transmits[done..]).unwrap_or(0);
-                if let Some(next) = transmits.get(done) {
-                    // The socket buffer is full: wait for room, sending one datagram.
-                    if let Err(e) = socket.send_to(&next.payload, next.to).await {
-                        tracing::debug!("send to {} failed: {e}", next.to);
-                    }
-                    done += 1;
-                }
-            }
-        }
+        let transmits: Vec<Transmit> = std::iter::from_fn(|| self.node.poll_transmit()).collect();
+        self.endpoint.send(transmits).await;
         self.deliver_events();
     }
 
@@ -312,7 +267,7 @@ impl Driver {
         let storage = self.node.storage();
         OpenDhtInfo {
             node_id: self.node.id(),
-            local_addrs: self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect(),
+            local_addrs: self.endpoint.local_addrs(),
             client: self.node.config().is_client,
             network_id: self.node.config().network,
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
@@ -348,13 +303,5 @@ impl Driver {
 
     fn saved_state(&self) -> OpenDhtState {
         OpenDhtState::new(self.node.id(), self.node.contacts())
-    }
-}
-
-/// Waits until an optional socket is readable; a missing socket never is.
-async fn readable(socket: Option<&UdpSocket>) -> io::Result<()> {
-    match socket {
-        Some(s) => s.readable().await,
-        None => std::future::pending().await,
     }
 }
