@@ -8,6 +8,7 @@
 mod node;
 mod oneshot;
 mod opendht;
+mod opendht_keys;
 mod output;
 mod storage;
 mod testnet;
@@ -153,15 +154,23 @@ enum Command {
         net: NetworkArgs,
     },
     /// Generate an ed25519 key for mutable items (file mode 0600); prints the public key.
+    /// With --network opendht: an RSA owner key (to sign values and receive encrypted ones),
+    /// its public key in FILE.pub; prints the key id.
     Keygen {
-        /// Key file. Default: ed25519.key in the data directory.
+        /// Key file. Default: ed25519.key in the data directory (OpenDHT: opendht.key).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
         /// Replace an existing key file.
         #[arg(long)]
         force: bool,
+        /// OpenDHT: RSA key size in bits (default 4096, as OpenDHT).
+        #[arg(long)]
+        bits: Option<usize>,
         #[arg(long)]
         json: bool,
+        /// Which DHT.
+        #[arg(long, value_enum, default_value_t)]
+        network: Network,
     },
     /// Store a value: immutable (prints its target), or mutable with --key. With
     /// --network opendht: `put KEY VALUE` stores VALUE under KEY (text, hashed like OpenDHT's
@@ -193,6 +202,18 @@ enum Command {
         /// lifetime the command keeps running and refreshes it until then.
         #[arg(long, value_name = "SECS")]
         ttl: Option<u64>,
+        /// OpenDHT: sign the value with this owner key (from `kadmos keygen --network
+        /// opendht`); only that key can replace it. With --value-id: replace that value
+        /// (the next seq is found on the network).
+        #[arg(long, value_name = "KEYFILE")]
+        sign: Option<PathBuf>,
+        /// OpenDHT: encrypt the value to this recipient's public key (PEM or DER, or their key
+        /// file); needs --sign, whose key signs inside the encryption.
+        #[arg(long, value_name = "PUBKEY", requires = "sign")]
+        encrypt_to: Option<PathBuf>,
+        /// OpenDHT: the value's id (hex). Default: a random one.
+        #[arg(long, value_name = "HEX", value_parser = parse_value_id)]
+        value_id: Option<u64>,
         /// Which DHT.
         #[arg(long, value_enum, default_value_t)]
         network: Network,
@@ -208,6 +229,9 @@ enum Command {
         public_key: Option<String>,
         #[arg(long, requires = "public_key")]
         salt: Option<String>,
+        /// OpenDHT: decrypt the values encrypted to this owner key.
+        #[arg(long, value_name = "KEYFILE")]
+        decrypt_with: Option<PathBuf>,
         /// Which DHT.
         #[arg(long, value_enum, default_value_t)]
         network: Network,
@@ -219,6 +243,9 @@ enum Command {
     Listen {
         /// Text (hashed like OpenDHT's InfoHash::get) or 40 hex digits.
         key: String,
+        /// Decrypt the values encrypted to this owner key.
+        #[arg(long, value_name = "KEYFILE")]
+        decrypt_with: Option<PathBuf>,
         /// Which DHT.
         #[arg(long, value_enum, default_value_t)]
         network: Network,
@@ -231,6 +258,12 @@ enum Command {
         #[command(flatten)]
         net: NetworkArgs,
     },
+}
+
+/// A value id as OpenDHT prints it: hexadecimal, optionally with `0x`.
+fn parse_value_id(text: &str) -> Result<u64, String> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    u64::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not a value id (up to 16 hex digits)"))
 }
 
 fn init_logging(default: &str) {
@@ -255,9 +288,19 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // One line: clap's message with what it lists below it (e.g. the missing
+            // arguments), without its usage and help hints.
             let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
-            eprintln!("error: {first} (see kadmos --help)");
+            let message: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            let message = message.join(" ");
+            let message = message.trim_start_matches("error: ");
+            let message = if message.is_empty() { "invalid arguments" } else { message };
+            eprintln!("error: {message} (see kadmos --help)");
             return ExitCode::from(2);
         }
     };
@@ -304,18 +347,27 @@ fn main() -> ExitCode {
                 init_logging("warn");
                 oneshot::find_node(id, net).await
             }
-            Command::Keygen { out, force, json } => {
+            Command::Keygen { out, force, bits, json, network } => {
                 init_logging("warn");
-                storage::keygen(out, force, json)
+                match network {
+                    Network::Mainline if bits.is_some() => Err("--bits is an OpenDHT option (ed25519 keys have one size)".into()),
+                    Network::Mainline => storage::keygen(out, force, json),
+                    Network::Opendht => {
+                        let bits = bits.unwrap_or(kadmos::opendht::crypto::DEFAULT_KEY_BITS);
+                        opendht_keys::keygen(out, force, bits, json)
+                    }
+                }
             }
-            Command::Put { first, second, key, salt, seq, cas, value_type, ttl, network, net } => {
+            Command::Put { first, second, key, salt, seq, cas, value_type, ttl, sign, encrypt_to, value_id, network, net } => {
+                let opendht_only = ttl.is_some() || value_type != 0 || sign.is_some() || value_id.is_some();
                 init_logging("warn");
                 match (network, second) {
                     (Network::Mainline, Some(_)) => {
                         Err("put takes one VALUE (for put KEY VALUE, add --network opendht)".into())
                     }
-                    (Network::Mainline, None) if value_type != 0 || ttl.is_some() => {
-                        Err("--type and --ttl are OpenDHT options (add --network opendht)".into())
+                    (Network::Mainline, None) if opendht_only => {
+                        Err("--type, --ttl, --sign, --encrypt-to and --value-id are OpenDHT options (add --network opendht)"
+                            .into())
                     }
                     (Network::Mainline, None) => {
                         storage::put(storage::PutArgs { value: first, key, salt, seq, cas }, net).await
@@ -327,27 +379,31 @@ fn main() -> ExitCode {
                         Err("--key, --salt, --seq and --cas are Mainline (BEP 44) options".into())
                     }
                     (Network::Opendht, Some(value)) => {
-                        opendht::put(opendht::PutArgs { key: first, value, value_type, ttl }, net).await
+                        let args = opendht::PutArgs { key: first, value, value_type, ttl, value_id, sign, encrypt_to };
+                        opendht::put(args, net).await
                     }
                 }
             }
-            Command::Get { target, public_key, salt, network, net } => {
+            Command::Get { target, public_key, salt, decrypt_with, network, net } => {
                 init_logging("warn");
                 match network {
+                    Network::Mainline if decrypt_with.is_some() => {
+                        Err("--decrypt-with is an OpenDHT option (add --network opendht)".into())
+                    }
                     Network::Mainline => match target.map(|t| t.parse::<kadmos::Id>()).transpose() {
                         Ok(target) => storage::get(target, public_key, salt, net).await,
                         Err(e) => Err(e.to_string()),
                     },
                     Network::Opendht => match (target, public_key) {
-                        (Some(key), None) => opendht::get(key, net).await,
+                        (Some(key), None) => opendht::get(key, decrypt_with, net).await,
                         _ => Err("get --network opendht takes a KEY (and no --public-key)".into()),
                     },
                 }
             }
-            Command::Listen { key, network, net } => {
+            Command::Listen { key, decrypt_with, network, net } => {
                 init_logging("warn");
                 match network {
-                    Network::Opendht => opendht::listen(key, net).await,
+                    Network::Opendht => opendht::listen(key, decrypt_with, net).await,
                     Network::Mainline => Err("listen is an OpenDHT command: add --network opendht".into()),
                 }
             }

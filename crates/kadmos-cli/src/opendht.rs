@@ -4,16 +4,27 @@
 //! Keys are given as text and hashed like OpenDHT's `InfoHash::get` (SHA-1 of the text), or as
 //! 40 hex digits taken as is. `--json` prints one object per line: `listening`, `stats`,
 //! `stopped` (node), `testnet`, `put`, `listen` (the listen started), and `value` (get and listen) with these fields:
-//! `key`, `id` (hex), `value_type`, `user_type`, `data` (the text, or null if not UTF-8),
-//! `data_hex`, `seq`, `owner` (the signer's key id, or null), `signed`, `encrypted`, `expired`.
+//! `key`, `id` (hex), `value_type`, `user_type`, `data` (the text, or null if not UTF-8 or
+//! still encrypted), `data_hex`, `seq`, `owner` (the signer's key id, or null), `signed`,
+//! `verified` (whether the signature checks out; null if unsigned), `encrypted`, `decrypted`
+//! (whether `--decrypt-with` opened it), `expired`.
+//!
+//! `put --sign KEYFILE` signs the value (an edit of `--value-id` gets the next `seq`),
+//! `--encrypt-to PUBKEY` encrypts it to a recipient (signed by `--sign`'s key inside), and
+//! `get`/`listen --decrypt-with KEYFILE` open the values encrypted to that key. Key files come
+//! from `kadmos keygen --network opendht` (see `opendht_keys`).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kadmos::opendht::{key_from_str, OpenDht, OpenDhtBuilder, OpenDhtState, PutOptions, Testnet, Value, ValueType};
+use kadmos::opendht::{
+    crypto, key_from_str, OpenDht, OpenDhtBuilder, OpenDhtState, OwnerKey, PutOptions, Testnet, Value, ValueId,
+    ValueType,
+};
 use kadmos::{Id, NodeId, PortSpec};
 use serde_json::json;
 
+use crate::opendht_keys::{load_owner_key, load_public_key};
 use crate::output::emit;
 use crate::testnet::wait_for_signal;
 use crate::NetworkArgs;
@@ -48,39 +59,80 @@ async fn join(net: &NetworkArgs) -> Result<OpenDht, String> {
     Ok(dht)
 }
 
-/// A value as a JSON object with stable field names (see the module documentation).
-fn value_json(key: &Id, value: &Value, expired: bool) -> serde_json::Value {
-    json!({
-        "key": key.to_string(),
-        "id": format!("{:x}", value.id),
-        "value_type": value.value_type,
-        "user_type": value.user_type,
-        "data": std::str::from_utf8(&value.data).ok(),
-        "data_hex": hex::encode(&value.data),
-        "seq": value.seq,
-        "owner": value.owner_id().map(|o| o.to_string()),
-        "signed": value.is_signed(),
-        "encrypted": value.is_encrypted(),
-        "expired": expired,
-    })
+/// A value as received, and what this command could check of it.
+struct Received {
+    /// The value, decrypted if `--decrypt-with` opened it.
+    value: Value,
+    encrypted: bool,
+    decrypted: bool,
+    /// Whether the signature checks out (`None`: unsigned, or encrypted and not opened).
+    verified: Option<bool>,
 }
 
-/// A value for people: its text (or `hex:` and its bytes) and what identifies it.
-fn value_text(value: &Value) -> String {
-    let data = match std::str::from_utf8(&value.data) {
-        Ok(text) => text.to_string(),
-        Err(_) => format!("hex:{}", hex::encode(&value.data)),
-    };
-    let mut about = format!("id {:x}, type {}", value.id, value.value_type);
-    if !value.user_type.is_empty() {
-        about.push_str(&format!(", user type {}", value.user_type));
+impl Received {
+    /// Checks `value`'s signature, or decrypts it with `key` when it is encrypted to it (which
+    /// also checks the sender's signature inside).
+    fn check(value: Value, key: Option<&OwnerKey>) -> Received {
+        if value.is_encrypted() {
+            return match key.map(|k| crypto::decrypt_value(k, &value)) {
+                Some(Ok(open)) => Received { value: open, encrypted: true, decrypted: true, verified: Some(true) },
+                _ => Received { value, encrypted: true, decrypted: false, verified: None },
+            };
+        }
+        let verified = value.is_signed().then(|| crypto::verify_value(&value).is_ok());
+        Received { value, encrypted: false, decrypted: false, verified }
     }
-    if value.is_encrypted() {
-        about.push_str(", encrypted");
-    } else if value.is_signed() {
-        about.push_str(", signed");
+
+    /// The data as shown: `None` while it is still encrypted.
+    fn data(&self) -> Option<&[u8]> {
+        (!self.encrypted || self.decrypted).then_some(&self.value.data[..])
     }
-    format!("{data}\t({about})")
+
+    /// As a JSON object with stable field names (see the module documentation).
+    fn json(&self, key: &Id, expired: bool) -> serde_json::Value {
+        let value = &self.value;
+        json!({
+            "key": key.to_string(),
+            "id": format!("{:x}", value.id),
+            "value_type": value.value_type,
+            "user_type": value.user_type,
+            "data": self.data().and_then(|d| std::str::from_utf8(d).ok()),
+            "data_hex": self.data().map(hex::encode),
+            "seq": value.seq,
+            "owner": value.owner_id().map(|o| o.to_string()),
+            "signed": value.is_signed(),
+            "verified": self.verified,
+            "encrypted": self.encrypted,
+            "decrypted": self.decrypted,
+            "expired": expired,
+        })
+    }
+
+    /// For people: the text (or `hex:` and the bytes) and what identifies the value.
+    fn text(&self) -> String {
+        let value = &self.value;
+        let data = match self.data() {
+            None => "(encrypted)".to_string(),
+            Some(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => text.to_string(),
+                Err(_) => format!("hex:{}", hex::encode(bytes)),
+            },
+        };
+        let mut about = format!("id {:x}, type {}", value.id, value.value_type);
+        if !value.user_type.is_empty() {
+            about.push_str(&format!(", user type {}", value.user_type));
+        }
+        match (self.encrypted, self.decrypted) {
+            (true, true) => about.push_str(", decrypted"),
+            (true, false) => about.push_str(", encrypted to another key"),
+            _ => {}
+        }
+        if let Some(owner) = value.owner_id() {
+            let check = if self.verified == Some(true) { "" } else { " — BAD SIGNATURE" };
+            about.push_str(&format!(", signed by {owner}, seq {}{check}", value.seq));
+        }
+        format!("{data}\t({about})")
+    }
 }
 
 /// `kadmos node --network opendht`: port 4222 unless `--port`, state in `state-opendht.json`.
@@ -176,6 +228,12 @@ pub struct PutArgs {
     pub value: String,
     pub value_type: u16,
     pub ttl: Option<u64>,
+    /// The value's id (an edit of a signed value); default random.
+    pub value_id: Option<ValueId>,
+    /// Owner key file to sign with (and to sign inside an encryption).
+    pub sign: Option<PathBuf>,
+    /// Public key file of the recipient to encrypt to.
+    pub encrypt_to: Option<PathBuf>,
 }
 
 /// `kadmos put --network opendht KEY VALUE [--type N] [--ttl SECS]`. Storing nodes keep a value
@@ -185,9 +243,24 @@ pub async fn put(args: PutArgs, net: NetworkArgs) -> Result<(), String> {
     let key = key_from_str(&args.key);
     let lifetime = ValueType::expiration_of(args.value_type);
     let keep_for = args.ttl.map(Duration::from_secs).filter(|ttl| *ttl > lifetime);
-    let options = PutOptions::default().value_type(args.value_type).permanent(keep_for.is_some());
+    let mut options = PutOptions::default().value_type(args.value_type).permanent(keep_for.is_some());
+    if let Some(id) = args.value_id {
+        options = options.id(id);
+    }
+    if args.encrypt_to.is_some() && args.sign.is_none() {
+        return Err("--encrypt-to needs --sign KEYFILE (the sender signs inside the encryption)".into());
+    }
+    // Keys are read before joining so that a bad key file fails at once.
+    let owner = args.sign.as_deref().map(load_owner_key).transpose()?;
+    let recipient = args.encrypt_to.as_deref().map(load_public_key).transpose()?;
     let dht = join(&net).await?;
-    let report = dht.put(key, args.value.as_bytes(), options).await.map_err(|e| e.to_string())?;
+    let data = args.value.as_bytes();
+    let report = match (&owner, &recipient) {
+        (Some(owner), Some(recipient)) => dht.put_encrypted(key, data, options, owner, recipient).await,
+        (Some(owner), None) => dht.put_signed(key, data, options, owner).await,
+        (None, _) => dht.put(key, data, options).await,
+    }
+    .map_err(|e| e.to_string())?;
     let keep_secs = keep_for.map_or(0, |d| d.as_secs());
     emit(
         net.json,
@@ -200,6 +273,8 @@ pub async fn put(args: PutArgs, net: NetworkArgs) -> Result<(), String> {
             "keep_alive_secs": keep_secs,
             "stored_at": report.stored_at,
             "errors": report.errors,
+            "owner": owner.as_ref().map(|k| k.id().to_string()),
+            "recipient": recipient.as_ref().map(|k| k.id().to_string()),
         }),
         || {
             let kept = if keep_secs > 0 { format!(", kept alive for {keep_secs} s") } else { String::new() };
@@ -223,14 +298,16 @@ pub async fn put(args: PutArgs, net: NetworkArgs) -> Result<(), String> {
 }
 
 /// `kadmos get --network opendht KEY`: every value found, as found; an error if there is none.
-pub async fn get(key: String, net: NetworkArgs) -> Result<(), String> {
+pub async fn get(key: String, decrypt_with: Option<PathBuf>, net: NetworkArgs) -> Result<(), String> {
     let key = key_from_str(&key);
+    let decrypt_with = decrypt_with.as_deref().map(load_owner_key).transpose()?;
     let dht = join(&net).await?;
     let mut values = dht.get(key).await.map_err(|e| e.to_string())?;
     let mut found = 0;
     while let Some(value) = values.next().await {
         found += 1;
-        emit(net.json, "value", &value_json(&key, &value, false), || value_text(&value));
+        let value = Received::check(value, decrypt_with.as_ref());
+        emit(net.json, "value", &value.json(&key, false), || value.text());
     }
     let _ = dht.shutdown().await;
     if found == 0 {
@@ -241,8 +318,9 @@ pub async fn get(key: String, net: NetworkArgs) -> Result<(), String> {
 
 /// `kadmos listen --network opendht KEY`: the values stored at the key, then every new value
 /// and every expiry, until interrupted.
-pub async fn listen(key: String, net: NetworkArgs) -> Result<(), String> {
+pub async fn listen(key: String, decrypt_with: Option<PathBuf>, net: NetworkArgs) -> Result<(), String> {
     let key = key_from_str(&key);
+    let decrypt_with = decrypt_with.as_deref().map(load_owner_key).transpose()?;
     let dht = join(&net).await?;
     let mut changes = dht.listen(key).await.map_err(|e| e.to_string())?;
     emit(net.json, "listen", &json!({ "key": key.to_string() }), || format!("listening to {key} (Ctrl-C to stop)"));
@@ -252,11 +330,14 @@ pub async fn listen(key: String, net: NetworkArgs) -> Result<(), String> {
         tokio::select! {
             () = &mut signal => break,
             change = changes.next() => match change {
-                Some(change) => emit(net.json, "value", &value_json(&key, &change.value, change.expired), || {
-                    let sign = if change.expired { "-" } else { "+" };
-                    let note = if change.expired { " expired" } else { "" };
-                    format!("{sign} {}{note}", value_text(&change.value))
-                }),
+                Some(change) => {
+                    let value = Received::check(change.value, decrypt_with.as_ref());
+                    emit(net.json, "value", &value.json(&key, change.expired), || {
+                        let sign = if change.expired { "-" } else { "+" };
+                        let note = if change.expired { " expired" } else { "" };
+                        format!("{sign} {}{note}", value.text())
+                    })
+                }
                 None => break,
             },
         }

@@ -42,7 +42,7 @@ pub fn keygen(out: Option<PathBuf>, force: bool, json: bool) -> Result<(), Strin
 }
 
 /// Writes a file readable by its owner only (mode 0600 from creation, never wider).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

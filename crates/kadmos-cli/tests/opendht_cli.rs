@@ -190,3 +190,112 @@ fn opendht_commands_against_a_testnet() {
     }
     drop(testnet);
 }
+
+/// A `kadmos keygen --network opendht` key pair, read back from its `--json` line.
+fn keygen(name: &str, data: &std::path::Path) -> (std::path::PathBuf, String) {
+    let file = data.join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_kadmos"))
+        .args(["keygen", "--network", "opendht", "--bits", "2048", "--json", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = &json_lines(&out)[0];
+    assert_eq!(line["public_file"].as_str().map(std::path::PathBuf::from), Some(data.join(format!("{name}.pub"))));
+    (file, line["key_id"].as_str().unwrap().to_string())
+}
+
+/// Signed and encrypted values through the CLI: `keygen --network opendht` writes a private key
+/// only its owner can read and a public key beside it; `put --sign` stores a value that `get`
+/// shows as signed by that key id and verified; a second `put --sign --value-id` replaces it
+/// with the next seq, while the same id signed by another key is refused and changes nothing;
+/// `put --encrypt-to` stores a value that a `listen --decrypt-with` of the recipient opens
+/// (learning the sender) and that stays sealed to everyone else; key mistakes fail clearly.
+#[test]
+fn signed_and_encrypted_values_from_the_command_line() {
+    let data = TempDir(std::env::temp_dir().join(format!("kadmos-opendht-cli-crypto-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&data.0);
+    std::fs::create_dir_all(&data.0).unwrap();
+    let (alice, alice_id) = keygen("alice.key", &data.0);
+    let (bob, bob_id) = keygen("bob.key", &data.0);
+    assert_ne!(alice_id, bob_id);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&alice).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let (alice, bob) = (alice.to_str().unwrap().to_string(), bob.to_str().unwrap().to_string());
+    let bob_pub = format!("{bob}.pub");
+
+    let testnet = Process::start(&["testnet", "--network", "opendht", "--nodes", "6", "--json"], &data.0);
+    let bootstrap = testnet.next_json(Duration::from_secs(30))["bootstrap"].as_str().unwrap().to_string();
+    let listen = Process::start(
+        &[
+            "listen",
+            "inbox",
+            "--decrypt-with",
+            &bob,
+            "--network",
+            "opendht",
+            "--bootstrap",
+            &bootstrap,
+            "--bind",
+            "127.0.0.1",
+            "--json",
+        ],
+        &data.0,
+    );
+    assert_eq!(listen.next_json(Duration::from_secs(30))["type"], "listen");
+
+    // A signed value, then its edit.
+    let out = kadmos(&["put", "board", "v1", "--sign", &alice, "--value-id", "2a"], &bootstrap, &data.0);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let put = &json_lines(&out)[0];
+    assert_eq!((put["value_id"].as_str(), put["owner"].as_str()), (Some("2a"), Some(alice_id.as_str())));
+    let out = kadmos(&["put", "board", "v2", "--sign", &alice, "--value-id", "2a"], &bootstrap, &data.0);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kadmos(&["put", "board", "forged", "--sign", &bob, "--value-id", "2a"], &bootstrap, &data.0);
+    assert_eq!(out.status.code(), Some(1), "another owner cannot replace the value");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&alice_id) && stderr.contains("only its owner"), "{stderr}");
+    let out = kadmos(&["get", "board"], &bootstrap, &data.0);
+    let values = json_lines(&out);
+    assert_eq!(values.len(), 1, "{values:?}");
+    let board = &values[0];
+    assert_eq!((board["data"].as_str(), board["seq"].as_u64()), (Some("v2"), Some(1)));
+    assert_eq!((board["owner"].as_str(), board["signed"].as_bool()), (Some(alice_id.as_str()), Some(true)));
+    assert_eq!((board["verified"].as_bool(), board["encrypted"].as_bool()), (Some(true), Some(false)));
+
+    // An encrypted value: the recipient's listen opens it; others see only that it is sealed.
+    let out =
+        kadmos(&["put", "inbox", "for bob only", "--sign", &alice, "--encrypt-to", &bob_pub], &bootstrap, &data.0);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_lines(&out)[0]["recipient"].as_str(), Some(bob_id.as_str()));
+    let heard = listen.next_json(Duration::from_secs(10));
+    assert_eq!((heard["data"].as_str(), heard["decrypted"].as_bool()), (Some("for bob only"), Some(true)));
+    assert_eq!((heard["owner"].as_str(), heard["verified"].as_bool()), (Some(alice_id.as_str()), Some(true)));
+    for args in [vec!["get", "inbox"], vec!["get", "inbox", "--decrypt-with", &alice]] {
+        let out = kadmos(&args, &bootstrap, &data.0);
+        let sealed = &json_lines(&out)[0];
+        assert_eq!(
+            (sealed["encrypted"].as_bool(), sealed["decrypted"].as_bool()),
+            (Some(true), Some(false)),
+            "{args:?}"
+        );
+        assert!(sealed["data"].is_null() && sealed["owner"].is_null(), "{sealed}");
+    }
+
+    // Mistakes: no sender key, a missing key file, a public key given to sign with.
+    let out = kadmos(&["put", "inbox", "x", "--encrypt-to", &bob_pub], &bootstrap, &data.0);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sign"));
+    let missing = data.0.join("missing.key");
+    let out = kadmos(&["put", "board", "x", "--sign", missing.to_str().unwrap()], &bootstrap, &data.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.key"));
+    let out = kadmos(&["put", "board", "x", "--sign", &bob_pub], &bootstrap, &data.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("private key"), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(listen);
+    drop(testnet);
+}

@@ -32,6 +32,14 @@ pub enum Error {
     PutRefused { code: i64, message: String },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// An OpenDHT value with this id is already on the network and this put could not
+    /// replace it (another owner's, unsigned, or at the last `seq`).
+    #[error("cannot replace value {value_id:x}: {reason}")]
+    CannotReplace { value_id: u64, reason: String },
+    /// An OpenDHT key, signature or cypher was refused (bad key file, value too large to sign
+    /// or encrypt, a value encrypted to someone else).
+    #[error("{0}")]
+    Crypto(#[from] kadmos_proto::opendht::crypto::CryptoError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

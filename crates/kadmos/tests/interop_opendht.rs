@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use kadmos::opendht::{OpenDht, PutOptions, Testnet, Value, ValueType};
 use kadmos::Id;
-use kadmos_proto::opendht::crypto::{decrypt_value, encrypt_value, sign_value, verify_value, OwnerKey, PublicKey};
+use kadmos_proto::opendht::crypto::{decrypt_value, sign_value, verify_value, OwnerKey, PublicKey};
 use serde_json::{json, Value as Json};
 use support::{bounded, drivers_installed, Driver, Impl};
 
@@ -354,8 +354,9 @@ async fn listeners_hear_a_type5_value_expire() {
 
 /// A value signed by an OpenDHT node (`putSigned`) comes to kadmos with its owner key and a
 /// signature that `verify_value` accepts (owner id = the node's key id); a value signed by
-/// kadmos (`sign_value`) passes OpenDHT's secure layer (its `get` drops bad signatures) and
-/// OpenDHT reports kadmos's key as the owner.
+/// kadmos (`put_signed`) passes OpenDHT's secure layer (its `get` drops bad signatures) and
+/// OpenDHT reports kadmos's key as the owner; a `put_signed` edit replaces it on OpenDHT nodes
+/// with the next seq, and an edit of a value OpenDHT's key owns is refused with `CannotReplace`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_values_verify_on_the_other_side() {
     if !driver_installed() {
@@ -386,23 +387,45 @@ async fn signed_values_verify_on_the_other_side() {
         }
 
         let key = Id::of_str("interop: signed by kadmos");
-        let mut value = PutOptions::default().id(0x62).value("signed by kadmos");
-        sign_value(&ours, &mut value).unwrap();
-        bounded("kadmos put", 20, m.kadmos(1).put_value(key, value, false)).await.unwrap();
+        let options = PutOptions::default().id(0x62);
+        bounded("kadmos put", 20, m.kadmos(1).put_signed(key, "signed by kadmos", options.clone(), &ours))
+            .await
+            .unwrap();
         for o in &mut m.odht {
             let values = o.get(key).await;
             assert_eq!(values.len(), 1, "OpenDHT got {values:?}");
             assert_eq!(data_of(&values[0]), b"signed by kadmos");
             assert_eq!(values[0]["owner_id"], json!(ours.id().to_string()), "OpenDHT's view of the owner");
         }
+        // An edit from another kadmos node holding the key: it finds seq 0 on the network and
+        // puts seq 1, which OpenDHT's edit policy accepts in place of the first.
+        bounded("kadmos edit", 20, m.kadmos(2).put_signed(key, "edited by kadmos", options.clone(), &ours))
+            .await
+            .unwrap();
+        for o in &mut m.odht {
+            let values = o.get(key).await;
+            assert_eq!(values.len(), 1, "OpenDHT got {values:?}");
+            // (OpenDHT's Python binding does not show seq; the new data shows the edit landed.)
+            assert_eq!(data_of(&values[0]), b"edited by kadmos");
+        }
+        let edited = kadmos_get(m.kadmos(0), key).await;
+        assert_eq!(
+            edited.iter().map(|v| (v.seq, v.data.as_slice())).collect::<Vec<_>>(),
+            [(1, &b"edited by kadmos"[..])]
+        );
+        // OpenDHT's value of id 0x61 is not kadmos's to edit: refused before anything is sent.
+        let theirs = Id::of_str("interop: signed by opendht");
+        let refused = m.kadmos(0).put_signed(theirs, "hijack", PutOptions::default().id(0x61), &ours).await;
+        assert!(matches!(refused, Err(kadmos::Error::CannotReplace { value_id: 0x61, .. })), "{refused:?}");
     })
     .await;
 }
 
 /// A value an OpenDHT node encrypts (`putEncrypted`) to kadmos's key, learnt from a value kadmos
 /// signed, decrypts in kadmos (`decrypt_value`): same data, addressed to kadmos, signed by the
-/// node. A value kadmos encrypts (`encrypt_value`) to an OpenDHT node's key, learnt from a value
-/// the node signed, is decrypted by that node's `get`, which names kadmos as its owner.
+/// node. A value kadmos encrypts to an OpenDHT node's key, learnt from a value
+/// the node signed (`put_encrypted`), is decrypted by that node's `get`, which names kadmos as
+/// its owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn encrypted_values_decrypt_on_the_other_side() {
     if !driver_installed() {
@@ -449,9 +472,8 @@ async fn encrypted_values_decrypt_on_the_other_side() {
         assert_eq!(theirs.id(), m.odht[2].key_id);
         let key = Id::of_str("interop: encrypted to opendht");
         let secret = b"for opendht only".to_vec();
-        let plain = PutOptions::default().id(0x74).value(secret.clone());
-        let sealed = encrypt_value(&ours, &plain, &theirs, &mut rand::thread_rng()).unwrap();
-        bounded("kadmos put", 20, m.kadmos(1).put_value(key, sealed, false)).await.unwrap();
+        let sealed = m.kadmos(1).put_encrypted(key, secret.clone(), PutOptions::default().id(0x74), &ours, &theirs);
+        bounded("kadmos put", 20, sealed).await.unwrap();
         let values = m.odht[2].get(key).await;
         assert_eq!(values.len(), 1, "the recipient OpenDHT node got {values:?}");
         assert_eq!(data_of(&values[0]), secret, "the recipient's decrypted data");

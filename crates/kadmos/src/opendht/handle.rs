@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use kadmos_proto::opendht::crypto::{self, OwnerKey, PublicKey};
 use kadmos_proto::opendht::{QueryError as OpenDhtQueryError, QueryId, Value, ValueId};
 use kadmos_proto::{Id, NodeId};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -123,6 +124,65 @@ impl OpenDht {
             self.cancel_put(key, value_id).await?;
         }
         Err(error)
+    }
+
+    /// Puts `data` signed by `owner`, as OpenDHT's `putSigned` does: only `owner` can then
+    /// replace it, and only with a higher `seq`. With an [`PutOptions::id`] this first gets
+    /// the network's values of that id and owner and puts the next `seq` (an edit); without
+    /// one, the value gets a random id and `seq` 0.
+    pub async fn put_signed(
+        &self,
+        key: Id,
+        data: impl Into<Vec<u8>>,
+        options: PutOptions,
+        owner: &OwnerKey,
+    ) -> Result<PutReport> {
+        let mut value = options.value(data);
+        if let Some(id) = options.id {
+            value.seq = self.next_seq(key, id, owner).await?;
+        }
+        crypto::sign_value(owner, &mut value)?;
+        self.put_value(key, value, options.permanent).await
+    }
+
+    /// The `seq` that edits value `id` of `owner` at `key`: one more than the highest found
+    /// (0 if none is found). Storing nodes acknowledge an edit they decline (OpenDHT does the
+    /// same), so the cases they would decline are refused here, where the user can hear it.
+    async fn next_seq(&self, key: Id, id: ValueId, owner: &OwnerKey) -> Result<u16> {
+        let found = self.get_filtered(key, Filter::default().id(id)).await?.collect_values().await;
+        let refuse = |reason: String| Err(Error::CannotReplace { value_id: id, reason });
+        if let Some(other) = found.iter().find(|v| v.owner_id() != Some(owner.id())) {
+            return match other.owner_id() {
+                Some(them) => refuse(format!("it is signed by {them}; only its owner can replace it")),
+                None if other.is_encrypted() => refuse("an encrypted value holds this id".into()),
+                None => refuse("an unsigned value holds this id".into()),
+            };
+        }
+        match found.iter().map(|v| v.seq).max() {
+            None => Ok(0),
+            Some(u16::MAX) => refuse(format!("it already has the highest sequence number ({})", u16::MAX)),
+            Some(seq) => Ok(seq + 1),
+        }
+    }
+
+    /// Puts `data` encrypted to `recipient`, as OpenDHT's `putEncrypted` does: the value is
+    /// addressed to the recipient's key id and signed by `sender` inside the encryption, so
+    /// storing nodes see only the cypher and the recipient learns who wrote it
+    /// ([`crypto::decrypt_value`] checks both).
+    pub async fn put_encrypted(
+        &self,
+        key: Id,
+        data: impl Into<Vec<u8>>,
+        options: PutOptions,
+        sender: &OwnerKey,
+        recipient: &PublicKey,
+    ) -> Result<PutReport> {
+        let mut value = options.value(data);
+        if value.id == 0 {
+            value.id = rand::random::<u64>().max(1);
+        }
+        let sealed = crypto::encrypt_value(sender, &value, recipient, &mut rand::rngs::OsRng)?;
+        self.put_value(key, sealed, options.permanent).await
     }
 
     /// Stops keeping a permanent value alive and removes this node's copy (other nodes keep

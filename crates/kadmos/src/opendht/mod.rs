@@ -46,10 +46,15 @@
 //!
 //! # Signed and encrypted values
 //!
-//! [`OpenDht::put_value`] puts a [`Value`] exactly as given, so a value signed with
-//! [`crypto::sign_value`](kadmos_proto::opendht::crypto::sign_value) or encrypted with
-//! [`crypto::encrypt_value`](kadmos_proto::opendht::crypto::encrypt_value) travels as is, and
-//! gets and listens return such values as stored (decrypting is the caller's). As a storing
+//! [`OpenDht::put_signed`] signs a value with an [`OwnerKey`] (and, given the id of a value
+//! already put, puts it with the next `seq`, which replaces it everywhere); only that key can
+//! then replace it. [`OpenDht::put_encrypted`] encrypts a value to a recipient's [`PublicKey`],
+//! signed by the sender inside the encryption. Both use OpenDHT's formats (RSA, PKCS#1 v1.5
+//! signatures over SHA-512; PKCS#1 v1.5 + AES-GCM encryption), so values cross between kadmos
+//! and OpenDHT either way. [`OpenDht::put_value`] puts a [`Value`] exactly as given (e.g. one
+//! made with [`crypto::sign_value`] or [`crypto::encrypt_value`]). Gets and listens return
+//! values as stored: check a signature with [`crypto::verify_value`], open a value encrypted
+//! to you with [`crypto::decrypt_value`]. As a storing
 //! node, this node checks signatures with the core node's default verifier, or the one given
 //! to [`OpenDhtBuilder::signature_verifier`].
 
@@ -67,6 +72,7 @@ use serde::{Serialize, Serializer};
 
 pub use builder::{OpenDhtBuilder, DEFAULT_BOOTSTRAP, DEFAULT_PORT};
 pub use handle::{ListenStream, OpenDht, ValueStream};
+pub use kadmos_proto::opendht::crypto::{self, CryptoError, OwnerKey, PublicKey};
 pub use kadmos_proto::opendht::{FieldValue, Query, SignatureVerifier, Value, ValueId, ValueType};
 pub use state::OpenDhtState;
 pub use testnet::Testnet;
