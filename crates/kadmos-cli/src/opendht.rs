@@ -147,7 +147,13 @@ pub async fn node(
     let mut builder: OpenDhtBuilder = net.opendht_builder().client(client);
     if state_path.exists() {
         let saved = OpenDhtState::load(&state_path).map_err(|e| format!("{}: {e}", state_path.display()))?;
-        tracing::info!("restoring {} contacts from {}", saved.contacts.len(), state_path.display());
+        tracing::info!(
+            "restoring {} contacts, {} stored values and {} permanent puts from {}",
+            saved.contacts.len(),
+            saved.values.len(),
+            saved.permanent_puts.len(),
+            state_path.display()
+        );
         builder = builder.state(saved);
     }
     if let Some(id) = id {
@@ -178,8 +184,9 @@ pub async fn node(
     }
     let final_state = dht.shutdown().await.map_err(|e| e.to_string())?;
     final_state.save(&state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
-    emit(net.json, "stopped", &json!({ "state": state_path, "contacts": final_state.contacts.len() }), || {
-        format!("saved {} contacts to {}", final_state.contacts.len(), state_path.display())
+    let (contacts, values) = (final_state.contacts.len(), final_state.values.len() + final_state.permanent_puts.len());
+    emit(net.json, "stopped", &json!({ "state": state_path, "contacts": contacts, "values": values }), || {
+        format!("saved {contacts} contacts and {values} values to {}", state_path.display())
     });
     Ok(())
 }

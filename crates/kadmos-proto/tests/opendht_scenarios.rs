@@ -982,3 +982,39 @@ for line in sys.stdin:
         assert_eq!(heard["values"][0]["expired"], false);
     }
 }
+
+/// A value restored from saved state keeps the expiry it was saved with (not a fresh lifetime),
+/// counts against its source's quota, and expires on time; an already expired one is refused.
+/// A restored permanent put is stored here at once and goes out to the network when a
+/// bootstrap ends.
+#[test]
+fn restored_values_keep_their_expiry() {
+    let mut net = Net::joined(10);
+    let now = net.now;
+    let k = key("restored");
+    let remote = kadmos_proto::opendht::Source::Remote(addr(3).ip());
+    let value = Value::new(5, ValueType::USER_DATA.id, *b"saved");
+    net.nodes[0].restore_value(now, k, value.clone(), remote, now + Duration::from_secs(100)).unwrap();
+    let stored = net.nodes[0].storage().get_stored(&k, 5).unwrap();
+    assert_eq!((stored.source, stored.expires), (remote, Some(now + Duration::from_secs(100))));
+    let gone = Value::new(6, ValueType::USER_DATA.id, *b"gone");
+    assert!(net.nodes[0].restore_value(now, k, gone, remote, now).is_err());
+    net.advance(Duration::from_secs(99));
+    assert_eq!(net.holders(&k, 5), 1);
+    net.advance(Duration::from_secs(1));
+    assert_eq!(net.holders(&k, 5), 0, "expired when the saved expiry said");
+
+    // A permanent put restored on a fresh node reaches the network when its bootstrap ends.
+    let mine = key("restored permanent");
+    let fresh = net.nodes.len();
+    net.nodes.push(Node::new(Config::new(Id::sha1_of(b"fresh"), 99), net.now));
+    net.nodes[fresh].set_signature_verifier(Box::new(kadmos_proto::opendht::UnverifiedSignatures));
+    let now = net.now;
+    net.nodes[fresh].restore_permanent_put(now, mine, Value::new(7, ValueType::USER_DATA.id, *b"mine")).unwrap();
+    assert_eq!(net.holders(&mine, 7), 1, "stored at the restoring node at once");
+    net.nodes[fresh].bootstrap(now, &[addr(0)], &[]);
+    net.settle();
+    net.advance(Duration::ZERO); // the timers due now: the round the bootstrap's end scheduled
+    assert!(net.holders(&mine, 7) >= 8, "put when the bootstrap ended: {} holders", net.holders(&mine, 7));
+    assert!(net.now.saturating_since(now) < kadmos_proto::opendht::node::RESTORED_PUT_DELAY);
+}

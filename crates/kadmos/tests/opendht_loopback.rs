@@ -187,3 +187,74 @@ async fn restored_node_rejoins_without_bootstrap_nodes() {
     restored.shutdown().await.unwrap();
     net.shutdown().await;
 }
+
+/// What a node stores survives a restart: a value another node put there comes back from the
+/// saved state (through JSON) with its remaining lifetime and its source, and is served to a
+/// get on a network that never saw it; the node's own permanent put is put to that new network
+/// as soon as the restarted node has joined (its first bootstrap, through the saved contacts of
+/// the old network, reaches nobody; the fallback through the new network's router succeeds). Saved entries that are corrupt, forged or expired
+/// are skipped without stopping the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_values_and_permanent_puts_survive_a_restart() {
+    let first = bounded("testnet", Testnet::new(4)).await.unwrap();
+    let join = |net: &Testnet| net.bootstrap_addrs().into_iter().take(1).map(|a| a.to_string()).collect::<Vec<_>>();
+    let builder = || OpenDht::builder().bind(LOOPBACK).port(0).rate_limits(None, None);
+    let node = builder().bootstrap(join(&first)).build().await.unwrap();
+    bounded("bootstrap", node.bootstrapped()).await.unwrap();
+
+    let theirs = Id::of_str("a value stored for another node");
+    let put = bounded("put", first.nodes[1].put(theirs, "kept across restarts", PutOptions::default())).await.unwrap();
+    assert!(put.stored_at.iter().any(|n| n.id == node.node_id()), "the node did not store it: {:?}", put.stored_at);
+    let mine = Id::of_str("the node's own permanent value");
+    let permanent = PutOptions::default().permanent(true);
+    let own = bounded("permanent put", node.put(mine, "mine forever", permanent)).await.unwrap();
+
+    let state = node.shutdown().await.unwrap();
+    first.shutdown().await;
+    let saved = state.values.iter().find(|v| v.key == theirs.to_string()).expect("the stored value is saved");
+    assert_eq!(saved.source, Some(LOOPBACK));
+    assert!((590..=600).contains(&saved.expires_in_secs), "{}", saved.expires_in_secs);
+    assert_eq!(state.permanent_puts.len(), 1);
+    assert!(state.values.iter().all(|v| v.key != mine.to_string()), "a permanent value is saved once, as a put");
+
+    // Corrupt entries beside the good ones: bad hex, a value whose data was changed after it
+    // was signed, an expired value.
+    let mut tampered = state.clone();
+    tampered.values.push(kadmos::opendht::SavedValue { value: "zz".into(), ..saved.clone() });
+    let owner = kadmos::opendht::OwnerKey::generate(&mut rand::thread_rng(), 1024).unwrap();
+    let mut forged = PutOptions::default().id(7).value("signed");
+    kadmos::opendht::crypto::sign_value(&owner, &mut forged).unwrap();
+    forged.data = b"changed".to_vec();
+    tampered.values.push(kadmos::opendht::SavedValue::new(Id::of_str("forged"), &forged, Some(LOOPBACK), 300));
+    tampered.values.push(kadmos::opendht::SavedValue { expires_in_secs: 0, ..saved.clone() });
+    let loaded = OpenDhtState::from_json(&tampered.to_json()).unwrap();
+
+    let second = bounded("testnet", Testnet::new(4)).await.unwrap();
+    let restarted = builder().state(loaded).bootstrap(join(&second)).build().await.unwrap();
+    bounded("rejoin", restarted.bootstrapped()).await.unwrap();
+    let info = restarted.info().await.unwrap();
+    assert_eq!((info.stored_values, info.permanent_puts), (2, 1), "{info:?}");
+    let values = bounded("get", async { second.nodes[2].get(theirs).await.unwrap().collect_values().await }).await;
+    assert_eq!(values.iter().map(|v| v.data.as_slice()).collect::<Vec<_>>(), [b"kept across restarts".as_slice()]);
+    // The new network's nodes hold nothing but the permanent value, once it has been put: at
+    // the end of the join, well before the 10 s fallback delay.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut held = 0;
+        for n in &second.nodes {
+            held += n.info().await.unwrap().stored_values;
+        }
+        if held >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the permanent value reached only {held} nodes of the new network in 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let found = bounded("get", async { second.nodes[3].get(mine).await.unwrap().collect_values().await }).await;
+    assert_eq!(
+        found.iter().map(|v| (v.id, v.data.as_slice())).collect::<Vec<_>>(),
+        [(own.value_id, &b"mine forever"[..])]
+    );
+    restarted.shutdown().await.unwrap();
+    second.shutdown().await;
+}

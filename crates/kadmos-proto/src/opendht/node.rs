@@ -80,7 +80,7 @@ use super::message::{
 };
 use super::query::{Field, FieldValue, FieldValues, Query};
 use super::rate_limit::RateLimiter;
-use super::storage::{Origin, RefreshOutcome, Source, Storage, StoreOutcome};
+use super::storage::{Origin, RefreshOutcome, Refusal, Source, Storage, StoreOutcome};
 use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
@@ -94,6 +94,9 @@ use crate::time::Timestamp;
 const NEVER: Timestamp = Timestamp::from_micros(u64::MAX);
 /// Wait before a listen searches again after a failed subscription or an empty search.
 const LISTEN_RETRY: Duration = Duration::from_secs(5);
+/// A permanent put restored from saved state goes out when the node has joined, or after
+/// this long if no bootstrap ends first.
+pub const RESTORED_PUT_DELAY: Duration = Duration::from_secs(10);
 
 fn slot(family: Family) -> usize {
     match family {
@@ -284,6 +287,9 @@ struct KeptPut {
     value: Value,
     next_round: Timestamp,
     running: Option<QueryId>,
+    /// Restored from saved state and not put since, or its last round reached nobody: its
+    /// next round starts when a bootstrap ends, if that comes first.
+    awaiting_join: bool,
 }
 
 /// One node a listen is subscribed at.
@@ -445,6 +451,39 @@ impl Node {
     /// Permanent puts kept alive: key and value.
     pub fn permanent_puts(&self) -> impl Iterator<Item = (&Id, &Value)> {
         self.kept.iter().map(|((key, _), k)| (key, &k.value))
+    }
+
+    /// Puts a permanent value saved before a restart back: stored here at once, and put to
+    /// the network in a refresh round as soon as the node has joined (when a bootstrap ends),
+    /// or after [`RESTORED_PUT_DELAY`] at the latest. No events.
+    pub fn restore_permanent_put(&mut self, now: Timestamp, key: Id, value: Value) -> Result<(), Refusal> {
+        if let StoreOutcome::Refused(why) = self.store_value(now, key, value.clone(), Source::Local, now, true) {
+            return Err(why);
+        }
+        let next_round = now + RESTORED_PUT_DELAY;
+        self.kept.insert((key, value.id), KeptPut { value, next_round, running: None, awaiting_join: true });
+        Ok(())
+    }
+
+    /// Stores a value saved before a restart back, with the expiry it had (a value already
+    /// expired is refused). It goes through the same checks as any put (signature, limits).
+    pub fn restore_value(
+        &mut self,
+        now: Timestamp,
+        key: Id,
+        value: Value,
+        source: Source,
+        expires: Timestamp,
+    ) -> Result<(), Refusal> {
+        if expires <= now {
+            return Err(Refusal::Expired);
+        }
+        let id = value.id;
+        if let StoreOutcome::Refused(why) = self.store_value(now, key, value, source, now, false) {
+            return Err(why);
+        }
+        self.storage.set_expiry(&key, id, expires);
+        Ok(())
     }
 
     /// The nodes a listen is subscribed at.
@@ -617,7 +656,8 @@ impl Node {
         self.store_value(now, key, value.clone(), Source::Local, now, permanent);
         let op = self.start_put(now, key, value.clone(), permanent, false);
         if permanent {
-            self.kept.insert((key, value.id), KeptPut { value, next_round: NEVER, running: Some(op) });
+            self.kept
+                .insert((key, value.id), KeptPut { value, next_round: NEVER, running: Some(op), awaiting_join: false });
         }
         self.drive_operation(now, op);
         op
@@ -856,6 +896,7 @@ impl Node {
             if let Some(kept) = self.kept.get_mut(&(key, id)) {
                 kept.running = Some(op);
                 kept.next_round = NEVER;
+                kept.awaiting_join = false;
             }
         }
     }
@@ -1258,7 +1299,14 @@ impl Node {
                 }
                 return;
             }
-            Kind::Bootstrap => self.refresh_sparse_buckets(now),
+            Kind::Bootstrap => {
+                self.refresh_sparse_buckets(now);
+                // Joined (again): permanent values restored from saved state, or whose last
+                // round reached nobody, go out now.
+                for kept in self.kept.values_mut().filter(|k| k.awaiting_join) {
+                    kept.next_round = kept.next_round.min(now);
+                }
+            }
             Kind::Put(state) => {
                 if state.permanent {
                     let reached = matches!(&outcome, Outcome::Stored { stored_at, .. } if !stored_at.is_empty());
@@ -1269,6 +1317,8 @@ impl Node {
                         if kept.running == Some(op) {
                             kept.running = None;
                             kept.next_round = now + if reached { interval } else { retry.min(interval) };
+                            // Reached nobody: go again as soon as a bootstrap ends, if earlier.
+                            kept.awaiting_join = !reached;
                         }
                     }
                 }

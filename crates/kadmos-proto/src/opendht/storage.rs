@@ -392,6 +392,14 @@ impl Storage {
         evicted
     }
 
+    /// Sets when value `id` under `key` expires (a value restored from saved state keeps the
+    /// expiry it had). Whether the value is stored.
+    pub fn set_expiry(&mut self, key: &Id, id: ValueId, expires: Timestamp) -> bool {
+        let Some(old) = self.get_stored(key, id).cloned() else { return false };
+        self.replace(*key, StoredValue { expires: Some(expires), ..old });
+        true
+    }
+
     /// Extends the life of value `id` under `key` to `max(expiry, now + its type's expiration)`.
     pub fn refresh(&mut self, key: &Id, id: ValueId, now: Timestamp) -> RefreshOutcome {
         let Some(values) = self.keys.get(key) else { return RefreshOutcome::UnknownKey };

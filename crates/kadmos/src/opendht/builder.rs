@@ -55,6 +55,7 @@ pub struct OpenDhtBuilder {
     client: bool,
     network_id: u32,
     verifier: Option<SharedVerifier>,
+    rate_limits: Option<(Option<u32>, Option<u32>)>,
 }
 
 impl Default for OpenDhtBuilder {
@@ -70,6 +71,7 @@ impl Default for OpenDhtBuilder {
             client: false,
             network_id: 0,
             verifier: None,
+            rate_limits: None,
         }
     }
 }
@@ -143,6 +145,15 @@ impl OpenDhtBuilder {
         self
     }
 
+    /// Requests served per second, in all and per IP address (`None`: no limit), as OpenDHT's
+    /// `setRateLimit` (with -1 for no limit). Default 8192 and 1024, as OpenDHT. Nodes that
+    /// all share one address (a loopback test network) need the per-IP limit off, as OpenDHT's
+    /// own test tools turn it off.
+    pub fn rate_limits(mut self, total: Option<u32>, per_ip: Option<u32>) -> Self {
+        self.rate_limits = Some((total, per_ip));
+        self
+    }
+
     /// Seed of the node's random generator (default: from the OS), for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -171,6 +182,9 @@ impl OpenDhtBuilder {
         config.families = families;
         config.is_client = self.client;
         config.network = self.network_id;
+        if let Some((total, per_ip)) = self.rate_limits {
+            (config.max_requests, config.max_requests_per_ip) = (total, per_ip);
+        }
         // With Unix time known, values put with a creation time (`c`) expire when they should.
         let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         config.unix_time_at_zero = unix_now.checked_sub(EPOCH_OFFSET.as_secs());
@@ -183,6 +197,9 @@ impl OpenDhtBuilder {
         let (command_tx, command_rx) = mpsc::channel(256);
         let (boot_tx, boot_rx) = watch::channel(false);
         let mut driver = Driver::new(node, sockets, command_rx, start, boot_tx);
+        if let Some(state) = &self.state {
+            driver.restore_values(state);
+        }
         driver.start_bootstrap(routers, contacts);
         tokio::spawn(driver.run());
         tracing::info!(%node_id, ?local_addrs, "OpenDHT node started");

@@ -3,19 +3,20 @@
 //! sends the node's datagrams, hands its events to the waiting callers, then sleeps until the
 //! next datagram, command or deadline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::RoutingTable;
+use kadmos_proto::opendht::storage::Source;
 use kadmos_proto::opendht::{Event, Family, Node, Outcome, Query, QueryError, QueryId, Transmit, Value, ValueId};
 use kadmos_proto::{Id, NodeId, Timestamp};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::state::OpenDhtState;
+use super::state::{OpenDhtState, SavedPut, SavedValue};
 use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
 use crate::driver::EPOCH_OFFSET;
 use crate::endpoint::Endpoint;
@@ -302,6 +303,44 @@ impl Driver {
     }
 
     fn saved_state(&self) -> OpenDhtState {
-        OpenDhtState::new(self.node.id(), self.node.contacts())
+        let now = self.now();
+        let mut state = OpenDhtState::new(self.node.id(), self.node.contacts());
+        let permanent: HashSet<(Id, ValueId)> = self.node.permanent_puts().map(|(k, v)| (*k, v.id)).collect();
+        state.permanent_puts = self.node.permanent_puts().map(|(key, value)| SavedPut::new(*key, value)).collect();
+        for (key, stored) in self.node.storage().iter() {
+            // Permanent values come back with their puts; everything else with its time left.
+            let Some(expires) = stored.expires.filter(|_| !permanent.contains(&(*key, stored.value.id))) else {
+                continue;
+            };
+            let left = expires.saturating_since(now).as_secs();
+            if left > 0 {
+                let source = match stored.source {
+                    Source::Local => None,
+                    Source::Remote(ip) => Some(ip),
+                };
+                state.values.push(SavedValue::new(*key, &stored.value, source, left));
+            }
+        }
+        state
+    }
+
+    /// Stores the values and restarts the permanent puts of a saved state. Entries that do not
+    /// decode or that storage refuses (expired, bad signature, over a limit) are skipped and
+    /// counted in the log.
+    pub(crate) fn restore_values(&mut self, state: &OpenDhtState) {
+        let now = self.now();
+        let mut skipped = 0;
+        for saved in &state.permanent_puts {
+            let restored = saved.decode().map(|(key, value)| self.node.restore_permanent_put(now, key, value));
+            skipped += usize::from(!matches!(restored, Some(Ok(()))));
+        }
+        for saved in &state.values {
+            let source = saved.source.map_or(Source::Local, Source::Remote);
+            let expires = now + Duration::from_secs(saved.expires_in_secs);
+            let restored = saved.decode().map(|(key, value)| self.node.restore_value(now, key, value, source, expires));
+            skipped += usize::from(!matches!(restored, Some(Ok(()))));
+        }
+        let restored = state.values.len() + state.permanent_puts.len() - skipped;
+        tracing::info!(restored, skipped, "restored stored values and permanent puts");
     }
 }

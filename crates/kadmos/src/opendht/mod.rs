@@ -74,7 +74,7 @@ pub use builder::{OpenDhtBuilder, DEFAULT_BOOTSTRAP, DEFAULT_PORT};
 pub use handle::{ListenStream, OpenDht, ValueStream};
 pub use kadmos_proto::opendht::crypto::{self, CryptoError, OwnerKey, PublicKey};
 pub use kadmos_proto::opendht::{FieldValue, Query, SignatureVerifier, Value, ValueId, ValueType};
-pub use state::OpenDhtState;
+pub use state::{OpenDhtState, SavedPut, SavedValue};
 pub use testnet::Testnet;
 
 use crate::types::{NodeInfo, RemoteError};

@@ -1,9 +1,11 @@
-//! What an OpenDHT node saves to rejoin the network after a restart: its ID and its contacts.
+//! What an OpenDHT node saves to rejoin the network after a restart: its ID, its contacts, the
+//! values it stores (with their remaining lifetime) and its user's permanent puts.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use kadmos_proto::NodeId;
+use kadmos_proto::opendht::Value;
+use kadmos_proto::{Id, NodeId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -23,6 +25,65 @@ pub struct OpenDhtState {
     pub node_id: String,
     /// Contacts of both address families.
     pub contacts: Vec<SavedContact>,
+    /// Values this node stores (for others and for its user), so that a restart loses none
+    /// that had time left. Absent in states written before they were saved.
+    #[serde(default)]
+    pub values: Vec<SavedValue>,
+    /// Values this node's user put as permanent: kept alive again after a restart.
+    #[serde(default)]
+    pub permanent_puts: Vec<SavedPut>,
+}
+
+/// A stored value in saved state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedValue {
+    /// The key, 40 hex digits.
+    pub key: String,
+    /// The packed value (OpenDHT's `getPacked`, signature and cypher included), in hex.
+    pub value: String,
+    /// The address of the node that stored it, or null for this node's own user (which
+    /// decides which quota it counts against).
+    pub source: Option<IpAddr>,
+    /// Seconds it had left when the state was saved.
+    pub expires_in_secs: u64,
+}
+
+/// A permanent put in saved state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedPut {
+    /// The key, 40 hex digits.
+    pub key: String,
+    /// The packed value, in hex.
+    pub value: String,
+}
+
+/// A key and a packed value from their saved hex forms; `None` if either does not decode.
+fn decode(key: &str, value: &str) -> Option<(Id, Value)> {
+    let key = key.parse().ok()?;
+    let value = Value::decode(&hex::decode(value).ok()?).ok()?;
+    Some((key, value))
+}
+
+impl SavedValue {
+    pub fn new(key: Id, value: &Value, source: Option<IpAddr>, expires_in_secs: u64) -> Self {
+        SavedValue { key: key.to_string(), value: hex::encode(value.to_bytes()), source, expires_in_secs }
+    }
+
+    /// The key and value, if both decode (the value's signature is checked when it is stored
+    /// again).
+    pub fn decode(&self) -> Option<(Id, Value)> {
+        decode(&self.key, &self.value)
+    }
+}
+
+impl SavedPut {
+    pub fn new(key: Id, value: &Value) -> Self {
+        SavedPut { key: key.to_string(), value: hex::encode(value.to_bytes()) }
+    }
+
+    pub fn decode(&self) -> Option<(Id, Value)> {
+        decode(&self.key, &self.value)
+    }
 }
 
 impl OpenDhtState {
@@ -31,6 +92,8 @@ impl OpenDhtState {
             network: NETWORK.into(),
             node_id: node_id.to_string(),
             contacts: contacts.into_iter().map(|(id, addr)| SavedContact { id: id.to_string(), addr }).collect(),
+            values: Vec::new(),
+            permanent_puts: Vec::new(),
         }
     }
 

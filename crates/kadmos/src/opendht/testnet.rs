@@ -6,7 +6,9 @@ use super::handle::OpenDht;
 use crate::error::Result;
 use crate::ports::PortSpec;
 
-/// `n` OpenDHT nodes on 127.0.0.1, each on its own port, joined into one network.
+/// `n` OpenDHT nodes on 127.0.0.1, each on its own port, joined into one network. Their request
+/// rate limits are off: every node and every local client shares one address, which the per-IP
+/// limit would throttle after 1024 requests a second (OpenDHT's test tools turn it off too).
 pub struct Testnet {
     pub nodes: Vec<OpenDht>,
 }
@@ -25,12 +27,12 @@ impl Testnet {
 
     async fn start(n: usize, first_port: PortSpec) -> Result<Testnet> {
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let first = OpenDht::builder().bind(loopback).ports(first_port).no_bootstrap().build().await?;
+        let builder = || OpenDht::builder().bind(loopback).rate_limits(None, None);
+        let first = builder().ports(first_port).no_bootstrap().build().await?;
         let seed = first.local_addr_v4().expect("bound on IPv4");
         let mut nodes = vec![first];
         for _ in 1..n.max(1) {
-            let node =
-                OpenDht::builder().bind(loopback).ports(PortSpec::any()).bootstrap([seed.to_string()]).build().await?;
+            let node = builder().ports(PortSpec::any()).bootstrap([seed.to_string()]).build().await?;
             node.bootstrapped().await?;
             nodes.push(node);
         }
