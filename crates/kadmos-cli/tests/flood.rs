@@ -1,13 +1,14 @@
 //! A `kadmos node` process under floods: its memory and its stores stay bounded and it keeps
 //! answering honest queries.
 
-use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kadmos_proto::mainline::{Body, Message, Query};
 use kadmos_proto::Id;
+
+mod support;
 
 /// Kills the node when the test ends, however it ends.
 struct NodeProcess {
@@ -41,30 +42,12 @@ fn start_node() -> NodeProcess {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = support::stdout_lines(&mut child);
     let first = rx.recv_timeout(Duration::from_secs(30)).expect("the node prints where it listens");
     let json: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(json["type"], "listening");
     let addr = json["addr"].as_str().unwrap().parse().unwrap();
     NodeProcess { child, addr, lines: rx, _dir: TempDir(dir) }
-}
-
-fn vm_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 fn latest_stats(node: &NodeProcess) -> serde_json::Value {
@@ -177,7 +160,7 @@ fn floods_stay_bounded() {
     let stats = latest_stats(&node);
     let stored = stats["stored_infohashes"].as_u64().expect("stats line");
     let queries = stats["traffic"]["queries_received"].as_u64().unwrap();
-    let peak_mib = vm_kib(pid, "VmHWM:") / 1024;
+    let peak_mib = support::vm_kib(pid, "VmHWM:") / 1024;
     eprintln!("stored {stored} torrents, {queries} queries received, peak RSS {peak_mib} MiB");
     assert!(queries > 40_000, "most of the flood arrived: {queries}");
     assert!(stored > 1000 && stored <= 2000, "peer store holds {stored} torrents (limit 2000)");

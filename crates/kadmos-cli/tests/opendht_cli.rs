@@ -3,12 +3,13 @@
 //! beside it, and one-shot `put` and `get` commands, with `--json` output and exit statuses.
 //! Every process is killed when the test ends, however it ends.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+
+mod support;
 
 /// A long-running `kadmos` process and its stdout, line by line.
 struct Process {
@@ -32,15 +33,7 @@ impl Process {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = support::stdout_lines(&mut child);
         Process { child, lines }
     }
 

@@ -1,0 +1,223 @@
+//! A `kadmos node --network opendht` process under floods from many loopback addresses: garbage,
+//! puts past the per-key limit, puts with forged tokens, listen floods and never-finished
+//! fragmented messages. Its stores stay within their limits, its memory stays small, and it
+//! keeps answering an honest client.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kadmos_proto::opendht::message::{Body, Fragment, ListenArgs, Message, PutArgs, Request, ValueParts, ValueSlot};
+use kadmos_proto::opendht::Value;
+use kadmos_proto::Id;
+
+mod support;
+
+/// Values per key a node keeps (`StorageConfig::max_values_per_key`'s default).
+const MAX_VALUES_PER_KEY: u64 = 1024;
+/// Remote listeners a node keeps per address (`Config`'s default; 4096 in all).
+const MAX_LISTENERS_PER_IP: u64 = 64;
+/// Flooding addresses.
+const CLIENTS: u8 = 32;
+
+/// Kills the node when the test ends, however it ends.
+struct NodeProcess {
+    child: Child,
+    addr: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_node() -> NodeProcess {
+    let dir = std::env::temp_dir().join(format!("kadmos-flood-opendht-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kadmos"))
+        .args(["node", "--network", "opendht", "--port", "0", "--no-bootstrap", "--bind", "127.0.0.1"])
+        .args(["--json", "--stats-interval", "1", "--state"])
+        .arg(dir.join("state.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = support::stdout_lines(&mut child);
+    let mut node = NodeProcess { child, addr: SocketAddr::from(([127, 0, 0, 1], 0)), lines, dir };
+    let first = node.lines.recv_timeout(Duration::from_secs(30)).expect("the node prints where it listens");
+    let json: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(json["type"], "listening");
+    node.addr = json["addr"].as_str().unwrap().parse().unwrap();
+    node
+}
+
+/// The newest `stats` line the node printed within `wait`.
+fn latest_stats(node: &NodeProcess, wait: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + wait;
+    let mut latest = None;
+    while let Ok(line) = node.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if json["type"] == "stats" {
+            latest = Some(json);
+        }
+    }
+    latest.expect("a stats line")
+}
+
+/// A client socket on its own loopback address (the node limits requests per address).
+struct Client {
+    socket: UdpSocket,
+    id: Id,
+    tid: u32,
+}
+
+impl Client {
+    fn new(host: u8) -> Client {
+        let socket = UdpSocket::bind((Ipv4Addr::new(127, 0, 1, host), 0)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        Client { socket, id: Id::sha1_of(&[host]), tid: 0 }
+    }
+
+    fn send(&mut self, node: SocketAddr, request: Request) {
+        self.tid += 1;
+        let _ = self.socket.send_to(&Message::request(self.tid, self.id, request).to_bytes(), node);
+    }
+
+    /// Sends a request and returns the answer to it (other datagrams are skipped).
+    fn ask(&mut self, node: SocketAddr, request: Request) -> Option<Message> {
+        self.send(node, request);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut buf = [0u8; 65536];
+        while Instant::now() < deadline {
+            let (n, _) = self.socket.recv_from(&mut buf).ok()?;
+            match Message::decode(&buf[..n]) {
+                Ok(m) if m.tid == self.tid && matches!(m.body, Body::Reply(_) | Body::Error { .. }) => return Some(m),
+                _ => continue,
+            }
+        }
+        None
+    }
+
+    /// A write token for this socket (from a `get`'s answer).
+    fn token(&mut self, node: SocketAddr, key: Id) -> Vec<u8> {
+        match self.ask(node, Request::Get { key, query: None, want: None }).map(|m| m.body) {
+            Some(Body::Reply(r)) => r.token,
+            other => panic!("no token for {key} from {:?}: {other:?}", self.socket.local_addr()),
+        }
+    }
+}
+
+/// Floods within the request rate limit of one address (1024/s) and of the node (8192/s), so
+/// that what is tested is the stores' limits, not the rate limiter.
+fn paced(sent: &mut u64, started: Instant) {
+    *sent += 1;
+    let due = Duration::from_secs_f64(*sent as f64 / 6000.0);
+    if let Some(wait) = due.checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+}
+
+/// Floods of every kind leave the node within its limits: a key holds at most 1024 values
+/// however many are put, forged tokens store nothing,
+/// listeners stay within 64 per address, garbage and unfinished fragments are dropped; the node stays under 64 MiB of resident
+/// memory and still answers an honest get with the values it kept.
+#[cfg(target_os = "linux")]
+#[test]
+fn opendht_floods_stay_bounded() {
+    let node = start_node();
+    let pid = node.child.id();
+    let hot = Id::of_str("flooded key");
+    let mut clients: Vec<Client> = (1..=CLIENTS).map(Client::new).collect();
+    let tokens: Vec<Vec<u8>> = clients.iter_mut().map(|c| c.token(node.addr, hot)).collect();
+    let (started, mut sent) = (Instant::now(), 0u64);
+
+    // 3,200 values of 600 bytes under one key, 100 from each address.
+    for round in 0..100u64 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let value = Value::new(1 + round * 32 + i as u64, 0, vec![i as u8; 600]);
+            let args =
+                PutArgs { key: hot, token: tokens[i].clone(), values: vec![ValueSlot::Value(value)], created: None };
+            c.send(node.addr, Request::Put(args));
+            paced(&mut sent, started);
+        }
+    }
+    // 3,200 puts with forged tokens under other keys.
+    for n in 0..3200u64 {
+        let c = &mut clients[(n % 32) as usize];
+        let key = Id::of_str(&format!("forged {n}"));
+        let value = Value::new(n + 1, 0, vec![7; 600]);
+        let args = PutArgs { key, token: vec![0xAA; 32], values: vec![ValueSlot::Value(value)], created: None };
+        c.send(node.addr, Request::Put(args));
+        paced(&mut sent, started);
+    }
+    // 8,000 listens: 250 subscriptions from each address, on the hot key and on others.
+    for n in 0..8000u32 {
+        let i = (n % 32) as usize;
+        let key = if n % 2 == 0 { hot } else { Id::of_str(&format!("listened {n}")) };
+        let token = if key == hot {
+            tokens[i].clone()
+        } else {
+            paced(&mut sent, started); // the get for the token counts against the rate limit too
+            clients[i].token(node.addr, key)
+        };
+        let args = ListenArgs { key, token, socket_id: n, version: Some(1), query: None };
+        clients[i].send(node.addr, Request::Listen(args));
+        paced(&mut sent, started);
+    }
+    // 20,000 datagrams of garbage, and 2,000 fragmented puts whose parts never all come.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for n in 0..20_000usize {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let garbage: Vec<u8> = (0..(seed % 300) as usize).map(|j| (seed >> (j % 56)) as u8).collect();
+        let _ = clients[n % 32].socket.send_to(&garbage, node.addr);
+        paced(&mut sent, started);
+    }
+    for n in 0..2000u32 {
+        let i = (n % 32) as usize;
+        let args =
+            PutArgs { key: hot, token: tokens[i].clone(), values: vec![ValueSlot::Announced(60_000)], created: None };
+        clients[i].send(node.addr, Request::Put(args));
+        let parts = ValueParts { fragments: [(0, Fragment { offset: 0, data: vec![1; 1000] })].into_iter().collect() };
+        let _ = clients[i].socket.send_to(&Message::value_parts(clients[i].tid, parts).to_bytes(), node.addr);
+        paced(&mut sent, started);
+    }
+
+    let stats = latest_stats(&node, Duration::from_millis(2500));
+    assert!(node_alive(&node), "the node died in the flood");
+    let stored = stats["stored_values"].as_u64().unwrap();
+    assert_eq!(stats["stored_keys"], 1, "only the flooded key holds values: forged tokens stored nothing");
+    let listeners = stats["remote_listeners"].as_u64().unwrap();
+    let received = stats["traffic"]["datagrams_received"].as_u64().unwrap();
+    let peak_mib = support::vm_kib(pid, "VmHWM:") / 1024;
+    println!(
+        "received {received} datagrams; stored {stored} values; {listeners} listeners; peak RSS {peak_mib} MiB; {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(received > 30_000, "most of the flood arrived: {received}");
+    assert!(stored > MAX_VALUES_PER_KEY / 2 && stored <= MAX_VALUES_PER_KEY, "stored {stored} values (one key)");
+    assert!(listeners > 1000 && listeners <= u64::from(CLIENTS) * MAX_LISTENERS_PER_IP, "{listeners} listeners");
+    assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
+
+    // An honest client on a fresh address still gets the hot key's values (their ids at least).
+    let mut honest = Client::new(200);
+    let select = kadmos_proto::opendht::query::Query::select([kadmos_proto::opendht::query::Field::Id]);
+    let answer = honest.ask(node.addr, Request::Get { key: hot, query: Some(select), want: None });
+    match answer.map(|m| m.body) {
+        Some(Body::Reply(r)) => {
+            let ids = r.fields.map_or(0, |f| f.rows.len()) + r.values.len();
+            assert!(ids > 0, "the honest get found nothing");
+        }
+        other => panic!("honest get not answered: {other:?}"),
+    }
+}
+
+fn node_alive(node: &NodeProcess) -> bool {
+    std::process::Command::new("kill").args(["-0", &node.child.id().to_string()]).status().is_ok_and(|s| s.success())
+}
