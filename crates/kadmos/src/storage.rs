@@ -48,6 +48,12 @@ impl ItemStream {
         self.rx.recv().await
     }
 
+    /// The next item, blocking the thread (for the blocking API; never call it inside an async
+    /// runtime).
+    pub(crate) fn blocking_next(&mut self) -> Option<FoundItem> {
+        self.rx.blocking_recv()
+    }
+
     /// Waits for the lookup to end and returns the mutable item with the highest seq.
     pub async fn most_recent(mut self) -> Option<MutableItem> {
         let mut best: Option<MutableItem> = None;

@@ -100,7 +100,8 @@ async fn ping_and_clear_errors() {
     assert!(err.to_string().contains("address family"), "{err}");
 }
 
-/// The blocking wrapper works without an async runtime in the caller.
+/// The blocking wrapper works without an async runtime in the caller: ping, announce and
+/// get_peers, and BEP 44 immutable and mutable items (the newest version wins).
 #[test]
 fn blocking_wrapper() {
     let a = kadmos::blocking::Dht::start(Dht::builder().bind(LOOPBACK).no_bootstrap()).unwrap();
@@ -113,6 +114,39 @@ fn blocking_wrapper() {
     // The announce was stored at `a`, the only other node; b's lookup asks a.
     let from_b: Vec<_> = b.get_peers(info_hash).unwrap().flat_map(|batch| batch.peers).collect();
     assert_eq!(from_b, vec!["127.0.0.1:42000".parse().unwrap()]);
+    // BEP 44 through the same handles (stored at `a`, got by `b` from it).
+    let put = b.put_immutable(b"blocking item").unwrap();
+    assert_eq!(put.stored_at.iter().map(|n| n.id).collect::<Vec<_>>(), [a.node_id()]);
+    assert_eq!(b.get_immutable(put.target).unwrap(), b"13:blocking item".to_vec());
+    let signer = kadmos::ItemSigner::from_seed([7; 32]);
+    b.put_mutable(&signer, b"", b"3:one".to_vec(), kadmos::Seq::Next, None).unwrap();
+    b.put_mutable(&signer, b"", b"3:two".to_vec(), kadmos::Seq::Next, None).unwrap();
+    let newest = b.get_mutable_most_recent(signer.public_key(), b"").unwrap().unwrap();
+    assert_eq!((newest.seq, newest.value.as_slice()), (2, b"3:two".as_slice()));
+    assert!(b.get_mutable(signer.public_key(), b"", None).unwrap().count() >= 1);
+    b.shutdown().unwrap();
+    a.shutdown().unwrap();
+}
+
+/// The blocking OpenDHT wrapper: put, get as an iterator, and a listen iterator that yields a
+/// value put by another node, all without an async runtime in the caller.
+#[test]
+fn blocking_opendht_wrapper() {
+    use kadmos::opendht::{OpenDht, PutOptions};
+    let a = kadmos::blocking::OpenDht::start(OpenDht::builder().bind(LOOPBACK).port(0).no_bootstrap()).unwrap();
+    let addr = a.local_addrs()[0];
+    let b = kadmos::blocking::OpenDht::start(OpenDht::builder().bind(LOOPBACK).port(0).bootstrap([addr.to_string()]))
+        .unwrap();
+    b.bootstrapped().unwrap();
+    assert_eq!(b.ping(addr).unwrap().id, a.node_id());
+    let key = kadmos::Id::of_str("blocking opendht");
+    let mut changes = a.listen(key).unwrap();
+    let put = b.put(key, "hello", PutOptions::default()).unwrap();
+    let heard = changes.next().expect("the listen hears the put");
+    assert_eq!((heard.value.id, heard.value.data.as_slice(), heard.expired), (put.value_id, b"hello".as_slice(), false));
+    let got: Vec<_> = a.get(key).unwrap().map(|v| v.data).collect();
+    assert!(got.contains(&b"hello".to_vec()), "{got:?}");
+    drop(changes);
     b.shutdown().unwrap();
     a.shutdown().unwrap();
 }

@@ -248,6 +248,12 @@ impl ValueStream {
         self.rx.recv().await
     }
 
+    /// The next value, blocking the thread (for the blocking API; never call it inside an
+    /// async runtime).
+    pub(crate) fn blocking_next(&mut self) -> Option<Value> {
+        self.rx.blocking_recv()
+    }
+
     /// Waits for the search to end and returns every value found (the latest version of each).
     pub async fn collect_values(mut self) -> Vec<Value> {
         let mut all: Vec<Value> = Vec::new();
@@ -279,6 +285,12 @@ impl ListenStream {
     /// The next change; `None` only once the node has shut down.
     pub async fn next(&mut self) -> Option<ListenEvent> {
         self.rx.recv().await
+    }
+
+    /// The next change, blocking the thread (for the blocking API; never call it inside an
+    /// async runtime).
+    pub(crate) fn blocking_next(&mut self) -> Option<ListenEvent> {
+        self.rx.blocking_recv()
     }
 }
 
