@@ -88,6 +88,11 @@ impl Id {
         Id::sha1_of(name.as_bytes())
     }
 
+    /// The same as [`Id::of_str`], under the name OpenDHT users look for: `InfoHash::of("room")`.
+    pub fn of(name: &str) -> Id {
+        Id::of_str(name)
+    }
+
     pub fn distance(&self, other: &Id) -> Distance {
         let mut out = [0u8; ID_LEN];
         for (i, byte) in out.iter_mut().enumerate() {
@@ -171,6 +176,7 @@ mod tests {
     fn of_str_is_opendht_infohash_get() {
         assert_eq!(Id::of_str("hello").to_string(), "aaf4c61ddcc5e8a2dabede0f3b482cd9aea9434d");
         assert_eq!(Id::of_str(""), Id::sha1_of(b""));
+        assert_eq!(crate::InfoHash::of("hello"), Id::of_str("hello"));
     }
 
     proptest! {
