@@ -71,6 +71,8 @@ pub struct LookupRecord {
     /// Hops to the closest node found: 1 for a node from the querier's own routing table,
     /// h + 1 for a node first named by one at h.
     pub hops: Option<u32>,
+    /// Requests of the lookup that stalled (silent past the stall timeout; some answered later).
+    pub stalls: Option<u32>,
     /// Share of the true k closest live reachable nodes that the result holds.
     pub accuracy: Option<f64>,
 }
@@ -92,6 +94,8 @@ pub struct LookupReport {
     pub messages: Percentiles,
     pub bytes: Percentiles,
     pub hops: Percentiles,
+    /// Stalled requests per lookup (see `kad::lookup`): dead nodes, losses and slow answers.
+    pub stalls: Percentiles,
     pub accuracy: Percentiles,
     /// Share of lookups that found all of the true k closest.
     pub exact_share: f64,
@@ -120,6 +124,7 @@ impl LookupReport {
             messages: Percentiles::of(&records.iter().map(|r| f64::from(r.messages)).collect::<Vec<_>>()),
             bytes: Percentiles::of(&records.iter().map(|r| r.bytes as f64).collect::<Vec<_>>()),
             hops: Percentiles::of(&records.iter().filter_map(|r| r.hops.map(f64::from)).collect::<Vec<_>>()),
+            stalls: Percentiles::of(&records.iter().filter_map(|r| r.stalls.map(f64::from)).collect::<Vec<_>>()),
             exact_share: if accuracy.is_empty() {
                 0.0
             } else {
@@ -436,6 +441,7 @@ impl fmt::Display for Report {
             writeln!(f, "  messages:          {}", p(&l.messages, 1))?;
             writeln!(f, "  bytes:             {}", p(&l.bytes, 0))?;
             writeln!(f, "  hops:              {}", p(&l.hops, 2))?;
+            writeln!(f, "  stalls:            {}", p(&l.stalls, 2))?;
             writeln!(f, "  accuracy:          {}  (exact {:.2}%)", p(&l.accuracy, 3), l.exact_share * 100.0)?;
         }
         if let Some(it) = &self.items {

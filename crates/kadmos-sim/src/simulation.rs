@@ -822,6 +822,10 @@ impl World {
         });
         let closest = result.iter().min_by_key(|(id, _)| id.distance(&t.target));
         let hops = closest.and_then(|(_, addr)| index_of(addr)).and_then(|j| t.hops.get(&j).copied());
+        let stalls = match &outcome {
+            Outcome::Closest { stats, .. } | Outcome::Stored { stats, .. } => Some(stats.stalls),
+            _ => None,
+        };
         let first_result_us = t.first_peers.map(|f| f.as_micros() - t.started.as_micros());
         let completion_us = self.now.as_micros() - t.started.as_micros();
         self.records.push(LookupRecord {
@@ -832,6 +836,7 @@ impl World {
             messages: t.messages,
             bytes: t.bytes,
             hops,
+            stalls,
             accuracy,
         });
         self.done.push_back((

@@ -35,11 +35,12 @@ pub struct Config {
     /// BEP 44 item store limits (see [`ItemStoreConfig`]).
     pub item_store: ItemStoreConfig,
     /// Floor of the lookups' stall timeout, which otherwise follows measured round trips
-    /// (`srtt + stall_deviations × rttvar`, at most `lookup.stall_timeout`). Default 100 ms.
+    /// (`srtt + stall_deviations × rttvar`, at most `lookup.stall_timeout`). Default 150 ms.
     pub min_stall_timeout: Duration,
-    /// How many mean deviations above the smoothed RTT a request stalls. Default 1: a stall
-    /// only frees a slot (a late answer still counts), so stalling early is cheap, and each
-    /// dead node costs one stall timeout.
+    /// How many mean deviations above the smoothed RTT a request stalls. Default 2: a stall
+    /// only frees a slot (a late answer still counts), and each dead node costs one stall
+    /// timeout; stalling earlier (100 ms, 1 deviation) was measured 7% faster but dropped more
+    /// slow live nodes from results (accuracy 0.929 → 0.907 with 20% dead contacts).
     pub stall_deviations: u32,
     /// Timeout of single requests outside lookups (ping, announce_peer). Default 2 s.
     pub request_timeout: Duration,

@@ -295,6 +295,8 @@ struct Operation {
     lookups: Vec<FamilyLookup>,
     /// Requests outside the lookups that must end before the operation does.
     awaiting: usize,
+    /// The wake-up queued for the lookups, if any (so one deadline is queued once).
+    wake_at: Option<Timestamp>,
 }
 
 /// A Mainline DHT node. See the module documentation for how to drive it.
@@ -524,7 +526,7 @@ impl Node {
                 tokens: HashMap::new(),
             });
         }
-        self.operations.insert(id, Operation { kind, query, lookups, awaiting: 0 });
+        self.operations.insert(id, Operation { kind, query, lookups, awaiting: 0, wake_at: None });
         id
     }
 
@@ -548,8 +550,10 @@ impl Node {
     /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
     pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
         let op = self.new_query_id();
-        self.operations
-            .insert(op, Operation { kind: Kind::Ping, query: Query::Ping, lookups: Vec::new(), awaiting: 0 });
+        self.operations.insert(
+            op,
+            Operation { kind: Kind::Ping, query: Query::Ping, lookups: Vec::new(), awaiting: 0, wake_at: None },
+        );
         self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op });
         op
     }
@@ -558,8 +562,10 @@ impl Node {
     pub fn sample_infohashes(&mut self, now: Timestamp, addr: SocketAddr, target: Id) -> QueryId {
         let op = self.new_query_id();
         let query = Query::SampleInfohashes { target, want: self.want() };
-        self.operations
-            .insert(op, Operation { kind: Kind::Samples, query: query.clone(), lookups: Vec::new(), awaiting: 0 });
+        self.operations.insert(
+            op,
+            Operation { kind: Kind::Samples, query: query.clone(), lookups: Vec::new(), awaiting: 0, wake_at: None },
+        );
         self.single_request(now, op, addr, query, Purpose::Samples { op });
         op
     }
@@ -1240,8 +1246,16 @@ impl Node {
                 }
             }
         }
-        if !sends.is_empty() {
-            self.wakeups.push(now + stall_timeout, op);
+        // Step the lookups again when a request stalls or, when they wait for stalled nodes,
+        // when one stops holding up the result.
+        if let Some(operation) = self.operations.get_mut(&op) {
+            let next = operation.lookups.iter().filter_map(|l| l.lookup.next_deadline()).min();
+            if let Some(at) = next.filter(|at| *at > now) {
+                if operation.wake_at.is_none_or(|queued| queued <= now || at < queued) {
+                    operation.wake_at = Some(at);
+                    self.wakeups.push(at, op);
+                }
+            }
         }
         for (family, id, addr) in sends {
             let query = self.operations[&op].query.clone();
@@ -1304,6 +1318,7 @@ impl Node {
             stats.requests += s.requests;
             stats.successes += s.successes;
             stats.failures += s.failures;
+            stats.stalls += s.stalls;
             nodes.extend(fl.lookup.closest_succeeded());
         }
         let target = operation.lookups.first().map(|l| l.lookup.target());
