@@ -143,7 +143,10 @@ fn blocking_opendht_wrapper() {
     let mut changes = a.listen(key).unwrap();
     let put = b.put(key, "hello", PutOptions::default()).unwrap();
     let heard = changes.next().expect("the listen hears the put");
-    assert_eq!((heard.value.id, heard.value.data.as_slice(), heard.expired), (put.value_id, b"hello".as_slice(), false));
+    assert_eq!(
+        (heard.value.id, heard.value.data.as_slice(), heard.expired),
+        (put.value_id, b"hello".as_slice(), false)
+    );
     let got: Vec<_> = a.get(key).unwrap().map(|v| v.data).collect();
     assert!(got.contains(&b"hello".to_vec()), "{got:?}");
     drop(changes);
