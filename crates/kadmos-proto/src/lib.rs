@@ -10,6 +10,8 @@
 //! - [`time`]: the timestamp type every input takes.
 //! - [`kad`]: what every Kademlia network shares: [`kad::Id`] and XOR distance, the
 //!   [`kad::RoutingTable`] of one address family, and the [`kad::Lookup`] state machine.
+//! - [`node_io`]: what a node and its driver exchange (datagrams, address families, query
+//!   ids), the same for both networks.
 //! - [`mainline`]: the BitTorrent DHT: bencode, compact encodings, KRPC messages, tokens,
 //!   the peer store, BEP 42 node IDs and the [`mainline::Node`] that ties them together.
 //! - [`opendht`]: OpenDHT's wire protocol: msgpack messages, values with their signed and
@@ -17,6 +19,7 @@
 
 pub mod kad;
 pub mod mainline;
+pub mod node_io;
 pub mod opendht;
 pub mod time;
 

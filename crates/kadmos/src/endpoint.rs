@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use kadmos_proto::mainline::Transmit;
+use kadmos_proto::node_io::Transmit;
 use tokio::net::UdpSocket;
 
 use crate::batch_io::{send_batch, RecvBatch, BATCH};

@@ -5,16 +5,10 @@ use std::time::Duration;
 use super::item_store::ItemStoreConfig;
 use super::peer_store::PeerStoreConfig;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
+pub use crate::node_io::Families;
 
 /// Client version sent in `v`: "KD" then version 0.1.
 pub const CLIENT_VERSION: [u8; 4] = *b"KD\x00\x01";
-
-/// Which address families the node has a socket for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Families {
-    pub v4: bool,
-    pub v6: bool,
-}
 
 #[derive(Clone, Debug)]
 pub struct Config {

@@ -8,7 +8,7 @@ use super::fragment::ReassemblyLimits;
 use super::listeners::ListenerConfig;
 use super::storage::StorageConfig;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
-use crate::mainline::Families;
+use crate::node_io::Families;
 
 #[derive(Clone, Debug)]
 pub struct Config {

@@ -88,7 +88,7 @@ use super::verifier::SignatureVerifier;
 use crate::kad::{
     Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator, TimerQueue,
 };
-pub use crate::mainline::{Family, QueryId, Transmit};
+pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
 const NEVER: Timestamp = Timestamp::from_micros(u64::MAX);
@@ -97,13 +97,6 @@ const LISTEN_RETRY: Duration = Duration::from_secs(5);
 /// A permanent put restored from saved state goes out when the node has joined, or after
 /// this long if no bootstrap ends first.
 pub const RESTORED_PUT_DELAY: Duration = Duration::from_secs(10);
-
-fn slot(family: Family) -> usize {
-    match family {
-        Family::V4 => 0,
-        Family::V6 => 1,
-    }
-}
 
 /// Why a command failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -411,7 +404,7 @@ impl Node {
     }
 
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.tables[slot(family)].as_ref()
+        self.tables[family.index()].as_ref()
     }
 
     /// What this node stores (for remote nodes and for its own user).
@@ -552,7 +545,7 @@ impl Node {
     }
 
     fn enabled_families(&self) -> Vec<Family> {
-        Family::ALL.into_iter().filter(|f| self.tables[slot(*f)].is_some()).collect()
+        Family::ALL.into_iter().filter(|f| self.tables[f.index()].is_some()).collect()
     }
 
     fn want(&self) -> Option<Want> {
@@ -572,7 +565,7 @@ impl Node {
         let seeds_per_family = self.config.lookup.k * 2;
         let mut lookups = Vec::new();
         for family in self.enabled_families() {
-            let table = self.tables[slot(family)].as_ref().expect("enabled family has a table");
+            let table = self.tables[family.index()].as_ref().expect("enabled family has a table");
             let mut seeds = table.closest_nodes(&target, seeds_per_family, now);
             seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
             lookups.push(FamilyLookup {
@@ -609,7 +602,7 @@ impl Node {
         let operation = Operation { kind: Kind::Ping, request: Request::Ping, lookups: Vec::new(), awaiting: 0 };
         self.operations.insert(op, operation);
         let attempts = self.config.request_attempts;
-        let sent = if self.tables[slot(Family::of(&addr))].is_some() {
+        let sent = if self.tables[Family::of(&addr).index()].is_some() {
             self.send_request(now, addr, None, Request::Ping, Vec::new(), attempts, Purpose::Ping { op })
         } else {
             Err(QueryError::NoContacts)
@@ -766,7 +759,7 @@ impl Node {
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
         self.counters.datagrams_received += 1;
         self.counters.bytes_received += datagram.len() as u64;
-        if self.tables[slot(Family::of(&from))].is_none() || from.port() == 0 {
+        if self.tables[Family::of(&from).index()].is_none() || from.port() == 0 {
             self.counters.dropped += 1;
             return;
         }
@@ -814,7 +807,7 @@ impl Node {
             }
             let request = self.requests.remove(&tx).expect("checked above");
             self.counters.requests_timed_out += 1;
-            if let (Some(id), Some(table)) = (request.node_id, self.tables[slot(Family::of(&request.to))].as_mut()) {
+            if let (Some(id), Some(table)) = (request.node_id, self.tables[Family::of(&request.to).index()].as_mut()) {
                 table.note_failure(&id, request.to, now);
             }
             let touched = request.purpose.operation();
@@ -843,7 +836,7 @@ impl Node {
         self.listeners.expire(now);
         self.shrink_buffers();
         for family in self.enabled_families() {
-            let table = self.tables[slot(family)].as_mut().expect("enabled");
+            let table = self.tables[family.index()].as_mut().expect("enabled");
             if table.is_empty() {
                 continue;
             }
@@ -1072,12 +1065,12 @@ impl Node {
         }
         let family = Family::of(&from);
         if let Some(old) = request.node_id.filter(|id| *id != reply.id) {
-            if let Some(table) = self.tables[slot(family)].as_mut() {
+            if let Some(table) = self.tables[family.index()].as_mut() {
                 table.note_failure(&old, from, now);
             }
         }
         if !is_client && reply.id != self.config.node_id {
-            let table = self.tables[slot(family)].as_mut().expect("checked in handle_datagram");
+            let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(reply.id, from, now) {
                 if !self.requests.values().any(|r| r.to == old.addr) {
                     let _ =
@@ -1514,7 +1507,7 @@ impl Node {
     /// After joining, searches a random ID in every bucket holding fewer than k contacts.
     fn refresh_sparse_buckets(&mut self, now: Timestamp) {
         for family in self.enabled_families() {
-            let table = self.tables[slot(family)].as_ref().expect("enabled");
+            let table = self.tables[family.index()].as_ref().expect("enabled");
             let targets = table.sparse_bucket_targets(&mut self.rng);
             for target in targets {
                 let request = Request::Find { target, want: self.want() };
@@ -1537,7 +1530,7 @@ impl Node {
     ) {
         let family = Family::of(&from);
         if !sender_is_client {
-            let table = self.tables[slot(family)].as_mut().expect("checked in handle_datagram");
+            let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
             if table.get(&sender).is_some() {
                 table.note_query(&sender, from, now);
             } else if table.would_accept(&sender, now)
@@ -1680,7 +1673,7 @@ impl Node {
     /// Whether we are among the `store_radius` nodes we know closest to `key` (or know too few
     /// nodes to tell): OpenDHT stores a put only then.
     fn within_store_radius(&self, key: &Id, family: Family, now: Timestamp) -> bool {
-        let Some(table) = self.tables[slot(family)].as_ref() else { return true };
+        let Some(table) = self.tables[family.index()].as_ref() else { return true };
         let closest = table.closest_nodes(key, self.config.store_radius, now);
         match closest.last() {
             Some((farthest, _)) if closest.len() >= self.config.lookup.k => {
@@ -1839,7 +1832,7 @@ impl Node {
         let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
         let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> {
-            self.tables[slot(f)].as_ref().map_or_else(Vec::new, |t| t.closest_nodes(target, k, now))
+            self.tables[f.index()].as_ref().map_or_else(Vec::new, |t| t.closest_nodes(target, k, now))
         };
         if want.v4 {
             reply.nodes4 = closest(Family::V4);

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kadmos_proto::mainline::Families;
+use kadmos_proto::node_io::Families;
 use kadmos_proto::opendht::{Config, Node, SignatureVerifier, Value};
 use kadmos_proto::{NodeId, Timestamp};
 use tokio::sync::{mpsc, watch};
