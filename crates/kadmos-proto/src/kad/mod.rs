@@ -1,12 +1,14 @@
-//! The Kademlia pieces both networks share: identifiers and distance, the routing table and
-//! the lookup state machine. Nothing here knows about a wire format.
+//! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
+//! per address family) and the lookup state machine. Nothing here knows about a wire format.
 
+pub mod family_tables;
 pub mod id;
 pub mod lookup;
 pub mod routing_table;
 pub mod rtt;
 pub mod timers;
 
+pub use family_tables::FamilyTables;
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};

@@ -39,7 +39,8 @@ use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
 use super::token::TokenIssuer;
 use crate::kad::{
-    Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator, TimerQueue,
+    FamilyTables, Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator,
+    TimerQueue,
 };
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -269,7 +270,7 @@ struct Operation {
 pub struct Node {
     config: Config,
     rng: ChaCha8Rng,
-    tables: [Option<RoutingTable>; 2],
+    tables: FamilyTables,
     peers: PeerStore,
     items: ItemStore,
     /// Items our user put, re-put every `keep_alive_interval` until cancelled.
@@ -307,8 +308,7 @@ pub struct Node {
 impl Node {
     pub fn new(config: Config, now: Timestamp) -> Node {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let table = |enabled: bool| enabled.then(|| RoutingTable::new(config.node_id, config.routing.clone(), now));
-        let tables = [table(config.families.v4), table(config.families.v6)];
+        let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let tokens = TokenIssuer::new(&mut rng, now, config.token_rotation);
         Node {
             peers: PeerStore::new(config.peer_store.clone()),
@@ -347,7 +347,7 @@ impl Node {
     }
 
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.tables[family.index()].as_ref()
+        self.tables.get(family)
     }
 
     pub fn peer_store(&self) -> &PeerStore {
@@ -461,14 +461,8 @@ impl Node {
         QueryId(self.next_query)
     }
 
-    fn enabled_families(&self) -> Vec<Family> {
-        Family::ALL.into_iter().filter(|f| self.tables[f.index()].is_some()).collect()
-    }
-
     fn want(&self) -> Option<Want> {
-        let v4 = self.tables[0].is_some();
-        let v6 = self.tables[1].is_some();
-        (v4 && v6).then_some(Want { v4, v6 })
+        self.tables.dual_stack().then_some(Want { v4: true, v6: true })
     }
 
     fn start_operation(
@@ -482,8 +476,8 @@ impl Node {
         let id = self.new_query_id();
         let seeds_per_family = self.config.lookup.k * 2;
         let mut lookups = Vec::new();
-        for family in self.enabled_families() {
-            let table = self.tables[family.index()].as_ref().expect("enabled family has a table");
+        for family in self.tables.enabled() {
+            let table = self.tables.get(family).expect("enabled family has a table");
             let mut seeds = table.closest_nodes(&target, seeds_per_family, now);
             seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
             lookups.push(FamilyLookup {
@@ -503,7 +497,7 @@ impl Node {
         let own = self.config.node_id;
         let query = Query::FindNode { target: own, want: self.want() };
         let op = self.start_operation(now, Kind::Bootstrap, own, query.clone(), contacts);
-        let families = self.enabled_families();
+        let families = self.tables.enabled();
         for router in routers.iter().filter(|r| families.contains(&Family::of(r))) {
             if self.send_request(now, *router, None, query.clone(), Purpose::Router { op }).is_ok() {
                 self.operations.get_mut(&op).expect("just created").awaiting += 1;
@@ -537,7 +531,7 @@ impl Node {
     }
 
     fn single_request(&mut self, now: Timestamp, op: QueryId, addr: SocketAddr, query: Query, purpose: Purpose) {
-        let family_ok = self.tables[Family::of(&addr).index()].is_some();
+        let family_ok = self.tables.reaches(&addr);
         let sent =
             if family_ok { self.send_request(now, addr, None, query, purpose) } else { Err(QueryError::NoContacts) };
         match sent {
@@ -617,7 +611,7 @@ impl Node {
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
         self.counters.datagrams_received += 1;
         self.counters.bytes_received += datagram.len() as u64;
-        if self.tables[Family::of(&from).index()].is_none() {
+        if !self.tables.reaches(&from) {
             self.counters.dropped += 1;
             return;
         }
@@ -667,7 +661,7 @@ impl Node {
                 self.note_stall_outcome(false);
             }
             if let Some(id) = request.node_id {
-                if let Some(table) = self.tables[Family::of(&request.to).index()].as_mut() {
+                if let Some(table) = self.tables.get_mut(Family::of(&request.to)) {
                     table.note_failure(&id, request.to, now);
                 }
             }
@@ -689,16 +683,9 @@ impl Node {
         self.refresh_kept(now);
         self.republish_stored(now);
         self.shrink_buffers();
-        for family in self.enabled_families() {
-            let table = self.tables[family.index()].as_mut().expect("enabled");
-            if table.is_empty() {
-                continue;
-            }
-            let targets = table.take_refresh_targets(now, &mut self.rng);
-            for target in targets {
-                let query = Query::FindNode { target, want: self.want() };
-                self.start_operation(now, Kind::Refresh, target, query, &[]);
-            }
+        for target in self.tables.take_refresh_targets(now, &mut self.rng) {
+            let query = Query::FindNode { target, want: self.want() };
+            self.start_operation(now, Kind::Refresh, target, query, &[]);
         }
     }
 
@@ -730,8 +717,8 @@ impl Node {
     /// that a young table fills its far buckets now rather than at their first 15-minute
     /// refresh (a lookup for a target in a half of the keyspace no contact covers cannot start).
     fn refresh_sparse_buckets(&mut self, now: Timestamp) {
-        for family in self.enabled_families() {
-            let table = self.tables[family.index()].as_ref().expect("enabled");
+        for family in self.tables.enabled() {
+            let table = self.tables.get(family).expect("enabled");
             let targets = table.sparse_bucket_targets(&mut self.rng);
             for target in targets {
                 let query = Query::FindNode { target, want: self.want() };
@@ -806,7 +793,7 @@ impl Node {
     ) {
         let family = Family::of(&from);
         if !sender_read_only && sender != self.config.node_id {
-            let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
+            let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if table.get(&sender).is_some() {
                 table.note_query(&sender, from, now);
             } else if table.would_accept(&sender, now)
@@ -904,9 +891,7 @@ impl Node {
     fn fill_nodes(&self, response: &mut Response, target: &Id, want: Option<Want>, family: Family, now: Timestamp) {
         let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> {
-            self.tables[f.index()].as_ref().map_or_else(Vec::new, |t| t.closest_nodes(target, k, now))
-        };
+        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.tables.closest_nodes(f, target, k, now) };
         if want.v4 {
             response.nodes = closest(Family::V4);
         }
@@ -1007,7 +992,7 @@ impl Node {
         if request.node_id.is_some_and(|id| id != response.id) {
             // The node at that address is not the one we meant; treat it as a failure for the
             // old ID but still learn the new one below.
-            if let (Some(old), Some(table)) = (request.node_id, self.tables[Family::of(&from).index()].as_mut()) {
+            if let (Some(old), Some(table)) = (request.node_id, self.tables.get_mut(Family::of(&from))) {
                 table.note_failure(&old, from, now);
             }
         }
@@ -1020,7 +1005,7 @@ impl Node {
         }
         if response.id != self.config.node_id {
             let family = Family::of(&from);
-            let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
+            let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(response.id, from, now) {
                 if !self.requests.values().any(|r| r.to == old.addr) {
                     let _ = self.send_request(now, old.addr, Some(old.id), Query::Ping, Purpose::Verify);
@@ -1308,12 +1293,12 @@ impl Node {
 
     /// Known good and questionable contacts of both families, for saving state.
     pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr))).collect()
+        self.tables.contacts()
     }
 
     /// Whether an address family has a routing table on this node.
     pub fn has_family(&self, ip: IpAddr) -> bool {
-        self.tables[if ip.is_ipv4() { 0 } else { 1 }].is_some()
+        self.tables.has(if ip.is_ipv4() { Family::V4 } else { Family::V6 })
     }
 }
 

@@ -86,7 +86,7 @@ use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
 use crate::kad::{
-    Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator, TimerQueue,
+    FamilyTables, Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator, TimerQueue,
 };
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -332,7 +332,7 @@ enum Change {
 pub struct Node {
     config: Config,
     rng: ChaCha8Rng,
-    tables: [Option<RoutingTable>; 2],
+    tables: FamilyTables,
     storage: Storage,
     listeners: ListenerTable,
     verifier: Box<dyn SignatureVerifier>,
@@ -359,8 +359,7 @@ pub struct Node {
 impl Node {
     pub fn new(config: Config, now: Timestamp) -> Node {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let table = |enabled: bool| enabled.then(|| RoutingTable::new(config.node_id, config.routing.clone(), now));
-        let tables = [table(config.families.v4), table(config.families.v6)];
+        let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let tokens = TokenIssuer::new(&mut rng, now, config.token_rotation);
         Node {
             storage: Storage::new(config.storage.clone()),
@@ -404,7 +403,7 @@ impl Node {
     }
 
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.tables[family.index()].as_ref()
+        self.tables.get(family)
     }
 
     /// What this node stores (for remote nodes and for its own user).
@@ -438,7 +437,7 @@ impl Node {
 
     /// Known contacts of both families, for saving state.
     pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr))).collect()
+        self.tables.contacts()
     }
 
     /// Permanent puts kept alive: key and value.
@@ -544,13 +543,8 @@ impl Node {
         QueryId(self.next_query)
     }
 
-    fn enabled_families(&self) -> Vec<Family> {
-        Family::ALL.into_iter().filter(|f| self.tables[f.index()].is_some()).collect()
-    }
-
     fn want(&self) -> Option<Want> {
-        let (v4, v6) = (self.tables[0].is_some(), self.tables[1].is_some());
-        (v4 && v6).then_some(Want { v4, v6 })
+        self.tables.dual_stack().then_some(Want { v4: true, v6: true })
     }
 
     fn start_operation(
@@ -564,8 +558,8 @@ impl Node {
         let id = self.new_query_id();
         let seeds_per_family = self.config.lookup.k * 2;
         let mut lookups = Vec::new();
-        for family in self.enabled_families() {
-            let table = self.tables[family.index()].as_ref().expect("enabled family has a table");
+        for family in self.tables.enabled() {
+            let table = self.tables.get(family).expect("enabled family has a table");
             let mut seeds = table.closest_nodes(&target, seeds_per_family, now);
             seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
             lookups.push(FamilyLookup {
@@ -586,7 +580,7 @@ impl Node {
         let own = self.config.node_id;
         let request = Request::Find { target: own, want: self.want() };
         let op = self.start_operation(now, Kind::Bootstrap, own, request.clone(), contacts);
-        let families = self.enabled_families();
+        let families = self.tables.enabled();
         for router in routers.iter().filter(|r| families.contains(&Family::of(r))) {
             if self.send_request(now, *router, None, request.clone(), Vec::new(), 1, Purpose::Router { op }).is_ok() {
                 self.operations.get_mut(&op).expect("just created").awaiting += 1;
@@ -602,7 +596,7 @@ impl Node {
         let operation = Operation { kind: Kind::Ping, request: Request::Ping, lookups: Vec::new(), awaiting: 0 };
         self.operations.insert(op, operation);
         let attempts = self.config.request_attempts;
-        let sent = if self.tables[Family::of(&addr).index()].is_some() {
+        let sent = if self.tables.reaches(&addr) {
             self.send_request(now, addr, None, Request::Ping, Vec::new(), attempts, Purpose::Ping { op })
         } else {
             Err(QueryError::NoContacts)
@@ -759,7 +753,7 @@ impl Node {
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
         self.counters.datagrams_received += 1;
         self.counters.bytes_received += datagram.len() as u64;
-        if self.tables[Family::of(&from).index()].is_none() || from.port() == 0 {
+        if !self.tables.reaches(&from) || from.port() == 0 {
             self.counters.dropped += 1;
             return;
         }
@@ -807,7 +801,7 @@ impl Node {
             }
             let request = self.requests.remove(&tx).expect("checked above");
             self.counters.requests_timed_out += 1;
-            if let (Some(id), Some(table)) = (request.node_id, self.tables[Family::of(&request.to).index()].as_mut()) {
+            if let (Some(id), Some(table)) = (request.node_id, self.tables.get_mut(Family::of(&request.to))) {
                 table.note_failure(&id, request.to, now);
             }
             let touched = request.purpose.operation();
@@ -835,16 +829,9 @@ impl Node {
         self.tokens.maybe_rotate(now, &mut self.rng);
         self.listeners.expire(now);
         self.shrink_buffers();
-        for family in self.enabled_families() {
-            let table = self.tables[family.index()].as_mut().expect("enabled");
-            if table.is_empty() {
-                continue;
-            }
-            let targets = table.take_refresh_targets(now, &mut self.rng);
-            for target in targets {
-                let request = Request::Find { target, want: self.want() };
-                self.start_operation(now, Kind::BucketRefresh, target, request, &[]);
-            }
+        for target in self.tables.take_refresh_targets(now, &mut self.rng) {
+            let request = Request::Find { target, want: self.want() };
+            self.start_operation(now, Kind::BucketRefresh, target, request, &[]);
         }
     }
 
@@ -1065,12 +1052,12 @@ impl Node {
         }
         let family = Family::of(&from);
         if let Some(old) = request.node_id.filter(|id| *id != reply.id) {
-            if let Some(table) = self.tables[family.index()].as_mut() {
+            if let Some(table) = self.tables.get_mut(family) {
                 table.note_failure(&old, from, now);
             }
         }
         if !is_client && reply.id != self.config.node_id {
-            let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
+            let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(reply.id, from, now) {
                 if !self.requests.values().any(|r| r.to == old.addr) {
                     let _ =
@@ -1506,8 +1493,8 @@ impl Node {
 
     /// After joining, searches a random ID in every bucket holding fewer than k contacts.
     fn refresh_sparse_buckets(&mut self, now: Timestamp) {
-        for family in self.enabled_families() {
-            let table = self.tables[family.index()].as_ref().expect("enabled");
+        for family in self.tables.enabled() {
+            let table = self.tables.get(family).expect("enabled");
             let targets = table.sparse_bucket_targets(&mut self.rng);
             for target in targets {
                 let request = Request::Find { target, want: self.want() };
@@ -1530,7 +1517,7 @@ impl Node {
     ) {
         let family = Family::of(&from);
         if !sender_is_client {
-            let table = self.tables[family.index()].as_mut().expect("checked in handle_datagram");
+            let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if table.get(&sender).is_some() {
                 table.note_query(&sender, from, now);
             } else if table.would_accept(&sender, now)
@@ -1673,7 +1660,7 @@ impl Node {
     /// Whether we are among the `store_radius` nodes we know closest to `key` (or know too few
     /// nodes to tell): OpenDHT stores a put only then.
     fn within_store_radius(&self, key: &Id, family: Family, now: Timestamp) -> bool {
-        let Some(table) = self.tables[family.index()].as_ref() else { return true };
+        let Some(table) = self.tables.get(family) else { return true };
         let closest = table.closest_nodes(key, self.config.store_radius, now);
         match closest.last() {
             Some((farthest, _)) if closest.len() >= self.config.lookup.k => {
@@ -1831,9 +1818,7 @@ impl Node {
     fn fill_nodes(&self, reply: &mut Reply, target: &Id, want: Option<Want>, family: Family, now: Timestamp) {
         let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> {
-            self.tables[f.index()].as_ref().map_or_else(Vec::new, |t| t.closest_nodes(target, k, now))
-        };
+        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.tables.closest_nodes(f, target, k, now) };
         if want.v4 {
             reply.nodes4 = closest(Family::V4);
         }

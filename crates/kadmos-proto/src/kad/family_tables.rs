@@ -1,0 +1,103 @@
+//! A node's routing tables: one per address family it has a socket for (BEP 32 and OpenDHT
+//! both keep IPv4 and IPv6 contacts apart, since a node can only reach the family it has).
+
+use std::net::SocketAddr;
+
+use super::id::{Id, NodeId};
+use super::routing_table::{RoutingTable, RoutingTableConfig};
+use crate::node_io::{Families, Family};
+use crate::time::Timestamp;
+
+#[derive(Clone, Debug)]
+pub struct FamilyTables {
+    tables: [Option<RoutingTable>; 2],
+}
+
+impl FamilyTables {
+    /// Empty tables for the `families` enabled, centred on `own_id`.
+    pub fn new(own_id: NodeId, families: Families, config: &RoutingTableConfig, now: Timestamp) -> FamilyTables {
+        let table = |enabled: bool| enabled.then(|| RoutingTable::new(own_id, config.clone(), now));
+        FamilyTables { tables: [table(families.v4), table(families.v6)] }
+    }
+
+    /// Whether the node has a table (a socket) for `family`.
+    pub fn has(&self, family: Family) -> bool {
+        self.tables[family.index()].is_some()
+    }
+
+    /// Whether the node can reach `addr` (has a table of its family).
+    pub fn reaches(&self, addr: &SocketAddr) -> bool {
+        self.has(Family::of(addr))
+    }
+
+    pub fn get(&self, family: Family) -> Option<&RoutingTable> {
+        self.tables[family.index()].as_ref()
+    }
+
+    pub fn get_mut(&mut self, family: Family) -> Option<&mut RoutingTable> {
+        self.tables[family.index()].as_mut()
+    }
+
+    /// The families with a table, IPv4 first.
+    pub fn enabled(&self) -> Vec<Family> {
+        Family::ALL.into_iter().filter(|f| self.has(*f)).collect()
+    }
+
+    /// Both families enabled: requests then ask for nodes of both (`want`).
+    pub fn dual_stack(&self) -> bool {
+        self.has(Family::V4) && self.has(Family::V6)
+    }
+
+    /// The `n` contacts of `family` closest to `target` (none without a table of that family).
+    pub fn closest_nodes(&self, family: Family, target: &Id, n: usize, now: Timestamp) -> Vec<(NodeId, SocketAddr)> {
+        self.get(family).map_or_else(Vec::new, |t| t.closest_nodes(target, n, now))
+    }
+
+    /// Every contact of both families, for saving state.
+    pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
+        self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr))).collect()
+    }
+
+    /// The targets of the bucket refreshes due in every non-empty table
+    /// ([`RoutingTable::take_refresh_targets`]).
+    pub fn take_refresh_targets<R: rand::Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) -> Vec<Id> {
+        let mut targets = Vec::new();
+        for table in self.tables.iter_mut().flatten().filter(|t| !t.is_empty()) {
+            targets.extend(table.take_refresh_targets(now, rng));
+        }
+        targets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// An IPv4-only node has no IPv6 table: it does not reach IPv6 addresses, has no IPv6
+    /// contacts to give, and asks for one family only; contacts and refresh targets come from
+    /// the tables that exist and hold contacts.
+    #[test]
+    fn only_enabled_families_have_tables() {
+        let own = Id::sha1_of(b"own");
+        let now = Timestamp::ZERO;
+        let config = RoutingTableConfig::default();
+        let mut tables = FamilyTables::new(own, Families { v4: true, v6: false }, &config, now);
+        assert_eq!(tables.enabled(), [Family::V4]);
+        assert!(!tables.dual_stack());
+        assert!(tables.reaches(&"10.0.0.1:1".parse().unwrap()));
+        assert!(!tables.reaches(&"[::1]:1".parse().unwrap()));
+        assert!(tables.get_mut(Family::V6).is_none());
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        assert!(tables.take_refresh_targets(now, &mut rng).is_empty(), "an empty table has nothing to refresh");
+
+        let (id, addr) = (Id::sha1_of(b"peer"), "10.0.0.2:6881".parse().unwrap());
+        tables.get_mut(Family::V4).unwrap().insert_responded(id, addr, now);
+        assert_eq!(tables.contacts(), [(id, addr)]);
+        assert_eq!(tables.closest_nodes(Family::V4, &own, 8, now), [(id, addr)]);
+        assert!(tables.closest_nodes(Family::V6, &own, 8, now).is_empty());
+
+        let both = FamilyTables::new(own, Families { v4: true, v6: true }, &config, now);
+        assert_eq!((both.enabled(), both.dual_stack()), (vec![Family::V4, Family::V6], true));
+    }
+}
