@@ -4,6 +4,7 @@
 pub mod family_tables;
 pub mod id;
 pub mod lookup;
+pub mod requests;
 pub mod routing_table;
 pub mod rtt;
 pub mod timers;
@@ -11,6 +12,7 @@ pub mod timers;
 pub use family_tables::FamilyTables;
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};
+pub use requests::{PendingRequest, RequestTable};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
 pub use rtt::RttEstimator;
 pub use timers::TimerQueue;

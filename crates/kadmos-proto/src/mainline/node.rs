@@ -39,8 +39,8 @@ use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
 use super::token::TokenIssuer;
 use crate::kad::{
-    FamilyTables, Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator,
-    TimerQueue,
+    FamilyTables, Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, PendingRequest, RequestTable,
+    RoutingTable, RttEstimator, TimerQueue,
 };
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -157,12 +157,21 @@ impl Purpose {
 }
 
 #[derive(Clone, Debug)]
-struct PendingRequest {
+struct SentRequest {
     to: SocketAddr,
     sent_at: Timestamp,
     node_id: Option<NodeId>,
     deadline: Timestamp,
     purpose: Purpose,
+}
+
+impl PendingRequest for SentRequest {
+    fn to(&self) -> SocketAddr {
+        self.to
+    }
+    fn deadline(&self) -> Timestamp {
+        self.deadline
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -282,8 +291,7 @@ pub struct Node {
     /// Running republish operations: they emit no events.
     republishing: std::collections::BTreeSet<QueryId>,
     tokens: TokenIssuer,
-    requests: HashMap<u16, PendingRequest>,
-    deadlines: TimerQueue<u16>,
+    requests: RequestTable<u16, SentRequest>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
     wakeups: TimerQueue<QueryId>,
     /// Round trips of our requests, for the lookups' stall timeout.
@@ -320,8 +328,7 @@ impl Node {
             tokens,
             tables,
             rng,
-            requests: HashMap::new(),
-            deadlines: TimerQueue::default(),
+            requests: RequestTable::default(),
             wakeups: TimerQueue::default(),
             rtt: RttEstimator::default(),
             stalled_late: 0.0,
@@ -424,8 +431,7 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
-        let requests = &self.requests;
-        let request_due = self.deadlines.earliest(|d, tx| requests.get(tx).is_some_and(|r| r.deadline == d));
+        let request_due = self.requests.next_deadline();
         let operations = &self.operations;
         let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
         Some([request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
@@ -650,12 +656,8 @@ impl Node {
 
     /// Handles expired requests and housekeeping. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some((deadline, tx)) = self.deadlines.pop_due(now) {
-            let Some(request) = self.requests.get(&tx) else { continue };
-            if request.deadline != deadline {
-                continue;
-            }
-            let request = self.requests.remove(&tx).expect("checked above");
+        while let Some(tx) = self.requests.pop_due(now) {
+            let Some(request) = self.requests.remove(tx) else { continue };
             self.counters.requests_timed_out += 1;
             if matches!(request.purpose, Purpose::Lookup { .. }) {
                 self.note_stall_outcome(false);
@@ -692,13 +694,9 @@ impl Node {
     /// Gives back memory that bursts (joining, refreshes) left in queues and maps: a node is
     /// mostly idle, and the simulator holds 100,000 of them.
     fn shrink_buffers(&mut self) {
-        let requests = &self.requests;
-        self.deadlines.retain(|d, tx| requests.get(tx).is_some_and(|r| r.deadline == d));
+        self.requests.shrink();
         let operations = &self.operations;
         self.wakeups.retain(|_, op| operations.contains_key(op));
-        if self.requests.capacity() > 2 * self.requests.len() + 8 {
-            self.requests.shrink_to_fit();
-        }
         self.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
         // An emptied BTreeMap keeps its last node allocated; a fresh one holds nothing.
@@ -796,10 +794,7 @@ impl Node {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if table.get(&sender).is_some() {
                 table.note_query(&sender, from, now);
-            } else if table.would_accept(&sender, now)
-                && self.verify_allowed(now)
-                && !self.requests.values().any(|r| r.to == from)
-            {
+            } else if table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
                 let _ = self.send_request(now, from, Some(sender), Query::Ping, Purpose::Verify);
             }
         }
@@ -942,12 +937,8 @@ impl Node {
         if self.requests.len() >= self.config.max_pending_requests {
             return Err(QueryError::Overloaded);
         }
-        let tx = loop {
-            let candidate: u16 = self.rng.gen();
-            if !self.requests.contains_key(&candidate) {
-                break candidate;
-            }
-        };
+        let rng = &mut self.rng;
+        let tx = self.requests.free_id(|| rng.gen());
         let timeout = match purpose {
             Purpose::Lookup { .. } | Purpose::Router { .. } => self.config.lookup.request_timeout,
             _ => self.config.request_timeout,
@@ -958,17 +949,13 @@ impl Node {
         message.version = Some(CLIENT_VERSION.to_vec());
         self.counters.requests_sent += 1;
         self.send(to, &message);
-        self.requests.insert(tx, PendingRequest { to, sent_at: now, node_id, deadline, purpose });
-        self.deadlines.push(deadline, tx);
+        self.requests.insert(tx, SentRequest { to, sent_at: now, node_id, deadline, purpose });
         Ok(())
     }
 
-    fn take_request(&mut self, from: SocketAddr, tx: &[u8]) -> Option<PendingRequest> {
+    fn take_request(&mut self, from: SocketAddr, tx: &[u8]) -> Option<SentRequest> {
         let tx = u16::from_be_bytes(tx.try_into().ok()?);
-        match self.requests.get(&tx) {
-            Some(r) if r.to == from => self.requests.remove(&tx),
-            _ => None,
-        }
+        self.requests.take_answered(tx, from)
     }
 
     fn handle_response(
@@ -1007,7 +994,7 @@ impl Node {
             let family = Family::of(&from);
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(response.id, from, now) {
-                if !self.requests.values().any(|r| r.to == old.addr) {
+                if !self.requests.any_to(old.addr) {
                     let _ = self.send_request(now, old.addr, Some(old.id), Query::Ping, Purpose::Verify);
                 }
             }
@@ -1117,7 +1104,7 @@ impl Node {
         touched
     }
 
-    fn request_failed(&mut self, now: Timestamp, request: PendingRequest, error: QueryError) {
+    fn request_failed(&mut self, now: Timestamp, request: SentRequest, error: QueryError) {
         match request.purpose {
             Purpose::Verify => {}
             Purpose::Ping { op } | Purpose::Samples { op } => self.finish(now, op, Outcome::Failed(error)),

@@ -86,7 +86,8 @@ use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
 use crate::kad::{
-    FamilyTables, Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, RoutingTable, RttEstimator, TimerQueue,
+    FamilyTables, Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, PendingRequest, RequestTable,
+    RoutingTable, RttEstimator, TimerQueue,
 };
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -214,7 +215,7 @@ impl Purpose {
 }
 
 #[derive(Clone, Debug)]
-struct PendingRequest {
+struct SentRequest {
     to: SocketAddr,
     node_id: Option<NodeId>,
     sent_at: Timestamp,
@@ -224,6 +225,15 @@ struct PendingRequest {
     wait: Duration,
     datagrams: Vec<Vec<u8>>,
     purpose: Purpose,
+}
+
+impl PendingRequest for SentRequest {
+    fn to(&self) -> SocketAddr {
+        self.to
+    }
+    fn deadline(&self) -> Timestamp {
+        self.deadline
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -338,8 +348,7 @@ pub struct Node {
     verifier: Box<dyn SignatureVerifier>,
     tokens: TokenIssuer,
     limiter: RateLimiter,
-    requests: HashMap<u32, PendingRequest>,
-    deadlines: TimerQueue<u32>,
+    requests: RequestTable<u32, SentRequest>,
     wakeups: TimerQueue<QueryId>,
     rtt: RttEstimator,
     /// Ordered by QueryId so that driving them is deterministic.
@@ -369,8 +378,7 @@ impl Node {
             tokens,
             tables,
             rng,
-            requests: HashMap::new(),
-            deadlines: TimerQueue::default(),
+            requests: RequestTable::default(),
             wakeups: TimerQueue::default(),
             rtt: RttEstimator::default(),
             operations: BTreeMap::new(),
@@ -503,8 +511,7 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
-        let requests = &self.requests;
-        let request_due = self.deadlines.earliest(|d, tx| requests.get(tx).is_some_and(|r| r.deadline == d));
+        let request_due = self.requests.next_deadline();
         let operations = &self.operations;
         let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
         let mut earliest = [request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min);
@@ -783,23 +790,20 @@ impl Node {
 
     /// Handles expired requests and timers. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some((deadline, tx)) = self.deadlines.pop_due(now) {
-            let Some(request) = self.requests.get_mut(&tx) else { continue };
-            if request.deadline != deadline {
-                continue;
-            }
+        while let Some(tx) = self.requests.pop_due(now) {
+            let Some(request) = self.requests.get_mut(tx) else { continue };
             if request.attempts_left > 0 {
                 request.attempts_left -= 1;
                 request.wait *= 2;
                 request.deadline = now + request.wait;
-                let (to, deadline, datagrams) = (request.to, request.deadline, request.datagrams.clone());
-                self.deadlines.push(deadline, tx);
+                let (to, datagrams) = (request.to, request.datagrams.clone());
+                self.requests.reschedule(tx);
                 for payload in datagrams {
                     self.transmit(to, payload);
                 }
                 continue;
             }
-            let request = self.requests.remove(&tx).expect("checked above");
+            let Some(request) = self.requests.remove(tx) else { continue };
             self.counters.requests_timed_out += 1;
             if let (Some(id), Some(table)) = (request.node_id, self.tables.get_mut(Family::of(&request.to))) {
                 table.note_failure(&id, request.to, now);
@@ -836,13 +840,9 @@ impl Node {
     }
 
     fn shrink_buffers(&mut self) {
-        let requests = &self.requests;
-        self.deadlines.retain(|d, tx| requests.get(tx).is_some_and(|r| r.deadline == d));
+        self.requests.shrink();
         let operations = &self.operations;
         self.wakeups.retain(|_, op| operations.contains_key(op));
-        if self.requests.capacity() > 2 * self.requests.len() + 8 {
-            self.requests.shrink_to_fit();
-        }
         self.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
     }
@@ -889,7 +889,7 @@ impl Node {
         // Like OpenDHT: fragments of a reply only for a request we made; of a request only
         // within the rate limit.
         let expected = if is_reply {
-            self.requests.get(&message.tid).is_some_and(|r| r.to == from)
+            self.requests.awaits(message.tid, from)
         } else {
             self.partials.get(&key).is_some_and(|p| p.header.is_none()) || self.allow_request(now, from)
         };
@@ -1026,11 +1026,8 @@ impl Node {
         }
     }
 
-    fn take_request(&mut self, from: SocketAddr, tid: u32) -> Option<PendingRequest> {
-        match self.requests.get(&tid) {
-            Some(r) if r.to == from => self.requests.remove(&tid),
-            _ => None,
-        }
+    fn take_request(&mut self, from: SocketAddr, tid: u32) -> Option<SentRequest> {
+        self.requests.take_answered(tid, from)
     }
 
     fn handle_reply(
@@ -1059,7 +1056,7 @@ impl Node {
         if !is_client && reply.id != self.config.node_id {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(reply.id, from, now) {
-                if !self.requests.values().any(|r| r.to == old.addr) {
+                if !self.requests.any_to(old.addr) {
                     let _ =
                         self.send_request(now, old.addr, Some(old.id), Request::Ping, Vec::new(), 1, Purpose::Verify);
                 }
@@ -1209,7 +1206,7 @@ impl Node {
         touched
     }
 
-    fn request_failed(&mut self, now: Timestamp, request: PendingRequest, error: QueryError) {
+    fn request_failed(&mut self, now: Timestamp, request: SentRequest, error: QueryError) {
         match request.purpose {
             Purpose::Verify => {}
             Purpose::Ping { op } => self.finish(now, op, Outcome::Failed(error)),
@@ -1520,10 +1517,7 @@ impl Node {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if table.get(&sender).is_some() {
                 table.note_query(&sender, from, now);
-            } else if table.would_accept(&sender, now)
-                && self.verify_allowed(now)
-                && !self.requests.values().any(|r| r.to == from)
-            {
+            } else if table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
                 let _ = self.send_request(now, from, Some(sender), Request::Ping, Vec::new(), 1, Purpose::Verify);
             }
         }
@@ -1906,12 +1900,8 @@ impl Node {
         if self.requests.len() >= self.config.max_pending_requests {
             return Err(QueryError::Overloaded);
         }
-        let tid = loop {
-            let candidate: u32 = self.rng.gen_range(1..=u32::MAX);
-            if !self.requests.contains_key(&candidate) {
-                break candidate;
-            }
-        };
+        let rng = &mut self.rng;
+        let tid = self.requests.free_id(|| rng.gen_range(1..=u32::MAX));
         let wait = match purpose {
             Purpose::Lookup { .. } | Purpose::Router { .. } => self.config.lookup.request_timeout,
             _ => self.config.request_timeout,
@@ -1924,11 +1914,8 @@ impl Node {
         let attempts_left = attempts.saturating_sub(1);
         let datagrams = if attempts_left > 0 { datagrams } else { Vec::new() };
         let deadline = now + wait;
-        self.requests.insert(
-            tid,
-            PendingRequest { to, node_id, sent_at: now, deadline, attempts_left, wait, datagrams, purpose },
-        );
-        self.deadlines.push(deadline, tid);
+        self.requests
+            .insert(tid, SentRequest { to, node_id, sent_at: now, deadline, attempts_left, wait, datagrams, purpose });
         Ok(())
     }
 }
