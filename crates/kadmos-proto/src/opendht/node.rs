@@ -563,19 +563,9 @@ impl Node {
         extra_seeds: &[(NodeId, SocketAddr)],
     ) -> QueryId {
         let id = self.new_query_id();
-        let seeds_per_family = self.config.lookup.k * 2;
-        let mut lookups = Vec::new();
-        for family in self.tables.enabled() {
-            let table = self.tables.get(family).expect("enabled family has a table");
-            let mut seeds = table.closest_nodes(&target, seeds_per_family, now);
-            seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
-            lookups.push(FamilyLookup {
-                family,
-                lookup: Lookup::new(target, self.config.lookup.clone(), seeds),
-                tokens: HashMap::new(),
-                probes: HashMap::new(),
-            });
-        }
+        let lookups = (self.tables.start_lookups(target, &self.config.lookup, extra_seeds, now).into_iter())
+            .map(|(family, lookup)| FamilyLookup { family, lookup, tokens: HashMap::new(), probes: HashMap::new() })
+            .collect();
         self.operations.insert(id, Operation { kind, request, lookups, awaiting: 0 });
         id
     }
