@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use kadmos_proto::kad::LookupConfig;
 use kadmos_proto::mainline::{Config, Families, Node};
-use kadmos_proto::{NodeId, Timestamp};
+use kadmos_proto::NodeId;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
 use crate::dht::Dht;
-use crate::driver::{Driver, EPOCH_OFFSET};
+use crate::driver::Driver;
 use crate::error::{Error, Result};
+use crate::node_task::{self, Clock};
 use crate::ports::PortSpec;
 use crate::state::SavedState;
 
@@ -164,17 +165,17 @@ impl DhtBuilder {
         config.read_only = self.read_only;
         config.lookup = self.lookup;
         config.republish_interval = self.republish;
-        let start = tokio::time::Instant::now();
-        let node = Node::new(config, Timestamp::from_duration(EPOCH_OFFSET));
+        let clock = Clock::starting_at(tokio::time::Instant::now());
+        let node = Node::new(config, Clock::start_timestamp());
 
         let (command_tx, command_rx) = mpsc::channel(256);
         let (boot_tx, boot_rx) = watch::channel(false);
-        let mut driver = Driver::new(node, sockets, command_rx, start, boot_tx);
+        let mut driver = Driver::new(node, local_addrs.clone(), clock, boot_tx);
         if let Some(state) = &self.state {
             driver.restore_items(state);
         }
         driver.start_bootstrap(routers, contacts);
-        tokio::spawn(driver.run());
+        node_task::spawn(driver, sockets, command_rx, clock);
         tracing::info!(%node_id, ?local_addrs, "node started");
         Ok(Dht { commands: command_tx, bootstrapped: boot_rx, local_addrs, node_id, keep_alive_puts: self.keep_alive })
     }

@@ -1,23 +1,16 @@
-//! The task that owns a node's sockets and its sans-IO [`Node`], and moves bytes, time and
-//! commands between them.
-//!
-//! One task per node, no locks: the API handle talks to it over a channel. After every input
-//! (a datagram, a timer, a command) the task drains the node's transmits and events, then
-//! sleeps until the next datagram, command or the node's next deadline.
+//! The Mainline side of a node's task ([`crate::node_task`]): the sans-IO [`Node`], the
+//! commands of the [`crate::Dht`] handle, and who waits for which query's events.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::{ContactStatus, RoutingTable};
 use kadmos_proto::mainline::{Event, Family, Item, ItemQuery, Node, Outcome, QueryError, QueryId, Transmit};
 use kadmos_proto::{InfoHash, NodeId, Timestamp};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
 
-use crate::endpoint::Endpoint;
+use crate::node_task::{Clock, NodeDriver};
 use crate::state::{SavedContact, SavedItem, SavedState};
 use crate::types::*;
 
@@ -62,34 +55,19 @@ enum Waiter {
 
 pub(crate) struct Driver {
     pub node: Node,
-    endpoint: Endpoint,
-    pub commands: mpsc::Receiver<Command>,
-    pub start: Instant,
+    clock: Clock,
+    local_addrs: Vec<SocketAddr>,
     pub bootstrapped: watch::Sender<bool>,
     waiters: HashMap<QueryId, Waiter>,
 }
 
-/// Driver time starts here rather than at zero, so that items restored from saved state can
-/// carry a last-put time before the node started (an item's lifetime is 2 hours).
-pub(crate) const EPOCH_OFFSET: Duration = Duration::from_secs(6 * 60 * 60);
-
 impl Driver {
-    pub fn new(
-        node: Node,
-        sockets: Vec<Arc<UdpSocket>>,
-        commands: mpsc::Receiver<Command>,
-        start: Instant,
-        bootstrapped: watch::Sender<bool>,
-    ) -> Self {
-        Driver { node, endpoint: Endpoint::new(sockets), commands, start, bootstrapped, waiters: HashMap::new() }
+    pub fn new(node: Node, local_addrs: Vec<SocketAddr>, clock: Clock, bootstrapped: watch::Sender<bool>) -> Self {
+        Driver { node, clock, local_addrs, bootstrapped, waiters: HashMap::new() }
     }
 
     fn now(&self) -> Timestamp {
-        Timestamp::from_duration(self.start.elapsed() + EPOCH_OFFSET)
-    }
-
-    fn instant(&self, at: Timestamp) -> Instant {
-        self.start + at.as_duration().saturating_sub(EPOCH_OFFSET)
+        self.clock.now()
     }
 
     /// Starts the initial join; see [`Waiter::Bootstrap`].
@@ -103,46 +81,41 @@ impl Driver {
         let query = self.node.bootstrap(now, &first, &contacts);
         self.waiters.insert(query, Waiter::Bootstrap { fallback });
     }
+}
 
-    pub async fn run(mut self) {
-        let readiness = self.endpoint.readiness();
-        self.flush().await;
-        loop {
-            let deadline = self.node.poll_timeout().map(|t| self.instant(t));
-            let sleep =
-                tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
-            tokio::select! {
-                command = self.commands.recv() => match command {
-                    None => break,
-                    Some(Command::Shutdown(reply)) => {
-                        let _ = reply.send(self.saved_state());
-                        break;
-                    }
-                    Some(command) => self.handle_command(command),
-                },
-                ready = readiness.wait() => if let Ok(index) = ready {
-                    let now = self.now();
-                    let node = &mut self.node;
-                    self.endpoint.drain(index, |from, datagram| node.handle_datagram(now, from, datagram));
-                },
-                () = sleep => {
-                    let now = self.now();
-                    self.node.handle_timeout(now);
-                }
-            }
-            self.flush().await;
-        }
+impl NodeDriver for Driver {
+    type Command = Command;
+
+    fn handle_command(&mut self, command: Command) -> bool {
+        self.command(command)
     }
 
-    async fn flush(&mut self) {
-        let transmits: Vec<Transmit> = std::iter::from_fn(|| self.node.poll_transmit()).collect();
-        self.endpoint.send(transmits).await;
+    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
+        self.node.handle_datagram(now, from, datagram);
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.node.handle_timeout(now);
+    }
+
+    fn poll_timeout(&mut self) -> Option<Timestamp> {
+        self.node.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.node.poll_transmit()
+    }
+
+    fn deliver_events(&mut self) {
         while let Some(event) = self.node.poll_event() {
             self.handle_event(event);
         }
     }
+}
 
-    fn handle_command(&mut self, command: Command) {
+impl Driver {
+    /// Carries out a command; `false` for shutdown (after replying with the final state).
+    fn command(&mut self, command: Command) -> bool {
         let now = self.now();
         match command {
             Command::Ping(addr, reply) => {
@@ -187,12 +160,14 @@ impl Driver {
             Command::SaveState(reply) => {
                 let _ = reply.send(self.saved_state());
             }
-            Command::Shutdown(_) => unreachable!("handled in run"),
+            Command::Shutdown(reply) => {
+                let _ = reply.send(self.saved_state());
+                return false;
+            }
         }
         // Commands can complete at once (an empty table, say): deliver those events now.
-        while let Some(event) = self.node.poll_event() {
-            self.handle_event(event);
-        }
+        self.deliver_events();
+        true
     }
 
     fn handle_event(&mut self, event: Event) {
@@ -326,7 +301,7 @@ impl Driver {
         let c = self.node.counters();
         Info {
             node_id: self.node.id(),
-            local_addrs: self.endpoint.local_addrs(),
+            local_addrs: self.local_addrs.clone(),
             external_addr: self.node.external_addr(),
             read_only: self.node.config().read_only,
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
@@ -336,7 +311,7 @@ impl Driver {
             stored_items: self.node.item_store().len(),
             kept_items: self.node.kept_items().count(),
             running_operations: self.node.running_operations(),
-            uptime_secs: self.start.elapsed().as_secs(),
+            uptime_secs: self.clock.uptime().as_secs(),
             traffic: Traffic {
                 datagrams_received: c.datagrams_received,
                 bytes_received: c.bytes_received,

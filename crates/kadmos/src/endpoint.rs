@@ -48,10 +48,6 @@ impl Endpoint {
         Endpoint { sockets, by_family, batch: RecvBatch::new() }
     }
 
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
-    }
-
     pub fn readiness(&self) -> Readiness {
         Readiness { sockets: [self.sockets.first().cloned(), self.sockets.get(1).cloned()] }
     }

@@ -33,6 +33,7 @@ pub mod dht;
 mod driver;
 mod endpoint;
 pub mod error;
+mod node_task;
 pub mod opendht;
 pub mod ports;
 pub mod state;

@@ -7,15 +7,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use kadmos_proto::node_io::Families;
 use kadmos_proto::opendht::{Config, Node, SignatureVerifier, Value};
-use kadmos_proto::{NodeId, Timestamp};
+use kadmos_proto::NodeId;
 use tokio::sync::{mpsc, watch};
 
 use super::driver::Driver;
 use super::handle::OpenDht;
 use super::state::OpenDhtState;
 use crate::builder::{bind_sockets, resolve};
-use crate::driver::EPOCH_OFFSET;
 use crate::error::Result;
+use crate::node_task::{self, Clock, EPOCH_OFFSET};
 use crate::ports::PortSpec;
 
 /// OpenDHT's port.
@@ -188,20 +188,20 @@ impl OpenDhtBuilder {
         // With Unix time known, values put with a creation time (`c`) expire when they should.
         let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         config.unix_time_at_zero = unix_now.checked_sub(EPOCH_OFFSET.as_secs());
-        let start = tokio::time::Instant::now();
-        let mut node = Node::new(config, Timestamp::from_duration(EPOCH_OFFSET));
+        let clock = Clock::starting_at(tokio::time::Instant::now());
+        let mut node = Node::new(config, Clock::start_timestamp());
         if let Some(verifier) = self.verifier {
             node.set_signature_verifier(Box::new(verifier));
         }
 
         let (command_tx, command_rx) = mpsc::channel(256);
         let (boot_tx, boot_rx) = watch::channel(false);
-        let mut driver = Driver::new(node, sockets, command_rx, start, boot_tx);
+        let mut driver = Driver::new(node, local_addrs.clone(), clock, boot_tx);
         if let Some(state) = &self.state {
             driver.restore_values(state);
         }
         driver.start_bootstrap(routers, contacts);
-        tokio::spawn(driver.run());
+        node_task::spawn(driver, sockets, command_rx, clock);
         tracing::info!(%node_id, ?local_addrs, "OpenDHT node started");
         Ok(OpenDht { commands: command_tx, bootstrapped: boot_rx, local_addrs, node_id })
     }

@@ -1,25 +1,20 @@
-//! The task that owns an OpenDHT node's sockets and its sans-IO [`Node`], as
-//! [`crate::driver`] does for Mainline: after every input (a datagram, a timer, a command) it
-//! sends the node's datagrams, hands its events to the waiting callers, then sleeps until the
-//! next datagram, command or deadline.
+//! The OpenDHT side of a node's task ([`crate::node_task`]), as [`crate::driver`] is the
+//! Mainline side: the sans-IO [`Node`], the commands of the [`super::OpenDht`] handle, and who
+//! waits for which query's events (gets, puts, listens).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::RoutingTable;
 use kadmos_proto::opendht::storage::Source;
 use kadmos_proto::opendht::{Event, Family, Node, Outcome, Query, QueryError, QueryId, Transmit, Value, ValueId};
 use kadmos_proto::{Id, NodeId, Timestamp};
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::Instant;
 
 use super::state::{OpenDhtState, SavedPut, SavedValue};
 use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
-use crate::driver::EPOCH_OFFSET;
-use crate::endpoint::Endpoint;
+use crate::node_task::{Clock, NodeDriver};
 use crate::types::{NodeInfo, RemoteError};
 
 /// What a put reports back: value id, where it was stored, the errors others answered.
@@ -56,30 +51,19 @@ enum Waiter {
 
 pub(crate) struct Driver {
     node: Node,
-    endpoint: Endpoint,
-    commands: mpsc::Receiver<Command>,
-    start: Instant,
+    clock: Clock,
+    local_addrs: Vec<SocketAddr>,
     bootstrapped: watch::Sender<bool>,
     waiters: HashMap<QueryId, Waiter>,
 }
 
 impl Driver {
-    pub fn new(
-        node: Node,
-        sockets: Vec<Arc<UdpSocket>>,
-        commands: mpsc::Receiver<Command>,
-        start: Instant,
-        bootstrapped: watch::Sender<bool>,
-    ) -> Self {
-        Driver { node, endpoint: Endpoint::new(sockets), commands, start, bootstrapped, waiters: HashMap::new() }
+    pub fn new(node: Node, local_addrs: Vec<SocketAddr>, clock: Clock, bootstrapped: watch::Sender<bool>) -> Self {
+        Driver { node, clock, local_addrs, bootstrapped, waiters: HashMap::new() }
     }
 
     fn now(&self) -> Timestamp {
-        Timestamp::from_duration(self.start.elapsed() + EPOCH_OFFSET)
-    }
-
-    fn instant(&self, at: Timestamp) -> Instant {
-        self.start + at.as_duration().saturating_sub(EPOCH_OFFSET)
+        self.clock.now()
     }
 
     /// Starts the initial join; see [`Waiter::Bootstrap`].
@@ -93,42 +77,30 @@ impl Driver {
         let query = self.node.bootstrap(now, &first, &contacts);
         self.waiters.insert(query, Waiter::Bootstrap { fallback });
     }
+}
 
-    pub async fn run(mut self) {
-        let readiness = self.endpoint.readiness();
-        self.flush().await;
-        loop {
-            let deadline = self.node.poll_timeout().map(|t| self.instant(t));
-            let sleep =
-                tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
-            tokio::select! {
-                command = self.commands.recv() => match command {
-                    None => break,
-                    Some(Command::Shutdown(reply)) => {
-                        let _ = reply.send(self.saved_state());
-                        break;
-                    }
-                    Some(command) => self.handle_command(command),
-                },
-                ready = readiness.wait() => if let Ok(index) = ready {
-                    let now = self.now();
-                    let node = &mut self.node;
-                    self.endpoint.drain(index, |from, datagram| node.handle_datagram(now, from, datagram));
-                },
-                () = sleep => {
-                    let now = self.now();
-                    self.node.handle_timeout(now);
-                    self.drop_abandoned_listens();
-                }
-            }
-            self.flush().await;
-        }
+impl NodeDriver for Driver {
+    type Command = Command;
+
+    fn handle_command(&mut self, command: Command) -> bool {
+        self.command(command)
     }
 
-    async fn flush(&mut self) {
-        let transmits: Vec<Transmit> = std::iter::from_fn(|| self.node.poll_transmit()).collect();
-        self.endpoint.send(transmits).await;
-        self.deliver_events();
+    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
+        self.node.handle_datagram(now, from, datagram);
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.node.handle_timeout(now);
+        self.drop_abandoned_listens();
+    }
+
+    fn poll_timeout(&mut self) -> Option<Timestamp> {
+        self.node.poll_timeout()
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.node.poll_transmit()
     }
 
     fn deliver_events(&mut self) {
@@ -136,8 +108,11 @@ impl Driver {
             self.handle_event(event);
         }
     }
+}
 
-    fn handle_command(&mut self, command: Command) {
+impl Driver {
+    /// Carries out a command; `false` for shutdown (after replying with the final state).
+    fn command(&mut self, command: Command) -> bool {
         let now = self.now();
         match command {
             Command::Ping(addr, reply) => {
@@ -175,10 +150,14 @@ impl Driver {
             Command::SaveState(reply) => {
                 let _ = reply.send(self.saved_state());
             }
-            Command::Shutdown(_) => unreachable!("handled in run"),
+            Command::Shutdown(reply) => {
+                let _ = reply.send(self.saved_state());
+                return false;
+            }
         }
         // Commands can complete at once (an empty table, say): deliver those events now.
         self.deliver_events();
+        true
     }
 
     fn cancel_listen(&mut self, listen: QueryId) {
@@ -268,7 +247,7 @@ impl Driver {
         let storage = self.node.storage();
         OpenDhtInfo {
             node_id: self.node.id(),
-            local_addrs: self.endpoint.local_addrs(),
+            local_addrs: self.local_addrs.clone(),
             client: self.node.config().is_client,
             network_id: self.node.config().network,
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
@@ -281,7 +260,7 @@ impl Driver {
             listens: self.waiters.values().filter(|w| matches!(w, Waiter::Listen(_))).count(),
             remote_listeners: self.node.listener_table().len(),
             running_operations: self.node.running_operations(),
-            uptime_secs: self.start.elapsed().as_secs(),
+            uptime_secs: self.clock.uptime().as_secs(),
             traffic: OpenDhtTraffic {
                 datagrams_received: c.datagrams_received,
                 bytes_received: c.bytes_received,

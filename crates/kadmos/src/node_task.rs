@@ -1,0 +1,112 @@
+//! The task that runs one sans-IO node under tokio, the same for both networks.
+//!
+//! One task per node, no locks: API handles talk to it over a channel. It owns the node's
+//! sockets ([`Endpoint`]) and its command queue and maps tokio time to the node's
+//! [`Timestamp`]s. After every input (a command, datagrams, a timer) it sends everything the
+//! node wants sent and hands the node's events to whoever waits for them, then sleeps until
+//! the next datagram, command or the node's next deadline. What a command or an event means
+//! is the network's driver's business ([`NodeDriver`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kadmos_proto::node_io::Transmit;
+use kadmos_proto::Timestamp;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::endpoint::Endpoint;
+
+/// Node time starts here rather than at zero, so that data restored from saved state can
+/// carry times from before the node started (a BEP 44 item's last put, for one).
+pub(crate) const EPOCH_OFFSET: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// Tokio time as node time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    pub fn starting_at(start: Instant) -> Clock {
+        Clock { start }
+    }
+
+    /// The node time of the start (what a node is created with).
+    pub fn start_timestamp() -> Timestamp {
+        Timestamp::from_duration(EPOCH_OFFSET)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        Timestamp::from_duration(self.start.elapsed() + EPOCH_OFFSET)
+    }
+
+    pub fn instant(&self, at: Timestamp) -> Instant {
+        self.start + at.as_duration().saturating_sub(EPOCH_OFFSET)
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+/// One network's side of the task: its node, and what its commands and events mean.
+pub(crate) trait NodeDriver: Send + 'static {
+    type Command: Send + 'static;
+
+    /// Carries out a command from a handle; `false` once the node is to stop.
+    fn handle_command(&mut self, command: Self::Command) -> bool;
+    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]);
+    fn handle_timeout(&mut self, now: Timestamp);
+    /// When the node next wants [`NodeDriver::handle_timeout`].
+    fn poll_timeout(&mut self) -> Option<Timestamp>;
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// Hands the node's pending events to their waiters.
+    fn deliver_events(&mut self);
+}
+
+/// Starts the task of `driver` on the current runtime.
+pub(crate) fn spawn<D: NodeDriver>(
+    driver: D,
+    sockets: Vec<Arc<UdpSocket>>,
+    commands: mpsc::Receiver<D::Command>,
+    clock: Clock,
+) {
+    tokio::spawn(run(driver, Endpoint::new(sockets), commands, clock));
+}
+
+async fn run<D: NodeDriver>(
+    mut driver: D,
+    mut endpoint: Endpoint,
+    mut commands: mpsc::Receiver<D::Command>,
+    clock: Clock,
+) {
+    let readiness = endpoint.readiness();
+    flush(&mut driver, &endpoint).await;
+    loop {
+        let deadline = driver.poll_timeout().map(|t| clock.instant(t));
+        let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
+        tokio::select! {
+            command = commands.recv() => {
+                let Some(command) = command else { break };
+                if !driver.handle_command(command) {
+                    break;
+                }
+            },
+            ready = readiness.wait() => if let Ok(index) = ready {
+                let now = clock.now();
+                endpoint.drain(index, |from, datagram| driver.handle_datagram(now, from, datagram));
+            },
+            () = sleep => driver.handle_timeout(clock.now()),
+        }
+        flush(&mut driver, &endpoint).await;
+    }
+}
+
+async fn flush<D: NodeDriver>(driver: &mut D, endpoint: &Endpoint) {
+    let transmits: Vec<Transmit> = std::iter::from_fn(|| driver.poll_transmit()).collect();
+    endpoint.send(transmits).await;
+    driver.deliver_events();
+}
