@@ -4,6 +4,9 @@
 
 use std::net::SocketAddr;
 
+use crate::kad::NodeId;
+use crate::time::Timestamp;
+
 /// Identifies one command's progress and result in a node's events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueryId(pub u64);
@@ -47,4 +50,21 @@ pub struct Families {
 pub struct Transmit {
     pub to: SocketAddr,
     pub payload: Vec<u8>,
+}
+
+/// The inputs and outputs every sans-IO node has, whatever its network: what a driver (the
+/// tokio task, the simulator) needs to run one. Commands and events are each network's own.
+pub trait SansIoNode {
+    /// A datagram arrived from `from`.
+    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]);
+    /// The time [`SansIoNode::poll_timeout`] gave has come.
+    fn handle_timeout(&mut self, now: Timestamp);
+    /// When the node next wants [`SansIoNode::handle_timeout`].
+    fn poll_timeout(&mut self) -> Option<Timestamp>;
+    /// The next datagram to send.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    /// Joins through `routers` (addresses only) and known `contacts`.
+    fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId;
+    /// Whether no routing table holds a contact (a join that reached nobody).
+    fn has_no_contacts(&self) -> bool;
 }

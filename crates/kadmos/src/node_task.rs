@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kadmos_proto::node_io::Transmit;
-use kadmos_proto::Timestamp;
+use kadmos_proto::node_io::{QueryId, SansIoNode, Transmit};
+use kadmos_proto::{NodeId, Timestamp};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -54,17 +54,39 @@ impl Clock {
 
 /// One network's side of the task: its node, and what its commands and events mean.
 pub(crate) trait NodeDriver: Send + 'static {
+    type Node: SansIoNode;
     type Command: Send + 'static;
 
+    fn node(&mut self) -> &mut Self::Node;
     /// Carries out a command from a handle; `false` once the node is to stop.
     fn handle_command(&mut self, command: Self::Command) -> bool;
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]);
-    fn handle_timeout(&mut self, now: Timestamp);
-    /// When the node next wants [`NodeDriver::handle_timeout`].
-    fn poll_timeout(&mut self) -> Option<Timestamp>;
-    fn poll_transmit(&mut self) -> Option<Transmit>;
     /// Hands the node's pending events to their waiters.
     fn deliver_events(&mut self);
+    /// The node's timers; a driver with timers of its own adds them here.
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.node().handle_timeout(now);
+    }
+}
+
+/// Starts a join: through saved `contacts` if there are any (the `routers` are then kept as
+/// the fallback), otherwise through the routers. `None` when there is nobody to ask.
+pub(crate) fn start_join(
+    node: &mut impl SansIoNode,
+    now: Timestamp,
+    routers: Vec<SocketAddr>,
+    contacts: &[(NodeId, SocketAddr)],
+) -> Option<(QueryId, Vec<SocketAddr>)> {
+    let (first, fallback) = if contacts.is_empty() { (routers, Vec::new()) } else { (Vec::new(), routers) };
+    if first.is_empty() && contacts.is_empty() {
+        return None;
+    }
+    Some((node.bootstrap(now, &first, contacts), fallback))
+}
+
+/// Whether a join that has ended should be tried again through its `fallback` routers: the
+/// saved contacts it went through left the tables empty.
+pub(crate) fn join_needs_fallback(node: &impl SansIoNode, fallback: &[SocketAddr]) -> bool {
+    node.has_no_contacts() && !fallback.is_empty()
 }
 
 /// Starts the task of `driver` on the current runtime.
@@ -86,7 +108,7 @@ async fn run<D: NodeDriver>(
     let readiness = endpoint.readiness();
     flush(&mut driver, &endpoint).await;
     loop {
-        let deadline = driver.poll_timeout().map(|t| clock.instant(t));
+        let deadline = driver.node().poll_timeout().map(|t| clock.instant(t));
         let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)));
         tokio::select! {
             command = commands.recv() => {
@@ -97,7 +119,8 @@ async fn run<D: NodeDriver>(
             },
             ready = readiness.wait() => if let Ok(index) = ready {
                 let now = clock.now();
-                endpoint.drain(index, |from, datagram| driver.handle_datagram(now, from, datagram));
+                let node = driver.node();
+                endpoint.drain(index, |from, datagram| node.handle_datagram(now, from, datagram));
             },
             () = sleep => driver.handle_timeout(clock.now()),
         }
@@ -106,7 +129,8 @@ async fn run<D: NodeDriver>(
 }
 
 async fn flush<D: NodeDriver>(driver: &mut D, endpoint: &Endpoint) {
-    let transmits: Vec<Transmit> = std::iter::from_fn(|| driver.poll_transmit()).collect();
+    let node = driver.node();
+    let transmits: Vec<Transmit> = std::iter::from_fn(|| node.poll_transmit()).collect();
     endpoint.send(transmits).await;
     driver.deliver_events();
 }

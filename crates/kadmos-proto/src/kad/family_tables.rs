@@ -72,6 +72,11 @@ impl FamilyTables {
         lookups
     }
 
+    /// Whether no table holds a contact.
+    pub fn is_empty(&self) -> bool {
+        self.tables.iter().flatten().all(RoutingTable::is_empty)
+    }
+
     /// Every contact of both families, for saving state.
     pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
         self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr))).collect()
@@ -109,10 +114,12 @@ mod tests {
         assert!(tables.get_mut(Family::V6).is_none());
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         assert!(tables.take_refresh_targets(now, &mut rng).is_empty(), "an empty table has nothing to refresh");
+        assert!(tables.is_empty());
 
         let (id, addr) = (Id::sha1_of(b"peer"), "10.0.0.2:6881".parse().unwrap());
         tables.get_mut(Family::V4).unwrap().insert_responded(id, addr, now);
         assert_eq!(tables.contacts(), [(id, addr)]);
+        assert!(!tables.is_empty());
         assert_eq!(tables.closest_nodes(Family::V4, &own, 8, now), [(id, addr)]);
         assert!(tables.closest_nodes(Family::V6, &own, 8, now).is_empty());
 

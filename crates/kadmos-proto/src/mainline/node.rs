@@ -42,6 +42,7 @@ use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, PendingRequest, RequestTable,
     RoutingTable, RttEstimator, TimerQueue,
 };
+use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
@@ -1293,5 +1294,26 @@ fn put_args(item: &Item, cas: Option<i64>, token: Vec<u8>) -> PutArgs {
             salt: (!m.salt.is_empty()).then(|| m.salt.clone()),
             cas,
         },
+    }
+}
+
+impl SansIoNode for Node {
+    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
+        Node::handle_datagram(self, now, from, datagram);
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        Node::handle_timeout(self, now);
+    }
+    fn poll_timeout(&mut self) -> Option<Timestamp> {
+        Node::poll_timeout(self)
+    }
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        Node::poll_transmit(self)
+    }
+    fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
+        Node::bootstrap(self, now, routers, contacts)
+    }
+    fn has_no_contacts(&self) -> bool {
+        self.tables.is_empty()
     }
 }

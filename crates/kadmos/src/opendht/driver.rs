@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use kadmos_proto::kad::RoutingTable;
 use kadmos_proto::opendht::storage::Source;
-use kadmos_proto::opendht::{Event, Family, Node, Outcome, Query, QueryError, QueryId, Transmit, Value, ValueId};
+use kadmos_proto::opendht::{Event, Family, Node, Outcome, Query, QueryError, QueryId, Value, ValueId};
 use kadmos_proto::{Id, NodeId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::state::{OpenDhtState, SavedPut, SavedValue};
 use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
-use crate::node_task::{Clock, NodeDriver};
+use crate::node_task::{self, Clock, NodeDriver};
 use crate::types::{NodeInfo, RemoteError};
 
 /// What a put reports back: value id, where it was stored, the errors others answered.
@@ -68,45 +68,38 @@ impl Driver {
 
     /// Starts the initial join; see [`Waiter::Bootstrap`].
     pub fn start_bootstrap(&mut self, routers: Vec<SocketAddr>, contacts: Vec<(NodeId, SocketAddr)>) {
-        let now = self.now();
-        let (first, fallback) = if contacts.is_empty() { (routers, Vec::new()) } else { (Vec::new(), routers) };
-        if first.is_empty() && contacts.is_empty() {
-            let _ = self.bootstrapped.send(true);
-            return;
+        match node_task::start_join(&mut self.node, self.clock.now(), routers, &contacts) {
+            Some((query, fallback)) => {
+                self.waiters.insert(query, Waiter::Bootstrap { fallback });
+            }
+            None => {
+                let _ = self.bootstrapped.send(true);
+            }
         }
-        let query = self.node.bootstrap(now, &first, &contacts);
-        self.waiters.insert(query, Waiter::Bootstrap { fallback });
     }
 }
 
 impl NodeDriver for Driver {
+    type Node = Node;
     type Command = Command;
+
+    fn node(&mut self) -> &mut Node {
+        &mut self.node
+    }
 
     fn handle_command(&mut self, command: Command) -> bool {
         self.command(command)
-    }
-
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        self.node.handle_datagram(now, from, datagram);
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        self.node.handle_timeout(now);
-        self.drop_abandoned_listens();
-    }
-
-    fn poll_timeout(&mut self) -> Option<Timestamp> {
-        self.node.poll_timeout()
-    }
-
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.node.poll_transmit()
     }
 
     fn deliver_events(&mut self) {
         while let Some(event) = self.node.poll_event() {
             self.handle_event(event);
         }
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        self.node.handle_timeout(now);
+        self.drop_abandoned_listens();
     }
 }
 
@@ -223,9 +216,7 @@ impl Driver {
                     }
                     (Waiter::Get(_), _) => {} // dropping the sender ends the stream
                     (Waiter::Bootstrap { fallback }, _) => {
-                        let empty =
-                            Family::ALL.iter().all(|f| self.node.routing_table(*f).is_none_or(RoutingTable::is_empty));
-                        if empty && !fallback.is_empty() {
+                        if node_task::join_needs_fallback(&self.node, &fallback) {
                             tracing::info!("saved contacts did not answer; bootstrapping from the bootstrap nodes");
                             self.start_bootstrap(fallback, Vec::new());
                         } else {
