@@ -482,3 +482,65 @@ async fn encrypted_values_decrypt_on_the_other_side() {
     })
     .await;
 }
+
+/// Type-specific store policies agree with OpenDHT's: an IpServiceAnnouncement (type 2) put
+/// from a client node (which nobody asks, so only storing nodes' copies come back) is stored by
+/// every node, OpenDHT and kadmos, as the announced port at the address the put came from, in
+/// byte-identical data (`store_policy::ip_service_announcement`); a DhtMessage (type 1)
+/// without a service is stored by nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_policies_match_opendht() {
+    use kadmos_proto::opendht::store_policy::{ip_service_announcement, read_ip_service_announcement};
+    if !driver_installed() {
+        return;
+    }
+    whole_test(60, async {
+        let mut m = Mixed::start().await;
+        let client = OpenDht::builder()
+            .bind(std::net::Ipv4Addr::LOCALHOST.into())
+            .port(0)
+            .client(true)
+            .bootstrap([m.net.bootstrap_addrs()[0].to_string()])
+            .build()
+            .await
+            .unwrap();
+        bounded("client join", 10, client.bootstrapped()).await.unwrap();
+
+        let key = Id::of_str("interop: service announcement");
+        let announced = ip_service_announcement("0.0.0.0:4242".parse().unwrap());
+        let expected = ip_service_announcement("127.0.0.1:4242".parse().unwrap());
+        let value = Value::new(0x81, ValueType::IP_SERVICE_ANNOUNCEMENT.id, announced);
+        bounded("announce", 20, client.put_value(key, value, false)).await.unwrap();
+        for o in &mut m.odht {
+            let values = o.get(key).await;
+            assert!(!values.is_empty(), "OpenDHT found no announcement");
+            for v in &values {
+                assert_eq!(data_of(v), expected, "OpenDHT's stored announcement differs from kadmos's: {v}");
+            }
+        }
+        for node in &m.net.nodes {
+            let mut found = bounded("kadmos get", 20, node.get(key)).await.unwrap();
+            let mut copies = 0;
+            while let Some(v) = bounded("next", 20, found.next()).await {
+                assert_eq!(read_ip_service_announcement(&v.data), Some("127.0.0.1:4242".parse().unwrap()));
+                assert_eq!(v.data, expected);
+                copies += 1;
+            }
+            assert!(copies > 0, "a kadmos node found no announcement");
+        }
+
+        let key = Id::of_str("interop: message without a service");
+        let no_service = Value::new(0x82, ValueType::DHT_MESSAGE.id, vec![0x92, 0xa0, 0xc4, 0x00]); // ["", b""]
+        let report = bounded("put", 20, client.put_value(key, no_service, false)).await.unwrap();
+        assert!(!report.stored_at.is_empty(), "nodes acknowledge the put even when they decline it");
+        for o in &mut m.odht {
+            assert_eq!(o.get(key).await, Vec::<Json>::new(), "OpenDHT stored a DhtMessage without a service");
+        }
+        for node in &m.net.nodes {
+            let values = kadmos_get(node, key).await;
+            assert!(values.is_empty(), "a kadmos node stored a DhtMessage without a service: {values:?}");
+        }
+        let _ = client.shutdown().await;
+    })
+    .await;
+}

@@ -44,6 +44,7 @@ pub mod node;
 pub mod query;
 pub mod rate_limit;
 pub mod storage;
+pub mod store_policy;
 pub mod token;
 pub mod value;
 pub mod value_cache;

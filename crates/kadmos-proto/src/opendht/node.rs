@@ -46,8 +46,9 @@
 //!   [`ValueCache`] so that each change is reported once.
 //! - **Serving**: `ping`; `find` (nodes and a token); `get` (values or SELECTed fields, nodes,
 //!   token); `put` (token required, else 401; a value id of 0 is refused with 203; stored only
-//!   when we are among the 14 nodes we know closest to the key, otherwise silently ignored, and
-//!   answered `{vid}` either way, as OpenDHT does to keep requesters from backtracking);
+//!   when we are among the 14 nodes we know closest to the key and its type's
+//!   [`store_policy`] allows it, otherwise silently ignored, and answered `{vid}` either way,
+//!   as OpenDHT does to keep requesters from backtracking);
 //!   `listen` (token required; the new listener is sent the matching values); `refresh` (token
 //!   required; 404 when the value is not stored: OpenDHT answers 404 only for unknown keys);
 //!   `update` (pushes for our listens, acknowledged).
@@ -81,6 +82,7 @@ use super::message::{
 use super::query::{Field, FieldValue, FieldValues, Query};
 use super::rate_limit::RateLimiter;
 use super::storage::{Origin, RefreshOutcome, Refusal, Source, Storage, StoreOutcome};
+use super::store_policy;
 use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
@@ -1620,10 +1622,12 @@ impl Node {
         let created = self.created_at(put.created, now);
         for value in values {
             let value_id = value.id;
-            if inside {
+            if !inside {
+                self.counters.puts_outside_radius += 1;
+            } else if let Ok(value) = store_policy::apply(value, from) {
                 self.store_value(now, put.key, value, Source::Remote(from.ip()), created, false);
             } else {
-                self.counters.puts_outside_radius += 1;
+                self.counters.values_refused += 1;
             }
             // Answered either way, as OpenDHT does (a refusal would make the requester look
             // elsewhere and spread the value further).

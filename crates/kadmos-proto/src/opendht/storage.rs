@@ -112,6 +112,8 @@ pub enum Refusal {
     TooManyKeys,
     #[error("local storage limit reached")]
     LocalQuota,
+    #[error("refused by its type's store policy")]
+    StorePolicy,
 }
 
 /// What a store did.
