@@ -7,6 +7,7 @@ pub mod lookup;
 pub mod requests;
 pub mod routing_table;
 pub mod rtt;
+pub mod search;
 pub mod timers;
 
 pub use family_tables::FamilyTables;
@@ -15,4 +16,5 @@ pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, 
 pub use requests::{PendingRequest, RequestTable};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
 pub use rtt::RttEstimator;
+pub use search::{FamilyLookup, Search};
 pub use timers::TimerQueue;

@@ -25,7 +25,7 @@
 //! - Requests of our own are keyed by a random 2-byte transaction ID and the answer must
 //!   come from the address we asked.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -39,8 +39,8 @@ use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
 use super::token::TokenIssuer;
 use crate::kad::{
-    FamilyTables, Id, InfoHash, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, PendingRequest, RequestTable,
-    RoutingTable, RttEstimator, TimerQueue,
+    FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, PendingRequest, RequestTable, RoutingTable,
+    RttEstimator, Search, TimerQueue,
 };
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
@@ -259,17 +259,10 @@ impl ItemQuery {
 }
 
 #[derive(Clone, Debug)]
-struct FamilyLookup {
-    family: Family,
-    lookup: Lookup,
-    tokens: HashMap<NodeId, Vec<u8>>,
-}
-
-#[derive(Clone, Debug)]
 struct Operation {
     kind: Kind,
     query: Query,
-    lookups: Vec<FamilyLookup>,
+    search: Search,
     /// Requests outside the lookups that must end before the operation does.
     awaiting: usize,
     /// The wake-up queued for the lookups, if any (so one deadline is queued once).
@@ -414,9 +407,7 @@ impl Node {
 
     /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
     pub fn lookup_parallelism(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.operations
-            .values()
-            .flat_map(|op| op.lookups.iter().map(|l| (l.lookup.config().alpha, l.lookup.in_flight())))
+        self.operations.values().flat_map(|op| op.search.parallelism())
     }
 
     #[must_use]
@@ -481,10 +472,8 @@ impl Node {
         extra_seeds: &[(NodeId, SocketAddr)],
     ) -> QueryId {
         let id = self.new_query_id();
-        let lookups = (self.tables.start_lookups(target, &self.config.lookup, extra_seeds, now).into_iter())
-            .map(|(family, lookup)| FamilyLookup { family, lookup, tokens: HashMap::new() })
-            .collect();
-        self.operations.insert(id, Operation { kind, query, lookups, awaiting: 0, wake_at: None });
+        let search = Search::start(&self.tables, target, &self.config.lookup, extra_seeds, now);
+        self.operations.insert(id, Operation { kind, query, search, awaiting: 0, wake_at: None });
         id
     }
 
@@ -510,7 +499,7 @@ impl Node {
         let op = self.new_query_id();
         self.operations.insert(
             op,
-            Operation { kind: Kind::Ping, query: Query::Ping, lookups: Vec::new(), awaiting: 0, wake_at: None },
+            Operation { kind: Kind::Ping, query: Query::Ping, search: Search::none(), awaiting: 0, wake_at: None },
         );
         self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op });
         op
@@ -522,7 +511,7 @@ impl Node {
         let query = Query::SampleInfohashes { target, want: self.want() };
         self.operations.insert(
             op,
-            Operation { kind: Kind::Samples, query: query.clone(), lookups: Vec::new(), awaiting: 0, wake_at: None },
+            Operation { kind: Kind::Samples, query: query.clone(), search: Search::none(), awaiting: 0, wake_at: None },
         );
         self.single_request(now, op, addr, query, Purpose::Samples { op });
         op
@@ -1025,20 +1014,8 @@ impl Node {
             Purpose::Lookup { op, family } => {
                 let Some(operation) = self.operations.get_mut(&op) else { return touched };
                 let own = self.config.node_id;
-                if let Some(fl) = operation.lookups.iter_mut().find(|l| l.family == family) {
-                    let closer = if family == Family::V4 { &response.nodes } else { &response.nodes6 };
-                    fl.lookup.on_success(&response.id, closer.iter().copied().filter(|(id, _)| *id != own));
-                    if let Some(token) = &response.token {
-                        if fl.tokens.len() < 64 {
-                            fl.tokens.insert(response.id, token.clone());
-                        }
-                    }
-                }
-                // Nodes of the other family feed the sibling lookup.
-                let other = if family == Family::V4 { &response.nodes6 } else { &response.nodes };
-                if let Some(fl) = operation.lookups.iter_mut().find(|l| l.family != family) {
-                    fl.lookup.add_candidates(other.iter().copied().filter(|(id, _)| *id != own));
-                }
+                let nodes = (&response.nodes[..], &response.nodes6[..]);
+                operation.search.on_answer(family, response.id, own, nodes, response.token.as_deref());
                 if !response.values.is_empty() {
                     let seen = match &mut operation.kind {
                         Kind::GetPeers { seen } | Kind::Store { seen, .. } => Some(seen),
@@ -1073,7 +1050,7 @@ impl Node {
     }
 
     fn feed_lookups(operation: &mut Operation, response: &Response) {
-        for fl in &mut operation.lookups {
+        for fl in operation.search.lookups_mut() {
             let nodes = if fl.family == Family::V4 { &response.nodes } else { &response.nodes6 };
             fl.lookup.add_candidates(nodes.iter().copied());
         }
@@ -1117,12 +1094,10 @@ impl Node {
             }
             Purpose::Lookup { op, family } => {
                 // Timeouts are the lookup's own business (it retries); errors fail the node.
-                if let (QueryError::Remote { .. }, Some(operation)) = (&error, self.operations.get_mut(&op)) {
-                    if let (Some(fl), Some(id)) =
-                        (operation.lookups.iter_mut().find(|l| l.family == family), request.node_id)
-                    {
-                        fl.lookup.on_failure(&id);
-                    }
+                if let (QueryError::Remote { .. }, Some(operation), Some(id)) =
+                    (&error, self.operations.get_mut(&op), request.node_id)
+                {
+                    operation.search.on_failure(family, &id);
                 }
             }
         }
@@ -1159,27 +1134,16 @@ impl Node {
     }
 
     fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
-        let mut sends = Vec::new();
         let stall_timeout = self.stall_timeout();
         let wait_for_stalled = self.waits_for_stalled();
-        {
-            let Some(operation) = self.operations.get_mut(&op) else { return };
-            for fl in &mut operation.lookups {
-                fl.lookup.set_stall_timeout(stall_timeout);
-                fl.lookup.set_wait_for_stalled(wait_for_stalled);
-                // A bootstrap lookup with no seeds waits for the routers to name some nodes.
-                if operation.awaiting > 0 && fl.lookup.candidates().next().is_none() {
-                    continue;
-                }
-                while let LookupAction::Send { id, addr } = fl.lookup.next(now) {
-                    sends.push((fl.family, id, addr));
-                }
-            }
-        }
+        let Some(operation) = self.operations.get_mut(&op) else { return };
+        // A bootstrap lookup with no seeds waits for the routers to name some nodes.
+        let waiting_for_routers = operation.awaiting > 0;
+        let sends = operation.search.step(now, stall_timeout, Some(wait_for_stalled), waiting_for_routers);
         // Step the lookups again when a request stalls or, when they wait for stalled nodes,
         // when one stops holding up the result.
         if let Some(operation) = self.operations.get_mut(&op) {
-            let next = operation.lookups.iter().filter_map(|l| l.lookup.next_deadline()).min();
+            let next = operation.search.next_deadline();
             if let Some(at) = next.filter(|at| *at > now) {
                 if operation.wake_at.is_none_or(|queued| queued <= now || at < queued) {
                     operation.wake_at = Some(at);
@@ -1191,15 +1155,13 @@ impl Node {
             let query = self.operations[&op].query.clone();
             if self.send_request(now, addr, Some(id), query, Purpose::Lookup { op, family }).is_err() {
                 // Too many requests in flight: count the node as failed so the lookup moves on.
-                if let Some(fl) =
-                    self.operations.get_mut(&op).and_then(|o| o.lookups.iter_mut().find(|l| l.family == family))
-                {
-                    fl.lookup.on_failure(&id);
+                if let Some(operation) = self.operations.get_mut(&op) {
+                    operation.search.on_failure(family, &id);
                 }
             }
         }
         let Some(operation) = self.operations.get(&op) else { return };
-        let lookups_done = operation.lookups.iter().all(|l| l.lookup.is_finished());
+        let lookups_done = operation.search.is_finished();
         if !lookups_done || operation.awaiting > 0 {
             return;
         }
@@ -1207,15 +1169,8 @@ impl Node {
         // a token (announce_peer, or a BEP 44 put).
         if let Kind::Store { what, storing: false, .. } = &operation.kind {
             let what = what.clone();
-            let mut targets = Vec::new();
-            for fl in &operation.lookups {
-                for (id, addr) in fl.lookup.closest_succeeded() {
-                    if let Some(token) = fl.tokens.get(&id) {
-                        targets.push((id, addr, token.clone()));
-                    }
-                }
-            }
-            let info_hash = operation.lookups.first().map(|l| l.lookup.target());
+            let targets = operation.search.closest_with_tokens(self.config.lookup.k);
+            let info_hash = operation.search.target();
             if let Some(Operation { kind: Kind::Store { storing, .. }, .. }) = self.operations.get_mut(&op) {
                 *storing = true;
             }
@@ -1241,20 +1196,7 @@ impl Node {
             }
         }
         let operation = &self.operations[&op];
-        let mut stats = LookupStats::default();
-        let mut nodes = Vec::new();
-        for fl in &operation.lookups {
-            let s = fl.lookup.stats();
-            stats.requests += s.requests;
-            stats.successes += s.successes;
-            stats.failures += s.failures;
-            stats.stalls += s.stalls;
-            nodes.extend(fl.lookup.closest_succeeded());
-        }
-        let target = operation.lookups.first().map(|l| l.lookup.target());
-        if let Some(target) = target {
-            nodes.sort_by_key(|(id, _)| id.distance(&target));
-        }
+        let (nodes, stats) = operation.search.summary();
         let outcome = match &operation.kind {
             Kind::Store { stored_at, errors, .. } => {
                 Outcome::Stored { stored_at: stored_at.clone(), errors: errors.clone(), stats }

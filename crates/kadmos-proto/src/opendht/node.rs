@@ -88,8 +88,8 @@ use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
 use crate::kad::{
-    FamilyTables, Id, InsertOutcome, Lookup, LookupAction, LookupStats, NodeId, PendingRequest, RequestTable,
-    RoutingTable, RttEstimator, TimerQueue,
+    FamilyTables, Id, InsertOutcome, LookupStats, NodeId, PendingRequest, RequestTable, RoutingTable, RttEstimator,
+    Search, TimerQueue,
 };
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
@@ -249,6 +249,8 @@ struct PutState {
     storing: bool,
     stored_at: Vec<(NodeId, SocketAddr)>,
     errors: Vec<(SocketAddr, u16, String)>,
+    /// The seq of the value each node already holds (from the search's probe).
+    probes: HashMap<NodeId, u16>,
 }
 
 #[derive(Clone, Debug)]
@@ -270,19 +272,10 @@ enum Kind {
 }
 
 #[derive(Clone, Debug)]
-struct FamilyLookup {
-    family: Family,
-    lookup: Lookup,
-    tokens: HashMap<NodeId, Vec<u8>>,
-    /// For puts: the seq of the value each node already holds.
-    probes: HashMap<NodeId, u16>,
-}
-
-#[derive(Clone, Debug)]
 struct Operation {
     kind: Kind,
     request: Request,
-    lookups: Vec<FamilyLookup>,
+    search: Search,
     /// Requests outside the lookups that must end before the operation does.
     awaiting: usize,
 }
@@ -496,9 +489,7 @@ impl Node {
 
     /// Searches in flight, for invariant checks: (alpha, in flight) per lookup.
     pub fn lookup_parallelism(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.operations
-            .values()
-            .flat_map(|op| op.lookups.iter().map(|l| (l.lookup.config().alpha, l.lookup.in_flight())))
+        self.operations.values().flat_map(|op| op.search.parallelism())
     }
 
     #[must_use]
@@ -566,10 +557,8 @@ impl Node {
         extra_seeds: &[(NodeId, SocketAddr)],
     ) -> QueryId {
         let id = self.new_query_id();
-        let lookups = (self.tables.start_lookups(target, &self.config.lookup, extra_seeds, now).into_iter())
-            .map(|(family, lookup)| FamilyLookup { family, lookup, tokens: HashMap::new(), probes: HashMap::new() })
-            .collect();
-        self.operations.insert(id, Operation { kind, request, lookups, awaiting: 0 });
+        let search = Search::start(&self.tables, target, &self.config.lookup, extra_seeds, now);
+        self.operations.insert(id, Operation { kind, request, search, awaiting: 0 });
         id
     }
 
@@ -593,7 +582,7 @@ impl Node {
     /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
     pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
         let op = self.new_query_id();
-        let operation = Operation { kind: Kind::Ping, request: Request::Ping, lookups: Vec::new(), awaiting: 0 };
+        let operation = Operation { kind: Kind::Ping, request: Request::Ping, search: Search::none(), awaiting: 0 };
         self.operations.insert(op, operation);
         let attempts = self.config.request_attempts;
         let sent = if self.tables.reaches(&addr) {
@@ -654,8 +643,16 @@ impl Node {
         // The probe: does the node hold this value, and at which seq?
         let probe = Query::select([Field::Id, Field::SeqNum]).and_where(FieldValue::Id(value.id));
         let request = Request::Get { key, query: Some(probe), want: self.want() };
-        let state =
-            PutState { key, value, permanent, background, storing: false, stored_at: Vec::new(), errors: Vec::new() };
+        let state = PutState {
+            key,
+            value,
+            permanent,
+            background,
+            storing: false,
+            stored_at: Vec::new(),
+            errors: Vec::new(),
+            probes: HashMap::new(),
+        };
         self.start_operation(now, Kind::Put(Box::new(state)), key, request, &[])
     }
 
@@ -1062,7 +1059,7 @@ impl Node {
                 if let Some(operation) = self.operations.get_mut(&op) {
                     operation.awaiting -= 1;
                     let own = self.config.node_id;
-                    for fl in &mut operation.lookups {
+                    for fl in operation.search.lookups_mut() {
                         let nodes = if fl.family == Family::V4 { &reply.nodes4 } else { &reply.nodes6 };
                         fl.lookup.add_candidates(nodes.iter().copied().filter(|(id, _)| *id != own));
                         // The router itself is a node too (in a small network, maybe the only one).
@@ -1089,9 +1086,9 @@ impl Node {
                 }
             }
             Purpose::Lookup { op, family } => {
-                if request.node_id.is_some_and(|id| id != reply.id) {
-                    if let Some(fl) = self.family_lookup(op, family) {
-                        fl.lookup.on_failure(&request.node_id.expect("checked"));
+                if let Some(asked) = request.node_id.filter(|id| *id != reply.id) {
+                    if let Some(operation) = self.operations.get_mut(&op) {
+                        operation.search.on_failure(family, &asked);
                     }
                     return touched;
                 }
@@ -1101,32 +1098,18 @@ impl Node {
         touched
     }
 
-    fn family_lookup(&mut self, op: QueryId, family: Family) -> Option<&mut FamilyLookup> {
-        self.operations.get_mut(&op)?.lookups.iter_mut().find(|l| l.family == family)
-    }
-
     fn on_lookup_reply(&mut self, now: Timestamp, op: QueryId, family: Family, from: SocketAddr, reply: Reply) {
         let own = self.config.node_id;
         let Some(operation) = self.operations.get_mut(&op) else { return };
         let has_token = !reply.token.is_empty();
-        if let Some(fl) = operation.lookups.iter_mut().find(|l| l.family == family) {
-            let closer = if family == Family::V4 { &reply.nodes4 } else { &reply.nodes6 };
-            fl.lookup.on_success(&reply.id, closer.iter().copied().filter(|(id, _)| *id != own));
-            if has_token && fl.tokens.len() < 256 {
-                fl.tokens.insert(reply.id, reply.token.clone());
-            }
-            if let Kind::Put(state) = &operation.kind {
-                if let Some(seq) = probed_seq(&reply, state.value.id) {
-                    if fl.probes.len() < 256 {
-                        fl.probes.insert(reply.id, seq);
-                    }
+        let token = has_token.then_some(&reply.token[..]);
+        operation.search.on_answer(family, reply.id, own, (&reply.nodes4, &reply.nodes6), token);
+        if let Kind::Put(state) = &mut operation.kind {
+            if let Some(seq) = probed_seq(&reply, state.value.id) {
+                if state.probes.len() < 256 {
+                    state.probes.insert(reply.id, seq);
                 }
             }
-        }
-        // Nodes of the other family feed the sibling search.
-        let other = if family == Family::V4 { &reply.nodes6 } else { &reply.nodes4 };
-        if let Some(fl) = operation.lookups.iter_mut().find(|l| l.family != family) {
-            fl.lookup.add_candidates(other.iter().copied().filter(|(id, _)| *id != own));
         }
         if !has_token {
             return;
@@ -1210,10 +1193,10 @@ impl Node {
             }
             Purpose::Lookup { op, family } => {
                 // Timeouts are the lookup's own business; errors fail the node.
-                if let (QueryError::Remote { .. }, Some(id)) = (&error, request.node_id) {
-                    if let Some(fl) = self.family_lookup(op, family) {
-                        fl.lookup.on_failure(&id);
-                    }
+                if let (QueryError::Remote { .. }, Some(id), Some(operation)) =
+                    (&error, request.node_id, self.operations.get_mut(&op))
+                {
+                    operation.search.on_failure(family, &id);
                 }
             }
             Purpose::Refresh { op, token } if is_code(&error, error_code::NOT_FOUND) => {
@@ -1310,33 +1293,24 @@ impl Node {
     }
 
     fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
-        let mut sends = Vec::new();
         let stall_timeout = self.stall_timeout();
-        {
-            let Some(operation) = self.operations.get_mut(&op) else { return };
-            for fl in &mut operation.lookups {
-                fl.lookup.set_stall_timeout(stall_timeout);
-                if operation.awaiting > 0 && fl.lookup.candidates().next().is_none() {
-                    continue;
-                }
-                while let LookupAction::Send { id, addr } = fl.lookup.next(now) {
-                    sends.push((fl.family, id, addr));
-                }
-            }
-        }
+        let Some(operation) = self.operations.get_mut(&op) else { return };
+        // A bootstrap lookup with no seeds waits for the routers to name some nodes.
+        let waiting_for_routers = operation.awaiting > 0;
+        let sends = operation.search.step(now, stall_timeout, None, waiting_for_routers);
         if !sends.is_empty() {
             self.wakeups.push(now + stall_timeout, op);
         }
         for (family, id, addr) in sends {
             let request = self.operations[&op].request.clone();
             if self.send_request(now, addr, Some(id), request, Vec::new(), 1, Purpose::Lookup { op, family }).is_err() {
-                if let Some(fl) = self.family_lookup(op, family) {
-                    fl.lookup.on_failure(&id);
+                if let Some(operation) = self.operations.get_mut(&op) {
+                    operation.search.on_failure(family, &id);
                 }
             }
         }
         let Some(operation) = self.operations.get(&op) else { return };
-        if operation.awaiting > 0 || !operation.lookups.iter().all(|l| l.lookup.is_finished()) {
+        if operation.awaiting > 0 || !operation.search.is_finished() {
             return;
         }
         let (store_phase, listen) = match &operation.kind {
@@ -1351,19 +1325,7 @@ impl Node {
             self.subscribe(now, listen, op);
         }
         let operation = &self.operations[&op];
-        let mut stats = LookupStats::default();
-        let mut nodes = Vec::new();
-        for fl in &operation.lookups {
-            let s = fl.lookup.stats();
-            stats.requests += s.requests;
-            stats.successes += s.successes;
-            stats.failures += s.failures;
-            stats.stalls += s.stalls;
-            nodes.extend(fl.lookup.closest_succeeded());
-        }
-        if let Some(target) = operation.lookups.first().map(|l| l.lookup.target()) {
-            nodes.sort_by_key(|(id, _)| id.distance(&target));
-        }
+        let (nodes, stats) = operation.search.summary();
         let no_contacts = nodes.is_empty() && stats.requests == 0;
         let outcome = match &operation.kind {
             Kind::Put(_) if no_contacts => Outcome::Failed(QueryError::NoContacts),
@@ -1379,23 +1341,17 @@ impl Node {
         self.finish(now, op, outcome);
     }
 
-    /// The closest nodes of each family that answered a search with a token.
+    /// The closest nodes of each family that answered a search with a token, and the seq of
+    /// the value each already holds (a put's probe).
     fn closest_with_tokens(&self, op: QueryId, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>, Option<u16>)> {
-        let mut out = Vec::new();
-        let Some(operation) = self.operations.get(&op) else { return out };
-        for fl in &operation.lookups {
-            let mut taken = 0;
-            for (id, addr) in fl.lookup.closest_succeeded() {
-                if taken == per_family {
-                    break;
-                }
-                if let Some(token) = fl.tokens.get(&id) {
-                    out.push((id, addr, token.clone(), fl.probes.get(&id).copied()));
-                    taken += 1;
-                }
-            }
-        }
-        out
+        let Some(operation) = self.operations.get(&op) else { return Vec::new() };
+        let probes = match &operation.kind {
+            Kind::Put(state) => Some(&state.probes),
+            _ => None,
+        };
+        let held = |id: &NodeId| probes.and_then(|p| p.get(id).copied());
+        let closest = operation.search.closest_with_tokens(per_family);
+        closest.into_iter().map(|(id, addr, token)| (id, addr, token, held(&id))).collect()
     }
 
     /// The store phase of a put: `put` where the value is missing or older, `refresh` where it

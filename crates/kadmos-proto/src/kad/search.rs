@@ -1,0 +1,218 @@
+//! A command's search: one [`Lookup`] per address family the node has, run side by side (BEP 32
+//! and OpenDHT search IPv4 and IPv6 contacts separately, and an answer's nodes of the other
+//! family feed the sibling lookup), with the write tokens that answering nodes handed out.
+//! Both nodes run every search (find, get_peers, BEP 44, OpenDHT get/put/listen) through this.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::family_tables::FamilyTables;
+use super::id::{Id, NodeId};
+use super::lookup::{Lookup, LookupAction, LookupConfig, LookupStats};
+use crate::node_io::Family;
+use crate::time::Timestamp;
+
+/// Contacts as answers carry them.
+type Nodes<'a> = &'a [(NodeId, SocketAddr)];
+
+/// Most write tokens one family's lookup keeps (a lookup asks a few dozen nodes).
+const MAX_TOKENS: usize = 256;
+
+/// One family's lookup and the tokens its answers carried.
+#[derive(Clone, Debug)]
+pub struct FamilyLookup {
+    pub family: Family,
+    pub lookup: Lookup,
+    tokens: HashMap<NodeId, Vec<u8>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Search {
+    lookups: Vec<FamilyLookup>,
+}
+
+impl Search {
+    /// A search for `target` in every family `tables` has, seeded from them (and with
+    /// `extra_seeds`, e.g. contacts from saved state).
+    pub fn start(
+        tables: &FamilyTables,
+        target: Id,
+        config: &LookupConfig,
+        extra_seeds: &[(NodeId, SocketAddr)],
+        now: Timestamp,
+    ) -> Search {
+        let lookups = tables.start_lookups(target, config, extra_seeds, now);
+        Search {
+            lookups: lookups
+                .into_iter()
+                .map(|(family, lookup)| FamilyLookup { family, lookup, tokens: HashMap::new() })
+                .collect(),
+        }
+    }
+
+    /// A command without a search (a ping).
+    pub fn none() -> Search {
+        Search::default()
+    }
+
+    pub fn lookups(&self) -> &[FamilyLookup] {
+        &self.lookups
+    }
+
+    pub fn lookups_mut(&mut self) -> impl Iterator<Item = &mut FamilyLookup> {
+        self.lookups.iter_mut()
+    }
+
+    pub fn get_mut(&mut self, family: Family) -> Option<&mut FamilyLookup> {
+        self.lookups.iter_mut().find(|l| l.family == family)
+    }
+
+    pub fn target(&self) -> Option<Id> {
+        self.lookups.first().map(|l| l.lookup.target())
+    }
+
+    /// Records `responder`'s answer to the `family` lookup: its nodes of that family go to
+    /// that lookup, its nodes of the other family to the sibling, its token is kept. `own` (our
+    /// node ID) is never a candidate.
+    pub fn on_answer(
+        &mut self,
+        family: Family,
+        responder: NodeId,
+        own: NodeId,
+        (nodes4, nodes6): (Nodes<'_>, Nodes<'_>),
+        token: Option<&[u8]>,
+    ) {
+        let (same, other) = if family == Family::V4 { (nodes4, nodes6) } else { (nodes6, nodes4) };
+        if let Some(fl) = self.get_mut(family) {
+            fl.lookup.on_success(&responder, same.iter().copied().filter(|(id, _)| *id != own));
+            if let Some(token) = token.filter(|t| !t.is_empty()) {
+                if fl.tokens.len() < MAX_TOKENS {
+                    fl.tokens.insert(responder, token.to_vec());
+                }
+            }
+        }
+        if let Some(fl) = self.lookups.iter_mut().find(|l| l.family != family) {
+            fl.lookup.add_candidates(other.iter().copied().filter(|(id, _)| *id != own));
+        }
+    }
+
+    /// Counts `id` as failed in the `family` lookup.
+    pub fn on_failure(&mut self, family: Family, id: &NodeId) {
+        if let Some(fl) = self.get_mut(family) {
+            fl.lookup.on_failure(id);
+        }
+    }
+
+    /// Steps every lookup with the node's current stall timeout (and whether to wait for
+    /// stalled nodes, where the node decides that) and returns the requests to send now. With
+    /// `seeded_only`, lookups without a candidate yet (a bootstrap waiting for its routers) are
+    /// left alone.
+    pub fn step(
+        &mut self,
+        now: Timestamp,
+        stall_timeout: std::time::Duration,
+        wait_for_stalled: Option<bool>,
+        seeded_only: bool,
+    ) -> Vec<(Family, NodeId, SocketAddr)> {
+        let mut sends = Vec::new();
+        for fl in &mut self.lookups {
+            fl.lookup.set_stall_timeout(stall_timeout);
+            if let Some(wait) = wait_for_stalled {
+                fl.lookup.set_wait_for_stalled(wait);
+            }
+            if seeded_only && fl.lookup.candidates().next().is_none() {
+                continue;
+            }
+            while let LookupAction::Send { id, addr } = fl.lookup.next(now) {
+                sends.push((fl.family, id, addr));
+            }
+        }
+        sends
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.lookups.iter().all(|l| l.lookup.is_finished())
+    }
+
+    /// When a lookup must be stepped again (a request stalls, or stops holding up the result).
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.lookups.iter().filter_map(|l| l.lookup.next_deadline()).min()
+    }
+
+    /// The nodes that answered, closest to the target first, and the lookups' totals.
+    pub fn summary(&self) -> (Vec<(NodeId, SocketAddr)>, LookupStats) {
+        let mut stats = LookupStats::default();
+        let mut nodes = Vec::new();
+        for fl in &self.lookups {
+            let s = fl.lookup.stats();
+            stats.requests += s.requests;
+            stats.successes += s.successes;
+            stats.failures += s.failures;
+            stats.stalls += s.stalls;
+            nodes.extend(fl.lookup.closest_succeeded());
+        }
+        if let Some(target) = self.target() {
+            nodes.sort_by_key(|(id, _)| id.distance(&target));
+        }
+        (nodes, stats)
+    }
+
+    /// Up to `per_family` of each lookup's closest answering nodes that gave a token, with it:
+    /// where to store (announce, put) or subscribe.
+    pub fn closest_with_tokens(&self, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        for fl in &self.lookups {
+            let with_token = fl.lookup.closest_succeeded().into_iter().filter_map(|(id, addr)| {
+                let token = fl.tokens.get(&id)?;
+                Some((id, addr, token.clone()))
+            });
+            out.extend(with_token.take(per_family));
+        }
+        out
+    }
+
+    /// Requests in flight and the parallelism allowed, per lookup (for invariant checks).
+    pub fn parallelism(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.lookups.iter().map(|l| (l.lookup.config().alpha, l.lookup.in_flight()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kad::RoutingTableConfig;
+    use crate::node_io::Families;
+
+    /// An answer's nodes go to the lookup of their family (the other family's to the sibling,
+    /// which was left waiting for seeds), our own ID never becomes a candidate, and only nodes
+    /// that answered with a token are offered for storing; the summary lists answering nodes
+    /// closest first.
+    #[test]
+    fn answers_feed_both_families_and_keep_tokens() {
+        let now = Timestamp::ZERO;
+        let own = Id::sha1_of(b"own");
+        let target = Id::sha1_of(b"target");
+        let mut tables = FamilyTables::new(own, Families { v4: true, v6: true }, &RoutingTableConfig::default(), now);
+        let (a, a_addr): (Id, SocketAddr) = (Id::sha1_of(b"a"), "10.0.0.1:1".parse().unwrap());
+        tables.get_mut(Family::V4).unwrap().insert_responded(a, a_addr, now);
+        let mut search = Search::start(&tables, target, &LookupConfig::default(), &[], now);
+        // `seeded_only`: the IPv6 lookup, with no seed yet, waits instead of finishing empty.
+        let sends = search.step(now, std::time::Duration::from_secs(1), None, true);
+        assert_eq!(sends, [(Family::V4, a, a_addr)], "only the IPv4 lookup has a seed");
+
+        let (b, b_addr): (Id, SocketAddr) = (Id::sha1_of(b"b"), "10.0.0.2:1".parse().unwrap());
+        let (c, c_addr): (Id, SocketAddr) = (Id::sha1_of(b"c"), "[::2]:1".parse().unwrap());
+        let v4 = [(b, b_addr), (own, "10.0.0.9:1".parse().unwrap())];
+        search.on_answer(Family::V4, a, own, (&v4, &[(c, c_addr)]), Some(b"token-a"));
+        let sends = search.step(now, std::time::Duration::from_secs(1), None, false);
+        assert!(sends.contains(&(Family::V4, b, b_addr)) && sends.contains(&(Family::V6, c, c_addr)), "{sends:?}");
+        assert!(sends.iter().all(|(_, id, _)| *id != own));
+
+        search.on_answer(Family::V4, b, own, (&[], &[]), None);
+        assert_eq!(search.closest_with_tokens(8), [(a, a_addr, b"token-a".to_vec())]);
+        let (nodes, stats) = search.summary();
+        let mut expected = vec![(a, a_addr), (b, b_addr)];
+        expected.sort_by_key(|(id, _)| id.distance(&target));
+        assert_eq!((nodes, stats.successes), (expected, 2));
+    }
+}
