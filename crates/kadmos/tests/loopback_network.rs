@@ -153,3 +153,45 @@ fn blocking_opendht_wrapper() {
     b.shutdown().unwrap();
     a.shutdown().unwrap();
 }
+
+/// BEP 32 on a dual-stack loopback network (127.0.0.1 and ::1): a node that joins through an
+/// IPv4 address only learns IPv6 nodes from the `nodes6` of IPv4 answers, asks them, and fills
+/// its IPv6 routing table; get_peers then finds a peer announced over IPv6. (Skipped, saying
+/// so, where the machine has no ::1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_node_learns_ipv6_nodes_through_ipv4() {
+    use std::net::Ipv6Addr;
+    const LOOPBACK6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    if std::net::UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).is_err() {
+        eprintln!("skipped: no IPv6 loopback on this machine");
+        return;
+    }
+    let dual = || Dht::builder().bind(LOOPBACK).bind(LOOPBACK6);
+    let first = dual().no_bootstrap().build().await.unwrap();
+    let seeds: Vec<String> = first.local_addrs().iter().map(|a| a.to_string()).collect();
+    let mut nodes = vec![first];
+    for _ in 0..11 {
+        let node = dual().bootstrap(seeds.iter()).build().await.unwrap();
+        bounded("join", node.bootstrapped()).await.unwrap();
+        nodes.push(node);
+    }
+    for node in &nodes {
+        let _ = bounded("find_node", node.find_node(node.node_id())).await;
+    }
+    let v4_seed = nodes[0].local_addrs().iter().find(|a| a.is_ipv4()).unwrap().to_string();
+    let newcomer = dual().bootstrap([v4_seed]).build().await.unwrap();
+    bounded("join", newcomer.bootstrapped()).await.unwrap();
+    let table = newcomer.routing_table().await.unwrap();
+    let v6 = table.ipv6.expect("an IPv6 table");
+    assert!(v6.size >= 4, "IPv6 table after joining through IPv4: {} contacts", v6.size);
+
+    let info_hash: InfoHash = "3123456789abcdef0123456789abcdef0123456a".parse().unwrap();
+    bounded("announce", nodes[5].announce_peer(info_hash, Some(40_006))).await.unwrap();
+    let mut stream = newcomer.get_peers(info_hash).await.unwrap();
+    let mut peers = Vec::new();
+    while let Some(batch) = bounded("get_peers", stream.next()).await {
+        peers.extend(batch.peers);
+    }
+    assert!(peers.contains(&"[::1]:40006".parse().unwrap()), "{peers:?}");
+    assert!(peers.contains(&"127.0.0.1:40006".parse().unwrap()), "{peers:?}");
+}

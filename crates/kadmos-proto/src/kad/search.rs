@@ -104,9 +104,11 @@ impl Search {
     }
 
     /// Steps every lookup with the node's current stall timeout (and whether to wait for
-    /// stalled nodes, where the node decides that) and returns the requests to send now. With
-    /// `seeded_only`, lookups without a candidate yet (a bootstrap waiting for its routers) are
-    /// left alone.
+    /// stalled nodes, where the node decides that) and returns the requests to send now.
+    ///
+    /// A lookup without a single candidate is not stepped (it would finish empty) while a
+    /// sibling is still running, since the sibling's answers may name nodes of its family; nor
+    /// at all with `seeded_only` (a bootstrap waiting for its routers to name some nodes).
     pub fn step(
         &mut self,
         now: Timestamp,
@@ -115,16 +117,20 @@ impl Search {
         seeded_only: bool,
     ) -> Vec<(Family, NodeId, SocketAddr)> {
         let mut sends = Vec::new();
+        let seeded = |fl: &FamilyLookup| fl.lookup.candidates().next().is_some();
         for fl in &mut self.lookups {
             fl.lookup.set_stall_timeout(stall_timeout);
             if let Some(wait) = wait_for_stalled {
                 fl.lookup.set_wait_for_stalled(wait);
             }
-            if seeded_only && fl.lookup.candidates().next().is_none() {
-                continue;
-            }
-            while let LookupAction::Send { id, addr } = fl.lookup.next(now) {
-                sends.push((fl.family, id, addr));
+        }
+        for fl in self.lookups.iter_mut().filter(|fl| seeded(fl)) {
+            drain(fl, now, &mut sends);
+        }
+        let sibling_running = self.lookups.iter().any(|fl| seeded(fl) && !fl.lookup.is_finished());
+        if !seeded_only && !sibling_running {
+            for fl in self.lookups.iter_mut().filter(|fl| !seeded(fl)) {
+                drain(fl, now, &mut sends);
             }
         }
         sends
@@ -177,6 +183,13 @@ impl Search {
     }
 }
 
+/// Takes every request `fl`'s lookup wants sent now.
+fn drain(fl: &mut FamilyLookup, now: Timestamp, sends: &mut Vec<(Family, NodeId, SocketAddr)>) {
+    while let LookupAction::Send { id, addr } = fl.lookup.next(now) {
+        sends.push((fl.family, id, addr));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,9 +197,9 @@ mod tests {
     use crate::node_io::Families;
 
     /// An answer's nodes go to the lookup of their family (the other family's to the sibling,
-    /// which was left waiting for seeds), our own ID never becomes a candidate, and only nodes
-    /// that answered with a token are offered for storing; the summary lists answering nodes
-    /// closest first.
+    /// which waited for them rather than finish empty), our own ID never becomes a candidate,
+    /// and only nodes that answered with a token are offered for storing; the summary lists
+    /// answering nodes closest first; a search whose families both run dry finishes.
     #[test]
     fn answers_feed_both_families_and_keep_tokens() {
         let now = Timestamp::ZERO;
@@ -196,9 +209,10 @@ mod tests {
         let (a, a_addr): (Id, SocketAddr) = (Id::sha1_of(b"a"), "10.0.0.1:1".parse().unwrap());
         tables.get_mut(Family::V4).unwrap().insert_responded(a, a_addr, now);
         let mut search = Search::start(&tables, target, &LookupConfig::default(), &[], now);
-        // `seeded_only`: the IPv6 lookup, with no seed yet, waits instead of finishing empty.
-        let sends = search.step(now, std::time::Duration::from_secs(1), None, true);
+        // The IPv6 lookup, with no seed yet, waits for its sibling instead of finishing empty.
+        let sends = search.step(now, std::time::Duration::from_secs(1), None, false);
         assert_eq!(sends, [(Family::V4, a, a_addr)], "only the IPv4 lookup has a seed");
+        assert!(!search.is_finished());
 
         let (b, b_addr): (Id, SocketAddr) = (Id::sha1_of(b"b"), "10.0.0.2:1".parse().unwrap());
         let (c, c_addr): (Id, SocketAddr) = (Id::sha1_of(b"c"), "[::2]:1".parse().unwrap());
@@ -214,5 +228,9 @@ mod tests {
         let mut expected = vec![(a, a_addr), (b, b_addr)];
         expected.sort_by_key(|(id, _)| id.distance(&target));
         assert_eq!((nodes, stats.successes), (expected, 2));
+
+        search.on_failure(Family::V6, &c);
+        assert!(search.step(now, std::time::Duration::from_secs(1), None, false).is_empty());
+        assert!(search.is_finished());
     }
 }
