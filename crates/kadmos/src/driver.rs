@@ -54,10 +54,10 @@ enum Waiter {
 }
 
 pub(crate) struct Driver {
-    pub node: Node,
+    node: Node,
     clock: Clock,
     local_addrs: Vec<SocketAddr>,
-    pub bootstrapped: watch::Sender<bool>,
+    bootstrapped: watch::Sender<bool>,
     waiters: HashMap<QueryId, Waiter>,
 }
 

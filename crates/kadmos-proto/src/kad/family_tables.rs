@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 
 use super::id::{Id, NodeId};
-use super::lookup::{Lookup, LookupConfig};
 use super::routing_table::{RoutingTable, RoutingTableConfig};
 use crate::node_io::{Families, Family};
 use crate::time::Timestamp;
@@ -52,24 +51,6 @@ impl FamilyTables {
     /// The `n` contacts of `family` closest to `target` (none without a table of that family).
     pub fn closest_nodes(&self, family: Family, target: &Id, n: usize, now: Timestamp) -> Vec<(NodeId, SocketAddr)> {
         self.get(family).map_or_else(Vec::new, |t| t.closest_nodes(target, n, now))
-    }
-
-    /// One lookup of `target` per enabled family, seeded with the family's `2 k` closest
-    /// contacts (spares for the dead among them) and the `extra_seeds` of that family.
-    pub fn start_lookups(
-        &self,
-        target: Id,
-        config: &LookupConfig,
-        extra_seeds: &[(NodeId, SocketAddr)],
-        now: Timestamp,
-    ) -> Vec<(Family, Lookup)> {
-        let mut lookups = Vec::new();
-        for family in self.enabled() {
-            let mut seeds = self.closest_nodes(family, &target, config.k * 2, now);
-            seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
-            lookups.push((family, Lookup::new(target, config.clone(), seeds)));
-        }
-        lookups
     }
 
     /// Whether no table holds a contact.

@@ -32,8 +32,9 @@ pub struct Search {
 }
 
 impl Search {
-    /// A search for `target` in every family `tables` has, seeded from them (and with
-    /// `extra_seeds`, e.g. contacts from saved state).
+    /// A search for `target` in every family `tables` has, each lookup seeded with the
+    /// family's `2 k` closest contacts (spares for the dead among them) and the family's
+    /// `extra_seeds` (e.g. contacts from saved state).
     pub fn start(
         tables: &FamilyTables,
         target: Id,
@@ -41,18 +42,12 @@ impl Search {
         extra_seeds: &[(NodeId, SocketAddr)],
         now: Timestamp,
     ) -> Search {
-        let lookups = tables.start_lookups(target, config, extra_seeds, now);
-        Search {
-            lookups: lookups
-                .into_iter()
-                .map(|(family, lookup)| FamilyLookup { family, lookup, tokens: HashMap::new() })
-                .collect(),
-        }
-    }
-
-    /// A command without a search (a ping).
-    pub fn none() -> Search {
-        Search::default()
+        let lookups = tables.enabled().into_iter().map(|family| {
+            let mut seeds = tables.closest_nodes(family, &target, config.k * 2, now);
+            seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
+            FamilyLookup { family, lookup: Lookup::new(target, config.clone(), seeds), tokens: HashMap::new() }
+        });
+        Search { lookups: lookups.collect() }
     }
 
     pub fn lookups(&self) -> &[FamilyLookup] {

@@ -499,7 +499,7 @@ impl Node {
         let op = self.new_query_id();
         self.operations.insert(
             op,
-            Operation { kind: Kind::Ping, query: Query::Ping, search: Search::none(), awaiting: 0, wake_at: None },
+            Operation { kind: Kind::Ping, query: Query::Ping, search: Search::default(), awaiting: 0, wake_at: None },
         );
         self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op });
         op
@@ -511,7 +511,13 @@ impl Node {
         let query = Query::SampleInfohashes { target, want: self.want() };
         self.operations.insert(
             op,
-            Operation { kind: Kind::Samples, query: query.clone(), search: Search::none(), awaiting: 0, wake_at: None },
+            Operation {
+                kind: Kind::Samples,
+                query: query.clone(),
+                search: Search::default(),
+                awaiting: 0,
+                wake_at: None,
+            },
         );
         self.single_request(now, op, addr, query, Purpose::Samples { op });
         op

@@ -582,7 +582,7 @@ impl Node {
     /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
     pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
         let op = self.new_query_id();
-        let operation = Operation { kind: Kind::Ping, request: Request::Ping, search: Search::none(), awaiting: 0 };
+        let operation = Operation { kind: Kind::Ping, request: Request::Ping, search: Search::default(), awaiting: 0 };
         self.operations.insert(op, operation);
         let attempts = self.config.request_attempts;
         let sent = if self.tables.reaches(&addr) {
@@ -1102,8 +1102,7 @@ impl Node {
         let own = self.config.node_id;
         let Some(operation) = self.operations.get_mut(&op) else { return };
         let has_token = !reply.token.is_empty();
-        let token = has_token.then_some(&reply.token[..]);
-        operation.search.on_answer(family, reply.id, own, (&reply.nodes4, &reply.nodes6), token);
+        operation.search.on_answer(family, reply.id, own, (&reply.nodes4, &reply.nodes6), Some(&reply.token));
         if let Kind::Put(state) = &mut operation.kind {
             if let Some(seq) = probed_seq(&reply, state.value.id) {
                 if state.probes.len() < 256 {
