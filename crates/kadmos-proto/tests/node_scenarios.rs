@@ -369,3 +369,45 @@ fn stored_items_are_republished() {
     let holders = net.nodes.iter().filter(|n| n.item_store().get(&item.target(), net.now).is_some()).count();
     assert!(holders >= 8, "stored on {holders} nodes after 3 hours");
 }
+
+/// The `find_node` targets a node sends when its clock moves to `at`; everything it sends is
+/// delivered and answered.
+fn find_node_targets_at(net: &mut Net, node: usize, at: Timestamp) -> Vec<Id> {
+    net.now = at;
+    net.nodes[node].handle_timeout(at);
+    let mut targets = Vec::new();
+    while let Some(t) = net.nodes[node].poll_transmit() {
+        if let Ok(Message { body: Body::Query { query: Query::FindNode { target, .. }, .. }, .. }) =
+            Message::decode(&t.payload)
+        {
+            targets.push(target);
+        }
+        if let Some(to) = (0..net.nodes.len()).find(|j| addr(*j) == t.to) {
+            net.nodes[to].handle_datagram(at, addr(node), &t.payload);
+        }
+    }
+    net.settle();
+    targets
+}
+
+/// After joining, a node looks its own ID up again 30 s later, then after gaps that double
+/// (so that nodes joining around it later learn of it), and not in between.
+#[test]
+fn joined_node_looks_itself_up_again_with_growing_gaps() {
+    let mut net = joined(6);
+    let own = net.nodes[5].id();
+    let joined_at = net.now;
+    let self_lookups = |targets: &[Id]| targets.iter().filter(|t| **t == own).count();
+    // Maintenance runs every 10 s: the first self-lookup comes within 10 s after the 30 s.
+    let mut seen = Vec::new();
+    for second in 1..=500u64 {
+        let targets = find_node_targets_at(&mut net, 5, joined_at + Duration::from_secs(second));
+        if self_lookups(&targets) > 0 {
+            seen.push(second);
+        }
+    }
+    assert!(seen.len() >= 4, "self-lookups at {seen:?}");
+    assert!((30..=40).contains(&seen[0]), "first at {}", seen[0]);
+    let gaps: Vec<u64> = seen.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.windows(2).all(|g| g[1] >= g[0] + 20), "gaps {gaps:?} should double");
+}

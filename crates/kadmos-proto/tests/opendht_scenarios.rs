@@ -171,8 +171,8 @@ impl Net {
                     table.check_invariants().unwrap();
                 }
             }
-            for (alpha, in_flight) in node.lookup_parallelism() {
-                assert!(in_flight <= alpha);
+            for parallelism in node.lookup_parallelism() {
+                assert_eq!(parallelism.violation(), None);
             }
         }
     }

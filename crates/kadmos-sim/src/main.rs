@@ -145,10 +145,14 @@ struct Args {
     /// Override the nodes' lookup parallelism (core default 4).
     #[arg(long)]
     alpha: Option<usize>,
+    /// Override the nodes' lookup parallelism in the target's neighbourhood (core default 12;
+    /// at most alpha turns the widening off, as lookups ran before it).
+    #[arg(long)]
+    final_alpha: Option<usize>,
     /// Override the nodes' lookup request timeout (core default 2000 ms).
     #[arg(long)]
     lookup_timeout_ms: Option<f64>,
-    /// Override the nodes' lookup retries after a timeout (core default 1).
+    /// Override the nodes' lookup retries after a timeout (core default 0).
     #[arg(long)]
     retries: Option<u8>,
     /// Items workload: virtual seconds from the end of an item's put to its get.
@@ -204,6 +208,7 @@ impl Args {
         o.check_every_secs = self.check_every_secs;
         o.max_lookup_secs = self.max_lookup_secs;
         o.lookup_alpha = self.alpha;
+        o.lookup_final_alpha = self.final_alpha;
         o.lookup_timeout_ms = self.lookup_timeout_ms;
         o.lookup_retries = self.retries;
         o.items.hold_secs = self.item_hold_secs;

@@ -164,8 +164,9 @@ pub struct SimOptions {
     /// A lookup running longer than this breaks the liveness invariant. Default 300 s.
     pub max_lookup_secs: f64,
     /// Node configuration overrides, for experiments; `None` keeps the core's default
-    /// (`LookupConfig`: alpha 4, request timeout 2 s, 1 retry).
+    /// (`LookupConfig`: alpha 4, final alpha 12, request timeout 2 s, no retry).
     pub lookup_alpha: Option<usize>,
+    pub lookup_final_alpha: Option<usize>,
     pub lookup_timeout_ms: Option<f64>,
     pub lookup_retries: Option<u8>,
 }
@@ -186,6 +187,7 @@ impl SimOptions {
             check_every_secs: 10.0,
             max_lookup_secs: 300.0,
             lookup_alpha: None,
+            lookup_final_alpha: None,
             lookup_timeout_ms: None,
             lookup_retries: None,
         }
@@ -297,6 +299,9 @@ impl SimOptions {
         args.push(format!("--check-every-secs {} --max-lookup-secs {}", self.check_every_secs, self.max_lookup_secs));
         if let Some(a) = self.lookup_alpha {
             args.push(format!("--alpha {a}"));
+        }
+        if let Some(a) = self.lookup_final_alpha {
+            args.push(format!("--final-alpha {a}"));
         }
         if let Some(t) = self.lookup_timeout_ms {
             args.push(format!("--lookup-timeout-ms {t}"));

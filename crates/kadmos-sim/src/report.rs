@@ -394,8 +394,9 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "lookup config: alpha {}, timeout {}, retries {}",
+                "lookup config: alpha {}, final alpha {}, timeout {}, retries {}",
                 o.lookup_alpha.map_or("default".into(), |a| a.to_string()),
+                o.lookup_final_alpha.map_or("default".into(), |a| a.to_string()),
                 o.lookup_timeout_ms.map_or("default".into(), |t| format!("{t} ms")),
                 o.lookup_retries.map_or("default".into(), |r| r.to_string()),
             )?;

@@ -35,9 +35,11 @@
 //!
 //! # Invariants
 //!
-//! Checked after every input of a node: no lookup has more than alpha requests in flight, as
-//! the lookup counts them (`Node::lookup_parallelism`) and, for measured lookups, as counted
-//! on the wire (queries not answered and sent less than the node's stall timeout ago); pending
+//! Checked after every input of a node: no lookup has more than alpha requests in flight
+//! outside the target's neighbourhood, nor more than final alpha in all, as the lookup counts
+//! them (`Node::lookup_parallelism`) and, for measured lookups, no more than final alpha as
+//! counted on the wire (queries not answered and sent less than the node's stall timeout ago);
+//! pending
 //! requests stay within `max_pending_requests`; no
 //! datagram is larger than 1280 bytes; no node sends to its own address; every `Peers` and
 //! `Finished` event belongs to a command that is still running, and each command finishes
@@ -169,7 +171,8 @@ struct PendingQuery {
     transaction_id: Vec<u8>,
     /// When the lookup stops counting it in flight (the node's stall timeout when it was sent).
     stall_at: Timestamp,
-    /// A query of the iterative lookup itself (not an announce_peer at its end), bound by alpha.
+    /// A query of the iterative lookup itself (not an announce_peer at its end), bound by
+    /// final alpha.
     iterative: bool,
 }
 
@@ -403,6 +406,7 @@ impl World {
         let mut node_template = Config::new(Id::ZERO, 0);
         let defaults = LookupConfig::default();
         node_template.lookup.alpha = options.lookup_alpha.unwrap_or(defaults.alpha);
+        node_template.lookup.final_alpha = options.lookup_final_alpha.unwrap_or(defaults.final_alpha);
         node_template.lookup.retries = options.lookup_retries.unwrap_or(defaults.retries);
         if let Some(ms) = options.lookup_timeout_ms {
             node_template.lookup.request_timeout = Duration::from_secs_f64(ms / 1000.0);
@@ -542,8 +546,8 @@ impl World {
             let node = slot.node.as_mut().expect("checked above");
             transmits.extend(std::iter::from_fn(|| node.poll_transmit()));
             events.extend(std::iter::from_fn(|| node.poll_event()));
-            if let Some((alpha, in_flight)) = node.lookup_parallelism().find(|(alpha, n)| n > alpha) {
-                broken = Some(format!("a lookup has {in_flight} requests in flight, alpha is {alpha}"));
+            if let Some(what) = node.lookup_parallelism().find_map(|p| p.violation()) {
+                broken = Some(format!("a lookup has {what}"));
             }
             let max_pending = node.config().max_pending_requests;
             if node.pending_requests() > max_pending {
@@ -684,7 +688,7 @@ impl World {
         let timeout = self.node_template.lookup.request_timeout;
         // The node stepped its lookups with this stall timeout during the input that sent this.
         let stall = self.slots[from as usize].node.as_ref().map_or(timeout, |n| n.stall_timeout());
-        let alpha = self.node_template.lookup.alpha;
+        let final_alpha = self.node_template.lookup.final_alpha.max(self.node_template.lookup.alpha);
         let range = (from, QueryId(0))..=(from, QueryId(u64::MAX));
         let Some((_, t)) = self.tracked.range_mut(range).find(|(_, t)| t.target == target && fits(t.command)) else {
             return;
@@ -697,9 +701,11 @@ impl World {
         // not answered yet and sent less than a stall timeout ago (a stalled query gives up its
         // slot; see `kad::lookup`).
         let in_flight = t.pending.iter().filter(|p| p.iterative && now < p.stall_at).count();
-        if in_flight > alpha {
-            let what =
-                format!("{} has {in_flight} queries on the wire unanswered and not stalled, alpha is {alpha}", t.kind);
+        if in_flight > final_alpha {
+            let what = format!(
+                "{} has {in_flight} queries on the wire unanswered and not stalled, final alpha is {final_alpha}",
+                t.kind
+            );
             self.violate(Some(from), what);
         }
     }

@@ -16,5 +16,5 @@ pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, 
 pub use requests::{PendingRequest, RequestTable};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
 pub use rtt::RttEstimator;
-pub use search::{FamilyLookup, Search};
+pub use search::{FamilyLookup, Parallelism, Search};
 pub use timers::TimerQueue;

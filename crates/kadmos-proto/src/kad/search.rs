@@ -45,7 +45,11 @@ impl Search {
         let lookups = tables.enabled().into_iter().map(|family| {
             let mut seeds = tables.closest_nodes(family, &target, config.k * 2, now);
             seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
-            FamilyLookup { family, lookup: Lookup::new(target, config.clone(), seeds), tokens: HashMap::new() }
+            let mut lookup = Lookup::new(target, config.clone(), seeds);
+            if let Some(table) = tables.get(family) {
+                lookup.set_neighbourhood(table.neighbourhood_bits());
+            }
+            FamilyLookup { family, lookup, tokens: HashMap::new() }
         });
         Search { lookups: lookups.collect() }
     }
@@ -173,8 +177,34 @@ impl Search {
     }
 
     /// Requests in flight and the parallelism allowed, per lookup (for invariant checks).
-    pub fn parallelism(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.lookups.iter().map(|l| (l.lookup.config().alpha, l.lookup.in_flight()))
+    pub fn parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
+        self.lookups.iter().map(|l| Parallelism {
+            alpha: l.lookup.config().alpha,
+            final_alpha: l.lookup.config().final_alpha.max(l.lookup.config().alpha),
+            in_flight: l.lookup.in_flight(),
+            in_flight_narrow: l.lookup.in_flight_narrow(),
+        })
+    }
+}
+
+/// A lookup's requests in flight against its bounds: at most `alpha` asked outside the
+/// target's neighbourhood, at most `final_alpha` in all (see `kad::lookup`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parallelism {
+    pub alpha: usize,
+    pub final_alpha: usize,
+    pub in_flight: usize,
+    pub in_flight_narrow: usize,
+}
+
+impl Parallelism {
+    /// What is wrong, if a bound is broken.
+    pub fn violation(&self) -> Option<String> {
+        if self.in_flight_narrow > self.alpha {
+            return Some(format!("{} requests in flight under alpha {}", self.in_flight_narrow, self.alpha));
+        }
+        (self.in_flight > self.final_alpha)
+            .then(|| format!("{} requests in flight, final alpha is {}", self.in_flight, self.final_alpha))
     }
 }
 

@@ -98,6 +98,7 @@ impl Config {
             is_client: false,
             lookup: LookupConfig {
                 alpha: 4,
+                final_alpha: 12,
                 k: 8,
                 request_timeout: Duration::from_secs(2),
                 stall_timeout: Duration::from_secs(1),

@@ -88,8 +88,8 @@ use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
 use crate::kad::{
-    FamilyTables, Id, InsertOutcome, LookupStats, NodeId, PendingRequest, RequestTable, RoutingTable, RttEstimator,
-    Search, TimerQueue,
+    FamilyTables, Id, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable, RoutingTable,
+    RttEstimator, Search, TimerQueue,
 };
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
@@ -488,7 +488,7 @@ impl Node {
     }
 
     /// Searches in flight, for invariant checks: (alpha, in flight) per lookup.
-    pub fn lookup_parallelism(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+    pub fn lookup_parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
         self.operations.values().flat_map(|op| op.search.parallelism())
     }
 
