@@ -688,7 +688,7 @@ impl World {
         let timeout = self.node_template.lookup.request_timeout;
         // The node stepped its lookups with this stall timeout during the input that sent this.
         let stall = self.slots[from as usize].node.as_ref().map_or(timeout, |n| n.stall_timeout());
-        let final_alpha = self.node_template.lookup.final_alpha.max(self.node_template.lookup.alpha);
+        let final_alpha = self.node_template.lookup.max_in_flight();
         let range = (from, QueryId(0))..=(from, QueryId(u64::MAX));
         let Some((_, t)) = self.tracked.range_mut(range).find(|(_, t)| t.target == target && fits(t.command)) else {
             return;

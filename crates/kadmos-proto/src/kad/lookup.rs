@@ -79,6 +79,13 @@ pub struct LookupConfig {
     pub retries: u8,
 }
 
+impl LookupConfig {
+    /// Most requests a lookup has in flight: `final_alpha`, or `alpha` if that is larger.
+    pub fn max_in_flight(&self) -> usize {
+        self.final_alpha.max(self.alpha)
+    }
+}
+
 impl Default for LookupConfig {
     fn default() -> Self {
         LookupConfig {
@@ -320,25 +327,19 @@ impl Lookup {
         // waiting node turns out dead, its replacement has already been asked.
         //
         // A candidate in the target's neighbourhood, or any once the lookup has converged, may
-        // be asked under `final_alpha` if it is among the first `final_alpha` live ones.
-        let converged = self
-            .candidates
-            .values()
-            .find(|c| match c.state {
-                CandidateState::Failed => false,
-                CandidateState::Stalled { hold_until, .. } => hold_until.is_some() && self.wait_for_stalled,
-                _ => true,
-            })
-            .is_some_and(|c| c.state == CandidateState::Succeeded);
-        let final_alpha = self.config.final_alpha.max(self.config.alpha);
+        // be asked under `final_alpha` if it is among the first `final_alpha` live ones. The
+        // lookup has converged when the first live candidate of this walk has answered.
+        let final_alpha = self.config.max_in_flight();
         let mut window = 0;
         let mut window_answered = true;
         let mut answered = 0;
+        let mut closest_answered = false;
         let mut ask = None;
         for (distance, candidate) in self.candidates.iter() {
             let in_window = window < self.config.k;
             match candidate.state {
                 CandidateState::Succeeded => {
+                    closest_answered |= window == 0;
                     window += 1;
                     answered += 1;
                 }
@@ -351,11 +352,12 @@ impl Lookup {
                     window_answered &= !in_window;
                 }
                 CandidateState::NotContacted => {
-                    let near = converged || distance.leading_zeros() >= self.neighbourhood;
-                    let wide = near && window < final_alpha && self.in_flight >= self.config.alpha;
-                    let limit = if near && window < final_alpha { final_alpha } else { self.config.alpha };
-                    if self.in_flight >= limit {
-                        return LookupAction::Wait;
+                    let wide = self.in_flight >= self.config.alpha;
+                    if wide {
+                        let near = closest_answered || distance.leading_zeros() >= self.neighbourhood;
+                        if !near || window >= final_alpha || self.in_flight >= final_alpha {
+                            return LookupAction::Wait;
+                        }
                     }
                     ask = Some((*distance, wide));
                     break;
@@ -469,13 +471,13 @@ mod tests {
                 match lookup.next(now) {
                     LookupAction::Send { id, .. } => {
                         assert!(lookup.in_flight_narrow() <= config.alpha);
-                        assert!(lookup.in_flight() <= config.final_alpha.max(config.alpha));
+                        assert!(lookup.in_flight() <= config.max_in_flight());
                         pending.push(id);
                     }
                     LookupAction::Finished => return (lookup, steps),
                     LookupAction::Wait => {
                         assert!(lookup.in_flight_narrow() <= config.alpha);
-                        assert!(lookup.in_flight() <= config.final_alpha.max(config.alpha));
+                        assert!(lookup.in_flight() <= config.max_in_flight());
                         if let Some(id) = pending.pop() {
                             let i = index[&id];
                             if !self.dead[i] {

@@ -180,7 +180,7 @@ impl Search {
     pub fn parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
         self.lookups.iter().map(|l| Parallelism {
             alpha: l.lookup.config().alpha,
-            final_alpha: l.lookup.config().final_alpha.max(l.lookup.config().alpha),
+            final_alpha: l.lookup.config().max_in_flight(),
             in_flight: l.lookup.in_flight(),
             in_flight_narrow: l.lookup.in_flight_narrow(),
         })
