@@ -878,7 +878,7 @@ impl World {
                 broken = Some((i, format!("routing table: {e}")));
                 break;
             }
-            if table.contacts().any(|c| c.addr == addr_of(i)) {
+            if table.contacts().any(|c| c.addr() == addr_of(i)) {
                 broken = Some((i, "the routing table holds the node's own address".into()));
                 break;
             }
@@ -920,7 +920,7 @@ impl World {
             for c in table.contacts() {
                 contacts += 1;
                 let alive =
-                    index_of(&c.addr).and_then(|j| self.slots.get(j as usize)).is_some_and(|s| s.node.is_some());
+                    index_of(&c.addr()).and_then(|j| self.slots.get(j as usize)).is_some_and(|s| s.node.is_some());
                 if !alive {
                     dead += 1;
                 }

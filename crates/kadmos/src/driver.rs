@@ -258,7 +258,7 @@ impl Driver {
                     .iter()
                     .map(|c| ContactDump {
                         id: c.id,
-                        addr: c.addr,
+                        addr: c.addr(),
                         status: match c.status(now, config) {
                             ContactStatus::Good => "good",
                             ContactStatus::Questionable => "questionable",

@@ -60,7 +60,7 @@ impl FamilyTables {
 
     /// Every contact of both families, for saving state.
     pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr))).collect()
+        self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr()))).collect()
     }
 
     /// The targets of the bucket refreshes due in every non-empty table

@@ -1009,8 +1009,8 @@ impl Node {
             let family = Family::of(&from);
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(response.id, from, now) {
-                if !self.requests.any_to(old.addr) {
-                    let _ = self.send_request(now, old.addr, Some(old.id), Query::Ping, Purpose::Verify);
+                if !self.requests.any_to(old.addr()) {
+                    let _ = self.send_request(now, old.addr(), Some(old.id), Query::Ping, Purpose::Verify);
                 }
             }
         }

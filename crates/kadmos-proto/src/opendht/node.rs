@@ -1046,9 +1046,9 @@ impl Node {
         if !is_client && reply.id != self.config.node_id {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(reply.id, from, now) {
-                if !self.requests.any_to(old.addr) {
+                if !self.requests.any_to(old.addr()) {
                     let _ =
-                        self.send_request(now, old.addr, Some(old.id), Request::Ping, Vec::new(), 1, Purpose::Verify);
+                        self.send_request(now, old.addr(), Some(old.id), Request::Ping, Vec::new(), 1, Purpose::Verify);
                 }
             }
         }
