@@ -196,6 +196,8 @@ struct Tracked {
     /// `get_item`: the item that must come back, and the items that did.
     expect_item: Option<Item>,
     items: Vec<Item>,
+    /// The neighbourhood bits of the node's table when the lookup sent its first query.
+    neighbourhood: Option<u32>,
 }
 
 /// Everything but the workloads (which get a [`Control`] onto this).
@@ -392,6 +394,7 @@ impl Control<'_> {
             hops: HashMap::new(),
             expect_item: None,
             items: Vec::new(),
+            neighbourhood: None,
         };
         world.tracked.insert((node, query), tracked);
         world.after_input(node);
@@ -688,6 +691,15 @@ impl World {
         let timeout = self.node_template.lookup.request_timeout;
         // The node stepped its lookups with this stall timeout during the input that sent this.
         let stall = self.slots[from as usize].node.as_ref().map_or(timeout, |n| n.stall_timeout());
+        // Requests outside the target's neighbourhood (as the lookup judged it when it started)
+        // stall sooner.
+        let neighbourhood = self.slots[from as usize]
+            .node
+            .as_ref()
+            .and_then(|n| n.routing_table(Family::V4))
+            .map_or(u32::MAX, |table| table.neighbourhood_bits());
+        let shared_bits = self.slots[to as usize].id.distance(&target).leading_zeros();
+        let far_stall = stall * self.node_template.lookup.far_stall_percent.min(100) / 100;
         let final_alpha = self.node_template.lookup.max_in_flight();
         let range = (from, QueryId(0))..=(from, QueryId(u64::MAX));
         let Some((_, t)) = self.tracked.range_mut(range).find(|(_, t)| t.target == target && fits(t.command)) else {
@@ -695,6 +707,8 @@ impl World {
         };
         t.messages += 1;
         t.bytes += payload.len() as u64;
+        let neighbourhood = *t.neighbourhood.get_or_insert(neighbourhood);
+        let stall = if shared_bits < neighbourhood { far_stall } else { stall };
         t.pending.push(PendingQuery { to, transaction_id: message.transaction_id, stall_at: now + stall, iterative });
         t.hops.entry(to).or_insert(1);
         // The alpha bound counted on the wire, independently of the lookup's own counter: queries

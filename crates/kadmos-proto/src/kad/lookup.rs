@@ -65,8 +65,9 @@ pub struct LookupConfig {
     /// Requests in flight at once while the lookup approaches the target. Default 4.
     pub alpha: usize,
     /// Requests in flight at once once the candidates asked lie in the target's neighbourhood
-    /// (see the module notes); never below `alpha`. Default 12: the `k` closest and four
-    /// spares for the dead among them (a fifth of the contacts of a network can be gone).
+    /// (see the module notes); never below `alpha`. Default 11: the `k` closest and three
+    /// spares for the dead among them (a fifth of the contacts of a network can be gone;
+    /// measured in the simulator, 12 is 0.08 round trips faster for one more message).
     pub final_alpha: usize,
     /// Number of closest nodes that must answer for the lookup to finish. Default 8.
     pub k: usize,
@@ -77,6 +78,12 @@ pub struct LookupConfig {
     pub stall_timeout: Duration,
     /// Extra attempts before a request stalls. Default 0.
     pub retries: u8,
+    /// Share of the stall timeout, in percent, after which a request to a candidate outside
+    /// the target's neighbourhood stalls. Default 60: such a request only moves the lookup on
+    /// (its node will not be in the result), so a silent one should free its slot early; its
+    /// late answer still counts. Measured in the simulator with 20% dead contacts: about 0.1
+    /// round trip faster for two more messages per lookup.
+    pub far_stall_percent: u32,
 }
 
 impl LookupConfig {
@@ -90,11 +97,12 @@ impl Default for LookupConfig {
     fn default() -> Self {
         LookupConfig {
             alpha: 4,
-            final_alpha: 12,
+            final_alpha: 11,
             k: 8,
             request_timeout: Duration::from_secs(2),
             stall_timeout: Duration::from_secs(1),
             retries: 0,
+            far_stall_percent: 60,
         }
     }
 }
@@ -274,13 +282,18 @@ impl Lookup {
         self.stats.failures += 1;
     }
 
-    fn waiting(&self, now: Timestamp, attempts: u8, wide: bool) -> CandidateState {
-        CandidateState::Waiting {
-            stall_at: now + self.config.stall_timeout.min(self.config.request_timeout),
-            deadline: now + self.config.request_timeout,
-            attempts,
-            wide,
+    fn waiting(&self, now: Timestamp, attempts: u8, wide: bool, distance: &Distance) -> CandidateState {
+        let mut stall = self.config.stall_timeout.min(self.config.request_timeout);
+        if self.is_far(distance) {
+            stall = stall * self.config.far_stall_percent.min(100) / 100;
         }
+        CandidateState::Waiting { stall_at: now + stall, deadline: now + self.config.request_timeout, attempts, wide }
+    }
+
+    /// Whether a candidate lies outside the target's neighbourhood, as far as known (with no
+    /// neighbourhood set, nothing is far).
+    pub fn is_far(&self, distance: &Distance) -> bool {
+        self.neighbourhood != u32::MAX && distance.leading_zeros() < self.neighbourhood
     }
 
     /// Decides the next step. Call repeatedly until it returns `Wait` or `Finished`.
@@ -314,7 +327,7 @@ impl Lookup {
             }
         }
         if let Some((distance, attempts, wide)) = resend {
-            let state = self.waiting(now, attempts, wide);
+            let state = self.waiting(now, attempts, wide, &distance);
             let candidate = self.candidates.get_mut(&distance).expect("found above");
             candidate.state = state;
             self.stats.requests += 1;
@@ -328,18 +341,19 @@ impl Lookup {
         //
         // A candidate in the target's neighbourhood, or any once the lookup has converged, may
         // be asked under `final_alpha` if it is among the first `final_alpha` live ones. The
-        // lookup has converged when the first live candidate of this walk has answered.
+        // lookup has converged when one of the `k` closest live candidates has answered: that
+        // node knew fewer than `k` nodes closer than itself, so the end is near.
         let final_alpha = self.config.max_in_flight();
         let mut window = 0;
         let mut window_answered = true;
         let mut answered = 0;
-        let mut closest_answered = false;
+        let mut converged = false;
         let mut ask = None;
         for (distance, candidate) in self.candidates.iter() {
             let in_window = window < self.config.k;
             match candidate.state {
                 CandidateState::Succeeded => {
-                    closest_answered |= window == 0;
+                    converged |= in_window;
                     window += 1;
                     answered += 1;
                 }
@@ -354,7 +368,7 @@ impl Lookup {
                 CandidateState::NotContacted => {
                     let wide = self.in_flight >= self.config.alpha;
                     if wide {
-                        let near = closest_answered || distance.leading_zeros() >= self.neighbourhood;
+                        let near = converged || distance.leading_zeros() >= self.neighbourhood;
                         if !near || window >= final_alpha || self.in_flight >= final_alpha {
                             return LookupAction::Wait;
                         }
@@ -373,7 +387,7 @@ impl Lookup {
             }
         }
         if let Some((distance, wide)) = ask {
-            let state = self.waiting(now, 1, wide);
+            let state = self.waiting(now, 1, wide, &distance);
             let candidate = self.candidates.get_mut(&distance).expect("found above");
             candidate.state = state;
             self.in_flight += 1;
@@ -512,10 +526,10 @@ mod tests {
         /// Whatever the network, a lookup terminates, never has more than alpha requests in
         /// flight outside the target's neighbourhood nor more than final alpha in all, and returns only nodes that answered, in distance order, at most k of them.
         #[test]
-        fn terminates_within_bounds(seed in any::<u64>(), alpha in 1usize..6, final_alpha in 0usize..16, neighbourhood in 0u32..8, k in 1usize..12, dead in 0.0f64..0.9, retries in 0u8..3) {
+        fn terminates_within_bounds(seed in any::<u64>(), alpha in 1usize..6, final_alpha in 0usize..16, neighbourhood in 0u32..8, k in 1usize..12, dead in 0.0f64..0.9, retries in 0u8..3, far_stall_percent in 10u32..=100) {
             let net = ToyNetwork::new(seed, 120, dead);
             let target = Id::random(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 1));
-            let config = LookupConfig { alpha, final_alpha, k, request_timeout: Duration::from_millis(500), stall_timeout: Duration::from_millis(200), retries };
+            let config = LookupConfig { alpha, final_alpha, k, request_timeout: Duration::from_millis(500), stall_timeout: Duration::from_millis(200), retries, far_stall_percent };
             let (lookup, _) = net.run(target, config, neighbourhood);
             prop_assert!(lookup.is_finished());
             let result = lookup.closest_succeeded();
@@ -529,8 +543,8 @@ mod tests {
     }
 
     /// Far from the target a lookup keeps `alpha` requests in flight; candidates in the
-    /// target's neighbourhood, or any once the closest live candidate has answered, are asked
-    /// up to `final_alpha` at once, and only the first `final_alpha` live ones.
+    /// target's neighbourhood, or any once one of the `k` closest live candidates has answered,
+    /// are asked up to `final_alpha` at once, and only the first `final_alpha` live ones.
     #[test]
     fn widens_in_the_neighbourhood() {
         let config = LookupConfig { alpha: 2, final_alpha: 5, k: 3, ..LookupConfig::default() };
@@ -553,16 +567,16 @@ mod tests {
         assert_eq!(asked, near[..5].iter().map(|(id, _)| *id).collect::<Vec<_>>());
         assert_eq!((lookup.in_flight(), lookup.in_flight_narrow()), (5, 2));
 
-        // Without a neighbourhood, alpha until the closest has answered.
-        let mut lookup = Lookup::new(Id::ZERO, config.clone(), far.iter().copied());
-        assert_eq!(sends(&mut lookup).len(), 2);
-        lookup.on_success(&far[1].0, []);
-        assert_eq!(sends(&mut lookup).len(), 1, "the closest is still waiting: alpha");
+        // Without a neighbourhood, alpha until one of the k closest live candidates answers.
+        let mut lookup = Lookup::new(Id::ZERO, config.clone(), far[4..].iter().copied());
+        assert_eq!(sends(&mut lookup), vec![far[4].0, far[5].0]);
+        // far[5] names three closer nodes, so it is no longer among the k = 3 closest: alpha.
+        lookup.on_success(&far[5].0, far[..3].iter().copied());
+        assert_eq!(sends(&mut lookup), vec![far[0].0], "not converged: alpha");
+        // The closest answers: converged. The next candidates go out beyond alpha, but only
+        // among the first five live ones (far[0], far[1], far[2], far[4], far[5]): far[6] waits.
         lookup.on_success(&far[0].0, []);
-        // Converged: the window's next candidates go out up to final alpha, but only the first
-        // five live candidates qualify (two answered, so three more).
-        let asked = sends(&mut lookup);
-        assert_eq!(asked, far[3..5].iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        assert_eq!(sends(&mut lookup), vec![far[1].0, far[2].0]);
         assert_eq!(lookup.in_flight(), 3);
     }
 
@@ -576,6 +590,7 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             stall_timeout: Duration::from_secs(1),
             retries: 2,
+            far_stall_percent: 100,
         };
         let mut lookup = Lookup::new(Id::ZERO, config, [(Id::MAX, addr_of(1))]);
         let mut now = Timestamp::ZERO;
@@ -603,6 +618,7 @@ mod tests {
             request_timeout: Duration::from_secs(2),
             stall_timeout: Duration::from_millis(300),
             retries: 0,
+            far_stall_percent: 100,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let mid = Id::from_bytes(&[0x02; 20]).unwrap();
@@ -633,6 +649,7 @@ mod tests {
             request_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_millis(100),
             retries: 0,
+            far_stall_percent: 100,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let far = Id::from_bytes(&[0x80; 20]).unwrap();
@@ -661,6 +678,7 @@ mod tests {
             request_timeout: Duration::from_secs(2),
             stall_timeout: Duration::from_millis(300),
             retries: 0,
+            far_stall_percent: 100,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let mid = Id::from_bytes(&[0x02; 20]).unwrap();

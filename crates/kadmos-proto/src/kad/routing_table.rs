@@ -22,6 +22,12 @@ use crate::time::Timestamp;
 pub struct RoutingTableConfig {
     /// Contacts per bucket (`k`). Default 8.
     pub bucket_size: usize,
+    /// Capacities of the four farthest buckets once they have split off (never below `k`).
+    /// Default 128, 64, 32 and 16 (libtorrent's extended routing table: 16, 8, 4 and 2 times
+    /// k). Half of all targets fall in bucket 0: knowing 128 nodes there instead of 8 starts a
+    /// lookup about four bits closer, which saves it a hop (measured in the simulator: see the
+    /// README). Wide buckets fill as the node runs lookups and is queried.
+    pub first_bucket_sizes: [usize; 4],
     /// Verified contacts kept per bucket to replace ones that go bad. Default 4.
     pub replacement_cache_size: usize,
     /// Silence after which a good contact becomes questionable. Default 15 minutes.
@@ -36,6 +42,7 @@ impl Default for RoutingTableConfig {
     fn default() -> Self {
         RoutingTableConfig {
             bucket_size: 8,
+            first_bucket_sizes: [128, 64, 32, 16],
             replacement_cache_size: 4,
             good_for: Duration::from_secs(15 * 60),
             bad_after_failures: 2,
@@ -274,10 +281,23 @@ impl RoutingTable {
     /// the region a lookup asks in parallel at its end (see `kad::lookup`). The table splits
     /// its own bucket until it holds at most `k` contacts, so with `d` buckets about `k` nodes
     /// share `d - 1` bits with us; about `k` share as many with any target, and the
-    /// neighbourhood starts a bit above that (measured in the simulator at 10,000 nodes:
-    /// depth − 2, i.e. 9 or 10 bits, is faster than 10 or 11 and as cheap as 8).
+    /// neighbourhood starts a little above that. Measured in the simulator at 10,000 nodes
+    /// with 20% dead contacts: the 8 closest live nodes often share only `d - 3` bits with a
+    /// target (8 or 9), and a neighbourhood of `d - 3` bits made get_peers 0.35 round trips
+    /// faster than `d - 2` (4.86 → 4.50) for 1.3 more messages per lookup.
     pub fn neighbourhood_bits(&self) -> u32 {
-        u32::try_from(self.buckets.len().saturating_sub(2)).unwrap_or(u32::MAX)
+        u32::try_from(self.buckets.len().saturating_sub(3)).unwrap_or(u32::MAX)
+    }
+
+    /// Contacts bucket `index` may hold: `k`, or more for the first buckets once they have
+    /// split off (the last bucket, which splits, always holds `k`).
+    pub fn bucket_capacity(&self, index: usize) -> usize {
+        let k = self.config.bucket_size;
+        if index + 1 < self.buckets.len() {
+            self.config.first_bucket_sizes.get(index).map_or(k, |wide| k.max(*wide))
+        } else {
+            k
+        }
     }
 
     fn bucket_index(&self, id: &Id) -> usize {
@@ -292,6 +312,7 @@ impl RoutingTable {
         loop {
             let index = self.bucket_index(&id);
             let can_split = index == self.buckets.len() - 1 && self.buckets.len() < 160;
+            let capacity = self.bucket_capacity(index);
             let config = &self.config;
             let bucket = &mut self.buckets[index];
             if let Some(existing) = bucket.contacts.iter_mut().find(|c| c.id == id) {
@@ -307,7 +328,7 @@ impl RoutingTable {
             bucket.contacts.retain(|c| c.addr != addr);
             bucket.replacements.retain(|c| c.addr != addr && c.id != id);
             let fresh = Contact::answered(id, addr, now);
-            if bucket.contacts.len() < config.bucket_size {
+            if bucket.contacts.len() < capacity {
                 bucket.contacts.push(fresh);
                 bucket.last_changed = now;
                 return InsertOutcome::Inserted;
@@ -346,7 +367,7 @@ impl RoutingTable {
         let index = self.bucket_index(id);
         let bucket = &self.buckets[index];
         bucket.contacts.iter().all(|c| c.id != *id)
-            && (bucket.contacts.len() < self.config.bucket_size
+            && (bucket.contacts.len() < self.bucket_capacity(index)
                 || (index == self.buckets.len() - 1 && self.buckets.len() < 160)
                 || bucket.contacts.iter().any(|c| c.status(now, &self.config) != ContactStatus::Good))
     }
@@ -457,12 +478,14 @@ impl RoutingTable {
         due.into_iter().map(|index| self.random_id_in_bucket(index, rng)).collect()
     }
 
-    /// A random ID in the range of each bucket holding fewer than k contacts (the last bucket
-    /// excepted: it fills as the table splits). A young table looks these up after joining.
+    /// A random ID in the range of each bucket holding fewer than k contacts, or less than half
+    /// its capacity if it is wide (the last bucket excepted: it fills as the table splits). A
+    /// young table looks these up after joining; every node such a lookup asks falls in the
+    /// bucket.
     pub fn sparse_bucket_targets<R: rand::Rng + ?Sized>(&self, rng: &mut R) -> Vec<Id> {
         let k = self.config.bucket_size;
         (0..self.buckets.len().saturating_sub(1))
-            .filter(|i| self.buckets[*i].contacts.len() < k)
+            .filter(|i| self.buckets[*i].contacts.len() < k.max(self.bucket_capacity(*i) / 2))
             .map(|i| self.random_id_in_bucket(i, rng))
             .collect()
     }
@@ -483,7 +506,7 @@ impl RoutingTable {
         let depth = self.buckets.len();
         let mut seen = std::collections::HashSet::new();
         for (index, bucket) in self.buckets.iter().enumerate() {
-            if bucket.contacts.len() > self.config.bucket_size {
+            if bucket.contacts.len() > self.bucket_capacity(index) {
                 return Err(format!("bucket {index} holds {} contacts", bucket.contacts.len()));
             }
             if bucket.replacements.len() > self.config.replacement_cache_size {
@@ -539,7 +562,9 @@ mod tests {
     #[test]
     fn full_far_bucket_caches_and_asks_for_ping() {
         let own = Id::ZERO;
-        let mut table = RoutingTable::new(own, RoutingTableConfig::default(), Timestamp::ZERO);
+        // BEP 5's plain table: every bucket holds k.
+        let config = RoutingTableConfig { first_bucket_sizes: [0; 4], ..RoutingTableConfig::default() };
+        let mut table = RoutingTable::new(own, config, Timestamp::ZERO);
         // IDs with the top bit set all land in bucket 0 once the table has split.
         let far = |i: u8| {
             let mut b = [0u8; 20];
@@ -586,6 +611,38 @@ mod tests {
         assert_eq!(c.status(t1, &config), ContactStatus::Good);
         c.failures = 2;
         assert_eq!(c.status(t1, &config), ContactStatus::Bad);
+    }
+
+    /// The first buckets widen to their configured capacity once they have split off (not
+    /// before: the last bucket splits at k), then cache newcomers like any full bucket.
+    #[test]
+    fn far_buckets_widen_once_split() {
+        let mut table = RoutingTable::new(Id::ZERO, RoutingTableConfig::default(), Timestamp::ZERO);
+        let with_prefix = |prefix: u8, i: u32| {
+            let mut b = [0u8; 20];
+            b[0] = prefix;
+            b[16..].copy_from_slice(&i.to_be_bytes());
+            Id(b)
+        };
+        // Bucket 0 (top bit differs from ours): the only bucket holds k, then splits (it holds
+        // our own range), and the far half widens.
+        for i in 0..8 {
+            table.insert_responded(with_prefix(0x80, i), addr(i), Timestamp::ZERO);
+        }
+        assert_eq!((table.buckets().len(), table.bucket_capacity(0)), (1, 8));
+        for i in 8..400 {
+            table.insert_responded(with_prefix(0x80, i), addr(i), Timestamp::ZERO);
+        }
+        assert_eq!(table.bucket_capacity(0), 128);
+        assert_eq!(table.buckets()[0].contacts().len(), 128);
+        assert!(!table.would_accept(&with_prefix(0x80, 999), Timestamp::ZERO), "full of good contacts");
+        // Bucket 1 (second bit differs) widens to 64 once it has split off in turn.
+        for i in 0..100 {
+            table.insert_responded(with_prefix(0x40, i), addr(2000 + i), Timestamp::ZERO);
+        }
+        assert_eq!(table.buckets()[1].contacts().len(), 64);
+        assert_eq!(table.bucket_capacity(table.buckets().len() - 1), 8);
+        table.check_invariants().unwrap();
     }
 
     /// A contact keeps its address exactly, whatever the family (an IPv4-mapped IPv6 address

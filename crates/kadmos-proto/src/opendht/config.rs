@@ -98,11 +98,12 @@ impl Config {
             is_client: false,
             lookup: LookupConfig {
                 alpha: 4,
-                final_alpha: 12,
+                final_alpha: 11,
                 k: 8,
                 request_timeout: Duration::from_secs(2),
                 stall_timeout: Duration::from_secs(1),
                 retries: 1,
+                ..LookupConfig::default()
             },
             routing: RoutingTableConfig::default(),
             storage: StorageConfig::default(),
