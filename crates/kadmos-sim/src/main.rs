@@ -145,7 +145,7 @@ struct Args {
     /// Override the nodes' lookup parallelism (core default 4).
     #[arg(long)]
     alpha: Option<usize>,
-    /// Override the nodes' lookup parallelism in the target's neighbourhood (core default 12;
+    /// Override the nodes' lookup parallelism in the target's neighbourhood (core default 11;
     /// at most alpha turns the widening off, as lookups ran before it).
     #[arg(long)]
     final_alpha: Option<usize>,

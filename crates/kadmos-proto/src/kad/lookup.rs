@@ -31,7 +31,9 @@
 //! - Near the target the lookup widens: a candidate in the target's *neighbourhood* (sharing
 //!   at least [`Lookup::set_neighbourhood`] bits with it, the depth at which about `k` nodes
 //!   are left, estimated by the node from its routing table) or any candidate once the
-//!   lookup has converged (the closest live candidate has answered) may be asked while up to
+//!   lookup has converged (one of the `k` closest live candidates has answered: it knew fewer
+//!   than `k` nodes closer than itself; waiting for the closest one instead held the widening
+//!   back whenever that was a dead node) may be asked while up to
 //!   `final_alpha` requests are in flight, not `alpha`, as long as it is among the first
 //!   `final_alpha` live candidates. The `k` closest must all be asked anyway, so this costs
 //!   few requests; asking them four at a time was most of a lookup's time (measured in the
@@ -40,6 +42,8 @@
 //!   paper likewise ends a lookup by asking all of the `k` closest not yet asked at once).
 //!   Requests to candidates outside the neighbourhood stay within `alpha` in flight: far from
 //!   the target, extra parallel requests are mostly wasted, as closer answers make them moot.
+//!   They also stall sooner (`far_stall_percent` of the stall timeout): their nodes will not
+//!   be in the result, so a silent one only delays the walk.
 //! - Before stalling, a request may be sent again `retries` times (for lossy links).
 //! - The lookup is finished when the `k` closest candidates that have not failed or stalled
 //!   have all answered, or when nobody is left to ask and nothing is in flight.
