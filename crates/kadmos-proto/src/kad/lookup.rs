@@ -62,7 +62,7 @@ const MAX_CANDIDATES: usize = 256;
 /// module notes). With a stall timeout near the 80th percentile of round trips (the mainline
 /// node's default), six more, seven in all (11 median round trips on the simulator's
 /// lognormal links), leave about one answer in a million behind. Four (8 round trips) left
-/// 4 of 13,333 fault-free lookups at 10,000 nodes one node short.
+/// 4 of 13,333 fault-free lookups at 10,000 nodes without all of the k closest.
 const STALLED_HOLD: u32 = 6;
 
 /// Tuning of a lookup.
