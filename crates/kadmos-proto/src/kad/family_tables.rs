@@ -49,8 +49,8 @@ impl FamilyTables {
     }
 
     /// The `n` contacts of `family` closest to `target` (none without a table of that family).
-    pub fn closest_nodes(&self, family: Family, target: &Id, n: usize, now: Timestamp) -> Vec<(NodeId, SocketAddr)> {
-        self.get(family).map_or_else(Vec::new, |t| t.closest_nodes(target, n, now))
+    pub fn closest_nodes(&self, family: Family, target: &Id, n: usize) -> Vec<(NodeId, SocketAddr)> {
+        self.get(family).map_or_else(Vec::new, |t| t.closest_nodes(target, n))
     }
 
     /// Whether no table holds a contact.
@@ -101,8 +101,8 @@ mod tests {
         tables.get_mut(Family::V4).unwrap().insert_responded(id, addr, now);
         assert_eq!(tables.contacts(), [(id, addr)]);
         assert!(!tables.is_empty());
-        assert_eq!(tables.closest_nodes(Family::V4, &own, 8, now), [(id, addr)]);
-        assert!(tables.closest_nodes(Family::V6, &own, 8, now).is_empty());
+        assert_eq!(tables.closest_nodes(Family::V4, &own, 8), [(id, addr)]);
+        assert!(tables.closest_nodes(Family::V6, &own, 8).is_empty());
 
         let both = FamilyTables::new(own, Families { v4: true, v6: true }, &config, now);
         assert_eq!((both.enabled(), both.dual_stack()), (vec![Family::V4, Family::V6], true));

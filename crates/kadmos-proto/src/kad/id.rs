@@ -10,8 +10,28 @@ use rand::Rng;
 pub const ID_LEN: usize = 20;
 
 /// A 160-bit identifier in the Kademlia keyspace.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Id(pub [u8; ID_LEN]);
+
+impl Ord for Id {
+    /// Byte order, compared as two integers (see [`Distance`]'s `Ord`): buckets keep their
+    /// contacts in ID order and answers search them.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        as_ints(&self.0).cmp(&as_ints(&other.0))
+    }
+}
+
+impl PartialOrd for Id {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// 20 bytes as a big-endian 160-bit integer, in two parts.
+fn as_ints(bytes: &[u8; ID_LEN]) -> (u128, u32) {
+    let (high, low) = bytes.split_at(16);
+    (u128::from_be_bytes(high.try_into().expect("16 bytes")), u32::from_be_bytes(low.try_into().expect("4 bytes")))
+}
 
 /// The identifier of a node in the DHT.
 pub type NodeId = Id;
@@ -27,7 +47,7 @@ impl Ord for Distance {
     /// `find_node`/`get_peers` answer and in every lookup step, and a libc call per comparison
     /// of 20 bytes showed up as the top cost under load.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.as_ints().cmp(&other.as_ints())
+        as_ints(&self.0).cmp(&as_ints(&other.0))
     }
 }
 
@@ -38,22 +58,12 @@ impl PartialOrd for Distance {
 }
 
 impl Distance {
-    fn as_ints(&self) -> (u128, u32) {
-        let (high, low) = self.0.split_at(16);
-        (u128::from_be_bytes(high.try_into().expect("16 bytes")), u32::from_be_bytes(low.try_into().expect("4 bytes")))
-    }
-
     /// Number of leading zero bits: the length of the prefix two IDs share.
     pub fn leading_zeros(&self) -> u32 {
-        let mut zeros = 0;
-        for byte in self.0 {
-            if byte == 0 {
-                zeros += 8;
-            } else {
-                return zeros + byte.leading_zeros();
-            }
+        match as_ints(&self.0) {
+            (0, low) => 128 + low.leading_zeros(),
+            (high, _) => high.leading_zeros(),
         }
-        zeros
     }
 }
 

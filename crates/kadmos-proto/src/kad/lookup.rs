@@ -473,7 +473,7 @@ mod tests {
         }
 
         fn closer(&self, i: usize, target: &Id) -> Vec<(Id, SocketAddr)> {
-            self.tables[i].closest(target, 8, Timestamp::ZERO).into_iter().map(|c| (c.id, c.addr())).collect()
+            self.tables[i].closest(target, 8).into_iter().map(|c| (c.id, c.addr())).collect()
         }
 
         /// Runs a lookup to completion, checking the in-flight bound at every step.

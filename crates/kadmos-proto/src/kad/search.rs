@@ -40,10 +40,9 @@ impl Search {
         target: Id,
         config: &LookupConfig,
         extra_seeds: &[(NodeId, SocketAddr)],
-        now: Timestamp,
     ) -> Search {
         let lookups = tables.enabled().into_iter().map(|family| {
-            let mut seeds = tables.closest_nodes(family, &target, config.k * 2, now);
+            let mut seeds = tables.closest_nodes(family, &target, config.k * 2);
             seeds.extend(extra_seeds.iter().filter(|(_, a)| Family::of(a) == family));
             let mut lookup = Lookup::new(target, config.clone(), seeds);
             if let Some(table) = tables.get(family) {
@@ -233,7 +232,7 @@ mod tests {
         let mut tables = FamilyTables::new(own, Families { v4: true, v6: true }, &RoutingTableConfig::default(), now);
         let (a, a_addr): (Id, SocketAddr) = (Id::sha1_of(b"a"), "10.0.0.1:1".parse().unwrap());
         tables.get_mut(Family::V4).unwrap().insert_responded(a, a_addr, now);
-        let mut search = Search::start(&tables, target, &LookupConfig::default(), &[], now);
+        let mut search = Search::start(&tables, target, &LookupConfig::default(), &[]);
         // The IPv6 lookup, with no seed yet, waits for its sibling instead of finishing empty.
         let sends = search.step(now, std::time::Duration::from_secs(1), None, false);
         assert_eq!(sends, [(Family::V4, a, a_addr)], "only the IPv4 lookup has a seed");

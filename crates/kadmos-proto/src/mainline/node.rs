@@ -483,14 +483,13 @@ impl Node {
 
     fn start_operation(
         &mut self,
-        now: Timestamp,
         kind: Kind,
         target: Id,
         query: Query,
         extra_seeds: &[(NodeId, SocketAddr)],
     ) -> QueryId {
         let id = self.new_query_id();
-        let search = Search::start(&self.tables, target, &self.config.lookup, extra_seeds, now);
+        let search = Search::start(&self.tables, target, &self.config.lookup, extra_seeds);
         self.operations.insert(id, Operation { kind, query, search, awaiting: 0, wake_at: None });
         id
     }
@@ -501,7 +500,7 @@ impl Node {
     pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
         let own = self.config.node_id;
         let query = Query::FindNode { target: own, want: self.want() };
-        let op = self.start_operation(now, Kind::Bootstrap, own, query.clone(), contacts);
+        let op = self.start_operation(Kind::Bootstrap, own, query.clone(), contacts);
         let families = self.tables.enabled();
         for router in routers.iter().filter(|r| families.contains(&Family::of(r))) {
             if self.send_request(now, *router, None, query.clone(), Purpose::Router { op }).is_ok() {
@@ -554,7 +553,7 @@ impl Node {
     /// Iterative find_node. Emits `Finished { Closest }`.
     pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
         let query = Query::FindNode { target, want: self.want() };
-        let op = self.start_operation(now, Kind::FindNode, target, query, &[]);
+        let op = self.start_operation(Kind::FindNode, target, query, &[]);
         self.drive_operation(now, op);
         op
     }
@@ -563,7 +562,7 @@ impl Node {
     /// `Finished { Closest }`.
     pub fn get_peers(&mut self, now: Timestamp, info_hash: InfoHash) -> QueryId {
         let query = Query::GetPeers { info_hash, want: self.want() };
-        let op = self.start_operation(now, Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[]);
+        let op = self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[]);
         self.drive_operation(now, op);
         op
     }
@@ -573,15 +572,15 @@ impl Node {
     /// `Finished { Announced }`.
     pub fn announce_peer(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> QueryId {
         let query = Query::GetPeers { info_hash, want: self.want() };
-        let op = self.start_store(now, StoreRequest::Announce { port }, info_hash, query);
+        let op = self.start_store(StoreRequest::Announce { port }, info_hash, query);
         self.drive_operation(now, op);
         op
     }
 
-    fn start_store(&mut self, now: Timestamp, what: StoreRequest, target: Id, query: Query) -> QueryId {
+    fn start_store(&mut self, what: StoreRequest, target: Id, query: Query) -> QueryId {
         let kind =
             Kind::Store { what, seen: HashSet::new(), stored_at: Vec::new(), errors: Vec::new(), storing: false };
-        self.start_operation(now, kind, target, query, &[])
+        self.start_operation(kind, target, query, &[])
     }
 
     /// BEP 44 get: emits `Item` for every verified item a node returns (once per version),
@@ -593,7 +592,7 @@ impl Node {
             ItemQuery::Immutable(_) => None,
         };
         let query = Query::Get { target, seq, want: self.want() };
-        let op = self.start_operation(now, Kind::GetItem { expect, seen: HashSet::new() }, target, query, &[]);
+        let op = self.start_operation(Kind::GetItem { expect, seen: HashSet::new() }, target, query, &[]);
         self.drive_operation(now, op);
         op
     }
@@ -604,7 +603,7 @@ impl Node {
     pub fn put_item(&mut self, now: Timestamp, item: Item, cas: Option<i64>) -> QueryId {
         let target = item.target();
         let query = Query::Get { target, seq: None, want: self.want() };
-        let op = self.start_store(now, StoreRequest::Item { item, cas }, target, query);
+        let op = self.start_store(StoreRequest::Item { item, cas }, target, query);
         self.drive_operation(now, op);
         op
     }
@@ -692,7 +691,7 @@ impl Node {
         self.shrink_buffers();
         for target in self.tables.take_refresh_targets(now, &mut self.rng) {
             let query = Query::FindNode { target, want: self.want() };
-            self.start_operation(now, Kind::Refresh, target, query, &[]);
+            self.start_operation(Kind::Refresh, target, query, &[]);
         }
         if let Some((due, gap)) = self.neighbourhood_refresh {
             if now >= due {
@@ -700,7 +699,7 @@ impl Node {
                 self.neighbourhood_refresh = Some((now + gap, gap));
                 let target = self.config.node_id;
                 let query = Query::FindNode { target, want: self.want() };
-                self.start_operation(now, Kind::Refresh, target, query, &[]);
+                self.start_operation(Kind::Refresh, target, query, &[]);
             }
         }
     }
@@ -734,7 +733,7 @@ impl Node {
             let targets = table.sparse_bucket_targets(&mut self.rng);
             for target in targets {
                 let query = Query::FindNode { target, want: self.want() };
-                let op = self.start_operation(now, Kind::Refresh, target, query, &[]);
+                let op = self.start_operation(Kind::Refresh, target, query, &[]);
                 self.drive_operation(now, op);
             }
         }
@@ -766,7 +765,7 @@ impl Node {
                 errors: Vec::new(),
                 storing: false,
             };
-            let op = self.start_operation(now, kind, target, query, &[]);
+            let op = self.start_operation(kind, target, query, &[]);
             self.republishing.insert(op);
         }
     }
@@ -787,7 +786,7 @@ impl Node {
                 errors: Vec::new(),
                 storing: false,
             };
-            let op = self.start_operation(now, kind, target, query, &[]);
+            let op = self.start_operation(kind, target, query, &[]);
             self.background.insert(op, target);
         }
     }
@@ -815,13 +814,13 @@ impl Node {
         let mut response = Response { id: self.config.node_id, ..Response::default() };
         match query {
             Query::Ping => {}
-            Query::FindNode { target, want } => self.fill_nodes(&mut response, &target, want, family, now),
+            Query::FindNode { target, want } => self.fill_nodes(&mut response, &target, want, family),
             Query::GetPeers { info_hash, want } => {
                 response.token = Some(self.tokens.issue(from.ip()).to_vec());
                 let per_peer = if from.is_ipv4() { 8 } else { 21 };
                 let max = (self.config.peers_reply_budget / per_peer).max(1);
                 response.values = self.peers.peers(&info_hash, from.is_ipv6(), max, now, &mut self.rng);
-                self.fill_nodes(&mut response, &info_hash, want, family, now);
+                self.fill_nodes(&mut response, &info_hash, want, family);
             }
             Query::AnnouncePeer { info_hash, port, implied_port, token, .. } => {
                 if !self.tokens.is_valid(from.ip(), &token) {
@@ -841,7 +840,7 @@ impl Node {
                 response.samples = Some(samples);
                 response.num = Some(num as i64);
                 response.interval = Some(self.config.sample_interval);
-                self.fill_nodes(&mut response, &target, want, family, now);
+                self.fill_nodes(&mut response, &target, want, family);
             }
             Query::Get { target, seq, want } => {
                 response.token = Some(self.tokens.issue(from.ip()).to_vec());
@@ -858,7 +857,7 @@ impl Node {
                     }
                     None => {}
                 }
-                self.fill_nodes(&mut response, &target, want, family, now);
+                self.fill_nodes(&mut response, &target, want, family);
             }
             Query::Put(put) => {
                 if !self.tokens.is_valid(from.ip(), &put.token) {
@@ -897,10 +896,10 @@ impl Node {
         self.items.put(item, put.cas, now).map_err(refuse)
     }
 
-    fn fill_nodes(&self, response: &mut Response, target: &Id, want: Option<Want>, family: Family, now: Timestamp) {
+    fn fill_nodes(&self, response: &mut Response, target: &Id, want: Option<Want>, family: Family) {
         let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.tables.closest_nodes(f, target, k, now) };
+        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.tables.closest_nodes(f, target, k) };
         if want.v4 {
             response.nodes = closest(Family::V4);
         }

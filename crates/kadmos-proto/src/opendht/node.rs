@@ -550,14 +550,13 @@ impl Node {
 
     fn start_operation(
         &mut self,
-        now: Timestamp,
         kind: Kind,
         target: Id,
         request: Request,
         extra_seeds: &[(NodeId, SocketAddr)],
     ) -> QueryId {
         let id = self.new_query_id();
-        let search = Search::start(&self.tables, target, &self.config.lookup, extra_seeds, now);
+        let search = Search::start(&self.tables, target, &self.config.lookup, extra_seeds);
         self.operations.insert(id, Operation { kind, request, search, awaiting: 0 });
         id
     }
@@ -568,7 +567,7 @@ impl Node {
     pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
         let own = self.config.node_id;
         let request = Request::Find { target: own, want: self.want() };
-        let op = self.start_operation(now, Kind::Bootstrap, own, request.clone(), contacts);
+        let op = self.start_operation(Kind::Bootstrap, own, request.clone(), contacts);
         let families = self.tables.enabled();
         for router in routers.iter().filter(|r| families.contains(&Family::of(r))) {
             if self.send_request(now, *router, None, request.clone(), Vec::new(), 1, Purpose::Router { op }).is_ok() {
@@ -600,7 +599,7 @@ impl Node {
     /// Iterative search of the nodes closest to `target`. Emits `Finished { Closest }`.
     pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
         let request = Request::Find { target, want: self.want() };
-        let op = self.start_operation(now, Kind::FindNode, target, request, &[]);
+        let op = self.start_operation(Kind::FindNode, target, request, &[]);
         self.drive_operation(now, op);
         op
     }
@@ -611,8 +610,7 @@ impl Node {
     pub fn get(&mut self, now: Timestamp, key: Id, filter: Query) -> QueryId {
         let filter = Query { select: Vec::new(), filters: filter.filters };
         let request = Request::Get { key, query: wire_query(&filter), want: self.want() };
-        let op =
-            self.start_operation(now, Kind::Get { filter: filter.clone(), seen: HashMap::new() }, key, request, &[]);
+        let op = self.start_operation(Kind::Get { filter: filter.clone(), seen: HashMap::new() }, key, request, &[]);
         let local: Vec<Value> = self.storage.get(&key, Some(&filter)).cloned().collect();
         for value in local {
             self.report_get_value(op, value);
@@ -630,7 +628,7 @@ impl Node {
             value.id = self.rng.gen_range(1..=u64::MAX);
         }
         self.store_value(now, key, value.clone(), Source::Local, now, permanent);
-        let op = self.start_put(now, key, value.clone(), permanent, false);
+        let op = self.start_put(key, value.clone(), permanent, false);
         if permanent {
             self.kept
                 .insert((key, value.id), KeptPut { value, next_round: NEVER, running: Some(op), awaiting_join: false });
@@ -639,7 +637,7 @@ impl Node {
         op
     }
 
-    fn start_put(&mut self, now: Timestamp, key: Id, value: Value, permanent: bool, background: bool) -> QueryId {
+    fn start_put(&mut self, key: Id, value: Value, permanent: bool, background: bool) -> QueryId {
         // The probe: does the node hold this value, and at which seq?
         let probe = Query::select([Field::Id, Field::SeqNum]).and_where(FieldValue::Id(value.id));
         let request = Request::Get { key, query: Some(probe), want: self.want() };
@@ -653,7 +651,7 @@ impl Node {
             errors: Vec::new(),
             probes: HashMap::new(),
         };
-        self.start_operation(now, Kind::Put(Box::new(state)), key, request, &[])
+        self.start_operation(Kind::Put(Box::new(state)), key, request, &[])
     }
 
     /// Stops keeping a permanent value alive and removes our own copy (listeners hear it
@@ -737,7 +735,7 @@ impl Node {
         let Some(state) = self.listens.get(&listen) else { return };
         let (key, query) = (state.key, state.wire_query.clone());
         let request = Request::Get { key, query, want: self.want() };
-        let op = self.start_operation(now, Kind::ListenSearch { listen }, key, request, &[]);
+        let op = self.start_operation(Kind::ListenSearch { listen }, key, request, &[]);
         if let Some(state) = self.listens.get_mut(&listen) {
             state.search = Some(op);
         }
@@ -825,7 +823,7 @@ impl Node {
         self.shrink_buffers();
         for target in self.tables.take_refresh_targets(now, &mut self.rng) {
             let request = Request::Find { target, want: self.want() };
-            self.start_operation(now, Kind::BucketRefresh, target, request, &[]);
+            self.start_operation(Kind::BucketRefresh, target, request, &[]);
         }
     }
 
@@ -862,7 +860,7 @@ impl Node {
             if self.storage.get_stored(&key, id).is_none() {
                 self.store_value(now, key, value.clone(), Source::Local, now, true);
             }
-            let op = self.start_put(now, key, value, true, true);
+            let op = self.start_put(key, value, true, true);
             if let Some(kept) = self.kept.get_mut(&(key, id)) {
                 kept.running = Some(op);
                 kept.next_round = NEVER;
@@ -1443,7 +1441,7 @@ impl Node {
             let targets = table.sparse_bucket_targets(&mut self.rng);
             for target in targets {
                 let request = Request::Find { target, want: self.want() };
-                let op = self.start_operation(now, Kind::BucketRefresh, target, request, &[]);
+                let op = self.start_operation(Kind::BucketRefresh, target, request, &[]);
                 self.drive_operation(now, op);
             }
         }
@@ -1474,12 +1472,12 @@ impl Node {
             Request::Ping => self.send(from, Message::reply(tid, reply)),
             Request::Find { target, want } => {
                 reply.token = self.tokens.issue(from).to_vec();
-                self.fill_nodes(&mut reply, &target, want, family, now);
+                self.fill_nodes(&mut reply, &target, want, family);
                 self.send(from, Message::reply(tid, reply));
             }
             Request::Get { key, query, want } => {
                 reply.token = self.tokens.issue(from).to_vec();
-                self.fill_nodes(&mut reply, &key, want, family, now);
+                self.fill_nodes(&mut reply, &key, want, family);
                 let mut budget = 0;
                 let values: Vec<Value> = self
                     .storage
@@ -1573,7 +1571,7 @@ impl Node {
             self.reply_error(from, tid, error_code::NON_AUTHORITATIVE_INFORMATION, "put with invalid value id");
             return;
         }
-        let inside = self.within_store_radius(&put.key, Family::of(&from), now);
+        let inside = self.within_store_radius(&put.key, Family::of(&from));
         let created = self.created_at(put.created, now);
         for value in values {
             let value_id = value.id;
@@ -1603,9 +1601,9 @@ impl Node {
 
     /// Whether we are among the `store_radius` nodes we know closest to `key` (or know too few
     /// nodes to tell): OpenDHT stores a put only then.
-    fn within_store_radius(&self, key: &Id, family: Family, now: Timestamp) -> bool {
+    fn within_store_radius(&self, key: &Id, family: Family) -> bool {
         let Some(table) = self.tables.get(family) else { return true };
-        let closest = table.closest_nodes(key, self.config.store_radius, now);
+        let closest = table.closest_nodes(key, self.config.store_radius);
         match closest.last() {
             Some((farthest, _)) if closest.len() >= self.config.lookup.k => {
                 farthest.distance(key) >= self.config.node_id.distance(key)
@@ -1759,10 +1757,10 @@ impl Node {
         self.report_changes(listen, changes);
     }
 
-    fn fill_nodes(&self, reply: &mut Reply, target: &Id, want: Option<Want>, family: Family, now: Timestamp) {
+    fn fill_nodes(&self, reply: &mut Reply, target: &Id, want: Option<Want>, family: Family) {
         let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.tables.closest_nodes(f, target, k, now) };
+        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.tables.closest_nodes(f, target, k) };
         if want.v4 {
             reply.nodes4 = closest(Family::V4);
         }
