@@ -14,7 +14,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use super::id::{Distance, Id, NodeId};
+use super::id::{Id, NodeId};
 use crate::time::Timestamp;
 
 /// Tuning of a routing table. Defaults follow BEP 5.
@@ -114,15 +114,32 @@ impl Contact {
     }
 }
 
+/// An XOR distance as two integers (high 128 bits, low 32), cheap to compare.
+type Key = (u128, u32);
+
+fn key(id: &Id, target: Key) -> Key {
+    let (high, low) = id.to_ints();
+    (high ^ target.0, low ^ target.1)
+}
+
+/// Leading zero bits of a distance: the prefix its two IDs share.
+fn shared_bits(key: Key) -> u32 {
+    if key.0 != 0 {
+        key.0.leading_zeros()
+    } else {
+        128 + key.1.leading_zeros()
+    }
+}
+
 /// The closest contacts found so far, with their distances, closest first.
-type Closest<'a> = Vec<(Distance, &'a Contact)>;
+type Closest<'a> = Vec<(Key, &'a Contact)>;
 
 /// Adds the usable contacts of `group` to `best`, keeping the `n` closest. Callers visit groups
 /// closest first, so a full `best` means nothing further can get in.
 fn extend_closest<'a>(
     best: &mut Closest<'a>,
     n: usize,
-    target: &Id,
+    target: Key,
     group: impl Iterator<Item = &'a Contact>,
     usable: &impl Fn(&Contact) -> bool,
 ) {
@@ -130,7 +147,7 @@ fn extend_closest<'a>(
         return;
     }
     for contact in group {
-        consider(best, n, contact.id.distance(target), contact, usable);
+        consider(best, n, key(&contact.id, target), contact, usable);
     }
 }
 
@@ -143,22 +160,21 @@ fn extend_closest<'a>(
 fn extend_closest_sorted<'a>(
     best: &mut Closest<'a>,
     n: usize,
-    target: &Id,
+    target_id: &Id,
     contacts: &'a [Contact],
     usable: &impl Fn(&Contact) -> bool,
 ) {
-    let (lower, upper) = contacts.split_at(contacts.partition_point(|c| c.id < *target));
-    let mut upper = upper.iter().map(|c| (c.id.distance(target), c)).peekable();
-    let mut lower = lower.iter().rev().map(|c| (c.id.distance(target), c)).peekable();
+    let target = target_id.to_ints();
+    let (lower, upper) = contacts.split_at(contacts.partition_point(|c| c.id < *target_id));
+    let mut upper = upper.iter().map(|c| (key(&c.id, target), c)).peekable();
+    let mut lower = lower.iter().rev().map(|c| (key(&c.id, target), c)).peekable();
     loop {
-        let shared = |next: Option<&(Distance, &Contact)>| next.map(|(d, _)| d.leading_zeros());
+        let shared = |next: Option<&(Key, &Contact)>| next.map(|(k, _)| shared_bits(*k));
         let (up, down) = (shared(upper.peek()), shared(lower.peek()));
         // `None` sorts first: a side is taken only while it has contacts left.
         let next = if up >= down { upper.next() } else { lower.next() };
         let Some((distance, contact)) = next else { return };
-        if best.len() >= n
-            && best.last().is_none_or(|(farthest, _)| distance.leading_zeros() < farthest.leading_zeros())
-        {
+        if best.len() >= n && best.last().is_none_or(|(farthest, _)| shared_bits(distance) < shared_bits(*farthest)) {
             return;
         }
         consider(best, n, distance, contact, usable);
@@ -170,7 +186,7 @@ fn extend_closest_sorted<'a>(
 fn consider<'a>(
     best: &mut Closest<'a>,
     n: usize,
-    distance: Distance,
+    distance: Key,
     contact: &'a Contact,
     usable: &impl Fn(&Contact) -> bool,
 ) {
@@ -510,15 +526,15 @@ impl RoutingTable {
     /// The `n` non-bad contacts closest to `target`, closest first; contacts that failed their
     /// last query only if too few others are known.
     pub fn closest(&self, target: &Id, n: usize) -> Vec<Contact> {
-        self.closest_refs(target, n).into_iter().cloned().collect()
+        self.closest_refs(target, n).into_iter().map(|(_, c)| c.clone()).collect()
     }
 
     /// [`RoutingTable::closest`] as `(id, address)` pairs, as answers and lookups need them.
     pub fn closest_nodes(&self, target: &Id, n: usize) -> Vec<(NodeId, SocketAddr)> {
-        self.closest_refs(target, n).into_iter().map(|c| (c.id, c.addr())).collect()
+        self.closest_refs(target, n).into_iter().map(|(_, c)| (c.id, c.addr())).collect()
     }
 
-    fn closest_refs(&self, target: &Id, n: usize) -> Vec<&Contact> {
+    fn closest_refs(&self, target: &Id, n: usize) -> Closest<'_> {
         // Contacts that failed their last query are likely gone: handing them out costs the
         // asker a timeout. They are used only when too few others are known.
         let config = &self.config;
@@ -535,15 +551,16 @@ impl RoutingTable {
     /// `j`. So bucket `i` holds the closest, then the deeper buckets together, then `i-1`,
     /// `i-2`, … in turn; usually bucket `i` alone is enough. (This runs for every find_node and
     /// get_peers answered; sorting all contacts was the top cost of answering.)
-    fn closest_matching(&self, target: &Id, n: usize, usable: impl Fn(&Contact) -> bool) -> Vec<&Contact> {
+    fn closest_matching(&self, target: &Id, n: usize, usable: impl Fn(&Contact) -> bool) -> Closest<'_> {
         let first = self.bucket_index(target);
         let mut best: Closest = Vec::with_capacity(n);
         extend_closest_sorted(&mut best, n, target, &self.buckets[first].contacts, &usable);
-        extend_closest(&mut best, n, target, self.buckets[first + 1..].iter().flat_map(|b| b.contacts.iter()), &usable);
+        let key = target.to_ints();
+        extend_closest(&mut best, n, key, self.buckets[first + 1..].iter().flat_map(|b| b.contacts.iter()), &usable);
         for bucket in self.buckets[..first].iter().rev() {
-            extend_closest(&mut best, n, target, bucket.contacts.iter(), &usable);
+            extend_closest(&mut best, n, key, bucket.contacts.iter(), &usable);
         }
-        best.into_iter().map(|(_, c)| c).collect()
+        best
     }
 
     /// Buckets not changed for `refresh_after`, each with a random ID in its range to look up.
