@@ -69,13 +69,13 @@ impl Distance {
 
 impl Id {
     pub const ZERO: Id = Id([0; ID_LEN]);
+    pub const MAX: Id = Id([0xff; ID_LEN]);
 
     /// The ID as a big-endian 160-bit integer, in two parts: XOR and compare on these where a
     /// loop does it many times (see `routing_table`).
     pub(crate) fn to_ints(self) -> (u128, u32) {
         as_ints(&self.0)
     }
-    pub const MAX: Id = Id([0xff; ID_LEN]);
 
     pub fn from_bytes(bytes: &[u8]) -> Option<Id> {
         <[u8; ID_LEN]>::try_from(bytes).ok().map(Id)

@@ -298,7 +298,7 @@ impl Lookup {
 
     /// Whether a candidate lies outside the target's neighbourhood, as far as known (with no
     /// neighbourhood set, nothing is far).
-    pub fn is_far(&self, distance: &Distance) -> bool {
+    fn is_far(&self, distance: &Distance) -> bool {
         self.neighbourhood != u32::MAX && distance.leading_zeros() < self.neighbourhood
     }
 

@@ -805,9 +805,8 @@ impl Node {
         let family = Family::of(&from);
         if !sender_read_only && sender != self.config.node_id {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
-            if table.get(&sender).is_some() {
-                table.note_query(&sender, from, now);
-            } else if table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
+            let known = table.note_query(&sender, from, now);
+            if !known && table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
                 let _ = self.send_request(now, from, Some(sender), Query::Ping, Purpose::Verify);
             }
         }

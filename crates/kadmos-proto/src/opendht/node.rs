@@ -1461,9 +1461,8 @@ impl Node {
         let family = Family::of(&from);
         if !sender_is_client {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
-            if table.get(&sender).is_some() {
-                table.note_query(&sender, from, now);
-            } else if table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
+            let known = table.note_query(&sender, from, now);
+            if !known && table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
                 let _ = self.send_request(now, from, Some(sender), Request::Ping, Vec::new(), 1, Purpose::Verify);
             }
         }
