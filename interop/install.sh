@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the third-party DHT nodes used by the interop tests, inside interop/ only.
+# Installs the third-party DHT nodes used by the interop tests, inside interop/ only:
+# libtorrent and opendht (PyPI), bittorrent-dht (npm), the `mainline` crate (crates.io).
 # Idempotent: re-running skips steps already done.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -61,4 +62,9 @@ if [ "$need_npm" = 1 ]; then
 else
   echo "install.sh: node modules already installed" >&2
 fi
+# --- Rust: a node of the pubky `mainline` crate (version pinned in mainline_node/Cargo.toml,
+# dependencies in its Cargo.lock). cargo skips the build when nothing changed.
+cd "$HERE/mainline_node"
+echo "install.sh: building the mainline crate's driver" >&2
+cargo build --locked --quiet
 echo "install.sh: done" >&2

@@ -302,6 +302,7 @@ fn bep44_hostile_puts_are_refused() {
         seq: Some(m.seq),
         salt: (!m.salt.is_empty()).then(|| m.salt.clone()),
         cas: None,
+        target: None,
     };
     let code = |m: Option<Message>| match m.map(|m| m.body) {
         Some(Body::Error { code, .. }) => code,

@@ -1258,11 +1258,12 @@ impl Node {
     }
 }
 
-/// The arguments of a `put` carrying `item`.
+/// The arguments of a `put` carrying `item`, with its `target` (which the `mainline` crate needs).
 fn put_args(item: &Item, cas: Option<i64>, token: Vec<u8>) -> PutArgs {
     match item {
-        Item::Immutable(i) => PutArgs { token, value: i.value.clone(), ..PutArgs::default() },
+        Item::Immutable(i) => PutArgs { token, value: i.value.clone(), target: Some(i.target()), ..PutArgs::default() },
         Item::Mutable(m) => PutArgs {
+            target: Some(m.target()),
             token,
             value: m.value.clone(),
             public_key: Some(m.public_key),
