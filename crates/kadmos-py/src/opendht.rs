@@ -473,11 +473,17 @@ impl OpenDht {
         })
     }
 
-    /// A stream of `(value, expired)` changes at `key`, until closed.
-    #[pyo3(signature = (key, filter=None))]
-    fn listen(&self, key: &Bound<'_, PyAny>, filter: Option<Filter>) -> PyResult<Stream> {
+    /// A stream of `(value, expired)` changes at `key`, until closed. The blocking form returns
+    /// once the listen is registered; the asyncio form at once (the listen is being registered).
+    #[pyo3(signature = (key, filter, aio))]
+    fn listen(&self, py: Python<'_>, key: &Bound<'_, PyAny>, filter: Option<Filter>, aio: bool) -> PyResult<Stream> {
         let (node, key, filter) = (self.node.clone(), crate::key::key(key)?, filter.map(|f| f.0).unwrap_or_default());
-        Stream::start(async move { Ok(Source::Listen(node.listen_filtered(key, filter).await?)) }, None)
+        let stream = Stream::start(async move { Ok(Source::Listen(node.listen_filtered(key, filter).await?)) }, None)?;
+        if aio {
+            Ok(stream)
+        } else {
+            stream.wait_started(py)
+        }
     }
 
     fn info(&self, py: Python<'_>, aio: bool) -> PyResult<Py<PyAny>> {

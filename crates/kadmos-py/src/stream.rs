@@ -12,11 +12,12 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kadmos::opendht::{ListenStream, ValueStream};
 use kadmos::{FoundItem, ItemStream, PeerBatch, PeerStream};
 use pyo3::conversion::IntoPyObjectExt;
-use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::exceptions::{PyStopAsyncIteration, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
@@ -178,6 +179,21 @@ impl Shared {
         Ok(item)
     }
 
+    /// Waits until the operation has started (a listen is registered at the node).
+    async fn started(&self) -> kadmos::Result<()> {
+        let mut state = self.state.lock().await;
+        if let Some(start) = state.start.as_mut() {
+            let started = start.await;
+            state.start = None;
+            match started {
+                Ok(Ok(source)) => state.source = Some(source),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     fn close(&self) {
         self.is_closed.store(true, Ordering::Release);
         self.closed.notify_waiters();
@@ -214,6 +230,14 @@ impl Stream {
         })
     }
 
+    /// Blocks (GIL released) until the operation has started: a blocking `listen()` returns
+    /// once the listen is registered, as OpenDHT's does.
+    pub fn wait_started(self, py: Python<'_>) -> PyResult<Stream> {
+        let shared = self.shared.clone();
+        runtime::block_on(py, async move { shared.started().await.map_err(to_py) })?;
+        Ok(self)
+    }
+
     fn convert(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.convert.as_ref().map(|c| c.clone_ref(py))
     }
@@ -227,8 +251,27 @@ impl Stream {
 
     /// The next item, blocking with the GIL released; StopIteration at the end.
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.next(py, None)
+    }
+
+    /// The next item, waiting at most `timeout` seconds (`TimeoutError` then; the stream stays
+    /// usable), or None once the stream has ended.
+    #[pyo3(signature = (timeout=None))]
+    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
+        let limit = timeout
+            .map(|t| Duration::try_from_secs_f64(t).map_err(|e| PyValueError::new_err(format!("timeout: {e}"))))
+            .transpose()?;
         let shared = self.shared.clone();
-        let item = runtime::block_on(py, async move { shared.next().await.map_err(to_py) })?;
+        let item = runtime::block_on(py, async move {
+            let next = shared.next();
+            let item = match limit {
+                Some(limit) => tokio::time::timeout(limit, next)
+                    .await
+                    .map_err(|_| PyTimeoutError::new_err("no item within the timeout"))?,
+                None => next.await,
+            };
+            item.map_err(to_py)
+        })?;
         item.map(|item| Converted { item, convert: self.convert(py) }.into_py_any(py)).transpose()
     }
 

@@ -112,6 +112,8 @@ class OpenDht(OpenDhtNode):
     """An OpenDHT node with awaitable calls; make one with ``await OpenDht.start(...)`` (the
     arguments of :class:`kadmos.OpenDht`). ``async with`` shuts it down."""
 
+    _aio = True
+
     @classmethod
     async def start(
         cls,

@@ -45,11 +45,14 @@ class OpenDhtNode:
         the stream stops the search."""
         return self._node.get(key, filter)
 
+    _aio = False
+
     def listen(self, key: Key, *, filter: Optional[Filter] = None) -> "Stream[Tuple[Value, bool]]":
         """``(value, expired)`` for every value at ``key`` now, then for each new, edited or
         expired one, until the stream is closed (``with`` block, ``close()``, or dropped). The
-        listen is registered when this returns."""
-        return self._node.listen(key, filter)
+        blocking form returns once the listen is registered; the asyncio form returns at once
+        and registers it in the background."""
+        return self._node.listen(key, filter, self._aio)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(node_id={self._node.node_id}, local_addrs={self.local_addrs})"
