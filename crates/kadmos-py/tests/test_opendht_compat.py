@@ -152,3 +152,31 @@ def test_unsupported_parts_say_so():
             node.putSigned(dht.InfoHash.get("k"), dht.Value(b"x"))
     finally:
         stop(node)
+
+
+def test_a_callback_may_call_blocking_methods(opendht_net):
+    """kadmos.opendht runs callbacks on its own thread, never on a runtime thread: a listen
+    callback can make a blocking get on the same runner (on a runtime thread this would fail
+    with "Cannot start a runtime from within a runtime")."""
+    import kadmos.opendht as dht
+
+    node = dht.DhtRunner()
+    node.run(port=0, ipv4="127.0.0.1", config=make_config(dht))
+    try:
+        host, port = opendht_net.nodes[0].local_addrs[0]
+        node.bootstrap(host, str(port))
+        key = dht.InfoHash.getRandom()
+        seen_inside, done = [], threading.Event()
+
+        def on_value(value, expired):
+            seen_inside.append((threading.current_thread().name, sorted(bytes(v.data) for v in node.get(key))))
+            done.set()
+            return False
+
+        token = node.listen(key, on_value)
+        assert node.put(key, dht.Value(b"inside a callback"))
+        assert done.wait(30)
+        node.cancelListen(token)
+        assert seen_inside == [("kadmos-callbacks", [b"inside a callback"])]
+    finally:
+        stop(node)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Union
+from typing import Type, TypeVar, Union
+
+_H = TypeVar("_H", bound="InfoHash")
 
 
 class InfoHash(bytes):
@@ -14,7 +16,7 @@ class InfoHash(bytes):
     ``InfoHash("40 hex digits")`` or ``InfoHash(b"20 raw bytes")``; :meth:`of_str` hashes
     any text the way OpenDHT's ``InfoHash.get`` does."""
 
-    def __new__(cls, value: Union[str, bytes]) -> "InfoHash":
+    def __new__(cls: Type[_H], value: Union[str, bytes]) -> _H:
         if isinstance(value, str):
             try:
                 raw = bytes.fromhex(value)
@@ -29,12 +31,12 @@ class InfoHash(bytes):
         return super().__new__(cls, raw)
 
     @classmethod
-    def of_str(cls, text: str) -> "InfoHash":
+    def of_str(cls: Type[_H], text: str) -> _H:
         """The SHA-1 of ``text`` (UTF-8): OpenDHT's ``InfoHash.get(text)``."""
         return cls(hashlib.sha1(text.encode()).digest())
 
     @classmethod
-    def random(cls) -> "InfoHash":
+    def random(cls: Type[_H]) -> _H:
         return cls(os.urandom(20))
 
     def __str__(self) -> str:

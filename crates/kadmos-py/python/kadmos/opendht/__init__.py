@@ -19,6 +19,7 @@ Differences (see also the README's section "Python"):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import os
@@ -286,7 +287,7 @@ class SockAddr:
     @staticmethod
     def resolve(host: str, service: str = "4222") -> List["SockAddr"]:
         found = socket.getaddrinfo(host, service, type=socket.SOCK_DGRAM)
-        return [SockAddr(info[4][0], info[4][1]) for info in found]
+        return [SockAddr(str(info[4][0]), int(info[4][1])) for info in found]
 
     def getPort(self) -> int:
         return self._port
@@ -446,6 +447,11 @@ class DhtRunner:
         self._identity = id if id is not None and id.key._key is not None else config.identity
         self._callbacks = _Callbacks()
 
+    def _callback_thread(self) -> _Callbacks:
+        if self._callbacks is None:
+            raise ShutdownError("the DhtRunner is not running (call run() first)")
+        return self._callbacks
+
     def _running(self) -> _native.OpenDht:
         if self._node is None:
             raise ShutdownError("the DhtRunner is not running (call run() first)")
@@ -478,7 +484,7 @@ class DhtRunner:
 
     def join(self) -> None:
         """Stops the node if it runs and waits for the callback thread to finish."""
-        callbacks = self._callbacks
+        callbacks = self._callback_thread()
         if self._node is not None:
             self.shutdown()
         if callbacks is not None:
@@ -512,7 +518,7 @@ class DhtRunner:
                 return True
             except KadmosError:
                 return False
-        callbacks = self._callbacks
+        callbacks = self._callback_thread()
 
         def work() -> None:
             try:
@@ -579,11 +585,13 @@ class DhtRunner:
         keep = filter or (lambda _v: True)
         if get_cb is None:
             with stream:
-                return [v for v in map(Value._of, stream) if keep(v)]
-        callbacks = self._callbacks
+                values = [v for v in map(Value._of, stream) if keep(v)]
+            return values
+        callbacks = self._callback_thread()
+        on_value = get_cb
 
         def forward(value: Value) -> None:
-            if get_cb(value) is False:
+            if on_value(value) is False:
                 stream.close()
 
         def work() -> None:
@@ -591,7 +599,7 @@ class DhtRunner:
             try:
                 for value in map(Value._of, stream):
                     if keep(value):
-                        callbacks.post(lambda value=value: forward(value))
+                        callbacks.post(functools.partial(forward, value))
             except KadmosError:
                 ok = False
             if done_cb is not None:
@@ -604,7 +612,7 @@ class DhtRunner:
         """Calls ``value_cb(value, expired)`` for the values at ``key`` and each change (until
         it returns False or ``cancelListen``)."""
         stream = self._running().listen(key, None, False)
-        callbacks = self._callbacks
+        callbacks = self._callback_thread()
 
         def forward(value: Value, expired: bool) -> None:
             if not stream.closed and value_cb(value, expired) is False:
@@ -613,7 +621,7 @@ class DhtRunner:
         def work() -> None:
             try:
                 for value, expired in stream:
-                    callbacks.post(lambda v=Value._of(value), e=expired: forward(v, e))
+                    callbacks.post(functools.partial(forward, Value._of(value), expired))
             except KadmosError:
                 pass
 
@@ -635,8 +643,8 @@ class DhtRunner:
 
         if cb is None:
             return answered()
-        callbacks = self._callbacks
-        _reader("kadmos-ping", lambda: callbacks.post(lambda ok=answered(): cb(ok)))
+        callbacks = self._callback_thread()
+        _reader("kadmos-ping", lambda: callbacks.post(functools.partial(cb, answered())))
         return None
 
     # -- logs and what is not supported
