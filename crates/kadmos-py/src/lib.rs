@@ -13,7 +13,9 @@
 //! - `mainline`: `Dht`, `ItemSigner`.
 //! - `opendht`: `OpenDht`, `Value`, `Filter`, `OwnerKey`, `PublicKey`.
 //! - `testnet`: local networks for tests.
+//! - `bench`: the Rust side of the call-overhead benchmark (`bench/call_overhead.py`).
 
+mod bench;
 mod errors;
 mod key;
 mod mainline;
@@ -29,6 +31,8 @@ use pyo3::prelude::*;
 // the GIL (free-threaded Python).
 #[pymodule(gil_used = false)]
 mod _native {
+    #[pymodule_export]
+    use crate::bench::{rust_cancel_put_calls, rust_get_values, rust_info_calls};
     #[pymodule_export]
     use crate::mainline::{Dht, ItemSigner};
     #[pymodule_export]

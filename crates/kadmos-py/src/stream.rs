@@ -10,9 +10,13 @@
 //! and the stream stays usable.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+
+use futures_core::Stream as _;
 
 use kadmos::opendht::{ListenStream, ValueStream};
 use kadmos::{FoundItem, ItemStream, PeerBatch, PeerStream};
@@ -35,6 +39,24 @@ pub enum Source {
 }
 
 impl Source {
+    /// An item (or the end) already there, without waiting; `None` if there is none yet (and
+    /// always for BEP 44 item streams, which cannot be polled).
+    fn ready(&mut self) -> Option<Option<Item>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let poll = match self {
+            Source::Peers(s) => Pin::new(s).poll_next(&mut cx).map(|o| o.map(Item::Peers)),
+            Source::Values(s) => Pin::new(s).poll_next(&mut cx).map(|o| o.map(|v| Item::Value(Value(v)))),
+            Source::Listen(s) => {
+                Pin::new(s).poll_next(&mut cx).map(|o| o.map(|e| Item::Change(Value(e.value), e.expired)))
+            }
+            Source::Items(_) => return None,
+        };
+        match poll {
+            Poll::Ready(item) => Some(item),
+            Poll::Pending => None,
+        }
+    }
+
     async fn next(&mut self) -> Option<Item> {
         match self {
             Source::Peers(s) => s.next().await.map(Item::Peers),
@@ -179,6 +201,26 @@ impl Shared {
         Ok(item)
     }
 
+    /// The next item if it is already there (or the stream has ended): a `next` that needs no
+    /// wait skips the round trip through the runtime. `None` when it would have to wait.
+    fn ready(&self) -> Option<Option<Item>> {
+        if self.is_closed.load(Ordering::Acquire) {
+            return Some(None);
+        }
+        let mut state = self.state.try_lock().ok()?;
+        if state.start.is_some() {
+            return None;
+        }
+        let item = match state.source.as_mut() {
+            Some(source) => source.ready()?,
+            None => None,
+        };
+        if item.is_none() {
+            state.end();
+        }
+        Some(item)
+    }
+
     /// Waits until the operation has started (a listen is registered at the node).
     async fn started(&self) -> kadmos::Result<()> {
         let mut state = self.state.lock().await;
@@ -238,6 +280,21 @@ impl Stream {
         Ok(self)
     }
 
+    /// Waits for the next item with the GIL released, at most `limit`.
+    fn wait_next(&self, py: Python<'_>, limit: Option<Duration>) -> PyResult<Option<Item>> {
+        let shared = self.shared.clone();
+        runtime::block_on(py, async move {
+            let next = shared.next();
+            let item = match limit {
+                Some(limit) => tokio::time::timeout(limit, next)
+                    .await
+                    .map_err(|_| PyTimeoutError::new_err("no item within the timeout"))?,
+                None => next.await,
+            };
+            item.map_err(to_py)
+        })
+    }
+
     fn convert(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.convert.as_ref().map(|c| c.clone_ref(py))
     }
@@ -261,17 +318,10 @@ impl Stream {
         let limit = timeout
             .map(|t| Duration::try_from_secs_f64(t).map_err(|e| PyValueError::new_err(format!("timeout: {e}"))))
             .transpose()?;
-        let shared = self.shared.clone();
-        let item = runtime::block_on(py, async move {
-            let next = shared.next();
-            let item = match limit {
-                Some(limit) => tokio::time::timeout(limit, next)
-                    .await
-                    .map_err(|_| PyTimeoutError::new_err("no item within the timeout"))?,
-                None => next.await,
-            };
-            item.map_err(to_py)
-        })?;
+        let item = match self.shared.ready() {
+            Some(ready) => ready,
+            None => self.wait_next(py, limit)?,
+        };
         item.map(|item| Converted { item, convert: self.convert(py) }.into_py_any(py)).transpose()
     }
 
@@ -281,8 +331,17 @@ impl Stream {
 
     /// An awaitable of the next item; StopAsyncIteration at the end.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let shared = self.shared.clone();
         let convert = self.convert(py);
+        if let Some(ready) = self.shared.ready() {
+            // Already there: an asyncio future that is already done, no trip through the runtime.
+            let done = pyo3_async_runtimes::get_running_loop(py)?.call_method0("create_future")?;
+            match ready {
+                Some(item) => done.call_method1("set_result", (Converted { item, convert },))?,
+                None => done.call_method1("set_exception", (PyStopAsyncIteration::new_err(()).into_value(py),))?,
+            };
+            return Ok(done);
+        }
+        let shared = self.shared.clone();
         runtime::awaitable(py, async move {
             match shared.next().await.map_err(to_py)? {
                 Some(item) => Ok(Converted { item, convert }),

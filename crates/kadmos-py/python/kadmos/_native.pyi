@@ -19,6 +19,9 @@ __all__ = [
     "Stream",
     "mainline_testnet",
     "opendht_testnet",
+    "rust_cancel_put_calls",
+    "rust_get_values",
+    "rust_info_calls",
 ]
 
 _T = TypeVar("_T")
@@ -219,3 +222,8 @@ class OpenDht:
 
 def mainline_testnet(n: int, aio: bool) -> Any: ...
 def opendht_testnet(n: int, port: Optional[int], aio: bool) -> Any: ...
+
+# The Rust side of bench/call_overhead.py.
+def rust_cancel_put_calls(node: OpenDht, key_arg: _Key, n: int) -> float: ...
+def rust_info_calls(node: OpenDht, n: int) -> float: ...
+def rust_get_values(node: OpenDht, key_arg: _Key, rounds: int) -> Tuple[float, int]: ...
