@@ -43,7 +43,8 @@ async def test_announce_then_get_peers_aio(mainline_net):
 
 async def test_aio_calls_mirror_blocking(mainline_net):
     """Every Mainline call of kadmos.aio.Dht awaits to the same typed result as the blocking
-    call: ping, find_node, peers, BEP 44 put/get, keep-alive, info, routing table, state."""
+    call: ping, find_node, peers, BEP 44 put/get (and get_mutable with `async with` and
+    `async for`), keep-alive, sample_infohashes, info, routing table, state."""
     async with await kadmos.aio.Testnet.start(4) as net:
         node = net.nodes[1]
         pong = await node.ping(net.bootstrap[0])
@@ -59,6 +60,10 @@ async def test_aio_calls_mirror_blocking(mainline_net):
         assert first.seq == 1
         latest = await net.nodes[3].get_mutable_latest(signer.public_key, b"s")
         assert latest is not None and (latest.seq, latest.value) == (1, b"2:v1")
+        async with net.nodes[2].get_mutable(signer.public_key, b"s") as versions:
+            assert {found.seq async for found in versions} == {1}
+        samples = await node.sample_infohashes(net.bootstrap[0])
+        assert samples.sender == net.nodes[0].local_addrs[0] and samples.nodes and samples.interval > 0
         info = await node.info()
         assert info["node_id"] == str(node.node_id)
         table = await node.routing_table()
