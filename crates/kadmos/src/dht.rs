@@ -58,9 +58,10 @@ impl Dht {
         Ok(())
     }
 
-    /// Joins (again) through the given routers and contacts.
+    /// Joins (again) through the given routers, in the background. On a node with no
+    /// contacts, operations issued after this returns wait for that join to end.
     pub async fn bootstrap(&self, routers: Vec<SocketAddr>) -> Result<()> {
-        self.commands.send(Command::Bootstrap(routers, Vec::new())).await.map_err(|_| Error::Shutdown)
+        self.call(|started| Command::Bootstrap(routers, Vec::new(), started)).await
     }
 
     /// Pings a node and returns its ID.

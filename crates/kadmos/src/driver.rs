@@ -28,7 +28,9 @@ pub(crate) enum Command {
     /// Keep an item alive (after a put that succeeded).
     KeepAlive(Item),
     CancelKeepAlive(NodeId, oneshot::Sender<bool>),
-    Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>),
+    /// A join through routers and contacts; the reply comes once operations issued after it
+    /// would wait for it (see [`node_task::hold_operations_until_joined`]).
+    Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>, oneshot::Sender<()>),
     RoutingTable(oneshot::Sender<RoutingTableDump>),
     Info(oneshot::Sender<Info>),
     SaveState(oneshot::Sender<SavedState>),
@@ -139,7 +141,11 @@ impl Driver {
             Command::CancelKeepAlive(target, reply) => {
                 let _ = reply.send(self.node.cancel_keep_alive(&target));
             }
-            Command::Bootstrap(routers, contacts) => self.start_bootstrap(routers, contacts),
+            Command::Bootstrap(routers, contacts, started) => {
+                node_task::hold_operations_until_joined(&self.node, &self.bootstrapped);
+                self.start_bootstrap(routers, contacts);
+                let _ = started.send(());
+            }
             Command::RoutingTable(reply) => {
                 let _ = reply.send(self.routing_table_dump());
             }

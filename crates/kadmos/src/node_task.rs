@@ -14,7 +14,7 @@ use std::time::Duration;
 use kadmos_proto::node_io::{QueryId, SansIoNode, Transmit};
 use kadmos_proto::{NodeId, Timestamp};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::endpoint::Endpoint;
@@ -87,6 +87,16 @@ pub(crate) fn start_join(
 /// saved contacts it went through left the tables empty.
 pub(crate) fn join_needs_fallback(node: &impl SansIoNode, fallback: &[SocketAddr]) -> bool {
     node.has_no_contacts() && !fallback.is_empty()
+}
+
+/// Before a join that `bootstrap()` asks for: a node with no contacts marks itself as not yet
+/// joined, so that an operation issued right after `bootstrap()` waits for this join (as it
+/// waits for the first one) instead of failing at once with "no contacts". A node that has
+/// contacts keeps serving operations while it rejoins.
+pub(crate) fn hold_operations_until_joined(node: &impl SansIoNode, bootstrapped: &watch::Sender<bool>) {
+    if node.has_no_contacts() {
+        bootstrapped.send_replace(false);
+    }
 }
 
 /// Starts the task of `driver` on the current runtime.

@@ -268,3 +268,30 @@ async fn stored_values_and_permanent_puts_survive_a_restart() {
     restarted.shutdown().await.unwrap();
     second.shutdown().await;
 }
+
+/// An OpenDHT put issued right after `bootstrap()` on a node that started with nobody to join
+/// waits for that join (as OpenDHT's own puts do) and is then found by a get from another node;
+/// repeated on several fresh nodes (before this was fixed, most such puts failed with "no
+/// contacts").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_right_after_bootstrap_waits_for_the_join() {
+    let net = bounded("testnet", Testnet::new(4)).await.unwrap();
+    // Every node stays up to the end: a node gone would be a contact that times out in later
+    // joins, slowing them down.
+    let mut joined = Vec::new();
+    for attempt in 0..8u8 {
+        let node =
+            OpenDht::builder().bind(LOOPBACK).port(0).rate_limits(None, None).no_bootstrap().build().await.unwrap();
+        node.bootstrap(net.bootstrap_addrs()).await.unwrap();
+        let key = Id::of_str(&format!("right after bootstrap {attempt}"));
+        let put = bounded("put", node.put(key, vec![attempt], PutOptions::default())).await;
+        assert!(put.is_ok(), "put right after bootstrap, attempt {attempt}: {put:?}");
+        let values = bounded("get", async { net.nodes[0].get(key).await.unwrap().collect_values().await }).await;
+        assert_eq!(values.iter().map(|v| v.data.clone()).collect::<Vec<_>>(), [vec![attempt]]);
+        joined.push(node);
+    }
+    for node in joined {
+        let _ = node.shutdown().await;
+    }
+    net.shutdown().await;
+}

@@ -30,7 +30,9 @@ pub(crate) enum Command {
     /// A listen; its id comes back so that the stream can cancel it when dropped.
     Listen(Id, Query, mpsc::UnboundedSender<ListenEvent>, oneshot::Sender<QueryId>),
     CancelListen(QueryId),
-    Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>),
+    /// A join through routers and contacts; the reply comes once operations issued after it
+    /// would wait for it (see [`node_task::hold_operations_until_joined`]).
+    Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>, oneshot::Sender<()>),
     Info(oneshot::Sender<OpenDhtInfo>),
     SaveState(oneshot::Sender<OpenDhtState>),
     Shutdown(oneshot::Sender<OpenDhtState>),
@@ -136,7 +138,11 @@ impl Driver {
                 }
             }
             Command::CancelListen(q) => self.cancel_listen(q),
-            Command::Bootstrap(routers, contacts) => self.start_bootstrap(routers, contacts),
+            Command::Bootstrap(routers, contacts, started) => {
+                node_task::hold_operations_until_joined(&self.node, &self.bootstrapped);
+                self.start_bootstrap(routers, contacts);
+                let _ = started.send(());
+            }
             Command::Info(reply) => {
                 let _ = reply.send(self.info());
             }

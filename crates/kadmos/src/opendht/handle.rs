@@ -74,9 +74,11 @@ impl OpenDht {
         Ok(())
     }
 
-    /// Joins (again) through these nodes.
+    /// Joins (again) through these nodes, in the background. On a node with no contacts,
+    /// operations issued after this returns wait for that join to end (as OpenDHT's searches
+    /// wait for nodes).
     pub async fn bootstrap(&self, nodes: Vec<SocketAddr>) -> Result<()> {
-        self.send(Command::Bootstrap(nodes, Vec::new())).await
+        self.call(|started| Command::Bootstrap(nodes, Vec::new(), started)).await
     }
 
     /// Pings a node and returns its ID.
