@@ -1,0 +1,39 @@
+//! kadmos-http: the gateway. Any kadmos node serves clients that run no node, over HTTP,
+//! with the routes of OpenDHT's proxy server, so that OpenDHT's own proxy client works
+//! against it unchanged.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use kadmos_http::{Gateway, GatewayConfig};
+//! let dht = kadmos::OpenDht::builder().build().await?;
+//! let gateway = Gateway::new(Some(dht), None, GatewayConfig::default());
+//! let running = gateway.bind("127.0.0.1:8080".parse()?).await?;
+//! println!("serving on http://{}", running.local_addr);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`gateway`]: [`Gateway`], [`GatewayConfig`], the server task.
+//! - `router`: matching method and raw path to a route; CORS, 404/405, the write token.
+//! - `opendht_api`: OpenDHT's get, put and listen on a key.
+//! - `node_status`: node info, stats, `/healthz`, `/readyz`.
+//! - `permanent`: permanent puts and their 24 h lifetime.
+//! - [`framing`]: newline-delimited JSON or Server-Sent Events.
+//! - [`value_json`]: OpenDHT's JSON form of a value.
+//! - [`transport`]: a small HTTP/1.1 client (one connection per request, deadlines).
+//! - [`api_error`]: error answers (`{"err": ...}` with a status code).
+
+pub mod api_error;
+pub mod framing;
+pub mod gateway;
+mod node_status;
+mod opendht_api;
+mod permanent;
+mod router;
+pub mod transport;
+pub mod value_json;
+pub use transport::{send, HttpResponse, TransportError};
+
+pub use api_error::ApiError;
+pub use gateway::{Gateway, GatewayConfig, RunningGateway};
