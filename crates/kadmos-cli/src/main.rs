@@ -37,6 +37,18 @@ pub enum Network {
     Opendht,
 }
 
+/// Which node(s) `kadmos node` runs.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeNetwork {
+    /// The BitTorrent DHT (BEP 5, BEP 44).
+    #[default]
+    Mainline,
+    /// OpenDHT (Jami's DHT, port 4222).
+    Opendht,
+    /// Both in one process: Mainline on 6881 (or --port), OpenDHT on 4222 (or --opendht-port).
+    Both,
+}
+
 /// Options every command that starts a node shares.
 #[derive(Args, Clone, Debug)]
 pub struct NetworkArgs {
@@ -117,9 +129,23 @@ enum Command {
         /// Re-put the BEP 44 items this node stores for others every hour (Mainline).
         #[arg(long)]
         republish_items: bool,
-        /// Which DHT.
+        /// Which DHT: mainline, opendht, or both in one process.
         #[arg(long, value_enum, default_value_t)]
-        network: Network,
+        network: NodeNetwork,
+        /// With --network both: the OpenDHT node's UDP ports (default 4222, then any free port).
+        #[arg(long, value_name = "PORTS")]
+        opendht_port: Option<PortSpec>,
+        /// With --network both: an OpenDHT bootstrap node HOST:PORT (repeatable; default
+        /// bootstrap.jami.net:4222). --bootstrap is then the Mainline node's.
+        #[arg(long, value_name = "HOST:PORT")]
+        opendht_bootstrap: Vec<String>,
+        /// Serve the HTTP gateway (OpenDHT proxy routes, Mainline and pkarr routes) on
+        /// ADDR:PORT, or PORT on 127.0.0.1.
+        #[arg(long, value_name = "ADDR:PORT", value_parser = node::parse_http_addr)]
+        http: Option<std::net::SocketAddr>,
+        /// Require `Authorization: Bearer TOKEN` on the gateway's writes.
+        #[arg(long, value_name = "TOKEN", requires = "http")]
+        http_token: Option<String>,
     },
     /// Start N nodes on 127.0.0.1 in this process and print the address to bootstrap from.
     Testnet {
@@ -315,17 +341,40 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node { net, state, read_only, id, stats_interval, republish_items, network } => {
+            Command::Node {
+                net,
+                state,
+                read_only,
+                id,
+                stats_interval,
+                republish_items,
+                network,
+                opendht_port,
+                opendht_bootstrap,
+                http,
+                http_token,
+            } => {
                 init_logging("info");
-                match network {
-                    Network::Mainline => {
-                        let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
-                        node::run(net, state, read_only, id, stats_interval, republish).await
-                    }
-                    Network::Opendht if republish_items => {
-                        Err("--republish-items is a Mainline (BEP 44) option".into())
-                    }
-                    Network::Opendht => opendht::node(net, state, read_only, id, stats_interval).await,
+                if network == NodeNetwork::Opendht && republish_items {
+                    Err("--republish-items is a Mainline (BEP 44) option".to_string())
+                } else if network != NodeNetwork::Both && (opendht_port.is_some() || !opendht_bootstrap.is_empty()) {
+                    Err("--opendht-port and --opendht-bootstrap go with --network both".to_string())
+                } else {
+                    let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
+                    let options = node::NodeOptions {
+                        net,
+                        network,
+                        state,
+                        read_only,
+                        id,
+                        stats_interval,
+                        republish,
+                        opendht_port,
+                        opendht_bootstrap,
+                        http,
+                        http_token,
+                    };
+                    node::run(options).await
                 }
             }
             Command::Testnet { nodes, port, json, network } => {

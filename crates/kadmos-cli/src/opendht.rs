@@ -135,14 +135,14 @@ impl Received {
     }
 }
 
-/// `kadmos node --network opendht`: port 4222 unless `--port`, state in `state-opendht.json`.
-pub async fn node(
-    net: NetworkArgs,
+/// Starts the node of `kadmos node --network opendht` (or `both`): port 4222 unless `--port`,
+/// state in `state-opendht.json`. Returns it and its state file.
+pub async fn start_node(
+    net: &NetworkArgs,
     state: Option<PathBuf>,
     client: bool,
     id: Option<NodeId>,
-    stats_interval: u64,
-) -> Result<(), String> {
+) -> Result<(OpenDht, PathBuf), String> {
     let state_path = state.unwrap_or_else(default_state_path);
     let mut builder: OpenDhtBuilder = net.opendht_builder().client(client);
     if state_path.exists() {
@@ -164,34 +164,33 @@ pub async fn node(
         let fields = json!({ "addr": addr, "node_id": dht.node_id().to_string(), "network": "opendht" });
         emit(net.json, "listening", &fields, || format!("OpenDHT node listening on {addr} as {}", dht.node_id()));
     }
-    let mut stats = tokio::time::interval(Duration::from_secs(stats_interval.max(1)));
-    stats.tick().await;
-    let mut save = tokio::time::interval(crate::node::SAVE_EVERY);
-    save.tick().await;
-    let signal = wait_for_signal();
-    tokio::pin!(signal);
-    loop {
-        tokio::select! {
-            () = &mut signal => break,
-            _ = stats.tick() => print_stats(&dht, net.json).await,
-            _ = save.tick() => match dht.save_state().await {
-                Ok(state) => if let Err(e) = state.save(&state_path) {
-                    tracing::warn!("saving state to {}: {e}", state_path.display());
-                },
-                Err(e) => tracing::warn!("reading state: {e}"),
-            },
+    Ok((dht, state_path))
+}
+
+/// Writes the node's state file (a failure is logged: the node keeps running).
+pub async fn save_state(dht: &OpenDht, state_path: &std::path::Path) {
+    match dht.save_state().await {
+        Ok(state) => {
+            if let Err(e) = state.save(state_path) {
+                tracing::warn!("saving state to {}: {e}", state_path.display());
+            }
         }
+        Err(e) => tracing::warn!("reading state: {e}"),
     }
+}
+
+/// Stops the node and saves its final state.
+pub async fn stop_node(dht: &OpenDht, state_path: &std::path::Path, json_output: bool) -> Result<(), String> {
     let final_state = dht.shutdown().await.map_err(|e| e.to_string())?;
-    final_state.save(&state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
+    final_state.save(state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
     let (contacts, values) = (final_state.contacts.len(), final_state.values.len() + final_state.permanent_puts.len());
-    emit(net.json, "stopped", &json!({ "state": state_path, "contacts": contacts, "values": values }), || {
+    emit(json_output, "stopped", &json!({ "state": state_path, "contacts": contacts, "values": values }), || {
         format!("saved {contacts} contacts and {values} values to {}", state_path.display())
     });
     Ok(())
 }
 
-async fn print_stats(dht: &OpenDht, json: bool) {
+pub async fn print_stats(dht: &OpenDht, json: bool) {
     let Ok(info) = dht.info().await else { return };
     emit(json, "stats", &info, || {
         let t = &info.traffic;
