@@ -22,6 +22,12 @@ pub enum ApiError {
     /// 405: the route exists, not with this method; `allow` lists the methods it has.
     #[error("method not allowed; allowed: {allow}")]
     MethodNotAllowed { allow: String },
+    /// 409: a BEP 44 put whose seq is not above the stored one.
+    #[error("{0}")]
+    Conflict(String),
+    /// 412: a BEP 44 compare-and-swap (`If-Match`) that does not hold.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// 413: the body is larger than the protocol's largest value.
     #[error("{0}")]
     TooLarge(String),
@@ -49,6 +55,8 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,

@@ -103,13 +103,24 @@ impl Shared {
         self.opendht.as_ref().ok_or_else(|| ApiError::NotFound("this gateway serves no OpenDHT node".into()))
     }
 
-    /// Runs a DHT operation under the gateway's deadline.
+    pub fn mainline(&self) -> ApiResult<&Dht> {
+        self.mainline.as_ref().ok_or_else(|| ApiError::NotFound("this gateway serves no Mainline node".into()))
+    }
+
+    /// Runs an operation under the gateway's deadline (504 past it), leaving its own result
+    /// for the caller to interpret.
+    pub async fn deadline<T>(&self, operation: impl Future<Output = T>) -> ApiResult<T> {
+        tokio::time::timeout(self.config.operation_deadline, operation)
+            .await
+            .map_err(|_| ApiError::Timeout(self.config.operation_deadline.as_secs()))
+    }
+
+    /// Runs a DHT operation under the gateway's deadline; its errors are the DHT's (502).
     pub async fn within<T>(&self, operation: impl Future<Output = kadmos::Result<T>>) -> ApiResult<T> {
-        match tokio::time::timeout(self.config.operation_deadline, operation).await {
-            Err(_) => Err(ApiError::Timeout(self.config.operation_deadline.as_secs())),
-            Ok(Err(kadmos::Error::Shutdown)) => Err(ApiError::Unavailable("the node is shutting down".into())),
-            Ok(Err(e)) => Err(ApiError::BadGateway(e.to_string())),
-            Ok(Ok(value)) => Ok(value),
+        match self.deadline(operation).await? {
+            Err(kadmos::Error::Shutdown) => Err(ApiError::Unavailable("the node is shutting down".into())),
+            Err(e) => Err(ApiError::BadGateway(e.to_string())),
+            Ok(value) => Ok(value),
         }
     }
 }

@@ -17,6 +17,8 @@
 //! - [`gateway`]: [`Gateway`], [`GatewayConfig`], the server task.
 //! - `router`: matching method and raw path to a route; CORS, 404/405, the write token.
 //! - `opendht_api`: OpenDHT's get, put and listen on a key.
+//! - `mainline_api`: Mainline peers and announces, BEP 44 items, the pkarr relay API.
+//! - [`relay_payload`]: pkarr's `sig ‖ seq ‖ v` body; [`zbase32`]: pkarr's key encoding.
 //! - `node_status`: node info, stats, `/healthz`, `/readyz`.
 //! - `permanent`: permanent puts and their 24 h lifetime.
 //! - [`framing`]: newline-delimited JSON or Server-Sent Events.
@@ -27,12 +29,15 @@
 pub mod api_error;
 pub mod framing;
 pub mod gateway;
+mod mainline_api;
 mod node_status;
 mod opendht_api;
 mod permanent;
+pub mod relay_payload;
 mod router;
 pub mod transport;
 pub mod value_json;
+pub mod zbase32;
 pub use transport::{send, HttpResponse, TransportError};
 
 pub use api_error::ApiError;

@@ -137,6 +137,7 @@ pub async fn readyz(shared: &Shared) -> ApiResult<Response> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {
     OpenDht,
+    Mainline,
 }
 
 /// Fails at once (503 + `Retry-After`) when the node a write needs has no good contact: the
@@ -146,6 +147,10 @@ pub async fn require_contacts(shared: &Shared, network: Network) -> ApiResult<()
     let counts = match network {
         Network::OpenDht => {
             let info = shared.within(shared.opendht()?.info()).await?;
+            [info.contacts_ipv4, info.contacts_ipv6]
+        }
+        Network::Mainline => {
+            let info = shared.within(shared.mainline()?.info()).await?;
             [info.contacts_ipv4, info.contacts_ipv6]
         }
     };

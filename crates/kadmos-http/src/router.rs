@@ -16,7 +16,7 @@ use kadmos::opendht::key_from_str;
 
 use crate::api_error::{ApiError, ApiResult};
 use crate::gateway::Shared;
-use crate::{node_status, opendht_api};
+use crate::{mainline_api, node_status, opendht_api, zbase32};
 
 /// The routes, as matched on the raw path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +36,17 @@ enum Route {
     Listen(String),
     /// `/key/{h}/options`: OpenDHT's way of asking for the CORS headers with a GET.
     KeyOptions,
+    /// `/mainline/peers/{infohash}`.
+    Peers(String),
+    /// `/mainline/announce/{infohash}`.
+    Announce(String),
+    /// `/mainline/immutable/{target}` (GET) and `/mainline/immutable` (POST).
+    Immutable(String),
+    ImmutablePost,
+    /// `/mainline/mutable/{public key hex}?salt=`.
+    Mutable(String),
+    /// `/pkarr/{z-base32 public key}`: the pkarr relay API.
+    Pkarr(String),
 }
 
 impl Route {
@@ -50,7 +61,15 @@ impl Route {
             ["key", h] if !h.is_empty() => Route::Key { raw: h.to_string(), legacy: false },
             ["key", h, "listen"] if !h.is_empty() => Route::Listen(h.to_string()),
             ["key", h, "options"] if !h.is_empty() => Route::KeyOptions,
-            [h] if !h.is_empty() && *h != "key" && *h != "node" => Route::Key { raw: h.to_string(), legacy: true },
+            ["mainline", "peers", h] => Route::Peers(h.to_string()),
+            ["mainline", "announce", h] => Route::Announce(h.to_string()),
+            ["mainline", "immutable"] => Route::ImmutablePost,
+            ["mainline", "immutable", t] => Route::Immutable(t.to_string()),
+            ["mainline", "mutable", k] => Route::Mutable(k.to_string()),
+            ["pkarr", k] => Route::Pkarr(k.to_string()),
+            [h] if !h.is_empty() && !["key", "node", "mainline", "pkarr"].contains(h) => {
+                Route::Key { raw: h.to_string(), legacy: true }
+            }
             _ => return None,
         };
         Some(route)
@@ -61,7 +80,9 @@ impl Route {
         match self {
             Route::Root => &["GET", "STATS"],
             Route::NodeInfo | Route::NodeStats | Route::Healthz | Route::Readyz | Route::Listen(_) => &["GET"],
-            Route::KeyOptions => &["GET"],
+            Route::KeyOptions | Route::Peers(_) | Route::Immutable(_) => &["GET"],
+            Route::Announce(_) | Route::ImmutablePost => &["POST"],
+            Route::Mutable(_) | Route::Pkarr(_) => &["GET", "PUT"],
             Route::Key { legacy: false, .. } => &["GET", "POST", "SUBSCRIBE", "UNSUBSCRIBE"],
             Route::Key { legacy: true, .. } => &["GET", "POST", "LISTEN", "SUBSCRIBE", "UNSUBSCRIBE"],
         }
@@ -126,6 +147,12 @@ fn check_token(shared: &Shared, headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
+fn pkarr_key(text: &str) -> ApiResult<[u8; 32]> {
+    let text = text.strip_prefix("pk:").unwrap_or(text);
+    zbase32::decode_key(text)
+        .ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not a pkarr key (52 z-base-32 characters)")))
+}
+
 async fn handle(shared: &Shared, peer: SocketAddr, request: Request) -> ApiResult<Response> {
     let route = Route::parse(request.uri().path())
         .ok_or_else(|| ApiError::NotFound(format!("no route {}", request.uri().path())))?;
@@ -151,6 +178,24 @@ async fn handle(shared: &Shared, peer: SocketAddr, request: Request) -> ApiResul
         }
         (Route::Key { raw, .. }, "GET") => opendht_api::get(shared, key_from_str(&raw), &parts.headers).await,
         (Route::Key { raw, .. }, "POST") => opendht_api::post(shared, key_from_str(&raw), body).await,
+        (Route::Peers(h), _) => mainline_api::peers(shared, &h, &parts.headers).await,
+        (Route::Announce(h), _) => mainline_api::announce(shared, &h, body).await,
+        (Route::Immutable(t), _) => mainline_api::get_immutable(shared, &t).await,
+        (Route::ImmutablePost, _) => mainline_api::put_immutable(shared, &parts.headers, body).await,
+        (Route::Mutable(k), "GET") => {
+            mainline_api::get_mutable(
+                shared,
+                mainline_api::hex_public_key(&k)?,
+                &mainline_api::salt_of(parts.uri.query())?,
+            )
+            .await
+        }
+        (Route::Mutable(k), "PUT") => {
+            let (key, salt) = (mainline_api::hex_public_key(&k)?, mainline_api::salt_of(parts.uri.query())?);
+            mainline_api::put_mutable(shared, key, &salt, &parts.headers, body).await
+        }
+        (Route::Pkarr(k), "GET") => mainline_api::get_mutable(shared, pkarr_key(&k)?, &[]).await,
+        (Route::Pkarr(k), "PUT") => mainline_api::put_mutable(shared, pkarr_key(&k)?, &[], &parts.headers, body).await,
         (Route::Key { .. }, _) => Err(ApiError::NotImplemented(
             "push notifications (SUBSCRIBE/UNSUBSCRIBE) are not configured on this gateway".into(),
         )),
