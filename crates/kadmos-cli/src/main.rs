@@ -12,6 +12,7 @@ mod opendht_keys;
 mod output;
 mod storage;
 mod testnet;
+mod via_gateway;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -69,6 +70,11 @@ pub struct NetworkArgs {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
+    /// put/get/listen (OpenDHT), peers, announce: go through this HTTP gateway instead of
+    /// starting a node (repeatable: the fastest is used, the others on failure). Default:
+    /// KADMOS_GATEWAY (comma-separated URLs).
+    #[arg(long, value_name = "URL")]
+    gateway: Vec<String>,
 }
 
 impl NetworkArgs {
@@ -292,6 +298,25 @@ fn parse_value_id(text: &str) -> Result<u64, String> {
     u64::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not a value id (up to 16 hex digits)"))
 }
 
+/// Refuses `--gateway` on commands that cannot go through one (rather than ignoring it).
+fn check_gateway_use(command: &Command) -> Result<(), String> {
+    let (net, what) = match command {
+        Command::Node { net, .. } => (net, "node (use --http to serve a gateway)"),
+        Command::FindNode { net, .. } => (net, "find-node"),
+        Command::Ping { net, .. } => (net, "ping"),
+        Command::Put { net, network: Network::Mainline, .. } => {
+            (net, "Mainline put (BEP 44 through a gateway: POST /mainline/immutable)")
+        }
+        Command::Get { net, network: Network::Mainline, .. } => (net, "Mainline get"),
+        _ => return Ok(()),
+    };
+    if net.gateway.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("--gateway does not apply to {what}"))
+    }
+}
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -339,6 +364,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(message) = check_gateway_use(&cli.command) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Node {
@@ -386,11 +415,20 @@ fn main() -> ExitCode {
             }
             Command::Peers { info_hash, net } => {
                 init_logging("warn");
-                oneshot::peers(info_hash, net).await
+                match via_gateway::gateways(&net.gateway) {
+                    urls if urls.is_empty() => oneshot::peers(info_hash, net).await,
+                    urls => via_gateway::peers(info_hash, &via_gateway::client(&urls)?, net.json).await,
+                }
             }
             Command::Announce { info_hash, net } => {
                 init_logging("warn");
-                oneshot::announce(info_hash, net).await
+                match via_gateway::gateways(&net.gateway) {
+                    urls if urls.is_empty() => oneshot::announce(info_hash, net).await,
+                    urls => {
+                        let port = net.port.as_ref().and_then(|p| p.candidates().first().copied()).filter(|p| *p != 0);
+                        via_gateway::announce(info_hash, port, &via_gateway::client(&urls)?, net.json).await
+                    }
+                }
             }
             Command::FindNode { id, net } => {
                 init_logging("warn");
@@ -429,7 +467,10 @@ fn main() -> ExitCode {
                     }
                     (Network::Opendht, Some(value)) => {
                         let args = opendht::PutArgs { key: first, value, value_type, ttl, value_id, sign, encrypt_to };
-                        opendht::put(args, net).await
+                        match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => opendht::put(args, net).await,
+                            urls => via_gateway::put(args, &via_gateway::client(&urls)?, net.json).await,
+                        }
                     }
                 }
             }
@@ -444,7 +485,10 @@ fn main() -> ExitCode {
                         Err(e) => Err(e.to_string()),
                     },
                     Network::Opendht => match (target, public_key) {
-                        (Some(key), None) => opendht::get(key, decrypt_with, net).await,
+                        (Some(key), None) => match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => opendht::get(key, decrypt_with, net).await,
+                            urls => via_gateway::get(key, decrypt_with, &via_gateway::client(&urls)?, net.json).await,
+                        },
                         _ => Err("get --network opendht takes a KEY (and no --public-key)".into()),
                     },
                 }
@@ -452,7 +496,10 @@ fn main() -> ExitCode {
             Command::Listen { key, decrypt_with, network, net } => {
                 init_logging("warn");
                 match network {
-                    Network::Opendht => opendht::listen(key, decrypt_with, net).await,
+                    Network::Opendht => match via_gateway::gateways(&net.gateway) {
+                        urls if urls.is_empty() => opendht::listen(key, decrypt_with, net).await,
+                        urls => via_gateway::listen(key, decrypt_with, &via_gateway::client(&urls)?, net.json).await,
+                    },
                     Network::Mainline => Err("listen is an OpenDHT command: add --network opendht".into()),
                 }
             }

@@ -23,10 +23,12 @@
 //! - `permanent`: permanent puts and their 24 h lifetime.
 //! - [`framing`]: newline-delimited JSON or Server-Sent Events.
 //! - [`value_json`]: OpenDHT's JSON form of a value.
+//! - [`client`]: [`Client`], the thin client over a list of gateways (probing, failover).
 //! - [`transport`]: a small HTTP/1.1 client (one connection per request, deadlines).
 //! - [`api_error`]: error answers (`{"err": ...}` with a status code).
 
 pub mod api_error;
+pub mod client;
 pub mod framing;
 pub mod gateway;
 mod mainline_api;
@@ -41,4 +43,5 @@ pub mod zbase32;
 pub use transport::{send, HttpResponse, TransportError};
 
 pub use api_error::ApiError;
+pub use client::{Client, ClientConfig, ClientError, ClientListen};
 pub use gateway::{Gateway, GatewayConfig, RunningGateway};
