@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api_error::{ApiError, ApiResult};
+use crate::hot_keys::HotKeys;
 use crate::permanent::PermanentPuts;
 use crate::router;
 
@@ -27,6 +28,12 @@ pub struct GatewayConfig {
     pub permanent_lifetime: Duration,
     /// Silence after which a listen stream carries a heartbeat. Default 15 s.
     pub heartbeat: Duration,
+    /// How long a finished lookup answers GETs of its key (concurrent GETs always share one
+    /// lookup). Default 1 s; zero: only concurrent GETs share.
+    pub get_cache_ttl: Duration,
+    /// How many keys' lookups are remembered at most (bounds the gateway's search state).
+    /// Default 100,000.
+    pub max_remembered_keys: usize,
 }
 
 impl Default for GatewayConfig {
@@ -36,6 +43,8 @@ impl Default for GatewayConfig {
             write_token: None,
             permanent_lifetime: Duration::from_secs(24 * 3600),
             heartbeat: Duration::from_secs(15),
+            get_cache_ttl: Duration::from_secs(1),
+            max_remembered_keys: 100_000,
         }
     }
 }
@@ -94,6 +103,7 @@ pub(crate) struct Shared {
     pub mainline: Option<Dht>,
     pub config: GatewayConfig,
     pub permanent: PermanentPuts,
+    pub hot_keys: HotKeys,
     pub stats: Stats,
     pub started: SystemTime,
 }
@@ -155,8 +165,9 @@ impl Drop for RunningGateway {
 impl Gateway {
     pub fn new(opendht: Option<OpenDht>, mainline: Option<Dht>, config: GatewayConfig) -> Gateway {
         let permanent = PermanentPuts::new(config.permanent_lifetime);
-        let shared =
-            Shared { opendht, mainline, config, permanent, stats: Stats::default(), started: SystemTime::now() };
+        let hot_keys = HotKeys::new(config.get_cache_ttl, config.max_remembered_keys);
+        let stats = Stats::default();
+        let shared = Shared { opendht, mainline, config, permanent, hot_keys, stats, started: SystemTime::now() };
         Gateway { shared: Arc::new(shared) }
     }
 
@@ -179,12 +190,14 @@ impl Gateway {
     }
 }
 
-/// Stops keeping alive the permanent puts whose clients stopped refreshing them.
+/// Stops keeping alive the permanent puts whose clients stopped refreshing them, and forgets
+/// the GET lookups that can no longer answer.
 async fn sweep_permanent_puts(shared: Arc<Shared>) {
     let every = (shared.permanent.lifetime() / 8).clamp(Duration::from_millis(50), Duration::from_secs(60));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        shared.hot_keys.purge_stale();
         let Some(dht) = &shared.opendht else { continue };
         for (key, value_id) in shared.permanent.take_expired(Instant::now()) {
             if let Err(e) = dht.cancel_put(key, value_id).await {

@@ -17,6 +17,7 @@
 //! - [`gateway`]: [`Gateway`], [`GatewayConfig`], the server task.
 //! - `router`: matching method and raw path to a route; CORS, 404/405, the write token.
 //! - `opendht_api`: OpenDHT's get, put and listen on a key.
+//! - `hot_keys`: GETs of a key share one lookup; recent results answer the next GETs.
 //! - `mainline_api`: Mainline peers and announces, BEP 44 items, the pkarr relay API.
 //! - [`relay_payload`]: pkarr's `sig ‖ seq ‖ v` body; [`zbase32`]: pkarr's key encoding.
 //! - `node_status`: node info, stats, `/healthz`, `/readyz`.
@@ -31,6 +32,7 @@ pub mod api_error;
 pub mod client;
 pub mod framing;
 pub mod gateway;
+mod hot_keys;
 mod mainline_api;
 mod node_status;
 mod opendht_api;

@@ -4,7 +4,6 @@
 //! listen streams that never end and mark expirations.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -32,12 +31,14 @@ fn value_event(value: &Value, expired: bool) -> StreamEvent {
 }
 
 /// Streams the values a lookup of `key` finds, each as soon as it arrives; the answer ends with
-/// the lookup, or at the gateway's deadline.
+/// the lookup, or at the gateway's deadline. The lookup is shared with concurrent and recent
+/// GETs of the key ([`crate::hot_keys`]).
 pub async fn get(shared: &Shared, key: Id, headers: &HeaderMap) -> ApiResult<Response> {
     let dht = shared.opendht()?;
-    let values = shared.within(dht.get(key)).await?;
-    let deadline = tokio::time::sleep_until((Instant::now() + shared.config.operation_deadline).into());
-    let events = values.take_until(deadline).map(|v| value_event(&v, false));
+    // A node still joining would hold the lookup back: past the deadline that is a 504.
+    shared.within(dht.bootstrapped()).await?;
+    let values = shared.hot_keys.get(dht, key, shared.config.operation_deadline);
+    let events = values.map(|v| value_event(&v, false));
     Ok(stream_response(Framing::negotiate(headers), events, None, ()))
 }
 
@@ -97,6 +98,7 @@ pub async fn post(shared: &Shared, key: Id, body: Body) -> ApiResult<Response> {
     };
     value.id = report.value_id;
     shared.stats.puts.fetch_add(1, Ordering::Relaxed);
+    shared.hot_keys.note_put(&key, &value);
     if posted.permanent {
         shared.permanent.refresh(key, value.clone());
     }

@@ -238,3 +238,55 @@ async fn permanent_put_lives_a_lifetime_after_the_last_post() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Requests the gateway's node sent so far.
+async fn requests_sent(net: &GatewayNet) -> u64 {
+    net.testnet.nodes[0].info().await.unwrap().traffic.requests_sent
+}
+
+/// Concurrent GETs of one key share one lookup: 20 at once cost the node about the requests
+/// of a single GET, not 20 times them; all 20 get the value. A value POSTed through the gateway
+/// shows up in a GET right after, even one answered from the shared lookup (read your writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_share_one_lookup() {
+    let net = GatewayNet::start(8, 1, GatewayConfig::default()).await;
+    let gw = net.addr(0);
+    for key in ["single", "hot"] {
+        net.testnet.nodes[5].put(Id::of_str(key), "v", kadmos::opendht::PutOptions::default()).await.unwrap();
+    }
+    let before = requests_sent(&net).await;
+    let (_, text) = call(gw, "GET", "/key/single", "").await;
+    assert_eq!(json_lines(&text).len(), 1);
+    let one = requests_sent(&net).await - before;
+
+    let before = requests_sent(&net).await;
+    let gets = (0..20).map(|_| call(gw, "GET", "/key/hot", ""));
+    for (status, text) in futures_util::future::join_all(gets).await {
+        assert_eq!((status, json_lines(&text).len()), (200, 1), "{text}");
+    }
+    let twenty = requests_sent(&net).await - before;
+    assert!(one > 0, "a GET searches the network");
+    assert!(twenty < 2 * one + 4, "20 concurrent GETs sent {twenty} requests; one GET sent {one}");
+
+    let (status, _) = call(gw, "POST", "/key/hot", r#"{"data":"bmV3","id":"5"}"#).await;
+    assert_eq!(status, 200);
+    let (_, text) = call(gw, "GET", "/key/hot", "").await;
+    assert!(text.contains(r#""id":"5""#), "the POSTed value is in the next GET: {text}");
+}
+
+/// The gateway remembers at most `max_remembered_keys` keys' lookups: GETs of many distinct
+/// keys are all answered, and the remembered state stays within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_keys_are_bounded() {
+    let config = GatewayConfig { max_remembered_keys: 3, ..GatewayConfig::default() };
+    let net = GatewayNet::start(3, 1, config).await;
+    let gw = net.addr(0);
+    net.testnet.nodes[2].put(Id::of_str("k7"), "seven", kadmos::opendht::PutOptions::default()).await.unwrap();
+    for i in 0..10 {
+        let (status, text) = call(gw, "GET", &format!("/key/k{i}"), "").await;
+        assert_eq!(status, 200);
+        assert_eq!(json_lines(&text).len(), usize::from(i == 7), "k{i}: {text}");
+    }
+    let (_, stats) = call_json(gw, "GET", "/node/stats", "").await;
+    assert!(stats["rememberedKeys"].as_u64().unwrap() <= 3, "{stats}");
+}
