@@ -21,6 +21,7 @@
 //! - `mainline_api`: Mainline peers and announces, BEP 44 items, the pkarr relay API.
 //! - [`relay_payload`]: pkarr's `sig ‖ seq ‖ v` body; [`zbase32`]: pkarr's key encoding.
 //! - `node_status`: node info, stats, `/healthz`, `/readyz`.
+//! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
 //! - `permanent`: permanent puts and their 24 h lifetime.
 //! - [`framing`]: newline-delimited JSON or Server-Sent Events.
 //! - [`value_json`]: OpenDHT's JSON form of a value.
@@ -35,6 +36,7 @@ pub mod gateway;
 mod hot_keys;
 mod mainline_api;
 mod node_status;
+pub mod openapi;
 mod opendht_api;
 mod permanent;
 pub mod relay_payload;

@@ -16,17 +16,39 @@ use kadmos::opendht::key_from_str;
 
 use crate::api_error::{ApiError, ApiResult};
 use crate::gateway::Shared;
-use crate::{mainline_api, node_status, opendht_api, zbase32};
+use crate::{mainline_api, node_status, openapi, opendht_api, zbase32};
+
+/// Every route: its path template and its methods besides OPTIONS. The OpenAPI document is made
+/// from this table, and a test checks the table against [`Route::parse`] and [`Route::methods`].
+pub(crate) const ROUTES: &[(&str, &[&str])] = &[
+    ("/", &["GET", "STATS"]),
+    ("/node/info", &["GET"]),
+    ("/node/stats", &["GET"]),
+    ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
+    ("/openapi.json", &["GET"]),
+    ("/key/{h}", &["GET", "POST", "SUBSCRIBE", "UNSUBSCRIBE"]),
+    ("/key/{h}/listen", &["GET"]),
+    ("/key/{h}/options", &["GET"]),
+    ("/{h}", &["GET", "POST", "LISTEN", "SUBSCRIBE", "UNSUBSCRIBE"]),
+    ("/mainline/peers/{infohash}", &["GET"]),
+    ("/mainline/announce/{infohash}", &["POST"]),
+    ("/mainline/immutable", &["POST"]),
+    ("/mainline/immutable/{target}", &["GET"]),
+    ("/mainline/mutable/{public_key}", &["GET", "PUT"]),
+    ("/pkarr/{key}", &["GET", "PUT"]),
+];
 
 /// The routes, as matched on the raw path.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Route {
+pub(crate) enum Route {
     /// `/` (OpenDHT's legacy node info, and `STATS /`) and `/node/info`.
     Root,
     NodeInfo,
     NodeStats,
     Healthz,
     Readyz,
+    OpenApi,
     /// `/key/{h}`, or the legacy `/{h}` (which also takes `LISTEN`).
     Key {
         raw: String,
@@ -50,7 +72,7 @@ enum Route {
 }
 
 impl Route {
-    fn parse(path: &str) -> Option<Route> {
+    pub(crate) fn parse(path: &str) -> Option<Route> {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let route = match segments.as_slice() {
             [""] => Route::Root,
@@ -58,6 +80,7 @@ impl Route {
             ["node", "stats"] => Route::NodeStats,
             ["healthz"] => Route::Healthz,
             ["readyz"] => Route::Readyz,
+            ["openapi.json"] => Route::OpenApi,
             ["key", h] if !h.is_empty() => Route::Key { raw: h.to_string(), legacy: false },
             ["key", h, "listen"] if !h.is_empty() => Route::Listen(h.to_string()),
             ["key", h, "options"] if !h.is_empty() => Route::KeyOptions,
@@ -67,7 +90,7 @@ impl Route {
             ["mainline", "immutable", t] => Route::Immutable(t.to_string()),
             ["mainline", "mutable", k] => Route::Mutable(k.to_string()),
             ["pkarr", k] => Route::Pkarr(k.to_string()),
-            [h] if !h.is_empty() && !["key", "node", "mainline", "pkarr"].contains(h) => {
+            [h] if !h.is_empty() && !["key", "node", "mainline", "pkarr", "openapi.json"].contains(h) => {
                 Route::Key { raw: h.to_string(), legacy: true }
             }
             _ => return None,
@@ -76,10 +99,12 @@ impl Route {
     }
 
     /// The methods the route answers, besides `OPTIONS` (which every route answers).
-    fn methods(&self) -> &'static [&'static str] {
+    pub(crate) fn methods(&self) -> &'static [&'static str] {
         match self {
             Route::Root => &["GET", "STATS"],
-            Route::NodeInfo | Route::NodeStats | Route::Healthz | Route::Readyz | Route::Listen(_) => &["GET"],
+            Route::NodeInfo | Route::NodeStats | Route::Healthz | Route::Readyz | Route::OpenApi | Route::Listen(_) => {
+                &["GET"]
+            }
             Route::KeyOptions | Route::Peers(_) | Route::Immutable(_) => &["GET"],
             Route::Announce(_) | Route::ImmutablePost => &["POST"],
             Route::Mutable(_) | Route::Pkarr(_) => &["GET", "PUT"],
@@ -172,6 +197,9 @@ async fn handle(shared: &Shared, peer: SocketAddr, request: Request) -> ApiResul
         (Route::Root, "STATS") | (Route::NodeStats, _) => node_status::node_stats(shared, peer).await,
         (Route::Healthz, _) => Ok(node_status::healthz()),
         (Route::Readyz, _) => node_status::readyz(shared).await,
+        (Route::OpenApi, _) => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], openapi::document().to_string()).into_response())
+        }
         (route @ Route::KeyOptions, _) => Ok(preflight(&route)),
         (Route::Listen(raw), _) | (Route::Key { raw, .. }, "LISTEN") => {
             opendht_api::listen(shared, key_from_str(&raw), &parts.headers).await

@@ -13,7 +13,7 @@ use support::*;
 
 /// `GET /`, `/node/info` and `/node/stats` answer live figures: the node's id, good contacts
 /// per family (what OpenDHT's client reads to call itself connected), the caller's address;
-/// `/healthz` and `/readyz` say the gateway is up and joined.
+/// `/healthz` and `/readyz` say the gateway is up and joined; `/openapi.json` is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_info_stats_and_health() {
     let net = GatewayNet::start(4, 1, GatewayConfig::default()).await;
@@ -35,6 +35,9 @@ async fn node_info_stats_and_health() {
     assert_eq!(call_json(gw, "GET", "/healthz", "").await, (200, json!({"status": "ok"})));
     let (status, ready) = call_json(gw, "GET", "/readyz", "").await;
     assert_eq!((status, &ready["ready"]), (200, &json!(true)));
+    let (status, doc) = call_json(gw, "GET", "/openapi.json", "").await;
+    assert_eq!((status, &doc["openapi"]), (200, &json!("3.1.0")));
+    assert!(doc["paths"]["/key/{h}/listen"]["get"].is_object(), "{doc}");
 }
 
 /// A POST with id 0 is answered after the put with the stored value and the id the gateway
