@@ -152,6 +152,10 @@ enum Command {
         /// Require `Authorization: Bearer TOKEN` on the gateway's writes.
         #[arg(long, value_name = "TOKEN", requires = "http")]
         http_token: Option<String>,
+        /// Gateway: requests per second per client address (bursts of twice that), 0 for no
+        /// limit. Loopback clients are exempt.
+        #[arg(long, value_name = "N", default_value_t = 200.0, requires = "http")]
+        http_rate: f64,
     },
     /// Start N nodes on 127.0.0.1 in this process and print the address to bootstrap from.
     Testnet {
@@ -382,6 +386,7 @@ fn main() -> ExitCode {
                 opendht_bootstrap,
                 http,
                 http_token,
+                http_rate,
             } => {
                 init_logging("info");
                 if network == NodeNetwork::Opendht && republish_items {
@@ -402,6 +407,7 @@ fn main() -> ExitCode {
                         opendht_bootstrap,
                         http,
                         http_token,
+                        http_rate,
                     };
                     node::run(options).await
                 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kadmos::{Dht, NodeId, OpenDht, PortSpec, SavedState};
-use kadmos_http::{Gateway, GatewayConfig, RunningGateway};
+use kadmos_http::{Gateway, GatewayConfig, LimitsConfig, RunningGateway};
 use serde_json::json;
 
 use crate::output::emit;
@@ -45,6 +45,8 @@ pub struct NodeOptions {
     /// `--http`: where the gateway listens.
     pub http: Option<SocketAddr>,
     pub http_token: Option<String>,
+    /// `--http-rate`: requests per second per client address (0: none).
+    pub http_rate: f64,
 }
 
 /// Reads `--http`'s `ADDR:PORT` or a bare `PORT` (on 127.0.0.1: a gateway is public only when
@@ -79,7 +81,18 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
         None => None,
         Some(addr) => {
             let handles = (opendht.as_ref().map(|(d, _)| d.clone()), mainline.as_ref().map(|(d, _)| d.clone()));
-            Some(start_gateway(addr, options.http_token.clone(), handles, net.json).await?)
+            let limits = LimitsConfig {
+                requests_per_sec: (options.http_rate > 0.0).then_some(options.http_rate),
+                burst: (2.0 * options.http_rate).max(1.0),
+                ..LimitsConfig::default()
+            };
+            let config = GatewayConfig {
+                write_token: options.http_token.clone(),
+                limits,
+                state_file: Some(data_dir().join("gateway-permanent.json")),
+                ..GatewayConfig::default()
+            };
+            Some(start_gateway(addr, config, handles, net.json).await?)
         }
     };
     let mut stats = tokio::time::interval(Duration::from_secs(options.stats_interval.max(1)));
@@ -120,11 +133,10 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
 
 async fn start_gateway(
     addr: SocketAddr,
-    write_token: Option<String>,
+    config: GatewayConfig,
     (opendht, mainline): (Option<OpenDht>, Option<Dht>),
     json_output: bool,
 ) -> Result<RunningGateway, String> {
-    let config = GatewayConfig { write_token, ..GatewayConfig::default() };
     let running =
         Gateway::new(opendht, mainline, config).bind(addr).await.map_err(|e| format!("gateway on {addr}: {e}"))?;
     let url = format!("http://{}", running.local_addr);

@@ -31,9 +31,9 @@ pub enum ApiError {
     /// 413: the body is larger than the protocol's largest value.
     #[error("{0}")]
     TooLarge(String),
-    /// 429: too many requests or streams from this address.
+    /// 429: too many requests or streams from this address; retry after this many seconds.
     #[error("{0}")]
-    TooManyRequests(String),
+    TooManyRequests(String, u64),
     /// 501: a feature this gateway was not started with.
     #[error("{0}")]
     NotImplemented(String),
@@ -58,7 +58,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -78,8 +78,11 @@ impl IntoResponse for ApiError {
                     headers.insert(header::ALLOW, allow);
                 }
             }
-            ApiError::Unavailable(_) | ApiError::TooManyRequests(_) => {
+            ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            ApiError::TooManyRequests(_, secs) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*secs));
             }
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::api_error::{ApiError, ApiResult};
+use crate::client_limits::{ClientLimits, LimitsConfig};
 use crate::hot_keys::HotKeys;
 use crate::permanent::PermanentPuts;
 use crate::router;
@@ -34,6 +36,11 @@ pub struct GatewayConfig {
     /// How many keys' lookups are remembered at most (bounds the gateway's search state).
     /// Default 100,000.
     pub max_remembered_keys: usize,
+    /// Per-address request rate and listen-stream cap (429 beyond).
+    pub limits: LimitsConfig,
+    /// Where permanent puts are saved (with the time each has left), to be restored and put
+    /// again when a gateway starts with the same file. Default: nowhere.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +52,8 @@ impl Default for GatewayConfig {
             heartbeat: Duration::from_secs(15),
             get_cache_ttl: Duration::from_secs(1),
             max_remembered_keys: 100_000,
+            limits: LimitsConfig::default(),
+            state_file: None,
         }
     }
 }
@@ -104,6 +113,7 @@ pub(crate) struct Shared {
     pub config: GatewayConfig,
     pub permanent: PermanentPuts,
     pub hot_keys: HotKeys,
+    pub limits: ClientLimits,
     pub stats: Stats,
     pub started: SystemTime,
 }
@@ -167,7 +177,9 @@ impl Gateway {
         let permanent = PermanentPuts::new(config.permanent_lifetime);
         let hot_keys = HotKeys::new(config.get_cache_ttl, config.max_remembered_keys);
         let stats = Stats::default();
-        let shared = Shared { opendht, mainline, config, permanent, hot_keys, stats, started: SystemTime::now() };
+        let limits = ClientLimits::new(config.limits);
+        let shared =
+            Shared { opendht, mainline, config, permanent, hot_keys, limits, stats, started: SystemTime::now() };
         Gateway { shared: Arc::new(shared) }
     }
 
@@ -180,7 +192,10 @@ impl Gateway {
                 tracing::warn!("gateway on {local_addr} stopped: {e}");
             }
         });
-        let sweeper = tokio::spawn(sweep_permanent_puts(self.shared));
+        let sweeper = tokio::spawn(async move {
+            restore_permanent_puts(&self.shared).await;
+            sweep_permanent_puts(self.shared).await;
+        });
         Ok(RunningGateway { local_addr, server, sweeper })
     }
 
@@ -190,10 +205,30 @@ impl Gateway {
     }
 }
 
+/// Puts again the permanent puts saved by an earlier gateway, for the time they had left.
+async fn restore_permanent_puts(shared: &Shared) {
+    let (Some(path), Some(dht)) = (&shared.config.state_file, &shared.opendht) else { return };
+    let restored = match shared.permanent.restore(path) {
+        Ok(restored) => restored,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!("reading permanent puts from {}: {e}", path.display());
+            return;
+        }
+    };
+    tracing::info!("restoring {} permanent puts from {}", restored.len(), path.display());
+    for (key, value) in restored {
+        if let Err(e) = dht.put_value(key, value, true).await {
+            tracing::warn!("putting restored permanent value at {key} again: {e}");
+        }
+    }
+}
+
 /// Stops keeping alive the permanent puts whose clients stopped refreshing them, and forgets
 /// the GET lookups that can no longer answer.
 async fn sweep_permanent_puts(shared: Arc<Shared>) {
-    let every = (shared.permanent.lifetime() / 8).clamp(Duration::from_millis(50), Duration::from_secs(60));
+    // Every second at most: a change to the permanent puts is saved within a second.
+    let every = (shared.permanent.lifetime() / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -202,6 +237,11 @@ async fn sweep_permanent_puts(shared: Arc<Shared>) {
         for (key, value_id) in shared.permanent.take_expired(Instant::now()) {
             if let Err(e) = dht.cancel_put(key, value_id).await {
                 tracing::warn!("cancelling expired permanent put {key}/{value_id}: {e}");
+            }
+        }
+        if let Some(path) = &shared.config.state_file {
+            if let Err(e) = shared.permanent.save_if_changed(path) {
+                tracing::warn!("saving permanent puts to {}: {e}", path.display());
             }
         }
     }

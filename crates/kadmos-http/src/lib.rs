@@ -26,11 +26,13 @@
 //! - [`framing`]: newline-delimited JSON or Server-Sent Events.
 //! - [`value_json`]: OpenDHT's JSON form of a value.
 //! - [`client`]: [`Client`], the thin client over a list of gateways (probing, failover).
+//! - [`client_limits`]: per-address request rate and listen-stream cap (429).
 //! - [`transport`]: a small HTTP/1.1 client (one connection per request, deadlines).
 //! - [`api_error`]: error answers (`{"err": ...}` with a status code).
 
 pub mod api_error;
 pub mod client;
+pub mod client_limits;
 pub mod framing;
 pub mod gateway;
 mod hot_keys;
@@ -48,4 +50,5 @@ pub use transport::{send, HttpResponse, TransportError};
 
 pub use api_error::ApiError;
 pub use client::{Client, ClientConfig, ClientError, ClientListen};
+pub use client_limits::LimitsConfig;
 pub use gateway::{Gateway, GatewayConfig, RunningGateway};

@@ -3,6 +3,7 @@
 //! them, a POST answered after the put with the stored value (and the id the gateway gave it),
 //! listen streams that never end and mark expirations.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use axum::body::Body;
@@ -43,10 +44,11 @@ pub async fn get(shared: &Shared, key: Id, headers: &HeaderMap) -> ApiResult<Res
 }
 
 /// Streams the values at `key` now, then every change, until the client goes away.
-pub async fn listen(shared: &Shared, key: Id, headers: &HeaderMap) -> ApiResult<Response> {
+pub async fn listen(shared: &Shared, key: Id, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<Response> {
     let dht = shared.opendht()?;
+    let slot = shared.limits.open_listen(peer.ip())?;
     let changes = shared.within(dht.listen(key)).await?;
-    let open = shared.stats.listen_opened();
+    let open = (shared.stats.listen_opened(), slot);
     let events = changes.map(|ListenEvent { value, expired }| value_event(&value, expired));
     Ok(stream_response(Framing::negotiate(headers), events, Some(shared.config.heartbeat), open))
 }

@@ -3,11 +3,16 @@
 //! the client's last POST of it. Clients re-POST before that (OpenDHT's every 22 h).
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kadmos::opendht::{Value, ValueId};
 use kadmos::Id;
+use serde_json::{json, Value as Json};
+
+use crate::value_json;
 
 struct Entry {
     value: Value,
@@ -18,11 +23,13 @@ struct Entry {
 pub struct PermanentPuts {
     entries: Mutex<HashMap<(Id, ValueId), Entry>>,
     lifetime: Duration,
+    /// Changed since last saved.
+    dirty: AtomicBool,
 }
 
 impl PermanentPuts {
     pub fn new(lifetime: Duration) -> PermanentPuts {
-        PermanentPuts { entries: Mutex::new(HashMap::new()), lifetime }
+        PermanentPuts { entries: Mutex::new(HashMap::new()), lifetime, dirty: AtomicBool::new(false) }
     }
 
     pub fn lifetime(&self) -> Duration {
@@ -44,6 +51,7 @@ impl PermanentPuts {
     pub fn refresh(&self, key: Id, value: Value) {
         let expires = Instant::now() + self.lifetime;
         self.lock().insert((key, value.id), Entry { value, expires });
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// Removes and returns the puts whose lifetime is over at `now`.
@@ -53,7 +61,57 @@ impl PermanentPuts {
         for k in &gone {
             entries.remove(k);
         }
+        if !gone.is_empty() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
         gone
+    }
+
+    /// Writes the puts and the time each has left to `path` (atomically: a temporary file
+    /// renamed), if anything changed since the last save.
+    pub fn save_if_changed(&self, path: &Path) -> std::io::Result<()> {
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let saved: Vec<Json> = self
+            .lock()
+            .iter()
+            .map(|((key, _), e)| {
+                json!({ "key": key.to_string(), "value": value_json::to_json(&e.value, false),
+                        "left_secs": e.expires.saturating_duration_since(now).as_secs() })
+            })
+            .collect();
+        let tmp = path.with_extension("tmp");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let written = std::fs::write(&tmp, Json::Array(saved).to_string()).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+        written
+    }
+
+    /// Reads what [`PermanentPuts::save_if_changed`] wrote, records each put with the time it
+    /// had left, and returns them (to be put again). Entries that do not parse are skipped.
+    pub fn restore(&self, path: &Path) -> std::io::Result<Vec<(Id, Value)>> {
+        let saved: Json = serde_json::from_slice(&std::fs::read(path)?)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let mut restored = Vec::new();
+        for entry in saved.as_array().into_iter().flatten() {
+            let key = entry["key"].as_str().and_then(|k| k.parse::<Id>().ok());
+            let value = value_json::from_json(&entry["value"]).ok().map(|p| p.value);
+            let left = Duration::from_secs(entry["left_secs"].as_u64().unwrap_or(0)).min(self.lifetime);
+            if let (Some(key), Some(value)) = (key, value) {
+                if !left.is_zero() {
+                    let expires = Instant::now() + left;
+                    self.lock().insert((key, value.id), Entry { value: value.clone(), expires });
+                    restored.push((key, value));
+                }
+            }
+        }
+        Ok(restored)
     }
 
     pub fn len(&self) -> usize {
@@ -78,5 +136,28 @@ mod tests {
         assert!(puts.take_expired(Instant::now() + Duration::from_secs(99)).is_empty());
         assert_eq!(puts.take_expired(Instant::now() + Duration::from_secs(101)), vec![(key, 5)]);
         assert_eq!(puts.len(), 0);
+    }
+
+    /// Saved puts come back with the time they had left; nothing is written when nothing
+    /// changed.
+    #[test]
+    fn save_and_restore() {
+        let path = std::env::temp_dir().join(format!("kadmos-permanent-{}.json", std::process::id()));
+        let puts = PermanentPuts::new(Duration::from_secs(100));
+        let key = Id::of_str("k");
+        puts.refresh(key, Value::new(9, 0, b"kept".to_vec()));
+        puts.save_if_changed(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        puts.save_if_changed(&path).unwrap();
+        assert!(!path.exists(), "unchanged: not written again");
+        puts.refresh(key, Value::new(9, 0, b"kept".to_vec()));
+        puts.save_if_changed(&path).unwrap();
+
+        let again = PermanentPuts::new(Duration::from_secs(100));
+        let restored = again.restore(&path).unwrap();
+        assert_eq!(restored, vec![(key, Value::new(9, 0, b"kept".to_vec()))]);
+        assert_eq!(again.len(), 1);
+        assert!(again.take_expired(Instant::now() + Duration::from_secs(101)).len() == 1);
+        std::fs::remove_file(&path).unwrap();
     }
 }

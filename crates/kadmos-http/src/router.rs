@@ -179,6 +179,7 @@ fn pkarr_key(text: &str) -> ApiResult<[u8; 32]> {
 }
 
 async fn handle(shared: &Shared, peer: SocketAddr, request: Request) -> ApiResult<Response> {
+    shared.limits.admit(peer.ip())?;
     let route = Route::parse(request.uri().path())
         .ok_or_else(|| ApiError::NotFound(format!("no route {}", request.uri().path())))?;
     let method = request.method().clone();
@@ -202,7 +203,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, request: Request) -> ApiResul
         }
         (route @ Route::KeyOptions, _) => Ok(preflight(&route)),
         (Route::Listen(raw), _) | (Route::Key { raw, .. }, "LISTEN") => {
-            opendht_api::listen(shared, key_from_str(&raw), &parts.headers).await
+            opendht_api::listen(shared, key_from_str(&raw), &parts.headers, peer).await
         }
         (Route::Key { raw, .. }, "GET") => opendht_api::get(shared, key_from_str(&raw), &parts.headers).await,
         (Route::Key { raw, .. }, "POST") => opendht_api::post(shared, key_from_str(&raw), body).await,

@@ -293,3 +293,86 @@ async fn remembered_keys_are_bounded() {
     let (_, stats) = call_json(gw, "GET", "/node/stats", "").await;
     assert!(stats["rememberedKeys"].as_u64().unwrap() <= 3, "{stats}");
 }
+
+/// Per-address limits answer 429 with `Retry-After`: past the request burst, and past the
+/// cap of open listen streams (a closed stream frees its slot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_address_limits_answer_429() {
+    use kadmos_http::LimitsConfig;
+    let rate = LimitsConfig { requests_per_sec: Some(0.5), burst: 3.0, listens_per_ip: 100, exempt_loopback: false };
+    let net = GatewayNet::start(2, 1, GatewayConfig { limits: rate, ..GatewayConfig::default() }).await;
+    for _ in 0..3 {
+        assert_eq!(call(net.addr(0), "GET", "/healthz", "").await.0, 200);
+    }
+    let refused = request(net.addr(0), "GET", "/healthz", &[], "").await;
+    assert_eq!(refused.status, 429);
+    assert!(refused.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+
+    let streams = LimitsConfig { requests_per_sec: None, listens_per_ip: 1, exempt_loopback: false, ..rate };
+    let net = GatewayNet::start(2, 1, GatewayConfig { limits: streams, ..GatewayConfig::default() }).await;
+    let first = request(net.addr(0), "GET", "/key/a/listen", &[], "").await;
+    assert_eq!(first.status, 200);
+    let (status, err) = call_json(net.addr(0), "GET", "/key/b/listen", "").await;
+    assert_eq!(status, 429, "{err}");
+    drop(first);
+    let deadline = Instant::now() + DEADLINE;
+    while request(net.addr(0), "GET", "/key/c/listen", &[], "").await.status != 200 {
+        assert!(Instant::now() < deadline, "the closed stream's slot was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Permanent puts survive a restart of the gateway: a gateway with a state file saves them,
+/// and a new gateway over a new node started with that file puts them again and keeps
+/// counting their lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_puts_survive_a_restart() {
+    let net = GatewayNet::start(3, 0, GatewayConfig::default()).await;
+    let file = std::env::temp_dir().join(format!("kadmos-gw-permanent-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let config = GatewayConfig {
+        state_file: Some(file.clone()),
+        permanent_lifetime: Duration::from_secs(600),
+        ..GatewayConfig::default()
+    };
+    let join = || async {
+        let seed = net.testnet.bootstrap_addrs()[0].to_string();
+        let node = OpenDht::builder()
+            .bind(IpAddr::V4(Ipv4Addr::LOCALHOST))
+            .ports(PortSpec::any())
+            .rate_limits(None, None)
+            .bootstrap([seed])
+            .build()
+            .await
+            .unwrap();
+        node.bootstrapped().await.unwrap();
+        node
+    };
+    let first = join().await;
+    let gw =
+        Gateway::new(Some(first.clone()), None, config.clone()).bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let (status, _) =
+        call(gw.local_addr, "POST", "/key/survivor", r#"{"data":"c3Vydml2ZQ==","id":"31","permanent":true}"#).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + DEADLINE;
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("c3Vydml2ZQ==")) {
+        assert!(Instant::now() < deadline, "the permanent put was never saved");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(gw);
+    first.shutdown().await.unwrap();
+
+    let second = join().await;
+    let gw = Gateway::new(Some(second.clone()), None, config).bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (_, stats) = call_json(gw.local_addr, "GET", "/node/stats", "").await;
+        let kept = second.info().await.unwrap().permanent_puts;
+        if stats["totalPermanentPuts"] == json!(1) && kept == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the permanent put was not restored: {stats}, node keeps {kept}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = std::fs::remove_file(&file);
+}
