@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api_error::{ApiError, ApiResult};
 use crate::client_limits::{ClientLimits, LimitsConfig};
 use crate::hot_keys::HotKeys;
+use crate::listen_hub::ListenHub;
 use crate::permanent::PermanentPuts;
 use crate::router;
 
@@ -33,6 +34,9 @@ pub struct GatewayConfig {
     /// How long a finished lookup answers GETs of its key (concurrent GETs always share one
     /// lookup). Default 1 s; zero: only concurrent GETs share.
     pub get_cache_ttl: Duration,
+    /// How long a key's listen must have run before it answers GETs of the key (by then it
+    /// has heard from the storing nodes). Default 2 s.
+    pub listen_answers_gets_after: Duration,
     /// How many keys' lookups are remembered at most (bounds the gateway's search state).
     /// Default 100,000.
     pub max_remembered_keys: usize,
@@ -51,6 +55,7 @@ impl Default for GatewayConfig {
             permanent_lifetime: Duration::from_secs(24 * 3600),
             heartbeat: Duration::from_secs(15),
             get_cache_ttl: Duration::from_secs(1),
+            listen_answers_gets_after: Duration::from_secs(2),
             max_remembered_keys: 100_000,
             limits: LimitsConfig::default(),
             state_file: None,
@@ -113,6 +118,7 @@ pub(crate) struct Shared {
     pub config: GatewayConfig,
     pub permanent: PermanentPuts,
     pub hot_keys: HotKeys,
+    pub listens: ListenHub,
     pub limits: ClientLimits,
     pub stats: Stats,
     pub started: SystemTime,
@@ -178,8 +184,8 @@ impl Gateway {
         let hot_keys = HotKeys::new(config.get_cache_ttl, config.max_remembered_keys);
         let stats = Stats::default();
         let limits = ClientLimits::new(config.limits);
-        let shared =
-            Shared { opendht, mainline, config, permanent, hot_keys, limits, stats, started: SystemTime::now() };
+        let (listens, started) = (ListenHub::default(), SystemTime::now());
+        let shared = Shared { opendht, mainline, config, permanent, hot_keys, listens, limits, stats, started };
         Gateway { shared: Arc::new(shared) }
     }
 

@@ -18,6 +18,7 @@
 //! - `router`: matching method and raw path to a route; CORS, 404/405, the write token.
 //! - `opendht_api`: OpenDHT's get, put and listen on a key.
 //! - `hot_keys`: GETs of a key share one lookup; recent results answer the next GETs.
+//! - `listen_hub`: one node listen per key shared by its clients; journal for resuming.
 //! - `mainline_api`: Mainline peers and announces, BEP 44 items, the pkarr relay API.
 //! - [`relay_payload`]: pkarr's `sig ‖ seq ‖ v` body; [`zbase32`]: pkarr's key encoding.
 //! - `node_status`: node info, stats, `/healthz`, `/readyz`.
@@ -36,6 +37,7 @@ pub mod client_limits;
 pub mod framing;
 pub mod gateway;
 mod hot_keys;
+mod listen_hub;
 mod mainline_api;
 mod node_status;
 pub mod openapi;

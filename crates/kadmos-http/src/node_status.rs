@@ -97,6 +97,7 @@ pub async fn node_stats(shared: &Shared, peer: SocketAddr) -> ApiResult<Response
         "totalPermanentPuts": shared.permanent.len(),
         "pushListenersCount": 0,
         "rememberedKeys": shared.hot_keys.len(),
+        "sharedListens": shared.listens.len(),
         "requestRate": stats.request_rate(),
         "serverStartTime": shared.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "nodeInfo": node_info_json(shared, peer).await?,

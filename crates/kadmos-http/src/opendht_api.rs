@@ -33,23 +33,30 @@ fn value_event(value: &Value, expired: bool) -> StreamEvent {
 
 /// Streams the values a lookup of `key` finds, each as soon as it arrives; the answer ends with
 /// the lookup, or at the gateway's deadline. The lookup is shared with concurrent and recent
-/// GETs of the key ([`crate::hot_keys`]).
+/// GETs of the key ([`crate::hot_keys`]); a listen of the key running here answers instead.
 pub async fn get(shared: &Shared, key: Id, headers: &HeaderMap) -> ApiResult<Response> {
     let dht = shared.opendht()?;
     // A node still joining would hold the lookup back: past the deadline that is a 504.
     shared.within(dht.bootstrapped()).await?;
+    if let Some(values) = shared.listens.current_values(&key, shared.config.listen_answers_gets_after) {
+        let events = futures_util::stream::iter(values).map(|v| value_event(&v, false));
+        return Ok(stream_response(Framing::negotiate(headers), events, None, ()));
+    }
     let values = shared.hot_keys.get(dht, key, shared.config.operation_deadline);
     let events = values.map(|v| value_event(&v, false));
     Ok(stream_response(Framing::negotiate(headers), events, None, ()))
 }
 
-/// Streams the values at `key` now, then every change, until the client goes away.
+/// Streams the values at `key` now, then every change, until the client goes away. Clients of
+/// one key share the node's listen ([`crate::listen_hub`]); `Last-Event-ID` (the last value id
+/// an SSE client saw) resumes after that event when the journal still has it.
 pub async fn listen(shared: &Shared, key: Id, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<Response> {
     let dht = shared.opendht()?;
     let slot = shared.limits.open_listen(peer.ip())?;
-    let changes = shared.within(dht.listen(key)).await?;
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let subscription = shared.within(shared.listens.subscribe(dht, key, resume)).await?;
     let open = (shared.stats.listen_opened(), slot);
-    let events = changes.map(|ListenEvent { value, expired }| value_event(&value, expired));
+    let events = subscription.into_stream().map(|ListenEvent { value, expired }| value_event(&value, expired));
     Ok(stream_response(Framing::negotiate(headers), events, Some(shared.config.heartbeat), open))
 }
 

@@ -376,3 +376,41 @@ async fn permanent_puts_survive_a_restart() {
     }
     let _ = std::fs::remove_file(&file);
 }
+
+/// Listens on one key share one node listen (two streams, one listen at the node), a GET of
+/// a listened key is answered from the listen, and an SSE client reconnecting with
+/// `Last-Event-ID` gets only the events after that one, not the values it already saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listens_are_shared_and_sse_resumes_after_last_event_id() {
+    let config = GatewayConfig { listen_answers_gets_after: Duration::ZERO, ..GatewayConfig::default() };
+    let net = GatewayNet::start(4, 1, config).await;
+    let gw = net.addr(0);
+    let post =
+        |id: u32| async move { call(gw, "POST", "/key/resumed", &format!(r#"{{"data":"eA==","id":"{id}"}}"#)).await };
+    assert_eq!(post(1).await.0, 200);
+    let mut ndjson = request(gw, "GET", "/key/resumed/listen", &[], "").await;
+    let mut sse = request(gw, "GET", "/key/resumed/listen", &[("accept", "text/event-stream")], "").await;
+    wait_line(&mut ndjson, DEADLINE, |l| l.contains(r#""id":"1""#)).await;
+    wait_line(&mut sse, DEADLINE, |l| l == "id: 1").await;
+    assert_eq!(net.testnet.nodes[0].info().await.unwrap().listens, 1, "one node listen for two streams");
+    let (_, stats) = call_json(gw, "GET", "/node/stats", "").await;
+    assert_eq!((stats["listenCount"].as_u64(), stats["sharedListens"].as_u64()), (Some(2), Some(1)));
+
+    assert_eq!(post(2).await.0, 200);
+    wait_line(&mut sse, DEADLINE, |l| l == "id: 2").await;
+    drop(sse);
+    assert_eq!(post(3).await.0, 200);
+    wait_line(&mut ndjson, DEADLINE, |l| l.contains(r#""id":"3""#)).await;
+
+    let mut resumed =
+        request(gw, "GET", "/key/resumed/listen", &[("accept", "text/event-stream"), ("last-event-id", "2")], "").await;
+    let first_id = wait_line(&mut resumed, DEADLINE, |l| l.starts_with("id: ")).await;
+    assert_eq!(first_id, "id: 3", "resumed after event 2, without repeating 1 and 2");
+
+    let before = net.testnet.nodes[0].info().await.unwrap().traffic.requests_sent;
+    let (_, text) = call(gw, "GET", "/key/resumed", "").await;
+    assert_eq!(json_lines(&text).len(), 3, "{text}");
+    // A lookup would query the node's three contacts; one stray maintenance request may happen.
+    let sent = net.testnet.nodes[0].info().await.unwrap().traffic.requests_sent - before;
+    assert!(sent <= 1, "answered from the listen, without a lookup ({sent} requests sent)");
+}
