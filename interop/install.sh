@@ -67,4 +67,26 @@ fi
 cd "$HERE/mainline_node"
 echo "install.sh: building the mainline crate's driver" >&2
 cargo build --locked --quiet
+
+# --- OpenDHT's own proxy server and client: Debian's dhtnode 2.4.12 (the gateway interop) ---
+# Unpacked with dpkg -x into interop/dhtnode/ rather than installed, so that no system service is
+# enabled or started; dhtnode.sh runs it with the unpacked libraries. Only packages the system
+# lacks are fetched.
+cd "$HERE"
+DHT_ROOT="$HERE/dhtnode"
+if [ -x "$DHT_ROOT/usr/bin/dhtnode" ] && "$HERE/dhtnode.sh" --version >/dev/null 2>&1; then
+  echo "install.sh: dhtnode already unpacked" >&2
+elif command -v apt-get >/dev/null 2>&1; then
+  echo "install.sh: fetching dhtnode 2.4.12 (Debian) into interop/dhtnode" >&2
+  DEBS="$HERE/.debs"; mkdir -p "$DEBS" "$DHT_ROOT"
+  wanted=(dhtnode libopendht2)
+  for lib in libargon2-1 libfmt9 libgnutls30 libhttp-parser2.9 libjsoncpp25 libnettle8 libssl3 libreadline8; do
+    dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "install ok installed" || wanted+=("$lib")
+  done
+  ( cd "$DEBS" && { apt-get download "${wanted[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get download "${wanted[@]}"; }; } )
+  for deb in "$DEBS"/*.deb; do dpkg -x "$deb" "$DHT_ROOT"; done
+  "$HERE/dhtnode.sh" --version >&2
+else
+  echo "install.sh: no apt-get: the OpenDHT proxy interop tests will be skipped" >&2
+fi
 echo "install.sh: done" >&2

@@ -12,6 +12,7 @@ mod opendht_keys;
 mod output;
 mod storage;
 mod testnet;
+mod via_gateway;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -37,6 +38,18 @@ pub enum Network {
     Opendht,
 }
 
+/// Which node(s) `kadmos node` runs.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeNetwork {
+    /// The BitTorrent DHT (BEP 5, BEP 44).
+    #[default]
+    Mainline,
+    /// OpenDHT (Jami's DHT, port 4222).
+    Opendht,
+    /// Both in one process: Mainline on 6881 (or --port), OpenDHT on 4222 (or --opendht-port).
+    Both,
+}
+
 /// Options every command that starts a node shares.
 #[derive(Args, Clone, Debug)]
 pub struct NetworkArgs {
@@ -57,6 +70,11 @@ pub struct NetworkArgs {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
+    /// put/get/listen (OpenDHT), peers, announce: go through this HTTP gateway instead of
+    /// starting a node (repeatable: the fastest is used, the others on failure). Default:
+    /// KADMOS_GATEWAY (comma-separated URLs).
+    #[arg(long, value_name = "URL")]
+    gateway: Vec<String>,
 }
 
 impl NetworkArgs {
@@ -117,9 +135,27 @@ enum Command {
         /// Re-put the BEP 44 items this node stores for others every hour (Mainline).
         #[arg(long)]
         republish_items: bool,
-        /// Which DHT.
+        /// Which DHT: mainline, opendht, or both in one process.
         #[arg(long, value_enum, default_value_t)]
-        network: Network,
+        network: NodeNetwork,
+        /// With --network both: the OpenDHT node's UDP ports (default 4222, then any free port).
+        #[arg(long, value_name = "PORTS")]
+        opendht_port: Option<PortSpec>,
+        /// With --network both: an OpenDHT bootstrap node HOST:PORT (repeatable; default
+        /// bootstrap.jami.net:4222). --bootstrap is then the Mainline node's.
+        #[arg(long, value_name = "HOST:PORT")]
+        opendht_bootstrap: Vec<String>,
+        /// Serve the HTTP gateway (OpenDHT proxy routes, Mainline and pkarr routes) on
+        /// ADDR:PORT, or PORT on 127.0.0.1.
+        #[arg(long, value_name = "ADDR:PORT", value_parser = node::parse_http_addr)]
+        http: Option<std::net::SocketAddr>,
+        /// Require `Authorization: Bearer TOKEN` on the gateway's writes.
+        #[arg(long, value_name = "TOKEN", requires = "http")]
+        http_token: Option<String>,
+        /// Gateway: requests per second per client address (bursts of twice that), 0 for no
+        /// limit. Loopback clients are exempt.
+        #[arg(long, value_name = "N", default_value_t = 200.0, requires = "http")]
+        http_rate: f64,
     },
     /// Start N nodes on 127.0.0.1 in this process and print the address to bootstrap from.
     Testnet {
@@ -266,6 +302,25 @@ fn parse_value_id(text: &str) -> Result<u64, String> {
     u64::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not a value id (up to 16 hex digits)"))
 }
 
+/// Refuses `--gateway` on commands that cannot go through one (rather than ignoring it).
+fn check_gateway_use(command: &Command) -> Result<(), String> {
+    let (net, what) = match command {
+        Command::Node { net, .. } => (net, "node (use --http to serve a gateway)"),
+        Command::FindNode { net, .. } => (net, "find-node"),
+        Command::Ping { net, .. } => (net, "ping"),
+        Command::Put { net, network: Network::Mainline, .. } => {
+            (net, "Mainline put (BEP 44 through a gateway: POST /mainline/immutable)")
+        }
+        Command::Get { net, network: Network::Mainline, .. } => (net, "Mainline get"),
+        _ => return Ok(()),
+    };
+    if net.gateway.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("--gateway does not apply to {what}"))
+    }
+}
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -313,19 +368,48 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(message) = check_gateway_use(&cli.command) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node { net, state, read_only, id, stats_interval, republish_items, network } => {
+            Command::Node {
+                net,
+                state,
+                read_only,
+                id,
+                stats_interval,
+                republish_items,
+                network,
+                opendht_port,
+                opendht_bootstrap,
+                http,
+                http_token,
+                http_rate,
+            } => {
                 init_logging("info");
-                match network {
-                    Network::Mainline => {
-                        let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
-                        node::run(net, state, read_only, id, stats_interval, republish).await
-                    }
-                    Network::Opendht if republish_items => {
-                        Err("--republish-items is a Mainline (BEP 44) option".into())
-                    }
-                    Network::Opendht => opendht::node(net, state, read_only, id, stats_interval).await,
+                if network == NodeNetwork::Opendht && republish_items {
+                    Err("--republish-items is a Mainline (BEP 44) option".to_string())
+                } else if network != NodeNetwork::Both && (opendht_port.is_some() || !opendht_bootstrap.is_empty()) {
+                    Err("--opendht-port and --opendht-bootstrap go with --network both".to_string())
+                } else {
+                    let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
+                    let options = node::NodeOptions {
+                        net,
+                        network,
+                        state,
+                        read_only,
+                        id,
+                        stats_interval,
+                        republish,
+                        opendht_port,
+                        opendht_bootstrap,
+                        http,
+                        http_token,
+                        http_rate,
+                    };
+                    node::run(options).await
                 }
             }
             Command::Testnet { nodes, port, json, network } => {
@@ -337,11 +421,20 @@ fn main() -> ExitCode {
             }
             Command::Peers { info_hash, net } => {
                 init_logging("warn");
-                oneshot::peers(info_hash, net).await
+                match via_gateway::gateways(&net.gateway) {
+                    urls if urls.is_empty() => oneshot::peers(info_hash, net).await,
+                    urls => via_gateway::peers(info_hash, &via_gateway::client(&urls)?, net.json).await,
+                }
             }
             Command::Announce { info_hash, net } => {
                 init_logging("warn");
-                oneshot::announce(info_hash, net).await
+                match via_gateway::gateways(&net.gateway) {
+                    urls if urls.is_empty() => oneshot::announce(info_hash, net).await,
+                    urls => {
+                        let port = net.port.as_ref().and_then(|p| p.candidates().first().copied()).filter(|p| *p != 0);
+                        via_gateway::announce(info_hash, port, &via_gateway::client(&urls)?, net.json).await
+                    }
+                }
             }
             Command::FindNode { id, net } => {
                 init_logging("warn");
@@ -380,7 +473,10 @@ fn main() -> ExitCode {
                     }
                     (Network::Opendht, Some(value)) => {
                         let args = opendht::PutArgs { key: first, value, value_type, ttl, value_id, sign, encrypt_to };
-                        opendht::put(args, net).await
+                        match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => opendht::put(args, net).await,
+                            urls => via_gateway::put(args, &via_gateway::client(&urls)?, net.json).await,
+                        }
                     }
                 }
             }
@@ -395,7 +491,10 @@ fn main() -> ExitCode {
                         Err(e) => Err(e.to_string()),
                     },
                     Network::Opendht => match (target, public_key) {
-                        (Some(key), None) => opendht::get(key, decrypt_with, net).await,
+                        (Some(key), None) => match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => opendht::get(key, decrypt_with, net).await,
+                            urls => via_gateway::get(key, decrypt_with, &via_gateway::client(&urls)?, net.json).await,
+                        },
                         _ => Err("get --network opendht takes a KEY (and no --public-key)".into()),
                     },
                 }
@@ -403,7 +502,10 @@ fn main() -> ExitCode {
             Command::Listen { key, decrypt_with, network, net } => {
                 init_logging("warn");
                 match network {
-                    Network::Opendht => opendht::listen(key, decrypt_with, net).await,
+                    Network::Opendht => match via_gateway::gateways(&net.gateway) {
+                        urls if urls.is_empty() => opendht::listen(key, decrypt_with, net).await,
+                        urls => via_gateway::listen(key, decrypt_with, &via_gateway::client(&urls)?, net.json).await,
+                    },
                     Network::Mainline => Err("listen is an OpenDHT command: add --network opendht".into()),
                 }
             }

@@ -299,6 +299,8 @@ impl Driver {
             read_only: self.node.config().read_only,
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
             routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
+            contacts_ipv4: self.node.routing_table(Family::V4).map(|t| ContactCounts::of(t, self.now())),
+            contacts_ipv6: self.node.routing_table(Family::V6).map(|t| ContactCounts::of(t, self.now())),
             stored_infohashes: self.node.peer_store().infohash_count(),
             stored_peers: self.node.peer_store().peer_count(),
             stored_items: self.node.item_store().len(),

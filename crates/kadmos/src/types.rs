@@ -111,6 +111,31 @@ pub struct Traffic {
     pub requests_timed_out: u64,
 }
 
+/// How many contacts of a routing table are in each state, as BEP 5 and OpenDHT's node info
+/// count them: `good` answered recently, `dubious` has been silent for a while (not yet failed
+/// enough to be dropped). Gateways report these so that clients can tell a joined node from an
+/// isolated one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ContactCounts {
+    pub good: usize,
+    pub dubious: usize,
+}
+
+impl ContactCounts {
+    pub(crate) fn of(table: &kadmos_proto::kad::RoutingTable, now: kadmos_proto::Timestamp) -> ContactCounts {
+        use kadmos_proto::kad::ContactStatus;
+        let mut counts = ContactCounts::default();
+        for contact in table.contacts() {
+            match contact.status(now, table.config()) {
+                ContactStatus::Good => counts.good += 1,
+                ContactStatus::Questionable => counts.dubious += 1,
+                ContactStatus::Bad => {}
+            }
+        }
+        counts
+    }
+}
+
 /// A snapshot of a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Info {
@@ -122,6 +147,9 @@ pub struct Info {
     pub read_only: bool,
     pub routing_table_ipv4: Option<usize>,
     pub routing_table_ipv6: Option<usize>,
+    /// The routing table's contacts by state, per family (`None`: family not enabled).
+    pub contacts_ipv4: Option<ContactCounts>,
+    pub contacts_ipv6: Option<ContactCounts>,
     pub stored_infohashes: usize,
     pub stored_peers: usize,
     /// BEP 44 items stored for others.

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::state::{OpenDhtState, SavedPut, SavedValue};
 use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
 use crate::node_task::{self, Clock, NodeDriver};
-use crate::types::{NodeInfo, RemoteError};
+use crate::types::{ContactCounts, NodeInfo, RemoteError};
 
 /// What a put reports back: value id, where it was stored, the errors others answered.
 pub(crate) type Stored = (ValueId, Vec<NodeInfo>, Vec<RemoteError>);
@@ -249,6 +249,8 @@ impl Driver {
             network_id: self.node.config().network,
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
             routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
+            contacts_ipv4: self.node.routing_table(Family::V4).map(|t| ContactCounts::of(t, self.now())),
+            contacts_ipv6: self.node.routing_table(Family::V6).map(|t| ContactCounts::of(t, self.now())),
             stored_keys: storage.key_count(),
             stored_values: storage.len(),
             remote_bytes: storage.remote_bytes(),
