@@ -24,6 +24,7 @@
 //! - `node_status`: node info, stats, `/healthz`, `/readyz`.
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
 //! - `permanent`: permanent puts and their 24 h lifetime.
+//! - `websocket`: `/ws`, listens on many keys over one WebSocket.
 //! - [`framing`]: newline-delimited JSON or Server-Sent Events.
 //! - [`value_json`]: OpenDHT's JSON form of a value.
 //! - [`client`]: [`Client`], the thin client over a list of gateways (probing, failover).
@@ -47,6 +48,7 @@ pub mod relay_payload;
 mod router;
 pub mod transport;
 pub mod value_json;
+mod websocket;
 pub mod zbase32;
 pub use transport::{send, HttpResponse, TransportError};
 
