@@ -17,6 +17,7 @@ use crate::client_limits::{ClientLimits, LimitsConfig};
 use crate::hot_keys::HotKeys;
 use crate::listen_hub::ListenHub;
 use crate::permanent::PermanentPuts;
+use crate::push::PushSubscriptions;
 use crate::router;
 
 /// How the gateway behaves. The defaults suit a public node.
@@ -42,6 +43,11 @@ pub struct GatewayConfig {
     pub max_remembered_keys: usize,
     /// Per-address request rate and listen-stream cap (429 beyond).
     pub limits: LimitsConfig,
+    /// A gorush-compatible push server (`http://HOST:PORT`) for Android and iOS push tokens
+    /// (UnifiedPush tokens need none). Default: none (such SUBSCRIBEs answer 501).
+    pub push_server: Option<String>,
+    /// How long a push subscription lasts after its last SUBSCRIBE. Default 24 h.
+    pub push_lifetime: Duration,
     /// Where permanent puts are saved (with the time each has left), to be restored and put
     /// again when a gateway starts with the same file. Default: nowhere.
     pub state_file: Option<PathBuf>,
@@ -59,6 +65,8 @@ impl Default for GatewayConfig {
             max_remembered_keys: 100_000,
             limits: LimitsConfig::default(),
             state_file: None,
+            push_server: None,
+            push_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -119,6 +127,7 @@ pub(crate) struct Shared {
     pub permanent: PermanentPuts,
     pub hot_keys: HotKeys,
     pub listens: ListenHub,
+    pub push: PushSubscriptions,
     pub limits: ClientLimits,
     pub stats: Stats,
     pub started: SystemTime,
@@ -185,7 +194,8 @@ impl Gateway {
         let stats = Stats::default();
         let limits = ClientLimits::new(config.limits);
         let (listens, started) = (ListenHub::default(), SystemTime::now());
-        let shared = Shared { opendht, mainline, config, permanent, hot_keys, listens, limits, stats, started };
+        let push = PushSubscriptions::new(config.push_lifetime);
+        let shared = Shared { opendht, mainline, config, permanent, hot_keys, listens, push, limits, stats, started };
         Gateway { shared: Arc::new(shared) }
     }
 
@@ -239,6 +249,7 @@ async fn sweep_permanent_puts(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         shared.hot_keys.purge_stale();
+        shared.push.sweep(&shared);
         let Some(dht) = &shared.opendht else { continue };
         for (key, value_id) in shared.permanent.take_expired(Instant::now()) {
             if let Err(e) = dht.cancel_put(key, value_id).await {

@@ -20,6 +20,7 @@
 //! - `hot_keys`: GETs of a key share one lookup; recent results answer the next GETs.
 //! - `listen_hub`: one node listen per key shared by its clients; journal for resuming.
 //! - `mainline_api`: Mainline peers and announces, BEP 44 items, the pkarr relay API.
+//! - `push`: SUBSCRIBE/UNSUBSCRIBE, pushes through gorush or UnifiedPush.
 //! - [`relay_payload`]: pkarr's `sig ‖ seq ‖ v` body; [`zbase32`]: pkarr's key encoding.
 //! - `node_status`: node info, stats, `/healthz`, `/readyz`.
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
@@ -44,6 +45,7 @@ mod node_status;
 pub mod openapi;
 mod opendht_api;
 mod permanent;
+mod push;
 pub mod relay_payload;
 mod router;
 pub mod transport;

@@ -95,7 +95,7 @@ pub async fn node_stats(shared: &Shared, peer: SocketAddr) -> ApiResult<Response
         "listenCount": stats.open_listens.load(Ordering::Relaxed),
         "putCount": stats.puts.load(Ordering::Relaxed),
         "totalPermanentPuts": shared.permanent.len(),
-        "pushListenersCount": 0,
+        "pushListenersCount": shared.push.len(),
         "rememberedKeys": shared.hot_keys.len(),
         "sharedListens": shared.listens.len(),
         "requestRate": stats.request_rate(),

@@ -16,7 +16,7 @@ use kadmos::opendht::key_from_str;
 
 use crate::api_error::{ApiError, ApiResult};
 use crate::gateway::Shared;
-use crate::{mainline_api, node_status, openapi, opendht_api, websocket, zbase32};
+use crate::{mainline_api, node_status, openapi, opendht_api, push, websocket, zbase32};
 
 /// Every route: its path template and its methods besides OPTIONS. The OpenAPI document is made
 /// from this table, and a test checks the table against [`Route::parse`] and [`Route::methods`].
@@ -230,9 +230,10 @@ async fn handle(shared: &Arc<Shared>, peer: SocketAddr, request: Request) -> Api
         }
         (Route::Pkarr(k), "GET") => mainline_api::get_mutable(shared, pkarr_key(&k)?, &[]).await,
         (Route::Pkarr(k), "PUT") => mainline_api::put_mutable(shared, pkarr_key(&k)?, &[], &parts.headers, body).await,
-        (Route::Key { .. }, _) => Err(ApiError::NotImplemented(
-            "push notifications (SUBSCRIBE/UNSUBSCRIBE) are not configured on this gateway".into(),
-        )),
+        (Route::Key { raw, .. }, "SUBSCRIBE") => {
+            push::subscribe(shared, key_from_str(&raw), &parts.headers, body).await
+        }
+        (Route::Key { raw, .. }, "UNSUBSCRIBE") => push::unsubscribe(shared, key_from_str(&raw), body).await,
         (route, method) => Err(ApiError::MethodNotAllowed { allow: format!("{} (not {method})", allow_list(&route)) }),
     }
 }
