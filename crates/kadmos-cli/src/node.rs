@@ -91,7 +91,11 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
             let config = GatewayConfig {
                 write_token: options.http_token.clone(),
                 limits,
-                state_file: Some(data_dir().join("gateway-permanent.json")),
+                // Next to the node's state file when one is given, else in the data directory.
+                state_file: Some(match &options.state {
+                    Some(state) => state.with_file_name("gateway-permanent.json"),
+                    None => data_dir().join("gateway-permanent.json"),
+                }),
                 push_server: options.push_server.clone(),
                 ..GatewayConfig::default()
             };

@@ -16,6 +16,7 @@ use crate::api_error::{ApiError, ApiResult};
 use crate::client_limits::{ClientLimits, LimitsConfig};
 use crate::hot_keys::HotKeys;
 use crate::listen_hub::ListenHub;
+use crate::node_status::ContactCache;
 use crate::permanent::PermanentPuts;
 use crate::push::PushSubscriptions;
 use crate::router;
@@ -129,6 +130,7 @@ pub(crate) struct Shared {
     pub listens: ListenHub,
     pub push: PushSubscriptions,
     pub limits: ClientLimits,
+    pub contact_cache: ContactCache,
     pub stats: Stats,
     pub started: SystemTime,
 }
@@ -195,7 +197,20 @@ impl Gateway {
         let limits = ClientLimits::new(config.limits);
         let (listens, started) = (ListenHub::default(), SystemTime::now());
         let push = PushSubscriptions::new(config.push_lifetime);
-        let shared = Shared { opendht, mainline, config, permanent, hot_keys, listens, push, limits, stats, started };
+        let contact_cache = ContactCache::default();
+        let shared = Shared {
+            opendht,
+            mainline,
+            config,
+            permanent,
+            hot_keys,
+            listens,
+            push,
+            limits,
+            contact_cache,
+            stats,
+            started,
+        };
         Gateway { shared: Arc::new(shared) }
     }
 
