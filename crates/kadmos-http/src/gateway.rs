@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::api_error::{ApiError, ApiResult};
 use crate::client_limits::{ClientLimits, LimitsConfig};
+use crate::gateway_state;
 use crate::hot_keys::HotKeys;
 use crate::listen_hub::ListenHub;
 use crate::node_status::ContactCache;
@@ -49,8 +50,8 @@ pub struct GatewayConfig {
     pub push_server: Option<String>,
     /// How long a push subscription lasts after its last SUBSCRIBE. Default 24 h.
     pub push_lifetime: Duration,
-    /// Where permanent puts are saved (with the time each has left), to be restored and put
-    /// again when a gateway starts with the same file. Default: nowhere.
+    /// Where permanent puts and push subscriptions are saved (with the time each has left),
+    /// to be restored when a gateway starts with the same file. Default: nowhere.
     pub state_file: Option<PathBuf>,
 }
 
@@ -224,7 +225,9 @@ impl Gateway {
             }
         });
         let sweeper = tokio::spawn(async move {
-            restore_permanent_puts(&self.shared).await;
+            if let Some(path) = self.shared.config.state_file.clone() {
+                gateway_state::restore(&self.shared, &path).await;
+            }
             sweep_permanent_puts(self.shared).await;
         });
         Ok(RunningGateway { local_addr, server, sweeper })
@@ -233,25 +236,6 @@ impl Gateway {
     /// Binds `addr` (port 0: any free port) and serves there.
     pub async fn bind(self, addr: SocketAddr) -> std::io::Result<RunningGateway> {
         self.serve(TcpListener::bind(addr).await?)
-    }
-}
-
-/// Puts again the permanent puts saved by an earlier gateway, for the time they had left.
-async fn restore_permanent_puts(shared: &Shared) {
-    let (Some(path), Some(dht)) = (&shared.config.state_file, &shared.opendht) else { return };
-    let restored = match shared.permanent.restore(path) {
-        Ok(restored) => restored,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            tracing::warn!("reading permanent puts from {}: {e}", path.display());
-            return;
-        }
-    };
-    tracing::info!("restoring {} permanent puts from {}", restored.len(), path.display());
-    for (key, value) in restored {
-        if let Err(e) = dht.put_value(key, value, true).await {
-            tracing::warn!("putting restored permanent value at {key} again: {e}");
-        }
     }
 }
 
@@ -272,8 +256,8 @@ async fn sweep_permanent_puts(shared: Arc<Shared>) {
             }
         }
         if let Some(path) = &shared.config.state_file {
-            if let Err(e) = shared.permanent.save_if_changed(path) {
-                tracing::warn!("saving permanent puts to {}: {e}", path.display());
+            if let Err(e) = gateway_state::save_if_changed(&shared, path) {
+                tracing::warn!("saving the gateway's state to {}: {e}", path.display());
             }
         }
     }

@@ -15,6 +15,7 @@
 //! # Layout
 //!
 //! - [`gateway`]: [`Gateway`], [`GatewayConfig`], the server task.
+//! - `gateway_state`: permanent puts and push subscriptions saved across restarts.
 //! - `router`: matching method and raw path to a route; CORS, 404/405, the write token.
 //! - `opendht_api`: OpenDHT's get, put and listen on a key.
 //! - `hot_keys`: GETs of a key share one lookup; recent results answer the next GETs.
@@ -38,6 +39,7 @@ pub mod client;
 pub mod client_limits;
 pub mod framing;
 pub mod gateway;
+mod gateway_state;
 mod hot_keys;
 mod listen_hub;
 mod mainline_api;

@@ -5,7 +5,8 @@
 //! gorush-compatible push server (`POST {server}/api/push`); a UnifiedPush token is the
 //! endpoint URL itself, posted to directly with `TTL` and `Urgency` headers. Two hours before a
 //! subscription expires the device gets `{"timeout": key, "to": client_id}`, OpenDHT's hint to
-//! subscribe again. `UNSUBSCRIBE` stops it. Only `http://` push servers and endpoints are
+//! subscribe again. `UNSUBSCRIBE` stops it. Subscriptions are saved with the gateway's state
+//! and started again, for the time they had left, by the next gateway. Only `http://` push servers and endpoints are
 //! reached (put a TLS-terminating relay in front of an `https://` one); UnifiedPush payloads are
 //! sent unencrypted (RFC 8291 encryption is not implemented).
 
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::api_error::{ApiError, ApiResult};
 use crate::gateway::Shared;
+use crate::gateway_state::Changed;
 use crate::opendht_api::{self, read_body};
 use crate::transport;
 
@@ -40,6 +42,25 @@ enum Platform {
     Android,
     Ios,
     UnifiedPush,
+}
+
+impl Platform {
+    /// OpenDHT's names; anything else is Android, as in OpenDHT.
+    fn from_name(name: &str) -> Platform {
+        match name {
+            "ios" => Platform::Ios,
+            "unifiedpush" => Platform::UnifiedPush,
+            _ => Platform::Android,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Platform::Android => "android",
+            Platform::Ios => "ios",
+            Platform::UnifiedPush => "unifiedpush",
+        }
+    }
 }
 
 /// Where a subscription's pushes go.
@@ -69,11 +90,13 @@ impl Drop for Entry {
 pub struct PushSubscriptions {
     entries: Mutex<HashMap<(String, Id, String), Entry>>,
     lifetime: Duration,
+    /// Changed since last saved.
+    pub changed: Changed,
 }
 
 impl PushSubscriptions {
     pub fn new(lifetime: Duration) -> PushSubscriptions {
-        PushSubscriptions { entries: Mutex::new(HashMap::new()), lifetime }
+        PushSubscriptions { entries: Mutex::new(HashMap::new()), lifetime, changed: Changed::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Id, String), Entry>> {
@@ -84,11 +107,57 @@ impl PushSubscriptions {
         self.lock().len()
     }
 
+    /// The subscriptions and the time each has left, as JSON (to save).
+    pub fn to_json(&self) -> Json {
+        let now = Instant::now();
+        let saved: Vec<Json> = self
+            .lock()
+            .iter()
+            .map(|((_, key, _), e)| {
+                let d = &e.device;
+                json!({ "key": key.to_string(), "token": d.token, "platform": d.platform.name(),
+                        "client_id": d.client_id, "session_id": d.session_id, "topic": d.topic,
+                        "left_secs": e.expires.saturating_duration_since(now).as_secs() })
+            })
+            .collect();
+        Json::Array(saved)
+    }
+
+    /// Starts again the subscriptions [`PushSubscriptions::to_json`] saved, each for the time
+    /// it had left. Entries that do not parse, or whose listen cannot start, are skipped.
+    pub async fn restore(shared: &Arc<Shared>, saved: &Json) -> usize {
+        let mut restored = 0;
+        for entry in saved.as_array().into_iter().flatten() {
+            let Some(key) = entry["key"].as_str().and_then(|k| k.parse::<Id>().ok()) else { continue };
+            let left = Duration::from_secs(entry["left_secs"].as_u64().unwrap_or(0)).min(shared.push.lifetime);
+            let token = field(entry, "token");
+            if left.is_zero() || token.is_empty() {
+                continue;
+            }
+            let device = Device {
+                token,
+                platform: Platform::from_name(entry["platform"].as_str().unwrap_or_default()),
+                client_id: field(entry, "client_id"),
+                session_id: field(entry, "session_id"),
+                topic: field(entry, "topic"),
+            };
+            match start(shared, key, device, Instant::now() + left).await {
+                Ok(()) => restored += 1,
+                Err(e) => tracing::warn!("restoring a push subscription to {key}: {e}"),
+            }
+        }
+        restored
+    }
+
     /// Drops expired subscriptions; sends the timeout notice to those about to expire.
     pub fn sweep(&self, shared: &Arc<Shared>) {
         let now = Instant::now();
         let mut entries = self.lock();
+        let before = entries.len();
         entries.retain(|_, e| e.expires > now);
+        if entries.len() != before {
+            self.changed.mark();
+        }
         for ((_, key, _), entry) in entries.iter_mut() {
             if !entry.warned && entry.expires.saturating_duration_since(now) <= TIMEOUT_NOTICE {
                 entry.warned = true;
@@ -109,18 +178,14 @@ fn empty_object() -> Response {
 
 /// `SUBSCRIBE /key/{h}`.
 pub async fn subscribe(shared: &Arc<Shared>, key: Id, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
-    let dht = shared.opendht()?;
+    shared.opendht()?;
     let body = read_body(body, 4096).await?;
     let json: Json = serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("Incorrect JSON: {e}")))?;
     let token = field(&json, "key");
     if token.is_empty() {
         return Err(ApiError::BadRequest("No token".into()));
     }
-    let platform = match json["platform"].as_str().unwrap_or("android") {
-        "ios" => Platform::Ios,
-        "unifiedpush" => Platform::UnifiedPush,
-        _ => Platform::Android,
-    };
+    let platform = Platform::from_name(json["platform"].as_str().unwrap_or_default());
     if platform != Platform::UnifiedPush && shared.config.push_server.is_none() {
         return Err(ApiError::NotImplemented("no push server is configured for Android and iOS tokens".into()));
     }
@@ -143,6 +208,7 @@ pub async fn subscribe(shared: &Arc<Shared>, key: Id, headers: &HeaderMap, body:
                 entry.expires = expires;
                 entry.warned = false;
                 entry.device = device.clone();
+                shared.push.changed.mark();
                 true
             }
             None => false,
@@ -156,10 +222,19 @@ pub async fn subscribe(shared: &Arc<Shared>, key: Id, headers: &HeaderMap, body:
             opendht_api::get(shared, key, headers).await
         };
     }
+    start(shared, key, device, expires).await?;
+    Ok(empty_object())
+}
+
+/// Starts a subscription: a shared listen on `key` whose changes are pushed to `device`.
+async fn start(shared: &Arc<Shared>, key: Id, device: Device, expires: Instant) -> ApiResult<()> {
+    let dht = shared.opendht()?;
     let subscription = shared.within(shared.listens.subscribe(dht, key, None)).await?;
     let forwarder = tokio::spawn(forward(shared.clone(), key, device.clone(), subscription.into_stream()));
+    let id = (device.token.clone(), key, device.client_id.clone());
     shared.push.lock().insert(id, Entry { expires, warned: false, device, forwarder });
-    Ok(empty_object())
+    shared.push.changed.mark();
+    Ok(())
 }
 
 /// `UNSUBSCRIBE /key/{h}`: `{"key": token, "client_id"}`.
@@ -170,7 +245,9 @@ pub async fn unsubscribe(shared: &Shared, key: Id, body: Body) -> ApiResult<Resp
     if token.is_empty() {
         return Err(ApiError::BadRequest("No token".into()));
     }
-    shared.push.lock().remove(&(token, key, field(&json, "client_id")));
+    if shared.push.lock().remove(&(token, key, field(&json, "client_id"))).is_some() {
+        shared.push.changed.mark();
+    }
     Ok(StatusCode::OK.into_response())
 }
 

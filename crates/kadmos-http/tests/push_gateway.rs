@@ -99,3 +99,45 @@ async fn unifiedpush_goes_to_the_endpoint() {
     let android = r#"{"key":"tok","platform":"android","client_id":"c"}"#;
     assert_eq!(call_json(gw, "SUBSCRIBE", "/key/up", android).await.0, 501);
 }
+
+/// Push subscriptions survive a restart: a gateway with a state file saves a subscription, and
+/// a new gateway started with that file (over another node) pushes the next change to the
+/// same endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_subscriptions_survive_a_restart() {
+    let (sink_addr, mut pushes) = sink().await;
+    let file = std::env::temp_dir().join(format!("kadmos-gw-push-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let config = GatewayConfig { state_file: Some(file.clone()), ..GatewayConfig::default() };
+    let net = GatewayNet::start(4, 1, config).await;
+    let endpoint = format!("http://{sink_addr}/up/restarted");
+    let subscribe =
+        json!({"key": endpoint, "platform": "unifiedpush", "client_id": "c9", "session_id": "s9"}).to_string();
+    assert_eq!(call(net.addr(0), "SUBSCRIBE", "/key/restarted", &subscribe).await.0, 200);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("/up/restarted")) {
+        assert!(std::time::Instant::now() < deadline, "the subscription was never saved");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let GatewayNet { testnet, gateways } = net;
+    drop(gateways);
+
+    let config = GatewayConfig { state_file: Some(file.clone()), ..GatewayConfig::default() };
+    let restarted = kadmos_http::Gateway::new(Some(testnet.nodes[2].clone()), None, config)
+        .bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, stats) = call_json(restarted.local_addr, "GET", "/node/stats", "").await;
+        if stats["pushListenersCount"] == json!(1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the subscription was not restored: {stats}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(call(restarted.local_addr, "POST", "/key/restarted", r#"{"data":"eg==","id":"12"}"#).await.0, 200);
+    let (path, _, body) = next_push(&mut pushes).await;
+    assert_eq!((path.as_str(), body["ids"].as_str(), body["s"].as_str()), ("/up/restarted", Some("12"), Some("s9")));
+    let _ = std::fs::remove_file(&file);
+}
