@@ -156,6 +156,10 @@ enum Command {
         /// limit. Loopback clients are exempt.
         #[arg(long, value_name = "N", default_value_t = 200.0, requires = "http")]
         http_rate: f64,
+        /// Gateway: a gorush-compatible push server (http://HOST:PORT) for the Android and iOS
+        /// tokens of SUBSCRIBE (UnifiedPush endpoints need none).
+        #[arg(long, value_name = "URL", requires = "http")]
+        push_server: Option<String>,
     },
     /// Start N nodes on 127.0.0.1 in this process and print the address to bootstrap from.
     Testnet {
@@ -387,6 +391,7 @@ fn main() -> ExitCode {
                 http,
                 http_token,
                 http_rate,
+                push_server,
             } => {
                 init_logging("info");
                 if network == NodeNetwork::Opendht && republish_items {
@@ -408,6 +413,7 @@ fn main() -> ExitCode {
                         http,
                         http_token,
                         http_rate,
+                        push_server,
                     };
                     node::run(options).await
                 }

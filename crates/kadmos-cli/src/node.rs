@@ -47,6 +47,8 @@ pub struct NodeOptions {
     pub http_token: Option<String>,
     /// `--http-rate`: requests per second per client address (0: none).
     pub http_rate: f64,
+    /// `--push-server`: the gorush-compatible push server.
+    pub push_server: Option<String>,
 }
 
 /// Reads `--http`'s `ADDR:PORT` or a bare `PORT` (on 127.0.0.1: a gateway is public only when
@@ -89,7 +91,12 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
             let config = GatewayConfig {
                 write_token: options.http_token.clone(),
                 limits,
-                state_file: Some(data_dir().join("gateway-permanent.json")),
+                // Next to the node's state file when one is given, else in the data directory.
+                state_file: Some(match &options.state {
+                    Some(state) => state.with_file_name("gateway-permanent.json"),
+                    None => data_dir().join("gateway-permanent.json"),
+                }),
+                push_server: options.push_server.clone(),
                 ..GatewayConfig::default()
             };
             Some(start_gateway(addr, config, handles, net.json).await?)
