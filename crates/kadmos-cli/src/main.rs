@@ -53,8 +53,9 @@ pub enum NodeNetwork {
 /// Options every command that starts a node shares.
 #[derive(Args, Clone, Debug)]
 pub struct NetworkArgs {
-    /// UDP port: a number (6881), a list (6881,6882) or a range (6881-6889), tried in turn,
-    /// then any free port. Default: any free port (`node --network opendht`: 4222).
+    /// UDP port: a number (6881), a list (6881,6882) or a range (6881-6889), tried in turn;
+    /// the command fails if none is free, unless the list ends with 0 (any free port). Default:
+    /// any free port; `node`: 6881-6889,0 (OpenDHT: 4222,0), the port it had before first.
     #[arg(long, value_name = "PORTS")]
     port: Option<PortSpec>,
     /// Bootstrap node HOST:PORT (repeatable). Default: the public routers (OpenDHT:

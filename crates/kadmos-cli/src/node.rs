@@ -146,12 +146,23 @@ async fn start_gateway(
     Ok(running)
 }
 
-/// Starts the Mainline node (port 6881 first with `--network both`), restoring its state.
+/// Why a node could not start, with a hint when it is a `--port` that could not be bound.
+pub(crate) fn start_failure(error: kadmos::Error, ports: Option<&PortSpec>) -> String {
+    match (&error, ports) {
+        (kadmos::Error::Bind { .. }, Some(ports)) if !ports.accepts_any() => {
+            format!("{error} (--port {ports} is taken; end the list with 0, as in --port {ports},0, to accept any free port)")
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// Starts the Mainline node (6881, then 6882–6889, then any free port, unless `--port` says
+/// otherwise; the port of the saved state first), restoring its state.
 async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String> {
     let state_path = options.state.clone().unwrap_or_else(default_state_path);
     let mut builder = options.net.builder().read_only(options.read_only).republish_stored_items(options.republish);
-    if options.network == NodeNetwork::Both && options.net.port.is_none() {
-        builder = builder.ports(PortSpec::single(6881));
+    if options.net.port.is_none() {
+        builder = builder.ports(PortSpec::mainline_daemon());
     }
     if state_path.exists() {
         let saved = SavedState::load(&state_path).map_err(|e| format!("{}: {e}", state_path.display()))?;
@@ -161,7 +172,7 @@ async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String>
     if let Some(id) = options.id {
         builder = builder.node_id(id);
     }
-    let dht = builder.build().await.map_err(|e| e.to_string())?;
+    let dht = builder.build().await.map_err(|e| start_failure(e, options.net.port.as_ref()))?;
     for addr in dht.local_addrs() {
         emit(options.net.json, "listening", &json!({ "addr": addr, "node_id": dht.node_id().to_string() }), || {
             format!("listening on {addr} as {}", dht.node_id())

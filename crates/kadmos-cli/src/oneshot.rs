@@ -19,7 +19,10 @@ pub async fn join(
 ) -> Result<Dht, String> {
     // BEP 43 read-only: a node that exits in a moment must not enter others' routing tables,
     // where it would only cost later lookups a timeout.
-    let dht = configure(net.builder().read_only(true)).build().await.map_err(|e| e.to_string())?;
+    let dht = configure(net.builder().read_only(true))
+        .build()
+        .await
+        .map_err(|e| crate::node::start_failure(e, net.port.as_ref()))?;
     tokio::time::timeout(JOIN_TIMEOUT, dht.bootstrapped())
         .await
         .map_err(|_| "joining the network timed out".to_string())?
@@ -53,10 +56,11 @@ pub async fn peers(info_hash: InfoHash, net: NetworkArgs) -> Result<(), String> 
 }
 
 pub async fn announce(info_hash: InfoHash, mut net: NetworkArgs) -> Result<(), String> {
-    // --port N: bind N if possible and announce N explicitly; otherwise implied port.
+    // --port N: bind N if possible (else any free port: N is what is announced, and the
+    // peer serving it need not be this node) and announce N explicitly; otherwise implied port.
     let announced_port = net.port.as_ref().and_then(|spec| spec.candidates().first().copied()).filter(|p| *p != 0);
     if let Some(port) = announced_port {
-        net.port = Some(PortSpec::single(port));
+        net.port = Some(PortSpec::list([port, 0]));
     }
     let dht = join(&net, |b| b).await?;
     let result = dht.announce_peer(info_hash, announced_port).await.map_err(|e| e.to_string())?;

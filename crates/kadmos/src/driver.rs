@@ -347,6 +347,7 @@ impl Driver {
                     SavedItem::from_item(&k.item, age.as_secs())
                 })
                 .collect(),
+            port: self.local_addrs.first().map(SocketAddr::port),
         }
     }
 

@@ -283,6 +283,7 @@ impl Driver {
     fn saved_state(&self) -> OpenDhtState {
         let now = self.now();
         let mut state = OpenDhtState::new(self.node.id(), self.node.contacts());
+        state.port = self.local_addrs.first().map(SocketAddr::port);
         let permanent: HashSet<(Id, ValueId)> = self.node.permanent_puts().map(|(k, v)| (*k, v.id)).collect();
         state.permanent_puts = self.node.permanent_puts().map(|(key, value)| SavedPut::new(*key, value)).collect();
         for (key, stored) in self.node.storage().iter() {
