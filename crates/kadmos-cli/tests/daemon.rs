@@ -382,3 +382,92 @@ fn metrics_parse_and_move_with_traffic() {
     let scrapes = [("route", "/metrics"), ("status", "200")];
     assert!(metric(&after, "kadmos_gateway_requests_total", &scrapes) >= 1.0);
 }
+
+/// Debian's Chromium, or `KADMOS_CHROMIUM`; `None` (after a note) when it is absent and
+/// `KADMOS_SKIP_BROWSER=1`; a panic saying how to install it otherwise.
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("KADMOS_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    if path.exists() {
+        return Some(path);
+    }
+    if std::env::var("KADMOS_SKIP_BROWSER").is_ok_and(|v| v == "1") {
+        eprintln!("note: skipping the dashboard browser test: {} is missing (KADMOS_SKIP_BROWSER=1)", path.display());
+        return None;
+    }
+    panic!(
+        "{} is missing: install Debian's chromium (`apt-get install -y chromium`, as .ci/run does), point \
+         KADMOS_CHROMIUM at a Chromium, or set KADMOS_SKIP_BROWSER=1 to skip the browser test",
+        path.display()
+    );
+}
+
+/// Runs headless Chromium on `url` with `args` (90 s at most, killed on the way out); returns
+/// its stdout and stderr. The flags keep it off the network (this machine refuses outside
+/// connections) and give it a fresh profile; the virtual time budget lets the page's fetches
+/// and first redraws finish before the DOM is dumped or the screenshot taken.
+fn headless_chromium(chromium: &Path, profile: &Path, url: &str, args: &[&str]) -> (String, String) {
+    let child = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--enable-logging=stderr", "--v=0", "--virtual-time-budget=8000", "--window-size=1280,1100"])
+        .args(args)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx.recv_timeout(Duration::from_secs(90)).unwrap_or_else(|_| {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        panic!("chromium ran over 90 s")
+    });
+    let output = output.unwrap();
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Headless Chromium loads `/ui/` from a daemon on a testnet: the page draws every contact of
+/// the daemon's routing table (one circle per contact, by ID), its scripts raise no error and
+/// the console logs none, and a screenshot of it is saved (its path is printed).
+#[test]
+fn dashboard_draws_the_routing_table_in_a_browser() {
+    let Some(chromium) = chromium() else { return };
+    let (data, _net, node) = daemon_on_testnet("browser", 20);
+    // Wait until the table holds the testnet, so that the page has buckets to draw.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed = contacts_listed(&succeeded(&kadmos(&data, &["routing-table", "--json"])));
+        if listed.len() >= 15 {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "the daemon knows only {} contacts", listed.len());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let url = format!("http://{}/ui/", node.control);
+
+    let profile = data.join("chromium-profile");
+    let (dom, log) = headless_chromium(&chromium, &profile, &url, &["--dump-dom"]);
+    assert!(dom.contains("data-loaded=\"1\""), "the page never drew its data:\n{dom}");
+    assert!(!dom.contains("data-errors"), "the page's scripts raised errors:\n{dom}");
+    for (id, _, _) in &listed {
+        assert!(dom.contains(&format!("data-id=\"{id}\"")), "contact {id} not drawn");
+    }
+    assert!(dom.contains("mainline ipv4: "), "no family heading");
+    // Chromium logs every console message as an `INFO:CONSOLE` line whatever its level
+    // (`console.error` and uncaught exceptions included), and the page logs nothing of its own,
+    // so any such line is a failure.
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+
+    let screenshot = std::env::var_os("KADMOS_DASHBOARD_SCREENSHOT")
+        .map_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png"), PathBuf::from);
+    let _ = std::fs::remove_file(&screenshot);
+    headless_chromium(&chromium, &profile, &url, &[&format!("--screenshot={}", screenshot.display())]);
+    let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "not a screenshot of a page: {} bytes", png.len());
+    println!("dashboard screenshot: {}", screenshot.display());
+}
