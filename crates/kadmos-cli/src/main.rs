@@ -29,6 +29,17 @@ use via_daemon::LocalDaemon;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines on stderr look: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Which DHT a command works on.
@@ -355,10 +366,18 @@ fn check_gateway_use(command: &Command) -> Result<(), String> {
     }
 }
 
+/// The log format `--log-format` chose; set once, before any command runs.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match LOG_FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => logs.init(),
+        // Flattened: `message` and the event's fields at the top level, as collectors expect.
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -402,6 +421,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _ = LOG_FORMAT.set(cli.log_format);
     if let Err(message) = check_gateway_use(&cli.command) {
         eprintln!("error: {message}");
         return ExitCode::from(2);

@@ -471,3 +471,32 @@ fn dashboard_draws_the_routing_table_in_a_browser() {
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "not a screenshot of a page: {} bytes", png.len());
     println!("dashboard screenshot: {}", screenshot.display());
 }
+
+/// `--log-format json` makes every log line on stderr one JSON object with the level, the
+/// message and the event's fields; the default stays readable text.
+#[test]
+fn logs_as_json_lines_on_request() {
+    let data = data_dir("logs");
+    let stderr_of = |format: &[&str]| {
+        let args: Vec<&str> = ["node", "--bind", "127.0.0.1", "--port", "0", "--no-bootstrap", "--json"]
+            .iter()
+            .chain(format)
+            .copied()
+            .collect();
+        let mut child =
+            kadmos_command(&data).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let lines = support::stdout_lines(&mut child);
+        let mut process = Process(child);
+        wait_for(&lines, "control", |j| j["url"].as_str().map(String::from));
+        succeeded(&kadmos(&data, &["stop"]));
+        let mut stderr = String::new();
+        process.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        stderr
+    };
+    let json = stderr_of(&["--log-format", "json"]);
+    let records: Vec<Json> = json_lines(&json);
+    assert!(records.iter().any(|r| r["message"] == "node started" && r["node_id"].is_string()), "{json}");
+    assert!(records.iter().all(|r| r["level"].is_string() && r["timestamp"].is_string()));
+    let text = stderr_of(&[]);
+    assert!(text.contains("node started") && !text.trim_start().starts_with('{'), "{text}");
+}
