@@ -59,9 +59,9 @@ fn spawn(data: &Path, args: &[&str]) -> (Process, Receiver<String>) {
     (Process(child), lines)
 }
 
-/// `kadmos testnet --nodes n`: its process and the address to bootstrap from.
-fn testnet(n: usize, data: &Path) -> (Process, String) {
-    let (process, lines) = spawn(data, &["testnet", "--nodes", &n.to_string(), "--json"]);
+/// `kadmos testnet --nodes n --network network`: its process and the address to bootstrap from.
+fn testnet(n: usize, data: &Path, network: &str) -> (Process, String) {
+    let (process, lines) = spawn(data, &["testnet", "--nodes", &n.to_string(), "--network", network, "--json"]);
     let bootstrap = wait_for(&lines, "testnet", |j| j["bootstrap"].as_str().map(String::from));
     (process, bootstrap)
 }
@@ -84,7 +84,7 @@ fn daemon(data: &Path, args: &[&str]) -> Daemon {
 /// A data directory, a testnet of `n` nodes, and a daemon joined to it.
 fn daemon_on_testnet(name: &str, n: usize) -> (PathBuf, Process, Daemon) {
     let data = data_dir(name);
-    let (net, bootstrap) = testnet(n, &data);
+    let (net, bootstrap) = testnet(n, &data, "mainline");
     let node = daemon(&data, &["--port", "0", "--bootstrap", &bootstrap]);
     (data, net, node)
 }
@@ -217,7 +217,7 @@ const INFO_HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 #[test]
 fn one_shot_commands_use_the_daemon_and_fall_back_without_it() {
     let data = data_dir("oneshot");
-    let (_net, bootstrap) = testnet(10, &data);
+    let (_net, bootstrap) = testnet(10, &data, "mainline");
     let node = daemon(&data, &["--port", "0", "--bootstrap", &bootstrap]);
     let served =
         |route: &str| metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", route), ("status", "200")]);
@@ -499,4 +499,29 @@ fn logs_as_json_lines_on_request() {
     assert!(records.iter().all(|r| r["level"].is_string() && r["timestamp"].is_string()));
     let text = stderr_of(&[]);
     assert!(text.contains("node started") && !text.trim_start().starts_with('{'), "{text}");
+}
+
+/// An OpenDHT daemon answers `put`, `get` and `routing-table`: the value put through it is got
+/// back through it (both visible in its request counters), and its table is listed under
+/// `opendht`.
+#[test]
+fn opendht_commands_use_the_daemon() {
+    let data = data_dir("opendht");
+    let (_net, bootstrap) = testnet(8, &data, "opendht");
+    let node = daemon(&data, &["--network", "opendht", "--port", "0", "--bootstrap", &bootstrap]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while contacts_listed(&succeeded(&kadmos(&data, &["routing-table", "--json"]))).is_empty() {
+        assert!(Instant::now() < deadline, "the OpenDHT daemon did not join within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let table = json_lines(&succeeded(&kadmos(&data, &["routing-table", "--json"])));
+    assert_eq!(table.len(), 1);
+    assert_eq!(table[0]["network"], "opendht");
+
+    let put = json_lines(&succeeded(&kadmos(&data, &["put", "--network", "opendht", "room", "hello", "--json"])));
+    assert_eq!(put[0]["type"], "put");
+    let got = json_lines(&succeeded(&kadmos(&data, &["get", "--network", "opendht", "room", "--json"])));
+    assert!(got.iter().any(|v| v["type"] == "value" && v["data"] == "hello"), "{got:?}");
+    let served = metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", "/key/{h}"), ("status", "200")]);
+    assert_eq!(served, 2.0, "the put and the get went through the daemon");
 }
