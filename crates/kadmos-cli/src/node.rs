@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kadmos::{Dht, NodeId, OpenDht, PortSpec, SavedState};
-use kadmos_http::{Gateway, GatewayConfig, LimitsConfig, RunningGateway};
+use kadmos_http::{DaemonControl, Gateway, GatewayConfig, LimitsConfig, RunningGateway};
 use serde_json::json;
 
+use crate::daemon_file::DaemonFile;
 use crate::output::emit;
 use crate::testnet::wait_for_signal;
 use crate::{opendht, NetworkArgs, NodeNetwork};
@@ -49,6 +50,8 @@ pub struct NodeOptions {
     pub http_rate: f64,
     /// `--push-server`: the gorush-compatible push server.
     pub push_server: Option<String>,
+    /// `--control-port`: the control API's port on 127.0.0.1 (0: any free port).
+    pub control_port: u16,
 }
 
 /// Reads `--http`'s `ADDR:PORT` or a bare `PORT` (on 127.0.0.1: a gateway is public only when
@@ -102,6 +105,8 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
             Some(start_gateway(addr, config, handles, net.json).await?)
         }
     };
+    let handles = (opendht.as_ref().map(|(d, _)| d.clone()), mainline.as_ref().map(|(d, _)| d.clone()));
+    let (control, _control_gateway) = start_control(options.control_port, handles, net.json).await?;
     let mut stats = tokio::time::interval(Duration::from_secs(options.stats_interval.max(1)));
     stats.tick().await;
     let mut save = tokio::time::interval(SAVE_EVERY);
@@ -111,6 +116,10 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
     loop {
         tokio::select! {
             () = &mut signal => break,
+            () = control.stop_requested() => {
+                tracing::info!("stopping: asked through the control API");
+                break;
+            }
             _ = stats.tick() => {
                 if let Some((dht, _)) = &mainline {
                     print_stats(dht, net.json).await;
@@ -135,7 +144,46 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
     if let Some((dht, path)) = &mainline {
         stop_mainline(dht, path, net.json).await?;
     }
+    // Last: `kadmos stop` waits for the file to go as the sign that the state is saved.
+    DaemonFile::remove_own();
     Ok(())
+}
+
+/// Serves the control API on loopback (a gateway over the same nodes, with the control
+/// routes) and records it in `daemon.json` for the CLI.
+async fn start_control(
+    port: u16,
+    (opendht, mainline): (Option<OpenDht>, Option<Dht>),
+    json_output: bool,
+) -> Result<(DaemonControl, RunningGateway), String> {
+    let token = hex::encode(rand::random::<[u8; 16]>());
+    let control = DaemonControl::new(token.clone());
+    let mut networks = Vec::new();
+    if mainline.is_some() {
+        networks.push("mainline".to_string());
+    }
+    if opendht.is_some() {
+        networks.push("opendht".to_string());
+    }
+    // Its own listen hub and lookups; no permanent-put file (the public gateway's, if any).
+    let gateway = Gateway::new(opendht, mainline, GatewayConfig::default()).with_control(control.clone());
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let running = gateway.bind(addr).await.map_err(|e| format!("control API on {addr}: {e}"))?;
+    let url = format!("http://{}", running.local_addr);
+    if let Some(other) = DaemonFile::read().filter(|f| f.pid != std::process::id()) {
+        tracing::warn!(
+            "replacing the record of daemon pid {} at {} in {}",
+            other.pid,
+            other.url,
+            DaemonFile::path().display()
+        );
+    }
+    let file = DaemonFile { pid: std::process::id(), addr: running.local_addr, url: url.clone(), token, networks };
+    file.write()?;
+    emit(json_output, "control", &json!({ "url": url, "file": DaemonFile::path() }), || {
+        format!("control API on {url} (recorded in {})", DaemonFile::path().display())
+    });
+    Ok((control, running))
 }
 
 async fn start_gateway(
@@ -153,12 +201,23 @@ async fn start_gateway(
     Ok(running)
 }
 
-/// Starts the Mainline node (port 6881 first with `--network both`), restoring its state.
+/// Why a node could not start, with a hint when it is a `--port` that could not be bound.
+pub(crate) fn start_failure(error: kadmos::Error, ports: Option<&PortSpec>) -> String {
+    match (&error, ports) {
+        (kadmos::Error::Bind { .. }, Some(ports)) if !ports.accepts_any() => {
+            format!("{error} (--port {ports} is taken; end the list with 0, as in --port {ports},0, to accept any free port)")
+        }
+        _ => error.to_string(),
+    }
+}
+
+/// Starts the Mainline node (6881, then 6882–6889, then any free port, unless `--port` says
+/// otherwise; the port of the saved state first), restoring its state.
 async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String> {
     let state_path = options.state.clone().unwrap_or_else(default_state_path);
     let mut builder = options.net.builder().read_only(options.read_only).republish_stored_items(options.republish);
-    if options.network == NodeNetwork::Both && options.net.port.is_none() {
-        builder = builder.ports(PortSpec::single(6881));
+    if options.net.port.is_none() {
+        builder = builder.ports(PortSpec::mainline_daemon());
     }
     if state_path.exists() {
         let saved = SavedState::load(&state_path).map_err(|e| format!("{}: {e}", state_path.display()))?;
@@ -168,7 +227,7 @@ async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String>
     if let Some(id) = options.id {
         builder = builder.node_id(id);
     }
-    let dht = builder.build().await.map_err(|e| e.to_string())?;
+    let dht = builder.build().await.map_err(|e| start_failure(e, options.net.port.as_ref()))?;
     for addr in dht.local_addrs() {
         emit(options.net.json, "listening", &json!({ "addr": addr, "node_id": dht.node_id().to_string() }), || {
             format!("listening on {addr} as {}", dht.node_id())

@@ -45,7 +45,7 @@ async fn join(net: &NetworkArgs) -> Result<OpenDht, String> {
     if net.port.is_none() {
         builder = builder.ports(PortSpec::any());
     }
-    let dht = builder.build().await.map_err(|e| e.to_string())?;
+    let dht = builder.build().await.map_err(|e| crate::node::start_failure(e, net.port.as_ref()))?;
     tokio::time::timeout(JOIN_TIMEOUT, dht.bootstrapped())
         .await
         .map_err(|_| "joining the network timed out".to_string())?
@@ -159,7 +159,7 @@ pub async fn start_node(
     if let Some(id) = id {
         builder = builder.node_id(id);
     }
-    let dht = builder.build().await.map_err(|e| e.to_string())?;
+    let dht = builder.build().await.map_err(|e| crate::node::start_failure(e, net.port.as_ref()))?;
     for addr in dht.local_addrs() {
         let fields = json!({ "addr": addr, "node_id": dht.node_id().to_string(), "network": "opendht" });
         emit(net.json, "listening", &fields, || format!("OpenDHT node listening on {addr} as {}", dht.node_id()));

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::api_error::{ApiError, ApiResult};
 use crate::client_limits::{ClientLimits, LimitsConfig};
 use crate::gateway_state;
+use crate::daemon_api::{self, DaemonControl, DaemonState};
 use crate::hot_keys::HotKeys;
 use crate::listen_hub::ListenHub;
 use crate::node_status::ContactCache;
@@ -167,6 +168,8 @@ impl Shared {
 /// it; the nodes keep running when the gateway stops.
 pub struct Gateway {
     shared: Arc<Shared>,
+    /// Set when the gateway is a daemon's control API (see [`Gateway::with_control`]).
+    control: Option<DaemonControl>,
 }
 
 /// A gateway serving on a socket; the server stops when this is dropped or
@@ -212,23 +215,35 @@ impl Gateway {
             stats,
             started,
         };
-        Gateway { shared: Arc::new(shared) }
+        Gateway { shared: Arc::new(shared), control: None }
+    }
+
+    /// Makes this gateway the control API of a daemon: the `/daemon/` control routes answer
+    /// requests that carry the control's token.
+    pub fn with_control(mut self, control: DaemonControl) -> Gateway {
+        self.control = Some(control);
+        self
     }
 
     /// Serves on `listener` until the returned handle is dropped.
     pub fn serve(self, listener: TcpListener) -> std::io::Result<RunningGateway> {
         let local_addr = listener.local_addr()?;
-        let app = router::router(self.shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let daemon = DaemonState::new(self.shared.clone(), self.control);
+        let app = daemon_api::around(router::router(self.shared.clone()), daemon.clone());
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::warn!("gateway on {local_addr} stopped: {e}");
             }
         });
         let sweeper = tokio::spawn(async move {
-            if let Some(path) = self.shared.config.state_file.clone() {
-                gateway_state::restore(&self.shared, &path).await;
-            }
-            sweep_permanent_puts(self.shared).await;
+            let sweep = async {
+                if let Some(path) = self.shared.config.state_file.clone() {
+                    gateway_state::restore(&self.shared, &path).await;
+                }
+                sweep_permanent_puts(self.shared).await;
+            };
+            tokio::join!(sweep, daemon_api::sample_history(daemon));
         });
         Ok(RunningGateway { local_addr, server, sweeper })
     }

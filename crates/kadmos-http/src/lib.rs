@@ -33,16 +33,23 @@
 //! - [`client_limits`]: per-address request rate and listen-stream cap (429).
 //! - [`transport`]: a small HTTP/1.1 client (one connection per request, deadlines).
 //! - [`api_error`]: error answers (`{"err": ...}` with a status code).
+//! - `daemon_api`: the daemon's routes (stats, routing table, history, stop, Mainline
+//!   operations for the CLI) and [`DaemonControl`]; `daemon_history`: the last hour sampled;
+//!   `metrics`: `/metrics` in Prometheus's format; `dashboard`: the page at `/ui/`.
 
 pub mod api_error;
 pub mod client;
 pub mod client_limits;
+mod daemon_api;
+mod daemon_history;
+mod dashboard;
 pub mod framing;
 pub mod gateway;
 mod gateway_state;
 mod hot_keys;
 mod listen_hub;
 mod mainline_api;
+mod metrics;
 mod node_status;
 pub mod openapi;
 mod opendht_api;
@@ -59,4 +66,5 @@ pub use transport::{send, HttpResponse, TransportError};
 pub use api_error::ApiError;
 pub use client::{Client, ClientConfig, ClientError, ClientListen};
 pub use client_limits::LimitsConfig;
+pub use daemon_api::DaemonControl;
 pub use gateway::{Gateway, GatewayConfig, RunningGateway};

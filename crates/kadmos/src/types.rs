@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use kadmos_proto::NodeId;
+use kadmos_proto::kad::{ContactStatus, RoutingTable, RoutingTableConfig};
+use kadmos_proto::{NodeId, Timestamp};
 use serde::{Serialize, Serializer};
 
 fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
@@ -68,13 +69,34 @@ pub struct ContactDump {
     pub failures: u8,
 }
 
+impl ContactDump {
+    fn of(contact: &kadmos_proto::kad::Contact, config: &RoutingTableConfig, now: Timestamp) -> ContactDump {
+        ContactDump {
+            id: contact.id,
+            addr: contact.addr(),
+            status: match contact.status(now, config) {
+                ContactStatus::Good => "good",
+                ContactStatus::Questionable => "questionable",
+                ContactStatus::Bad => "bad",
+            },
+            last_response_secs_ago: contact.last_response().map(|t| now.saturating_since(t).as_secs()),
+            failures: contact.failures,
+        }
+    }
+}
+
 /// One bucket: contacts sharing `prefix_len` leading bits with our ID (the last bucket:
 /// at least that many).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BucketDump {
     pub prefix_len: usize,
+    /// How many contacts the bucket holds at most (wider near the top of the table).
+    pub capacity: usize,
     pub contacts: Vec<ContactDump>,
+    /// How many contacts wait in the replacement cache.
     pub replacements: usize,
+    /// The replacement cache: verified contacts that take the place of a bad one.
+    pub replacement_contacts: Vec<ContactDump>,
     pub last_changed_secs_ago: u64,
 }
 
@@ -84,6 +106,27 @@ pub struct FamilyTable {
     pub family: &'static str,
     pub size: usize,
     pub buckets: Vec<BucketDump>,
+}
+
+impl FamilyTable {
+    /// A snapshot of `table` (the same form for both networks' nodes).
+    pub(crate) fn of(table: &RoutingTable, family: &'static str, now: Timestamp) -> FamilyTable {
+        let config = table.config();
+        let buckets = table
+            .buckets()
+            .iter()
+            .enumerate()
+            .map(|(index, bucket)| BucketDump {
+                prefix_len: index,
+                capacity: table.bucket_capacity(index),
+                contacts: bucket.contacts().iter().map(|c| ContactDump::of(c, config, now)).collect(),
+                replacements: bucket.replacements().len(),
+                replacement_contacts: bucket.replacements().iter().map(|c| ContactDump::of(c, config, now)).collect(),
+                last_changed_secs_ago: now.saturating_since(bucket.last_changed()).as_secs(),
+            })
+            .collect();
+        FamilyTable { family, size: table.len(), buckets }
+    }
 }
 
 /// Both routing tables (a family without a socket is absent).
@@ -122,8 +165,7 @@ pub struct ContactCounts {
 }
 
 impl ContactCounts {
-    pub(crate) fn of(table: &kadmos_proto::kad::RoutingTable, now: kadmos_proto::Timestamp) -> ContactCounts {
-        use kadmos_proto::kad::ContactStatus;
+    pub(crate) fn of(table: &RoutingTable, now: Timestamp) -> ContactCounts {
         let mut counts = ContactCounts::default();
         for contact in table.contacts() {
             match contact.status(now, table.config()) {
