@@ -779,6 +779,8 @@ impl World {
                     t.items.push(item);
                 }
             }
+            // Quests report to their workload (see `on_quest_event`), not as commands.
+            Event::Quest(_) => {}
             Event::Finished { query, outcome } => {
                 let commands = &mut self.slots[i as usize].commands;
                 let Some(pos) = commands.iter().position(|q| *q == query) else {

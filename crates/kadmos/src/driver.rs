@@ -180,6 +180,7 @@ impl Driver {
                     }
                 }
             }
+            Event::Quest(_) => {}
             Event::Finished { query, outcome } => {
                 let Some(waiter) = self.waiters.remove(&query) else { return };
                 match (waiter, outcome) {

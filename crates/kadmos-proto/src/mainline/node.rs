@@ -8,7 +8,9 @@
 //! 1. **Inputs**: [`Node::handle_datagram`] for every UDP datagram received,
 //!    [`Node::handle_timeout`] when the time from [`Node::poll_timeout`] has come, and commands
 //!    ([`Node::bootstrap`], [`Node::ping`], [`Node::find_node`], [`Node::get_peers`],
-//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`].
+//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`], and
+//!    quests ([`Node::advertise`], [`Node::watch`]; see [`super::quest`]), which run until
+//!    stopped and report through `Event::Quest`.
 //! 2. **Outputs**, after every input: drain [`Node::poll_transmit`] (datagrams to send),
 //!    [`Node::poll_event`] (progress and results, keyed by `QueryId`), then ask
 //!    [`Node::poll_timeout`] when to call `handle_timeout` next.
@@ -39,6 +41,7 @@ use super::item::{ImmutableItem, Item, MutableItem};
 use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
+use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundKind};
 use super::token::TokenIssuer;
 use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable,
@@ -110,6 +113,8 @@ pub enum Event {
     Item { query: QueryId, from: (NodeId, SocketAddr), item: Item },
     /// The command is over.
     Finished { query: QueryId, outcome: Outcome },
+    /// What an advertisement or a watch did (see [`super::quest`]).
+    Quest(QuestEvent),
 }
 
 /// Traffic and state counters.
@@ -297,6 +302,8 @@ pub struct Node {
     republished: BTreeMap<Id, Timestamp>,
     /// Running republish operations: they emit no events.
     republishing: std::collections::BTreeSet<QueryId>,
+    /// Advertisements and watches; their operations emit `Event::Quest` only.
+    quests: QuestBook,
     tokens: TokenIssuer,
     requests: RequestTable<u32, SentRequest>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
@@ -335,6 +342,7 @@ impl Node {
             background: BTreeMap::new(),
             republished: BTreeMap::new(),
             republishing: std::collections::BTreeSet::new(),
+            quests: QuestBook::new(config.quests.clone()),
             tokens,
             tables,
             rng,
@@ -434,7 +442,7 @@ impl Node {
 
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop_front().or_else(|| self.quests.poll_event().map(Event::Quest))
     }
 
     /// When [`Node::handle_timeout`] should be called next.
@@ -443,7 +451,8 @@ impl Node {
         let request_due = self.requests.next_deadline();
         let operations = &self.operations;
         let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
-        Some([request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
+        let quest_due = self.quests.next_due();
+        Some([request_due, wakeup, quest_due].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
     fn note_stall_outcome(&mut self, answered_late: bool) {
@@ -615,6 +624,65 @@ impl Node {
         self.operations.remove(&query);
         self.background.remove(&query);
         self.republishing.remove(&query);
+        self.quests.forget_round(query);
+    }
+
+    // ---------------------------------------------------------------- quests
+
+    /// Advertises that we are a peer of `info_hash` on `port` (`None`: our UDP source port,
+    /// `implied_port`) until [`Node::stop_advertising`]: an announce now, then one every
+    /// `quests.advertise_interval` to the nodes closest at that time. Each round ends with
+    /// `Event::Quest(QuestEvent::Advertised)`. Advertising again with another port changes it.
+    pub fn advertise(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> Result<(), QuestError> {
+        self.quests.advertise(now, info_hash, port)?;
+        self.run_quests(now);
+        Ok(())
+    }
+
+    /// Stops an advertisement and its running round; whether there was one.
+    pub fn stop_advertising(&mut self, info_hash: &InfoHash) -> bool {
+        self.quests.stop_advertising(info_hash).map(|running| self.drop_round(running)).is_some()
+    }
+
+    /// Watches `info_hash` until [`Node::unwatch`]: a get_peers now, then one every
+    /// `quests.watch_interval`, reporting `QuestEvent::Found` for each peer not seen before
+    /// and `QuestEvent::Gone` for peers no search returned for `quests.gone_after`.
+    pub fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
+        self.quests.watch(now, info_hash)?;
+        self.run_quests(now);
+        Ok(())
+    }
+
+    /// Stops a watch and its running round; whether there was one.
+    pub fn unwatch(&mut self, info_hash: &InfoHash) -> bool {
+        self.quests.unwatch(info_hash).map(|running| self.drop_round(running)).is_some()
+    }
+
+    /// The advertisements and watches of this node.
+    pub fn quests(&self) -> &QuestBook {
+        &self.quests
+    }
+
+    fn drop_round(&mut self, running: Option<QueryId>) {
+        if let Some(op) = running {
+            self.operations.remove(&op);
+        }
+    }
+
+    /// Starts the rounds of quests that are due.
+    fn run_quests(&mut self, now: Timestamp) {
+        for round in self.quests.due(now) {
+            let DueRound { info_hash, kind } = round;
+            let query = Query::GetPeers { info_hash, want: self.want() };
+            let op = match kind {
+                RoundKind::Advertise { port } => self.start_store(StoreRequest::Announce { port }, info_hash, query),
+                RoundKind::Watch => {
+                    self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[])
+                }
+            };
+            self.quests.started(op, round);
+            self.drive_operation(now, op);
+        }
     }
 
     // ---------------------------------------------------------------- inputs
@@ -681,6 +749,7 @@ impl Node {
             self.maintain(now);
         }
         self.drive(now);
+        self.run_quests(now);
     }
 
     fn maintain(&mut self, now: Timestamp) {
@@ -1062,7 +1131,9 @@ impl Node {
                             .copied()
                             .filter(|p| seen.len() < 100_000 && seen.insert(*p))
                             .collect();
-                        if !fresh.is_empty() {
+                        if self.quests.owns(op) {
+                            self.quests.peers_found(now, op, (response.id, from), &fresh);
+                        } else if !fresh.is_empty() {
                             self.events.push_back(Event::Peers { query: op, from: (response.id, from), peers: fresh });
                         }
                     }
@@ -1151,9 +1222,16 @@ impl Node {
         if self.republishing.remove(&op) {
             return;
         }
+        if self.quests.owns(op) {
+            self.quests.finished(now, op, round_end(&outcome), &mut self.rng);
+            return;
+        }
         if matches!(operation.kind, Kind::Bootstrap) {
             self.refresh_sparse_buckets(now);
             self.neighbourhood_refresh = Some((now + NEIGHBOURHOOD_REFRESH_FIRST, NEIGHBOURHOOD_REFRESH_FIRST));
+            // A (re)joined node's view is new: every quest runs a round now.
+            self.quests.rejoined(now);
+            self.run_quests(now);
         }
         if !matches!(operation.kind, Kind::Refresh) {
             self.events.push_back(Event::Finished { query: op, outcome });
@@ -1255,6 +1333,19 @@ impl Node {
     /// Whether an address family has a routing table on this node.
     pub fn has_family(&self, ip: IpAddr) -> bool {
         self.tables.has(if ip.is_ipv4() { Family::V4 } else { Family::V6 })
+    }
+}
+
+/// What the quest book needs to know of a round's end.
+fn round_end(outcome: &Outcome) -> RoundEnd {
+    match outcome {
+        Outcome::Stored { stored_at, errors, stats } => RoundEnd {
+            stored_at: stored_at.len(),
+            answered: stats.successes,
+            queries: stats.requests + (stored_at.len() + errors.len()) as u32,
+        },
+        Outcome::Closest { stats, .. } => RoundEnd { stored_at: 0, answered: stats.successes, queries: stats.requests },
+        _ => RoundEnd::default(),
     }
 }
 
