@@ -293,8 +293,8 @@ fn quest_limits_are_enforced() {
     node.advertise(now, a, Some(1)).unwrap();
     node.advertise(now, a, Some(2)).unwrap();
     assert_eq!(node.advertise(now, b, None), Err(QuestError::TooManyAdvertisements { limit: 1 }));
-    assert_eq!(node.quests().watched().count(), 2);
-    let ads: Vec<_> = node.quests().advertisements().map(|ad| (ad.info_hash, ad.port)).collect();
+    assert_eq!(node.quests().unwrap().watched().count(), 2);
+    let ads: Vec<_> = node.quests().unwrap().advertisements().map(|ad| (ad.info_hash, ad.port)).collect();
     assert_eq!(ads, vec![(a, Some(2))]);
 }
 

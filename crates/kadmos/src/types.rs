@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use kadmos_proto::NodeId;
 use serde::{Serialize, Serializer};
 
-fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(id)
 }
 

@@ -302,8 +302,9 @@ pub struct Node {
     republished: BTreeMap<Id, Timestamp>,
     /// Running republish operations: they emit no events.
     republishing: std::collections::BTreeSet<QueryId>,
-    /// Advertisements and watches; their operations emit `Event::Quest` only.
-    quests: QuestBook,
+    /// Advertisements and watches; their operations emit `Event::Quest` only. Boxed and made
+    /// on first use: most nodes run none, and the simulator holds 100,000 nodes.
+    quests: Option<Box<QuestBook>>,
     tokens: TokenIssuer,
     requests: RequestTable<u32, SentRequest>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
@@ -342,7 +343,7 @@ impl Node {
             background: BTreeMap::new(),
             republished: BTreeMap::new(),
             republishing: std::collections::BTreeSet::new(),
-            quests: QuestBook::new(config.quests.clone()),
+            quests: None,
             tokens,
             tables,
             rng,
@@ -442,7 +443,7 @@ impl Node {
 
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front().or_else(|| self.quests.poll_event().map(Event::Quest))
+        self.events.pop_front().or_else(|| self.quests.as_mut()?.poll_event().map(Event::Quest))
     }
 
     /// When [`Node::handle_timeout`] should be called next.
@@ -451,7 +452,7 @@ impl Node {
         let request_due = self.requests.next_deadline();
         let operations = &self.operations;
         let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
-        let quest_due = self.quests.next_due();
+        let quest_due = self.quests.as_ref().and_then(|q| q.next_due());
         Some([request_due, wakeup, quest_due].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
@@ -624,7 +625,9 @@ impl Node {
         self.operations.remove(&query);
         self.background.remove(&query);
         self.republishing.remove(&query);
-        self.quests.forget_round(query);
+        if let Some(quests) = &mut self.quests {
+            quests.forget_round(query);
+        }
     }
 
     // ---------------------------------------------------------------- quests
@@ -634,33 +637,40 @@ impl Node {
     /// `quests.advertise_interval` to the nodes closest at that time. Each round ends with
     /// `Event::Quest(QuestEvent::Advertised)`. Advertising again with another port changes it.
     pub fn advertise(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> Result<(), QuestError> {
-        self.quests.advertise(now, info_hash, port)?;
+        self.quest_book().advertise(now, info_hash, port)?;
         self.run_quests(now);
         Ok(())
     }
 
     /// Stops an advertisement and its running round; whether there was one.
     pub fn stop_advertising(&mut self, info_hash: &InfoHash) -> bool {
-        self.quests.stop_advertising(info_hash).map(|running| self.drop_round(running)).is_some()
+        let stopped = self.quests.as_mut().and_then(|q| q.stop_advertising(info_hash));
+        stopped.map(|running| self.drop_round(running)).is_some()
     }
 
     /// Watches `info_hash` until [`Node::unwatch`]: a get_peers now, then one every
     /// `quests.watch_interval`, reporting `QuestEvent::Found` for each peer not seen before
     /// and `QuestEvent::Gone` for peers no search returned for `quests.gone_after`.
     pub fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
-        self.quests.watch(now, info_hash)?;
+        self.quest_book().watch(now, info_hash)?;
         self.run_quests(now);
         Ok(())
     }
 
     /// Stops a watch and its running round; whether there was one.
     pub fn unwatch(&mut self, info_hash: &InfoHash) -> bool {
-        self.quests.unwatch(info_hash).map(|running| self.drop_round(running)).is_some()
+        let stopped = self.quests.as_mut().and_then(|q| q.unwatch(info_hash));
+        stopped.map(|running| self.drop_round(running)).is_some()
     }
 
-    /// The advertisements and watches of this node.
-    pub fn quests(&self) -> &QuestBook {
-        &self.quests
+    /// The advertisements and watches of this node (`None` before the first).
+    pub fn quests(&self) -> Option<&QuestBook> {
+        self.quests.as_deref()
+    }
+
+    fn quest_book(&mut self) -> &mut QuestBook {
+        let config = &self.config.quests;
+        self.quests.get_or_insert_with(|| Box::new(QuestBook::new(config.clone())))
     }
 
     fn drop_round(&mut self, running: Option<QueryId>) {
@@ -671,7 +681,8 @@ impl Node {
 
     /// Starts the rounds of quests that are due.
     fn run_quests(&mut self, now: Timestamp) {
-        for round in self.quests.due(now) {
+        let due = self.quests.as_ref().map(|q| q.due(now)).unwrap_or_default();
+        for round in due {
             let DueRound { info_hash, kind } = round;
             let query = Query::GetPeers { info_hash, want: self.want() };
             let op = match kind {
@@ -680,7 +691,9 @@ impl Node {
                     self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[])
                 }
             };
-            self.quests.started(op, round);
+            if let Some(quests) = &mut self.quests {
+                quests.started(op, round);
+            }
             self.drive_operation(now, op);
         }
     }
@@ -749,7 +762,9 @@ impl Node {
             self.maintain(now);
         }
         self.drive(now);
-        self.run_quests(now);
+        if self.quests.is_some() {
+            self.run_quests(now);
+        }
     }
 
     fn maintain(&mut self, now: Timestamp) {
@@ -1131,8 +1146,8 @@ impl Node {
                             .copied()
                             .filter(|p| seen.len() < 100_000 && seen.insert(*p))
                             .collect();
-                        if self.quests.owns(op) {
-                            self.quests.peers_found(now, op, (response.id, from), &fresh);
+                        if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
+                            quests.peers_found(now, op, (response.id, from), &fresh);
                         } else if !fresh.is_empty() {
                             self.events.push_back(Event::Peers { query: op, from: (response.id, from), peers: fresh });
                         }
@@ -1222,16 +1237,18 @@ impl Node {
         if self.republishing.remove(&op) {
             return;
         }
-        if self.quests.owns(op) {
-            self.quests.finished(now, op, round_end(&outcome), &mut self.rng);
+        if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
+            quests.finished(now, op, round_end(&outcome), &mut self.rng);
             return;
         }
         if matches!(operation.kind, Kind::Bootstrap) {
             self.refresh_sparse_buckets(now);
             self.neighbourhood_refresh = Some((now + NEIGHBOURHOOD_REFRESH_FIRST, NEIGHBOURHOOD_REFRESH_FIRST));
             // A (re)joined node's view is new: every quest runs a round now.
-            self.quests.rejoined(now);
-            self.run_quests(now);
+            if let Some(quests) = &mut self.quests {
+                quests.rejoined(now);
+                self.run_quests(now);
+            }
         }
         if !matches!(operation.kind, Kind::Refresh) {
             self.events.push_back(Event::Finished { query: op, outcome });
