@@ -34,6 +34,7 @@ pub async fn run(
     id: Option<NodeId>,
     stats_interval: u64,
     republish: Option<Duration>,
+    advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
 ) -> Result<(), String> {
     let state_path = state.unwrap_or_else(default_state_path);
     let mut builder = net.builder().read_only(read_only).republish_stored_items(republish);
@@ -51,6 +52,7 @@ pub async fn run(
             format!("listening on {addr} as {}", dht.node_id())
         });
     }
+    crate::quests::start_advertising(&dht, &advertise, net.json).await?;
     let mut stats = tokio::time::interval(Duration::from_secs(stats_interval.max(1)));
     stats.tick().await;
     let mut save = tokio::time::interval(SAVE_EVERY);
@@ -66,8 +68,10 @@ pub async fn run(
     }
     let final_state = dht.shutdown().await.map_err(|e| e.to_string())?;
     final_state.save(&state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
-    emit(net.json, "stopped", &json!({ "state": state_path, "contacts": final_state.contacts.len() }), || {
-        format!("saved {} contacts to {}", final_state.contacts.len(), state_path.display())
+    let (contacts, advertisements) = (final_state.contacts.len(), final_state.advertisements.len());
+    let value = json!({ "state": state_path, "contacts": contacts, "advertisements": advertisements });
+    emit(net.json, "stopped", &value, || {
+        format!("saved {contacts} contacts and {advertisements} advertisements to {}", state_path.display())
     });
     Ok(())
 }
