@@ -1238,7 +1238,12 @@ impl Node {
             return;
         }
         if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
-            quests.finished(now, op, round_end(&outcome), &mut self.rng);
+            // The announces a store sent went to the closest nodes that gave a token.
+            let announces = match &operation.kind {
+                Kind::Store { storing: true, .. } => operation.search.closest_with_tokens(self.config.lookup.k).len(),
+                _ => 0,
+            };
+            quests.finished(now, op, round_end(&outcome, announces), &mut self.rng);
             return;
         }
         if matches!(operation.kind, Kind::Bootstrap) {
@@ -1353,15 +1358,17 @@ impl Node {
     }
 }
 
-/// What the quest book needs to know of a round's end.
-fn round_end(outcome: &Outcome) -> RoundEnd {
+/// What the quest book needs to know of a round's end (`announces`: announce_peer queries sent).
+fn round_end(outcome: &Outcome, announces: usize) -> RoundEnd {
     match outcome {
         Outcome::Stored { stored_at, errors, stats } => RoundEnd {
             stored_at: stored_at.len(),
             answered: stats.successes,
-            queries: stats.requests + (stored_at.len() + errors.len()) as u32,
+            messages: stats.requests + stats.successes + (announces + stored_at.len() + errors.len()) as u32,
         },
-        Outcome::Closest { stats, .. } => RoundEnd { stored_at: 0, answered: stats.successes, queries: stats.requests },
+        Outcome::Closest { stats, .. } => {
+            RoundEnd { stored_at: 0, answered: stats.successes, messages: stats.requests + stats.successes }
+        }
         _ => RoundEnd::default(),
     }
 }

@@ -98,15 +98,17 @@ pub enum QuestError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QuestEvent {
     /// An advertisement round is over: `stored_at` nodes stored the announce (0: the round
-    /// reached nobody and is retried after `retry_after`); the next round is at `next_round`.
-    Advertised { info_hash: InfoHash, stored_at: usize, queries: u32, next_round: Timestamp },
+    /// reached nobody and is retried after `retry_after`), in `messages` datagrams (queries
+    /// and answers); the next round is at `next_round`.
+    Advertised { info_hash: InfoHash, stored_at: usize, messages: u32, next_round: Timestamp },
     /// A watched infohash has a peer not seen before, named by the node `from`. `advertised`
     /// says whether this node advertises that infohash too.
     Found { info_hash: InfoHash, peer: SocketAddr, from: (NodeId, SocketAddr), advertised: bool },
     /// No search has returned this peer for `gone_after`.
     Gone { info_hash: InfoHash, peer: SocketAddr },
-    /// A watch round is over: it heard from `answered` nodes; the watch knows `peers` peers.
-    Searched { info_hash: InfoHash, answered: u32, peers: usize, next_round: Timestamp },
+    /// A watch round is over: it heard from `answered` nodes, in `messages` datagrams; the
+    /// watch knows `peers` peers.
+    Searched { info_hash: InfoHash, answered: u32, messages: u32, peers: usize, next_round: Timestamp },
 }
 
 /// One advertisement, as saved state lists it.
@@ -159,8 +161,8 @@ pub struct RoundEnd {
     pub stored_at: usize,
     /// Nodes that answered the lookup.
     pub answered: u32,
-    /// Queries the round sent (lookup and announces).
-    pub queries: u32,
+    /// Datagrams of the round: its queries (lookup and announces) and the answers to them.
+    pub messages: u32,
 }
 
 /// The quests of one node. See the module documentation.
@@ -344,7 +346,7 @@ impl QuestBook {
                 ad.next_round = next(config.advertise_interval, end.stored_at > 0, rng);
                 let next_round = ad.next_round;
                 let event =
-                    QuestEvent::Advertised { info_hash, stored_at: end.stored_at, queries: end.queries, next_round };
+                    QuestEvent::Advertised { info_hash, stored_at: end.stored_at, messages: end.messages, next_round };
                 self.events.push_back(event);
             }
             RoundKind::Watch => {
@@ -366,7 +368,8 @@ impl QuestBook {
                     self.events.push_back(QuestEvent::Gone { info_hash, peer });
                 }
                 let (peers, next_round) = (watch.peers.len(), watch.next_round);
-                let event = QuestEvent::Searched { info_hash, answered: end.answered, peers, next_round };
+                let messages = end.messages;
+                let event = QuestEvent::Searched { info_hash, answered: end.answered, messages, peers, next_round };
                 self.events.push_back(event);
             }
         }
