@@ -393,3 +393,76 @@ impl QuestBook {
         self.events.pop_front()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn peer(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 6881))
+    }
+
+    fn events(book: &mut QuestBook) -> Vec<QuestEvent> {
+        std::iter::from_fn(|| book.poll_event()).collect()
+    }
+
+    /// A watch at its peer limit forgets the peer heard of longest ago to make room, and
+    /// reports every newcomer once; a peer heard of again is not reported again.
+    #[test]
+    fn full_watch_forgets_the_stalest_peer() {
+        let mut book = QuestBook::new(QuestConfig { max_peers_per_watch: 2, ..QuestConfig::default() });
+        let info_hash = InfoHash::sha1_of(b"full");
+        let from = (NodeId::sha1_of(b"from"), peer(200));
+        let t = |s: u64| Timestamp::from_micros(s * 1_000_000);
+        book.watch(t(0), info_hash).unwrap();
+        let round = book.due(t(0))[0];
+        book.started(QueryId(1), round);
+        book.peers_found(t(1), QueryId(1), from, &[peer(1)]);
+        book.peers_found(t(2), QueryId(1), from, &[peer(2)]);
+        book.peers_found(t(3), QueryId(1), from, &[peer(1)]);
+        book.peers_found(t(4), QueryId(1), from, &[peer(3)]);
+        let found: Vec<SocketAddr> = events(&mut book)
+            .into_iter()
+            .filter_map(|e| match e {
+                QuestEvent::Found { peer, .. } => Some(peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(found, vec![peer(1), peer(2), peer(3)]);
+        let mut kept: Vec<SocketAddr> = book.watched_peers(&info_hash).map(|(p, _)| *p).collect();
+        kept.sort();
+        assert_eq!(kept, vec![peer(1), peer(3)], "peer 2, last heard at 2 s, was the stalest");
+    }
+
+    /// A finished round schedules the next one between 90% and 100% of the interval, from
+    /// the seeded generator; a stopped quest's late round end is ignored; a cancelled round
+    /// leaves its quest due at once.
+    #[test]
+    fn rounds_are_rescheduled_with_jitter() {
+        let mut book = QuestBook::new(QuestConfig::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let info_hash = InfoHash::sha1_of(b"jitter");
+        let interval = book.config().advertise_interval;
+        let mut now = Timestamp::ZERO;
+        book.advertise(now, info_hash, Some(1)).unwrap();
+        for op in 1..=50 {
+            let round = book.due(now)[0];
+            book.started(QueryId(op), round);
+            assert!(book.due(now).is_empty(), "one round at a time");
+            book.finished(now, QueryId(op), RoundEnd { stored_at: 8, answered: 8, messages: 40 }, &mut rng);
+            let next = book.next_due().unwrap();
+            let gap = next.saturating_since(now);
+            assert!(gap >= interval * 9 / 10 && gap <= interval, "{gap:?}");
+            now = next;
+        }
+        let round = book.due(now)[0];
+        book.started(QueryId(99), round);
+        book.forget_round(QueryId(99));
+        assert_eq!(book.due(now).len(), 1, "due again at once");
+        assert_eq!(book.stop_advertising(&info_hash), Some(None));
+        book.finished(now, QueryId(99), RoundEnd::default(), &mut rng);
+        assert!(book.next_due().is_none());
+    }
+}
