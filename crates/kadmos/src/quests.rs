@@ -64,6 +64,12 @@ impl Advertisement {
         self.renewals.recv().await
     }
 
+    /// The next round's report, blocking the thread (for the blocking API; never call it
+    /// inside an async runtime).
+    pub(crate) fn blocking_next_renewal(&mut self) -> Option<Renewal> {
+        self.renewals.blocking_recv()
+    }
+
     /// Stops the announces (unless another handle of the same infohash is still held) and
     /// waits until the node has taken note.
     pub async fn cancel(mut self) -> Result<()> {
@@ -103,6 +109,11 @@ impl PeerWatch {
     /// The next event; `None` once the node shut down.
     pub async fn next(&mut self) -> Option<WatchEvent> {
         self.events.recv().await
+    }
+
+    /// The next event, blocking the thread (for the blocking API).
+    pub(crate) fn blocking_next(&mut self) -> Option<WatchEvent> {
+        self.events.blocking_recv()
     }
 }
 

@@ -146,3 +146,33 @@ async fn quest_limits_give_typed_errors() {
     let _watch = node.watch(a).await.unwrap();
     assert!(matches!(node.watch(b).await, Err(Error::Quest(QuestError::TooManyWatches { limit: 1 }))));
 }
+
+/// The blocking wrapper offers both quests as iterators, with no async runtime in the caller:
+/// an advertisement's first round is stored, and a watch on another node reports it.
+#[test]
+fn blocking_advertise_and_watch() {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let first = kadmos::blocking::Dht::start(Dht::builder().bind(LOOPBACK).no_bootstrap()).unwrap();
+        let seed = first.local_addrs()[0].to_string();
+        let joined = || {
+            let builder = Dht::builder().bind(LOOPBACK).bootstrap([seed.clone()]).quests(fast_quests());
+            let node = kadmos::blocking::Dht::start(builder).unwrap();
+            node.bootstrapped().unwrap();
+            node
+        };
+        let (advertiser, watcher) = (joined(), joined());
+        let info_hash: InfoHash = "b10cb10cb10cb10cb10cb10cb10cb10cb10cb10c".parse().unwrap();
+        let mut watch = watcher.watch(info_hash).unwrap();
+        let mut renewals = advertiser.advertise(info_hash, Some(44_000)).unwrap();
+        let renewal = renewals.next();
+        let found = watch.find_map(|e| match e {
+            WatchEvent::Found { peer, .. } => Some(peer),
+            WatchEvent::Gone { .. } => None,
+        });
+        let _ = done.send((renewal, found));
+    });
+    let (renewal, found) = outcome.recv_timeout(Duration::from_secs(60)).expect("both quests reported within 60 s");
+    assert!(renewal.expect("a round").stored_at >= 1);
+    assert_eq!(found, Some("127.0.0.1:44000".parse().unwrap()));
+}
