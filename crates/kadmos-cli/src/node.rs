@@ -52,6 +52,8 @@ pub struct NodeOptions {
     pub push_server: Option<String>,
     /// `--control-port`: the control API's port on 127.0.0.1 (0: any free port).
     pub control_port: u16,
+    /// `--advertise INFOHASH[:PORT]` (Mainline): advertisements to run, besides the saved ones.
+    pub advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
 }
 
 /// Reads `--http`'s `ADDR:PORT` or a bare `PORT` (on 127.0.0.1: a gateway is public only when
@@ -233,14 +235,17 @@ async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String>
             format!("listening on {addr} as {}", dht.node_id())
         });
     }
+    crate::quests::start_advertising(&dht, &options.advertise, options.net.json).await?;
     Ok((dht, state_path))
 }
 
 async fn stop_mainline(dht: &Dht, state_path: &Path, json_output: bool) -> Result<(), String> {
     let final_state = dht.shutdown().await.map_err(|e| e.to_string())?;
     final_state.save(state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
-    emit(json_output, "stopped", &json!({ "state": state_path, "contacts": final_state.contacts.len() }), || {
-        format!("saved {} contacts to {}", final_state.contacts.len(), state_path.display())
+    let (contacts, advertisements) = (final_state.contacts.len(), final_state.advertisements.len());
+    let value = json!({ "state": state_path, "contacts": contacts, "advertisements": advertisements });
+    emit(json_output, "stopped", &value, || {
+        format!("saved {contacts} contacts and {advertisements} advertisements to {}", state_path.display())
     });
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::LookupConfig;
-use kadmos_proto::mainline::{Config, Families, Node};
+use kadmos_proto::mainline::{Config, Families, Node, QuestConfig};
 use kadmos_proto::NodeId;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -40,6 +40,7 @@ pub struct DhtBuilder {
     seed: Option<u64>,
     keep_alive: bool,
     republish: Option<Duration>,
+    quests: QuestConfig,
 }
 
 impl Default for DhtBuilder {
@@ -56,6 +57,7 @@ impl Default for DhtBuilder {
             seed: None,
             keep_alive: true,
             republish: None,
+            quests: QuestConfig::default(),
         }
     }
 }
@@ -138,6 +140,14 @@ impl DhtBuilder {
         self
     }
 
+    /// Intervals and limits of advertisements and watches (default: re-announce every 15
+    /// minutes, re-search every 5, 256 advertisements, 64 watches; see [`QuestConfig`]).
+    /// Tests shorten the intervals.
+    pub fn quests(mut self, quests: QuestConfig) -> Self {
+        self.quests = quests;
+        self
+    }
+
     /// Seed of the node's random generator (default: from the OS), for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -167,6 +177,7 @@ impl DhtBuilder {
         config.read_only = self.read_only;
         config.lookup = self.lookup;
         config.republish_interval = self.republish;
+        config.quests = self.quests.clone();
         let clock = Clock::starting_at(tokio::time::Instant::now());
         let node = Node::new(config, Clock::start_timestamp());
 
@@ -175,6 +186,7 @@ impl DhtBuilder {
         let mut driver = Driver::new(node, local_addrs.clone(), clock, boot_tx);
         if let Some(state) = &self.state {
             driver.restore_items(state);
+            driver.restore_advertisements(state);
         }
         driver.start_bootstrap(routers, contacts);
         node_task::spawn(driver, sockets, command_rx, clock);

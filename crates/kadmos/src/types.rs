@@ -7,7 +7,7 @@ use kadmos_proto::kad::{ContactStatus, RoutingTable, RoutingTableConfig};
 use kadmos_proto::{NodeId, Timestamp};
 use serde::{Serialize, Serializer};
 
-fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(id)
 }
 

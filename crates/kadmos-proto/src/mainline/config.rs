@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::item_store::ItemStoreConfig;
 use super::peer_store::PeerStoreConfig;
+use super::quest::QuestConfig;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
 pub use crate::node_io::Families;
 
@@ -64,6 +65,8 @@ pub struct Config {
     pub republish_interval: Option<Duration>,
     /// `interval` advertised in BEP 51 answers, in seconds. Default 300.
     pub sample_interval: i64,
+    /// Intervals and limits of advertisements and watches (see [`QuestConfig`]).
+    pub quests: QuestConfig,
 }
 
 impl Config {
@@ -89,6 +92,7 @@ impl Config {
             keep_alive_interval: Duration::from_secs(60 * 60),
             republish_interval: None,
             keep_alive_retry: Duration::from_secs(60),
+            quests: QuestConfig::default(),
         }
     }
 }

@@ -8,7 +8,9 @@
 //! 1. **Inputs**: [`Node::handle_datagram`] for every UDP datagram received,
 //!    [`Node::handle_timeout`] when the time from [`Node::poll_timeout`] has come, and commands
 //!    ([`Node::bootstrap`], [`Node::ping`], [`Node::find_node`], [`Node::get_peers`],
-//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`].
+//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`], and
+//!    quests ([`Node::advertise`], [`Node::watch`]; see [`super::quest`]), which run until
+//!    stopped and report through `Event::Quest`.
 //! 2. **Outputs**, after every input: drain [`Node::poll_transmit`] (datagrams to send),
 //!    [`Node::poll_event`] (progress and results, keyed by `QueryId`), then ask
 //!    [`Node::poll_timeout`] when to call `handle_timeout` next.
@@ -39,6 +41,7 @@ use super::item::{ImmutableItem, Item, MutableItem};
 use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
+use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundKind};
 use super::token::TokenIssuer;
 use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable,
@@ -110,6 +113,8 @@ pub enum Event {
     Item { query: QueryId, from: (NodeId, SocketAddr), item: Item },
     /// The command is over.
     Finished { query: QueryId, outcome: Outcome },
+    /// What an advertisement or a watch did (see [`super::quest`]).
+    Quest(QuestEvent),
 }
 
 /// Traffic and state counters.
@@ -297,6 +302,9 @@ pub struct Node {
     republished: BTreeMap<Id, Timestamp>,
     /// Running republish operations: they emit no events.
     republishing: std::collections::BTreeSet<QueryId>,
+    /// Advertisements and watches; their operations emit `Event::Quest` only. Boxed and made
+    /// on first use: most nodes run none, and the simulator holds 100,000 nodes.
+    quests: Option<Box<QuestBook>>,
     tokens: TokenIssuer,
     requests: RequestTable<u32, SentRequest>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
@@ -335,6 +343,7 @@ impl Node {
             background: BTreeMap::new(),
             republished: BTreeMap::new(),
             republishing: std::collections::BTreeSet::new(),
+            quests: None,
             tokens,
             tables,
             rng,
@@ -434,7 +443,7 @@ impl Node {
 
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop_front().or_else(|| self.quests.as_mut()?.poll_event().map(Event::Quest))
     }
 
     /// When [`Node::handle_timeout`] should be called next.
@@ -443,7 +452,8 @@ impl Node {
         let request_due = self.requests.next_deadline();
         let operations = &self.operations;
         let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
-        Some([request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
+        let quest_due = self.quests.as_ref().and_then(|q| q.next_due());
+        Some([request_due, wakeup, quest_due].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
     fn note_stall_outcome(&mut self, answered_late: bool) {
@@ -615,6 +625,77 @@ impl Node {
         self.operations.remove(&query);
         self.background.remove(&query);
         self.republishing.remove(&query);
+        if let Some(quests) = &mut self.quests {
+            quests.forget_round(query);
+        }
+    }
+
+    // ---------------------------------------------------------------- quests
+
+    /// Advertises that we are a peer of `info_hash` on `port` (`None`: our UDP source port,
+    /// `implied_port`) until [`Node::stop_advertising`]: an announce now, then one every
+    /// `quests.advertise_interval` to the nodes closest at that time. Each round ends with
+    /// `Event::Quest(QuestEvent::Advertised)`. Advertising again with another port changes it.
+    pub fn advertise(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> Result<(), QuestError> {
+        self.quest_book().advertise(now, info_hash, port)?;
+        self.run_quests(now);
+        Ok(())
+    }
+
+    /// Stops an advertisement and its running round; whether there was one.
+    pub fn stop_advertising(&mut self, info_hash: &InfoHash) -> bool {
+        let stopped = self.quests.as_mut().and_then(|q| q.stop_advertising(info_hash));
+        stopped.map(|running| self.drop_round(running)).is_some()
+    }
+
+    /// Watches `info_hash` until [`Node::unwatch`]: a get_peers now, then one every
+    /// `quests.watch_interval`, reporting `QuestEvent::Found` for each peer not seen before
+    /// and `QuestEvent::Gone` for peers no search returned for `quests.gone_after`.
+    pub fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
+        self.quest_book().watch(now, info_hash)?;
+        self.run_quests(now);
+        Ok(())
+    }
+
+    /// Stops a watch and its running round; whether there was one.
+    pub fn unwatch(&mut self, info_hash: &InfoHash) -> bool {
+        let stopped = self.quests.as_mut().and_then(|q| q.unwatch(info_hash));
+        stopped.map(|running| self.drop_round(running)).is_some()
+    }
+
+    /// The advertisements and watches of this node (`None` before the first).
+    pub fn quests(&self) -> Option<&QuestBook> {
+        self.quests.as_deref()
+    }
+
+    fn quest_book(&mut self) -> &mut QuestBook {
+        let config = &self.config.quests;
+        self.quests.get_or_insert_with(|| Box::new(QuestBook::new(config.clone())))
+    }
+
+    fn drop_round(&mut self, running: Option<QueryId>) {
+        if let Some(op) = running {
+            self.operations.remove(&op);
+        }
+    }
+
+    /// Starts the rounds of quests that are due.
+    fn run_quests(&mut self, now: Timestamp) {
+        let due = self.quests.as_ref().map(|q| q.due(now)).unwrap_or_default();
+        for round in due {
+            let DueRound { info_hash, kind } = round;
+            let query = Query::GetPeers { info_hash, want: self.want() };
+            let op = match kind {
+                RoundKind::Advertise { port } => self.start_store(StoreRequest::Announce { port }, info_hash, query),
+                RoundKind::Watch => {
+                    self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[])
+                }
+            };
+            if let Some(quests) = &mut self.quests {
+                quests.started(op, round);
+            }
+            self.drive_operation(now, op);
+        }
     }
 
     // ---------------------------------------------------------------- inputs
@@ -681,6 +762,9 @@ impl Node {
             self.maintain(now);
         }
         self.drive(now);
+        if self.quests.is_some() {
+            self.run_quests(now);
+        }
     }
 
     fn maintain(&mut self, now: Timestamp) {
@@ -1062,7 +1146,9 @@ impl Node {
                             .copied()
                             .filter(|p| seen.len() < 100_000 && seen.insert(*p))
                             .collect();
-                        if !fresh.is_empty() {
+                        if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
+                            quests.peers_found(now, op, (response.id, from), &fresh);
+                        } else if !fresh.is_empty() {
                             self.events.push_back(Event::Peers { query: op, from: (response.id, from), peers: fresh });
                         }
                     }
@@ -1151,9 +1237,23 @@ impl Node {
         if self.republishing.remove(&op) {
             return;
         }
+        if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
+            // The announces a store sent went to the closest nodes that gave a token.
+            let announces = match &operation.kind {
+                Kind::Store { storing: true, .. } => operation.search.closest_with_tokens(self.config.lookup.k).len(),
+                _ => 0,
+            };
+            quests.finished(now, op, round_end(&outcome, announces), &mut self.rng);
+            return;
+        }
         if matches!(operation.kind, Kind::Bootstrap) {
             self.refresh_sparse_buckets(now);
             self.neighbourhood_refresh = Some((now + NEIGHBOURHOOD_REFRESH_FIRST, NEIGHBOURHOOD_REFRESH_FIRST));
+            // A (re)joined node's view is new: every quest runs a round now.
+            if let Some(quests) = &mut self.quests {
+                quests.rejoined(now);
+                self.run_quests(now);
+            }
         }
         if !matches!(operation.kind, Kind::Refresh) {
             self.events.push_back(Event::Finished { query: op, outcome });
@@ -1255,6 +1355,21 @@ impl Node {
     /// Whether an address family has a routing table on this node.
     pub fn has_family(&self, ip: IpAddr) -> bool {
         self.tables.has(if ip.is_ipv4() { Family::V4 } else { Family::V6 })
+    }
+}
+
+/// What the quest book needs to know of a round's end (`announces`: announce_peer queries sent).
+fn round_end(outcome: &Outcome, announces: usize) -> RoundEnd {
+    match outcome {
+        Outcome::Stored { stored_at, errors, stats } => RoundEnd {
+            stored_at: stored_at.len(),
+            answered: stats.successes,
+            messages: stats.requests + stats.successes + (announces + stored_at.len() + errors.len()) as u32,
+        },
+        Outcome::Closest { stats, .. } => {
+            RoundEnd { stored_at: 0, answered: stats.successes, messages: stats.requests + stats.successes }
+        }
+        _ => RoundEnd::default(),
     }
 }
 
