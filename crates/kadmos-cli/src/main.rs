@@ -6,6 +6,7 @@
 //! `--network opendht`, handled in `opendht`.
 
 mod node;
+mod node_limits;
 mod oneshot;
 mod opendht;
 mod opendht_keys;
@@ -117,6 +118,8 @@ enum Command {
         /// Re-put the BEP 44 items this node stores for others every hour (Mainline).
         #[arg(long)]
         republish_items: bool,
+        #[command(flatten)]
+        limits: node_limits::NodeLimitArgs,
         /// Which DHT.
         #[arg(long, value_enum, default_value_t)]
         network: Network,
@@ -315,12 +318,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node { net, state, read_only, id, stats_interval, republish_items, network } => {
+            Command::Node { net, state, read_only, id, stats_interval, republish_items, limits, network } => {
                 init_logging("info");
                 match network {
                     Network::Mainline => {
                         let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
-                        node::run(net, state, read_only, id, stats_interval, republish).await
+                        node::run(net, state, read_only, id, stats_interval, republish, &limits).await
                     }
                     Network::Opendht if republish_items => {
                         Err("--republish-items is a Mainline (BEP 44) option".into())

@@ -6,6 +6,7 @@ use std::time::Duration;
 use kadmos::{Dht, NodeId, SavedState};
 use serde_json::json;
 
+use crate::node_limits::NodeLimitArgs;
 use crate::output::emit;
 use crate::testnet::wait_for_signal;
 use crate::NetworkArgs;
@@ -34,9 +35,10 @@ pub async fn run(
     id: Option<NodeId>,
     stats_interval: u64,
     republish: Option<Duration>,
+    limits: &NodeLimitArgs,
 ) -> Result<(), String> {
     let state_path = state.unwrap_or_else(default_state_path);
-    let mut builder = net.builder().read_only(read_only).republish_stored_items(republish);
+    let mut builder = limits.apply(net.builder().read_only(read_only).republish_stored_items(republish));
     if state_path.exists() {
         let saved = SavedState::load(&state_path).map_err(|e| format!("{}: {e}", state_path.display()))?;
         tracing::info!("restoring {} contacts from {}", saved.contacts.len(), state_path.display());

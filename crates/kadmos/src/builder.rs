@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::LookupConfig;
-use kadmos_proto::mainline::{Config, Families, Node};
+use kadmos_proto::mainline::{Config, Families, Node, PeerStoreConfig, RateLimits};
 use kadmos_proto::NodeId;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -40,6 +40,8 @@ pub struct DhtBuilder {
     seed: Option<u64>,
     keep_alive: bool,
     republish: Option<Duration>,
+    rate_limits: RateLimits,
+    peer_store: PeerStoreConfig,
 }
 
 impl Default for DhtBuilder {
@@ -56,6 +58,8 @@ impl Default for DhtBuilder {
             seed: None,
             keep_alive: true,
             republish: None,
+            rate_limits: RateLimits::default(),
+            peer_store: PeerStoreConfig::default(),
         }
     }
 }
@@ -136,6 +140,22 @@ impl DhtBuilder {
         self
     }
 
+    /// Limits on queries served (per source address and in all), on reply bytes to
+    /// unverified addresses and on bytes sent. Default: [`RateLimits::default`] (100 queries a
+    /// second per address, 10,000 in all, 32 KiB/s of answers to an unverified address, 8 MiB/s
+    /// sent); [`RateLimits::unlimited`] turns them off.
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// Limits of the store of announced peers: torrents, peers per torrent, peer lifetime.
+    /// Default: [`PeerStoreConfig::default`] (2,000 torrents × 500 peers, 30 minutes).
+    pub fn peer_store(mut self, limits: PeerStoreConfig) -> Self {
+        self.peer_store = limits;
+        self
+    }
+
     /// Seed of the node's random generator (default: from the OS), for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -165,6 +185,8 @@ impl DhtBuilder {
         config.read_only = self.read_only;
         config.lookup = self.lookup;
         config.republish_interval = self.republish;
+        config.rate_limits = self.rate_limits;
+        config.peer_store = self.peer_store;
         let clock = Clock::starting_at(tokio::time::Instant::now());
         let node = Node::new(config, Clock::start_timestamp());
 

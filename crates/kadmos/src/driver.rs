@@ -311,6 +311,9 @@ impl Driver {
                 dropped: c.dropped,
                 requests_sent: c.requests_sent,
                 requests_timed_out: c.requests_timed_out,
+                queries_rate_limited: c.queries_rate_limited,
+                replies_capped_unverified: c.replies_capped_unverified,
+                replies_capped_outbound: c.replies_capped_outbound,
             },
         }
     }

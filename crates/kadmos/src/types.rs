@@ -109,6 +109,12 @@ pub struct Traffic {
     pub dropped: u64,
     pub requests_sent: u64,
     pub requests_timed_out: u64,
+    /// Queries dropped over the per-address or global rate limit.
+    pub queries_rate_limited: u64,
+    /// Answers not sent to unverified addresses over their byte cap (no amplification).
+    pub replies_capped_unverified: u64,
+    /// Answers not sent over the outbound byte cap.
+    pub replies_capped_outbound: u64,
 }
 
 /// A snapshot of a node.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::item_store::ItemStoreConfig;
 use super::peer_store::PeerStoreConfig;
+use super::rate_limit::RateLimits;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
 pub use crate::node_io::Families;
 
@@ -28,6 +29,9 @@ pub struct Config {
     pub peer_store: PeerStoreConfig,
     /// BEP 44 item store limits (see [`ItemStoreConfig`]).
     pub item_store: ItemStoreConfig,
+    /// Queries served per source and in all, reply bytes to unverified sources, bytes sent
+    /// (see [`RateLimits`] for the defaults).
+    pub rate_limits: RateLimits,
     /// Floor of the lookups' stall timeout, which otherwise follows measured round trips
     /// (`srtt + stall_deviations × rttvar`, at most `lookup.stall_timeout`). Default 100 ms.
     pub min_stall_timeout: Duration,
@@ -77,6 +81,7 @@ impl Config {
             routing: RoutingTableConfig::default(),
             peer_store: PeerStoreConfig::default(),
             item_store: ItemStoreConfig::default(),
+            rate_limits: RateLimits::default(),
             min_stall_timeout: Duration::from_millis(100),
             stall_deviations: 1,
             request_timeout: Duration::from_secs(2),

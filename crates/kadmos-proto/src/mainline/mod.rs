@@ -9,6 +9,7 @@ pub mod message;
 pub mod node;
 pub mod node_id_security;
 pub mod peer_store;
+pub mod rate_limit;
 pub mod token;
 
 pub use config::{Config, Families, CLIENT_VERSION};
@@ -17,3 +18,4 @@ pub use item_store::{ItemStore, ItemStoreConfig};
 pub use message::{Body, DecodeError, Message, Query, Response, Want};
 pub use node::{Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, QueryError, QueryId, Transmit};
 pub use peer_store::{PeerStore, PeerStoreConfig};
+pub use rate_limit::{Rate, RateLimits};

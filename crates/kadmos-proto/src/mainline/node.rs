@@ -39,6 +39,7 @@ use super::item::{ImmutableItem, Item, MutableItem};
 use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::peer_store::PeerStore;
+use super::rate_limit::{RateLimiter, Refusal};
 use super::token::TokenIssuer;
 use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable,
@@ -126,6 +127,12 @@ pub struct Counters {
     pub dropped: u64,
     pub requests_sent: u64,
     pub requests_timed_out: u64,
+    /// Queries dropped unanswered: over their source's limit, or the node's.
+    pub queries_rate_limited: u64,
+    /// Answers not sent: over the bytes allowed to an unverified address (amplification).
+    pub replies_capped_unverified: u64,
+    /// Answers not sent: over the node's outbound bytes.
+    pub replies_capped_outbound: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -298,6 +305,8 @@ pub struct Node {
     /// Running republish operations: they emit no events.
     republishing: std::collections::BTreeSet<QueryId>,
     tokens: TokenIssuer,
+    /// Limits on what we serve and send (see `mainline::rate_limit`).
+    limiter: RateLimiter,
     requests: RequestTable<u32, SentRequest>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
     wakeups: TimerQueue<QueryId>,
@@ -336,6 +345,7 @@ impl Node {
             republished: BTreeMap::new(),
             republishing: std::collections::BTreeSet::new(),
             tokens,
+            limiter: RateLimiter::new(config.rate_limits.clone(), now),
             tables,
             rng,
             requests: RequestTable::default(),
@@ -631,7 +641,7 @@ impl Node {
             Ok(message) => match message.body {
                 Body::Query { id, query } => {
                     self.counters.queries_received += 1;
-                    if !self.config.read_only {
+                    if !self.config.read_only && self.admit_query(now, from) {
                         self.handle_query(now, from, message.transaction_id, id, query, message.read_only);
                     }
                 }
@@ -691,6 +701,7 @@ impl Node {
         self.refresh_kept(now);
         self.republish_stored(now);
         self.shrink_buffers();
+        self.limiter.forget_quiet_sources(now);
         for target in self.tables.take_refresh_targets(now, &mut self.rng) {
             let query = Query::FindNode { target, want: self.want() };
             self.start_operation(Kind::Refresh, target, query, &[]);
@@ -805,10 +816,15 @@ impl Node {
         sender_read_only: bool,
     ) {
         let family = Family::of(&from);
+        let verified = self.tables.get(family).and_then(|t| t.get(&sender)).is_some_and(|c| c.addr() == from);
         if !sender_read_only && sender != self.config.node_id {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             let known = table.note_query(&sender, from, now);
-            if !known && table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
+            if !known
+                && table.would_accept(&sender, from, now)
+                && self.verify_allowed(now)
+                && !self.requests.any_to(from)
+            {
                 let _ = self.send_request(now, from, Some(sender), Query::Ping, Purpose::Verify);
             }
         }
@@ -875,7 +891,29 @@ impl Node {
         let mut message = Message::response(tx, response);
         message.requester_ip = Some(from);
         message.version = Some(CLIENT_VERSION.to_vec());
-        self.send(from, &message);
+        self.send_reply(now, from, &message, verified);
+    }
+
+    /// Counts a query against the rate limits; whether to serve it. BEP 5 has no error for
+    /// "too many queries", so one over a limit is dropped and counted.
+    fn admit_query(&mut self, now: Timestamp, from: SocketAddr) -> bool {
+        let admitted = self.limiter.allow_query(now, from.ip()).is_ok();
+        if !admitted {
+            self.counters.queries_rate_limited += 1;
+        }
+        admitted
+    }
+
+    /// Sends an answer if the outbound and amplification caps allow it (see
+    /// `mainline::rate_limit`); `verified`: the querier is in the routing table at `to`.
+    fn send_reply(&mut self, now: Timestamp, to: SocketAddr, message: &Message, verified: bool) {
+        let mut payload = Vec::with_capacity(512);
+        message.encode(&mut payload);
+        match self.limiter.allow_reply(now, to.ip(), payload.len(), verified) {
+            Ok(()) => self.push_transmit(to, payload),
+            Err(Refusal::OutboundBytes) => self.counters.replies_capped_outbound += 1,
+            Err(_) => self.counters.replies_capped_unverified += 1,
+        }
     }
 
     /// Validates and stores a BEP 44 put; on refusal, the KRPC error code and message.
@@ -932,9 +970,16 @@ impl Node {
 
     // ---------------------------------------------------------------- our requests
 
+    /// Sends a request of ours or an error answer: always sent, and counted against the
+    /// outbound cap.
     fn send(&mut self, to: SocketAddr, message: &Message) {
         let mut payload = Vec::with_capacity(512);
         message.encode(&mut payload);
+        self.limiter.spend_outbound(payload.len());
+        self.push_transmit(to, payload);
+    }
+
+    fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
         self.counters.datagrams_sent += 1;
         self.counters.bytes_sent += payload.len() as u64;
         self.transmits.push_back(Transmit { to, payload });

@@ -31,15 +31,7 @@ fn crc_for(ip: IpAddr, rand: u8) -> u32 {
 
 /// Addresses BEP 42 does not apply to: loopback, private, link-local and unspecified.
 pub fn is_exempt(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
+    crate::kad::subnet::is_local(ip)
 }
 
 /// A node ID that satisfies BEP 42 for `ip`, using `rand` as its last byte.

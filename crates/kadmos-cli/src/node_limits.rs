@@ -1,0 +1,40 @@
+//! `kadmos node`'s limits on what the node serves and stores (Mainline).
+
+use clap::Args;
+use kadmos::{DhtBuilder, PeerStoreConfig, Rate, RateLimits};
+
+#[derive(Args, Clone, Debug)]
+pub struct NodeLimitArgs {
+    /// Queries served per second in all, from every source together (bursts of twice as
+    /// many); 0 for no limit. Queries over it are dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub rate_limit: u32,
+    /// Queries served per second to one source IP address (bursts of twice as many); 0 for
+    /// no limit.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub rate_limit_per_ip: u32,
+    /// Torrents whose peers the node stores at most (announces for more are refused).
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub max_torrents: usize,
+    /// Peers stored per torrent at most (the oldest announce makes way).
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub max_peers_per_torrent: usize,
+}
+
+impl NodeLimitArgs {
+    /// The builder with these limits.
+    pub fn apply(&self, builder: DhtBuilder) -> DhtBuilder {
+        let rate = |n: u32| (n > 0).then(|| Rate::per_second(n));
+        let limits = RateLimits {
+            queries: rate(self.rate_limit),
+            queries_per_ip: rate(self.rate_limit_per_ip),
+            ..RateLimits::default()
+        };
+        let store = PeerStoreConfig {
+            max_infohashes: self.max_torrents,
+            max_peers_per_infohash: self.max_peers_per_torrent,
+            ..PeerStoreConfig::default()
+        };
+        builder.rate_limits(limits).peer_store(store)
+    }
+}
