@@ -1,7 +1,7 @@
 //! `kadmos node`'s limits on what the node serves and stores (Mainline).
 
 use clap::Args;
-use kadmos::{DhtBuilder, PeerStoreConfig, Rate, RateLimits};
+use kadmos::{DhtBuilder, NodeIdSecurity, PeerStoreConfig, Rate, RateLimits};
 
 #[derive(Args, Clone, Debug)]
 pub struct NodeLimitArgs {
@@ -19,6 +19,19 @@ pub struct NodeLimitArgs {
     /// Peers stored per torrent at most (the oldest announce makes way).
     #[arg(long, value_name = "N", default_value_t = 500)]
     pub max_peers_per_torrent: usize,
+    /// BEP 42: `enforce` keeps contacts whose ID does not match their address out of the
+    /// routing table and gives the node a secure ID when its external address changes
+    /// (default; `keep-id` with --id); `keep-id` only the former; `off` neither.
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub node_id_security: Option<NodeIdPolicy>,
+}
+
+/// `--node-id-security` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum NodeIdPolicy {
+    Enforce,
+    KeepId,
+    Off,
 }
 
 impl NodeLimitArgs {
@@ -35,6 +48,12 @@ impl NodeLimitArgs {
             max_peers_per_infohash: self.max_peers_per_torrent,
             ..PeerStoreConfig::default()
         };
-        builder.rate_limits(limits).peer_store(store)
+        let builder = builder.rate_limits(limits).peer_store(store);
+        match self.node_id_security {
+            None => builder,
+            Some(NodeIdPolicy::Enforce) => builder.node_id_security(NodeIdSecurity::Enforce),
+            Some(NodeIdPolicy::KeepId) => builder.node_id_security(NodeIdSecurity::KeepOwnId),
+            Some(NodeIdPolicy::Off) => builder.node_id_security(NodeIdSecurity::Off),
+        }
     }
 }

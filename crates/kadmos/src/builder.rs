@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::LookupConfig;
-use kadmos_proto::mainline::{Config, Families, Node, PeerStoreConfig, RateLimits};
+use kadmos_proto::mainline::{Config, Families, Node, NodeIdSecurity, PeerStoreConfig, RateLimits};
 use kadmos_proto::NodeId;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -42,6 +42,7 @@ pub struct DhtBuilder {
     republish: Option<Duration>,
     rate_limits: RateLimits,
     peer_store: PeerStoreConfig,
+    node_id_security: Option<NodeIdSecurity>,
 }
 
 impl Default for DhtBuilder {
@@ -60,6 +61,7 @@ impl Default for DhtBuilder {
             republish: None,
             rate_limits: RateLimits::default(),
             peer_store: PeerStoreConfig::default(),
+            node_id_security: None,
         }
     }
 }
@@ -156,6 +158,15 @@ impl DhtBuilder {
         self
     }
 
+    /// BEP 42 policy. Default [`NodeIdSecurity::Enforce`]: contacts whose ID does not match
+    /// their address stay out of the routing table, and the node takes a secure ID (kept in
+    /// its saved state) when the vote on its external address changes; with an ID given by
+    /// [`DhtBuilder::node_id`], [`NodeIdSecurity::KeepOwnId`].
+    pub fn node_id_security(mut self, policy: NodeIdSecurity) -> Self {
+        self.node_id_security = Some(policy);
+        self
+    }
+
     /// Seed of the node's random generator (default: from the OS), for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -187,6 +198,8 @@ impl DhtBuilder {
         config.republish_interval = self.republish;
         config.rate_limits = self.rate_limits;
         config.peer_store = self.peer_store;
+        let chosen_id = if self.node_id.is_some() { NodeIdSecurity::KeepOwnId } else { NodeIdSecurity::Enforce };
+        config.node_id_security = self.node_id_security.unwrap_or(chosen_id);
         let clock = Clock::starting_at(tokio::time::Instant::now());
         let node = Node::new(config, Clock::start_timestamp());
 

@@ -314,6 +314,8 @@ impl Driver {
                 queries_rate_limited: c.queries_rate_limited,
                 replies_capped_unverified: c.replies_capped_unverified,
                 replies_capped_outbound: c.replies_capped_outbound,
+                insecure_ids_refused: c.insecure_ids_refused,
+                node_id_changes: c.node_id_changes,
             },
         }
     }

@@ -115,6 +115,10 @@ pub struct Traffic {
     pub replies_capped_unverified: u64,
     /// Answers not sent over the outbound byte cap.
     pub replies_capped_outbound: u64,
+    /// Contacts kept out of the routing table: ID not derived from their address (BEP 42).
+    pub insecure_ids_refused: u64,
+    /// Times the node took a new secure ID after its external address changed (BEP 42).
+    pub node_id_changes: u64,
 }
 
 /// A snapshot of a node.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use super::external_address::DEFAULT_VOTES_PER_ROUND;
 use super::item_store::ItemStoreConfig;
+use super::node_id_security::NodeIdSecurity;
 use super::peer_store::PeerStoreConfig;
 use super::rate_limit::RateLimits;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
@@ -32,6 +34,13 @@ pub struct Config {
     /// Queries served per source and in all, reply bytes to unverified sources, bytes sent
     /// (see [`RateLimits`] for the defaults).
     pub rate_limits: RateLimits,
+    /// BEP 42: keep contacts whose ID does not match their address out of the routing table
+    /// and take a secure ID when our external address changes. Default
+    /// [`NodeIdSecurity::Enforce`]; loopback and private addresses are exempt.
+    pub node_id_security: NodeIdSecurity,
+    /// Distinct responders whose `ip` fields decide our external address (a majority of
+    /// them). Default 10 (see `mainline::external_address`).
+    pub external_address_votes: usize,
     /// Floor of the lookups' stall timeout, which otherwise follows measured round trips
     /// (`srtt + stall_deviations × rttvar`, at most `lookup.stall_timeout`). Default 100 ms.
     pub min_stall_timeout: Duration,
@@ -82,6 +91,8 @@ impl Config {
             peer_store: PeerStoreConfig::default(),
             item_store: ItemStoreConfig::default(),
             rate_limits: RateLimits::default(),
+            node_id_security: NodeIdSecurity::Enforce,
+            external_address_votes: DEFAULT_VOTES_PER_ROUND,
             min_stall_timeout: Duration::from_millis(100),
             stall_deviations: 1,
             request_timeout: Duration::from_secs(2),

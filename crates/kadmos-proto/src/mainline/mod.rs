@@ -3,6 +3,7 @@
 pub mod bencode;
 pub mod compact;
 pub mod config;
+pub mod external_address;
 pub mod item;
 pub mod item_store;
 pub mod message;
@@ -17,5 +18,6 @@ pub use item::{ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
 pub use item_store::{ItemStore, ItemStoreConfig};
 pub use message::{Body, DecodeError, Message, Query, Response, Want};
 pub use node::{Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, QueryError, QueryId, Transmit};
+pub use node_id_security::NodeIdSecurity;
 pub use peer_store::{PeerStore, PeerStoreConfig};
 pub use rate_limit::{Rate, RateLimits};

@@ -35,9 +35,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Config, CLIENT_VERSION};
+use super::external_address::ExternalAddress;
 use super::item::{ImmutableItem, Item, MutableItem};
 use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
+use super::node_id_security::{self, NodeIdSecurity};
 use super::peer_store::PeerStore;
 use super::rate_limit::{RateLimiter, Refusal};
 use super::token::TokenIssuer;
@@ -133,6 +135,10 @@ pub struct Counters {
     pub replies_capped_unverified: u64,
     /// Answers not sent: over the node's outbound bytes.
     pub replies_capped_outbound: u64,
+    /// Contacts kept out of the routing table: their ID does not match their address (BEP 42).
+    pub insecure_ids_refused: u64,
+    /// Times we took a new secure ID after our external address changed (BEP 42).
+    pub node_id_changes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -327,9 +333,8 @@ pub struct Node {
     counters: Counters,
     next_maintenance: Timestamp,
     verify_budget: (Timestamp, u32),
-    /// Our address as responders report it (BEP 42 `ip`), by a majority vote kept in constant
-    /// space (Boyer–Moore): the candidate and its lead.
-    external_vote: Option<(SocketAddr, u32)>,
+    /// Our address as responders report it (BEP 42 `ip`), by vote.
+    external: ExternalAddress,
 }
 
 impl Node {
@@ -361,7 +366,7 @@ impl Node {
             counters: Counters::default(),
             next_maintenance: now + config.maintenance_interval,
             verify_budget: (now, 0),
-            external_vote: None,
+            external: ExternalAddress::new(config.external_address_votes),
             config,
         }
     }
@@ -429,7 +434,7 @@ impl Node {
 
     /// Our address as most responders report it (BEP 42 `ip`), if any did.
     pub fn external_addr(&self) -> Option<SocketAddr> {
-        self.external_vote.map(|(addr, _)| addr)
+        self.external.get()
     }
 
     /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
@@ -822,6 +827,7 @@ impl Node {
             let known = table.note_query(&sender, from, now);
             if !known
                 && table.would_accept(&sender, from, now)
+                && self.config.node_id_security.admits(&sender, from.ip())
                 && self.verify_allowed(now)
                 && !self.requests.any_to(from)
             {
@@ -892,6 +898,30 @@ impl Node {
         message.requester_ip = Some(from);
         message.version = Some(CLIENT_VERSION.to_vec());
         self.send_reply(now, from, &message, verified);
+    }
+
+    /// BEP 42: whether a node that answered us may enter the routing table (counted if not).
+    fn admits_contact(&mut self, id: &NodeId, from: SocketAddr) -> bool {
+        let admitted = self.config.node_id_security.admits(id, from.ip());
+        if !admitted {
+            self.counters.insecure_ids_refused += 1;
+        }
+        admitted
+    }
+
+    /// BEP 42: the vote found a new external address. Unless our ID is already secure for it
+    /// (or the policy keeps our ID), take a secure one and move the routing tables to it.
+    fn adopt_external_ip(&mut self, now: Timestamp, ip: IpAddr) {
+        if self.config.node_id_security != NodeIdSecurity::Enforce
+            || node_id_security::is_secure(&self.config.node_id, ip)
+        {
+            return;
+        }
+        let last_byte = self.rng.gen();
+        let id = node_id_security::secure_node_id(ip, last_byte, &mut self.rng);
+        self.config.node_id = id;
+        self.tables.recentre(id, now);
+        self.counters.node_id_changes += 1;
     }
 
     /// Counts a query against the rate limits; whether to serve it. BEP 5 has no error for
@@ -1043,14 +1073,10 @@ impl Node {
                 table.note_failure(&old, from, now);
             }
         }
-        if let Some(ip) = requester_ip {
-            self.external_vote = match self.external_vote {
-                Some((addr, lead)) if addr == ip => Some((addr, lead.saturating_add(1))),
-                Some((addr, lead)) if lead > 1 => Some((addr, lead - 1)),
-                _ => Some((ip, 1)),
-            };
+        if let Some(new_ip) = requester_ip.and_then(|ip| self.external.vote(from.ip(), ip)) {
+            self.adopt_external_ip(now, new_ip);
         }
-        if response.id != self.config.node_id {
+        if response.id != self.config.node_id && self.admits_contact(&response.id, from) {
             let family = Family::of(&from);
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(response.id, from, now) {
