@@ -1,7 +1,7 @@
 //! `kadmos node`'s limits on what the node serves and stores (Mainline).
 
 use clap::Args;
-use kadmos::{DhtBuilder, NodeIdSecurity, PeerStoreConfig, Rate, RateLimits};
+use kadmos::{AdaptiveReadOnly, DhtBuilder, NodeIdSecurity, PeerStoreConfig, Rate, RateLimits};
 
 #[derive(Args, Clone, Debug)]
 pub struct NodeLimitArgs {
@@ -24,6 +24,11 @@ pub struct NodeLimitArgs {
     /// (default; `keep-id` with --id); `keep-id` only the former; `off` neither.
     #[arg(long, value_enum, value_name = "POLICY")]
     pub node_id_security: Option<NodeIdPolicy>,
+    /// Stay serving even when nobody seems to reach the node (by default a node that gets
+    /// no unasked queries for 10 minutes while its own are answered turns read-only, BEP 43,
+    /// and tries serving again every 30 minutes).
+    #[arg(long)]
+    pub no_adaptive_read_only: bool,
 }
 
 /// `--node-id-security` values.
@@ -48,7 +53,8 @@ impl NodeLimitArgs {
             max_peers_per_infohash: self.max_peers_per_torrent,
             ..PeerStoreConfig::default()
         };
-        let builder = builder.rate_limits(limits).peer_store(store);
+        let adaptive = (!self.no_adaptive_read_only).then(AdaptiveReadOnly::default);
+        let builder = builder.rate_limits(limits).peer_store(store).adaptive_read_only(adaptive);
         match self.node_id_security {
             None => builder,
             Some(NodeIdPolicy::Enforce) => builder.node_id_security(NodeIdSecurity::Enforce),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::LookupConfig;
-use kadmos_proto::mainline::{Config, Families, Node, NodeIdSecurity, PeerStoreConfig, RateLimits};
+use kadmos_proto::mainline::{AdaptiveReadOnly, Config, Families, Node, NodeIdSecurity, PeerStoreConfig, RateLimits};
 use kadmos_proto::NodeId;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -43,6 +43,7 @@ pub struct DhtBuilder {
     rate_limits: RateLimits,
     peer_store: PeerStoreConfig,
     node_id_security: Option<NodeIdSecurity>,
+    adaptive_read_only: Option<AdaptiveReadOnly>,
 }
 
 impl Default for DhtBuilder {
@@ -62,6 +63,7 @@ impl Default for DhtBuilder {
             rate_limits: RateLimits::default(),
             peer_store: PeerStoreConfig::default(),
             node_id_security: None,
+            adaptive_read_only: None,
         }
     }
 }
@@ -167,6 +169,15 @@ impl DhtBuilder {
         self
     }
 
+    /// BEP 43 adaptive mode: the node turns read-only while nobody reaches it unasked though
+    /// its own queries are answered (behind a NAT or firewall), and serves again once someone
+    /// does; [`crate::Info::read_only`] says which. Default: off (`kadmos node` turns it on
+    /// with [`AdaptiveReadOnly::default`]: 10-minute windows, 30-minute read-only spells).
+    pub fn adaptive_read_only(mut self, adaptive: Option<AdaptiveReadOnly>) -> Self {
+        self.adaptive_read_only = adaptive;
+        self
+    }
+
     /// Seed of the node's random generator (default: from the OS), for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -194,6 +205,7 @@ impl DhtBuilder {
         let mut config = Config::new(node_id, self.seed.unwrap_or_else(rand::random));
         config.families = families;
         config.read_only = self.read_only;
+        config.adaptive_read_only = self.adaptive_read_only;
         config.lookup = self.lookup;
         config.republish_interval = self.republish;
         config.rate_limits = self.rate_limits;

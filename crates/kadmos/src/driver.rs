@@ -290,7 +290,7 @@ impl Driver {
             node_id: self.node.id(),
             local_addrs: self.local_addrs.clone(),
             external_addr: self.node.external_addr(),
-            read_only: self.node.config().read_only,
+            read_only: self.node.is_read_only(),
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
             routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
             stored_infohashes: self.node.peer_store().infohash_count(),

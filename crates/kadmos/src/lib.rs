@@ -46,7 +46,7 @@ pub use dht::{Dht, PeerStream};
 pub use error::{Error, QueryError, Result};
 pub use kadmos_proto::kad::LookupConfig;
 pub use kadmos_proto::mainline::{
-    ImmutableItem, Item, ItemSigner, MutableItem, NodeIdSecurity, PeerStoreConfig, Rate, RateLimits,
+    AdaptiveReadOnly, ImmutableItem, Item, ItemSigner, MutableItem, NodeIdSecurity, PeerStoreConfig, Rate, RateLimits,
 };
 pub use kadmos_proto::{Id, InfoHash, NodeId};
 pub use opendht::{OpenDht, OpenDhtBuilder};

@@ -7,6 +7,7 @@ use super::item_store::ItemStoreConfig;
 use super::node_id_security::NodeIdSecurity;
 use super::peer_store::PeerStoreConfig;
 use super::rate_limit::RateLimits;
+use super::reachability::AdaptiveReadOnly;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
 pub use crate::node_io::Families;
 
@@ -23,6 +24,10 @@ pub struct Config {
     pub families: Families,
     /// BEP 43 read-only mode: queries carry `ro=1`, incoming queries are ignored. Default off.
     pub read_only: bool,
+    /// BEP 43 adaptive mode: turn read-only while nobody reaches us unasked though our own
+    /// queries are answered (behind a NAT or firewall), and back once someone does (see
+    /// `mainline::reachability`). Default off here; `kadmos node` turns it on.
+    pub adaptive_read_only: Option<AdaptiveReadOnly>,
     /// Lookup parallelism, width, timeout and retries (see [`LookupConfig`]).
     pub lookup: LookupConfig,
     /// Routing table shape (see [`RoutingTableConfig`]).
@@ -86,6 +91,7 @@ impl Config {
             seed,
             families: Families { v4: true, v6: false },
             read_only: false,
+            adaptive_read_only: None,
             lookup: LookupConfig::default(),
             routing: RoutingTableConfig::default(),
             peer_store: PeerStoreConfig::default(),

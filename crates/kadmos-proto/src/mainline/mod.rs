@@ -11,6 +11,7 @@ pub mod node;
 pub mod node_id_security;
 pub mod peer_store;
 pub mod rate_limit;
+pub mod reachability;
 pub mod token;
 
 pub use config::{Config, Families, CLIENT_VERSION};
@@ -21,3 +22,4 @@ pub use node::{Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, Quer
 pub use node_id_security::NodeIdSecurity;
 pub use peer_store::{PeerStore, PeerStoreConfig};
 pub use rate_limit::{Rate, RateLimits};
+pub use reachability::AdaptiveReadOnly;

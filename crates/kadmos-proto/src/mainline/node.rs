@@ -42,6 +42,7 @@ use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
 use super::node_id_security::{self, NodeIdSecurity};
 use super::peer_store::PeerStore;
 use super::rate_limit::{RateLimiter, Refusal};
+use super::reachability::Reachability;
 use super::token::TokenIssuer;
 use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable,
@@ -335,6 +336,9 @@ pub struct Node {
     verify_budget: (Timestamp, u32),
     /// Our address as responders report it (BEP 42 `ip`), by vote.
     external: ExternalAddress,
+    /// With `adaptive_read_only`: whether others reach us (boxed: the simulator's nodes run
+    /// without it, and 100,000 of them count every byte).
+    reachability: Option<Box<Reachability>>,
 }
 
 impl Node {
@@ -367,6 +371,7 @@ impl Node {
             next_maintenance: now + config.maintenance_interval,
             verify_budget: (now, 0),
             external: ExternalAddress::new(config.external_address_votes),
+            reachability: config.adaptive_read_only.map(|adaptive| Box::new(Reachability::new(adaptive, now))),
             config,
         }
     }
@@ -430,6 +435,12 @@ impl Node {
     /// Requests of ours awaiting an answer.
     pub fn pending_requests(&self) -> usize {
         self.requests.len()
+    }
+
+    /// BEP 43: whether the node is read-only now, by configuration or because the adaptive
+    /// mode found it unreachable (see `mainline::reachability`).
+    pub fn is_read_only(&self) -> bool {
+        self.config.read_only || self.reachability.as_ref().is_some_and(|r| r.is_read_only())
     }
 
     /// Our address as most responders report it (BEP 42 `ip`), if any did.
@@ -646,7 +657,10 @@ impl Node {
             Ok(message) => match message.body {
                 Body::Query { id, query } => {
                     self.counters.queries_received += 1;
-                    if !self.config.read_only && self.admit_query(now, from) {
+                    if let Some(reachability) = &mut self.reachability {
+                        reachability.note_query(now, from.ip());
+                    }
+                    if !self.is_read_only() && self.admit_query(now, from) {
                         self.handle_query(now, from, message.transaction_id, id, query, message.read_only);
                     }
                 }
@@ -666,7 +680,7 @@ impl Node {
                 }
             },
             Err(error) => match error.reply() {
-                Some(reply) if !self.config.read_only => {
+                Some(reply) if !self.is_read_only() => {
                     self.counters.errors_sent += 1;
                     self.send(from, &reply);
                 }
@@ -707,6 +721,9 @@ impl Node {
         self.republish_stored(now);
         self.shrink_buffers();
         self.limiter.forget_quiet_sources(now);
+        if let Some(reachability) = &mut self.reachability {
+            reachability.tick(now);
+        }
         for target in self.tables.take_refresh_targets(now, &mut self.rng) {
             let query = Query::FindNode { target, want: self.want() };
             self.start_operation(Kind::Refresh, target, query, &[]);
@@ -1034,7 +1051,10 @@ impl Node {
         };
         let deadline = now + timeout;
         let mut message = Message::query(tx.to_be_bytes().to_vec(), self.config.node_id, query);
-        message.read_only = self.config.read_only;
+        message.read_only = self.is_read_only();
+        if let Some(reachability) = &mut self.reachability {
+            reachability.note_sent(to.ip());
+        }
         message.version = Some(CLIENT_VERSION.to_vec());
         self.counters.requests_sent += 1;
         self.send(to, &message);
@@ -1061,6 +1081,9 @@ impl Node {
             return None;
         };
         let touched = request.purpose.operation();
+        if let Some(reachability) = &mut self.reachability {
+            reachability.note_answer();
+        }
         let rtt = now.saturating_since(request.sent_at);
         if matches!(request.purpose, Purpose::Lookup { .. }) && now > request.stalls_at {
             self.note_stall_outcome(true);
