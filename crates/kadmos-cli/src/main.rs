@@ -8,6 +8,7 @@
 
 mod daemon_file;
 mod node;
+mod node_limits;
 mod oneshot;
 mod opendht;
 mod opendht_keys;
@@ -156,6 +157,8 @@ enum Command {
         /// Re-put the BEP 44 items this node stores for others every hour (Mainline).
         #[arg(long)]
         republish_items: bool,
+        #[command(flatten)]
+        limits: node_limits::NodeLimitArgs,
         /// Advertise that this host serves INFOHASH on PORT (default: the node's UDP port),
         /// re-announced every 15 minutes (repeatable; Mainline). Saved in the state file, so
         /// a restarted node resumes its advertisements.
@@ -475,6 +478,7 @@ fn main() -> ExitCode {
                 push_server,
                 control_port,
                 advertise,
+                limits,
             } => {
                 init_logging("info");
                 if network == NodeNetwork::Opendht && republish_items {
@@ -501,6 +505,7 @@ fn main() -> ExitCode {
                         push_server,
                         control_port,
                         advertise,
+                        limits,
                     };
                     node::run(options).await
                 }

@@ -10,6 +10,7 @@ use kadmos_http::{DaemonControl, Gateway, GatewayConfig, LimitsConfig, RunningGa
 use serde_json::json;
 
 use crate::daemon_file::DaemonFile;
+use crate::node_limits::NodeLimitArgs;
 use crate::output::emit;
 use crate::testnet::wait_for_signal;
 use crate::{opendht, NetworkArgs, NodeNetwork};
@@ -54,6 +55,8 @@ pub struct NodeOptions {
     pub control_port: u16,
     /// `--advertise INFOHASH[:PORT]` (Mainline): advertisements to run, besides the saved ones.
     pub advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
+    /// Rate limits, peer store limits, BEP 42 and BEP 43 policies (Mainline).
+    pub limits: NodeLimitArgs,
 }
 
 /// Reads `--http`'s `ADDR:PORT` or a bare `PORT` (on 127.0.0.1: a gateway is public only when
@@ -217,7 +220,8 @@ pub(crate) fn start_failure(error: kadmos::Error, ports: Option<&PortSpec>) -> S
 /// otherwise; the port of the saved state first), restoring its state.
 async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String> {
     let state_path = options.state.clone().unwrap_or_else(default_state_path);
-    let mut builder = options.net.builder().read_only(options.read_only).republish_stored_items(options.republish);
+    let builder = options.net.builder().read_only(options.read_only).republish_stored_items(options.republish);
+    let mut builder = options.limits.apply(builder);
     if options.net.port.is_none() {
         builder = builder.ports(PortSpec::mainline_daemon());
     }

@@ -297,7 +297,7 @@ impl Driver {
             node_id: self.node.id(),
             local_addrs: self.local_addrs.clone(),
             external_addr: self.node.external_addr(),
-            read_only: self.node.config().read_only,
+            read_only: self.node.is_read_only(),
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
             routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
             contacts_ipv4: self.node.routing_table(Family::V4).map(|t| ContactCounts::of(t, self.now())),
@@ -320,6 +320,11 @@ impl Driver {
                 dropped: c.dropped,
                 requests_sent: c.requests_sent,
                 requests_timed_out: c.requests_timed_out,
+                queries_rate_limited: c.queries_rate_limited,
+                replies_capped_unverified: c.replies_capped_unverified,
+                replies_capped_outbound: c.replies_capped_outbound,
+                insecure_ids_refused: c.insecure_ids_refused,
+                node_id_changes: c.node_id_changes,
             },
         }
     }

@@ -47,8 +47,10 @@ pub use builder::{DhtBuilder, DEFAULT_BOOTSTRAP};
 pub use dht::{Dht, PeerStream};
 pub use error::{Error, QueryError, Result};
 pub use kadmos_proto::kad::LookupConfig;
-pub use kadmos_proto::mainline::{ImmutableItem, Item, ItemSigner, MutableItem};
-pub use kadmos_proto::mainline::{QuestConfig, QuestError};
+pub use kadmos_proto::mainline::{
+    AdaptiveReadOnly, ImmutableItem, Item, ItemSigner, MutableItem, NodeIdSecurity, PeerStoreConfig, QuestConfig,
+    QuestError, Rate, RateLimits,
+};
 pub use kadmos_proto::{Id, InfoHash, NodeId};
 pub use opendht::{OpenDht, OpenDhtBuilder};
 pub use ports::PortSpec;

@@ -152,6 +152,16 @@ pub struct Traffic {
     pub dropped: u64,
     pub requests_sent: u64,
     pub requests_timed_out: u64,
+    /// Queries dropped over the per-address or global rate limit.
+    pub queries_rate_limited: u64,
+    /// Answers not sent to unverified addresses over their byte cap (no amplification).
+    pub replies_capped_unverified: u64,
+    /// Answers not sent over the outbound byte cap.
+    pub replies_capped_outbound: u64,
+    /// Contacts kept out of the routing table: ID not derived from their address (BEP 42).
+    pub insecure_ids_refused: u64,
+    /// Times the node took a new secure ID after its external address changed (BEP 42).
+    pub node_id_changes: u64,
 }
 
 /// How many contacts of a routing table are in each state, as BEP 5 and OpenDHT's node info

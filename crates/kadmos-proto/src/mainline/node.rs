@@ -37,11 +37,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Config, CLIENT_VERSION};
+use super::external_address::ExternalAddress;
 use super::item::{ImmutableItem, Item, MutableItem};
 use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
+use super::node_id_security::{self, NodeIdSecurity};
 use super::peer_store::PeerStore;
 use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundKind};
+use super::rate_limit::{RateLimiter, Refusal};
+use super::reachability::Reachability;
 use super::token::TokenIssuer;
 use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable,
@@ -131,6 +135,16 @@ pub struct Counters {
     pub dropped: u64,
     pub requests_sent: u64,
     pub requests_timed_out: u64,
+    /// Queries dropped unanswered: over their source's limit, or the node's.
+    pub queries_rate_limited: u64,
+    /// Answers not sent: over the bytes allowed to an unverified address (amplification).
+    pub replies_capped_unverified: u64,
+    /// Answers not sent: over the node's outbound bytes.
+    pub replies_capped_outbound: u64,
+    /// Contacts kept out of the routing table: their ID does not match their address (BEP 42).
+    pub insecure_ids_refused: u64,
+    /// Times we took a new secure ID after our external address changed (BEP 42).
+    pub node_id_changes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -306,6 +320,8 @@ pub struct Node {
     /// on first use: most nodes run none, and the simulator holds 100,000 nodes.
     quests: Option<Box<QuestBook>>,
     tokens: TokenIssuer,
+    /// Limits on what we serve and send (see `mainline::rate_limit`).
+    limiter: RateLimiter,
     requests: RequestTable<u32, SentRequest>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
     wakeups: TimerQueue<QueryId>,
@@ -326,9 +342,11 @@ pub struct Node {
     counters: Counters,
     next_maintenance: Timestamp,
     verify_budget: (Timestamp, u32),
-    /// Our address as responders report it (BEP 42 `ip`), by a majority vote kept in constant
-    /// space (Boyer–Moore): the candidate and its lead.
-    external_vote: Option<(SocketAddr, u32)>,
+    /// Our address as responders report it (BEP 42 `ip`), by vote.
+    external: ExternalAddress,
+    /// With `adaptive_read_only`: whether others reach us (boxed: the simulator's nodes run
+    /// without it, and 100,000 of them count every byte).
+    reachability: Option<Box<Reachability>>,
 }
 
 impl Node {
@@ -345,6 +363,7 @@ impl Node {
             republishing: std::collections::BTreeSet::new(),
             quests: None,
             tokens,
+            limiter: RateLimiter::new(config.rate_limits.clone(), now),
             tables,
             rng,
             requests: RequestTable::default(),
@@ -360,7 +379,8 @@ impl Node {
             counters: Counters::default(),
             next_maintenance: now + config.maintenance_interval,
             verify_budget: (now, 0),
-            external_vote: None,
+            external: ExternalAddress::new(config.external_address_votes),
+            reachability: config.adaptive_read_only.map(|adaptive| Box::new(Reachability::new(adaptive, now))),
             config,
         }
     }
@@ -426,9 +446,15 @@ impl Node {
         self.requests.len()
     }
 
+    /// BEP 43: whether the node is read-only now, by configuration or because the adaptive
+    /// mode found it unreachable (see `mainline::reachability`).
+    pub fn is_read_only(&self) -> bool {
+        self.config.read_only || self.reachability.as_ref().is_some_and(|r| r.is_read_only())
+    }
+
     /// Our address as most responders report it (BEP 42 `ip`), if any did.
     pub fn external_addr(&self) -> Option<SocketAddr> {
-        self.external_vote.map(|(addr, _)| addr)
+        self.external.get()
     }
 
     /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
@@ -712,7 +738,10 @@ impl Node {
             Ok(message) => match message.body {
                 Body::Query { id, query } => {
                     self.counters.queries_received += 1;
-                    if !self.config.read_only {
+                    if let Some(reachability) = &mut self.reachability {
+                        reachability.note_query(now, from.ip());
+                    }
+                    if !self.is_read_only() && self.admit_query(now, from) {
                         self.handle_query(now, from, message.transaction_id, id, query, message.read_only);
                     }
                 }
@@ -732,7 +761,7 @@ impl Node {
                 }
             },
             Err(error) => match error.reply() {
-                Some(reply) if !self.config.read_only => {
+                Some(reply) if !self.is_read_only() => {
                     self.counters.errors_sent += 1;
                     self.send(from, &reply);
                 }
@@ -775,6 +804,10 @@ impl Node {
         self.refresh_kept(now);
         self.republish_stored(now);
         self.shrink_buffers();
+        self.limiter.forget_quiet_sources(now);
+        if let Some(reachability) = &mut self.reachability {
+            reachability.tick(now);
+        }
         for target in self.tables.take_refresh_targets(now, &mut self.rng) {
             let query = Query::FindNode { target, want: self.want() };
             self.start_operation(Kind::Refresh, target, query, &[]);
@@ -889,10 +922,16 @@ impl Node {
         sender_read_only: bool,
     ) {
         let family = Family::of(&from);
+        let verified = self.tables.get(family).and_then(|t| t.get(&sender)).is_some_and(|c| c.addr() == from);
         if !sender_read_only && sender != self.config.node_id {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             let known = table.note_query(&sender, from, now);
-            if !known && table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
+            if !known
+                && table.would_accept(&sender, from, now)
+                && self.config.node_id_security.admits(&sender, from.ip())
+                && self.verify_allowed(now)
+                && !self.requests.any_to(from)
+            {
                 let _ = self.send_request(now, from, Some(sender), Query::Ping, Purpose::Verify);
             }
         }
@@ -959,7 +998,53 @@ impl Node {
         let mut message = Message::response(tx, response);
         message.requester_ip = Some(from);
         message.version = Some(CLIENT_VERSION.to_vec());
-        self.send(from, &message);
+        self.send_reply(now, from, &message, verified);
+    }
+
+    /// BEP 42: whether a node that answered us may enter the routing table (counted if not).
+    fn admits_contact(&mut self, id: &NodeId, from: SocketAddr) -> bool {
+        let admitted = self.config.node_id_security.admits(id, from.ip());
+        if !admitted {
+            self.counters.insecure_ids_refused += 1;
+        }
+        admitted
+    }
+
+    /// BEP 42: the vote found a new external address. Unless our ID is already secure for it
+    /// (or the policy keeps our ID), take a secure one and move the routing tables to it.
+    fn adopt_external_ip(&mut self, now: Timestamp, ip: IpAddr) {
+        if self.config.node_id_security != NodeIdSecurity::Enforce
+            || node_id_security::is_secure(&self.config.node_id, ip)
+        {
+            return;
+        }
+        let last_byte = self.rng.gen();
+        let id = node_id_security::secure_node_id(ip, last_byte, &mut self.rng);
+        self.config.node_id = id;
+        self.tables.recentre(id, now);
+        self.counters.node_id_changes += 1;
+    }
+
+    /// Counts a query against the rate limits; whether to serve it. BEP 5 has no error for
+    /// "too many queries", so one over a limit is dropped and counted.
+    fn admit_query(&mut self, now: Timestamp, from: SocketAddr) -> bool {
+        let admitted = self.limiter.allow_query(now, from.ip()).is_ok();
+        if !admitted {
+            self.counters.queries_rate_limited += 1;
+        }
+        admitted
+    }
+
+    /// Sends an answer if the outbound and amplification caps allow it (see
+    /// `mainline::rate_limit`); `verified`: the querier is in the routing table at `to`.
+    fn send_reply(&mut self, now: Timestamp, to: SocketAddr, message: &Message, verified: bool) {
+        let mut payload = Vec::with_capacity(512);
+        message.encode(&mut payload);
+        match self.limiter.allow_reply(now, to.ip(), payload.len(), verified) {
+            Ok(()) => self.push_transmit(to, payload),
+            Err(Refusal::OutboundBytes) => self.counters.replies_capped_outbound += 1,
+            Err(_) => self.counters.replies_capped_unverified += 1,
+        }
     }
 
     /// Validates and stores a BEP 44 put; on refusal, the KRPC error code and message.
@@ -1016,9 +1101,16 @@ impl Node {
 
     // ---------------------------------------------------------------- our requests
 
+    /// Sends a request of ours or an error answer: always sent, and counted against the
+    /// outbound cap.
     fn send(&mut self, to: SocketAddr, message: &Message) {
         let mut payload = Vec::with_capacity(512);
         message.encode(&mut payload);
+        self.limiter.spend_outbound(payload.len());
+        self.push_transmit(to, payload);
+    }
+
+    fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
         self.counters.datagrams_sent += 1;
         self.counters.bytes_sent += payload.len() as u64;
         self.transmits.push_back(Transmit { to, payload });
@@ -1043,7 +1135,10 @@ impl Node {
         };
         let deadline = now + timeout;
         let mut message = Message::query(tx.to_be_bytes().to_vec(), self.config.node_id, query);
-        message.read_only = self.config.read_only;
+        message.read_only = self.is_read_only();
+        if let Some(reachability) = &mut self.reachability {
+            reachability.note_sent(to.ip());
+        }
         message.version = Some(CLIENT_VERSION.to_vec());
         self.counters.requests_sent += 1;
         self.send(to, &message);
@@ -1070,6 +1165,9 @@ impl Node {
             return None;
         };
         let touched = request.purpose.operation();
+        if let Some(reachability) = &mut self.reachability {
+            reachability.note_answer();
+        }
         let rtt = now.saturating_since(request.sent_at);
         if matches!(request.purpose, Purpose::Lookup { .. }) && now > request.stalls_at {
             self.note_stall_outcome(true);
@@ -1082,14 +1180,10 @@ impl Node {
                 table.note_failure(&old, from, now);
             }
         }
-        if let Some(ip) = requester_ip {
-            self.external_vote = match self.external_vote {
-                Some((addr, lead)) if addr == ip => Some((addr, lead.saturating_add(1))),
-                Some((addr, lead)) if lead > 1 => Some((addr, lead - 1)),
-                _ => Some((ip, 1)),
-            };
+        if let Some(new_ip) = requester_ip.and_then(|ip| self.external.vote(from.ip(), ip)) {
+            self.adopt_external_ip(now, new_ip);
         }
-        if response.id != self.config.node_id {
+        if response.id != self.config.node_id && self.admits_contact(&response.id, from) {
             let family = Family::of(&from);
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(response.id, from, now) {
