@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //!
-//! - `runtime`: the process's tokio runtime; blocking and awaited calls; the fork guard.
+//! - `runtime`: the process's tokio runtime; blocking calls; the fork guard.
+//! - `awaitable`: Rust futures as asyncio futures (awaited calls).
 //! - `errors`: kadmos errors as the exceptions of `kadmos.errors`.
 //! - `stream`: `Stream`, for `for` and `async for`, cancelling its operation when closed.
 //! - `network`: what both node kinds start with; `host:port` resolution.
@@ -15,6 +16,7 @@
 //! - `testnet`: local networks for tests.
 //! - `bench`: the Rust side of the call-overhead benchmark (`bench/call_overhead.py`).
 
+mod awaitable;
 mod bench;
 mod errors;
 mod key;
@@ -41,11 +43,4 @@ mod _native {
     use crate::stream::Stream;
     #[pymodule_export]
     use crate::testnet::{mainline_testnet, opendht_testnet};
-
-    use super::*;
-
-    #[pymodule_init]
-    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        crate::runtime::install(m.py())
-    }
 }
