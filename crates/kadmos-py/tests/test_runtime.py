@@ -159,15 +159,22 @@ def test_forked_child_gets_an_error_not_a_hang(opendht_node):
 
 
 def test_process_exits_promptly_with_live_nodes():
-    """A program that ends with nodes running, a listen open and a get half-read exits at once
-    with status 0 (no hang at interpreter exit)."""
+    """A program that ends with nodes running, a listen open, a get half-read and a call
+    still awaited when its event loop ended exits with status 0 (no hang at interpreter exit)."""
     program = """
-import kadmos
+import asyncio, kadmos, kadmos.aio
 net = kadmos.OpenDhtTestnet(3)
 changes = net.nodes[1].listen("key")
 net.nodes[2].put("key", b"x")
 values = net.nodes[0].get("key")
 mainline = kadmos.Testnet(2)
+
+async def awaited():
+    node = kadmos.aio.OpenDht._wrap(net.nodes[0]._node)
+    await node.put("key", b"y")
+    return asyncio.ensure_future(node.get_all("key"))  # left pending when the loop ends
+
+asyncio.run(awaited())
 print("ready", flush=True)
 """
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
