@@ -11,6 +11,7 @@
 //! - `stream`: `Stream`, for `for` and `async for`, cancelling its operation when closed.
 //! - `network`: what both node kinds start with; `host:port` resolution.
 //! - `key`: keys and IDs from bytes or text.
+//! - `logging`: kadmos's log on stderr, switched from Python.
 //! - `mainline`: `Dht`, `ItemSigner`.
 //! - `opendht`: `OpenDht`, `Value`, `Filter`, `OwnerKey`, `PublicKey`.
 //! - `testnet`: local networks for tests.
@@ -20,6 +21,7 @@ mod awaitable;
 mod bench;
 mod errors;
 mod key;
+mod logging;
 mod mainline;
 mod network;
 mod opendht;
@@ -35,6 +37,8 @@ use pyo3::prelude::*;
 mod _native {
     #[pymodule_export]
     use crate::bench::{rust_cancel_put_calls, rust_get_values, rust_info_calls};
+    #[pymodule_export]
+    use crate::logging::{disable_logging, enable_logging};
     #[pymodule_export]
     use crate::mainline::{Dht, ItemSigner};
     #[pymodule_export]

@@ -180,3 +180,24 @@ print("ready", flush=True)
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ready"
+
+
+def test_logging_switches_on_and_off():
+    """enable_logging() puts kadmos's log on stderr (a node start is logged); disable_logging()
+    mutes it (the next node start is not); a level that is no filter is a ValueError."""
+    program = """
+import kadmos
+kadmos.enable_logging("info")
+first = kadmos.OpenDht(port=0, bind=["127.0.0.1"], bootstrap=[])
+kadmos.disable_logging()
+second = kadmos.Dht(bind=["127.0.0.1"], bootstrap=[])
+try:
+    kadmos.enable_logging("no such level !")
+except ValueError:
+    print("refused", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "refused"
+    assert "OpenDHT node started" in done.stderr
+    assert done.stderr.count("node started") == 1, done.stderr
