@@ -435,7 +435,8 @@ class DhtRunner:
         ipv6: str = "", config: Optional[DhtConfig] = None,
     ) -> None:
         """Starts the node on ``port`` (0: any free port), bound to ``ipv4``/``ipv6`` if given
-        (default: all interfaces). Like OpenDHT, it does not join: call ``bootstrap()``."""
+        (default: all interfaces). Like OpenDHT, it does not join: call ``bootstrap()``.
+        ``is_bootstrap`` is accepted and ignored (every kadmos node serves as a bootstrap node)."""
         if self._node is not None:
             raise RuntimeError("this DhtRunner is already running")
         config = config or DhtConfig()
