@@ -55,6 +55,7 @@
 //! latency and ops/s between 4 kadmos OpenDHT nodes on loopback, next to the same operations
 //! between 4 real OpenDHT 4.4.2 nodes measured in the same run (see `odht.rs`).
 
+mod gateway;
 mod gen;
 mod krpc;
 mod odht;
@@ -100,6 +101,8 @@ enum Cmd {
     },
     /// Measure the echo server, then the kadmos node, under the same load.
     Load(LoadArgs),
+    /// The HTTP gateway against OpenDHT's proxy server (dhtnode --proxyserver), same load.
+    Gateway(gateway::GatewayArgs),
     /// Put/get/listen-notify latency and ops/s: 4 kadmos OpenDHT nodes, then 4 OpenDHT nodes.
     Opendht {
         /// Sequential operations of each kind.
@@ -159,6 +162,7 @@ fn main() -> ExitCode {
         Cmd::Echo { bind } => echo(bind),
         Cmd::Load(args) => load(&args),
         Cmd::Opendht { ops, json } => odht::run(ops, json),
+        Cmd::Gateway(args) => gateway::run(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

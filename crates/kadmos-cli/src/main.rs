@@ -5,6 +5,7 @@
 //! for humans or as JSON lines. `node`, `testnet`, `put`, `get` and `listen` take
 //! `--network opendht`, handled in `opendht`.
 
+mod daemon_file;
 mod node;
 mod oneshot;
 mod opendht;
@@ -12,6 +13,8 @@ mod opendht_keys;
 mod output;
 mod storage;
 mod testnet;
+mod via_daemon;
+mod via_gateway;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -19,12 +22,24 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kadmos::PortSpec;
+use via_daemon::LocalDaemon;
 
 #[derive(Parser)]
 #[command(name = "kadmos", version, about = "A DHT node and client for the BitTorrent Mainline and OpenDHT networks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines on stderr look: `text` for people, `json` (one object per line) for log
+    /// collectors.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Which DHT a command works on.
@@ -37,11 +52,24 @@ pub enum Network {
     Opendht,
 }
 
+/// Which node(s) `kadmos node` runs.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeNetwork {
+    /// The BitTorrent DHT (BEP 5, BEP 44).
+    #[default]
+    Mainline,
+    /// OpenDHT (Jami's DHT, port 4222).
+    Opendht,
+    /// Both in one process: Mainline on 6881 (or --port), OpenDHT on 4222 (or --opendht-port).
+    Both,
+}
+
 /// Options every command that starts a node shares.
 #[derive(Args, Clone, Debug)]
 pub struct NetworkArgs {
-    /// UDP port: a number (6881), a list (6881,6882) or a range (6881-6889), tried in turn,
-    /// then any free port. Default: any free port (`node --network opendht`: 4222).
+    /// UDP port: a number (6881), a list (6881,6882) or a range (6881-6889), tried in turn;
+    /// the command fails if none is free, unless the list ends with 0 (any free port). Default:
+    /// any free port; `node`: 6881-6889,0 (OpenDHT: 4222,0), the port it had before first.
     #[arg(long, value_name = "PORTS")]
     port: Option<PortSpec>,
     /// Bootstrap node HOST:PORT (repeatable). Default: the public routers (OpenDHT:
@@ -57,6 +85,15 @@ pub struct NetworkArgs {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
+    /// put/get/listen (OpenDHT), peers, announce: go through this HTTP gateway instead of
+    /// starting a node (repeatable: the fastest is used, the others on failure). Default:
+    /// KADMOS_GATEWAY (comma-separated URLs).
+    #[arg(long, value_name = "URL")]
+    gateway: Vec<String>,
+    /// Run an ephemeral node even when a local daemon (`kadmos node`) is running; without
+    /// this, peers, announce, find-node, ping and OpenDHT put/get/listen ask the daemon.
+    #[arg(long)]
+    standalone: bool,
 }
 
 impl NetworkArgs {
@@ -117,9 +154,51 @@ enum Command {
         /// Re-put the BEP 44 items this node stores for others every hour (Mainline).
         #[arg(long)]
         republish_items: bool,
-        /// Which DHT.
+        /// Which DHT: mainline, opendht, or both in one process.
         #[arg(long, value_enum, default_value_t)]
-        network: Network,
+        network: NodeNetwork,
+        /// With --network both: the OpenDHT node's UDP ports (default 4222, then any free port).
+        #[arg(long, value_name = "PORTS")]
+        opendht_port: Option<PortSpec>,
+        /// With --network both: an OpenDHT bootstrap node HOST:PORT (repeatable; default
+        /// bootstrap.jami.net:4222). --bootstrap is then the Mainline node's.
+        #[arg(long, value_name = "HOST:PORT")]
+        opendht_bootstrap: Vec<String>,
+        /// Serve the HTTP gateway (OpenDHT proxy routes, Mainline and pkarr routes) on
+        /// ADDR:PORT, or PORT on 127.0.0.1.
+        #[arg(long, value_name = "ADDR:PORT", value_parser = node::parse_http_addr)]
+        http: Option<std::net::SocketAddr>,
+        /// Require `Authorization: Bearer TOKEN` on the gateway's writes.
+        #[arg(long, value_name = "TOKEN", requires = "http")]
+        http_token: Option<String>,
+        /// Gateway: requests per second per client address (bursts of twice that), 0 for no
+        /// limit. Loopback clients are exempt.
+        #[arg(long, value_name = "N", default_value_t = 200.0, requires = "http")]
+        http_rate: f64,
+        /// Gateway: a gorush-compatible push server (http://HOST:PORT) for the Android and iOS
+        /// tokens of SUBSCRIBE (UnifiedPush endpoints need none).
+        #[arg(long, value_name = "URL", requires = "http")]
+        push_server: Option<String>,
+        /// The control API's port on 127.0.0.1 (the CLI finds it in daemon.json in the data
+        /// directory). Default: any free port.
+        #[arg(long, value_name = "PORT", default_value_t = 0)]
+        control_port: u16,
+    },
+    /// The running daemon's routing tables: each bucket's prefix and size, each contact's ID,
+    /// address, status, last answer, and the replacement cache.
+    RoutingTable {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The running daemon's counters, stores and uptime.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stops the running daemon (which saves its state first).
+    Stop {
+        #[arg(long)]
+        json: bool,
     },
     /// Start N nodes on 127.0.0.1 in this process and print the address to bootstrap from.
     Testnet {
@@ -260,16 +339,49 @@ enum Command {
     },
 }
 
+/// `announce --port N`: the port to announce (none: the node's own, `implied_port`).
+fn announced_port(net: &NetworkArgs) -> Option<u16> {
+    net.port.as_ref().and_then(|p| p.candidates().first().copied()).filter(|p| *p != 0)
+}
+
 /// A value id as OpenDHT prints it: hexadecimal, optionally with `0x`.
 fn parse_value_id(text: &str) -> Result<u64, String> {
     let digits = text.strip_prefix("0x").unwrap_or(text);
     u64::from_str_radix(digits, 16).map_err(|_| format!("{text:?} is not a value id (up to 16 hex digits)"))
 }
 
+/// Refuses `--gateway` on commands that cannot go through one (rather than ignoring it).
+fn check_gateway_use(command: &Command) -> Result<(), String> {
+    let (net, what) = match command {
+        Command::Node { net, .. } if net.standalone => return Err("--standalone does not apply to node".into()),
+        Command::Node { net, .. } => (net, "node (use --http to serve a gateway)"),
+        Command::FindNode { net, .. } => (net, "find-node"),
+        Command::Ping { net, .. } => (net, "ping"),
+        Command::Put { net, network: Network::Mainline, .. } => {
+            (net, "Mainline put (BEP 44 through a gateway: POST /mainline/immutable)")
+        }
+        Command::Get { net, network: Network::Mainline, .. } => (net, "Mainline get"),
+        _ => return Ok(()),
+    };
+    if net.gateway.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("--gateway does not apply to {what}"))
+    }
+}
+
+/// The log format `--log-format` chose; set once, before any command runs.
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match LOG_FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => logs.init(),
+        // Flattened: `message` and the event's fields at the top level, as collectors expect.
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -313,19 +425,53 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let _ = LOG_FORMAT.set(cli.log_format);
+    if let Err(message) = check_gateway_use(&cli.command) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Node { net, state, read_only, id, stats_interval, republish_items, network } => {
+            Command::Node {
+                net,
+                state,
+                read_only,
+                id,
+                stats_interval,
+                republish_items,
+                network,
+                opendht_port,
+                opendht_bootstrap,
+                http,
+                http_token,
+                http_rate,
+                push_server,
+                control_port,
+            } => {
                 init_logging("info");
-                match network {
-                    Network::Mainline => {
-                        let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
-                        node::run(net, state, read_only, id, stats_interval, republish).await
-                    }
-                    Network::Opendht if republish_items => {
-                        Err("--republish-items is a Mainline (BEP 44) option".into())
-                    }
-                    Network::Opendht => opendht::node(net, state, read_only, id, stats_interval).await,
+                if network == NodeNetwork::Opendht && republish_items {
+                    Err("--republish-items is a Mainline (BEP 44) option".to_string())
+                } else if network != NodeNetwork::Both && (opendht_port.is_some() || !opendht_bootstrap.is_empty()) {
+                    Err("--opendht-port and --opendht-bootstrap go with --network both".to_string())
+                } else {
+                    let republish = republish_items.then(|| std::time::Duration::from_secs(60 * 60));
+                    let options = node::NodeOptions {
+                        net,
+                        network,
+                        state,
+                        read_only,
+                        id,
+                        stats_interval,
+                        republish,
+                        opendht_port,
+                        opendht_bootstrap,
+                        http,
+                        http_token,
+                        http_rate,
+                        push_server,
+                        control_port,
+                    };
+                    node::run(options).await
                 }
             }
             Command::Testnet { nodes, port, json, network } => {
@@ -335,17 +481,46 @@ fn main() -> ExitCode {
                     Network::Opendht => opendht::testnet(nodes, port, json).await,
                 }
             }
+            Command::RoutingTable { json } => {
+                init_logging("warn");
+                via_daemon::routing_table(json).await
+            }
+            Command::Stats { json } => {
+                init_logging("warn");
+                via_daemon::stats(json).await
+            }
+            Command::Stop { json } => {
+                init_logging("warn");
+                via_daemon::stop(json).await
+            }
             Command::Peers { info_hash, net } => {
                 init_logging("warn");
-                oneshot::peers(info_hash, net).await
+                match via_gateway::gateways(&net.gateway) {
+                    urls if urls.is_empty() => match LocalDaemon::find(&net, "mainline", false).await {
+                        Some(daemon) => via_daemon::peers(info_hash, &daemon, net.json).await,
+                        None => oneshot::peers(info_hash, net).await,
+                    },
+                    urls => via_gateway::peers(info_hash, &via_gateway::client(&urls)?, net.json).await,
+                }
             }
             Command::Announce { info_hash, net } => {
                 init_logging("warn");
-                oneshot::announce(info_hash, net).await
+                match via_gateway::gateways(&net.gateway) {
+                    urls if urls.is_empty() => match LocalDaemon::find(&net, "mainline", true).await {
+                        Some(daemon) => via_daemon::announce(info_hash, announced_port(&net), &daemon, net.json).await,
+                        None => oneshot::announce(info_hash, net).await,
+                    },
+                    urls => {
+                        via_gateway::announce(info_hash, announced_port(&net), &via_gateway::client(&urls)?, net.json).await
+                    }
+                }
             }
             Command::FindNode { id, net } => {
                 init_logging("warn");
-                oneshot::find_node(id, net).await
+                match LocalDaemon::find(&net, "mainline", false).await {
+                    Some(daemon) => via_daemon::find_node(id, &daemon, net.json).await,
+                    None => oneshot::find_node(id, net).await,
+                }
             }
             Command::Keygen { out, force, bits, json, network } => {
                 init_logging("warn");
@@ -380,7 +555,16 @@ fn main() -> ExitCode {
                     }
                     (Network::Opendht, Some(value)) => {
                         let args = opendht::PutArgs { key: first, value, value_type, ttl, value_id, sign, encrypt_to };
-                        opendht::put(args, net).await
+                        // --ttl and --value-id need a node of the command's own (a gateway put
+                        // is fire and forget).
+                        let own_node = args.ttl.is_some() || args.value_id.is_some();
+                        match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => match LocalDaemon::find(&net, "opendht", false).await {
+                                Some(daemon) if !own_node => via_gateway::put(args, &daemon.client()?, net.json).await,
+                                _ => opendht::put(args, net).await,
+                            },
+                            urls => via_gateway::put(args, &via_gateway::client(&urls)?, net.json).await,
+                        }
                     }
                 }
             }
@@ -395,7 +579,13 @@ fn main() -> ExitCode {
                         Err(e) => Err(e.to_string()),
                     },
                     Network::Opendht => match (target, public_key) {
-                        (Some(key), None) => opendht::get(key, decrypt_with, net).await,
+                        (Some(key), None) => match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => match LocalDaemon::find(&net, "opendht", false).await {
+                                Some(daemon) => via_gateway::get(key, decrypt_with, &daemon.client()?, net.json).await,
+                                None => opendht::get(key, decrypt_with, net).await,
+                            },
+                            urls => via_gateway::get(key, decrypt_with, &via_gateway::client(&urls)?, net.json).await,
+                        },
                         _ => Err("get --network opendht takes a KEY (and no --public-key)".into()),
                     },
                 }
@@ -403,13 +593,22 @@ fn main() -> ExitCode {
             Command::Listen { key, decrypt_with, network, net } => {
                 init_logging("warn");
                 match network {
-                    Network::Opendht => opendht::listen(key, decrypt_with, net).await,
+                    Network::Opendht => match via_gateway::gateways(&net.gateway) {
+                        urls if urls.is_empty() => match LocalDaemon::find(&net, "opendht", false).await {
+                            Some(daemon) => via_gateway::listen(key, decrypt_with, &daemon.client()?, net.json).await,
+                            None => opendht::listen(key, decrypt_with, net).await,
+                        },
+                        urls => via_gateway::listen(key, decrypt_with, &via_gateway::client(&urls)?, net.json).await,
+                    },
                     Network::Mainline => Err("listen is an OpenDHT command: add --network opendht".into()),
                 }
             }
             Command::Ping { addr, net } => {
                 init_logging("warn");
-                oneshot::ping(addr, net).await
+                match LocalDaemon::find(&net, "mainline", false).await {
+                    Some(daemon) => via_daemon::ping(addr, &daemon, net.json).await,
+                    None => oneshot::ping(addr, net).await,
+                }
             }
         }
     });

@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use kadmos::{Dht, InfoHash, NodeId, PortSpec};
+use kadmos::{Dht, InfoHash, NodeId, NodeInfo, PeerBatch, PortSpec};
 use serde_json::json;
 
 use crate::output::emit;
@@ -19,7 +19,10 @@ pub async fn join(
 ) -> Result<Dht, String> {
     // BEP 43 read-only: a node that exits in a moment must not enter others' routing tables,
     // where it would only cost later lookups a timeout.
-    let dht = configure(net.builder().read_only(true)).build().await.map_err(|e| e.to_string())?;
+    let dht = configure(net.builder().read_only(true))
+        .build()
+        .await
+        .map_err(|e| crate::node::start_failure(e, net.port.as_ref()))?;
     tokio::time::timeout(JOIN_TIMEOUT, dht.bootstrapped())
         .await
         .map_err(|_| "joining the network timed out".to_string())?
@@ -38,76 +41,109 @@ pub async fn peers(info_hash: InfoHash, net: NetworkArgs) -> Result<(), String> 
     let mut stream = dht.get_peers(info_hash).await.map_err(|e| e.to_string())?;
     let mut total = 0;
     while let Some(batch) = stream.next().await {
-        for peer in &batch.peers {
-            total += 1;
-            emit(net.json, "peer", &json!({ "peer": peer, "from": batch.from }), || {
-                format!("{peer}\t(from {} {})", batch.from.addr, batch.from.id)
-            });
-        }
+        total += print_peers(net.json, &batch);
     }
-    emit(net.json, "done", &json!({ "info_hash": info_hash.to_string(), "peers": total }), || {
-        format!("{total} peers found")
-    });
+    print_peers_done(net.json, info_hash, total);
     let _ = dht.shutdown().await;
     Ok(())
 }
 
+/// Prints the peers of one batch (also for the batches a daemon streams); returns how many.
+pub(crate) fn print_peers(json_output: bool, batch: &PeerBatch) -> usize {
+    for peer in &batch.peers {
+        emit(json_output, "peer", &json!({ "peer": peer, "from": batch.from }), || {
+            format!("{peer}\t(from {} {})", batch.from.addr, batch.from.id)
+        });
+    }
+    batch.peers.len()
+}
+
+pub(crate) fn print_peers_done(json_output: bool, info_hash: InfoHash, total: usize) {
+    emit(json_output, "done", &json!({ "info_hash": info_hash.to_string(), "peers": total }), || {
+        format!("{total} peers found")
+    });
+}
+
 pub async fn announce(info_hash: InfoHash, mut net: NetworkArgs) -> Result<(), String> {
-    // --port N: bind N if possible and announce N explicitly; otherwise implied port.
+    // --port N: bind N if possible (else any free port: N is what is announced, and the
+    // peer serving it need not be this node) and announce N explicitly; otherwise implied port.
     let announced_port = net.port.as_ref().and_then(|spec| spec.candidates().first().copied()).filter(|p| *p != 0);
     if let Some(port) = announced_port {
-        net.port = Some(PortSpec::single(port));
+        net.port = Some(PortSpec::list([port, 0]));
     }
     let dht = join(&net, |b| b).await?;
     let result = dht.announce_peer(info_hash, announced_port).await.map_err(|e| e.to_string())?;
     let port = announced_port.or_else(|| dht.local_addr_v4().or(dht.local_addrs().first().copied()).map(|a| a.port()));
-    if result.stored_at.is_empty() {
+    let _ = dht.shutdown().await;
+    print_announced(net.json, info_hash, (port, announced_port.is_none()), &result.stored_at)
+}
+
+/// Prints an announce's outcome (`port`: the port announced, and whether it was implied), or
+/// fails if no node stored it.
+pub(crate) fn print_announced(
+    json_output: bool,
+    info_hash: InfoHash,
+    (port, implied_port): (Option<u16>, bool),
+    stored_at: &[NodeInfo],
+) -> Result<(), String> {
+    if stored_at.is_empty() {
         return Err("announce failed: no node accepted it".into());
     }
     emit(
-        net.json,
+        json_output,
         "announced",
-        &json!({ "info_hash": info_hash.to_string(), "port": port, "implied_port": announced_port.is_none(), "stored_at": result.stored_at }),
-        || format!("announced port {} at {} nodes", port.unwrap_or(0), result.stored_at.len()),
+        &json!({ "info_hash": info_hash.to_string(), "port": port, "implied_port": implied_port, "stored_at": stored_at }),
+        || format!("announced port {} at {} nodes", port.unwrap_or(0), stored_at.len()),
     );
-    let _ = dht.shutdown().await;
     Ok(())
 }
 
 pub async fn find_node(id: NodeId, net: NetworkArgs) -> Result<(), String> {
     let dht = join(&net, |b| b).await?;
     let nodes = dht.find_node(id).await.map_err(|e| e.to_string())?;
-    for node in &nodes {
+    print_nodes(net.json, id, &nodes);
+    let _ = dht.shutdown().await;
+    Ok(())
+}
+
+pub(crate) fn print_nodes(json_output: bool, target: NodeId, nodes: &[NodeInfo]) {
+    for node in nodes {
         emit(
-            net.json,
+            json_output,
             "node",
-            &json!({ "id": node.id.to_string(), "addr": node.addr, "distance": hex_distance(&node.id, &id) }),
+            &json!({ "id": node.id.to_string(), "addr": node.addr, "distance": hex_distance(&node.id, &target) }),
             || format!("{}\t{}", node.id, node.addr),
         );
     }
-    let _ = dht.shutdown().await;
-    Ok(())
 }
 
 fn hex_distance(a: &NodeId, b: &NodeId) -> String {
     a.distance(b).0.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn ping(addr: String, net: NetworkArgs) -> Result<(), String> {
-    let target: SocketAddr = addr
-        .to_socket_addrs()
+/// The address `HOST:PORT` names (the first one if several).
+pub(crate) fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
         .map_err(|e| format!("cannot resolve {addr}: {e}"))?
         .next()
-        .ok_or_else(|| format!("{addr} resolves to no address"))?;
+        .ok_or_else(|| format!("{addr} resolves to no address"))
+}
+
+pub async fn ping(addr: String, net: NetworkArgs) -> Result<(), String> {
+    let target = resolve(&addr)?;
     let mut net = net;
     net.no_bootstrap = true; // a ping needs no network
     let dht = net.builder().build().await.map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     let pong = dht.ping(target).await.map_err(|e| format!("ping {target}: {e}"))?;
     let rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
-    emit(net.json, "pong", &json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt_ms }), || {
-        format!("{} answered as {} in {rtt_ms:.1} ms", pong.addr, pong.id)
-    });
+    print_pong(net.json, pong, rtt_ms);
     let _ = dht.shutdown().await;
     Ok(())
+}
+
+pub(crate) fn print_pong(json_output: bool, pong: NodeInfo, rtt_ms: f64) {
+    emit(json_output, "pong", &json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt_ms }), || {
+        format!("{} answered as {} in {rtt_ms:.1} ms", pong.addr, pong.id)
+    });
 }

@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kadmos::opendht::{
-    crypto, key_from_str, OpenDht, OpenDhtBuilder, OpenDhtState, OwnerKey, PutOptions, Testnet, Value, ValueId,
-    ValueType,
+    crypto, key_from_str, ListenEvent, OpenDht, OpenDhtBuilder, OpenDhtState, OwnerKey, PutOptions, Testnet, Value,
+    ValueId, ValueType,
 };
 use kadmos::{Id, NodeId, PortSpec};
 use serde_json::json;
@@ -45,7 +45,7 @@ async fn join(net: &NetworkArgs) -> Result<OpenDht, String> {
     if net.port.is_none() {
         builder = builder.ports(PortSpec::any());
     }
-    let dht = builder.build().await.map_err(|e| e.to_string())?;
+    let dht = builder.build().await.map_err(|e| crate::node::start_failure(e, net.port.as_ref()))?;
     tokio::time::timeout(JOIN_TIMEOUT, dht.bootstrapped())
         .await
         .map_err(|_| "joining the network timed out".to_string())?
@@ -60,7 +60,7 @@ async fn join(net: &NetworkArgs) -> Result<OpenDht, String> {
 }
 
 /// A value as received, and what this command could check of it.
-struct Received {
+pub(crate) struct Received {
     /// The value, decrypted if `--decrypt-with` opened it.
     value: Value,
     encrypted: bool,
@@ -72,7 +72,7 @@ struct Received {
 impl Received {
     /// Checks `value`'s signature, or decrypts it with `key` when it is encrypted to it (which
     /// also checks the sender's signature inside).
-    fn check(value: Value, key: Option<&OwnerKey>) -> Received {
+    pub(crate) fn check(value: Value, key: Option<&OwnerKey>) -> Received {
         if value.is_encrypted() {
             return match key.map(|k| crypto::decrypt_value(k, &value)) {
                 Some(Ok(open)) => Received { value: open, encrypted: true, decrypted: true, verified: Some(true) },
@@ -89,7 +89,7 @@ impl Received {
     }
 
     /// As a JSON object with stable field names (see the module documentation).
-    fn json(&self, key: &Id, expired: bool) -> serde_json::Value {
+    pub(crate) fn json(&self, key: &Id, expired: bool) -> serde_json::Value {
         let value = &self.value;
         json!({
             "key": key.to_string(),
@@ -109,7 +109,7 @@ impl Received {
     }
 
     /// For people: the text (or `hex:` and the bytes) and what identifies the value.
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let value = &self.value;
         let data = match self.data() {
             None => "(encrypted)".to_string(),
@@ -135,14 +135,14 @@ impl Received {
     }
 }
 
-/// `kadmos node --network opendht`: port 4222 unless `--port`, state in `state-opendht.json`.
-pub async fn node(
-    net: NetworkArgs,
+/// Starts the node of `kadmos node --network opendht` (or `both`): port 4222 unless `--port`,
+/// state in `state-opendht.json`. Returns it and its state file.
+pub async fn start_node(
+    net: &NetworkArgs,
     state: Option<PathBuf>,
     client: bool,
     id: Option<NodeId>,
-    stats_interval: u64,
-) -> Result<(), String> {
+) -> Result<(OpenDht, PathBuf), String> {
     let state_path = state.unwrap_or_else(default_state_path);
     let mut builder: OpenDhtBuilder = net.opendht_builder().client(client);
     if state_path.exists() {
@@ -159,39 +159,38 @@ pub async fn node(
     if let Some(id) = id {
         builder = builder.node_id(id);
     }
-    let dht = builder.build().await.map_err(|e| e.to_string())?;
+    let dht = builder.build().await.map_err(|e| crate::node::start_failure(e, net.port.as_ref()))?;
     for addr in dht.local_addrs() {
         let fields = json!({ "addr": addr, "node_id": dht.node_id().to_string(), "network": "opendht" });
         emit(net.json, "listening", &fields, || format!("OpenDHT node listening on {addr} as {}", dht.node_id()));
     }
-    let mut stats = tokio::time::interval(Duration::from_secs(stats_interval.max(1)));
-    stats.tick().await;
-    let mut save = tokio::time::interval(crate::node::SAVE_EVERY);
-    save.tick().await;
-    let signal = wait_for_signal();
-    tokio::pin!(signal);
-    loop {
-        tokio::select! {
-            () = &mut signal => break,
-            _ = stats.tick() => print_stats(&dht, net.json).await,
-            _ = save.tick() => match dht.save_state().await {
-                Ok(state) => if let Err(e) = state.save(&state_path) {
-                    tracing::warn!("saving state to {}: {e}", state_path.display());
-                },
-                Err(e) => tracing::warn!("reading state: {e}"),
-            },
+    Ok((dht, state_path))
+}
+
+/// Writes the node's state file (a failure is logged: the node keeps running).
+pub async fn save_state(dht: &OpenDht, state_path: &std::path::Path) {
+    match dht.save_state().await {
+        Ok(state) => {
+            if let Err(e) = state.save(state_path) {
+                tracing::warn!("saving state to {}: {e}", state_path.display());
+            }
         }
+        Err(e) => tracing::warn!("reading state: {e}"),
     }
+}
+
+/// Stops the node and saves its final state.
+pub async fn stop_node(dht: &OpenDht, state_path: &std::path::Path, json_output: bool) -> Result<(), String> {
     let final_state = dht.shutdown().await.map_err(|e| e.to_string())?;
-    final_state.save(&state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
+    final_state.save(state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
     let (contacts, values) = (final_state.contacts.len(), final_state.values.len() + final_state.permanent_puts.len());
-    emit(net.json, "stopped", &json!({ "state": state_path, "contacts": contacts, "values": values }), || {
+    emit(json_output, "stopped", &json!({ "state": state_path, "contacts": contacts, "values": values }), || {
         format!("saved {contacts} contacts and {values} values to {}", state_path.display())
     });
     Ok(())
 }
 
-async fn print_stats(dht: &OpenDht, json: bool) {
+pub async fn print_stats(dht: &OpenDht, json: bool) {
     let Ok(info) = dht.info().await else { return };
     emit(json, "stats", &info, || {
         let t = &info.traffic;
@@ -323,33 +322,46 @@ pub async fn get(key: String, decrypt_with: Option<PathBuf>, net: NetworkArgs) -
     Ok(())
 }
 
-/// `kadmos listen --network opendht KEY`: the values stored at the key, then every new value
-/// and every expiry, until interrupted.
-pub async fn listen(key: String, decrypt_with: Option<PathBuf>, net: NetworkArgs) -> Result<(), String> {
-    let key = key_from_str(&key);
-    let decrypt_with = decrypt_with.as_deref().map(load_owner_key).transpose()?;
-    let dht = join(&net).await?;
-    let mut changes = dht.listen(key).await.map_err(|e| e.to_string())?;
-    emit(net.json, "listen", &json!({ "key": key.to_string() }), || format!("listening to {key} (Ctrl-C to stop)"));
+/// Prints one change of a listen: `+ value` or `- value expired` (a `value` object in JSON).
+pub(crate) fn print_change(json_output: bool, key: &Id, change: ListenEvent, decrypt_with: Option<&OwnerKey>) {
+    let value = Received::check(change.value, decrypt_with);
+    emit(json_output, "value", &value.json(key, change.expired), || {
+        let sign = if change.expired { "-" } else { "+" };
+        let note = if change.expired { " expired" } else { "" };
+        format!("{sign} {}{note}", value.text())
+    })
+}
+
+/// Prints each change of a listen until it ends or the user interrupts.
+pub(crate) async fn print_changes(
+    json_output: bool,
+    key: &Id,
+    mut changes: impl tokio_stream::Stream<Item = ListenEvent> + Unpin,
+    decrypt_with: Option<&OwnerKey>,
+) {
+    use tokio_stream::StreamExt;
     let signal = wait_for_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             () = &mut signal => break,
             change = changes.next() => match change {
-                Some(change) => {
-                    let value = Received::check(change.value, decrypt_with.as_ref());
-                    emit(net.json, "value", &value.json(&key, change.expired), || {
-                        let sign = if change.expired { "-" } else { "+" };
-                        let note = if change.expired { " expired" } else { "" };
-                        format!("{sign} {}{note}", value.text())
-                    })
-                }
+                Some(change) => print_change(json_output, key, change, decrypt_with),
                 None => break,
             },
         }
     }
-    drop(changes);
+}
+
+/// `kadmos listen --network opendht KEY`: the values stored at the key, then every new value
+/// and every expiry, until interrupted.
+pub async fn listen(key: String, decrypt_with: Option<PathBuf>, net: NetworkArgs) -> Result<(), String> {
+    let key = key_from_str(&key);
+    let decrypt_with = decrypt_with.as_deref().map(load_owner_key).transpose()?;
+    let dht = join(&net).await?;
+    let changes = dht.listen(key).await.map_err(|e| e.to_string())?;
+    emit(net.json, "listen", &json!({ "key": key.to_string() }), || format!("listening to {key} (Ctrl-C to stop)"));
+    print_changes(net.json, &key, changes, decrypt_with.as_ref()).await;
     let _ = dht.shutdown().await;
     Ok(())
 }

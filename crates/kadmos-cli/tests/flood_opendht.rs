@@ -19,6 +19,11 @@ const MAX_VALUES_PER_KEY: u64 = 1024;
 const MAX_LISTENERS_PER_IP: u64 = 64;
 /// Flooding addresses.
 const CLIENTS: u8 = 32;
+/// Datagrams per second the flood sends, from all addresses together.
+const FLOOD_RATE: u32 = 6000;
+/// How long a client waits for an answer before asking again, and how many times it asks.
+const ANSWER_WAIT: Duration = Duration::from_secs(3);
+const ATTEMPTS: usize = 3;
 
 /// Kills the node when the test ends, however it ends.
 struct NodeProcess {
@@ -56,17 +61,24 @@ fn start_node() -> NodeProcess {
     node
 }
 
-/// The newest `stats` line the node printed within `wait`.
-fn latest_stats(node: &NodeProcess, wait: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + wait;
-    let mut latest = None;
+/// The node's `stats` line once it has gone quiet: two lines in a row with the same count of
+/// datagrams received, so that everything sent before has been handled, however busy the
+/// machine. Gives up after `limit`.
+fn settled_stats(node: &NodeProcess, limit: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    let mut previous: Option<serde_json::Value> = None;
     while let Ok(line) = node.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if json["type"] == "stats" {
-            latest = Some(json);
+        if json["type"] != "stats" {
+            continue;
         }
+        let received = &json["traffic"]["datagrams_received"];
+        if previous.as_ref().is_some_and(|p| &p["traffic"]["datagrams_received"] == received) {
+            return json;
+        }
+        previous = Some(json);
     }
-    latest.expect("a stats line")
+    panic!("the node did not settle within {limit:?}; last stats: {previous:?}")
 }
 
 /// A client socket on its own loopback address (the node limits requests per address).
@@ -79,7 +91,6 @@ struct Client {
 impl Client {
     fn new(host: u8) -> Client {
         let socket = UdpSocket::bind((Ipv4Addr::new(127, 0, 1, host), 0)).unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         Client { socket, id: Id::sha1_of(&[host]), tid: 0 }
     }
 
@@ -88,16 +99,27 @@ impl Client {
         let _ = self.socket.send_to(&Message::request(self.tid, self.id, request).to_bytes(), node);
     }
 
-    /// Sends a request and returns the answer to it (other datagrams are skipped).
+    /// Sends a request and returns the answer to it (other datagrams are skipped). A datagram can
+    /// be late or lost on a busy machine, so the request is sent again after a silent
+    /// `ANSWER_WAIT`, up to `ATTEMPTS` times; an answer to any of the attempts counts.
     fn ask(&mut self, node: SocketAddr, request: Request) -> Option<Message> {
-        self.send(node, request);
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let first_tid = self.tid + 1;
         let mut buf = [0u8; 65536];
-        while Instant::now() < deadline {
-            let (n, _) = self.socket.recv_from(&mut buf).ok()?;
-            match Message::decode(&buf[..n]) {
-                Ok(m) if m.tid == self.tid && matches!(m.body, Body::Reply(_) | Body::Error { .. }) => return Some(m),
-                _ => continue,
+        for _ in 0..ATTEMPTS {
+            self.send(node, request.clone());
+            let deadline = Instant::now() + ANSWER_WAIT;
+            while let Some(wait) = deadline.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) {
+                self.socket.set_read_timeout(Some(wait)).unwrap();
+                let Ok((n, _)) = self.socket.recv_from(&mut buf) else { break };
+                match Message::decode(&buf[..n]) {
+                    Ok(m)
+                        if (first_tid..=self.tid).contains(&m.tid)
+                            && matches!(m.body, Body::Reply(_) | Body::Error { .. }) =>
+                    {
+                        return Some(m)
+                    }
+                    _ => continue,
+                }
             }
         }
         None
@@ -112,20 +134,38 @@ impl Client {
     }
 }
 
-/// Floods within the request rate limit of one address (1024/s) and of the node (8192/s), so
-/// that what is tested is the stores' limits, not the rate limiter.
-fn paced(sent: &mut u64, started: Instant) {
-    *sent += 1;
-    let due = Duration::from_secs_f64(*sent as f64 / 6000.0);
-    if let Some(wait) = due.checked_sub(started.elapsed()) {
-        std::thread::sleep(wait);
+/// Sends at most `FLOOD_RATE` datagrams per second, well within the request rate limit of one
+/// address (1024/s) and of the node (8192/s), so that what is tested is the stores' limits, not
+/// the rate limiter. A pacer that fell behind (the node was slow to answer a get, the test
+/// thread was descheduled) does not burst to catch up: a catch-up burst once exceeded 8192
+/// requests in one second and the node rightly dropped a get (issue 11).
+struct Pacer {
+    next: Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    fn new() -> Pacer {
+        Pacer { next: Instant::now(), sent: 0 }
+    }
+
+    /// Waits for the next send's turn.
+    fn pace(&mut self) {
+        let now = Instant::now();
+        if let Some(wait) = self.next.checked_duration_since(now) {
+            std::thread::sleep(wait);
+        }
+        // Behind schedule: start again from now rather than sending the missed turns at once.
+        self.next = self.next.max(now) + Duration::from_secs(1) / FLOOD_RATE;
+        self.sent += 1;
     }
 }
 
 /// Floods of every kind leave the node within its limits: a key holds at most 1024 values
 /// however many are put, forged tokens store nothing,
-/// listeners stay within 64 per address, garbage and unfinished fragments are dropped; the node stays under 64 MiB of resident
-/// memory and still answers an honest get with the values it kept.
+/// listeners stay within 64 per address, garbage and unfinished fragments are dropped; a flood
+/// paced within the rate limits has no request dropped by them; the node stays under 64 MiB of
+/// resident memory and still answers an honest get with the values it kept.
 #[cfg(target_os = "linux")]
 #[test]
 fn opendht_floods_stay_bounded() {
@@ -134,7 +174,7 @@ fn opendht_floods_stay_bounded() {
     let hot = Id::of_str("flooded key");
     let mut clients: Vec<Client> = (1..=CLIENTS).map(Client::new).collect();
     let tokens: Vec<Vec<u8>> = clients.iter_mut().map(|c| c.token(node.addr, hot)).collect();
-    let (started, mut sent) = (Instant::now(), 0u64);
+    let (started, mut pacer) = (Instant::now(), Pacer::new());
 
     // 3,200 values of 600 bytes under one key, 100 from each address.
     for round in 0..100u64 {
@@ -143,7 +183,7 @@ fn opendht_floods_stay_bounded() {
             let args =
                 PutArgs { key: hot, token: tokens[i].clone(), values: vec![ValueSlot::Value(value)], created: None };
             c.send(node.addr, Request::Put(args));
-            paced(&mut sent, started);
+            pacer.pace();
         }
     }
     // 3,200 puts with forged tokens under other keys.
@@ -153,7 +193,7 @@ fn opendht_floods_stay_bounded() {
         let value = Value::new(n + 1, 0, vec![7; 600]);
         let args = PutArgs { key, token: vec![0xAA; 32], values: vec![ValueSlot::Value(value)], created: None };
         c.send(node.addr, Request::Put(args));
-        paced(&mut sent, started);
+        pacer.pace();
     }
     // 8,000 listens: 250 subscriptions from each address, on the hot key and on others.
     for n in 0..8000u32 {
@@ -162,12 +202,12 @@ fn opendht_floods_stay_bounded() {
         let token = if key == hot {
             tokens[i].clone()
         } else {
-            paced(&mut sent, started); // the get for the token counts against the rate limit too
+            pacer.pace(); // the get for the token counts against the rate limit too
             clients[i].token(node.addr, key)
         };
         let args = ListenArgs { key, token, socket_id: n, version: Some(1), query: None };
         clients[i].send(node.addr, Request::Listen(args));
-        paced(&mut sent, started);
+        pacer.pace();
     }
     // 20,000 datagrams of garbage, and 2,000 fragmented puts whose parts never all come.
     let mut seed = 0x2545_f491_4f6c_dd1du64;
@@ -177,7 +217,7 @@ fn opendht_floods_stay_bounded() {
         seed ^= seed << 17;
         let garbage: Vec<u8> = (0..(seed % 300) as usize).map(|j| (seed >> (j % 56)) as u8).collect();
         let _ = clients[n % 32].socket.send_to(&garbage, node.addr);
-        paced(&mut sent, started);
+        pacer.pace();
     }
     for n in 0..2000u32 {
         let i = (n % 32) as usize;
@@ -186,10 +226,10 @@ fn opendht_floods_stay_bounded() {
         clients[i].send(node.addr, Request::Put(args));
         let parts = ValueParts { fragments: [(0, Fragment { offset: 0, data: vec![1; 1000] })].into_iter().collect() };
         let _ = clients[i].socket.send_to(&Message::value_parts(clients[i].tid, parts).to_bytes(), node.addr);
-        paced(&mut sent, started);
+        pacer.pace();
     }
 
-    let stats = latest_stats(&node, Duration::from_millis(2500));
+    let stats = settled_stats(&node, Duration::from_secs(120));
     assert!(node_alive(&node), "the node died in the flood");
     let stored = stats["stored_values"].as_u64().unwrap();
     assert_eq!(stats["stored_keys"], 1, "only the flooded key holds values: forged tokens stored nothing");
@@ -200,7 +240,8 @@ fn opendht_floods_stay_bounded() {
         "received {received} datagrams; stored {stored} values; {listeners} listeners; peak RSS {peak_mib} MiB; {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    assert!(received > 30_000, "most of the flood arrived: {received}");
+    assert!(received > 30_000, "most of the flood arrived: {received} of {} sent", pacer.sent);
+    assert_eq!(stats["traffic"]["rate_limited"], 0, "the flood stayed within the rate limits");
     assert!(stored > MAX_VALUES_PER_KEY / 2 && stored <= MAX_VALUES_PER_KEY, "stored {stored} values (one key)");
     assert!(listeners > 1000 && listeners <= u64::from(CLIENTS) * MAX_LISTENERS_PER_IP, "{listeners} listeners");
     assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");

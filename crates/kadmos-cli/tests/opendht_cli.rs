@@ -148,13 +148,32 @@ fn opendht_commands_against_a_testnet() {
 
     // A node process joins the testnet; a get bootstrapped from it alone finds the values.
     let mut node = Process::start(
-        &["node", "--network", "opendht", "--port", "0", "--bind", "127.0.0.1", "--bootstrap", &bootstrap, "--json"],
+        &[
+            "node",
+            "--network",
+            "opendht",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--bootstrap",
+            &bootstrap,
+            "--json",
+            "--stats-interval",
+            "1",
+        ],
         &data.0,
     );
     let listening = node.next_json(Duration::from_secs(30));
     assert_eq!((listening["type"].as_str(), listening["network"].as_str()), (Some("listening"), Some("opendht")));
     let node_addr = listening["addr"].as_str().unwrap().to_string();
-    std::thread::sleep(Duration::from_millis(500)); // let it finish joining
+    // Wait until it has joined: a stats line showing contacts in its routing table.
+    loop {
+        let line = node.next_json(Duration::from_secs(30));
+        if line["type"] == "stats" && line["routing_table_ipv4"].as_u64() > Some(0) {
+            break;
+        }
+    }
     let out = kadmos(&["get", "room"], &node_addr, &data.0);
     assert_eq!(sorted_data(&json_lines(&out)), ["hello", "world"], "through the node process");
 

@@ -302,6 +302,7 @@ fn bep44_hostile_puts_are_refused() {
         seq: Some(m.seq),
         salt: (!m.salt.is_empty()).then(|| m.salt.clone()),
         cas: None,
+        target: None,
     };
     let code = |m: Option<Message>| match m.map(|m| m.body) {
         Some(Body::Error { code, .. }) => code,
@@ -410,4 +411,49 @@ fn joined_node_looks_itself_up_again_with_growing_gaps() {
     assert!((30..=40).contains(&seen[0]), "first at {}", seen[0]);
     let gaps: Vec<u64> = seen.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.windows(2).all(|g| g[1] >= g[0] + 20), "gaps {gaps:?} should double");
+}
+
+/// The node's queries carry random 4-byte transaction IDs (the `mainline` crate ignores any
+/// other length); an answer counts only with the whole ID and from the address asked, and the
+/// node still answers queries whose transaction ID has another length (BEP 5 allows any).
+#[test]
+fn queries_carry_four_byte_transaction_ids() {
+    let mut net = Net::new(1);
+    let stranger = SocketAddr::from(([10, 9, 9, 9], 6881));
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        let now = net.now;
+        let query = net.nodes[0].ping(now, stranger);
+        let t = net.nodes[0].poll_transmit().expect("a ping goes out");
+        assert_eq!(t.to, stranger);
+        let message = Message::decode(&t.payload).unwrap();
+        assert!(matches!(message.body, Body::Query { query: Query::Ping, .. }), "{message:?}");
+        assert_eq!(message.transaction_id.len(), 4, "{:?}", message.transaction_id);
+        sent.push((query, message.transaction_id));
+    }
+    let mut ids: Vec<_> = sent.iter().map(|(_, tid)| tid.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "transaction IDs are drawn afresh: {ids:?}");
+
+    let pong = |tid: Vec<u8>| {
+        let response = kadmos_proto::mainline::Response { id: Id::sha1_of(b"stranger"), ..Default::default() };
+        Message::response(tid, response).to_bytes()
+    };
+    let (query, tid) = sent[0].clone();
+    let now = net.now;
+    // A prefix of the ID, or the ID from another address, does not answer the ping.
+    net.nodes[0].handle_datagram(now, stranger, &pong(tid[..2].to_vec()));
+    net.nodes[0].handle_datagram(now, SocketAddr::from(([10, 9, 9, 8], 6881)), &pong(tid.clone()));
+    net.settle();
+    assert!(net.finished(0, query).is_none(), "answered by a partial ID or a stranger");
+    net.nodes[0].handle_datagram(now, stranger, &pong(tid));
+    net.settle();
+    assert!(matches!(net.finished(0, query), Some(Outcome::Pong { addr, .. }) if *addr == stranger));
+
+    for tid in [&b"a"[..], b"ab", b"abcdefgh"] {
+        let ping = Message::query(tid.to_vec(), Id::sha1_of(b"asker"), Query::Ping).to_bytes();
+        let answer = net.exchange(0, SocketAddr::from(([10, 7, 7, 7], 6881)), &ping).expect("an answer");
+        assert_eq!(answer.transaction_id, tid);
+    }
 }

@@ -74,7 +74,9 @@ impl DhtBuilder {
         self
     }
 
-    /// Ports to try in turn (0 is the last resort). Default: any free port.
+    /// Ports to try in turn. The list is strict: [`DhtBuilder::build`] fails with
+    /// [`Error::Bind`] when none of them can be bound, unless it ends with 0 (any free port).
+    /// A restored state's port is tried first when the list ends with 0. Default: any free port.
     pub fn ports(mut self, ports: PortSpec) -> Self {
         self.ports = ports;
         self
@@ -181,12 +183,16 @@ impl DhtBuilder {
     }
 
     fn bind_sockets(&self) -> Result<Vec<Arc<UdpSocket>>> {
-        bind_sockets(&self.bind, self.bind_explicit, &self.ports)
+        let ports = match self.state.as_ref().and_then(|s| s.port) {
+            Some(saved) => self.ports.preferring(saved),
+            None => self.ports.clone(),
+        };
+        bind_sockets(&self.bind, self.bind_explicit, &ports)
     }
 }
 
 /// Binds one UDP socket per address in `bind`, all on the same port: the first of `ports` where
-/// every address binds (0 is the last resort). When `bind` is the default (not `explicit`),
+/// every address binds; the error of the last port tried when none does. When `bind` is the default (not `explicit`),
 /// an IPv6 address that cannot be bound is skipped. Shared by both networks' builders.
 pub(crate) fn bind_sockets(bind: &[IpAddr], explicit: bool, ports: &PortSpec) -> Result<Vec<Arc<UdpSocket>>> {
     if bind.is_empty() {
@@ -217,6 +223,12 @@ pub(crate) fn bind_sockets(bind: &[IpAddr], explicit: bool, ports: &PortSpec) ->
             }
         }
         if !failed && !sockets.is_empty() {
+            let first = ports.candidates().first().copied().unwrap_or(0);
+            if port != first {
+                // Not silent: whoever expected the first port learns where the node went.
+                let got = bound_port(&sockets[0]);
+                tracing::warn!("UDP port {first} is taken; listening on port {got} instead");
+            }
             return Ok(sockets.into_iter().map(Arc::new).collect());
         }
     }

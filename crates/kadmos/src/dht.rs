@@ -34,6 +34,13 @@ impl Dht {
         self.node_id
     }
 
+    /// A handle to the same node whose BEP 44 puts are not kept alive (for a gateway: its
+    /// clients republish their own items, and keeping every client's item alive would grow
+    /// without bound).
+    pub fn without_keep_alive(&self) -> Dht {
+        Dht { keep_alive_puts: false, ..self.clone() }
+    }
+
     /// The addresses the node's sockets are bound to.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs

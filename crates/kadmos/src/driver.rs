@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kadmos_proto::kad::{ContactStatus, RoutingTable};
+use kadmos_proto::kad::RoutingTable;
 use kadmos_proto::mainline::{Event, Family, Item, ItemQuery, Node, Outcome, QueryError, QueryId};
 use kadmos_proto::{InfoHash, NodeId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -250,43 +250,12 @@ impl Driver {
         }
     }
 
-    fn family_dump(&self, family: Family, now: Timestamp) -> Option<FamilyTable> {
-        let table = self.node.routing_table(family)?;
-        let config = table.config();
-        let buckets = table
-            .buckets()
-            .iter()
-            .enumerate()
-            .map(|(index, bucket)| BucketDump {
-                prefix_len: index,
-                contacts: bucket
-                    .contacts()
-                    .iter()
-                    .map(|c| ContactDump {
-                        id: c.id,
-                        addr: c.addr(),
-                        status: match c.status(now, config) {
-                            ContactStatus::Good => "good",
-                            ContactStatus::Questionable => "questionable",
-                            ContactStatus::Bad => "bad",
-                        },
-                        last_response_secs_ago: c.last_response().map(|t| now.saturating_since(t).as_secs()),
-                        failures: c.failures,
-                    })
-                    .collect(),
-                replacements: bucket.replacements().len(),
-                last_changed_secs_ago: now.saturating_since(bucket.last_changed()).as_secs(),
-            })
-            .collect();
-        Some(FamilyTable { family: if family == Family::V4 { "ipv4" } else { "ipv6" }, size: table.len(), buckets })
-    }
-
     fn routing_table_dump(&self) -> RoutingTableDump {
         let now = self.now();
         RoutingTableDump {
             node_id: self.node.id(),
-            ipv4: self.family_dump(Family::V4, now),
-            ipv6: self.family_dump(Family::V6, now),
+            ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, "ipv4", now)),
+            ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, "ipv6", now)),
         }
     }
 
@@ -299,6 +268,8 @@ impl Driver {
             read_only: self.node.config().read_only,
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
             routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
+            contacts_ipv4: self.node.routing_table(Family::V4).map(|t| ContactCounts::of(t, self.now())),
+            contacts_ipv6: self.node.routing_table(Family::V6).map(|t| ContactCounts::of(t, self.now())),
             stored_infohashes: self.node.peer_store().infohash_count(),
             stored_peers: self.node.peer_store().peer_count(),
             stored_items: self.node.item_store().len(),
@@ -345,6 +316,7 @@ impl Driver {
                     SavedItem::from_item(&k.item, age.as_secs())
                 })
                 .collect(),
+            port: self.local_addrs.first().map(SocketAddr::port),
         }
     }
 

@@ -1,9 +1,14 @@
 //! Which UDP ports to try: one number, a list (`6881,6882`) or a range (`6881-6889`).
+//!
+//! The list is honoured exactly: a node given `6881` listens on 6881 or fails to start, because
+//! other nodes remember where it listens, and a port silently different on each restart loses
+//! them. A list that ends with 0 (`6881-6889,0`) accepts any free port as the last resort, as
+//! Net::BitTorrent::DHT's `port => [1337 .. 1340, 0]` does.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// Ports tried in turn when binding; if none is free the node falls back to port 0 (any).
+/// Ports tried in turn when binding; 0 (only meaningful last) means any free port.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PortSpec {
     ports: Vec<u16>,
@@ -27,13 +32,38 @@ impl PortSpec {
         PortSpec { ports: (first..=last).collect() }
     }
 
-    /// The ports to try, in order, ending with 0 as the fallback.
+    /// A Mainline daemon's ports: 6881 (BitTorrent's DHT port), then 6882–6889, then any.
+    pub fn mainline_daemon() -> Self {
+        PortSpec { ports: (6881..=6889).chain([0]).collect() }
+    }
+
+    /// An OpenDHT node's ports: 4222 (OpenDHT's port), then any.
+    pub fn opendht_daemon() -> Self {
+        PortSpec { ports: vec![4222, 0] }
+    }
+
+    /// The ports to try, in order; binding fails if none of them can be bound. An empty
+    /// list (the `Default`) is any free port.
     pub fn candidates(&self) -> Vec<u16> {
-        let mut out = self.ports.clone();
-        if out.last() != Some(&0) {
-            out.push(0);
+        if self.ports.is_empty() {
+            return vec![0];
         }
-        out
+        self.ports.clone()
+    }
+
+    /// Whether the list ends with 0, so that any free port will do when the others are taken.
+    pub fn accepts_any(&self) -> bool {
+        self.ports.last() == Some(&0)
+    }
+
+    /// The same list with `port` tried first (a restarted node's previous port). Only a list
+    /// that accepts any port is changed: a strict list is what its user asked for.
+    pub fn preferring(&self, port: u16) -> PortSpec {
+        if !self.accepts_any() || port == 0 {
+            return self.clone();
+        }
+        let rest = self.ports.iter().copied().filter(|p| *p != port);
+        PortSpec { ports: std::iter::once(port).chain(rest).collect() }
     }
 }
 
@@ -75,15 +105,31 @@ impl fmt::Display for PortSpec {
 mod tests {
     use super::*;
 
-    /// Numbers, lists and ranges parse; 0 is always the last resort; nonsense is an error.
+    /// Numbers, lists and ranges parse and are kept exactly (no implicit 0); nonsense is an
+    /// error.
     #[test]
     fn parse_forms() {
-        assert_eq!("6881".parse::<PortSpec>().unwrap().candidates(), vec![6881, 0]);
-        assert_eq!("6881,6882".parse::<PortSpec>().unwrap().candidates(), vec![6881, 6882, 0]);
-        assert_eq!("6881-6883".parse::<PortSpec>().unwrap().candidates(), vec![6881, 6882, 6883, 0]);
+        assert_eq!("6881".parse::<PortSpec>().unwrap().candidates(), vec![6881]);
+        assert_eq!("6881,6882".parse::<PortSpec>().unwrap().candidates(), vec![6881, 6882]);
+        assert_eq!("6881-6883,0".parse::<PortSpec>().unwrap().candidates(), vec![6881, 6882, 6883, 0]);
         assert_eq!("0".parse::<PortSpec>().unwrap().candidates(), vec![0]);
         for bad in ["", "x", "6889-6881", "70000", "1,,2"] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
         }
+    }
+
+    /// A previous port goes first only in a list that accepts any port, and is not repeated.
+    #[test]
+    fn preferring_a_saved_port() {
+        let daemon = PortSpec::mainline_daemon();
+        assert!(daemon.accepts_any());
+        let restarted = daemon.preferring(6885).candidates();
+        assert_eq!(restarted[..3], [6885, 6881, 6882]);
+        assert_eq!(restarted.iter().filter(|p| **p == 6885).count(), 1);
+        assert_eq!(restarted.last(), Some(&0));
+        assert_eq!(PortSpec::mainline_daemon().preferring(40000).candidates()[..2], [40000, 6881]);
+        let strict = PortSpec::single(17601);
+        assert_eq!(strict.preferring(40000), strict);
+        assert_eq!(daemon.preferring(0), daemon);
     }
 }

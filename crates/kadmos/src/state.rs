@@ -23,6 +23,10 @@ pub struct SavedState {
     /// Items this node's user put and keeps alive.
     #[serde(default)]
     pub kept_items: Vec<SavedItem>,
+    /// The UDP port the node listened on, tried first when it restarts (if its port list
+    /// accepts any port), so that the nodes that know it find it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// A BEP 44 item in saved state (binary fields in hex).

@@ -150,6 +150,15 @@ impl Dht {
         Ok(PutResult { target, seq: Some(seq), stored_at: report.stored_at, errors: report.errors })
     }
 
+    /// Stores a mutable item signed elsewhere (a gateway's client signs its own items): its
+    /// signature is checked here first ([`Error::InvalidItem`] if it does not verify).
+    pub async fn put_signed_mutable(&self, item: MutableItem, cas: Option<i64>) -> Result<PutResult> {
+        item.verify().map_err(Error::InvalidItem)?;
+        let (target, seq) = (item.target(), item.seq);
+        let report = self.put_item(Item::Mutable(item), cas).await?;
+        Ok(PutResult { target, seq: Some(seq), stored_at: report.stored_at, errors: report.errors })
+    }
+
     /// Streams verified versions of a mutable item (each once); nodes omit values whose seq
     /// is not above `newer_than`. [`ItemStream::most_recent`] resolves to the newest.
     pub async fn get_mutable(&self, public_key: [u8; 32], salt: &[u8], newer_than: Option<i64>) -> Result<ItemStream> {

@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use kadmos_proto::NodeId;
+use kadmos_proto::kad::{ContactStatus, RoutingTable, RoutingTableConfig};
+use kadmos_proto::{NodeId, Timestamp};
 use serde::{Serialize, Serializer};
 
 fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
@@ -68,13 +69,34 @@ pub struct ContactDump {
     pub failures: u8,
 }
 
+impl ContactDump {
+    fn of(contact: &kadmos_proto::kad::Contact, config: &RoutingTableConfig, now: Timestamp) -> ContactDump {
+        ContactDump {
+            id: contact.id,
+            addr: contact.addr(),
+            status: match contact.status(now, config) {
+                ContactStatus::Good => "good",
+                ContactStatus::Questionable => "questionable",
+                ContactStatus::Bad => "bad",
+            },
+            last_response_secs_ago: contact.last_response().map(|t| now.saturating_since(t).as_secs()),
+            failures: contact.failures,
+        }
+    }
+}
+
 /// One bucket: contacts sharing `prefix_len` leading bits with our ID (the last bucket:
 /// at least that many).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BucketDump {
     pub prefix_len: usize,
+    /// How many contacts the bucket holds at most (wider near the top of the table).
+    pub capacity: usize,
     pub contacts: Vec<ContactDump>,
+    /// How many contacts wait in the replacement cache.
     pub replacements: usize,
+    /// The replacement cache: verified contacts that take the place of a bad one.
+    pub replacement_contacts: Vec<ContactDump>,
     pub last_changed_secs_ago: u64,
 }
 
@@ -84,6 +106,27 @@ pub struct FamilyTable {
     pub family: &'static str,
     pub size: usize,
     pub buckets: Vec<BucketDump>,
+}
+
+impl FamilyTable {
+    /// A snapshot of `table` (the same form for both networks' nodes).
+    pub(crate) fn of(table: &RoutingTable, family: &'static str, now: Timestamp) -> FamilyTable {
+        let config = table.config();
+        let buckets = table
+            .buckets()
+            .iter()
+            .enumerate()
+            .map(|(index, bucket)| BucketDump {
+                prefix_len: index,
+                capacity: table.bucket_capacity(index),
+                contacts: bucket.contacts().iter().map(|c| ContactDump::of(c, config, now)).collect(),
+                replacements: bucket.replacements().len(),
+                replacement_contacts: bucket.replacements().iter().map(|c| ContactDump::of(c, config, now)).collect(),
+                last_changed_secs_ago: now.saturating_since(bucket.last_changed()).as_secs(),
+            })
+            .collect();
+        FamilyTable { family, size: table.len(), buckets }
+    }
 }
 
 /// Both routing tables (a family without a socket is absent).
@@ -111,6 +154,30 @@ pub struct Traffic {
     pub requests_timed_out: u64,
 }
 
+/// How many contacts of a routing table are in each state, as BEP 5 and OpenDHT's node info
+/// count them: `good` answered recently, `dubious` has been silent for a while (not yet failed
+/// enough to be dropped). Gateways report these so that clients can tell a joined node from an
+/// isolated one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ContactCounts {
+    pub good: usize,
+    pub dubious: usize,
+}
+
+impl ContactCounts {
+    pub(crate) fn of(table: &RoutingTable, now: Timestamp) -> ContactCounts {
+        let mut counts = ContactCounts::default();
+        for contact in table.contacts() {
+            match contact.status(now, table.config()) {
+                ContactStatus::Good => counts.good += 1,
+                ContactStatus::Questionable => counts.dubious += 1,
+                ContactStatus::Bad => {}
+            }
+        }
+        counts
+    }
+}
+
 /// A snapshot of a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Info {
@@ -122,6 +189,9 @@ pub struct Info {
     pub read_only: bool,
     pub routing_table_ipv4: Option<usize>,
     pub routing_table_ipv6: Option<usize>,
+    /// The routing table's contacts by state, per family (`None`: family not enabled).
+    pub contacts_ipv4: Option<ContactCounts>,
+    pub contacts_ipv6: Option<ContactCounts>,
     pub stored_infohashes: usize,
     pub stored_peers: usize,
     /// BEP 44 items stored for others.

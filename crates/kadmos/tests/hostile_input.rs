@@ -12,9 +12,15 @@ use kadmos_proto::Id;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+/// How long a client waits for an answer it expects: generous, for a busy machine.
+const ANSWER_WAIT: Duration = Duration::from_secs(5);
+/// How long a client listens before it takes silence for a refusal. A late answer would still
+/// be caught: each silence check is followed by a ping that must get its own answer.
+const SILENCE_WAIT: Duration = Duration::from_millis(500);
+
 fn client() -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    socket.set_read_timeout(Some(ANSWER_WAIT)).unwrap();
     socket
 }
 
@@ -71,7 +77,9 @@ async fn malformed_datagrams_get_the_right_answers() {
             b"d1:eli201e5:oops!e1:t2:zz1:y1:ee".to_vec(),                   // unsolicited error
         ];
         for datagram in &silent {
+            s.set_read_timeout(Some(SILENCE_WAIT)).unwrap();
             assert!(ask(&s, node, datagram).is_none(), "answered {:?}", String::from_utf8_lossy(&datagram[..datagram.len().min(40)]));
+            s.set_read_timeout(Some(ANSWER_WAIT)).unwrap();
             honest_ping_works(&s, node, id);
         }
         // Readable queries with unusable arguments: 203.
@@ -108,7 +116,7 @@ async fn malformed_datagrams_get_the_right_answers() {
         };
         // The token was issued to 127.0.0.1; from 127.0.0.2 it is someone else's.
         let elsewhere = UdpSocket::bind("127.0.0.2:0").unwrap();
-        elsewhere.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        elsewhere.set_read_timeout(Some(ANSWER_WAIT)).unwrap();
         assert_eq!(error_code(ask(&elsewhere, node, &announce(&token))), Some(203));
         assert!(matches!(ask(&s, node, &announce(&token)).map(|m| m.body), Some(Body::Response(_))));
         honest_ping_works(&s, node, id);

@@ -36,6 +36,7 @@ impl Impl {
             Impl::Libtorrent => "old sequence number",
             Impl::BittorrentDht => "sequence number less than current",
             Impl::OpenDht => unreachable!("OpenDHT does not speak BEP 44"),
+            Impl::MainlineCrate => unreachable!("the mainline crate's BEP 44 is tested in interop_mainline_crate.rs"),
         }
     }
 
@@ -45,6 +46,7 @@ impl Impl {
             Impl::Libtorrent => "CAS mismatch",
             Impl::BittorrentDht => "CAS mismatch, re-read and try again",
             Impl::OpenDht => unreachable!("OpenDHT does not speak BEP 44"),
+            Impl::MainlineCrate => unreachable!("the mainline crate's BEP 44 is tested in interop_mainline_crate.rs"),
         }
     }
 }

@@ -232,11 +232,33 @@ async fn find_node_across(imp: Impl) {
     }
 
     // One find_node from the foreign node to a kadmos node returns that node's closest contacts
-    // (libtorrent sends it as sample_infohashes; kadmos answers with `nodes`).
+    // (libtorrent sends it as sample_infohashes; kadmos answers with `nodes`). The mainline
+    // crate has no single query to one address: its iterative lookup is checked below.
+    if imp != Impl::MainlineCrate {
+        one_find_node_to_kadmos(imp, &net, &mut xs[0]).await;
+    }
+
+    // bittorrent-dht's and the mainline crate's iterative find_node walk through kadmos nodes to
+    // the closest ones.
+    if matches!(imp, Impl::BittorrentDht | Impl::MainlineCrate) {
+        let target = near(net.nodes[4].node_id());
+        let reply = xs[0].find_node(target, None).await;
+        let nodes = parse_nodes(&reply["nodes"]);
+        let others: Vec<NodeInfo> = everyone.iter().copied().filter(|n| n.id != xs[0].id).collect();
+        assert_eq!(nodes, closest(target, &others, K), "{} iterative find_node through kadmos", imp.name());
+        assert_eq!(nodes[0], kadmos[4]);
+    }
+    drop(xs);
+    net.shutdown().await;
+}
+
+/// One find_node from a foreign node to a kadmos node returns that node's closest contacts.
+async fn one_find_node_to_kadmos(imp: Impl, net: &Testnet, x: &mut Driver) {
+    let kadmos = kadmos_infos(net);
     let asked = &net.nodes[2];
     let target = net.nodes[5].node_id();
     let before = contacts(asked).await;
-    let reply = xs[0].find_node(target, Some(kadmos[2].addr)).await;
+    let reply = x.find_node(target, Some(kadmos[2].addr)).await;
     let after = contacts(asked).await;
     let nodes = parse_nodes(&reply["nodes"]);
     assert_eq!(nodes.first(), Some(&kadmos[5]), "{} find_node to kadmos: the target node comes first", imp.name());
@@ -248,18 +270,6 @@ async fn find_node_across(imp: Impl) {
     if imp == Impl::BittorrentDht {
         assert_eq!(reply["node_id"], json!(asked.node_id().to_string()), "the answering node's ID");
     }
-
-    // bittorrent-dht's iterative find_node walks through kadmos nodes to the closest ones.
-    if imp == Impl::BittorrentDht {
-        let target = near(net.nodes[4].node_id());
-        let reply = xs[0].find_node(target, None).await;
-        let nodes = parse_nodes(&reply["nodes"]);
-        let others: Vec<NodeInfo> = everyone.iter().copied().filter(|n| n.id != xs[0].id).collect();
-        assert_eq!(nodes, closest(target, &others, K), "bittorrent-dht iterative find_node through kadmos");
-        assert_eq!(nodes[0], kadmos[4]);
-    }
-    drop(xs);
-    net.shutdown().await;
 }
 
 // ------------------------------------------------------------------ tests
@@ -345,5 +355,49 @@ async fn find_node_across_kadmos_and_libtorrent() {
 async fn find_node_across_kadmos_and_bittorrent_dht() {
     if drivers_installed(Impl::BittorrentDht) {
         whole_test(find_node_across(Impl::BittorrentDht)).await;
+    }
+}
+
+/// kadmos bootstraps from a node of the pubky `mainline` crate (which ignores queries whose
+/// transaction ID is not 4 bytes long): its routing table then holds that node and the two
+/// others only the bootstrap node knew, and kadmos's find_node through them returns exactly the
+/// three crate nodes, closest first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kadmos_bootstraps_from_the_mainline_crate() {
+    if drivers_installed(Impl::MainlineCrate) {
+        whole_test(kadmos_bootstraps_from(Impl::MainlineCrate)).await;
+    }
+}
+
+/// `mainline` crate nodes bootstrapping from a kadmos node each learn at least five kadmos
+/// nodes (ID and address) of an eight-node kadmos network, and the kadmos node they contacted
+/// adds them (after a verifying ping the crate answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mainline_crate_bootstraps_from_kadmos() {
+    if drivers_installed(Impl::MainlineCrate) {
+        whole_test(bootstraps_from_kadmos(Impl::MainlineCrate)).await;
+    }
+}
+
+/// In a network of 8 kadmos and 3 `mainline` crate nodes (every kadmos node pings every crate
+/// node and gets its ID back): kadmos's announce_peer (explicit port, implied port) is stored by
+/// the crate node closest to the hash, and another crate node's get_peers finds the peer; the
+/// crate's announces are stored by the kadmos node closest to the hash, and kadmos's get_peers
+/// finds exactly the announced peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_across_kadmos_and_the_mainline_crate() {
+    if drivers_installed(Impl::MainlineCrate) {
+        whole_test(peers_both_ways(Impl::MainlineCrate)).await;
+    }
+}
+
+/// In a network of 8 kadmos and 3 `mainline` crate nodes: kadmos's find_node of each crate
+/// node's ID returns exactly the 8 closest nodes of the network, that node first; the crate's
+/// iterative find_node through kadmos nodes returns exactly the 8 closest nodes of the network,
+/// the kadmos node next to the target first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_node_across_kadmos_and_the_mainline_crate() {
+    if drivers_installed(Impl::MainlineCrate) {
+        whole_test(find_node_across(Impl::MainlineCrate)).await;
     }
 }

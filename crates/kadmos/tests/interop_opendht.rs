@@ -20,6 +20,9 @@ use kadmos_proto::opendht::crypto::{decrypt_value, sign_value, verify_value, Own
 use serde_json::{json, Value as Json};
 use support::{bounded, drivers_installed, Driver, Impl};
 
+/// Seconds a listener may take to hear a put: generous, for a busy machine.
+const LISTEN_WAIT: u64 = 15;
+
 /// One OpenDHT node: an `interop/odht_node.py` driver (see `interop/README.md`), and the key id
 /// of its identity (the recipient id of values encrypted to it). Killed on drop.
 struct Odht {
@@ -248,10 +251,11 @@ async fn large_fragmented_values_cross_both_ways() {
     .await;
 }
 
-/// A kadmos listener hears a value put through an OpenDHT node within a second, and an OpenDHT
-/// listener hears a value put through a kadmos node within a second.
+/// A kadmos listener hears a value put through an OpenDHT node, and an OpenDHT listener hears a
+/// value put through a kadmos node. (Latencies are printed, not asserted; a listen that
+/// subscribed late would still be told of the stored value, so the deadlines are generous.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listeners_hear_puts_from_the_other_side_within_a_second() {
+async fn listeners_hear_puts_from_the_other_side() {
     if !driver_installed() {
         return;
     }
@@ -269,13 +273,13 @@ async fn listeners_hear_puts_from_the_other_side_within_a_second() {
                 json!({"key": hex_key(key), "data": hex::encode("pushed to kadmos"), "value_id": 0x51})
             ),
             async {
-                let event = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
+                let event = tokio::time::timeout(Duration::from_secs(LISTEN_WAIT), changes.next()).await;
                 (event, started.elapsed())
             }
         );
         put.expect("OpenDHT put");
         let (event, elapsed) = heard;
-        let event = event.expect("kadmos heard the OpenDHT put within a second").expect("a change");
+        let event = event.expect("kadmos heard the OpenDHT put").expect("a change");
         assert_eq!(
             (event.value.id, event.value.data.as_slice(), event.expired),
             (0x51, b"pushed to kadmos".as_slice(), false)
@@ -290,7 +294,7 @@ async fn listeners_hear_puts_from_the_other_side_within_a_second() {
         let put =
             tokio::spawn(async move { putter.put(key, "pushed to opendht", PutOptions::default().id(0x52)).await });
         let event =
-            m.odht[1].wait_event(listen, 0x52, false, 1.0).await.expect("OpenDHT heard the kadmos put within a second");
+            m.odht[1].wait_event(listen, 0x52, false, LISTEN_WAIT as f64).await.expect("OpenDHT heard the kadmos put");
         assert_eq!(data_of(&event["event"]), b"pushed to opendht");
         eprintln!("OpenDHT heard the kadmos put after {:.3} s", event["waited"].as_f64().unwrap());
         bounded("kadmos put", 20, put).await.unwrap().unwrap();
@@ -299,7 +303,7 @@ async fn listeners_hear_puts_from_the_other_side_within_a_second() {
 }
 
 /// An ICE-candidate value (type 5, 60 s lifetime) put by a kadmos node is heard by an OpenDHT
-/// listener within a second, and about a minute later the OpenDHT listener (and a kadmos one)
+/// listener, and about a minute later the OpenDHT listener (and a kadmos one)
 /// is told it expired; afterwards neither side gets it. (The OpenDHT binding cannot set a value
 /// type, so the short-lived value comes from kadmos; this test waits the full minute.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,8 +323,7 @@ async fn listeners_hear_a_type5_value_expire() {
         let put_at = Instant::now();
         let putter = m.kadmos(2).clone();
         let put = tokio::spawn(async move { putter.put(key, "candidate", options).await });
-        let added =
-            m.odht[0].wait_event(listen, 0x55, false, 1.0).await.expect("OpenDHT heard the put within a second");
+        let added = m.odht[0].wait_event(listen, 0x55, false, LISTEN_WAIT as f64).await.expect("OpenDHT heard the put");
         assert_eq!(data_of(&added["event"]), b"candidate");
         bounded("kadmos put", 20, put).await.unwrap().unwrap();
         let first = bounded("kadmos listen", 5, changes.next()).await.unwrap();

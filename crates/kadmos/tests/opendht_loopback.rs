@@ -60,24 +60,34 @@ async fn multi_value_put_and_get() {
     net.shutdown().await;
 }
 
-/// A listen on one node hears a value put through another node within a second, hears the
-/// values already stored when it starts, and is cancelled (on this node) when its stream is
-/// dropped.
+/// A listen on one node, once subscribed at the storing nodes, hears a value put through another
+/// node (pushed to it), hears the values already stored when it starts, and is cancelled (on
+/// this node) when its stream is dropped. The latency is printed, not asserted: the gateway and
+/// OpenDHT benchmarks measure it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listen_hears_a_put_from_another_node_within_a_second() {
+async fn listen_hears_a_put_from_another_node() {
     let net = bounded("testnet", Testnet::new(8)).await.unwrap();
     let key = Id::of_str("listened key");
     let mut changes = net.nodes[2].listen(key).await.unwrap();
-    // Let the listen search and subscribe, so that the value comes as a push.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until storing nodes hold the subscription, so that the value comes as a push.
+    bounded("listen subscribed", async {
+        loop {
+            let mut listeners = 0;
+            for node in &net.nodes {
+                listeners += node.info().await.unwrap().remote_listeners;
+            }
+            if listeners > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 
     let started = Instant::now();
     let putter = net.nodes[6].clone();
     let put = tokio::spawn(async move { putter.put(key, "hello listeners", PutOptions::default()).await });
-    let change = tokio::time::timeout(Duration::from_secs(1), changes.next())
-        .await
-        .expect("the listen heard the put within a second")
-        .expect("a change");
+    let change = bounded("the listen hears the put", changes.next()).await.expect("a change");
     let elapsed = started.elapsed();
     assert_eq!((change.value.data.as_slice(), change.expired), (b"hello listeners".as_slice(), false));
     let report = bounded("put", put).await.unwrap().unwrap();

@@ -114,6 +114,10 @@ pub struct PutArgs {
     pub seq: Option<i64>,
     pub salt: Option<Vec<u8>>,
     pub cas: Option<i64>,
+    /// The item's target. Not in BEP 44 (a receiver derives it from `v` or from `k` and `salt`),
+    /// but the `mainline` crate (pkarr, Pubky) drops a `put` without it; other implementations
+    /// ignore it. Sent by kadmos; read when present, never trusted.
+    pub target: Option<Id>,
 }
 
 /// The `r` dictionary of an answer. Answers don't name their method, so every field any
@@ -330,6 +334,8 @@ impl Message {
                             seq: opt_int(a, "seq").map_err(fail)?,
                             salt,
                             cas: opt_int(a, "cas").map_err(fail)?,
+                            // An extension: one that is not 20 bytes is ignored, not refused.
+                            target: a.get("target").and_then(|t| t.as_bytes()).and_then(Id::from_bytes),
                         })
                     }
                     _ => return Err(DecodeError::UnknownMethod { transaction_id, method: method_name }),
@@ -521,6 +527,9 @@ fn encode_query_args(a: &mut DictEncoder<'_>, id: &NodeId, query: &Query) {
             if let Some(sig) = &p.signature {
                 a.key("sig").bytes(sig);
             }
+            if let Some(target) = &p.target {
+                a.key("target").bytes(target.as_bytes());
+            }
             a.key("token").bytes(&p.token);
             a.key("v").raw(&p.value);
         }
@@ -614,6 +623,7 @@ mod tests {
                 seq: Some(1),
                 salt: Some(b"foobar".to_vec()),
                 cas: Some(0),
+                target: Some(id(6)),
             }),
         ] {
             let mut m = Message::query(b"aa".to_vec(), id(1), query);

@@ -22,8 +22,10 @@
 //!   operation; the nodes a reply names for the other family feed the sibling lookup.
 //! - A node that queries us enters the routing table only after it answers a ping of ours
 //!   (rate-limited), since a query's source address can be forged.
-//! - Requests of our own are keyed by a random 2-byte transaction ID and the answer must
-//!   come from the address we asked.
+//! - Requests of our own are keyed by a random 4-byte transaction ID and the answer must
+//!   come from the address we asked. Four bytes, not libtorrent's two: the `mainline` crate
+//!   (pkarr, Pubky) ignores queries whose transaction ID is not exactly 4 bytes, and libtorrent
+//!   and bittorrent-dht answer any length. Queries from others may carry any length (BEP 5).
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -296,7 +298,7 @@ pub struct Node {
     /// Running republish operations: they emit no events.
     republishing: std::collections::BTreeSet<QueryId>,
     tokens: TokenIssuer,
-    requests: RequestTable<u16, SentRequest>,
+    requests: RequestTable<u32, SentRequest>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
     wakeups: TimerQueue<QueryId>,
     /// Round trips of our requests, for the lookups' stall timeout.
@@ -967,7 +969,7 @@ impl Node {
     }
 
     fn take_request(&mut self, from: SocketAddr, tx: &[u8]) -> Option<SentRequest> {
-        let tx = u16::from_be_bytes(tx.try_into().ok()?);
+        let tx = u32::from_be_bytes(tx.try_into().ok()?);
         self.requests.take_answered(tx, from)
     }
 
@@ -1256,11 +1258,12 @@ impl Node {
     }
 }
 
-/// The arguments of a `put` carrying `item`.
+/// The arguments of a `put` carrying `item`, with its `target` (which the `mainline` crate needs).
 fn put_args(item: &Item, cas: Option<i64>, token: Vec<u8>) -> PutArgs {
     match item {
-        Item::Immutable(i) => PutArgs { token, value: i.value.clone(), ..PutArgs::default() },
+        Item::Immutable(i) => PutArgs { token, value: i.value.clone(), target: Some(i.target()), ..PutArgs::default() },
         Item::Mutable(m) => PutArgs {
+            target: Some(m.target()),
             token,
             value: m.value.clone(),
             public_key: Some(m.public_key),

@@ -63,7 +63,7 @@ impl Default for OpenDhtBuilder {
         OpenDhtBuilder {
             bind: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
             bind_explicit: false,
-            ports: PortSpec::single(DEFAULT_PORT),
+            ports: PortSpec::list([DEFAULT_PORT, 0]),
             node_id: None,
             state: None,
             bootstrap: DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect(),
@@ -163,7 +163,11 @@ impl OpenDhtBuilder {
     /// Binds the sockets, starts the node on the current tokio runtime and begins joining the
     /// network in the background (see [`OpenDht::bootstrapped`]).
     pub async fn build(self) -> Result<OpenDht> {
-        let sockets = bind_sockets(&self.bind, self.bind_explicit, &self.ports)?;
+        let ports = match self.state.as_ref().and_then(|s| s.port) {
+            Some(saved) => self.ports.preferring(saved),
+            None => self.ports.clone(),
+        };
+        let sockets = bind_sockets(&self.bind, self.bind_explicit, &ports)?;
         let local_addrs: Vec<SocketAddr> = sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
         let families = Families {
             v4: local_addrs.iter().any(SocketAddr::is_ipv4),

@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::state::{OpenDhtState, SavedPut, SavedValue};
 use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
 use crate::node_task::{self, Clock, NodeDriver};
-use crate::types::{NodeInfo, RemoteError};
+use crate::types::{ContactCounts, NodeInfo, RemoteError};
+use crate::types::{FamilyTable, RoutingTableDump};
 
 /// What a put reports back: value id, where it was stored, the errors others answered.
 pub(crate) type Stored = (ValueId, Vec<NodeInfo>, Vec<RemoteError>);
@@ -34,6 +35,7 @@ pub(crate) enum Command {
     /// would wait for it (see [`node_task::hold_operations_until_joined`]).
     Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>, oneshot::Sender<()>),
     Info(oneshot::Sender<OpenDhtInfo>),
+    RoutingTable(oneshot::Sender<RoutingTableDump>),
     SaveState(oneshot::Sender<OpenDhtState>),
     Shutdown(oneshot::Sender<OpenDhtState>),
 }
@@ -146,6 +148,14 @@ impl Driver {
             Command::Info(reply) => {
                 let _ = reply.send(self.info());
             }
+            Command::RoutingTable(reply) => {
+                let now = self.now();
+                let _ = reply.send(RoutingTableDump {
+                    node_id: self.node.id(),
+                    ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, "ipv4", now)),
+                    ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, "ipv6", now)),
+                });
+            }
             Command::SaveState(reply) => {
                 let _ = reply.send(self.saved_state());
             }
@@ -249,6 +259,8 @@ impl Driver {
             network_id: self.node.config().network,
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
             routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
+            contacts_ipv4: self.node.routing_table(Family::V4).map(|t| ContactCounts::of(t, self.now())),
+            contacts_ipv6: self.node.routing_table(Family::V6).map(|t| ContactCounts::of(t, self.now())),
             stored_keys: storage.key_count(),
             stored_values: storage.len(),
             remote_bytes: storage.remote_bytes(),
@@ -281,6 +293,7 @@ impl Driver {
     fn saved_state(&self) -> OpenDhtState {
         let now = self.now();
         let mut state = OpenDhtState::new(self.node.id(), self.node.contacts());
+        state.port = self.local_addrs.first().map(SocketAddr::port);
         let permanent: HashSet<(Id, ValueId)> = self.node.permanent_puts().map(|(k, v)| (*k, v.id)).collect();
         state.permanent_puts = self.node.permanent_puts().map(|(key, value)| SavedPut::new(*key, value)).collect();
         for (key, stored) in self.node.storage().iter() {

@@ -228,6 +228,11 @@ impl OpenDht {
         self.call(Command::Info).await
     }
 
+    /// A snapshot of both routing tables (the same form as Mainline's).
+    pub async fn routing_table(&self) -> Result<crate::RoutingTableDump> {
+        self.call(Command::RoutingTable).await
+    }
+
     /// The node's ID and contacts, to restore with [`OpenDhtBuilder::state`].
     pub async fn save_state(&self) -> Result<OpenDhtState> {
         self.call(Command::SaveState).await

@@ -77,7 +77,7 @@ pub use kadmos_proto::opendht::{FieldValue, Query, SignatureVerifier, Value, Val
 pub use state::{OpenDhtState, SavedPut, SavedValue};
 pub use testnet::Testnet;
 
-use crate::types::{NodeInfo, RemoteError};
+use crate::types::{ContactCounts, NodeInfo, RemoteError};
 
 /// The key a user means by `text`: the ID itself when `text` is 40 hex digits, otherwise
 /// OpenDHT's `InfoHash::get(text)` (the SHA-1 of the text, [`Id::of_str`]).
@@ -235,6 +235,9 @@ pub struct OpenDhtInfo {
     pub network_id: u32,
     pub routing_table_ipv4: Option<usize>,
     pub routing_table_ipv6: Option<usize>,
+    /// The routing table's contacts by state, per family (`None`: family not enabled).
+    pub contacts_ipv4: Option<ContactCounts>,
+    pub contacts_ipv6: Option<ContactCounts>,
     /// Keys holding values stored here (for others and for this node's user).
     pub stored_keys: usize,
     pub stored_values: usize,

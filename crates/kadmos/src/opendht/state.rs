@@ -32,6 +32,9 @@ pub struct OpenDhtState {
     /// Values this node's user put as permanent: kept alive again after a restart.
     #[serde(default)]
     pub permanent_puts: Vec<SavedPut>,
+    /// The UDP port the node listened on, tried first when it restarts (as Mainline's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// A stored value in saved state.
@@ -94,6 +97,7 @@ impl OpenDhtState {
             contacts: contacts.into_iter().map(|(id, addr)| SavedContact { id: id.to_string(), addr }).collect(),
             values: Vec::new(),
             permanent_puts: Vec::new(),
+            port: None,
         }
     }
 

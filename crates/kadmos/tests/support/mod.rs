@@ -27,6 +27,8 @@ pub enum Impl {
     Libtorrent,
     BittorrentDht,
     OpenDht,
+    /// The pubky `mainline` crate (pkarr's DHT), driven by `interop/mainline_node`.
+    MainlineCrate,
 }
 
 impl Impl {
@@ -35,6 +37,7 @@ impl Impl {
             Impl::Libtorrent => "libtorrent",
             Impl::BittorrentDht => "bittorrent-dht",
             Impl::OpenDht => "opendht",
+            Impl::MainlineCrate => "mainline crate",
         }
     }
 
@@ -43,6 +46,7 @@ impl Impl {
         match self {
             Impl::Libtorrent | Impl::OpenDht => interop_dir().join(".venv/bin/python"),
             Impl::BittorrentDht => interop_dir().join("js/node_modules"),
+            Impl::MainlineCrate => interop_dir().join(MAINLINE_DRIVER),
         }
     }
 
@@ -64,11 +68,15 @@ impl Impl {
                 c.arg(dir.join("odht_node.py"));
                 c
             }
+            Impl::MainlineCrate => Command::new(dir.join(MAINLINE_DRIVER)),
         };
         cmd.current_dir(&dir);
         cmd
     }
 }
+
+/// The `mainline` crate's driver binary, as `interop/install.sh` builds it.
+const MAINLINE_DRIVER: &str = "mainline_node/target/debug/mainline-node";
 
 pub fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop")

@@ -1,0 +1,282 @@
+//! The daemon's own routes, next to the gateway's: what `kadmos node` serves on loopback so
+//! that the CLI can ask the warm node instead of starting a cold one, and what an operator
+//! reads (`/metrics`, the dashboard at `/ui/`).
+//!
+//! - Reads, on every gateway: `GET /daemon/stats` (both nodes' counters and sizes, the
+//!   gateway's), `GET /daemon/routing-table` (both nodes' tables: buckets, contacts with status
+//!   and last answer, replacement caches), `GET /daemon/history` (traffic and contacts sampled
+//!   every 10 s over the last hour), `GET /metrics`, `GET /ui/`.
+//! - Control, only on a gateway given a [`DaemonControl`], and only with its bearer token:
+//!   `POST /daemon/stop`, and the Mainline operations the one-shot commands run through the
+//!   daemon (`GET /daemon/mainline/peers/{infohash}`, `POST
+//!   /daemon/mainline/announce/{infohash}[?port=N]`, `GET /daemon/mainline/find-node/{id}`,
+//!   `GET /daemon/mainline/ping/{addr}`), which answer in the library's own JSON forms
+//!   (`PeerBatch`, `AnnounceResult`, `NodeInfo`) so the CLI prints exactly what it prints
+//!   from an ephemeral node. The token keeps other local users and web pages (which can reach
+//!   loopback) from steering the node; these routes carry no CORS headers, so a page of
+//!   another origin cannot read them either.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use futures_util::future::OptionFuture;
+use futures_util::StreamExt;
+use kadmos::{InfoHash, NodeId};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::api_error::{ApiError, ApiResult};
+use crate::daemon_history::History;
+use crate::framing::{stream_response, Framing, StreamEvent};
+use crate::gateway::Shared;
+use crate::metrics::{LookupKind, Metrics};
+use crate::{dashboard, metrics};
+
+/// What makes a gateway the control API of a daemon: the token its control routes require,
+/// and the stop request it passes on to the daemon.
+#[derive(Clone, Debug)]
+pub struct DaemonControl {
+    token: String,
+    stop: Arc<Notify>,
+}
+
+impl DaemonControl {
+    pub fn new(token: String) -> DaemonControl {
+        DaemonControl { token, stop: Arc::new(Notify::new()) }
+    }
+
+    /// Resolves once a client asked the daemon to stop (`POST /daemon/stop`).
+    pub async fn stop_requested(&self) {
+        self.stop.notified().await;
+    }
+}
+
+/// What the daemon routes read: the gateway's nodes, the control (if any), the metrics and
+/// the history.
+pub(crate) struct DaemonState {
+    pub shared: Arc<Shared>,
+    control: Option<DaemonControl>,
+    pub metrics: Metrics,
+    pub history: History,
+    pub started: Instant,
+}
+
+impl DaemonState {
+    pub fn new(shared: Arc<Shared>, control: Option<DaemonControl>) -> Arc<DaemonState> {
+        let (metrics, history, started) = (Metrics::default(), History::default(), Instant::now());
+        Arc::new(DaemonState { shared, control, metrics, history, started })
+    }
+
+    /// The control, if the token in `headers` is its token.
+    fn authorise(&self, headers: &HeaderMap) -> ApiResult<&DaemonControl> {
+        let control = self
+            .control
+            .as_ref()
+            .ok_or_else(|| ApiError::NotFound("this gateway is not a daemon's control API".into()))?;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compared in full whatever the first difference, so timing does not reveal the token.
+        let same = given.len() == control.token.len()
+            && given.bytes().zip(control.token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same {
+            Ok(control)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+
+    fn mainline(&self) -> ApiResult<&kadmos::Dht> {
+        self.shared.mainline()
+    }
+}
+
+/// The gateway's router with the daemon routes added and every request counted by route and
+/// status for `/metrics`.
+pub(crate) fn around(gateway: Router, state: Arc<DaemonState>) -> Router {
+    let daemon = Router::new()
+        .route("/daemon/stats", get(stats))
+        .route("/daemon/routing-table", get(routing_table))
+        .route("/daemon/history", get(history))
+        .route("/daemon/stop", post(stop))
+        .route("/daemon/mainline/peers/:info_hash", get(peers))
+        .route("/daemon/mainline/announce/:info_hash", post(announce))
+        .route("/daemon/mainline/find-node/:id", get(find_node))
+        .route("/daemon/mainline/ping/:addr", get(ping))
+        .route("/metrics", get(metrics::serve))
+        .route("/ui", get(dashboard::redirect))
+        .route("/ui/", get(dashboard::page))
+        .route("/ui/:file", get(dashboard::asset))
+        .with_state(state.clone());
+    gateway.merge(daemon).layer(axum::middleware::from_fn_with_state(state, count_request))
+}
+
+/// Counts each answer under its route and status.
+async fn count_request(State(state): State<Arc<DaemonState>>, request: Request, next: Next) -> Response {
+    let route = metrics::route_label(request.uri().path());
+    let response = next.run(request).await;
+    state.metrics.count_request(route, response.status().as_u16());
+    response
+}
+
+async fn stats(State(state): State<Arc<DaemonState>>) -> ApiResult<Response> {
+    let shared = &state.shared;
+    let mainline = OptionFuture::from(shared.mainline.as_ref().map(|d| shared.within(d.info()))).await.transpose()?;
+    let opendht = OptionFuture::from(shared.opendht.as_ref().map(|d| shared.within(d.info()))).await.transpose()?;
+    let gateway = json!({
+        "requests": state.metrics.requests_total(),
+        "open_listen_streams": shared.stats.open_listens.load(std::sync::atomic::Ordering::Relaxed),
+        "puts": shared.stats.puts.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    let body = json!({
+        "pid": std::process::id(),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "mainline": mainline,
+        "opendht": opendht,
+        "gateway": gateway,
+    });
+    Ok(json_body(&body))
+}
+
+async fn routing_table(State(state): State<Arc<DaemonState>>) -> ApiResult<Response> {
+    let shared = &state.shared;
+    let mainline =
+        OptionFuture::from(shared.mainline.as_ref().map(|d| shared.within(d.routing_table()))).await.transpose()?;
+    let opendht =
+        OptionFuture::from(shared.opendht.as_ref().map(|d| shared.within(d.routing_table()))).await.transpose()?;
+    Ok(json_body(&json!({ "mainline": mainline, "opendht": opendht })))
+}
+
+async fn history(State(state): State<Arc<DaemonState>>) -> Response {
+    json_body(&state.history.samples())
+}
+
+async fn stop(State(state): State<Arc<DaemonState>>, headers: HeaderMap) -> ApiResult<Response> {
+    let control = state.authorise(&headers)?;
+    // notify_one keeps the request if the daemon is not waiting at this very moment.
+    control.stop.notify_one();
+    Ok((StatusCode::ACCEPTED, json_body(&json!({ "stopping": true }))).into_response())
+}
+
+/// A JSON answer (the gateway builds axum without its `json` feature).
+fn json_body(value: &impl Serialize) -> Response {
+    let body = serde_json::to_string(value).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn parse_id(text: &str, what: &str) -> ApiResult<NodeId> {
+    match text.parse::<NodeId>() {
+        Ok(id) if text.len() == 40 => Ok(id),
+        _ => Err(ApiError::BadRequest(format!("{what} must be 40 hex digits, not {text:?}"))),
+    }
+}
+
+/// Peers of a torrent as the daemon's lookup finds them: one `PeerBatch` JSON per line.
+async fn peers(
+    State(state): State<Arc<DaemonState>>,
+    Path(info_hash): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let info_hash: InfoHash = parse_id(&info_hash, "the infohash")?;
+    let dht = state.mainline()?;
+    let started = Instant::now();
+    let batches = state.shared.within(dht.get_peers(info_hash)).await?;
+    let deadline = tokio::time::sleep_until((started + state.shared.config.operation_deadline).into());
+    let timing = LookupTimer { state: state.clone(), kind: LookupKind::GetPeers, started };
+    let events = batches.take_until(deadline).map(|batch| StreamEvent {
+        kind: "peers",
+        id: None,
+        json: serde_json::to_string(&batch).unwrap_or_default(),
+    });
+    // The timer rides along with the stream and records the lookup when the stream ends.
+    Ok(stream_response(Framing::Ndjson, events, None, timing))
+}
+
+/// Records a lookup's duration when dropped (a streamed lookup ends when its stream does).
+struct LookupTimer {
+    state: Arc<DaemonState>,
+    kind: LookupKind,
+    started: Instant,
+}
+
+impl Drop for LookupTimer {
+    fn drop(&mut self) {
+        self.state.metrics.record_lookup(self.kind, self.started.elapsed(), None);
+    }
+}
+
+#[derive(Deserialize)]
+struct AnnounceQuery {
+    port: Option<u16>,
+}
+
+async fn announce(
+    State(state): State<Arc<DaemonState>>,
+    Path(info_hash): Path<String>,
+    Query(query): Query<AnnounceQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let info_hash: InfoHash = parse_id(&info_hash, "the infohash")?;
+    let port = query.port.filter(|p| *p != 0);
+    let dht = state.mainline()?;
+    let started = Instant::now();
+    let result = state.shared.within(dht.announce_peer(info_hash, port)).await?;
+    state.metrics.record_lookup(LookupKind::Announce, started.elapsed(), Some(result.lookup_requests));
+    // The port announced, for the CLI to print (the daemon's own with implied_port).
+    let own_port = dht.local_addr_v4().or(dht.local_addrs().first().copied()).map(|a| a.port());
+    Ok(json_body(&json!({ "result": result, "port": port.or(own_port) })))
+}
+
+async fn find_node(
+    State(state): State<Arc<DaemonState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let id = parse_id(&id, "the node ID")?;
+    let dht = state.mainline()?;
+    let started = Instant::now();
+    let nodes = state.shared.within(dht.find_node(id)).await?;
+    state.metrics.record_lookup(LookupKind::FindNode, started.elapsed(), None);
+    Ok(json_body(&nodes))
+}
+
+async fn ping(
+    State(state): State<Arc<DaemonState>>,
+    Path(addr): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let addr: SocketAddr =
+        addr.parse().map_err(|_| ApiError::BadRequest(format!("{addr:?} is not an IP address and port")))?;
+    let dht = state.mainline()?;
+    let started = Instant::now();
+    let pong = state.shared.within(dht.ping(addr)).await?;
+    let rtt = started.elapsed();
+    state.metrics.record_lookup(LookupKind::Ping, rtt, Some(1));
+    let answer = json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt.as_secs_f64() * 1000.0 });
+    Ok(json_body(&answer))
+}
+
+/// Samples the nodes into the history every [`History::EVERY`] while the gateway runs.
+pub(crate) async fn sample_history(state: Arc<DaemonState>) {
+    let mut tick = tokio::time::interval(History::EVERY);
+    loop {
+        tick.tick().await;
+        let mainline = OptionFuture::from(state.shared.mainline.as_ref().map(|d| d.info())).await.and_then(Result::ok);
+        let opendht = OptionFuture::from(state.shared.opendht.as_ref().map(|d| d.info())).await.and_then(Result::ok);
+        state.history.record(mainline.as_ref(), opendht.as_ref(), state.metrics.lookup_totals());
+    }
+}

@@ -1,0 +1,211 @@
+//! Listens shared per key: however many clients listen to a key (HTTP streams, SSE, WebSocket),
+//! the node runs one listen for it, and the hub keeps what that listen knows: the values now at
+//! the key, and a journal of the last events. A new client gets the current values, then the
+//! events as they come; a client resuming with the id of the last event it saw (SSE's
+//! `Last-Event-ID`) gets only the events after it, if the journal still has it. The node's
+//! listen stops 30 s after the last client went away (time for it to come back and resume). A listen that has run a moment also answers
+//! GETs of its key.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use kadmos::opendht::{ListenEvent, Value, ValueId};
+use kadmos::{Id, OpenDht};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+/// Events kept for resuming clients, per key.
+const JOURNAL: usize = 256;
+/// Events a slow client may fall behind before its stream is closed (it can resume).
+const BACKLOG: usize = 1024;
+/// How long a key's listen outlives its last client, so that a client reconnecting (an
+/// `EventSource` retries after a few seconds) resumes from the journal.
+const LINGER: Duration = Duration::from_secs(30);
+
+/// Holds a shared listen while a client streams from it, and for [`LINGER`] after.
+struct Linger(Option<Arc<KeyListen>>);
+
+impl Drop for Linger {
+    fn drop(&mut self) {
+        let listen = self.0.take();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(LINGER).await;
+                drop(listen);
+            });
+        }
+    }
+}
+
+#[derive(Default)]
+struct KeyState {
+    /// The values at the key now, in the order they arrived.
+    current: Vec<Value>,
+    journal: VecDeque<ListenEvent>,
+}
+
+struct Shared {
+    state: Mutex<KeyState>,
+    events: broadcast::Sender<ListenEvent>,
+    started: Instant,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeyState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn apply(&self, event: ListenEvent) {
+        let mut state = self.lock();
+        let id = event.value.id;
+        state.current.retain(|v| v.id != id);
+        if !event.expired {
+            state.current.push(event.value.clone());
+        }
+        if state.journal.len() == JOURNAL {
+            state.journal.pop_front();
+        }
+        state.journal.push_back(event.clone());
+        // Sent under the lock, so that a subscriber's snapshot and its events neither overlap
+        // nor leave a gap.
+        let _ = self.events.send(event);
+    }
+}
+
+/// One key's shared listen; the node's listen stops when the last holder drops it.
+pub struct KeyListen {
+    shared: Arc<Shared>,
+    feeder: JoinHandle<()>,
+}
+
+impl Drop for KeyListen {
+    fn drop(&mut self) {
+        self.feeder.abort();
+    }
+}
+
+/// A client's view of a shared listen: what to send first, then the live events.
+pub struct Subscription {
+    pub first: Vec<ListenEvent>,
+    pub events: broadcast::Receiver<ListenEvent>,
+    /// Keeps the shared listen running while the client is there.
+    pub listen: Arc<KeyListen>,
+}
+
+impl Subscription {
+    /// The first events, then the live ones. Ends if the client falls more than the backlog
+    /// behind (it may resume from the journal) or the node stops.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = ListenEvent> + Send + 'static {
+        let Subscription { first, events, listen } = self;
+        let held = Linger(Some(listen));
+        let live = futures_util::stream::unfold((events, held), |(mut events, held)| async move {
+            let event = events.recv().await.ok()?;
+            Some((event, (events, held)))
+        });
+        futures_util::stream::iter(first).chain(live)
+    }
+}
+
+#[derive(Default)]
+pub struct ListenHub {
+    keys: Mutex<HashMap<Id, Weak<KeyListen>>>,
+}
+
+impl ListenHub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Id, Weak<KeyListen>>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn running(&self, key: &Id) -> Option<Arc<KeyListen>> {
+        self.lock().get(key).and_then(Weak::upgrade)
+    }
+
+    /// Keys with a listen running.
+    pub fn len(&self) -> usize {
+        self.lock().values().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// Subscribes to `key`, starting the node's listen if none runs. `resume_after`: the id of
+    /// the last value event the client saw.
+    pub async fn subscribe(
+        &self,
+        dht: &OpenDht,
+        key: Id,
+        resume_after: Option<ValueId>,
+    ) -> kadmos::Result<Subscription> {
+        let listen = match self.running(&key) {
+            Some(listen) => listen,
+            None => {
+                let changes = dht.listen(key).await?;
+                let (events, _) = broadcast::channel(BACKLOG);
+                let shared = Arc::new(Shared { state: Mutex::default(), events, started: Instant::now() });
+                let feeder = tokio::spawn({
+                    let shared = shared.clone();
+                    async move {
+                        let mut changes = changes;
+                        while let Some(event) = changes.next().await {
+                            shared.apply(event);
+                        }
+                    }
+                });
+                let fresh = Arc::new(KeyListen { shared, feeder });
+                let mut keys = self.lock();
+                // Another client may have started one meanwhile: use it, drop ours.
+                match keys.get(&key).and_then(Weak::upgrade) {
+                    Some(theirs) => theirs,
+                    None => {
+                        keys.retain(|_, w| w.strong_count() > 0);
+                        keys.insert(key, Arc::downgrade(&fresh));
+                        fresh
+                    }
+                }
+            }
+        };
+        let (first, events) = {
+            let state = listen.shared.lock();
+            let events = listen.shared.events.subscribe();
+            let resumed = resume_after.and_then(|id| {
+                let at = state.journal.iter().rposition(|e| e.value.id == id && !e.expired)?;
+                Some(state.journal.iter().skip(at + 1).cloned().collect::<Vec<_>>())
+            });
+            let first = resumed.unwrap_or_else(|| {
+                state.current.iter().map(|v| ListenEvent { value: v.clone(), expired: false }).collect()
+            });
+            (first, events)
+        };
+        Ok(Subscription { first, events, listen })
+    }
+
+    /// The values at `key` known to a listen that has run at least `settled` (long enough to
+    /// have heard from the storing nodes); `None` if there is no such listen.
+    pub fn current_values(&self, key: &Id, settled: Duration) -> Option<Vec<Value>> {
+        let listen = self.running(key)?;
+        (listen.shared.started.elapsed() >= settled).then(|| listen.shared.lock().current.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The state follows the events (a new version replaces, an expiry removes), the journal is
+    /// bounded, and every event reaches subscribers.
+    #[test]
+    fn state_follows_events() {
+        let (events, mut rx) = broadcast::channel(BACKLOG);
+        let shared = Shared { state: Mutex::default(), events, started: Instant::now() };
+        let v = |id, data: &[u8]| Value::new(id, 0, data.to_vec());
+        shared.apply(ListenEvent { value: v(1, b"a"), expired: false });
+        shared.apply(ListenEvent { value: v(2, b"b"), expired: false });
+        shared.apply(ListenEvent { value: v(1, b"a2"), expired: false });
+        shared.apply(ListenEvent { value: v(2, b"b"), expired: true });
+        assert_eq!(shared.lock().current, vec![v(1, b"a2")]);
+        for _ in 0..JOURNAL + 10 {
+            shared.apply(ListenEvent { value: v(3, b"c"), expired: false });
+        }
+        assert_eq!(shared.lock().journal.len(), JOURNAL);
+        assert_eq!(rx.try_recv().unwrap().value.id, 1);
+    }
+}
