@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::api_error::{ApiError, ApiResult};
 use crate::client_limits::{ClientLimits, LimitsConfig};
-use crate::gateway_state;
 use crate::daemon_api::{self, DaemonControl, DaemonState};
+use crate::gateway_state;
 use crate::hot_keys::HotKeys;
 use crate::listen_hub::ListenHub;
 use crate::node_status::ContactCache;
