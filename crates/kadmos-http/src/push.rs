@@ -108,6 +108,13 @@ impl PushSubscriptions {
         self.lock().len()
     }
 
+    /// Stops every subscription, without forgetting them in the saved state (a gateway being
+    /// stopped; the next one restarts them).
+    pub fn clear(&self) {
+        let entries = std::mem::take(&mut *self.lock());
+        drop(entries);
+    }
+
     /// The subscriptions and the time each has left, as JSON (to save).
     pub fn to_json(&self) -> Json {
         let now = Instant::now();
