@@ -88,7 +88,7 @@ pub struct NetworkArgs {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
-    /// put/get/listen (OpenDHT), peers, announce: go through this HTTP gateway instead of
+    /// put, get, listen, peers, announce: go through this HTTP gateway instead of
     /// starting a node (repeatable: the fastest is used, the others on failure). Default:
     /// KADMOS_GATEWAY (comma-separated URLs).
     #[arg(long, value_name = "URL")]
@@ -387,10 +387,6 @@ fn check_gateway_use(command: &Command) -> Result<(), String> {
         Command::Node { net, .. } => (net, "node (use --http to serve a gateway)"),
         Command::FindNode { net, .. } => (net, "find-node"),
         Command::Ping { net, .. } => (net, "ping"),
-        Command::Put { net, network: Network::Mainline, .. } => {
-            (net, "Mainline put (BEP 44 through a gateway: POST /mainline/immutable)")
-        }
-        Command::Get { net, network: Network::Mainline, .. } => (net, "Mainline get"),
         _ => return Ok(()),
     };
     if net.gateway.is_empty() {
@@ -589,7 +585,11 @@ fn main() -> ExitCode {
                             .into())
                     }
                     (Network::Mainline, None) => {
-                        storage::put(storage::PutArgs { value: first, key, salt, seq, cas }, net).await
+                        let args = storage::PutArgs { value: first, key, salt, seq, cas };
+                        match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => storage::put(args, net).await,
+                            urls => via_gateway::put_item(args, &via_gateway::client(&urls)?, net.json).await,
+                        }
                     }
                     (Network::Opendht, None) => Err("put --network opendht takes KEY VALUE".into()),
                     (Network::Opendht, Some(_))
@@ -619,7 +619,13 @@ fn main() -> ExitCode {
                         Err("--decrypt-with is an OpenDHT option (add --network opendht)".into())
                     }
                     Network::Mainline => match target.map(|t| t.parse::<kadmos::Id>()).transpose() {
-                        Ok(target) => storage::get(target, public_key, salt, net).await,
+                        Ok(target) => match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => storage::get(target, public_key, salt, net).await,
+                            urls => {
+                                let client = via_gateway::client(&urls)?;
+                                via_gateway::get_item(target, public_key, salt, &client, net.json).await
+                            }
+                        },
                         Err(e) => Err(e.to_string()),
                     },
                     Network::Opendht => match (target, public_key) {

@@ -60,7 +60,15 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// How a stored value is shown: its text if it is a UTF-8 byte string, else its bencoding.
-fn describe(bencoded: &[u8]) -> (Option<String>, String) {
+/// A mutable item's public key from `--public-key` (64 hex digits).
+pub(crate) fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("--public-key: expected 64 hex digits, got {text:?}"))
+}
+
+pub(crate) fn describe(bencoded: &[u8]) -> (Option<String>, String) {
     let text = kadmos_proto_value_string(bencoded);
     let shown = text.clone().unwrap_or_else(|| String::from_utf8_lossy(bencoded).into_owned());
     (text, shown)
@@ -129,10 +137,7 @@ pub async fn get(
             );
         }
         (None, Some(public_key)) => {
-            let key: [u8; 32] = hex::decode(&public_key)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("--public-key: expected 64 hex digits, got {public_key:?}"))?;
+            let key = parse_public_key(&public_key)?;
             let salt = salt.unwrap_or_default();
             let stream = dht.get_mutable(key, salt.as_bytes(), None).await.map_err(|e| e.to_string())?;
             let item = stream.most_recent().await.ok_or("not found on the DHT")?;
