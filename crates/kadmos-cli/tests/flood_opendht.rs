@@ -167,7 +167,7 @@ impl Pacer {
         // Behind schedule: start again from now rather than sending the missed turns at once.
         self.next = self.next.max(now) + Duration::from_secs(1) / FLOOD_RATE;
         self.sent += 1;
-        if self.sent % BARRIER_EVERY == 0 {
+        if self.sent.is_multiple_of(BARRIER_EVERY) {
             self.wait_for_node();
         }
     }
