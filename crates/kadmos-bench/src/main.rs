@@ -56,6 +56,7 @@
 //! between 4 real OpenDHT 4.4.2 nodes measured in the same run (see `odht.rs`).
 
 mod gen;
+mod hardening;
 mod krpc;
 mod odht;
 mod procs;
@@ -100,6 +101,9 @@ enum Cmd {
     },
     /// Measure the echo server, then the kadmos node, under the same load.
     Load(LoadArgs),
+    /// Issue 16's figures: idle RSS of a joined node, RSS per stored peer, a flood from one
+    /// source against honest ones, a soak with churn (see `hardening.rs`).
+    Hardening(hardening::HardeningArgs),
     /// Put/get/listen-notify latency and ops/s: 4 kadmos OpenDHT nodes, then 4 OpenDHT nodes.
     Opendht {
         /// Sequential operations of each kind.
@@ -159,6 +163,7 @@ fn main() -> ExitCode {
         Cmd::Echo { bind } => echo(bind),
         Cmd::Load(args) => load(&args),
         Cmd::Opendht { ops, json } => odht::run(ops, json),
+        Cmd::Hardening(args) => hardening::run(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -303,6 +308,8 @@ fn load(args: &LoadArgs) -> Result<(), String> {
                 "--state".into(),
                 state_s.clone(),
             ];
+            // Raw speed is measured here: the rate limits would drop most of the load.
+            let argv = argv.into_iter().chain(hardening::NO_RATE_LIMITS.iter().map(|a| a.to_string())).collect();
             (argv, None)
         }
     };
