@@ -90,11 +90,16 @@ pub fn core_busy_pct(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64
 
 /// Peak resident set size (VmHWM) of a process, in KiB.
 pub fn peak_rss_kib(pid: u32) -> io::Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A kB figure of /proc/PID/status (`VmRSS:`, `VmHWM:`, ...).
+pub fn status_kib(pid: u32, field: &str) -> io::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmHWM"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {field}")))
 }
 
 /// Number of threads of a process.

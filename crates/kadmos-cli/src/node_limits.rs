@@ -13,6 +13,14 @@ pub struct NodeLimitArgs {
     /// no limit.
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub rate_limit_per_ip: u32,
+    /// Bytes of answers sent per second to one address the node has not verified (no
+    /// amplification; bursts of twice as many); 0 for no limit.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024)]
+    pub unverified_reply_limit: u32,
+    /// Bytes sent per second in all (bursts of twice as many); answers over it are dropped,
+    /// the node's own requests always go; 0 for no limit.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub outbound_limit: u32,
     /// Torrents whose peers the node stores at most (announces for more are refused).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub max_torrents: usize,
@@ -46,6 +54,8 @@ impl NodeLimitArgs {
         let limits = RateLimits {
             queries: rate(self.rate_limit),
             queries_per_ip: rate(self.rate_limit_per_ip),
+            unverified_reply_bytes_per_ip: rate(self.unverified_reply_limit),
+            outbound_bytes: rate(self.outbound_limit),
             ..RateLimits::default()
         };
         let store = PeerStoreConfig {

@@ -17,6 +17,7 @@
 //! - [`opendht`]: OpenDHT's wire protocol: msgpack messages, values with their signed and
 //!   encrypted forms, SELECT/WHERE queries, and splitting and reassembling large values.
 
+pub mod fuzz_targets;
 pub mod kad;
 pub mod mainline;
 pub mod node_io;

@@ -5,8 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kadmos_proto::mainline::node_id_security::secure_node_id;
 use kadmos_proto::mainline::{Body, Config, Message, Node, Query, Response};
 use kadmos_proto::{Id, Timestamp};
+use rand::SeedableRng;
 
 fn node() -> Node {
     Node::new(Config::new(Id::sha1_of(b"limited"), 1), Timestamp::ZERO)
@@ -77,10 +79,12 @@ fn answers_to_unverified_addresses_are_capped_in_bytes() {
     let now = Timestamp::ZERO;
     let info_hash = Id::sha1_of(b"popular");
     let announcer = SocketAddr::from(([192, 0, 2, 7], 6881));
+    let victim = SocketAddr::from(([198, 51, 100, 9], 6881));
+    // A BEP 42 ID for the victim's address, so that it may enter the table once it answers.
+    let asker = secure_node_id(victim.ip(), 1, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
     // 75 peers make each get_peers answer about 700 bytes.
     let get = |tx: u32| {
-        Message::query(tx.to_be_bytes().to_vec(), Id::sha1_of(b"asker"), Query::GetPeers { info_hash, want: None })
-            .to_bytes()
+        Message::query(tx.to_be_bytes().to_vec(), asker, Query::GetPeers { info_hash, want: None }).to_bytes()
     };
     let token = match &ask(&mut node, now, announcer, &get(0))[0].body {
         Body::Response(r) => r.token.clone().unwrap(),
@@ -90,7 +94,6 @@ fn answers_to_unverified_addresses_are_capped_in_bytes() {
         let announce = Query::AnnouncePeer { info_hash, port, implied_port: false, token: token.clone(), seed: None };
         ask(&mut node, now, announcer, &Message::query(vec![1], Id::sha1_of(b"announcer"), announce).to_bytes());
     }
-    let victim = SocketAddr::from(([198, 51, 100, 9], 6881));
     let mut bytes = 0usize;
     for ms in 0..1000u64 {
         let at = now + Duration::from_millis(ms);
@@ -109,7 +112,7 @@ fn answers_to_unverified_addresses_are_capped_in_bytes() {
     let later = now + Duration::from_secs(10);
     node.handle_timeout(later);
     let capped_before = node.counters().replies_capped_unverified;
-    let victim_id = Id::sha1_of(b"asker");
+    let victim_id = asker;
     node.handle_datagram(later, victim, &get(5000));
     let ping = std::iter::from_fn(|| node.poll_transmit())
         .map(|t| (t.to, Message::decode(&t.payload).unwrap()))

@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzzes `kadmos_proto::fuzz_targets::opendht_node` (see that function for what it checks).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kadmos_proto::fuzz_targets::opendht_node(data));
