@@ -375,6 +375,15 @@ fn metrics_parse_and_move_with_traffic() {
     }
     let queries = [("kind", "query"), ("direction", "out")];
     assert!(metric(&after, "kadmos_messages_total", &queries) > metric(&before, "kadmos_messages_total", &queries));
+    for method in ["get_peers", "announce_peer"] {
+        let sent = [("method", method), ("direction", "out")];
+        for name in ["kadmos_krpc_queries_total", "kadmos_krpc_query_bytes_total"] {
+            assert!(metric(&after, name, &sent) > metric(&before, name, &sent), "{name} of {method} did not move");
+        }
+    }
+    let refused = [("code", "203"), ("direction", "out")];
+    assert!(after.iter().any(|(n, l, _)| n == "kadmos_krpc_errors_total"
+        && refused.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))));
     let announces = [("kind", "announce")];
     assert_eq!(metric(&after, "kadmos_lookup_duration_seconds_count", &announces), 1.0);
     assert_eq!(metric(&after, "kadmos_lookup_duration_seconds_bucket", &[("kind", "announce"), ("le", "+Inf")]), 1.0);

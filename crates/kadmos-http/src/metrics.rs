@@ -249,6 +249,38 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
             out.sample("kadmos_messages_total", &labels, value as f64);
         }
     }
+    let methods = m.map(|i| i.traffic.by_method.as_slice()).unwrap_or_default();
+    for (name, help, figure) in [
+        (
+            "kadmos_krpc_queries_total",
+            "Mainline queries by KRPC method: received from others (in) and sent by us (out).",
+            (|t: &kadmos::MethodTraffic| (t.received, t.sent)) as fn(&kadmos::MethodTraffic) -> (u64, u64),
+        ),
+        ("kadmos_krpc_query_bytes_total", "Bytes of those queries, by method and direction.", |t| {
+            (t.bytes_received, t.bytes_sent)
+        }),
+    ] {
+        out.family(name, "counter", help);
+        for traffic in methods {
+            let (received, sent) = figure(traffic);
+            for (direction, value) in [("in", received), ("out", sent)] {
+                let labels = [("network", "mainline"), ("method", traffic.method), ("direction", direction)];
+                out.sample(name, &labels, value as f64);
+            }
+        }
+    }
+    out.family(
+        "kadmos_krpc_errors_total",
+        "counter",
+        "Mainline error answers by code (0: codes outside BEP 5 and 44), received (in) and sent (out).",
+    );
+    for count in m.map(|i| i.traffic.errors_by_code.as_slice()).unwrap_or_default() {
+        let code = count.code.to_string();
+        for (direction, value) in [("in", count.received), ("out", count.sent)] {
+            let labels = [("network", "mainline"), ("code", code.as_str()), ("direction", direction)];
+            out.sample("kadmos_krpc_errors_total", &labels, value as f64);
+        }
+    }
     out.per_network(
         "kadmos_requests_timed_out_total",
         "counter",

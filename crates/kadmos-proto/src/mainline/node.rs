@@ -126,6 +126,8 @@ pub struct Counters {
     pub dropped: u64,
     pub requests_sent: u64,
     pub requests_timed_out: u64,
+    /// The same traffic by KRPC method and error code.
+    pub messages: super::message_counts::MessageCounts,
 }
 
 #[derive(Clone, Debug)]
@@ -631,6 +633,7 @@ impl Node {
             Ok(message) => match message.body {
                 Body::Query { id, query } => {
                     self.counters.queries_received += 1;
+                    self.counters.messages.query_received(query.method(), datagram.len());
                     if !self.config.read_only {
                         self.handle_query(now, from, message.transaction_id, id, query, message.read_only);
                     }
@@ -645,6 +648,7 @@ impl Node {
                 }
                 Body::Error { code, message: text } => {
                     self.counters.errors_received += 1;
+                    self.counters.messages.error_received(code);
                     if let Some(op) = self.handle_error(now, from, &message.transaction_id, code, text) {
                         self.drive_operation(now, op);
                     }
@@ -653,6 +657,9 @@ impl Node {
             Err(error) => match error.reply() {
                 Some(reply) if !self.config.read_only => {
                     self.counters.errors_sent += 1;
+                    if let Body::Error { code, .. } = &reply.body {
+                        self.counters.messages.error_sent(*code);
+                    }
                     self.send(from, &reply);
                 }
                 _ => self.counters.dropped += 1,
@@ -911,6 +918,7 @@ impl Node {
 
     fn reply_error(&mut self, to: SocketAddr, tx: Vec<u8>, code: i64, text: &str) {
         self.counters.errors_sent += 1;
+        self.counters.messages.error_sent(code);
         let mut message = Message::error(tx, code, text);
         message.version = Some(CLIENT_VERSION.to_vec());
         self.send(to, &message);
@@ -932,12 +940,15 @@ impl Node {
 
     // ---------------------------------------------------------------- our requests
 
-    fn send(&mut self, to: SocketAddr, message: &Message) {
+    /// Queues a datagram; returns its length.
+    fn send(&mut self, to: SocketAddr, message: &Message) -> usize {
         let mut payload = Vec::with_capacity(512);
         message.encode(&mut payload);
+        let len = payload.len();
         self.counters.datagrams_sent += 1;
-        self.counters.bytes_sent += payload.len() as u64;
+        self.counters.bytes_sent += len as u64;
         self.transmits.push_back(Transmit { to, payload });
+        len
     }
 
     fn send_request(
@@ -958,11 +969,13 @@ impl Node {
             _ => self.config.request_timeout,
         };
         let deadline = now + timeout;
+        let method = query.method();
         let mut message = Message::query(tx.to_be_bytes().to_vec(), self.config.node_id, query);
         message.read_only = self.config.read_only;
         message.version = Some(CLIENT_VERSION.to_vec());
         self.counters.requests_sent += 1;
-        self.send(to, &message);
+        let len = self.send(to, &message);
+        self.counters.messages.query_sent(method, len);
         let stalls_at = now + self.stall_timeout();
         self.requests.insert(tx, SentRequest { to, sent_at: now, stalls_at, node_id, deadline, purpose });
         Ok(())
