@@ -538,9 +538,14 @@ fn main() -> ExitCode {
                         Err("--type, --ttl, --sign, --encrypt-to and --value-id are OpenDHT options (add --network opendht)"
                             .into())
                     }
-                    (Network::Mainline, None) => {
-                        storage::put(storage::PutArgs { value: first, key, salt, seq, cas }, net).await
-                    }
+                    // Signed items are signed here, with a seq found by a get first: the daemon
+                    // does not hold the key, so only immutable puts go through it.
+                    (Network::Mainline, None) => match LocalDaemon::find(&net, "mainline", false).await {
+                        Some(daemon) if key.is_none() && salt.is_none() && seq.is_none() && cas.is_none() => {
+                            via_daemon::put_immutable(&first, &daemon, net.json).await
+                        }
+                        _ => storage::put(storage::PutArgs { value: first, key, salt, seq, cas }, net).await,
+                    },
                     (Network::Opendht, None) => Err("put --network opendht takes KEY VALUE".into()),
                     (Network::Opendht, Some(_))
                         if key.is_some() || salt.is_some() || seq.is_some() || cas.is_some() =>
@@ -569,7 +574,10 @@ fn main() -> ExitCode {
                         Err("--decrypt-with is an OpenDHT option (add --network opendht)".into())
                     }
                     Network::Mainline => match target.map(|t| t.parse::<kadmos::Id>()).transpose() {
-                        Ok(target) => storage::get(target, public_key, salt, net).await,
+                        Ok(target) => match LocalDaemon::find(&net, "mainline", false).await {
+                            Some(daemon) => via_daemon::get(target, public_key, salt, &daemon, net.json).await,
+                            None => storage::get(target, public_key, salt, net).await,
+                        },
                         Err(e) => Err(e.to_string()),
                     },
                     Network::Opendht => match (target, public_key) {

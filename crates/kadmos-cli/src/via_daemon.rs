@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use kadmos::{InfoHash, NodeId, NodeInfo, PeerBatch};
+use kadmos::{Id, InfoHash, NodeId, NodeInfo, PeerBatch};
 use kadmos_http::{send, Client, ClientConfig, HttpResponse};
 use serde_json::{json, Value as Json};
 
 use crate::daemon_file::DaemonFile;
 use crate::oneshot::{print_announced, print_nodes, print_peers, print_peers_done, print_pong};
 use crate::output::emit;
+use crate::storage::{parse_public_key, print_immutable, print_mutable, print_put};
 use crate::NetworkArgs;
 
 /// How long a daemon has to answer `/healthz` before it counts as absent.
@@ -75,9 +76,13 @@ impl LocalDaemon {
     /// Sends a request with the control token; an answer other than 2xx is an error with the
     /// daemon's message.
     async fn request(&self, method: &str, path: &str) -> Result<HttpResponse, String> {
+        self.request_with_body(method, path, Bytes::new()).await
+    }
+
+    async fn request_with_body(&self, method: &str, path: &str, body: Bytes) -> Result<HttpResponse, String> {
         let auth = format!("Bearer {}", self.file.token);
         let headers = [("authorization", auth.as_str())];
-        let answer = send(self.file.addr, axum_method(method), path, &headers, Bytes::new(), OPERATION_DEADLINE)
+        let answer = send(self.file.addr, axum_method(method), path, &headers, body, OPERATION_DEADLINE)
             .await
             .map_err(|e| format!("daemon: {e}"))?;
         if answer.status.is_success() {
@@ -93,7 +98,11 @@ impl LocalDaemon {
     }
 
     async fn json(&self, method: &str, path: &str) -> Result<Json, String> {
-        let text = self.request(method, path).await?.text().await?;
+        self.json_with_body(method, path, Bytes::new()).await
+    }
+
+    async fn json_with_body(&self, method: &str, path: &str, body: Bytes) -> Result<Json, String> {
+        let text = self.request_with_body(method, path, body).await?.text().await?;
         serde_json::from_str(&text).map_err(|e| format!("daemon sent bad JSON: {e}"))
     }
 
@@ -158,6 +167,43 @@ pub async fn ping(addr: String, daemon: &LocalDaemon, json_output: bool) -> Resu
     let target = crate::oneshot::resolve(&addr)?;
     let answer = daemon.json("GET", &format!("/daemon/mainline/ping/{target}")).await?;
     print_pong(json_output, node_info(&answer)?, answer["rtt_ms"].as_f64().unwrap_or(0.0));
+    Ok(())
+}
+
+/// `put VALUE` (an immutable item) through the daemon.
+pub async fn put_immutable(value: &str, daemon: &LocalDaemon, json_output: bool) -> Result<(), String> {
+    let body = Bytes::from(value.as_bytes().to_vec());
+    let result = daemon.json_with_body("POST", "/daemon/mainline/immutable", body).await?;
+    print_put(json_output, &result);
+    Ok(())
+}
+
+/// `get TARGET` or `get --public-key HEX [--salt S]` through the daemon.
+pub async fn get(
+    target: Option<Id>,
+    public_key: Option<String>,
+    salt: Option<String>,
+    daemon: &LocalDaemon,
+    json_output: bool,
+) -> Result<(), String> {
+    let bencoded =
+        |answer: &Json| hex::decode(answer["bencoded"].as_str().unwrap_or_default()).map_err(|e| e.to_string());
+    match (target, public_key) {
+        (Some(target), None) => {
+            let answer = daemon.json("GET", &format!("/daemon/mainline/immutable/{target}")).await?;
+            print_immutable(json_output, target, &bencoded(&answer)?);
+        }
+        (None, Some(public_key)) => {
+            parse_public_key(&public_key)?;
+            let salt = salt.unwrap_or_default();
+            let path = format!("/daemon/mainline/mutable/{public_key}?salt={}", hex::encode(&salt));
+            let answer = daemon.json("GET", &path).await?;
+            let target: Id = answer["target"].as_str().and_then(|t| t.parse().ok()).ok_or("daemon sent no target")?;
+            let seq = answer["seq"].as_i64().ok_or("daemon sent no seq")?;
+            print_mutable(json_output, (&public_key, &salt), target, seq, &bencoded(&answer)?);
+        }
+        _ => return Err("give either a TARGET or --public-key HEX".into()),
+    }
     Ok(())
 }
 

@@ -534,3 +534,33 @@ fn opendht_commands_use_the_daemon() {
     let served = metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", "/key/{h}"), ("status", "200")]);
     assert_eq!(served, 2.0, "the put and the get went through the daemon");
 }
+
+/// BEP 44 through the daemon: an immutable `put` and the `get` of its target are answered by
+/// the daemon, and so is the `get` of a mutable item that a standalone `put --key` stored
+/// (signed items are signed by the command, which holds the key).
+#[test]
+fn bep44_put_and_get_use_the_daemon() {
+    let (data, _net, node) = daemon_on_testnet("bep44", 10);
+    let served =
+        |route: &str| metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", route), ("status", "200")]);
+
+    let put = json_lines(&succeeded(&kadmos(&data, &["put", "hello daemon", "--json"])));
+    assert_eq!(put[0]["type"], "put");
+    assert!(!put[0]["stored_at"].as_array().unwrap().is_empty());
+    let target = put[0]["target"].as_str().unwrap().to_string();
+    assert_eq!(served("/daemon/mainline/immutable"), 1.0);
+    let got = json_lines(&succeeded(&kadmos(&data, &["get", &target, "--json"])));
+    assert_eq!((got[0]["type"].as_str(), got[0]["value"].as_str()), (Some("item"), Some("hello daemon")));
+    assert_eq!(served("/daemon/mainline/immutable/{target}"), 1.0);
+
+    let key = data.join("item.key");
+    let keygen = json_lines(&succeeded(&kadmos(&data, &["keygen", "--out", key.to_str().unwrap(), "--json"])));
+    let public_key = keygen[0]["public_key"].as_str().unwrap().to_string();
+    let bootstrap = format!("127.0.0.1:{}", node.udp.port());
+    let args =
+        ["put", "--key", key.to_str().unwrap(), "--salt", "s", "v1", "--bootstrap", &bootstrap, "--bind", "127.0.0.1"];
+    succeeded(&kadmos(&data, &args));
+    let got = json_lines(&succeeded(&kadmos(&data, &["get", "--public-key", &public_key, "--salt", "s", "--json"])));
+    assert_eq!((got[0]["value"].as_str(), got[0]["seq"].as_i64()), (Some("v1"), Some(1)));
+    assert_eq!(served("/daemon/mainline/mutable/{public_key}"), 1.0);
+}

@@ -10,7 +10,9 @@
 //!   `POST /daemon/stop`, and the Mainline operations the one-shot commands run through the
 //!   daemon (`GET /daemon/mainline/peers/{infohash}`, `POST
 //!   /daemon/mainline/announce/{infohash}[?port=N]`, `GET /daemon/mainline/find-node/{id}`,
-//!   `GET /daemon/mainline/ping/{addr}`), which answer in the library's own JSON forms
+//!   `GET /daemon/mainline/ping/{addr}`, `POST /daemon/mainline/immutable`, `GET
+//!   /daemon/mainline/immutable/{target}`, `GET /daemon/mainline/mutable/{public key}?salt=`),
+//!   which answer in the library's own JSON forms
 //!   (`PeerBatch`, `AnnounceResult`, `NodeInfo`) so the CLI prints exactly what it prints
 //!   from an ephemeral node. The token keeps other local users and web pages (which can reach
 //!   loopback) from steering the node; these routes carry no CORS headers, so a page of
@@ -113,6 +115,9 @@ pub(crate) fn around(gateway: Router, state: Arc<DaemonState>) -> Router {
         .route("/daemon/mainline/announce/:info_hash", post(announce))
         .route("/daemon/mainline/find-node/:id", get(find_node))
         .route("/daemon/mainline/ping/:addr", get(ping))
+        .route("/daemon/mainline/immutable", post(put_immutable))
+        .route("/daemon/mainline/immutable/:target", get(get_immutable))
+        .route("/daemon/mainline/mutable/:public_key", get(get_mutable))
         .route("/metrics", get(metrics::serve))
         .route("/ui", get(dashboard::redirect))
         .route("/ui/", get(dashboard::page))
@@ -267,6 +272,63 @@ async fn ping(
     let rtt = started.elapsed();
     state.metrics.record_lookup(LookupKind::Ping, rtt, Some(1));
     let answer = json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt.as_secs_f64() * 1000.0 });
+    Ok(json_body(&answer))
+}
+
+/// Stores the body as an immutable item (a byte string); answers the `PutResult`. Not kept
+/// alive: the CLI's own puts are not either (their user republishes).
+async fn put_immutable(
+    State(state): State<Arc<DaemonState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let dht = state.mainline()?.without_keep_alive();
+    match state.shared.deadline(dht.put_immutable(&body)).await? {
+        Ok(result) => Ok(json_body(&result)),
+        Err(kadmos::Error::InvalidItem(e)) => Err(ApiError::TooLarge(e.to_string())),
+        Err(e) => Err(ApiError::BadGateway(e.to_string())),
+    }
+}
+
+/// An immutable item's bencoded value (checked against its target), in hex.
+async fn get_immutable(
+    State(state): State<Arc<DaemonState>>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let target = parse_id(&target, "the target")?;
+    match state.shared.deadline(state.mainline()?.get_immutable(target)).await? {
+        Ok(value) => Ok(json_body(&json!({ "bencoded": hex::encode(value) }))),
+        Err(kadmos::Error::NotFound) => Err(ApiError::NotFound("not found on the DHT".into())),
+        Err(e) => Err(ApiError::BadGateway(e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+struct SaltQuery {
+    salt: Option<String>,
+}
+
+/// The newest verified version of a mutable item: its seq, target and bencoded value (hex).
+async fn get_mutable(
+    State(state): State<Arc<DaemonState>>,
+    Path(public_key): Path<String>,
+    Query(query): Query<SaltQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let key: [u8; 32] = hex::decode(&public_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("the public key must be 64 hex digits, not {public_key:?}")))?;
+    let salt =
+        hex::decode(query.salt.unwrap_or_default()).map_err(|_| ApiError::BadRequest("the salt must be hex".into()))?;
+    let items = state.shared.within(state.mainline()?.get_mutable(key, &salt, None)).await?;
+    let item = state.shared.deadline(items.most_recent()).await?;
+    let item = item.ok_or_else(|| ApiError::NotFound("not found on the DHT".into()))?;
+    let answer = json!({ "seq": item.seq, "target": item.target().to_string(), "bencoded": hex::encode(&item.value) });
     Ok(json_body(&answer))
 }
 

@@ -109,6 +109,9 @@ pub(crate) fn route_label(path: &str) -> &'static str {
             ["mainline", "announce", _] => "/daemon/mainline/announce/{infohash}",
             ["mainline", "find-node", _] => "/daemon/mainline/find-node/{id}",
             ["mainline", "ping", _] => "/daemon/mainline/ping/{addr}",
+            ["mainline", "immutable"] => "/daemon/mainline/immutable",
+            ["mainline", "immutable", _] => "/daemon/mainline/immutable/{target}",
+            ["mainline", "mutable", _] => "/daemon/mainline/mutable/{public_key}",
             _ => "other",
         };
     }
