@@ -22,7 +22,7 @@ use crate::output::emit;
 use crate::storage::{parse_public_key, print_immutable, print_mutable, print_put};
 use crate::NetworkArgs;
 
-/// How long a daemon has to answer `/healthz` before it counts as absent.
+/// How long a daemon has to answer before it counts as absent.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(1);
 /// How long an operation through the daemon may take (the daemon's own deadline is 30 s).
 const OPERATION_DEADLINE: Duration = Duration::from_secs(60);
@@ -48,13 +48,11 @@ impl LocalDaemon {
             return None;
         }
         let file = DaemonFile::read().filter(|f| f.networks.iter().any(|n| n == network))?;
-        let health = send(file.addr, axum_method("GET"), "/healthz", &[], Bytes::new(), HEALTH_DEADLINE).await;
-        match health {
-            Ok(answer) if answer.status.is_success() => Some(LocalDaemon { file }),
-            _ => {
-                tracing::debug!("the daemon recorded in {} does not answer", DaemonFile::path().display());
-                None
-            }
+        if answers(&file).await {
+            Some(LocalDaemon { file })
+        } else {
+            tracing::debug!("the daemon recorded in {} does not answer", DaemonFile::path().display());
+            None
         }
     }
 
@@ -63,13 +61,10 @@ impl LocalDaemon {
         let file = DaemonFile::read().ok_or_else(|| {
             format!("no daemon is running ({} not found; start one with kadmos node)", DaemonFile::path().display())
         })?;
-        match send(file.addr, axum_method("GET"), "/healthz", &[], Bytes::new(), HEALTH_DEADLINE).await {
-            Ok(answer) if answer.status.is_success() => Ok(LocalDaemon { file }),
-            _ => Err(format!(
-                "the daemon recorded in {} (pid {}) does not answer",
-                DaemonFile::path().display(),
-                file.pid
-            )),
+        if answers(&file).await {
+            Ok(LocalDaemon { file })
+        } else {
+            Err(format!("the daemon recorded in {} (pid {}) does not answer", DaemonFile::path().display(), file.pid))
         }
     }
 
@@ -111,6 +106,17 @@ impl LocalDaemon {
     pub fn client(&self) -> Result<Client, String> {
         Client::new(std::slice::from_ref(&self.file.url), ClientConfig::default()).map_err(|e| e.to_string())
     }
+}
+
+/// Whether the daemon of `file` answers at its address. Its stats must name its pid: after a
+/// crash, another program (another daemon's gateway, say) may have taken the port.
+async fn answers(file: &DaemonFile) -> bool {
+    let stats = async {
+        let answer = send(file.addr, Method::GET, "/daemon/stats", &[], Bytes::new(), HEALTH_DEADLINE).await.ok()?;
+        let text = tokio::time::timeout(HEALTH_DEADLINE, answer.text()).await.ok()?.ok()?;
+        serde_json::from_str::<Json>(&text).ok()?["pid"].as_u64()
+    };
+    stats.await == Some(u64::from(file.pid))
 }
 
 fn axum_method(name: &str) -> Method {
