@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -126,10 +126,17 @@ pub(crate) fn around(gateway: Router, state: Arc<DaemonState>) -> Router {
     gateway.merge(daemon).layer(axum::middleware::from_fn_with_state(state, count_request))
 }
 
-/// Counts each answer under its route and status.
+/// Counts each answer under its route and status. The daemon's own routes are held to the
+/// gateway's per-address request rate here (the gateway's routes check it themselves), since
+/// a public gateway serves them too.
 async fn count_request(State(state): State<Arc<DaemonState>>, request: Request, next: Next) -> Response {
     let route = metrics::route_label(request.uri().path());
-    let response = next.run(request).await;
+    let own_route = route.starts_with("/daemon/") || route == "/metrics" || route == "/ui/";
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).filter(|_| own_route);
+    let response = match peer.map(|ip| state.shared.limits.admit(ip)) {
+        Some(Err(refused)) => refused.into_response(),
+        _ => next.run(request).await,
+    };
     state.metrics.count_request(route, response.status().as_u16());
     response
 }
