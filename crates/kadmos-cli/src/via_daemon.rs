@@ -305,6 +305,16 @@ fn describe_stats(stats: &Json) -> String {
             t["requests_timed_out"],
             t["dropped"]
         ));
+        let methods: Vec<String> = t["by_method"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["received"].as_u64().unwrap_or(0) + m["sent"].as_u64().unwrap_or(0) > 0)
+            .map(|m| format!("{} {}/{}", m["method"].as_str().unwrap_or("?"), m["received"], m["sent"]))
+            .collect();
+        if !methods.is_empty() {
+            lines.push(format!("  queries in/out: {}", methods.join(", ")));
+        }
         lines.push(match network {
             "mainline" => format!(
                 "  stored: {} peers of {} torrents, {} items; {} kept alive; {} operations running",
