@@ -41,14 +41,14 @@ else
   "$VPY" -c 'import libtorrent, opendht; print("libtorrent", libtorrent.__version__)' >&2
 fi
 
-# --- npm: bittorrent-dht + ed25519-supercop ---
+# --- npm: bittorrent-dht + ed25519-supercop, and pkarr (a relay client for the gateway test) ---
 cd "$HERE/js"
 need_npm=1
 if [ -d node_modules ] && [ -f node_modules/.package-lock.json ]; then
   if node -e '
     const v = (n) => require("./node_modules/" + n + "/package.json").version;
     require("ed25519-supercop");
-    process.exit(v("bittorrent-dht") === "11.0.12" && v("ed25519-supercop") === "2.0.1" ? 0 : 1);' 2>/dev/null; then
+    process.exit(v("bittorrent-dht") === "11.0.12" && v("ed25519-supercop") === "2.0.1" && v("pkarr") === "1.3.0" ? 0 : 1);' 2>/dev/null; then
     need_npm=0
   fi
 fi

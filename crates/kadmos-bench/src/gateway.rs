@@ -119,7 +119,7 @@ impl Scenario {
 
 /// A two-node network serving the proxy API at `addr`.
 struct Side {
-    _servers: Vec<Server>,
+    servers: Vec<Server>,
     addr: SocketAddr,
 }
 
@@ -178,7 +178,7 @@ fn kadmos_side(kadmos: &Path, core: usize, state: &Path) -> Result<Side, String>
         ],
         core,
     )?;
-    Ok(Side { _servers: vec![seed, node], addr: SocketAddr::from(([127, 0, 0, 1], http)) })
+    Ok(Side { servers: vec![seed, node], addr: SocketAddr::from(([127, 0, 0, 1], http)) })
 }
 
 fn opendht_side(dhtnode: &Path, core: usize) -> Result<Side, String> {
@@ -199,7 +199,7 @@ fn opendht_side(dhtnode: &Path, core: usize) -> Result<Side, String> {
         ],
         core,
     )?;
-    Ok(Side { _servers: vec![peer, proxy], addr: SocketAddr::from(([127, 0, 0, 1], http)) })
+    Ok(Side { servers: vec![peer, proxy], addr: SocketAddr::from(([127, 0, 0, 1], http)) })
 }
 
 /// One request on a fresh connection: status and body.
@@ -233,7 +233,7 @@ async fn prepare(addr: SocketAddr) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for i in 1..=10 {
-        let body = format!(r#"{{"data":"dmFsdWUt{i:02}","id":"{i}","permanent":true}}"#);
+        let body = format!(r#"{{"data":"dmFsdWU=","id":"{i}","permanent":true}}"#);
         let (status, _) = once(addr, Method::POST, "/key/bench10", Bytes::from(body)).await?;
         if status != 200 {
             return Err(format!("preparing the hot key: POST answered {status}"));
@@ -348,22 +348,18 @@ pub fn run(args: &GatewayArgs) -> Result<(), String> {
     let server_core = args.server_core % procs::online_cpus().max(1);
     let mut rows: Vec<(Scenario, Figures, Option<Figures>)> = Vec::new();
     for (run, scenario) in Scenario::ALL.into_iter().enumerate() {
-        let kadmos_figures = {
-            let side = kadmos_side(&kadmos, server_core, &tmp.path().join("state-opendht.json"))?;
+        let measure = |side: Side| {
             runtime.block_on(async {
-                prepare(side.addr).await?;
-                Ok::<_, String>(drive(side.addr, scenario, args.connections, duration, run as u64).await)
-            })?
+                if let Err(e) = prepare(side.addr).await {
+                    let output: Vec<String> =
+                        side.servers.iter().map(|s| format!("{}:\n{}", s.name, s.tail())).collect();
+                    return Err(format!("{e}\n{}", output.join("\n")));
+                }
+                Ok(drive(side.addr, scenario, args.connections, duration, run as u64).await)
+            })
         };
-        let opendht_figures = if with_opendht {
-            let side = opendht_side(&dhtnode, server_core)?;
-            Some(runtime.block_on(async {
-                prepare(side.addr).await?;
-                Ok::<_, String>(drive(side.addr, scenario, args.connections, duration, run as u64).await)
-            })?)
-        } else {
-            None
-        };
+        let kadmos_figures = measure(kadmos_side(&kadmos, server_core, &tmp.path().join("state-opendht.json"))?)?;
+        let opendht_figures = if with_opendht { Some(measure(opendht_side(&dhtnode, server_core)?)?) } else { None };
         rows.push((scenario, kadmos_figures, opendht_figures));
     }
     if args.json {

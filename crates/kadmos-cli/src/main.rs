@@ -1,16 +1,19 @@
 //! `kadmos`: run a DHT node, start a local test network, or run one-shot lookups.
 //!
 //! Subcommands live in their own modules: `node` (the daemon), `testnet`, and `oneshot`
-//! (peers, announce, find-node, ping through an ephemeral node). `output` prints results
+//! (peers, announce, find-node, ping through an ephemeral node), `quests` (advertise and
+//! watch, which run until interrupted). `output` prints results
 //! for humans or as JSON lines. `node`, `testnet`, `put`, `get` and `listen` take
 //! `--network opendht`, handled in `opendht`.
 
 mod daemon_file;
 mod node;
+mod node_limits;
 mod oneshot;
 mod opendht;
 mod opendht_keys;
 mod output;
+mod quests;
 mod storage;
 mod testnet;
 mod via_daemon;
@@ -154,6 +157,13 @@ enum Command {
         /// Re-put the BEP 44 items this node stores for others every hour (Mainline).
         #[arg(long)]
         republish_items: bool,
+        #[command(flatten)]
+        limits: node_limits::NodeLimitArgs,
+        /// Advertise that this host serves INFOHASH on PORT (default: the node's UDP port),
+        /// re-announced every 15 minutes (repeatable; Mainline). Saved in the state file, so
+        /// a restarted node resumes its advertisements.
+        #[arg(long, value_name = "INFOHASH[:PORT]", value_parser = quests::parse_advertised)]
+        advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
         /// Which DHT: mainline, opendht, or both in one process.
         #[arg(long, value_enum, default_value_t)]
         network: NodeNetwork,
@@ -175,6 +185,10 @@ enum Command {
         /// limit. Loopback clients are exempt.
         #[arg(long, value_name = "N", default_value_t = 200.0, requires = "http")]
         http_rate: f64,
+        /// Gateway: a gorush-compatible push server (http://HOST:PORT) for the Android and iOS
+        /// tokens of SUBSCRIBE (UnifiedPush endpoints need none).
+        #[arg(long, value_name = "URL", requires = "http")]
+        push_server: Option<String>,
         /// The control API's port on 127.0.0.1 (the CLI finds it in daemon.json in the data
         /// directory). Default: any free port.
         #[arg(long, value_name = "PORT", default_value_t = 0)]
@@ -219,6 +233,26 @@ enum Command {
     /// N; without it, the node's own UDP port is announced (implied_port).
     Announce {
         info_hash: kadmos::InfoHash,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
+    /// Advertise a peer of a torrent until interrupted: an announce now, then one every 15
+    /// minutes to the nodes closest then, printing each round. --port as for announce.
+    Advertise {
+        info_hash: kadmos::InfoHash,
+        /// Seconds between two rounds (default 900, less up to 10% jitter).
+        #[arg(long, value_name = "SECS")]
+        interval: Option<u64>,
+        #[command(flatten)]
+        net: NetworkArgs,
+    },
+    /// Watch a torrent for peers until interrupted: search now, then every 5 minutes,
+    /// printing each peer not seen before (and peers gone for 30 minutes).
+    Watch {
+        info_hash: kadmos::InfoHash,
+        /// Seconds between two searches (default 300, less up to 10% jitter).
+        #[arg(long, value_name = "SECS")]
+        interval: Option<u64>,
         #[command(flatten)]
         net: NetworkArgs,
     },
@@ -441,11 +475,16 @@ fn main() -> ExitCode {
                 http,
                 http_token,
                 http_rate,
+                push_server,
                 control_port,
+                advertise,
+                limits,
             } => {
                 init_logging("info");
                 if network == NodeNetwork::Opendht && republish_items {
                     Err("--republish-items is a Mainline (BEP 44) option".to_string())
+                } else if network == NodeNetwork::Opendht && !advertise.is_empty() {
+                    Err("--advertise is a Mainline option".to_string())
                 } else if network != NodeNetwork::Both && (opendht_port.is_some() || !opendht_bootstrap.is_empty()) {
                     Err("--opendht-port and --opendht-bootstrap go with --network both".to_string())
                 } else {
@@ -463,7 +502,10 @@ fn main() -> ExitCode {
                         http,
                         http_token,
                         http_rate,
+                        push_server,
                         control_port,
+                        advertise,
+                        limits,
                     };
                     node::run(options).await
                 }
@@ -508,6 +550,14 @@ fn main() -> ExitCode {
                         via_gateway::announce(info_hash, announced_port(&net), &via_gateway::client(&urls)?, net.json).await
                     }
                 }
+            }
+            Command::Advertise { info_hash, interval, net } => {
+                init_logging("warn");
+                quests::advertise(info_hash, interval, net).await
+            }
+            Command::Watch { info_hash, interval, net } => {
+                init_logging("warn");
+                quests::watch(info_hash, interval, net).await
             }
             Command::FindNode { id, net } => {
                 init_logging("warn");

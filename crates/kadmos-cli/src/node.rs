@@ -10,6 +10,7 @@ use kadmos_http::{DaemonControl, Gateway, GatewayConfig, LimitsConfig, RunningGa
 use serde_json::json;
 
 use crate::daemon_file::DaemonFile;
+use crate::node_limits::NodeLimitArgs;
 use crate::output::emit;
 use crate::testnet::wait_for_signal;
 use crate::{opendht, NetworkArgs, NodeNetwork};
@@ -48,8 +49,14 @@ pub struct NodeOptions {
     pub http_token: Option<String>,
     /// `--http-rate`: requests per second per client address (0: none).
     pub http_rate: f64,
+    /// `--push-server`: the gorush-compatible push server.
+    pub push_server: Option<String>,
     /// `--control-port`: the control API's port on 127.0.0.1 (0: any free port).
     pub control_port: u16,
+    /// `--advertise INFOHASH[:PORT]` (Mainline): advertisements to run, besides the saved ones.
+    pub advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
+    /// Rate limits, peer store limits, BEP 42 and BEP 43 policies (Mainline).
+    pub limits: NodeLimitArgs,
 }
 
 /// Reads `--http`'s `ADDR:PORT` or a bare `PORT` (on 127.0.0.1: a gateway is public only when
@@ -92,7 +99,12 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
             let config = GatewayConfig {
                 write_token: options.http_token.clone(),
                 limits,
-                state_file: Some(data_dir().join("gateway-permanent.json")),
+                // Next to the node's state file when one is given, else in the data directory.
+                state_file: Some(match &options.state {
+                    Some(state) => state.with_file_name("gateway-permanent.json"),
+                    None => data_dir().join("gateway-permanent.json"),
+                }),
+                push_server: options.push_server.clone(),
                 ..GatewayConfig::default()
             };
             Some(start_gateway(addr, config, handles, net.json).await?)
@@ -208,7 +220,8 @@ pub(crate) fn start_failure(error: kadmos::Error, ports: Option<&PortSpec>) -> S
 /// otherwise; the port of the saved state first), restoring its state.
 async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String> {
     let state_path = options.state.clone().unwrap_or_else(default_state_path);
-    let mut builder = options.net.builder().read_only(options.read_only).republish_stored_items(options.republish);
+    let builder = options.net.builder().read_only(options.read_only).republish_stored_items(options.republish);
+    let mut builder = options.limits.apply(builder);
     if options.net.port.is_none() {
         builder = builder.ports(PortSpec::mainline_daemon());
     }
@@ -226,14 +239,17 @@ async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String>
             format!("listening on {addr} as {}", dht.node_id())
         });
     }
+    crate::quests::start_advertising(&dht, &options.advertise, options.net.json).await?;
     Ok((dht, state_path))
 }
 
 async fn stop_mainline(dht: &Dht, state_path: &Path, json_output: bool) -> Result<(), String> {
     let final_state = dht.shutdown().await.map_err(|e| e.to_string())?;
     final_state.save(state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
-    emit(json_output, "stopped", &json!({ "state": state_path, "contacts": final_state.contacts.len() }), || {
-        format!("saved {} contacts to {}", final_state.contacts.len(), state_path.display())
+    let (contacts, advertisements) = (final_state.contacts.len(), final_state.advertisements.len());
+    let value = json!({ "state": state_path, "contacts": contacts, "advertisements": advertisements });
+    emit(json_output, "stopped", &value, || {
+        format!("saved {contacts} contacts and {advertisements} advertisements to {}", state_path.display())
     });
     Ok(())
 }

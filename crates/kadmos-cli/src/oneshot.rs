@@ -64,13 +64,19 @@ pub(crate) fn print_peers_done(json_output: bool, info_hash: InfoHash, total: us
     });
 }
 
-pub async fn announce(info_hash: InfoHash, mut net: NetworkArgs) -> Result<(), String> {
-    // --port N: bind N if possible (else any free port: N is what is announced, and the
-    // peer serving it need not be this node) and announce N explicitly; otherwise implied port.
+/// The port an announce or advertisement names: with `--port N`, N (the node binds N if it
+/// can, else any free port: N is what is announced, and the peer serving it need not be this
+/// node); otherwise `None`, for the node's own UDP port (implied_port).
+pub fn announced_port(net: &mut NetworkArgs) -> Option<u16> {
     let announced_port = net.port.as_ref().and_then(|spec| spec.candidates().first().copied()).filter(|p| *p != 0);
     if let Some(port) = announced_port {
         net.port = Some(PortSpec::list([port, 0]));
     }
+    announced_port
+}
+
+pub async fn announce(info_hash: InfoHash, mut net: NetworkArgs) -> Result<(), String> {
+    let announced_port = announced_port(&mut net);
     let dht = join(&net, |b| b).await?;
     let result = dht.announce_peer(info_hash, announced_port).await.map_err(|e| e.to_string())?;
     let port = announced_port.or_else(|| dht.local_addr_v4().or(dht.local_addrs().first().copied()).map(|a| a.port()));

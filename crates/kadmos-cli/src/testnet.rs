@@ -1,8 +1,6 @@
 //! `kadmos testnet`: a local network to try every command without internet access.
 
-use std::net::{IpAddr, Ipv4Addr};
-
-use kadmos::{Dht, Testnet};
+use kadmos::Testnet;
 use serde_json::json;
 
 use crate::output::emit;
@@ -15,18 +13,12 @@ pub async fn run(n: usize, port: Option<u16>, json: bool) -> Result<(), String> 
         None => Testnet::new(n).await.map_err(|e| e.to_string())?,
         Some(port) => {
             // A fixed first port makes the bootstrap address easy to type.
-            let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-            let first =
-                Dht::builder().bind(loopback).port(port).no_bootstrap().build().await.map_err(|e| e.to_string())?;
+            let first = Testnet::node_builder().port(port).no_bootstrap().build().await.map_err(|e| e.to_string())?;
             let seed = first.local_addr_v4().ok_or("no IPv4 address")?;
             let mut nodes = vec![first];
             for _ in 1..n {
-                let node = Dht::builder()
-                    .bind(loopback)
-                    .bootstrap([seed.to_string()])
-                    .build()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let node =
+                    Testnet::node_builder().bootstrap([seed.to_string()]).build().await.map_err(|e| e.to_string())?;
                 node.bootstrapped().await.map_err(|e| e.to_string())?;
                 nodes.push(node);
             }

@@ -1,9 +1,13 @@
 //! The `kadmos` binary end to end: a `kadmos testnet` process, and one-shot commands against
 //! it with `--json` output and exit statuses.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
+
+use support::Process;
 
 struct Testnet {
     child: Child,
@@ -41,6 +45,13 @@ fn kadmos(args: &[&str], net: &Testnet, data: &std::path::Path) -> Output {
         let _ = tx.send(child.wait_with_output());
     });
     rx.recv_timeout(Duration::from_secs(60)).expect("command finished within 60 s").unwrap()
+}
+
+/// A long-running `kadmos` command against the testnet.
+fn spawn_kadmos(args: &[&str], net: &Testnet, data: &std::path::Path) -> Process {
+    let mut args = args.to_vec();
+    args.extend(["--bootstrap", &net.bootstrap, "--bind", "127.0.0.1", "--json"]);
+    Process::start(&args, data)
 }
 
 fn json_lines(output: &Output) -> Vec<serde_json::Value> {
@@ -111,5 +122,50 @@ fn one_shot_commands_against_a_testnet() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
     let out = kadmos(&["peers", "not-a-hash"], &net, &data);
     assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `kadmos watch` prints the peer that `kadmos advertise` advertises (a `peer` line, not
+/// flagged as advertised by the watcher), `advertise` prints a round per interval, each
+/// stored by nodes; `kadmos node --advertise HASH:PORT` advertises (a one-shot `peers` finds
+/// it) and, stopped with SIGTERM, saves the advertisement in its state file; bad values exit
+/// non-zero with one `error:` line.
+#[test]
+fn advertise_watch_and_node_advertise_against_a_testnet() {
+    let net = testnet(10);
+    let data = std::env::temp_dir().join(format!("kadmos-cli-quests-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let hash = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
+
+    let watch = spawn_kadmos(&["watch", hash, "--interval", "1"], &net, &data);
+    let advertise = spawn_kadmos(&["advertise", hash, "--port", "7788", "--interval", "2"], &net, &data);
+    for _ in 0..2 {
+        let round = advertise.wait_for("an advertised round", |l| l["type"] == "advertised");
+        assert!(round["stored_at"].as_u64().unwrap() > 0, "{round}");
+        assert_eq!((round["port"].as_u64(), round["implied_port"].as_bool()), (Some(7788), Some(false)));
+    }
+    let found = watch.wait_for("the advertiser", |l| l["type"] == "peer" && l["peer"] == "127.0.0.1:7788");
+    assert_eq!(found["advertised"], false);
+    assert_eq!(found["info_hash"], hash);
+
+    let served = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1";
+    let state = data.join("node-state.json");
+    let advertised = format!("{served}:7799");
+    let state_arg = state.to_str().unwrap();
+    let mut node = spawn_kadmos(&["node", "--advertise", &advertised, "--state", state_arg], &net, &data);
+    node.wait_for("the node's first round", |l| l["type"] == "advertised" && l["stored_at"].as_u64() > Some(0));
+    let out = kadmos(&["peers", served], &net, &data);
+    assert!(json_lines(&out).iter().any(|l| l["type"] == "peer" && l["peer"] == "127.0.0.1:7799"));
+    assert!(node.terminate().success());
+    let stopped = node.wait_for("the node to stop", |l| l["type"] == "stopped");
+    assert_eq!(stopped["advertisements"], 1);
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["advertisements"], serde_json::json!([{ "info_hash": served, "port": 7799 }]));
+
+    let out = kadmos(&["node", "--advertise", &format!("{served}:0")], &net, &data);
+    assert_eq!(out.status.code(), Some(2));
+    let out = kadmos(&["advertise", served, "--interval", "0"], &net, &data);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
     let _ = std::fs::remove_dir_all(&data);
 }

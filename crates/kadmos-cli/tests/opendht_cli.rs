@@ -3,61 +3,14 @@
 //! beside it, and one-shot `put` and `get` commands, with `--json` output and exit statuses.
 //! Every process is killed when the test ends, however it ends.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value as Json;
 
 mod support;
 
-/// A long-running `kadmos` process and its stdout, line by line.
-struct Process {
-    child: Child,
-    lines: Receiver<String>,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    fn start(args: &[&str], data: &std::path::Path) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kadmos"))
-            .args(args)
-            .env("XDG_DATA_HOME", data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = support::stdout_lines(&mut child);
-        Process { child, lines }
-    }
-
-    /// The next JSON line, within `limit`.
-    fn next_json(&self, limit: Duration) -> Json {
-        let line = self.lines.recv_timeout(limit).expect("a line within the time limit");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-    }
-
-    /// Asks the process to stop as Ctrl-C would (SIGTERM) and waits at most 10 s for its exit.
-    #[cfg(unix)]
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "the process did not stop within 10 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
+use support::Process;
 
 struct TempDir(std::path::PathBuf);
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::http::{Method, Uri};
+use axum::http::Method;
 use bytes::Bytes;
 use kadmos::opendht::{ListenEvent, Value, ValueId};
 use kadmos::{Id, InfoHash};
@@ -19,7 +19,7 @@ use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::transport::{send, HttpResponse};
+use crate::transport::{self, resolve, send, HttpResponse};
 use crate::value_json;
 
 #[derive(Clone, Debug)]
@@ -87,28 +87,7 @@ pub struct Client {
 }
 
 fn authority_of(url: &str) -> Result<String, ClientError> {
-    let bad = || ClientError::BadUrl(url.to_string());
-    let uri: Uri = url.trim().parse().map_err(|_| bad())?;
-    if uri.scheme_str() != Some("http") {
-        return Err(bad());
-    }
-    let authority = uri.authority().ok_or_else(bad)?;
-    let port = authority.port_u16().unwrap_or(80);
-    Ok(format!("{}:{port}", authority.host().trim_start_matches('[').trim_end_matches(']')))
-}
-
-async fn resolve(authority: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = authority.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    // `host:port` with an IPv6 host lost its brackets above; put them back for parsing.
-    if let Some((host, port)) = authority.rsplit_once(':') {
-        if let Ok(addr) = format!("[{host}]:{port}").parse::<SocketAddr>() {
-            return Ok(addr);
-        }
-    }
-    let mut addrs = tokio::net::lookup_host(authority).await.map_err(|e| format!("resolving {authority}: {e}"))?;
-    addrs.next().ok_or_else(|| format!("{authority} has no address"))
+    transport::split_url(url).map(|(authority, _)| authority).map_err(|_| ClientError::BadUrl(url.to_string()))
 }
 
 fn error_message(text: &str) -> String {

@@ -15,9 +15,12 @@ use tokio::task::JoinHandle;
 use crate::api_error::{ApiError, ApiResult};
 use crate::client_limits::{ClientLimits, LimitsConfig};
 use crate::daemon_api::{self, DaemonControl, DaemonState};
+use crate::gateway_state;
 use crate::hot_keys::HotKeys;
 use crate::listen_hub::ListenHub;
+use crate::node_status::ContactCache;
 use crate::permanent::PermanentPuts;
+use crate::push::PushSubscriptions;
 use crate::router;
 
 /// How the gateway behaves. The defaults suit a public node.
@@ -43,8 +46,13 @@ pub struct GatewayConfig {
     pub max_remembered_keys: usize,
     /// Per-address request rate and listen-stream cap (429 beyond).
     pub limits: LimitsConfig,
-    /// Where permanent puts are saved (with the time each has left), to be restored and put
-    /// again when a gateway starts with the same file. Default: nowhere.
+    /// A gorush-compatible push server (`http://HOST:PORT`) for Android and iOS push tokens
+    /// (UnifiedPush tokens need none). Default: none (such SUBSCRIBEs answer 501).
+    pub push_server: Option<String>,
+    /// How long a push subscription lasts after its last SUBSCRIBE. Default 24 h.
+    pub push_lifetime: Duration,
+    /// Where permanent puts and push subscriptions are saved (with the time each has left),
+    /// to be restored when a gateway starts with the same file. Default: nowhere.
     pub state_file: Option<PathBuf>,
 }
 
@@ -60,6 +68,8 @@ impl Default for GatewayConfig {
             max_remembered_keys: 100_000,
             limits: LimitsConfig::default(),
             state_file: None,
+            push_server: None,
+            push_lifetime: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -120,7 +130,9 @@ pub(crate) struct Shared {
     pub permanent: PermanentPuts,
     pub hot_keys: HotKeys,
     pub listens: ListenHub,
+    pub push: PushSubscriptions,
     pub limits: ClientLimits,
+    pub contact_cache: ContactCache,
     pub stats: Stats,
     pub started: SystemTime,
 }
@@ -188,7 +200,21 @@ impl Gateway {
         let stats = Stats::default();
         let limits = ClientLimits::new(config.limits);
         let (listens, started) = (ListenHub::default(), SystemTime::now());
-        let shared = Shared { opendht, mainline, config, permanent, hot_keys, listens, limits, stats, started };
+        let push = PushSubscriptions::new(config.push_lifetime);
+        let contact_cache = ContactCache::default();
+        let shared = Shared {
+            opendht,
+            mainline,
+            config,
+            permanent,
+            hot_keys,
+            listens,
+            push,
+            limits,
+            contact_cache,
+            stats,
+            started,
+        };
         Gateway { shared: Arc::new(shared), control: None }
     }
 
@@ -212,7 +238,9 @@ impl Gateway {
         });
         let sweeper = tokio::spawn(async move {
             let sweep = async {
-                restore_permanent_puts(&self.shared).await;
+                if let Some(path) = self.shared.config.state_file.clone() {
+                    gateway_state::restore(&self.shared, &path).await;
+                }
                 sweep_permanent_puts(self.shared).await;
             };
             tokio::join!(sweep, daemon_api::sample_history(daemon));
@@ -226,25 +254,6 @@ impl Gateway {
     }
 }
 
-/// Puts again the permanent puts saved by an earlier gateway, for the time they had left.
-async fn restore_permanent_puts(shared: &Shared) {
-    let (Some(path), Some(dht)) = (&shared.config.state_file, &shared.opendht) else { return };
-    let restored = match shared.permanent.restore(path) {
-        Ok(restored) => restored,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => {
-            tracing::warn!("reading permanent puts from {}: {e}", path.display());
-            return;
-        }
-    };
-    tracing::info!("restoring {} permanent puts from {}", restored.len(), path.display());
-    for (key, value) in restored {
-        if let Err(e) = dht.put_value(key, value, true).await {
-            tracing::warn!("putting restored permanent value at {key} again: {e}");
-        }
-    }
-}
-
 /// Stops keeping alive the permanent puts whose clients stopped refreshing them, and forgets
 /// the GET lookups that can no longer answer.
 async fn sweep_permanent_puts(shared: Arc<Shared>) {
@@ -254,6 +263,7 @@ async fn sweep_permanent_puts(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         shared.hot_keys.purge_stale();
+        shared.push.sweep(&shared);
         let Some(dht) = &shared.opendht else { continue };
         for (key, value_id) in shared.permanent.take_expired(Instant::now()) {
             if let Err(e) = dht.cancel_put(key, value_id).await {
@@ -261,8 +271,8 @@ async fn sweep_permanent_puts(shared: Arc<Shared>) {
             }
         }
         if let Some(path) = &shared.config.state_file {
-            if let Err(e) = shared.permanent.save_if_changed(path) {
-                tracing::warn!("saving permanent puts to {}: {e}", path.display());
+            if let Err(e) = gateway_state::save_if_changed(&shared, path) {
+                tracing::warn!("saving the gateway's state to {}: {e}", path.display());
             }
         }
     }

@@ -10,10 +10,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use kadmos::opendht::Value;
 use kadmos::{Id, OpenDht};
 use tokio::sync::watch;
+
+use crate::value_json;
 
 /// What a lookup has found so far.
 #[derive(Clone, Debug, Default)]
@@ -26,6 +29,17 @@ struct Lookup {
     found: watch::Sender<Found>,
     /// When the lookup ended (`None` while it runs).
     finished: Mutex<Option<Instant>>,
+    /// The finished snapshot as OpenDHT's newline-delimited JSON, with the number of values it
+    /// holds (values are only ever appended, so the count tells whether it is current).
+    encoded: Mutex<Option<(usize, Bytes)>>,
+}
+
+/// How a GET is answered.
+pub enum Answer<S> {
+    /// The lookup is over: every value, and all of them encoded as one body.
+    Complete { values: Arc<Vec<Value>>, body: Bytes },
+    /// The lookup runs: values as they come.
+    Streaming(S),
 }
 
 impl Lookup {
@@ -44,6 +58,20 @@ impl Lookup {
             Arc::make_mut(&mut found.values).push(value);
             true
         });
+    }
+
+    /// The finished snapshot and its encoding (made once per version of the snapshot: a hot
+    /// key's GETs share it).
+    fn complete(&self) -> (Arc<Vec<Value>>, Bytes) {
+        let values = self.found.borrow().values.clone();
+        let mut encoded = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((count, body)) = encoded.as_ref().filter(|(count, _)| *count == values.len()) {
+            debug_assert_eq!(*count, values.len());
+            return (values, body.clone());
+        }
+        let body = Bytes::from(values.iter().map(|v| value_json::to_line(v, false)).collect::<String>());
+        *encoded = Some((values.len(), body.clone()));
+        (values, body)
     }
 
     fn finish(&self) {
@@ -82,15 +110,24 @@ impl HotKeys {
     /// The values at `key` as a stream: those already found by a running or recent lookup at
     /// once, then each new one until that lookup ends (a new lookup, ending by `deadline`, when
     /// there is none).
-    pub fn get(&self, dht: &OpenDht, key: Id, deadline: Duration) -> impl Stream<Item = Value> + Send + 'static {
+    pub fn get(
+        &self,
+        dht: &OpenDht,
+        key: Id,
+        deadline: Duration,
+    ) -> Answer<impl Stream<Item = Value> + Send + 'static> {
         let now = Instant::now();
         let receiver = {
             let mut lookups = self.lock();
             match lookups.get(&key).filter(|l| l.fresh(now, self.ttl)) {
+                Some(lookup) if lookup.found.borrow().done => {
+                    let (values, body) = lookup.complete();
+                    return Answer::Complete { values, body };
+                }
                 Some(lookup) => lookup.found.subscribe(),
                 None => {
                     let (found, receiver) = watch::channel(Found::default());
-                    let lookup = Arc::new(Lookup { found, finished: Mutex::new(None) });
+                    let lookup = Arc::new(Lookup { found, finished: Mutex::new(None), encoded: Mutex::new(None) });
                     if lookups.len() >= self.capacity {
                         lookups.retain(|_, l| l.fresh(now, self.ttl));
                     }
@@ -102,7 +139,7 @@ impl HotKeys {
                 }
             }
         };
-        snapshot_stream(receiver)
+        Answer::Streaming(snapshot_stream(receiver))
     }
 
     /// A value put through this gateway joins the key's snapshot (read your own writes).
@@ -147,11 +184,12 @@ fn snapshot_stream(receiver: watch::Receiver<Found>) -> impl Stream<Item = Value
 mod tests {
     use super::*;
 
-    /// A subscriber that joins late gets what was found so far, then the rest, then the end.
+    /// A subscriber that joins late gets what was found so far, then the rest, then the end;
+    /// the finished snapshot encodes as OpenDHT's newline-delimited JSON.
     #[tokio::test]
     async fn late_subscribers_get_everything_once() {
         let (found, receiver) = watch::channel(Found::default());
-        let lookup = Lookup { found, finished: Mutex::new(None) };
+        let lookup = Lookup { found, finished: Mutex::new(None), encoded: Mutex::new(None) };
         lookup.add(Value::new(1, 0, b"a".to_vec()));
         lookup.add(Value::new(1, 0, b"a".to_vec()));
         let late = lookup.found.subscribe();
@@ -161,6 +199,9 @@ mod tests {
         let late: Vec<u64> = snapshot_stream(late).map(|v| v.id).collect().await;
         assert_eq!((early, late), (vec![1, 2], vec![1, 2]));
         assert!(lookup.fresh(Instant::now(), Duration::from_secs(1)));
+        let (values, body) = lookup.complete();
+        assert_eq!(values.len(), 2);
+        assert_eq!(body, "{\"data\":\"YQ==\",\"id\":\"1\",\"type\":0}\n{\"data\":\"Yg==\",\"id\":\"2\",\"type\":0}\n");
         assert!(!lookup.fresh(Instant::now() + Duration::from_secs(2), Duration::from_secs(1)));
     }
 }

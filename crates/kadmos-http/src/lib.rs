@@ -15,15 +15,18 @@
 //! # Layout
 //!
 //! - [`gateway`]: [`Gateway`], [`GatewayConfig`], the server task.
+//! - `gateway_state`: permanent puts and push subscriptions saved across restarts.
 //! - `router`: matching method and raw path to a route; CORS, 404/405, the write token.
 //! - `opendht_api`: OpenDHT's get, put and listen on a key.
 //! - `hot_keys`: GETs of a key share one lookup; recent results answer the next GETs.
 //! - `listen_hub`: one node listen per key shared by its clients; journal for resuming.
 //! - `mainline_api`: Mainline peers and announces, BEP 44 items, the pkarr relay API.
+//! - `push`: SUBSCRIBE/UNSUBSCRIBE, pushes through gorush or UnifiedPush.
 //! - [`relay_payload`]: pkarr's `sig ‖ seq ‖ v` body; [`zbase32`]: pkarr's key encoding.
 //! - `node_status`: node info, stats, `/healthz`, `/readyz`.
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
 //! - `permanent`: permanent puts and their 24 h lifetime.
+//! - `websocket`: `/ws`, listens on many keys over one WebSocket.
 //! - [`framing`]: newline-delimited JSON or Server-Sent Events.
 //! - [`value_json`]: OpenDHT's JSON form of a value.
 //! - [`client`]: [`Client`], the thin client over a list of gateways (probing, failover).
@@ -42,6 +45,7 @@ mod daemon_history;
 mod dashboard;
 pub mod framing;
 pub mod gateway;
+mod gateway_state;
 mod hot_keys;
 mod listen_hub;
 mod mainline_api;
@@ -50,10 +54,12 @@ mod node_status;
 pub mod openapi;
 mod opendht_api;
 mod permanent;
+mod push;
 pub mod relay_payload;
 mod router;
 pub mod transport;
 pub mod value_json;
+mod websocket;
 pub mod zbase32;
 pub use transport::{send, HttpResponse, TransportError};
 

@@ -138,6 +138,7 @@ pub(crate) fn route_label(path: &str) -> &'static str {
         Some(Route::ImmutablePost) => "/mainline/immutable",
         Some(Route::Mutable(_)) => "/mainline/mutable/{public_key}",
         Some(Route::Pkarr(_)) => "/pkarr/{key}",
+        Some(Route::WebSocket) => "/ws",
         None => "other",
     }
 }
@@ -300,7 +301,7 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
         "kadmos_requests_rate_limited_total",
         "counter",
         "Requests dropped by rate limits.",
-        &[("opendht", o.map(|i| i.traffic.rate_limited))],
+        &both(&|i| i.traffic.queries_rate_limited, &|i| i.traffic.rate_limited),
     );
     out.family("kadmos_routing_table_contacts", "gauge", "Routing-table contacts, by family and status.");
     let tables =

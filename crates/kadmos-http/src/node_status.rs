@@ -5,7 +5,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::UNIX_EPOCH;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -95,7 +96,7 @@ pub async fn node_stats(shared: &Shared, peer: SocketAddr) -> ApiResult<Response
         "listenCount": stats.open_listens.load(Ordering::Relaxed),
         "putCount": stats.puts.load(Ordering::Relaxed),
         "totalPermanentPuts": shared.permanent.len(),
-        "pushListenersCount": 0,
+        "pushListenersCount": shared.push.len(),
         "rememberedKeys": shared.hot_keys.len(),
         "sharedListens": shared.listens.len(),
         "requestRate": stats.request_rate(),
@@ -138,25 +139,43 @@ pub async fn readyz(shared: &Shared) -> ApiResult<Response> {
 /// Which network a write goes to, for [`require_contacts`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {
-    OpenDht,
-    Mainline,
+    OpenDht = 0,
+    Mainline = 1,
 }
+
+/// How long a count of good contacts answers the writes' check (a busy gateway would
+/// otherwise ask the node for its counts on every write).
+const CONTACTS_FRESH: Duration = Duration::from_millis(250);
+
+/// The last count of good contacts of each network, and when it was taken.
+#[derive(Default)]
+pub struct ContactCache(Mutex<[Option<(Instant, usize)>; 2]>);
 
 /// Fails at once (503 + `Retry-After`) when the node a write needs has no good contact: the
 /// write could not reach the network, and waiting out a lookup would only delay the client's
 /// failover to another gateway.
 pub async fn require_contacts(shared: &Shared, network: Network) -> ApiResult<()> {
-    let counts = match network {
-        Network::OpenDht => {
-            let info = shared.within(shared.opendht()?.info()).await?;
-            [info.contacts_ipv4, info.contacts_ipv6]
-        }
-        Network::Mainline => {
-            let info = shared.within(shared.mainline()?.info()).await?;
-            [info.contacts_ipv4, info.contacts_ipv6]
+    let slot = network as usize;
+    let cached = shared.contact_cache.0.lock().unwrap_or_else(|e| e.into_inner())[slot];
+    let good_now = match cached {
+        Some((at, good)) if at.elapsed() < CONTACTS_FRESH => good,
+        _ => {
+            let counts = match network {
+                Network::OpenDht => {
+                    let info = shared.within(shared.opendht()?.info()).await?;
+                    [info.contacts_ipv4, info.contacts_ipv6]
+                }
+                Network::Mainline => {
+                    let info = shared.within(shared.mainline()?.info()).await?;
+                    [info.contacts_ipv4, info.contacts_ipv6]
+                }
+            };
+            let good_now = good(counts);
+            shared.contact_cache.0.lock().unwrap_or_else(|e| e.into_inner())[slot] = Some((Instant::now(), good_now));
+            good_now
         }
     };
-    if good(counts) == 0 {
+    if good_now == 0 {
         return Err(ApiError::Unavailable("the node has no good contacts: it cannot reach the network now".into()));
     }
     Ok(())

@@ -35,6 +35,12 @@ fn describe(template: &str, method: &str) -> Json {
             json!({"description": "ready"}),
         ),
         ("/openapi.json", _) => ("This document", vec![], None, json!({"description": "OpenAPI 3.1"})),
+        ("/ws", _) => (
+            "WebSocket: {\"listen\": KEY} / {\"unlisten\": KEY}; answers {\"key\", \"value\"} per change",
+            vec![],
+            None,
+            json!({"description": "101 Switching Protocols"}),
+        ),
         ("/key/{h}" | "/{h}", "get") => {
             ("Values at a key, streamed as the lookup finds them", vec![key], None, ndjson_values)
         }

@@ -16,6 +16,7 @@ use kadmos::Id;
 use crate::api_error::{ApiError, ApiResult};
 use crate::framing::{stream_response, Framing, StreamEvent};
 use crate::gateway::Shared;
+use crate::hot_keys::Answer;
 use crate::node_status::{require_contacts, Network};
 use crate::value_json;
 
@@ -42,9 +43,18 @@ pub async fn get(shared: &Shared, key: Id, headers: &HeaderMap) -> ApiResult<Res
         let events = futures_util::stream::iter(values).map(|v| value_event(&v, false));
         return Ok(stream_response(Framing::negotiate(headers), events, None, ()));
     }
-    let values = shared.hot_keys.get(dht, key, shared.config.operation_deadline);
-    let events = values.map(|v| value_event(&v, false));
-    Ok(stream_response(Framing::negotiate(headers), events, None, ()))
+    let framing = Framing::negotiate(headers);
+    match shared.hot_keys.get(dht, key, shared.config.operation_deadline) {
+        // A finished lookup's answer is encoded once and sent whole to every GET of the key.
+        Answer::Complete { body, .. } if framing == Framing::Ndjson => {
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+        }
+        Answer::Complete { values, .. } => {
+            let events = futures_util::stream::iter(values.to_vec()).map(|v| value_event(&v, false));
+            Ok(stream_response(framing, events, None, ()))
+        }
+        Answer::Streaming(values) => Ok(stream_response(framing, values.map(|v| value_event(&v, false)), None, ())),
+    }
 }
 
 /// Streams the values at `key` now, then every change, until the client goes away. Clients of

@@ -3,8 +3,6 @@
 //! the client's last POST of it. Clients re-POST before that (OpenDHT's every 22 h).
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -12,6 +10,7 @@ use kadmos::opendht::{Value, ValueId};
 use kadmos::Id;
 use serde_json::{json, Value as Json};
 
+use crate::gateway_state::Changed;
 use crate::value_json;
 
 struct Entry {
@@ -24,12 +23,12 @@ pub struct PermanentPuts {
     entries: Mutex<HashMap<(Id, ValueId), Entry>>,
     lifetime: Duration,
     /// Changed since last saved.
-    dirty: AtomicBool,
+    pub changed: Changed,
 }
 
 impl PermanentPuts {
     pub fn new(lifetime: Duration) -> PermanentPuts {
-        PermanentPuts { entries: Mutex::new(HashMap::new()), lifetime, dirty: AtomicBool::new(false) }
+        PermanentPuts { entries: Mutex::new(HashMap::new()), lifetime, changed: Changed::default() }
     }
 
     pub fn lifetime(&self) -> Duration {
@@ -51,7 +50,7 @@ impl PermanentPuts {
     pub fn refresh(&self, key: Id, value: Value) {
         let expires = Instant::now() + self.lifetime;
         self.lock().insert((key, value.id), Entry { value, expires });
-        self.dirty.store(true, Ordering::Relaxed);
+        self.changed.mark();
     }
 
     /// Removes and returns the puts whose lifetime is over at `now`.
@@ -62,17 +61,13 @@ impl PermanentPuts {
             entries.remove(k);
         }
         if !gone.is_empty() {
-            self.dirty.store(true, Ordering::Relaxed);
+            self.changed.mark();
         }
         gone
     }
 
-    /// Writes the puts and the time each has left to `path` (atomically: a temporary file
-    /// renamed), if anything changed since the last save.
-    pub fn save_if_changed(&self, path: &Path) -> std::io::Result<()> {
-        if !self.dirty.swap(false, Ordering::Relaxed) {
-            return Ok(());
-        }
+    /// The puts and the time each has left, as JSON (to save).
+    pub fn to_json(&self) -> Json {
         let now = Instant::now();
         let saved: Vec<Json> = self
             .lock()
@@ -82,22 +77,12 @@ impl PermanentPuts {
                         "left_secs": e.expires.saturating_duration_since(now).as_secs() })
             })
             .collect();
-        let tmp = path.with_extension("tmp");
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let written = std::fs::write(&tmp, Json::Array(saved).to_string()).and_then(|()| std::fs::rename(&tmp, path));
-        if written.is_err() {
-            self.dirty.store(true, Ordering::Relaxed);
-        }
-        written
+        Json::Array(saved)
     }
 
-    /// Reads what [`PermanentPuts::save_if_changed`] wrote, records each put with the time it
-    /// had left, and returns them (to be put again). Entries that do not parse are skipped.
-    pub fn restore(&self, path: &Path) -> std::io::Result<Vec<(Id, Value)>> {
-        let saved: Json = serde_json::from_slice(&std::fs::read(path)?)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    /// Records the puts [`PermanentPuts::to_json`] saved, each with the time it had left, and
+    /// returns them (to be put again). Entries that do not parse are skipped.
+    pub fn restore(&self, saved: &Json) -> Vec<(Id, Value)> {
         let mut restored = Vec::new();
         for entry in saved.as_array().into_iter().flatten() {
             let key = entry["key"].as_str().and_then(|k| k.parse::<Id>().ok());
@@ -111,7 +96,7 @@ impl PermanentPuts {
                 }
             }
         }
-        Ok(restored)
+        restored
     }
 
     pub fn len(&self) -> usize {
@@ -138,26 +123,20 @@ mod tests {
         assert_eq!(puts.len(), 0);
     }
 
-    /// Saved puts come back with the time they had left; nothing is written when nothing
-    /// changed.
+    /// Saved puts come back with the time they had left; a change is reported once.
     #[test]
     fn save_and_restore() {
-        let path = std::env::temp_dir().join(format!("kadmos-permanent-{}.json", std::process::id()));
         let puts = PermanentPuts::new(Duration::from_secs(100));
         let key = Id::of_str("k");
         puts.refresh(key, Value::new(9, 0, b"kept".to_vec()));
-        puts.save_if_changed(&path).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        puts.save_if_changed(&path).unwrap();
-        assert!(!path.exists(), "unchanged: not written again");
-        puts.refresh(key, Value::new(9, 0, b"kept".to_vec()));
-        puts.save_if_changed(&path).unwrap();
+        assert!(puts.changed.take());
+        assert!(!puts.changed.take());
+        let saved = puts.to_json();
 
         let again = PermanentPuts::new(Duration::from_secs(100));
-        let restored = again.restore(&path).unwrap();
+        let restored = again.restore(&saved);
         assert_eq!(restored, vec![(key, Value::new(9, 0, b"kept".to_vec()))]);
         assert_eq!(again.len(), 1);
         assert!(again.take_expired(Instant::now() + Duration::from_secs(101)).len() == 1);
-        std::fs::remove_file(&path).unwrap();
     }
 }

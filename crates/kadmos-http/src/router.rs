@@ -16,7 +16,7 @@ use kadmos::opendht::key_from_str;
 
 use crate::api_error::{ApiError, ApiResult};
 use crate::gateway::Shared;
-use crate::{mainline_api, node_status, openapi, opendht_api, zbase32};
+use crate::{mainline_api, node_status, openapi, opendht_api, push, websocket, zbase32};
 
 /// Every route: its path template and its methods besides OPTIONS. The OpenAPI document is made
 /// from this table, and a test checks the table against [`Route::parse`] and [`Route::methods`].
@@ -27,6 +27,7 @@ pub(crate) const ROUTES: &[(&str, &[&str])] = &[
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/openapi.json", &["GET"]),
+    ("/ws", &["GET"]),
     ("/key/{h}", &["GET", "POST", "SUBSCRIBE", "UNSUBSCRIBE"]),
     ("/key/{h}/listen", &["GET"]),
     ("/key/{h}/options", &["GET"]),
@@ -49,6 +50,8 @@ pub(crate) enum Route {
     Healthz,
     Readyz,
     OpenApi,
+    /// `/ws`: listens on many keys over one WebSocket.
+    WebSocket,
     /// `/key/{h}`, or the legacy `/{h}` (which also takes `LISTEN`).
     Key {
         raw: String,
@@ -81,6 +84,7 @@ impl Route {
             ["healthz"] => Route::Healthz,
             ["readyz"] => Route::Readyz,
             ["openapi.json"] => Route::OpenApi,
+            ["ws"] => Route::WebSocket,
             ["key", h] if !h.is_empty() => Route::Key { raw: h.to_string(), legacy: false },
             ["key", h, "listen"] if !h.is_empty() => Route::Listen(h.to_string()),
             ["key", h, "options"] if !h.is_empty() => Route::KeyOptions,
@@ -90,7 +94,7 @@ impl Route {
             ["mainline", "immutable", t] => Route::Immutable(t.to_string()),
             ["mainline", "mutable", k] => Route::Mutable(k.to_string()),
             ["pkarr", k] => Route::Pkarr(k.to_string()),
-            [h] if !h.is_empty() && !["key", "node", "mainline", "pkarr", "openapi.json"].contains(h) => {
+            [h] if !h.is_empty() && !["key", "node", "mainline", "pkarr", "openapi.json", "ws"].contains(h) => {
                 Route::Key { raw: h.to_string(), legacy: true }
             }
             _ => return None,
@@ -105,7 +109,7 @@ impl Route {
             Route::NodeInfo | Route::NodeStats | Route::Healthz | Route::Readyz | Route::OpenApi | Route::Listen(_) => {
                 &["GET"]
             }
-            Route::KeyOptions | Route::Peers(_) | Route::Immutable(_) => &["GET"],
+            Route::KeyOptions | Route::Peers(_) | Route::Immutable(_) | Route::WebSocket => &["GET"],
             Route::Announce(_) | Route::ImmutablePost => &["POST"],
             Route::Mutable(_) | Route::Pkarr(_) => &["GET", "PUT"],
             Route::Key { legacy: false, .. } => &["GET", "POST", "SUBSCRIBE", "UNSUBSCRIBE"],
@@ -178,7 +182,7 @@ fn pkarr_key(text: &str) -> ApiResult<[u8; 32]> {
         .ok_or_else(|| ApiError::BadRequest(format!("{text:?} is not a pkarr key (52 z-base-32 characters)")))
 }
 
-async fn handle(shared: &Shared, peer: SocketAddr, request: Request) -> ApiResult<Response> {
+async fn handle(shared: &Arc<Shared>, peer: SocketAddr, request: Request) -> ApiResult<Response> {
     shared.limits.admit(peer.ip())?;
     let route = Route::parse(request.uri().path())
         .ok_or_else(|| ApiError::NotFound(format!("no route {}", request.uri().path())))?;
@@ -198,6 +202,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, request: Request) -> ApiResul
         (Route::Root, "STATS") | (Route::NodeStats, _) => node_status::node_stats(shared, peer).await,
         (Route::Healthz, _) => Ok(node_status::healthz()),
         (Route::Readyz, _) => node_status::readyz(shared).await,
+        (Route::WebSocket, _) => websocket::upgrade(shared.clone(), peer, parts).await,
         (Route::OpenApi, _) => {
             Ok(([(header::CONTENT_TYPE, "application/json")], openapi::document().to_string()).into_response())
         }
@@ -225,9 +230,10 @@ async fn handle(shared: &Shared, peer: SocketAddr, request: Request) -> ApiResul
         }
         (Route::Pkarr(k), "GET") => mainline_api::get_mutable(shared, pkarr_key(&k)?, &[]).await,
         (Route::Pkarr(k), "PUT") => mainline_api::put_mutable(shared, pkarr_key(&k)?, &[], &parts.headers, body).await,
-        (Route::Key { .. }, _) => Err(ApiError::NotImplemented(
-            "push notifications (SUBSCRIBE/UNSUBSCRIBE) are not configured on this gateway".into(),
-        )),
+        (Route::Key { raw, .. }, "SUBSCRIBE") => {
+            push::subscribe(shared, key_from_str(&raw), &parts.headers, body).await
+        }
+        (Route::Key { raw, .. }, "UNSUBSCRIBE") => push::unsubscribe(shared, key_from_str(&raw), body).await,
         (route, method) => Err(ApiError::MethodNotAllowed { allow: format!("{} (not {method})", allow_list(&route)) }),
     }
 }

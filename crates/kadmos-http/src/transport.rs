@@ -23,6 +23,44 @@ pub enum TransportError {
     Http(SocketAddr, String),
 }
 
+/// The `host:port` (port 80 by default) and the path of an `http://` URL.
+pub fn split_url(url: &str) -> Result<(String, String), String> {
+    let bad = || format!("{url:?} is not an http:// URL");
+    let uri: axum::http::Uri = url.trim().parse().map_err(|_| bad())?;
+    if uri.scheme_str() != Some("http") {
+        return Err(bad());
+    }
+    let authority = uri.authority().ok_or_else(bad)?;
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    Ok((format!("{host}:{port}"), path))
+}
+
+/// The address of a `host:port` (an IPv6 host without its brackets is accepted).
+pub async fn resolve(authority: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = authority.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some((host, port)) = authority.rsplit_once(':') {
+        if let Ok(addr) = format!("[{host}]:{port}").parse::<SocketAddr>() {
+            return Ok(addr);
+        }
+    }
+    let mut addrs = tokio::net::lookup_host(authority).await.map_err(|e| format!("resolving {authority}: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{authority} has no address"))
+}
+
+/// POSTs `body` to an `http://` URL and reads the answer; returns its status.
+pub async fn post_url(url: &str, headers: &[(&str, &str)], body: Bytes, deadline: Duration) -> Result<u16, String> {
+    let (authority, path) = split_url(url)?;
+    let addr = resolve(&authority).await?;
+    let response = send(addr, Method::POST, &path, headers, body, deadline).await.map_err(|e| e.to_string())?;
+    let status = response.status.as_u16();
+    tokio::time::timeout(deadline, response.bytes()).await.map_err(|_| format!("{url}: the answer did not end"))??;
+    Ok(status)
+}
+
 /// An answer whose body is still to be read.
 pub struct HttpResponse {
     pub status: StatusCode,

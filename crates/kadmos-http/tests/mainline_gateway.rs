@@ -153,3 +153,56 @@ async fn routes_of_a_network_not_served_are_404() {
     assert_eq!(status, 404);
     assert!(err["err"].as_str().unwrap().contains("no Mainline node"), "{err}");
 }
+
+/// A real pkarr client (the pkarr npm package 1.3.0, `interop/js/pkarr_client.js`) uses the
+/// gateway as its relay: `Pkarr.relayPut` stores a signed DNS packet (204), `Pkarr.relayGet`
+/// reads it back and verifies it, and the item is on the DHT under the client's key, where a
+/// node finds it directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pkarr_npm_client_uses_the_gateway_as_relay() {
+    let js = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../interop/js");
+    if !js.join("node_modules/pkarr/package.json").exists() {
+        if std::env::var("KADMOS_SKIP_INTEROP").is_ok_and(|v| v == "1") {
+            eprintln!("note: skipping the pkarr client test: interop/js/node_modules/pkarr is missing");
+            return;
+        }
+        panic!("the pkarr npm package is not installed: run `bash interop/install.sh`");
+    }
+    let (net, gw) = mainline_net(6).await;
+    let seed = [0x42u8; 32];
+    let relay = format!("http://{}/pkarr", gw[0].local_addr);
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new("node")
+            .arg("pkarr_client.js")
+            .arg(&relay)
+            .arg(hex::encode(seed))
+            .current_dir(&js)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the pkarr client did not finish within {DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let result: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(result["ok"], serde_json::json!(true), "{result}");
+    assert_eq!(result["put_status"], serde_json::json!(204));
+    let public_key = ItemSigner::from_seed(seed).public_key();
+    assert_eq!(result["public_key"].as_str(), Some(zbase32::encode(&public_key).as_str()));
+    assert_eq!(result["records"][0][1], serde_json::json!("bar"), "{result}");
+
+    let item = net.nodes[5].get_mutable(public_key, b"", None).await.unwrap().most_recent().await.expect("on the DHT");
+    assert_eq!(Some(item.seq), result["timestamp"].as_i64());
+}

@@ -414,3 +414,61 @@ async fn listens_are_shared_and_sse_resumes_after_last_event_id() {
     let sent = net.testnet.nodes[0].info().await.unwrap().traffic.requests_sent - before;
     assert!(sent <= 1, "answered from the listen, without a lookup ({sent} requests sent)");
 }
+
+/// One WebSocket carries listens on several keys: each `listen` is acknowledged, values put
+/// later at either key arrive tagged with their key, an `unlisten` stops that key's values
+/// (the next message is the other key's), and a malformed message gets an error, not a close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_websocket_carries_listens_on_many_keys() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let net = GatewayNet::start(3, 1, GatewayConfig::default()).await;
+    let gw = net.addr(0);
+    let stream = tokio::net::TcpStream::connect(gw).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{gw}/ws"), stream).await.expect("upgrade");
+    let (a, b) = (Id::of_str("ws-a").to_string(), Id::of_str("ws-b").to_string());
+    for key in ["ws-a", "ws-b"] {
+        ws.send(Message::Text(json!({ "listen": key }).to_string())).await.unwrap();
+    }
+    let mut acks = Vec::new();
+    for _ in 0..2 {
+        let message = read_json(&mut ws).await;
+        assert_eq!(message["listening"], json!(true), "{message}");
+        acks.push(message["key"].as_str().unwrap().to_string());
+    }
+    acks.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(acks, expected);
+
+    assert_eq!(call(gw, "POST", "/key/ws-a", r#"{"data":"YQ==","id":"1"}"#).await.0, 200);
+    let message = read_json(&mut ws).await;
+    assert_eq!((message["key"].as_str(), &message["value"]["data"]), (Some(a.as_str()), &json!("YQ==")));
+    assert_eq!(call(gw, "POST", "/key/ws-b", r#"{"data":"Yg==","id":"2"}"#).await.0, 200);
+    let message = read_json(&mut ws).await;
+    assert_eq!((message["key"].as_str(), &message["value"]["data"]), (Some(b.as_str()), &json!("Yg==")));
+
+    ws.send(Message::Text(json!({ "unlisten": "ws-a" }).to_string())).await.unwrap();
+    assert_eq!(read_json(&mut ws).await["listening"], json!(false));
+    assert_eq!(call(gw, "POST", "/key/ws-a", r#"{"data":"YQ==","id":"3"}"#).await.0, 200);
+    assert_eq!(call(gw, "POST", "/key/ws-b", r#"{"data":"Yg==","id":"4"}"#).await.0, 200);
+    let message = read_json(&mut ws).await;
+    assert_eq!((message["key"].as_str(), &message["value"]["id"]), (Some(b.as_str()), &json!("4")), "{message}");
+
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    assert!(read_json(&mut ws).await["err"].is_string());
+}
+
+/// The next JSON text message of a WebSocket, within the deadline.
+async fn read_json<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> serde_json::Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        let message = tokio::time::timeout(DEADLINE, ws.next()).await.expect("a message in time").unwrap().unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! derive from Python's own: a timeout is a `TimeoutError`, not found a `LookupError`...).
 //! `import_exception!` builds them lazily, so a future can make one without the GIL.
 
-use kadmos::{Error, QueryError};
+use kadmos::{Error, QueryError, QuestError};
 use pyo3::PyErr;
 
 pyo3::import_exception!(kadmos.errors, DhtTimeoutError);
@@ -50,6 +50,9 @@ pub fn to_py(error: Error) -> PyErr {
         Error::InvalidSignature(_) => InvalidSignatureError::new_err((message, 206)),
         Error::PutRefused { code, .. } => PutRefusedError::new_err((message, code)),
         Error::CannotReplace { value_id, .. } => CannotReplaceError::new_err((message, value_id)),
+        // Quests (advertise/watch) are not in the Python API yet; mapped for completeness.
+        Error::Quest(QuestError::PortZero) => ConfigError::new_err(message),
+        Error::Quest(_) => OverloadedError::new_err(message),
     }
 }
 

@@ -178,7 +178,8 @@ def test_state_save_restore_and_shutdown(tmp_path, mainline_net):
 
 def test_bad_input_raises_clear_errors(mainline_node):
     """Bad arguments raise TypeError/ValueError with a message, never a panic: a key of the
-    wrong size or type, a bad address, a bad IP to bind, a signer of the wrong size, an
+    wrong size or type, a bad address, a bad IP to bind, a port out of range, one string
+    where a list is due, a signer of the wrong size, an
     address of a family the node has no socket for, a saved state that is not one."""
     with pytest.raises(ValueError, match="20"):
         mainline_node.get_immutable(b"short")
@@ -188,6 +189,10 @@ def test_bad_input_raises_clear_errors(mainline_node):
         mainline_node.ping("no port here")
     with pytest.raises(ValueError, match="IP address"):
         kadmos.Dht(bind=["not an ip"], bootstrap=[])
+    with pytest.raises(ValueError, match="UDP port"):
+        kadmos.Dht(port=70000, bootstrap=[])
+    with pytest.raises(TypeError, match="list"):
+        kadmos.Dht(bootstrap="127.0.0.1:6881")
     with pytest.raises(ValueError, match="32 or 64"):
         kadmos.ItemSigner.from_secret(b"x")
     with pytest.raises(kadmos.errors.FamilyUnavailableError):

@@ -20,9 +20,12 @@
 //! - [`oracle`]: the true k closest live nodes, to measure lookup accuracy against.
 //! - [`workload`]: the [`Workload`] trait and the built-in find_node, get_peers,
 //!   announce-then-get_peers and items (BEP 44 put, keep-alive, get two hours later) workloads.
+//! - [`advertise_workload`]: advertisements and watches through churn, looked up at random
+//!   times (and its one-shot control).
 //! - [`simulation`]: the run itself: driving nodes, measuring lookups, checking invariants.
 //! - [`report`]: the figures, as text or JSON.
 
+pub mod advertise_workload;
 pub mod event_queue;
 pub mod network;
 pub mod options;
@@ -31,6 +34,7 @@ pub mod report;
 pub mod simulation;
 pub mod workload;
 
+pub use advertise_workload::{AdvertiseOptions, AdvertiseReport, AdvertiseWorkload};
 pub use network::{NodeIndex, Traffic};
 pub use options::{ItemOptions, NetworkOptions, Partition, RttModel, SimOptions, WorkloadKind};
 pub use oracle::Oracle;

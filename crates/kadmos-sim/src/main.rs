@@ -69,6 +69,9 @@ enum WorkloadArg {
     /// BEP 44 items: put (immutable, mutable, mutable salted), kept alive, got
     /// --item-hold-secs later.
     Items,
+    /// Advertisements (re-announced) and watches; lookups at random times over
+    /// --advertise-hold-secs; --one-shot for the control run.
+    Advertise,
 }
 
 /// Simulates a BitTorrent Mainline DHT of kadmos nodes on virtual time and reports lookup
@@ -161,6 +164,15 @@ struct Args {
     /// Items workload: putters do not keep their items alive (the control run).
     #[arg(long)]
     no_keep_alive: bool,
+    /// Advertise workload: virtual seconds over which each advertisement's lookups are spread.
+    #[arg(long, default_value_t = 7200.0)]
+    advertise_hold_secs: f64,
+    /// Advertise workload: lookups at random times per advertisement.
+    #[arg(long, default_value_t = 5)]
+    advertise_lookups: usize,
+    /// Advertise workload: one announce per infohash, no renewal, no watch (the control run).
+    #[arg(long)]
+    one_shot: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -190,6 +202,7 @@ impl Args {
                 WorkloadArg::GetPeers => WorkloadKind::GetPeers,
                 WorkloadArg::Announce => WorkloadKind::Announce,
                 WorkloadArg::Items => WorkloadKind::Items,
+                WorkloadArg::Advertise => WorkloadKind::Advertise,
             })
             .collect();
         let n = &mut o.network;
@@ -213,6 +226,9 @@ impl Args {
         o.lookup_retries = self.retries;
         o.items.hold_secs = self.item_hold_secs;
         o.items.keep_alive = !self.no_keep_alive;
+        o.advertise.hold_secs = self.advertise_hold_secs;
+        o.advertise.lookups_per_advertisement = self.advertise_lookups;
+        o.advertise.quests = !self.one_shot;
         o
     }
 }

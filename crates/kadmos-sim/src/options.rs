@@ -5,6 +5,8 @@
 
 use serde::Serialize;
 
+use crate::advertise_workload::AdvertiseOptions;
+
 /// How round-trip times of links are drawn. Each pair of nodes gets one RTT for the whole
 /// run (derived from the seed and the pair), so a link is consistently fast or slow.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -101,6 +103,9 @@ pub enum WorkloadKind {
     /// salted, in turn) and keeps it alive; `items.hold_secs` later another random live node
     /// gets it and must find it (the newest version of a mutable one). See [`ItemOptions`].
     Items,
+    /// Advertisements and watches through churn, looked up at random times (see
+    /// [`crate::advertise_workload`] and [`AdvertiseOptions`]).
+    Advertise,
 }
 
 impl WorkloadKind {
@@ -110,6 +115,7 @@ impl WorkloadKind {
             WorkloadKind::GetPeers => "get-peers",
             WorkloadKind::Announce => "announce",
             WorkloadKind::Items => "items",
+            WorkloadKind::Advertise => "advertise",
         }
     }
 }
@@ -158,6 +164,8 @@ pub struct SimOptions {
     pub network: NetworkOptions,
     /// The items workload's hold time and keep-alive switch.
     pub items: ItemOptions,
+    /// The advertise workload's hold time, lookups and quest switch.
+    pub advertise: AdvertiseOptions,
     /// Virtual time between two full invariant sweeps (routing tables of every live node,
     /// lookups that run too long). Cheap checks run after every event. Default 10 s.
     pub check_every_secs: f64,
@@ -184,6 +192,7 @@ impl SimOptions {
             workloads: vec![WorkloadKind::FindNode, WorkloadKind::GetPeers, WorkloadKind::Announce],
             network: NetworkOptions::default(),
             items: ItemOptions::default(),
+            advertise: AdvertiseOptions::default(),
             check_every_secs: 10.0,
             max_lookup_secs: 300.0,
             lookup_alpha: None,
@@ -240,6 +249,7 @@ impl SimOptions {
         positive("lookup-interval-ms", self.lookup_interval_ms)?;
         positive("max-lookup-secs", self.max_lookup_secs)?;
         positive("item-hold-secs", self.items.hold_secs)?;
+        positive("advertise-hold-secs", self.advertise.hold_secs)?;
         if !(self.check_every_secs.is_finite() && self.check_every_secs > 0.0) {
             return Err(format!("check-every-secs must be > 0, got {}", self.check_every_secs));
         }
@@ -294,6 +304,16 @@ impl SimOptions {
             args.push(format!("--item-hold-secs {}", self.items.hold_secs));
             if !self.items.keep_alive {
                 args.push("--no-keep-alive".into());
+            }
+        }
+        if self.workloads.contains(&WorkloadKind::Advertise) {
+            let a = &self.advertise;
+            args.push(format!(
+                "--advertise-hold-secs {} --advertise-lookups {}",
+                a.hold_secs, a.lookups_per_advertisement
+            ));
+            if !a.quests {
+                args.push("--one-shot".into());
             }
         }
         args.push(format!("--check-every-secs {} --max-lookup-secs {}", self.check_every_secs, self.max_lookup_secs));

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::advertise_workload::AdvertiseReport;
 use crate::network::Traffic;
 use crate::options::SimOptions;
 
@@ -296,6 +297,9 @@ pub struct Report {
     pub lookups: Vec<LookupReport>,
     /// The item workload's figures, when it ran.
     pub items: Option<ItemReport>,
+    /// The advertise workload's figures, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<AdvertiseReport>,
     /// Routing tables of the live nodes at the end of the run.
     pub tables_at_end: TableFigures,
     pub traffic: Traffic,
@@ -447,6 +451,9 @@ impl fmt::Display for Report {
         }
         if let Some(it) = &self.items {
             write_items(f, it)?;
+        }
+        if let Some(ad) = &self.advertise {
+            write!(f, "{ad}")?;
         }
         let t = &self.traffic;
         writeln!(

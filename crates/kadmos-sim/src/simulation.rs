@@ -67,7 +67,7 @@ use rand_chacha::ChaCha8Rng;
 use kadmos_proto::kad::LookupConfig;
 use kadmos_proto::mainline::item::mutable_target;
 use kadmos_proto::mainline::{
-    Body, Config, Event, Family, Item, ItemQuery, Message, Node, Outcome, Query, QueryId, Transmit,
+    Body, Config, Event, Family, Item, ItemQuery, Message, Node, Outcome, Query, QueryId, QuestEvent, Transmit,
 };
 use kadmos_proto::{Id, NodeId, Timestamp};
 
@@ -230,6 +230,8 @@ struct World {
     violation: Option<Violation>,
     scratch_transmits: Vec<Transmit>,
     scratch_events: Vec<Event>,
+    /// Quest events of nodes, for the workloads.
+    quest_events: VecDeque<(NodeIndex, QuestEvent)>,
 }
 
 /// What a workload may do: pick nodes, draw random numbers and start measured lookups.
@@ -343,6 +345,25 @@ impl Control<'_> {
         kept
     }
 
+    /// Has the node advertise `info_hash` with its own port (`Node::advertise`, implied
+    /// port); false if the node is dead or refused.
+    pub fn advertise(&mut self, node: NodeIndex, info_hash: Id) -> bool {
+        let now = self.world.now;
+        let Some(n) = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut()) else { return false };
+        let started = n.advertise(now, info_hash, None).is_ok();
+        self.world.after_input(node);
+        started
+    }
+
+    /// Has the node watch `info_hash` (`Node::watch`); false if the node is dead or refused.
+    pub fn watch(&mut self, node: NodeIndex, info_hash: Id) -> bool {
+        let now = self.world.now;
+        let Some(n) = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut()) else { return false };
+        let started = n.watch(now, info_hash).is_ok();
+        self.world.after_input(node);
+        started
+    }
+
     /// Calls [`Workload::woke`] with `tag` after `delay` of virtual time. The workload is not
     /// over while a wake-up is pending.
     pub fn wake_after(&mut self, delay: Duration, tag: u64) {
@@ -440,6 +461,7 @@ impl World {
             violation: None,
             scratch_transmits: Vec::new(),
             scratch_events: Vec::new(),
+            quest_events: VecDeque::new(),
             options,
         }
     }
@@ -779,6 +801,8 @@ impl World {
                     t.items.push(item);
                 }
             }
+            // Quests are not commands: their events go to the workloads.
+            Event::Quest(event) => self.quest_events.push_back((i, event)),
             Event::Finished { query, outcome } => {
                 let commands = &mut self.slots[i as usize].commands;
                 let Some(pos) = commands.iter().position(|q| *q == query) else {
@@ -961,7 +985,8 @@ impl Simulation {
     /// Checks the options and sets up the built-in workloads they name.
     pub fn new(options: SimOptions) -> Result<Simulation, String> {
         options.validate()?;
-        let workloads = options.workloads.iter().map(|k| built_in_with(*k, &options.items)).collect();
+        let workloads =
+            options.workloads.iter().map(|k| built_in_with(*k, &options.items, &options.advertise)).collect();
         Ok(Simulation { world: World::new(options), workloads, memory_probe: None })
     }
 
@@ -1047,6 +1072,11 @@ impl Simulation {
             self.step(&seeds)?;
         }
         let wall_total = wall.elapsed();
+        let advertise = self
+            .workloads
+            .iter()
+            .enumerate()
+            .find_map(|(i, wl)| wl.advertise_report(&Control { world: &mut self.world, workload: i }));
 
         let w = &mut self.world;
         w.figures.live_at_end = w.live.len();
@@ -1071,6 +1101,7 @@ impl Simulation {
             bootstrap,
             lookups: LookupReport::all(&w.records, &w.abandoned, median_rtt),
             items: self.workloads.iter().find_map(|wl| wl.item_report()),
+            advertise,
             tables_at_end,
             traffic: w.traffic.clone(),
             virtual_secs: w.now.as_duration().as_secs_f64(),
@@ -1188,6 +1219,11 @@ impl Simulation {
         while let Some((w, done)) = self.world.done.pop_front() {
             if let Some(workload) = self.workloads.get_mut(w) {
                 workload.finished(&mut Control { world: &mut self.world, workload: w }, &done);
+            }
+        }
+        while let Some((node, event)) = self.world.quest_events.pop_front() {
+            for (w, workload) in self.workloads.iter_mut().enumerate() {
+                workload.quest_event(&mut Control { world: &mut self.world, workload: w }, node, &event);
             }
         }
         match self.world.violation.take() {

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use kadmos_proto::mainline::{ImmutableItem, Item, ItemQuery, ItemSigner, MutableItem, Outcome};
+use kadmos_proto::mainline::{ImmutableItem, Item, ItemQuery, ItemSigner, MutableItem, Outcome, QuestEvent};
 use kadmos_proto::{Id, Timestamp};
 
+use crate::advertise_workload::{AdvertiseOptions, AdvertiseReport, AdvertiseWorkload};
 use crate::network::NodeIndex;
 use crate::options::{ItemOptions, WorkloadKind};
 use crate::report::{ItemGets, ItemReport, Percentiles};
@@ -62,20 +63,30 @@ pub trait Workload {
     fn item_report(&self) -> Option<ItemReport> {
         None
     }
+
+    /// A node's advertisement or watch reported something (every workload hears every
+    /// quest event; quests are started through [`Control::advertise`] and [`Control::watch`]).
+    fn quest_event(&mut self, _ctl: &mut Control<'_>, _node: NodeIndex, _event: &QuestEvent) {}
+
+    /// The advertise section of the report, at the end of the run.
+    fn advertise_report(&self, _ctl: &Control<'_>) -> Option<AdvertiseReport> {
+        None
+    }
 }
 
-/// The built-in workload of a kind (the item workload with default [`ItemOptions`]).
+/// The built-in workload of a kind (the item and advertise workloads with default options).
 pub fn built_in(kind: WorkloadKind) -> Box<dyn Workload> {
-    built_in_with(kind, &ItemOptions::default())
+    built_in_with(kind, &ItemOptions::default(), &AdvertiseOptions::default())
 }
 
-/// The built-in workload of a kind, the item workload with these options.
-pub fn built_in_with(kind: WorkloadKind, items: &ItemOptions) -> Box<dyn Workload> {
+/// The built-in workload of a kind, the item and advertise workloads with these options.
+pub fn built_in_with(kind: WorkloadKind, items: &ItemOptions, advertise: &AdvertiseOptions) -> Box<dyn Workload> {
     match kind {
         WorkloadKind::FindNode => Box::new(FindNodeWorkload),
         WorkloadKind::GetPeers => Box::new(GetPeersWorkload),
         WorkloadKind::Announce => Box::new(AnnounceWorkload),
         WorkloadKind::Items => Box::new(ItemWorkload::new(items.clone())),
+        WorkloadKind::Advertise => Box::new(AdvertiseWorkload::new(advertise.clone())),
     }
 }
 

@@ -13,6 +13,7 @@ use crate::opendht::{
     Filter, ListenEvent, OpenDhtBuilder, OpenDhtInfo, OpenDhtState, OwnerKey, PublicKey, PutOptions, PutReport, Value,
     ValueId,
 };
+use crate::quests::{Renewal, WatchEvent};
 use crate::state::SavedState;
 use crate::storage::{PutResult, Seq};
 use crate::types::*;
@@ -108,6 +109,20 @@ impl Dht {
     /// BEP 44: the newest version of a mutable item, once the lookup is over.
     pub fn get_mutable_most_recent(&self, public_key: [u8; 32], salt: &[u8]) -> Result<Option<MutableItem>> {
         self.runtime.block_on(async { Ok(self.inner.get_mutable(public_key, salt, None).await?.most_recent().await) })
+    }
+
+    /// See [`crate::Dht::advertise`]: the rounds' reports as they come; dropping the iterator
+    /// stops the advertisement (unless another handle of the infohash is held).
+    pub fn advertise(&self, info_hash: InfoHash, port: Option<u16>) -> Result<impl Iterator<Item = Renewal>> {
+        let mut advertisement = self.runtime.block_on(self.inner.advertise(info_hash, port))?;
+        Ok(std::iter::from_fn(move || advertisement.blocking_next_renewal()))
+    }
+
+    /// See [`crate::Dht::watch`]: new and gone peers as they are found; dropping the iterator
+    /// stops the watch.
+    pub fn watch(&self, info_hash: InfoHash) -> Result<impl Iterator<Item = WatchEvent>> {
+        let mut watch = self.runtime.block_on(self.inner.watch(info_hash))?;
+        Ok(std::iter::from_fn(move || watch.blocking_next()))
     }
 
     pub fn routing_table(&self) -> Result<RoutingTableDump> {

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kadmos_proto::kad::LookupConfig;
-use kadmos_proto::mainline::{Config, Families, Node};
+use kadmos_proto::mainline::{
+    AdaptiveReadOnly, Config, Families, Node, NodeIdSecurity, PeerStoreConfig, QuestConfig, RateLimits,
+};
 use kadmos_proto::NodeId;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -40,6 +42,11 @@ pub struct DhtBuilder {
     seed: Option<u64>,
     keep_alive: bool,
     republish: Option<Duration>,
+    quests: QuestConfig,
+    rate_limits: RateLimits,
+    peer_store: PeerStoreConfig,
+    node_id_security: Option<NodeIdSecurity>,
+    adaptive_read_only: Option<AdaptiveReadOnly>,
 }
 
 impl Default for DhtBuilder {
@@ -56,6 +63,11 @@ impl Default for DhtBuilder {
             seed: None,
             keep_alive: true,
             republish: None,
+            quests: QuestConfig::default(),
+            rate_limits: RateLimits::default(),
+            peer_store: PeerStoreConfig::default(),
+            node_id_security: None,
+            adaptive_read_only: None,
         }
     }
 }
@@ -138,6 +150,48 @@ impl DhtBuilder {
         self
     }
 
+    /// Intervals and limits of advertisements and watches (default: re-announce every 15
+    /// minutes, re-search every 5, 256 advertisements, 64 watches; see [`QuestConfig`]).
+    /// Tests shorten the intervals.
+    pub fn quests(mut self, quests: QuestConfig) -> Self {
+        self.quests = quests;
+        self
+    }
+
+    /// Limits on queries served (per source address and in all), on reply bytes to
+    /// unverified addresses and on bytes sent. Default: [`RateLimits::default`] (100 queries a
+    /// second per address, 10,000 in all, 32 KiB/s of answers to an unverified address, 8 MiB/s
+    /// sent); [`RateLimits::unlimited`] turns them off.
+    pub fn rate_limits(mut self, limits: RateLimits) -> Self {
+        self.rate_limits = limits;
+        self
+    }
+
+    /// Limits of the store of announced peers: torrents, peers per torrent, peer lifetime.
+    /// Default: [`PeerStoreConfig::default`] (2,000 torrents × 500 peers, 30 minutes).
+    pub fn peer_store(mut self, limits: PeerStoreConfig) -> Self {
+        self.peer_store = limits;
+        self
+    }
+
+    /// BEP 42 policy. Default [`NodeIdSecurity::Enforce`]: contacts whose ID does not match
+    /// their address stay out of the routing table, and the node takes a secure ID (kept in
+    /// its saved state) when the vote on its external address changes; with an ID given by
+    /// [`DhtBuilder::node_id`], [`NodeIdSecurity::KeepOwnId`].
+    pub fn node_id_security(mut self, policy: NodeIdSecurity) -> Self {
+        self.node_id_security = Some(policy);
+        self
+    }
+
+    /// BEP 43 adaptive mode: the node turns read-only while nobody reaches it unasked though
+    /// its own queries are answered (behind a NAT or firewall), and serves again once someone
+    /// does; [`crate::Info::read_only`] says which. Default: off (`kadmos node` turns it on
+    /// with [`AdaptiveReadOnly::default`]: 10-minute windows, 30-minute read-only spells).
+    pub fn adaptive_read_only(mut self, adaptive: Option<AdaptiveReadOnly>) -> Self {
+        self.adaptive_read_only = adaptive;
+        self
+    }
+
     /// Seed of the node's random generator (default: from the OS), for reproducible runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -165,8 +219,14 @@ impl DhtBuilder {
         let mut config = Config::new(node_id, self.seed.unwrap_or_else(rand::random));
         config.families = families;
         config.read_only = self.read_only;
+        config.adaptive_read_only = self.adaptive_read_only;
         config.lookup = self.lookup;
         config.republish_interval = self.republish;
+        config.quests = self.quests.clone();
+        config.rate_limits = self.rate_limits;
+        config.peer_store = self.peer_store;
+        let chosen_id = if self.node_id.is_some() { NodeIdSecurity::KeepOwnId } else { NodeIdSecurity::Enforce };
+        config.node_id_security = self.node_id_security.unwrap_or(chosen_id);
         let clock = Clock::starting_at(tokio::time::Instant::now());
         let node = Node::new(config, Clock::start_timestamp());
 
@@ -175,6 +235,7 @@ impl DhtBuilder {
         let mut driver = Driver::new(node, local_addrs.clone(), clock, boot_tx);
         if let Some(state) = &self.state {
             driver.restore_items(state);
+            driver.restore_advertisements(state);
         }
         driver.start_bootstrap(routers, contacts);
         node_task::spawn(driver, sockets, command_rx, clock);

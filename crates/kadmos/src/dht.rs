@@ -30,6 +30,8 @@ impl Dht {
         crate::DhtBuilder::default()
     }
 
+    /// The ID the node started with. BEP 42 can give a node a new ID once it learns its
+    /// external address; [`Dht::info`] has the current one.
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }

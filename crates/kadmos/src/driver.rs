@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::kad::RoutingTable;
-use kadmos_proto::mainline::{Event, Family, Item, ItemQuery, Node, Outcome, QueryError, QueryId};
+use kadmos_proto::mainline::{Event, Family, Item, ItemQuery, Node, Outcome, QueryError, QueryId, QuestError};
 use kadmos_proto::{InfoHash, NodeId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node_task::{self, Clock, NodeDriver};
-use crate::state::{SavedContact, SavedItem, SavedState};
+use crate::quests::{AdvertisementInfo, QuestKind, QuestListeners, Renewal, WatchEvent};
+use crate::state::{SavedAdvertisement, SavedContact, SavedItem, SavedState};
 use crate::types::*;
 
 /// Requests from the API handle.
@@ -28,6 +29,14 @@ pub(crate) enum Command {
     /// Keep an item alive (after a put that succeeded).
     KeepAlive(Item),
     CancelKeepAlive(NodeId, oneshot::Sender<bool>),
+    /// Start (or join) an advertisement; the reply is the handle's subscriber number.
+    Advertise(InfoHash, Option<u16>, mpsc::UnboundedSender<Renewal>, oneshot::Sender<Result<u64, QuestError>>),
+    /// Start (or join) a watch.
+    Watch(InfoHash, mpsc::UnboundedSender<WatchEvent>, oneshot::Sender<Result<u64, QuestError>>),
+    /// A quest handle was cancelled or dropped.
+    ReleaseQuest(QuestKind, InfoHash, u64, Option<oneshot::Sender<()>>),
+    StopAdvertising(InfoHash, oneshot::Sender<bool>),
+    Advertisements(oneshot::Sender<Vec<AdvertisementInfo>>),
     /// A join through routers and contacts; the reply comes once operations issued after it
     /// would wait for it (see [`node_task::hold_operations_until_joined`]).
     Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>, oneshot::Sender<()>),
@@ -61,11 +70,12 @@ pub(crate) struct Driver {
     local_addrs: Vec<SocketAddr>,
     bootstrapped: watch::Sender<bool>,
     waiters: HashMap<QueryId, Waiter>,
+    quests: QuestListeners,
 }
 
 impl Driver {
     pub fn new(node: Node, local_addrs: Vec<SocketAddr>, clock: Clock, bootstrapped: watch::Sender<bool>) -> Self {
-        Driver { node, clock, local_addrs, bootstrapped, waiters: HashMap::new() }
+        Driver { node, clock, local_addrs, bootstrapped, waiters: HashMap::new(), quests: QuestListeners::default() }
     }
 
     fn now(&self) -> Timestamp {
@@ -141,6 +151,24 @@ impl Driver {
             Command::CancelKeepAlive(target, reply) => {
                 let _ = reply.send(self.node.cancel_keep_alive(&target));
             }
+            Command::Advertise(info_hash, port, renewals, reply) => {
+                let _ = reply.send(self.quests.advertise(&mut self.node, now, info_hash, port, renewals));
+            }
+            Command::Watch(info_hash, events, reply) => {
+                let _ = reply.send(self.quests.watch(&mut self.node, now, info_hash, events));
+            }
+            Command::ReleaseQuest(kind, info_hash, subscriber, reply) => {
+                self.quests.release(&mut self.node, kind, info_hash, subscriber);
+                if let Some(reply) = reply {
+                    let _ = reply.send(());
+                }
+            }
+            Command::StopAdvertising(info_hash, reply) => {
+                let _ = reply.send(self.quests.stop_advertising(&mut self.node, info_hash));
+            }
+            Command::Advertisements(reply) => {
+                let _ = reply.send(QuestListeners::list(&self.node, now));
+            }
             Command::Bootstrap(routers, contacts, started) => {
                 node_task::hold_operations_until_joined(&self.node, &self.bootstrapped);
                 self.start_bootstrap(routers, contacts);
@@ -185,6 +213,10 @@ impl Driver {
                         self.node.cancel(query);
                     }
                 }
+            }
+            Event::Quest(event) => {
+                let now = self.now();
+                self.quests.deliver(&mut self.node, now, event);
             }
             Event::Finished { query, outcome } => {
                 let Some(waiter) = self.waiters.remove(&query) else { return };
@@ -266,7 +298,7 @@ impl Driver {
             node_id: self.node.id(),
             local_addrs: self.local_addrs.clone(),
             external_addr: self.node.external_addr(),
-            read_only: self.node.config().read_only,
+            read_only: self.node.is_read_only(),
             routing_table_ipv4: self.node.routing_table(Family::V4).map(RoutingTable::len),
             routing_table_ipv6: self.node.routing_table(Family::V6).map(RoutingTable::len),
             contacts_ipv4: self.node.routing_table(Family::V4).map(|t| ContactCounts::of(t, self.now())),
@@ -291,6 +323,11 @@ impl Driver {
                 requests_timed_out: c.requests_timed_out,
                 by_method,
                 errors_by_code,
+                queries_rate_limited: c.queries_rate_limited,
+                replies_capped_unverified: c.replies_capped_unverified,
+                replies_capped_outbound: c.replies_capped_outbound,
+                insecure_ids_refused: c.insecure_ids_refused,
+                node_id_changes: c.node_id_changes,
             },
         }
     }
@@ -320,6 +357,29 @@ impl Driver {
                 })
                 .collect(),
             port: self.local_addrs.first().map(SocketAddr::port),
+            advertisements: self
+                .node
+                .quests()
+                .into_iter()
+                .flat_map(|q| q.advertisements())
+                .map(|ad| SavedAdvertisement { info_hash: ad.info_hash.to_string(), port: ad.port })
+                .collect(),
+        }
+    }
+
+    /// Resumes the advertisements of a saved state. Their first rounds run when the bootstrap
+    /// ends (before it, the table is empty and a round would reach nobody).
+    pub fn restore_advertisements(&mut self, state: &SavedState) {
+        let now = self.now();
+        for saved in &state.advertisements {
+            let restored = saved
+                .info_hash
+                .parse::<InfoHash>()
+                .map_err(|e| e.to_string())
+                .and_then(|info_hash| self.node.advertise(now, info_hash, saved.port).map_err(|e| e.to_string()));
+            if let Err(e) = restored {
+                tracing::warn!("saved advertisement {} dropped: {e}", saved.info_hash);
+            }
         }
     }
 

@@ -30,6 +30,9 @@ pub enum Error {
     InvalidSignature(String),
     #[error("put refused by every node: error {code}: {message}")]
     PutRefused { code: i64, message: String },
+    /// An advertisement or watch refused: a limit reached, or port 0.
+    #[error("{0}")]
+    Quest(#[from] kadmos_proto::mainline::QuestError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// An OpenDHT value with this id is already on the network and this put could not

@@ -19,6 +19,7 @@
 //! - `driver`: the tokio task that owns the sockets and the sans-IO node.
 //! - `endpoint`: a node's UDP sockets; `batch_io`: `recvmmsg`/`sendmmsg` batching (Linux).
 //! - [`blocking`]: the same API for code without an async runtime.
+//! - [`quests`]: advertisements and watches that last ([`Advertisement`], [`PeerWatch`]).
 //! - [`storage`]: BEP 44 put/get of immutable and mutable items, keep-alive.
 //! - [`state`]: [`SavedState`], what a node saves to rejoin after a restart.
 //! - [`testnet`]: [`Testnet`], a local network of nodes for tests and demos.
@@ -36,6 +37,7 @@ pub mod error;
 mod node_task;
 pub mod opendht;
 pub mod ports;
+pub mod quests;
 pub mod state;
 pub mod storage;
 pub mod testnet;
@@ -45,10 +47,14 @@ pub use builder::{DhtBuilder, DEFAULT_BOOTSTRAP};
 pub use dht::{Dht, PeerStream};
 pub use error::{Error, QueryError, Result};
 pub use kadmos_proto::kad::LookupConfig;
-pub use kadmos_proto::mainline::{ImmutableItem, Item, ItemSigner, MutableItem};
+pub use kadmos_proto::mainline::{
+    AdaptiveReadOnly, ImmutableItem, Item, ItemSigner, MutableItem, NodeIdSecurity, PeerStoreConfig, QuestConfig,
+    QuestError, Rate, RateLimits,
+};
 pub use kadmos_proto::{Id, InfoHash, NodeId};
 pub use opendht::{OpenDht, OpenDhtBuilder};
 pub use ports::PortSpec;
+pub use quests::{Advertisement, AdvertisementInfo, PeerWatch, Renewal, WatchEvent};
 pub use state::SavedState;
 pub use storage::{ItemStream, PutResult, Seq};
 pub use testnet::Testnet;

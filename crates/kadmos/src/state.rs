@@ -1,4 +1,5 @@
-//! What a node saves to rejoin the network after a restart: its ID and its contacts.
+//! What a node saves to rejoin the network after a restart: its ID, its contacts, BEP 44
+//! items and its advertisements.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,6 +27,19 @@ pub struct SavedState {
     /// The UDP port the node listened on, tried first when it restarts (if its port list
     /// accepts any port), so that the nodes that know it find it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Advertisements the node runs (see [`crate::quests`]); a restored node resumes them.
+    #[serde(default)]
+    pub advertisements: Vec<SavedAdvertisement>,
+}
+
+/// An advertisement in saved state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedAdvertisement {
+    /// 40 hex digits.
+    pub info_hash: String,
+    /// `None`: the node's own UDP port (`implied_port`).
+    #[serde(default)]
     pub port: Option<u16>,
 }
 

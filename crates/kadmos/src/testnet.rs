@@ -3,6 +3,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use kadmos_proto::mainline::RateLimits;
+
+use crate::builder::DhtBuilder;
 use crate::dht::Dht;
 use crate::error::Result;
 
@@ -15,12 +18,11 @@ impl Testnet {
     /// Starts `n` nodes (n ≥ 1). The first bootstraps from nobody; every other one from the
     /// first. Returns once all have joined.
     pub async fn new(n: usize) -> Result<Testnet> {
-        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let first = Dht::builder().bind(loopback).no_bootstrap().build().await?;
+        let first = Self::node_builder().no_bootstrap().build().await?;
         let seed = first.local_addr_v4().expect("bound on IPv4");
         let mut nodes = vec![first];
         for _ in 1..n.max(1) {
-            let node = Dht::builder().bind(loopback).bootstrap([seed.to_string()]).build().await?;
+            let node = Self::node_builder().bootstrap([seed.to_string()]).build().await?;
             node.bootstrapped().await?;
             nodes.push(node);
         }
@@ -29,6 +31,12 @@ impl Testnet {
             let _ = node.find_node(node.node_id()).await;
         }
         Ok(Testnet { nodes })
+    }
+
+    /// A builder for one node of a loopback network: bound to 127.0.0.1 and without the
+    /// per-address rate limits, since every node of the network shares that address.
+    pub fn node_builder() -> DhtBuilder {
+        Dht::builder().bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).rate_limits(RateLimits::shared_address())
     }
 
     /// Addresses to bootstrap from (one per node).

@@ -7,7 +7,7 @@ use kadmos_proto::kad::{ContactStatus, RoutingTable, RoutingTableConfig};
 use kadmos_proto::{NodeId, Timestamp};
 use serde::{Serialize, Serializer};
 
-fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(id)
 }
 
@@ -157,6 +157,16 @@ pub struct Traffic {
     /// Error answers received and sent, per code (every BEP 5 and BEP 44 code, then 0 for
     /// any other code).
     pub errors_by_code: Vec<ErrorCodeCount>,
+    /// Queries dropped over the per-address or global rate limit.
+    pub queries_rate_limited: u64,
+    /// Answers not sent to unverified addresses over their byte cap (no amplification).
+    pub replies_capped_unverified: u64,
+    /// Answers not sent over the outbound byte cap.
+    pub replies_capped_outbound: u64,
+    /// Contacts kept out of the routing table: ID not derived from their address (BEP 42).
+    pub insecure_ids_refused: u64,
+    /// Times the node took a new secure ID after its external address changed (BEP 42).
+    pub node_id_changes: u64,
 }
 
 /// Queries of one KRPC method: received from others and sent by us, with their bytes.

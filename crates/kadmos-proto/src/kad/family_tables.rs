@@ -63,6 +63,20 @@ impl FamilyTables {
         self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr()))).collect()
     }
 
+    /// Moves every table to a new own ID (BEP 42 gave us another): contacts are offered again
+    /// to tables centred on `own_id` (as just heard from: they answered us before), and
+    /// replacement caches are dropped.
+    pub fn recentre(&mut self, own_id: NodeId, now: Timestamp) {
+        for slot in self.tables.iter_mut() {
+            let Some(old) = slot.take() else { continue };
+            let mut table = RoutingTable::new(own_id, old.config().clone(), now);
+            for contact in old.contacts() {
+                table.insert_responded(contact.id, contact.addr(), now);
+            }
+            *slot = Some(table);
+        }
+    }
+
     /// The targets of the bucket refreshes due in every non-empty table
     /// ([`RoutingTable::take_refresh_targets`]).
     pub fn take_refresh_targets<R: rand::Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) -> Vec<Id> {

@@ -53,6 +53,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::id::{Distance, Id, NodeId};
+use super::subnet::{self, Subnet};
 use crate::time::Timestamp;
 
 /// Most candidates one lookup remembers; farther ones are dropped once this many are known.
@@ -90,6 +91,10 @@ pub struct LookupConfig {
     /// late answer still counts. Measured in the simulator with 20% dead contacts: about 0.1
     /// round trip faster for two more messages per lookup.
     pub far_stall_percent: u32,
+    /// Candidates one IPv4 /24 or IPv6 /64 may have in a lookup (local addresses exempt; see
+    /// `kad::subnet`); later ones from that subnet are ignored, so a Sybil farm in one subnet
+    /// cannot fill a lookup's result. Default 2. `None`: no limit.
+    pub max_per_subnet: Option<usize>,
 }
 
 impl LookupConfig {
@@ -109,6 +114,7 @@ impl Default for LookupConfig {
             stall_timeout: Duration::from_secs(1),
             retries: 0,
             far_stall_percent: 60,
+            max_per_subnet: Some(2),
         }
     }
 }
@@ -250,6 +256,11 @@ impl Lookup {
         }
         for (id, addr) in nodes {
             let distance = id.distance(&self.target);
+            if let (Some(limit), Some(net)) = (self.config.max_per_subnet, Subnet::of(addr.ip())) {
+                if subnet::count_in(net, self.candidates.values().map(|c| c.addr.ip())) >= limit {
+                    continue;
+                }
+            }
             if self.candidates.len() >= MAX_CANDIDATES {
                 match self.candidates.last_key_value() {
                     Some((farthest, c)) if *farthest > distance && c.state == CandidateState::NotContacted => {
@@ -535,7 +546,7 @@ mod tests {
         fn terminates_within_bounds(seed in any::<u64>(), alpha in 1usize..6, final_alpha in 0usize..16, neighbourhood in 0u32..8, k in 1usize..12, dead in 0.0f64..0.9, retries in 0u8..3, far_stall_percent in 10u32..=100) {
             let net = ToyNetwork::new(seed, 120, dead);
             let target = Id::random(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 1));
-            let config = LookupConfig { alpha, final_alpha, k, request_timeout: Duration::from_millis(500), stall_timeout: Duration::from_millis(200), retries, far_stall_percent };
+            let config = LookupConfig { alpha, final_alpha, k, request_timeout: Duration::from_millis(500), stall_timeout: Duration::from_millis(200), retries, far_stall_percent, max_per_subnet: None };
             let (lookup, _) = net.run(target, config, neighbourhood);
             prop_assert!(lookup.is_finished());
             let result = lookup.closest_succeeded();
@@ -546,6 +557,22 @@ mod tests {
             let index: HashMap<Id, usize> = net.ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
             for (id, _) in &result { prop_assert!(!net.dead[index[id]]); }
         }
+    }
+
+    /// Sybil limit: of ten nodes named from one /24, right next to the target, a lookup keeps
+    /// two, so honest nodes from other subnets still make up most of its result; local
+    /// addresses are not limited.
+    #[test]
+    fn one_subnet_gets_two_candidates() {
+        let target = Id::ZERO;
+        let id = |first: u8| Id::from_bytes(&[[0, first].as_slice(), &[0; 18]].concat()).unwrap();
+        let farm = (1..=10).map(|i| (id(i), SocketAddr::from(([203, 0, 113, i], 6881))));
+        let honest = (11..=20).map(|i| (id(i), SocketAddr::from(([198, 51, i, 1], 6881))));
+        let lookup = Lookup::new(target, LookupConfig::default(), farm.chain(honest));
+        let from_farm = lookup.candidates().filter(|c| c.addr.ip().to_string().starts_with("203.0.113.")).count();
+        assert_eq!((from_farm, lookup.candidates().count()), (2, 12));
+        let local = (1..=10).map(|i| (id(i), SocketAddr::from(([10, 0, 0, i], 6881))));
+        assert_eq!(Lookup::new(target, LookupConfig::default(), local).candidates().count(), 10);
     }
 
     /// Far from the target a lookup keeps `alpha` requests in flight; candidates in the
@@ -597,6 +624,7 @@ mod tests {
             stall_timeout: Duration::from_secs(1),
             retries: 2,
             far_stall_percent: 100,
+            max_per_subnet: None,
         };
         let mut lookup = Lookup::new(Id::ZERO, config, [(Id::MAX, addr_of(1))]);
         let mut now = Timestamp::ZERO;
@@ -625,6 +653,7 @@ mod tests {
             stall_timeout: Duration::from_millis(300),
             retries: 0,
             far_stall_percent: 100,
+            max_per_subnet: None,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let mid = Id::from_bytes(&[0x02; 20]).unwrap();
@@ -656,6 +685,7 @@ mod tests {
             stall_timeout: Duration::from_millis(100),
             retries: 0,
             far_stall_percent: 100,
+            max_per_subnet: None,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let far = Id::from_bytes(&[0x80; 20]).unwrap();
@@ -685,6 +715,7 @@ mod tests {
             stall_timeout: Duration::from_millis(300),
             retries: 0,
             far_stall_percent: 100,
+            max_per_subnet: None,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let mid = Id::from_bytes(&[0x02; 20]).unwrap();

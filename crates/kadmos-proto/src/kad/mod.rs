@@ -8,6 +8,7 @@ pub mod requests;
 pub mod routing_table;
 pub mod rtt;
 pub mod search;
+pub mod subnet;
 pub mod timers;
 
 pub use family_tables::FamilyTables;
@@ -17,4 +18,5 @@ pub use requests::{PendingRequest, RequestTable};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
 pub use rtt::RttEstimator;
 pub use search::{FamilyLookup, Parallelism, Search};
+pub use subnet::Subnet;
 pub use timers::TimerQueue;

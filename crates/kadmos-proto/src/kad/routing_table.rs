@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::id::{Id, NodeId};
+use super::subnet::{self, Subnet};
 use crate::time::Timestamp;
 
 /// Tuning of a routing table. Defaults follow BEP 5.
@@ -36,6 +37,12 @@ pub struct RoutingTableConfig {
     pub bad_after_failures: u8,
     /// A bucket unchanged this long is refreshed with a lookup. Default 15 minutes.
     pub refresh_after: Duration,
+    /// Contacts one IPv4 /24 or IPv6 /64 may have in a bucket (its replacement cache
+    /// included); a newcomer past it is rejected. Local addresses are exempt (see
+    /// `kad::subnet`). Default 2: libtorrent allows one per bucket; two leave room for two
+    /// honest nodes behind one small network while a Sybil farm in one subnet still gets at
+    /// most two slots in any bucket. `None`: no limit.
+    pub max_per_subnet: Option<usize>,
 }
 
 impl Default for RoutingTableConfig {
@@ -47,6 +54,7 @@ impl Default for RoutingTableConfig {
             good_for: Duration::from_secs(15 * 60),
             bad_after_failures: 2,
             refresh_after: Duration::from_secs(15 * 60),
+            max_per_subnet: Some(2),
         }
     }
 }
@@ -299,6 +307,13 @@ impl Bucket {
         self.find(id).ok().filter(|pos| self.contacts[*pos].addr == addr)
     }
 
+    /// Whether one more contact from `addr`'s subnet keeps the bucket within `limit`.
+    fn subnet_has_room(&self, addr: SocketAddr, limit: Option<usize>) -> bool {
+        let (Some(limit), Some(subnet)) = (limit, Subnet::of(addr.ip())) else { return true };
+        let held = self.contacts.iter().chain(&self.replacements).map(|c| c.addr().ip());
+        subnet::count_in(subnet, held) < limit
+    }
+
     /// Adds a contact whose ID the bucket does not hold, keeping ID order.
     fn insert_sorted(&mut self, contact: Contact) {
         let at = self.find(&contact.id).unwrap_or_else(|at| at);
@@ -319,7 +334,8 @@ pub enum InsertOutcome {
     /// `ping` is the least recently seen questionable contact, which the caller should ping
     /// so that, if it has gone, the newcomer can take its place.
     Cached { ping: Option<Contact> },
-    /// Not accepted: our own ID, or a known ID claimed from another address.
+    /// Not accepted: our own ID, a known ID claimed from another address, or one subnet too
+    /// many in the bucket (`RoutingTableConfig::max_per_subnet`).
     Rejected,
 }
 
@@ -418,6 +434,9 @@ impl RoutingTable {
             // A node that restarted with a new ID on the same address: the old entry is stale.
             bucket.contacts.retain(|c| c.addr != packed);
             bucket.replacements.retain(|c| c.addr != packed && c.id != id);
+            if !bucket.subnet_has_room(addr, config.max_per_subnet) {
+                return InsertOutcome::Rejected;
+            }
             let fresh = Contact::answered(id, addr, now);
             if bucket.contacts.len() < capacity {
                 // Grow by k at a time, not by doubling: a wide bucket 70 contacts full would
@@ -458,13 +477,14 @@ impl RoutingTable {
 
     /// Would a newly answering contact with this ID find a place (a free slot, a bad contact to
     /// replace, or a split)? Used to decide whether a node that queried us is worth a ping.
-    pub fn would_accept(&self, id: &NodeId, now: Timestamp) -> bool {
+    pub fn would_accept(&self, id: &NodeId, addr: SocketAddr, now: Timestamp) -> bool {
         if *id == self.own_id {
             return false;
         }
         let index = self.bucket_index(id);
         let bucket = &self.buckets[index];
         bucket.find(id).is_err()
+            && bucket.subnet_has_room(addr, self.config.max_per_subnet)
             && (bucket.contacts.len() < self.bucket_capacity(index)
                 || (index == self.buckets.len() - 1 && self.buckets.len() < 160)
                 || bucket.contacts.iter().any(|c| c.status(now, &self.config) != ContactStatus::Good))
@@ -621,6 +641,16 @@ impl RoutingTable {
             if bucket.contacts.windows(2).any(|pair| pair[0].id >= pair[1].id) {
                 return Err(format!("bucket {index} is not in ID order"));
             }
+            if let Some(limit) = self.config.max_per_subnet {
+                let held: Vec<IpAddr> =
+                    bucket.contacts.iter().chain(&bucket.replacements).map(|c| c.addr().ip()).collect();
+                let crowded = |ip: &&IpAddr| {
+                    Subnet::of(**ip).is_some_and(|net| subnet::count_in(net, held.iter().copied()) > limit)
+                };
+                if let Some(ip) = held.iter().find(crowded) {
+                    return Err(format!("bucket {index} holds more than {limit} contacts in the subnet of {ip}"));
+                }
+            }
             for c in &bucket.contacts {
                 if c.id == self.own_id {
                     return Err("the table holds our own id".into());
@@ -744,7 +774,7 @@ mod tests {
         }
         assert_eq!(table.bucket_capacity(0), 128);
         assert_eq!(table.buckets()[0].contacts().len(), 128);
-        assert!(!table.would_accept(&with_prefix(0x80, 999), Timestamp::ZERO), "full of good contacts");
+        assert!(!table.would_accept(&with_prefix(0x80, 999), addr(999), Timestamp::ZERO), "full of good contacts");
         // Bucket 1 (second bit differs) widens to 64 once it has split off in turn.
         for i in 0..100 {
             table.insert_responded(with_prefix(0x40, i), addr(2000 + i), Timestamp::ZERO);
@@ -752,6 +782,41 @@ mod tests {
         assert_eq!(table.buckets()[1].contacts().len(), 64);
         assert_eq!(table.bucket_capacity(table.buckets().len() - 1), 8);
         table.check_invariants().unwrap();
+    }
+
+    /// Sybil limit: a bucket takes at most two contacts from one IPv4 /24 or IPv6 /64 (its
+    /// replacement cache included), other subnets still get in, the node would not even ping a
+    /// third, and private or loopback addresses (test networks, LANs) are not limited.
+    #[test]
+    fn one_subnet_gets_two_slots_per_bucket() {
+        let mut table = RoutingTable::new(Id::ZERO, RoutingTableConfig::default(), Timestamp::ZERO);
+        let far = |i: u32| {
+            let mut b = [0u8; 20];
+            b[0] = 0x80;
+            b[16..].copy_from_slice(&i.to_be_bytes());
+            Id(b)
+        };
+        let farm = |i: u32| SocketAddr::from(([203, 0, 113, i as u8], 6881));
+        let farm6 = |i: u32| SocketAddr::new(format!("2001:db8:0:1::{i}").parse().unwrap(), 6881);
+        let t = Timestamp::ZERO;
+        assert_eq!(table.insert_responded(far(1), farm(1), t), InsertOutcome::Inserted);
+        assert_eq!(table.insert_responded(far(2), farm(2), t), InsertOutcome::Inserted);
+        assert!(!table.would_accept(&far(3), farm(3), t));
+        assert_eq!(table.insert_responded(far(3), farm(3), t), InsertOutcome::Rejected);
+        assert_eq!(
+            table.insert_responded(far(4), SocketAddr::from(([203, 0, 114, 1], 6881)), t),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(table.insert_responded(far(5), farm6(1), t), InsertOutcome::Inserted);
+        assert_eq!(table.insert_responded(far(6), farm6(2), t), InsertOutcome::Inserted);
+        assert_eq!(table.insert_responded(far(7), farm6(3), t), InsertOutcome::Rejected);
+        for i in 10..16 {
+            assert_eq!(table.insert_responded(far(i), addr(i), t), InsertOutcome::Inserted, "private addresses");
+        }
+        table.check_invariants().unwrap();
+        let open = RoutingTableConfig { max_per_subnet: None, ..RoutingTableConfig::default() };
+        let mut table = RoutingTable::new(Id::ZERO, open, t);
+        assert!((1..=6).all(|i| table.insert_responded(far(i), farm(i), t) == InsertOutcome::Inserted));
     }
 
     /// A contact keeps its address exactly, whatever the family (an IPv4-mapped IPv6 address

@@ -2,8 +2,13 @@
 
 use std::time::Duration;
 
+use super::external_address::DEFAULT_VOTES_PER_ROUND;
 use super::item_store::ItemStoreConfig;
+use super::node_id_security::NodeIdSecurity;
 use super::peer_store::PeerStoreConfig;
+use super::quest::QuestConfig;
+use super::rate_limit::RateLimits;
+use super::reachability::AdaptiveReadOnly;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
 pub use crate::node_io::Families;
 
@@ -20,6 +25,10 @@ pub struct Config {
     pub families: Families,
     /// BEP 43 read-only mode: queries carry `ro=1`, incoming queries are ignored. Default off.
     pub read_only: bool,
+    /// BEP 43 adaptive mode: turn read-only while nobody reaches us unasked though our own
+    /// queries are answered (behind a NAT or firewall), and back once someone does (see
+    /// `mainline::reachability`). Default off here; `kadmos node` turns it on.
+    pub adaptive_read_only: Option<AdaptiveReadOnly>,
     /// Lookup parallelism, width, timeout and retries (see [`LookupConfig`]).
     pub lookup: LookupConfig,
     /// Routing table shape (see [`RoutingTableConfig`]).
@@ -28,6 +37,16 @@ pub struct Config {
     pub peer_store: PeerStoreConfig,
     /// BEP 44 item store limits (see [`ItemStoreConfig`]).
     pub item_store: ItemStoreConfig,
+    /// Queries served per source and in all, reply bytes to unverified sources, bytes sent
+    /// (see [`RateLimits`] for the defaults).
+    pub rate_limits: RateLimits,
+    /// BEP 42: keep contacts whose ID does not match their address out of the routing table
+    /// and take a secure ID when our external address changes. Default
+    /// [`NodeIdSecurity::Enforce`]; loopback and private addresses are exempt.
+    pub node_id_security: NodeIdSecurity,
+    /// Distinct responders whose `ip` fields decide our external address (a majority of
+    /// them). Default 10 (see `mainline::external_address`).
+    pub external_address_votes: usize,
     /// Floor of the lookups' stall timeout, which otherwise follows measured round trips
     /// (`srtt + stall_deviations × rttvar`, at most `lookup.stall_timeout`). Default 100 ms.
     pub min_stall_timeout: Duration,
@@ -64,6 +83,8 @@ pub struct Config {
     pub republish_interval: Option<Duration>,
     /// `interval` advertised in BEP 51 answers, in seconds. Default 300.
     pub sample_interval: i64,
+    /// Intervals and limits of advertisements and watches (see [`QuestConfig`]).
+    pub quests: QuestConfig,
 }
 
 impl Config {
@@ -73,10 +94,14 @@ impl Config {
             seed,
             families: Families { v4: true, v6: false },
             read_only: false,
+            adaptive_read_only: None,
             lookup: LookupConfig::default(),
             routing: RoutingTableConfig::default(),
             peer_store: PeerStoreConfig::default(),
             item_store: ItemStoreConfig::default(),
+            rate_limits: RateLimits::default(),
+            node_id_security: NodeIdSecurity::Enforce,
+            external_address_votes: DEFAULT_VOTES_PER_ROUND,
             min_stall_timeout: Duration::from_millis(100),
             stall_deviations: 1,
             request_timeout: Duration::from_secs(2),
@@ -89,6 +114,7 @@ impl Config {
             keep_alive_interval: Duration::from_secs(60 * 60),
             republish_interval: None,
             keep_alive_retry: Duration::from_secs(60),
+            quests: QuestConfig::default(),
         }
     }
 }

@@ -8,7 +8,9 @@
 //! 1. **Inputs**: [`Node::handle_datagram`] for every UDP datagram received,
 //!    [`Node::handle_timeout`] when the time from [`Node::poll_timeout`] has come, and commands
 //!    ([`Node::bootstrap`], [`Node::ping`], [`Node::find_node`], [`Node::get_peers`],
-//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`].
+//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`], and
+//!    quests ([`Node::advertise`], [`Node::watch`]; see [`super::quest`]), which run until
+//!    stopped and report through `Event::Quest`.
 //! 2. **Outputs**, after every input: drain [`Node::poll_transmit`] (datagrams to send),
 //!    [`Node::poll_event`] (progress and results, keyed by `QueryId`), then ask
 //!    [`Node::poll_timeout`] when to call `handle_timeout` next.
@@ -35,10 +37,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Config, CLIENT_VERSION};
+use super::external_address::ExternalAddress;
 use super::item::{ImmutableItem, Item, MutableItem};
 use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
+use super::node_id_security::{self, NodeIdSecurity};
 use super::peer_store::PeerStore;
+use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundKind};
+use super::rate_limit::{RateLimiter, Refusal};
+use super::reachability::Reachability;
 use super::token::TokenIssuer;
 use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable,
@@ -110,6 +117,8 @@ pub enum Event {
     Item { query: QueryId, from: (NodeId, SocketAddr), item: Item },
     /// The command is over.
     Finished { query: QueryId, outcome: Outcome },
+    /// What an advertisement or a watch did (see [`super::quest`]).
+    Quest(QuestEvent),
 }
 
 /// Traffic and state counters.
@@ -128,6 +137,16 @@ pub struct Counters {
     pub requests_timed_out: u64,
     /// The same traffic by KRPC method and error code.
     pub messages: super::message_counts::MessageCounts,
+    /// Queries dropped unanswered: over their source's limit, or the node's.
+    pub queries_rate_limited: u64,
+    /// Answers not sent: over the bytes allowed to an unverified address (amplification).
+    pub replies_capped_unverified: u64,
+    /// Answers not sent: over the node's outbound bytes.
+    pub replies_capped_outbound: u64,
+    /// Contacts kept out of the routing table: their ID does not match their address (BEP 42).
+    pub insecure_ids_refused: u64,
+    /// Times we took a new secure ID after our external address changed (BEP 42).
+    pub node_id_changes: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -299,7 +318,12 @@ pub struct Node {
     republished: BTreeMap<Id, Timestamp>,
     /// Running republish operations: they emit no events.
     republishing: std::collections::BTreeSet<QueryId>,
+    /// Advertisements and watches; their operations emit `Event::Quest` only. Boxed and made
+    /// on first use: most nodes run none, and the simulator holds 100,000 nodes.
+    quests: Option<Box<QuestBook>>,
     tokens: TokenIssuer,
+    /// Limits on what we serve and send (see `mainline::rate_limit`).
+    limiter: RateLimiter,
     requests: RequestTable<u32, SentRequest>,
     /// When lookups must be stepped again (their requests stall), lazily cleaned.
     wakeups: TimerQueue<QueryId>,
@@ -320,9 +344,11 @@ pub struct Node {
     counters: Counters,
     next_maintenance: Timestamp,
     verify_budget: (Timestamp, u32),
-    /// Our address as responders report it (BEP 42 `ip`), by a majority vote kept in constant
-    /// space (Boyer–Moore): the candidate and its lead.
-    external_vote: Option<(SocketAddr, u32)>,
+    /// Our address as responders report it (BEP 42 `ip`), by vote.
+    external: ExternalAddress,
+    /// With `adaptive_read_only`: whether others reach us (boxed: the simulator's nodes run
+    /// without it, and 100,000 of them count every byte).
+    reachability: Option<Box<Reachability>>,
 }
 
 impl Node {
@@ -337,7 +363,9 @@ impl Node {
             background: BTreeMap::new(),
             republished: BTreeMap::new(),
             republishing: std::collections::BTreeSet::new(),
+            quests: None,
             tokens,
+            limiter: RateLimiter::new(config.rate_limits.clone(), now),
             tables,
             rng,
             requests: RequestTable::default(),
@@ -353,7 +381,8 @@ impl Node {
             counters: Counters::default(),
             next_maintenance: now + config.maintenance_interval,
             verify_budget: (now, 0),
-            external_vote: None,
+            external: ExternalAddress::new(config.external_address_votes),
+            reachability: config.adaptive_read_only.map(|adaptive| Box::new(Reachability::new(adaptive, now))),
             config,
         }
     }
@@ -419,9 +448,15 @@ impl Node {
         self.requests.len()
     }
 
+    /// BEP 43: whether the node is read-only now, by configuration or because the adaptive
+    /// mode found it unreachable (see `mainline::reachability`).
+    pub fn is_read_only(&self) -> bool {
+        self.config.read_only || self.reachability.as_ref().is_some_and(|r| r.is_read_only())
+    }
+
     /// Our address as most responders report it (BEP 42 `ip`), if any did.
     pub fn external_addr(&self) -> Option<SocketAddr> {
-        self.external_vote.map(|(addr, _)| addr)
+        self.external.get()
     }
 
     /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
@@ -436,7 +471,7 @@ impl Node {
 
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop_front().or_else(|| self.quests.as_mut()?.poll_event().map(Event::Quest))
     }
 
     /// When [`Node::handle_timeout`] should be called next.
@@ -445,7 +480,8 @@ impl Node {
         let request_due = self.requests.next_deadline();
         let operations = &self.operations;
         let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
-        Some([request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
+        let quest_due = self.quests.as_ref().and_then(|q| q.next_due());
+        Some([request_due, wakeup, quest_due].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
     fn note_stall_outcome(&mut self, answered_late: bool) {
@@ -617,6 +653,77 @@ impl Node {
         self.operations.remove(&query);
         self.background.remove(&query);
         self.republishing.remove(&query);
+        if let Some(quests) = &mut self.quests {
+            quests.forget_round(query);
+        }
+    }
+
+    // ---------------------------------------------------------------- quests
+
+    /// Advertises that we are a peer of `info_hash` on `port` (`None`: our UDP source port,
+    /// `implied_port`) until [`Node::stop_advertising`]: an announce now, then one every
+    /// `quests.advertise_interval` to the nodes closest at that time. Each round ends with
+    /// `Event::Quest(QuestEvent::Advertised)`. Advertising again with another port changes it.
+    pub fn advertise(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> Result<(), QuestError> {
+        self.quest_book().advertise(now, info_hash, port)?;
+        self.run_quests(now);
+        Ok(())
+    }
+
+    /// Stops an advertisement and its running round; whether there was one.
+    pub fn stop_advertising(&mut self, info_hash: &InfoHash) -> bool {
+        let stopped = self.quests.as_mut().and_then(|q| q.stop_advertising(info_hash));
+        stopped.map(|running| self.drop_round(running)).is_some()
+    }
+
+    /// Watches `info_hash` until [`Node::unwatch`]: a get_peers now, then one every
+    /// `quests.watch_interval`, reporting `QuestEvent::Found` for each peer not seen before
+    /// and `QuestEvent::Gone` for peers no search returned for `quests.gone_after`.
+    pub fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
+        self.quest_book().watch(now, info_hash)?;
+        self.run_quests(now);
+        Ok(())
+    }
+
+    /// Stops a watch and its running round; whether there was one.
+    pub fn unwatch(&mut self, info_hash: &InfoHash) -> bool {
+        let stopped = self.quests.as_mut().and_then(|q| q.unwatch(info_hash));
+        stopped.map(|running| self.drop_round(running)).is_some()
+    }
+
+    /// The advertisements and watches of this node (`None` before the first).
+    pub fn quests(&self) -> Option<&QuestBook> {
+        self.quests.as_deref()
+    }
+
+    fn quest_book(&mut self) -> &mut QuestBook {
+        let config = &self.config.quests;
+        self.quests.get_or_insert_with(|| Box::new(QuestBook::new(config.clone())))
+    }
+
+    fn drop_round(&mut self, running: Option<QueryId>) {
+        if let Some(op) = running {
+            self.operations.remove(&op);
+        }
+    }
+
+    /// Starts the rounds of quests that are due.
+    fn run_quests(&mut self, now: Timestamp) {
+        let due = self.quests.as_ref().map(|q| q.due(now)).unwrap_or_default();
+        for round in due {
+            let DueRound { info_hash, kind } = round;
+            let query = Query::GetPeers { info_hash, want: self.want() };
+            let op = match kind {
+                RoundKind::Advertise { port } => self.start_store(StoreRequest::Announce { port }, info_hash, query),
+                RoundKind::Watch => {
+                    self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[])
+                }
+            };
+            if let Some(quests) = &mut self.quests {
+                quests.started(op, round);
+            }
+            self.drive_operation(now, op);
+        }
     }
 
     // ---------------------------------------------------------------- inputs
@@ -634,7 +741,10 @@ impl Node {
                 Body::Query { id, query } => {
                     self.counters.queries_received += 1;
                     self.counters.messages.query_received(query.method(), datagram.len());
-                    if !self.config.read_only {
+                    if let Some(reachability) = &mut self.reachability {
+                        reachability.note_query(now, from.ip());
+                    }
+                    if !self.is_read_only() && self.admit_query(now, from) {
                         self.handle_query(now, from, message.transaction_id, id, query, message.read_only);
                     }
                 }
@@ -655,7 +765,7 @@ impl Node {
                 }
             },
             Err(error) => match error.reply() {
-                Some(reply) if !self.config.read_only => {
+                Some(reply) if !self.is_read_only() => {
                     self.counters.errors_sent += 1;
                     if let Body::Error { code, .. } = &reply.body {
                         self.counters.messages.error_sent(*code);
@@ -688,6 +798,9 @@ impl Node {
             self.maintain(now);
         }
         self.drive(now);
+        if self.quests.is_some() {
+            self.run_quests(now);
+        }
     }
 
     fn maintain(&mut self, now: Timestamp) {
@@ -698,6 +811,10 @@ impl Node {
         self.refresh_kept(now);
         self.republish_stored(now);
         self.shrink_buffers();
+        self.limiter.forget_quiet_sources(now);
+        if let Some(reachability) = &mut self.reachability {
+            reachability.tick(now);
+        }
         for target in self.tables.take_refresh_targets(now, &mut self.rng) {
             let query = Query::FindNode { target, want: self.want() };
             self.start_operation(Kind::Refresh, target, query, &[]);
@@ -812,10 +929,16 @@ impl Node {
         sender_read_only: bool,
     ) {
         let family = Family::of(&from);
+        let verified = self.tables.get(family).and_then(|t| t.get(&sender)).is_some_and(|c| c.addr() == from);
         if !sender_read_only && sender != self.config.node_id {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             let known = table.note_query(&sender, from, now);
-            if !known && table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
+            if !known
+                && table.would_accept(&sender, from, now)
+                && self.config.node_id_security.admits(&sender, from.ip())
+                && self.verify_allowed(now)
+                && !self.requests.any_to(from)
+            {
                 let _ = self.send_request(now, from, Some(sender), Query::Ping, Purpose::Verify);
             }
         }
@@ -882,7 +1005,53 @@ impl Node {
         let mut message = Message::response(tx, response);
         message.requester_ip = Some(from);
         message.version = Some(CLIENT_VERSION.to_vec());
-        self.send(from, &message);
+        self.send_reply(now, from, &message, verified);
+    }
+
+    /// BEP 42: whether a node that answered us may enter the routing table (counted if not).
+    fn admits_contact(&mut self, id: &NodeId, from: SocketAddr) -> bool {
+        let admitted = self.config.node_id_security.admits(id, from.ip());
+        if !admitted {
+            self.counters.insecure_ids_refused += 1;
+        }
+        admitted
+    }
+
+    /// BEP 42: the vote found a new external address. Unless our ID is already secure for it
+    /// (or the policy keeps our ID), take a secure one and move the routing tables to it.
+    fn adopt_external_ip(&mut self, now: Timestamp, ip: IpAddr) {
+        if self.config.node_id_security != NodeIdSecurity::Enforce
+            || node_id_security::is_secure(&self.config.node_id, ip)
+        {
+            return;
+        }
+        let last_byte = self.rng.gen();
+        let id = node_id_security::secure_node_id(ip, last_byte, &mut self.rng);
+        self.config.node_id = id;
+        self.tables.recentre(id, now);
+        self.counters.node_id_changes += 1;
+    }
+
+    /// Counts a query against the rate limits; whether to serve it. BEP 5 has no error for
+    /// "too many queries", so one over a limit is dropped and counted.
+    fn admit_query(&mut self, now: Timestamp, from: SocketAddr) -> bool {
+        let admitted = self.limiter.allow_query(now, from.ip()).is_ok();
+        if !admitted {
+            self.counters.queries_rate_limited += 1;
+        }
+        admitted
+    }
+
+    /// Sends an answer if the outbound and amplification caps allow it (see
+    /// `mainline::rate_limit`); `verified`: the querier is in the routing table at `to`.
+    fn send_reply(&mut self, now: Timestamp, to: SocketAddr, message: &Message, verified: bool) {
+        let mut payload = Vec::with_capacity(512);
+        message.encode(&mut payload);
+        match self.limiter.allow_reply(now, to.ip(), payload.len(), verified) {
+            Ok(()) => self.push_transmit(to, payload),
+            Err(Refusal::OutboundBytes) => self.counters.replies_capped_outbound += 1,
+            Err(_) => self.counters.replies_capped_unverified += 1,
+        }
     }
 
     /// Validates and stores a BEP 44 put; on refusal, the KRPC error code and message.
@@ -940,15 +1109,21 @@ impl Node {
 
     // ---------------------------------------------------------------- our requests
 
-    /// Queues a datagram; returns its length.
+    /// Sends a request of ours or an error answer: always sent, and counted against the
+    /// outbound cap. Returns its length.
     fn send(&mut self, to: SocketAddr, message: &Message) -> usize {
         let mut payload = Vec::with_capacity(512);
         message.encode(&mut payload);
         let len = payload.len();
-        self.counters.datagrams_sent += 1;
-        self.counters.bytes_sent += len as u64;
-        self.transmits.push_back(Transmit { to, payload });
+        self.limiter.spend_outbound(len);
+        self.push_transmit(to, payload);
         len
+    }
+
+    fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
+        self.counters.datagrams_sent += 1;
+        self.counters.bytes_sent += payload.len() as u64;
+        self.transmits.push_back(Transmit { to, payload });
     }
 
     fn send_request(
@@ -971,7 +1146,10 @@ impl Node {
         let deadline = now + timeout;
         let method = query.method();
         let mut message = Message::query(tx.to_be_bytes().to_vec(), self.config.node_id, query);
-        message.read_only = self.config.read_only;
+        message.read_only = self.is_read_only();
+        if let Some(reachability) = &mut self.reachability {
+            reachability.note_sent(to.ip());
+        }
         message.version = Some(CLIENT_VERSION.to_vec());
         self.counters.requests_sent += 1;
         let len = self.send(to, &message);
@@ -999,6 +1177,9 @@ impl Node {
             return None;
         };
         let touched = request.purpose.operation();
+        if let Some(reachability) = &mut self.reachability {
+            reachability.note_answer();
+        }
         let rtt = now.saturating_since(request.sent_at);
         if matches!(request.purpose, Purpose::Lookup { .. }) && now > request.stalls_at {
             self.note_stall_outcome(true);
@@ -1011,14 +1192,10 @@ impl Node {
                 table.note_failure(&old, from, now);
             }
         }
-        if let Some(ip) = requester_ip {
-            self.external_vote = match self.external_vote {
-                Some((addr, lead)) if addr == ip => Some((addr, lead.saturating_add(1))),
-                Some((addr, lead)) if lead > 1 => Some((addr, lead - 1)),
-                _ => Some((ip, 1)),
-            };
+        if let Some(new_ip) = requester_ip.and_then(|ip| self.external.vote(from.ip(), ip)) {
+            self.adopt_external_ip(now, new_ip);
         }
-        if response.id != self.config.node_id {
+        if response.id != self.config.node_id && self.admits_contact(&response.id, from) {
             let family = Family::of(&from);
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(response.id, from, now) {
@@ -1075,7 +1252,9 @@ impl Node {
                             .copied()
                             .filter(|p| seen.len() < 100_000 && seen.insert(*p))
                             .collect();
-                        if !fresh.is_empty() {
+                        if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
+                            quests.peers_found(now, op, (response.id, from), &fresh);
+                        } else if !fresh.is_empty() {
                             self.events.push_back(Event::Peers { query: op, from: (response.id, from), peers: fresh });
                         }
                     }
@@ -1164,9 +1343,23 @@ impl Node {
         if self.republishing.remove(&op) {
             return;
         }
+        if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
+            // The announces a store sent went to the closest nodes that gave a token.
+            let announces = match &operation.kind {
+                Kind::Store { storing: true, .. } => operation.search.closest_with_tokens(self.config.lookup.k).len(),
+                _ => 0,
+            };
+            quests.finished(now, op, round_end(&outcome, announces), &mut self.rng);
+            return;
+        }
         if matches!(operation.kind, Kind::Bootstrap) {
             self.refresh_sparse_buckets(now);
             self.neighbourhood_refresh = Some((now + NEIGHBOURHOOD_REFRESH_FIRST, NEIGHBOURHOOD_REFRESH_FIRST));
+            // A (re)joined node's view is new: every quest runs a round now.
+            if let Some(quests) = &mut self.quests {
+                quests.rejoined(now);
+                self.run_quests(now);
+            }
         }
         if !matches!(operation.kind, Kind::Refresh) {
             self.events.push_back(Event::Finished { query: op, outcome });
@@ -1268,6 +1461,21 @@ impl Node {
     /// Whether an address family has a routing table on this node.
     pub fn has_family(&self, ip: IpAddr) -> bool {
         self.tables.has(if ip.is_ipv4() { Family::V4 } else { Family::V6 })
+    }
+}
+
+/// What the quest book needs to know of a round's end (`announces`: announce_peer queries sent).
+fn round_end(outcome: &Outcome, announces: usize) -> RoundEnd {
+    match outcome {
+        Outcome::Stored { stored_at, errors, stats } => RoundEnd {
+            stored_at: stored_at.len(),
+            answered: stats.successes,
+            messages: stats.requests + stats.successes + (announces + stored_at.len() + errors.len()) as u32,
+        },
+        Outcome::Closest { stats, .. } => {
+            RoundEnd { stored_at: 0, answered: stats.successes, messages: stats.requests + stats.successes }
+        }
+        _ => RoundEnd::default(),
     }
 }
 

@@ -11,6 +11,28 @@ use rand::Rng;
 
 use crate::kad::{Id, NodeId};
 
+/// What a node does with BEP 42.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeIdSecurity {
+    /// Keep contacts whose ID does not match their address out of the routing table, and
+    /// give ourselves a secure ID whenever the vote on our external address changes it
+    /// (the default).
+    #[default]
+    Enforce,
+    /// Keep insecure contacts out, but never change our own ID (for a node started with a
+    /// chosen ID).
+    KeepOwnId,
+    /// Neither: every contact is accepted and our ID never changes.
+    Off,
+}
+
+impl NodeIdSecurity {
+    /// Whether a contact with `id` at `ip` may enter the routing table under this policy.
+    pub fn admits(self, id: &NodeId, ip: IpAddr) -> bool {
+        self == NodeIdSecurity::Off || is_secure(id, ip)
+    }
+}
+
 const V4_MASK: u32 = 0x030f_3fff;
 const V6_MASK: u64 = 0x0103_070f_1f3f_7fff;
 
@@ -31,15 +53,7 @@ fn crc_for(ip: IpAddr, rand: u8) -> u32 {
 
 /// Addresses BEP 42 does not apply to: loopback, private, link-local and unspecified.
 pub fn is_exempt(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
+    crate::kad::subnet::is_local(ip)
 }
 
 /// A node ID that satisfies BEP 42 for `ip`, using `rand` as its last byte.

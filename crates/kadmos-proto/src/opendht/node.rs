@@ -1462,7 +1462,11 @@ impl Node {
         if !sender_is_client {
             let table = self.tables.get_mut(family).expect("checked in handle_datagram");
             let known = table.note_query(&sender, from, now);
-            if !known && table.would_accept(&sender, now) && self.verify_allowed(now) && !self.requests.any_to(from) {
+            if !known
+                && table.would_accept(&sender, from, now)
+                && self.verify_allowed(now)
+                && !self.requests.any_to(from)
+            {
                 let _ = self.send_request(now, from, Some(sender), Request::Ping, Vec::new(), 1, Purpose::Verify);
             }
         }

@@ -21,6 +21,8 @@ def node_options(
     state: StateArg,
     seed: Optional[int],
 ) -> Dict[str, Any]:
+    if port is not None and not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is not a UDP port (0 to 65535; 0: any free port)")
     if isinstance(bind, str) or isinstance(bootstrap, str):
         raise TypeError("bind and bootstrap are lists of strings, not one string")
     if node_id is not None and not isinstance(node_id, InfoHash):

@@ -1,0 +1,326 @@
+//! Quests through a [`Dht`]: advertising that we serve an infohash, and watching an infohash
+//! for new peers, both for as long as the application wants (see
+//! `kadmos_proto::mainline::quest` for the intervals and why).
+//!
+//! The node runs the quests; the handles here only listen to them and stop them. An
+//! [`Advertisement`] stops its announces when it is cancelled or dropped (the last handle of
+//! that infohash, if several were taken); a [`PeerWatch`] stops its searches when dropped.
+//! Advertisements are part of the saved state: a node restored from it resumes them without a
+//! handle, until [`Dht::stop_advertising`] (or a handle taken with [`Dht::advertise`] and
+//! dropped).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use kadmos_proto::mainline::{Node, QuestError, QuestEvent};
+use kadmos_proto::{InfoHash, Timestamp};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dht::Dht;
+use crate::driver::Command;
+use crate::error::{Error, Result};
+use crate::types::NodeInfo;
+
+/// One advertisement round, as its handle reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Renewal {
+    /// Nodes that stored the announce; 0 means the round reached nobody and is retried soon.
+    pub stored_at: usize,
+    /// Time until the next round.
+    pub next_in_secs: u64,
+}
+
+/// What a watch reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WatchEvent {
+    /// A peer not seen before, named by the node `from`; `advertised` says whether this node
+    /// advertises the infohash too.
+    Found { peer: SocketAddr, from: NodeInfo, advertised: bool },
+    /// No search has returned this peer for the store lifetime (30 minutes).
+    Gone { peer: SocketAddr },
+}
+
+/// An advertisement kept running by the node. See the module documentation.
+pub struct Advertisement {
+    info_hash: InfoHash,
+    subscriber: u64,
+    commands: mpsc::Sender<Command>,
+    renewals: mpsc::UnboundedReceiver<Renewal>,
+    released: bool,
+}
+
+impl Advertisement {
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// The next round's report; `None` once the advertisement was stopped (by
+    /// [`Dht::stop_advertising`]) or the node shut down.
+    pub async fn next_renewal(&mut self) -> Option<Renewal> {
+        self.renewals.recv().await
+    }
+
+    /// The next round's report, blocking the thread (for the blocking API; never call it
+    /// inside an async runtime).
+    pub(crate) fn blocking_next_renewal(&mut self) -> Option<Renewal> {
+        self.renewals.blocking_recv()
+    }
+
+    /// Stops the announces (unless another handle of the same infohash is still held) and
+    /// waits until the node has taken note.
+    pub async fn cancel(mut self) -> Result<()> {
+        self.released = true;
+        let (tx, rx) = oneshot::channel();
+        let release = Command::ReleaseQuest(QuestKind::Advertisement, self.info_hash, self.subscriber, Some(tx));
+        self.commands.send(release).await.map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)
+    }
+}
+
+impl Drop for Advertisement {
+    fn drop(&mut self) {
+        if !self.released {
+            release_on_drop(
+                &self.commands,
+                Command::ReleaseQuest(QuestKind::Advertisement, self.info_hash, self.subscriber, None),
+            );
+        }
+    }
+}
+
+/// New peers of an infohash as the node's watch finds them. Dropping it stops the watch (unless
+/// another `PeerWatch` of the same infohash is held).
+pub struct PeerWatch {
+    info_hash: InfoHash,
+    subscriber: u64,
+    commands: mpsc::Sender<Command>,
+    events: mpsc::UnboundedReceiver<WatchEvent>,
+}
+
+impl PeerWatch {
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// The next event; `None` once the node shut down.
+    pub async fn next(&mut self) -> Option<WatchEvent> {
+        self.events.recv().await
+    }
+
+    /// The next event, blocking the thread (for the blocking API).
+    pub(crate) fn blocking_next(&mut self) -> Option<WatchEvent> {
+        self.events.blocking_recv()
+    }
+}
+
+impl futures_core::Stream for PeerWatch {
+    type Item = WatchEvent;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<WatchEvent>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+impl Drop for PeerWatch {
+    fn drop(&mut self) {
+        release_on_drop(&self.commands, Command::ReleaseQuest(QuestKind::Watch, self.info_hash, self.subscriber, None));
+    }
+}
+
+/// Sends a handle's release from `drop`, which cannot wait: at once if the command queue has
+/// room, otherwise from a task on the current runtime. A closed queue means the node is gone,
+/// and its quests with it.
+fn release_on_drop(commands: &mpsc::Sender<Command>, release: Command) {
+    if let Err(mpsc::error::TrySendError::Full(release)) = commands.try_send(release) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let commands = commands.clone();
+            runtime.spawn(async move {
+                let _ = commands.send(release).await;
+            });
+        }
+    }
+}
+
+/// An advertisement the node runs, with or without a handle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AdvertisementInfo {
+    #[serde(serialize_with = "crate::types::hex_id")]
+    pub info_hash: InfoHash,
+    /// `None`: the node's own UDP port.
+    pub port: Option<u16>,
+    pub rounds: u64,
+    pub last_stored_at: usize,
+    pub next_in_secs: u64,
+}
+
+impl Dht {
+    /// Advertises that we are a peer of `info_hash` on `port` (`None`: the node's UDP port,
+    /// via `implied_port`): an announce now, then one every 15 minutes (less up to 10%
+    /// jitter; one minute after a round that reached nobody) to the nodes closest then, until
+    /// the handle is cancelled or dropped. Advertising an infohash again with another port
+    /// changes the port. At most 256 advertisements per node (`Error::Quest`).
+    pub async fn advertise(&self, info_hash: InfoHash, port: Option<u16>) -> Result<Advertisement> {
+        let (tx, renewals) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Advertise(info_hash, port, tx, reply)).await.map_err(|_| Error::Shutdown)?;
+        let subscriber = answer.await.map_err(|_| Error::Shutdown)??;
+        Ok(Advertisement { info_hash, subscriber, commands: self.commands.clone(), renewals, released: false })
+    }
+
+    /// Watches `info_hash`: a search now, then every 5 minutes and at once after the node
+    /// rejoins, reporting each peer not seen before and peers gone for 30 minutes. A second
+    /// watch of the same infohash starts with the peers the first one knows. At most 64
+    /// watched infohashes per node (`Error::Quest`).
+    pub async fn watch(&self, info_hash: InfoHash) -> Result<PeerWatch> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Watch(info_hash, tx, reply)).await.map_err(|_| Error::Shutdown)?;
+        let subscriber = answer.await.map_err(|_| Error::Shutdown)??;
+        Ok(PeerWatch { info_hash, subscriber, commands: self.commands.clone(), events })
+    }
+
+    /// Stops an advertisement whatever handles exist (their renewals end); whether there was one.
+    pub async fn stop_advertising(&self, info_hash: InfoHash) -> Result<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::StopAdvertising(info_hash, reply)).await.map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// The advertisements the node runs (restored ones included).
+    pub async fn advertisements(&self) -> Result<Vec<AdvertisementInfo>> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Advertisements(reply)).await.map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+}
+
+/// Which kind of quest a handle belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QuestKind {
+    Advertisement,
+    Watch,
+}
+
+/// The handles listening to the node's quests, kept by the driver: who hears what, and when
+/// the last handle of a quest goes, stopping it.
+#[derive(Default)]
+pub(crate) struct QuestListeners {
+    next_subscriber: u64,
+    advertisements: HashMap<InfoHash, Vec<(u64, mpsc::UnboundedSender<Renewal>)>>,
+    watches: HashMap<InfoHash, Vec<(u64, mpsc::UnboundedSender<WatchEvent>)>>,
+}
+
+impl QuestListeners {
+    pub fn advertise(
+        &mut self,
+        node: &mut Node,
+        now: Timestamp,
+        info_hash: InfoHash,
+        port: Option<u16>,
+        renewals: mpsc::UnboundedSender<Renewal>,
+    ) -> Result<u64, QuestError> {
+        node.advertise(now, info_hash, port)?;
+        self.next_subscriber += 1;
+        self.advertisements.entry(info_hash).or_default().push((self.next_subscriber, renewals));
+        Ok(self.next_subscriber)
+    }
+
+    pub fn watch(
+        &mut self,
+        node: &mut Node,
+        now: Timestamp,
+        info_hash: InfoHash,
+        events: mpsc::UnboundedSender<WatchEvent>,
+    ) -> Result<u64, QuestError> {
+        node.watch(now, info_hash)?;
+        // A second handle of a running watch hears of the peers it already knows first.
+        if let Some(quests) = node.quests() {
+            let advertised = quests.is_advertised(&info_hash);
+            for (peer, seen) in quests.watched_peers(&info_hash) {
+                let _ = events.send(WatchEvent::Found { peer: *peer, from: seen.from.into(), advertised });
+            }
+        }
+        self.next_subscriber += 1;
+        self.watches.entry(info_hash).or_default().push((self.next_subscriber, events));
+        Ok(self.next_subscriber)
+    }
+
+    /// A handle is gone; the quest stops with its last handle.
+    pub fn release(&mut self, node: &mut Node, kind: QuestKind, info_hash: InfoHash, subscriber: u64) {
+        match kind {
+            QuestKind::Advertisement => {
+                if Self::remove(&mut self.advertisements, info_hash, subscriber) {
+                    node.stop_advertising(&info_hash);
+                }
+            }
+            QuestKind::Watch => {
+                if Self::remove(&mut self.watches, info_hash, subscriber) {
+                    node.unwatch(&info_hash);
+                }
+            }
+        }
+    }
+
+    /// Removes a subscriber; whether it was the last of its infohash.
+    fn remove<T>(map: &mut HashMap<InfoHash, Vec<(u64, T)>>, info_hash: InfoHash, subscriber: u64) -> bool {
+        let Some(list) = map.get_mut(&info_hash) else { return false };
+        let before = list.len();
+        list.retain(|(id, _)| *id != subscriber);
+        if list.is_empty() {
+            map.remove(&info_hash);
+            return before > 0;
+        }
+        false
+    }
+
+    /// Stops an advertisement whatever its handles (their streams end).
+    pub fn stop_advertising(&mut self, node: &mut Node, info_hash: InfoHash) -> bool {
+        self.advertisements.remove(&info_hash);
+        node.stop_advertising(&info_hash)
+    }
+
+    /// Hands a quest event to the handles listening; a watch whose handles are all gone stops.
+    pub fn deliver(&mut self, node: &mut Node, now: Timestamp, event: QuestEvent) {
+        match event {
+            QuestEvent::Advertised { info_hash, stored_at, next_round, .. } => {
+                let renewal = Renewal { stored_at, next_in_secs: next_round.saturating_since(now).as_secs() };
+                if let Some(list) = self.advertisements.get_mut(&info_hash) {
+                    // A handle dropped without its release arriving yet: the release will come.
+                    list.retain(|(_, tx)| tx.send(renewal).is_ok());
+                }
+            }
+            QuestEvent::Found { info_hash, peer, from, advertised } => {
+                self.tell_watchers(node, info_hash, WatchEvent::Found { peer, from: from.into(), advertised });
+            }
+            QuestEvent::Gone { info_hash, peer } => self.tell_watchers(node, info_hash, WatchEvent::Gone { peer }),
+            QuestEvent::Searched { .. } => {}
+        }
+    }
+
+    fn tell_watchers(&mut self, node: &mut Node, info_hash: InfoHash, event: WatchEvent) {
+        let Some(list) = self.watches.get_mut(&info_hash) else { return };
+        list.retain(|(_, tx)| tx.send(event).is_ok());
+        if list.is_empty() {
+            self.watches.remove(&info_hash);
+            node.unwatch(&info_hash);
+        }
+    }
+
+    /// The advertisements the node runs.
+    pub fn list(node: &Node, now: Timestamp) -> Vec<AdvertisementInfo> {
+        node.quests()
+            .into_iter()
+            .flat_map(|q| q.advertisements())
+            .map(|ad| AdvertisementInfo {
+                info_hash: ad.info_hash,
+                port: ad.port,
+                rounds: ad.rounds,
+                last_stored_at: ad.last_stored_at,
+                next_in_secs: ad.next_round.saturating_since(now).as_secs(),
+            })
+            .collect()
+    }
+}
