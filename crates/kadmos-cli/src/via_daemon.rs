@@ -334,6 +334,20 @@ fn describe_stats(stats: &Json) -> String {
             ),
         });
     }
+    if let Some(advertisements) = stats["advertisements"].as_array() {
+        let rounds: u64 = advertisements.iter().filter_map(|a| a["rounds"].as_u64()).sum();
+        lines.push(format!("quests: advertising {} torrents ({rounds} rounds so far)", advertisements.len()));
+        for a in advertisements {
+            lines.push(format!(
+                "  {} port {}: {} rounds, last stored at {} nodes, next in {} s",
+                a["info_hash"].as_str().unwrap_or("?"),
+                a["port"].as_u64().map_or("(own)".to_string(), |p| p.to_string()),
+                a["rounds"],
+                a["last_stored_at"],
+                a["next_in_secs"]
+            ));
+        }
+    }
     let g = &stats["gateway"];
     lines.push(format!(
         "gateway: {} requests, {} open listen streams, {} puts",

@@ -339,10 +339,14 @@ fn a_restarted_daemon_listens_on_the_same_port() {
 
 /// `/metrics` is valid exposition text with the documented families, and its counters follow
 /// the traffic: an announce through the daemon raises its datagrams and bytes out, its
-/// messages, its lookup histogram and the gateway's request count.
+/// messages, its lookup histogram and the gateway's request count; the advertisement the
+/// daemon was started with is counted as a quest, and so are its rounds.
 #[test]
 fn metrics_parse_and_move_with_traffic() {
-    let (data, _net, node) = daemon_on_testnet("metrics", 10);
+    let data = data_dir("metrics");
+    let (_net, bootstrap) = testnet(10, &data, "mainline");
+    let advertised = format!("{}:6999", "cd".repeat(20));
+    let node = daemon(&data, &["--port", "0", "--bootstrap", &bootstrap, "--advertise", &advertised]);
     // Joined: the routing table has a good contact.
     let deadline = Instant::now() + Duration::from_secs(30);
     let good = [("family", "ipv4"), ("status", "good")];
@@ -390,6 +394,14 @@ fn metrics_parse_and_move_with_traffic() {
     assert!(metric(&after, "kadmos_lookup_messages_total", &announces) >= 1.0);
     let scrapes = [("route", "/metrics"), ("status", "200")];
     assert!(metric(&after, "kadmos_gateway_requests_total", &scrapes) >= 1.0);
+    assert_eq!(metric(&after, "kadmos_quest_advertisements", &[]), 1.0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&scrape(&node), "kadmos_quest_rounds_total", &[]) < 1.0 {
+        assert!(Instant::now() < deadline, "no advertisement round within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = succeeded(&kadmos(&data, &["stats"]));
+    assert!(stats.contains("quests: advertising 1 torrents"), "{stats}");
 }
 
 /// Debian's Chromium, or `KADMOS_CHROMIUM`; `None` (after a note) when it is absent and

@@ -150,12 +150,15 @@ async fn stats(State(state): State<Arc<DaemonState>>) -> ApiResult<Response> {
         "open_listen_streams": shared.stats.open_listens.load(std::sync::atomic::Ordering::Relaxed),
         "puts": shared.stats.puts.load(std::sync::atomic::Ordering::Relaxed),
     });
+    let advertisements =
+        OptionFuture::from(shared.mainline.as_ref().map(|d| shared.within(d.advertisements()))).await.transpose()?;
     let body = json!({
         "pid": std::process::id(),
         "uptime_secs": state.started.elapsed().as_secs(),
         "mainline": mainline,
         "opendht": opendht,
         "gateway": gateway,
+        "advertisements": advertisements,
     });
     Ok(json_body(&body))
 }

@@ -16,7 +16,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::OptionFuture;
 use kadmos::opendht::OpenDhtInfo;
-use kadmos::{Info, RoutingTableDump};
+use kadmos::{AdvertisementInfo, Info, RoutingTableDump};
 
 use crate::daemon_api::DaemonState;
 use crate::router::Route;
@@ -184,6 +184,7 @@ fn escape(value: &str) -> String {
 struct Snapshot {
     mainline: Option<(Info, RoutingTableDump)>,
     opendht: Option<(OpenDhtInfo, RoutingTableDump)>,
+    advertisements: Option<Vec<AdvertisementInfo>>,
 }
 
 async fn snapshot(state: &DaemonState) -> Snapshot {
@@ -192,7 +193,9 @@ async fn snapshot(state: &DaemonState) -> Snapshot {
         OptionFuture::from(mainline.map(|d| async { Some((d.info().await.ok()?, d.routing_table().await.ok()?)) }));
     let opendht =
         OptionFuture::from(opendht.map(|d| async { Some((d.info().await.ok()?, d.routing_table().await.ok()?)) }));
-    Snapshot { mainline: mainline.await.flatten(), opendht: opendht.await.flatten() }
+    let advertisements = OptionFuture::from(state.shared.mainline.as_ref().map(|d| d.advertisements()));
+    let advertisements = advertisements.await.and_then(Result::ok);
+    Snapshot { mainline: mainline.await.flatten(), opendht: opendht.await.flatten(), advertisements }
 }
 
 pub(crate) async fn serve(State(state): State<Arc<DaemonState>>) -> Response {
@@ -358,6 +361,12 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
         &both(&|i| i.running_operations as u64, &|i| i.running_operations as u64),
     );
 
+    if let Some(advertisements) = &snap.advertisements {
+        out.family("kadmos_quest_advertisements", "gauge", "Torrents the node advertises (re-announced every 15 min).");
+        out.sample("kadmos_quest_advertisements", &[], advertisements.len() as f64);
+        out.family("kadmos_quest_rounds_total", "counter", "Announce rounds of the current advertisements.");
+        out.sample("kadmos_quest_rounds_total", &[], advertisements.iter().map(|a| a.rounds).sum::<u64>() as f64);
+    }
     let lookups = state.metrics.lookups.lock().unwrap_or_else(|e| e.into_inner()).clone();
     out.family("kadmos_lookup_duration_seconds", "histogram", "Lookups the daemon ran for its clients, by kind.");
     for kind in LookupKind::ALL {
