@@ -551,13 +551,20 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            // --interval describes quests of the command's own node (the daemon has its own).
             Command::Advertise { info_hash, interval, net } => {
                 init_logging("warn");
-                quests::advertise(info_hash, interval, net).await
+                match LocalDaemon::find(&net, "mainline", true).await.filter(|_| interval.is_none()) {
+                    Some(daemon) => via_daemon::advertise(info_hash, announced_port(&net), &daemon, net.json).await,
+                    None => quests::advertise(info_hash, interval, net).await,
+                }
             }
             Command::Watch { info_hash, interval, net } => {
                 init_logging("warn");
-                quests::watch(info_hash, interval, net).await
+                match LocalDaemon::find(&net, "mainline", false).await.filter(|_| interval.is_none()) {
+                    Some(daemon) => via_daemon::watch(info_hash, &daemon, net.json).await,
+                    None => quests::watch(info_hash, interval, net).await,
+                }
             }
             Command::FindNode { id, net } => {
                 init_logging("warn");

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use kadmos::{Id, InfoHash, NodeId, NodeInfo, PeerBatch};
+use kadmos::{Id, InfoHash, NodeId, NodeInfo, PeerBatch, WatchEvent};
 use kadmos_http::{send, Client, ClientConfig, HttpResponse};
 use serde_json::{json, Value as Json};
 
 use crate::daemon_file::DaemonFile;
 use crate::oneshot::{print_announced, print_nodes, print_peers, print_peers_done, print_pong};
 use crate::output::emit;
+use crate::quests::{print_renewal, print_watch_event};
 use crate::storage::{parse_public_key, print_immutable, print_mutable, print_put};
 use crate::NetworkArgs;
 
@@ -174,6 +175,72 @@ pub async fn ping(addr: String, daemon: &LocalDaemon, json_output: bool) -> Resu
     let answer = daemon.json("GET", &format!("/daemon/mainline/ping/{target}")).await?;
     print_pong(json_output, node_info(&answer)?, answer["rtt_ms"].as_f64().unwrap_or(0.0));
     Ok(())
+}
+
+/// `advertise INFOHASH [--port N]` through the daemon: its rounds are printed until SIGINT or
+/// SIGTERM; the daemon stops the advertisement when this command's connection closes.
+pub async fn advertise(
+    info_hash: InfoHash,
+    port: Option<u16>,
+    daemon: &LocalDaemon,
+    json_output: bool,
+) -> Result<(), String> {
+    let stats = daemon.json("GET", "/daemon/stats").await?;
+    let own_port =
+        stats["mainline"]["local_addrs"][0].as_str().and_then(|a| a.parse::<SocketAddr>().ok()).map(|a| a.port());
+    let query = port.map(|p| format!("?port={p}")).unwrap_or_default();
+    let mut rounds = daemon.request("POST", &format!("/daemon/mainline/advertise/{info_hash}{query}")).await?;
+    until_signal(async {
+        while let Some(line) = rounds.next_line().await {
+            let renewal = parse_line(&line?)?;
+            let Some(stored_at) = renewal["stored_at"].as_u64() else { continue }; // a heartbeat
+            let next_in_secs = renewal["next_in_secs"].as_u64().unwrap_or(0);
+            print_renewal(
+                json_output,
+                info_hash,
+                (port.or(own_port), port.is_none()),
+                stored_at as usize,
+                next_in_secs,
+            );
+        }
+        Err("the daemon stopped".to_string())
+    })
+    .await
+}
+
+/// `watch INFOHASH` through the daemon: each new peer (and each peer gone) until SIGINT or
+/// SIGTERM; the daemon stops the watch when this command's connection closes.
+pub async fn watch(info_hash: InfoHash, daemon: &LocalDaemon, json_output: bool) -> Result<(), String> {
+    let mut events = daemon.request("GET", &format!("/daemon/mainline/watch/{info_hash}")).await?;
+    until_signal(async {
+        while let Some(line) = events.next_line().await {
+            let event = parse_line(&line?)?;
+            let peer = event["peer"].as_str().and_then(|p| p.parse::<SocketAddr>().ok());
+            let event = match (event["event"].as_str(), peer) {
+                (Some("found"), Some(peer)) => {
+                    let advertised = event["advertised"].as_bool().unwrap_or(false);
+                    WatchEvent::Found { peer, from: node_info(&event["from"])?, advertised }
+                }
+                (Some("gone"), Some(peer)) => WatchEvent::Gone { peer },
+                _ => continue, // a heartbeat
+            };
+            print_watch_event(json_output, info_hash, event);
+        }
+        Err("the daemon stopped".to_string())
+    })
+    .await
+}
+
+fn parse_line(line: &str) -> Result<Json, String> {
+    serde_json::from_str(line).map_err(|e| format!("daemon sent bad JSON: {e}"))
+}
+
+/// Runs `work` until it fails or SIGINT/SIGTERM arrives (then the command ends normally).
+async fn until_signal(work: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::select! {
+        () = crate::testnet::wait_for_signal() => Ok(()),
+        result = work => result,
+    }
 }
 
 /// `put VALUE` (an immutable item) through the daemon.

@@ -576,3 +576,39 @@ fn bep44_put_and_get_use_the_daemon() {
     assert_eq!((got[0]["value"].as_str(), got[0]["seq"].as_i64()), (Some("v1"), Some(1)));
     assert_eq!(served("/daemon/mainline/mutable/{public_key}"), 1.0);
 }
+
+/// `advertise` and `watch` run as quests of the daemon for as long as the commands run: the
+/// watch (through the daemon) finds the peer the advertisement (through the daemon) announces,
+/// and once the advertising command is gone, the daemon stops advertising.
+#[test]
+fn quests_run_in_the_daemon_while_their_commands_run() {
+    let (data, _net, node) = daemon_on_testnet("quests", 10);
+    let hash = "ef".repeat(20);
+    let (advertiser, rounds) = spawn(&data, &["advertise", &hash, "--port", "7100", "--json"]);
+    let first = wait_for(&rounds, "advertised", |j| (j["type"] == "advertised").then(|| j.clone()));
+    assert_eq!((first["port"].as_u64(), first["implied_port"].as_bool()), (Some(7100), Some(false)));
+    assert!(first["stored_at"].as_u64().unwrap() >= 1, "{first}");
+    let served =
+        |route: &str| metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", route), ("status", "200")]);
+    assert_eq!(served("/daemon/mainline/advertise/{infohash}"), 1.0);
+
+    let (_watcher, events) = spawn(&data, &["watch", &hash, "--json"]);
+    let found = wait_for(&events, "peer", |j| (j["type"] == "peer").then(|| j.clone()));
+    assert_eq!(found["peer"], "127.0.0.1:7100");
+    assert!(found["from"]["id"].is_string());
+    assert_eq!(served("/daemon/mainline/watch/{infohash}"), 1.0);
+
+    let stats: Json = serde_json::from_str(&http_get(node.control, "/daemon/stats")).unwrap();
+    assert_eq!(stats["advertisements"][0]["info_hash"], hash.as_str(), "{stats}");
+    drop(advertiser);
+    // The daemon notices the closed connection at the stream's next heartbeat (15 s).
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let stats: Json = serde_json::from_str(&http_get(node.control, "/daemon/stats")).unwrap();
+        if stats["advertisements"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still advertising 45 s after the command ended: {stats}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

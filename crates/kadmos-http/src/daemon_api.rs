@@ -98,6 +98,12 @@ impl DaemonState {
         }
     }
 
+    /// The infohash of a control route, once the token is checked.
+    fn authorised_info_hash(&self, headers: &HeaderMap, text: &str) -> ApiResult<InfoHash> {
+        self.authorise(headers)?;
+        parse_id(text, "the infohash")
+    }
+
     fn mainline(&self) -> ApiResult<&kadmos::Dht> {
         self.shared.mainline()
     }
@@ -115,6 +121,8 @@ pub(crate) fn around(gateway: Router, state: Arc<DaemonState>) -> Router {
         .route("/daemon/mainline/announce/:info_hash", post(announce))
         .route("/daemon/mainline/find-node/:id", get(find_node))
         .route("/daemon/mainline/ping/:addr", get(ping))
+        .route("/daemon/mainline/advertise/:info_hash", post(advertise))
+        .route("/daemon/mainline/watch/:info_hash", get(watch))
         .route("/daemon/mainline/immutable", post(put_immutable))
         .route("/daemon/mainline/immutable/:target", get(get_immutable))
         .route("/daemon/mainline/mutable/:public_key", get(get_mutable))
@@ -202,20 +210,14 @@ async fn peers(
     Path(info_hash): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
-    let info_hash: InfoHash = parse_id(&info_hash, "the infohash")?;
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
     let dht = state.mainline()?;
     let started = Instant::now();
     let batches = state.shared.within(dht.get_peers(info_hash)).await?;
     let deadline = tokio::time::sleep_until((started + state.shared.config.operation_deadline).into());
     let timing = LookupTimer { state: state.clone(), kind: LookupKind::GetPeers, started };
-    let events = batches.take_until(deadline).map(|batch| StreamEvent {
-        kind: "peers",
-        id: None,
-        json: serde_json::to_string(&batch).unwrap_or_default(),
-    });
     // The timer rides along with the stream and records the lookup when the stream ends.
-    Ok(stream_response(Framing::Ndjson, events, None, timing))
+    Ok(json_lines(batches.take_until(deadline), None, timing))
 }
 
 /// Records a lookup's duration when dropped (a streamed lookup ends when its stream does).
@@ -242,8 +244,7 @@ async fn announce(
     Query(query): Query<AnnounceQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
-    let info_hash: InfoHash = parse_id(&info_hash, "the infohash")?;
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
     let port = query.port.filter(|p| *p != 0);
     let dht = state.mainline()?;
     let started = Instant::now();
@@ -283,6 +284,55 @@ async fn ping(
     state.metrics.record_lookup(LookupKind::Ping, rtt, Some(1));
     let answer = json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt.as_secs_f64() * 1000.0 });
     Ok(json_body(&answer))
+}
+
+/// How often a quest's stream carries a heartbeat (`{}`) while its quest is quiet (rounds are
+/// minutes apart): writing is how the daemon learns that the client has gone, and the quest
+/// is stopped when its stream is dropped.
+const QUEST_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Advertises a torrent for as long as the client stays connected: one `Renewal` JSON per
+/// line per round (`?port=N`, or the daemon's own port).
+async fn advertise(
+    State(state): State<Arc<DaemonState>>,
+    Path(info_hash): Path<String>,
+    Query(query): Query<AnnounceQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
+    let dht = state.mainline()?;
+    let advertisement = state.shared.within(dht.advertise(info_hash, query.port.filter(|p| *p != 0))).await?;
+    let renewals = futures_util::stream::unfold(advertisement, |mut advertisement| async move {
+        let renewal = advertisement.next_renewal().await?;
+        Some((renewal, advertisement))
+    });
+    Ok(json_lines(renewals, Some(QUEST_HEARTBEAT), ()))
+}
+
+/// Watches a torrent for as long as the client stays connected: one `WatchEvent` JSON per line.
+async fn watch(
+    State(state): State<Arc<DaemonState>>,
+    Path(info_hash): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
+    let watch = state.shared.within(state.mainline()?.watch(info_hash)).await?;
+    Ok(json_lines(watch, Some(QUEST_HEARTBEAT), ()))
+}
+
+/// A 200 answer streaming each item as one JSON line as it comes (`guard` lives as long as
+/// the stream).
+fn json_lines<T: Serialize, G: Send + 'static>(
+    items: impl futures_util::Stream<Item = T> + Send + 'static,
+    heartbeat: Option<std::time::Duration>,
+    guard: G,
+) -> Response {
+    let events = items.map(|item| StreamEvent {
+        kind: "item",
+        id: None,
+        json: serde_json::to_string(&item).unwrap_or_default(),
+    });
+    stream_response(Framing::Ndjson, events, heartbeat, guard)
 }
 
 /// Stores the body as an immutable item (a byte string); answers the `PutResult`. Not kept

@@ -109,6 +109,8 @@ pub(crate) fn route_label(path: &str) -> &'static str {
             ["mainline", "announce", _] => "/daemon/mainline/announce/{infohash}",
             ["mainline", "find-node", _] => "/daemon/mainline/find-node/{id}",
             ["mainline", "ping", _] => "/daemon/mainline/ping/{addr}",
+            ["mainline", "advertise", _] => "/daemon/mainline/advertise/{infohash}",
+            ["mainline", "watch", _] => "/daemon/mainline/watch/{infohash}",
             ["mainline", "immutable"] => "/daemon/mainline/immutable",
             ["mainline", "immutable", _] => "/daemon/mainline/immutable/{target}",
             ["mainline", "mutable", _] => "/daemon/mainline/mutable/{public_key}",
