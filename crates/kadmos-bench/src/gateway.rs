@@ -141,23 +141,25 @@ fn start(name: &str, argv: Vec<String>, core: usize) -> Result<Server, String> {
 
 fn kadmos_side(kadmos: &Path, core: usize, state: &Path) -> Result<Side, String> {
     let bin = kadmos.to_string_lossy().into_owned();
-    let _ = std::fs::remove_file(state);
+    // A fresh directory per scenario: no node state, no permanent puts from the last one.
+    if let Some(dir) = state.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
     let seed_port = free_port()?;
     let http = free_port()?;
-    let seed = start(
-        "kadmos testnet",
-        vec![
-            bin.clone(),
-            "testnet".into(),
-            "--network".into(),
-            "opendht".into(),
-            "--nodes".into(),
-            "1".into(),
-            "--port".into(),
-            seed_port.to_string(),
-        ],
-        core,
-    )?;
+    let testnet: Vec<String> = vec![
+        bin.clone(),
+        "testnet".into(),
+        "--network".into(),
+        "opendht".into(),
+        "--nodes".into(),
+        "1".into(),
+        "--port".into(),
+        seed_port.to_string(),
+    ];
+    let (mut seed, printed) = Server::spawn("kadmos testnet", &testnet, Some(core)).map_err(|e| e.to_string())?;
+    // The node must not bootstrap before the seed listens.
+    seed.wait_addr(&printed, Duration::from_secs(30))?;
     let node = start(
         "kadmos node --http",
         vec![
@@ -358,7 +360,8 @@ pub fn run(args: &GatewayArgs) -> Result<(), String> {
                 Ok(drive(side.addr, scenario, args.connections, duration, run as u64).await)
             })
         };
-        let kadmos_figures = measure(kadmos_side(&kadmos, server_core, &tmp.path().join("state-opendht.json"))?)?;
+        let kadmos_figures =
+            measure(kadmos_side(&kadmos, server_core, &tmp.path().join(format!("run{run}/state.json")))?)?;
         let opendht_figures = if with_opendht { Some(measure(opendht_side(&dhtnode, server_core)?)?) } else { None };
         rows.push((scenario, kadmos_figures, opendht_figures));
     }

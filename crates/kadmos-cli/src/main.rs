@@ -88,7 +88,7 @@ pub struct NetworkArgs {
     /// Print one JSON object per line instead of text.
     #[arg(long)]
     json: bool,
-    /// put/get/listen (OpenDHT), peers, announce: go through this HTTP gateway instead of
+    /// put, get, listen, peers, announce: go through this HTTP gateway instead of
     /// starting a node (repeatable: the fastest is used, the others on failure). Default:
     /// KADMOS_GATEWAY (comma-separated URLs).
     #[arg(long, value_name = "URL")]
@@ -387,10 +387,6 @@ fn check_gateway_use(command: &Command) -> Result<(), String> {
         Command::Node { net, .. } => (net, "node (use --http to serve a gateway)"),
         Command::FindNode { net, .. } => (net, "find-node"),
         Command::Ping { net, .. } => (net, "ping"),
-        Command::Put { net, network: Network::Mainline, .. } => {
-            (net, "Mainline put (BEP 44 through a gateway: POST /mainline/immutable)")
-        }
-        Command::Get { net, network: Network::Mainline, .. } => (net, "Mainline get"),
         _ => return Ok(()),
     };
     if net.gateway.is_empty() {
@@ -595,14 +591,20 @@ fn main() -> ExitCode {
                         Err("--type, --ttl, --sign, --encrypt-to and --value-id are OpenDHT options (add --network opendht)"
                             .into())
                     }
-                    // Signed items are signed here, with a seq found by a get first: the daemon
-                    // does not hold the key, so only immutable puts go through it.
-                    (Network::Mainline, None) => match LocalDaemon::find(&net, "mainline", false).await {
-                        Some(daemon) if key.is_none() && salt.is_none() && seq.is_none() && cas.is_none() => {
-                            via_daemon::put_immutable(&first, &daemon, net.json).await
+                    (Network::Mainline, None) => {
+                        let args = storage::PutArgs { value: first, key, salt, seq, cas };
+                        let immutable = args.key.is_none();
+                        match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => match LocalDaemon::find(&net, "mainline", false).await {
+                                Some(daemon) if immutable => via_daemon::put_immutable(&args.value, &daemon, net.json).await,
+                                // A signed item is signed here (the daemon does not hold the key)
+                                // and put through the daemon's gateway routes.
+                                Some(daemon) => via_gateway::put_item(args, &daemon.client()?, net.json).await,
+                                None => storage::put(args, net).await,
+                            },
+                            urls => via_gateway::put_item(args, &via_gateway::client(&urls)?, net.json).await,
                         }
-                        _ => storage::put(storage::PutArgs { value: first, key, salt, seq, cas }, net).await,
-                    },
+                    }
                     (Network::Opendht, None) => Err("put --network opendht takes KEY VALUE".into()),
                     (Network::Opendht, Some(_))
                         if key.is_some() || salt.is_some() || seq.is_some() || cas.is_some() =>
@@ -631,9 +633,15 @@ fn main() -> ExitCode {
                         Err("--decrypt-with is an OpenDHT option (add --network opendht)".into())
                     }
                     Network::Mainline => match target.map(|t| t.parse::<kadmos::Id>()).transpose() {
-                        Ok(target) => match LocalDaemon::find(&net, "mainline", false).await {
-                            Some(daemon) => via_daemon::get(target, public_key, salt, &daemon, net.json).await,
-                            None => storage::get(target, public_key, salt, net).await,
+                        Ok(target) => match via_gateway::gateways(&net.gateway) {
+                            urls if urls.is_empty() => match LocalDaemon::find(&net, "mainline", false).await {
+                                Some(daemon) => via_daemon::get(target, public_key, salt, &daemon, net.json).await,
+                                None => storage::get(target, public_key, salt, net).await,
+                            },
+                            urls => {
+                                let client = via_gateway::client(&urls)?;
+                                via_gateway::get_item(target, public_key, salt, &client, net.json).await
+                            }
                         },
                         Err(e) => Err(e.to_string()),
                     },

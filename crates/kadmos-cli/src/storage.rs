@@ -59,8 +59,16 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     }
 }
 
+/// A mutable item's public key from `--public-key` (64 hex digits).
+pub(crate) fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
+    hex::decode(text)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| format!("--public-key: expected 64 hex digits, got {text:?}"))
+}
+
 /// How a stored value is shown: its text if it is a UTF-8 byte string, else its bencoding.
-fn describe(bencoded: &[u8]) -> (Option<String>, String) {
+pub(crate) fn describe(bencoded: &[u8]) -> (Option<String>, String) {
     let text = kadmos_proto_value_string(bencoded);
     let shown = text.clone().unwrap_or_else(|| String::from_utf8_lossy(bencoded).into_owned());
     (text, shown)
@@ -144,14 +152,6 @@ pub(crate) fn print_mutable(json_output: bool, (public_key, salt): (&str, &str),
         }),
         || format!("{shown}\t(seq {seq})"),
     );
-}
-
-/// A `--public-key` as 32 bytes.
-pub(crate) fn parse_public_key(public_key: &str) -> Result<[u8; 32], String> {
-    hex::decode(public_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| format!("--public-key: expected 64 hex digits, got {public_key:?}"))
 }
 
 pub async fn get(

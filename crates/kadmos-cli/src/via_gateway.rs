@@ -1,18 +1,19 @@
-//! `--gateway URL` (repeatable, or `KADMOS_GATEWAY=URL[,URL…]`): `put`, `get`, `listen`,
-//! `peers` and `announce` through HTTP gateways instead of a node of their own, with the
+//! `--gateway URL` (repeatable, or `KADMOS_GATEWAY=URL[,URL…]`): `put`, `get` (OpenDHT values,
+//! BEP 44 items), `listen`, `peers` and `announce` through HTTP gateways instead of a node of their own, with the
 //! fastest gateway remembered for a day in `gateway.json` in the data directory, and failover
 //! to the others. Output is the same as without a gateway.
 
 use std::path::PathBuf;
 
 use kadmos::opendht::{crypto, key_from_str, PutOptions, ValueType};
-use kadmos::InfoHash;
+use kadmos::{Id, InfoHash, MutableItem};
 use kadmos_http::{Client, ClientConfig};
 use serde_json::json;
 
 use crate::opendht::{print_changes, PutArgs, Received};
 use crate::opendht_keys::{load_owner_key, load_public_key};
 use crate::output::emit;
+use crate::storage;
 
 /// The gateways asked for: `--gateway` values, else `KADMOS_GATEWAY` (comma-separated).
 pub fn gateways(flags: &[String]) -> Vec<String> {
@@ -132,5 +133,65 @@ pub async fn announce(
             None => format!("announced the gateway node's port at {stored} nodes"),
         },
     );
+    Ok(())
+}
+
+/// `put VALUE [--key FILE --salt S --seq N --cas N] --gateway URL`: an immutable item, or a
+/// mutable one signed here (without `--seq`, one more than the newest the gateway finds).
+pub async fn put_item(args: storage::PutArgs, client: &Client, json_output: bool) -> Result<(), String> {
+    let signer = args.key.as_deref().map(storage::load_key).transpose()?;
+    let Some(signer) = signer else {
+        if args.salt.is_some() || args.seq.is_some() || args.cas.is_some() {
+            return Err("--salt, --seq and --cas apply to mutable items: give --key FILE".into());
+        }
+        let (target, stored) = client.put_immutable(args.value.as_bytes()).await.map_err(|e| e.to_string())?;
+        let fields =
+            json!({ "target": target.to_string(), "seq": null, "stored": stored, "gateway": client.current() });
+        emit(json_output, "put", &fields, || format!("{target}\t(stored at {stored} nodes)"));
+        return Ok(());
+    };
+    let salt = args.salt.unwrap_or_default();
+    let seq = match args.seq {
+        Some(seq) => seq,
+        None => {
+            let newest = client.get_mutable(signer.public_key(), salt.as_bytes()).await.map_err(|e| e.to_string())?;
+            newest.map_or(1, |item| item.seq + 1)
+        }
+    };
+    let mut value = format!("{}:", args.value.len()).into_bytes();
+    value.extend_from_slice(args.value.as_bytes());
+    let item = MutableItem::sign(&signer, salt.as_bytes(), seq, value).map_err(|e| e.to_string())?;
+    client.put_mutable(&item, args.cas).await.map_err(|e| e.to_string())?;
+    let target = item.target();
+    let fields = json!({ "target": target.to_string(), "seq": seq, "gateway": client.current() });
+    emit(json_output, "put", &fields, || format!("{target}\t(seq {seq})"));
+    Ok(())
+}
+
+/// `get TARGET --gateway URL` or `get --public-key HEX [--salt S] --gateway URL`.
+pub async fn get_item(
+    target: Option<Id>,
+    public_key: Option<String>,
+    salt: Option<String>,
+    client: &Client,
+    json_output: bool,
+) -> Result<(), String> {
+    match (target, public_key) {
+        (Some(target), None) => {
+            let value = client.get_immutable(target).await.map_err(|e| e.to_string())?.ok_or("not found on the DHT")?;
+            storage::print_immutable(json_output, target, &value);
+        }
+        (None, Some(public_key)) => {
+            let key = storage::parse_public_key(&public_key)?;
+            let salt = salt.unwrap_or_default();
+            let item = client
+                .get_mutable(key, salt.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("not found on the DHT")?;
+            storage::print_mutable(json_output, (&public_key, &salt), item.target(), item.seq, &item.value);
+        }
+        _ => return Err("give either a TARGET or --public-key HEX".into()),
+    }
     Ok(())
 }

@@ -548,8 +548,8 @@ fn opendht_commands_use_the_daemon() {
 }
 
 /// BEP 44 through the daemon: an immutable `put` and the `get` of its target are answered by
-/// the daemon, and so is the `get` of a mutable item that a standalone `put --key` stored
-/// (signed items are signed by the command, which holds the key).
+/// the daemon; a `put --key` is signed by the command (which holds the key) and put through
+/// the daemon's gateway route, and the `get` of that mutable item is answered by the daemon.
 #[test]
 fn bep44_put_and_get_use_the_daemon() {
     let (data, _net, node) = daemon_on_testnet("bep44", 10);
@@ -568,10 +568,10 @@ fn bep44_put_and_get_use_the_daemon() {
     let key = data.join("item.key");
     let keygen = json_lines(&succeeded(&kadmos(&data, &["keygen", "--out", key.to_str().unwrap(), "--json"])));
     let public_key = keygen[0]["public_key"].as_str().unwrap().to_string();
-    let bootstrap = format!("127.0.0.1:{}", node.udp.port());
-    let args =
-        ["put", "--key", key.to_str().unwrap(), "--salt", "s", "v1", "--bootstrap", &bootstrap, "--bind", "127.0.0.1"];
-    succeeded(&kadmos(&data, &args));
+    succeeded(&kadmos(&data, &["put", "--key", key.to_str().unwrap(), "--salt", "s", "v1", "--json"]));
+    let signed = [("route", "/mainline/mutable/{public_key}"), ("status", "204")];
+    let signed_puts = metric(&scrape(&node), "kadmos_gateway_requests_total", &signed);
+    assert_eq!(signed_puts, 1.0, "the signed put went through the daemon");
     let got = json_lines(&succeeded(&kadmos(&data, &["get", "--public-key", &public_key, "--salt", "s", "--json"])));
     assert_eq!((got[0]["value"].as_str(), got[0]["seq"].as_i64()), (Some("v1"), Some(1)));
     assert_eq!(served("/daemon/mainline/mutable/{public_key}"), 1.0);

@@ -240,9 +240,10 @@ async fn kadmos_cli(data: std::path::PathBuf, args: Vec<String>) -> (Option<i32>
     .unwrap()
 }
 
-/// `kadmos put|get --network opendht --gateway URL` and `peers|announce --gateway URL`
-/// work through a node process's gateway, with the same JSON output as without one; a command
-/// that cannot use a gateway refuses `--gateway` (exit status 2).
+/// `kadmos put|get --network opendht --gateway URL`, `peers|announce --gateway URL` and
+/// BEP 44 `put|get --gateway URL` (immutable, and mutable signed by the CLI, the second put
+/// getting the next seq) work through a node process's gateway, with the same kinds of JSON
+/// lines as without one; a command that cannot use a gateway refuses `--gateway` (exit 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_commands_through_a_gateway() {
     let opendht = kadmos::opendht::Testnet::new(3).await.unwrap();
@@ -274,6 +275,25 @@ async fn cli_commands_through_a_gateway() {
     let (code, out, err) = through(&["peers", info_hash]).await;
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("127.0.0.1:7777"), "{out}");
+
+    // BEP 44 through the gateway: an immutable item, and a mutable one signed by the CLI.
+    let (code, out, err) = through(&["put", "immutable-through-gateway"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let target = serde_json::from_str::<Json>(out.trim()).unwrap()["target"].as_str().unwrap().to_string();
+    let (code, out, err) = through(&["get", &target]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(serde_json::from_str::<Json>(out.trim()).unwrap()["value"], "immutable-through-gateway");
+    let keygen = kadmos_cli(node.data.clone(), vec!["keygen".into(), "--json".into()]).await;
+    let public_key = serde_json::from_str::<Json>(keygen.1.trim()).unwrap()["public_key"].as_str().unwrap().to_string();
+    for version in ["first", "second"] {
+        let (code, _, err) =
+            through(&["put", "--key", node.data.join("kadmos/ed25519.key").to_str().unwrap(), version]).await;
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let (code, out, err) = through(&["get", "--public-key", &public_key]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let item: Json = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((item["value"].as_str(), item["seq"].as_i64()), (Some("second"), Some(2)), "{item}");
 
     let (code, _, err) = through(&["find-node", info_hash]).await;
     assert_eq!(code, Some(2));

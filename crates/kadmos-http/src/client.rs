@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::http::Method;
 use bytes::Bytes;
 use kadmos::opendht::{ListenEvent, Value, ValueId};
-use kadmos::{Id, InfoHash};
+use kadmos::{Id, InfoHash, MutableItem};
 use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -359,6 +359,85 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// Stores a BEP 44 immutable item holding `value` (a byte string); returns its target and
+    /// how many nodes stored it.
+    pub async fn put_immutable(&self, value: &[u8]) -> Result<(Id, usize), ClientError> {
+        let body = Bytes::copy_from_slice(value);
+        self.with_failover(|addr| {
+            let body = body.clone();
+            async move {
+                let response = self.request(addr, Method::POST, "/mainline/immutable", body).await?;
+                let text = self.body_text(response).await?;
+                let json: Json =
+                    serde_json::from_str(text.trim()).map_err(|e| Self::bad_answer(addr, e.to_string()))?;
+                let target = json["target"].as_str().and_then(|t| t.parse().ok());
+                let stored = json["stored"].as_u64().unwrap_or(0) as usize;
+                target.map(|t| (t, stored)).ok_or_else(|| Self::bad_answer(addr, text))
+            }
+        })
+        .await
+    }
+
+    /// The bencoded value of the immutable item `target` (the gateway checked it against the
+    /// target); `None` if no node has it.
+    pub async fn get_immutable(&self, target: Id) -> Result<Option<Vec<u8>>, ClientError> {
+        let path = format!("/mainline/immutable/{target}");
+        self.found_bytes(&path).await
+    }
+
+    /// The newest version of a mutable item (its signature checked here); `None` if no node
+    /// has it.
+    pub async fn get_mutable(&self, public_key: [u8; 32], salt: &[u8]) -> Result<Option<MutableItem>, ClientError> {
+        let path = format!("/mainline/mutable/{}?salt={}", hex::encode(public_key), hex::encode(salt));
+        let Some(body) = self.found_bytes(&path).await? else { return Ok(None) };
+        let bad = |message: String| ClientError::BadAnswer { gateway: self.current().unwrap_or_default(), message };
+        let item = crate::relay_payload::to_item(public_key, salt, &body).map_err(|e| bad(e.to_string()))?;
+        item.verify().map_err(|e| bad(format!("the item's signature: {e}")))?;
+        Ok(Some(item))
+    }
+
+    /// Stores a mutable item signed here; `cas`: the seq it must replace (BEP 44's CAS).
+    pub async fn put_mutable(&self, item: &MutableItem, cas: Option<i64>) -> Result<(), ClientError> {
+        let body = crate::relay_payload::from_item(item).map(Bytes::from).ok_or_else(|| ClientError::Refused {
+            status: 400,
+            message: "the item's value is not a byte string".into(),
+        })?;
+        let path = format!("/mainline/mutable/{}?salt={}", hex::encode(item.public_key), hex::encode(&item.salt));
+        let cas = cas.map(|c| c.to_string());
+        self.with_failover(|addr| {
+            let (path, body, cas) = (path.clone(), body.clone(), cas.clone());
+            async move {
+                let mut headers = vec![("content-type", "application/pkarr.org/relays#payload")];
+                if let Some(cas) = &cas {
+                    headers.push(("if-match", cas.as_str()));
+                }
+                let response = send(addr, Method::PUT, &path, &headers, body, self.inner.config.request_deadline)
+                    .await
+                    .map_err(|e| Failure::Gateway(e.to_string()))?;
+                check(response).await.map(drop)
+            }
+        })
+        .await
+    }
+
+    /// A GET's body, or `None` on 404.
+    async fn found_bytes(&self, path: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let found = self
+            .with_failover(|addr| async move {
+                let response = self.request(addr, Method::GET, path, Bytes::new()).await?;
+                match tokio::time::timeout(self.inner.config.request_deadline, response.bytes()).await {
+                    Ok(Ok(bytes)) => Ok(bytes.to_vec()),
+                    _ => Err(Failure::Gateway("the answer did not end in time".into())),
+                }
+            })
+            .await;
+        match found {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(ClientError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Listens to `key` through a gateway: the values there now, then every change. When the

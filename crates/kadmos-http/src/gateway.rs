@@ -178,12 +178,17 @@ pub struct RunningGateway {
     pub local_addr: SocketAddr,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    shared: Arc<Shared>,
 }
 
 impl RunningGateway {
+    /// Stops accepting connections, stops the push subscriptions and the upkeep. Streams
+    /// already open end when their clients close them (or the node stops).
     pub fn stop(&self) {
         self.server.abort();
         self.sweeper.abort();
+        // Their forwarders hold the gateway's state: dropping them lets it go.
+        self.shared.push.clear();
     }
 }
 
@@ -236,6 +241,7 @@ impl Gateway {
                 tracing::warn!("gateway on {local_addr} stopped: {e}");
             }
         });
+        let shared = self.shared.clone();
         let sweeper = tokio::spawn(async move {
             let sweep = async {
                 if let Some(path) = self.shared.config.state_file.clone() {
@@ -245,7 +251,7 @@ impl Gateway {
             };
             tokio::join!(sweep, daemon_api::sample_history(daemon));
         });
-        Ok(RunningGateway { local_addr, server, sweeper })
+        Ok(RunningGateway { local_addr, server, sweeper, shared })
     }
 
     /// Binds `addr` (port 0: any free port) and serves there.

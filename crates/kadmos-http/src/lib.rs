@@ -22,6 +22,7 @@
 //! - `listen_hub`: one node listen per key shared by its clients; journal for resuming.
 //! - `mainline_api`: Mainline peers and announces, BEP 44 items, the pkarr relay API.
 //! - `push`: SUBSCRIBE/UNSUBSCRIBE, pushes through gorush or UnifiedPush.
+//! - [`web_push_encryption`]: RFC 8291 encryption of UnifiedPush payloads.
 //! - [`relay_payload`]: pkarr's `sig ‖ seq ‖ v` body; [`zbase32`]: pkarr's key encoding.
 //! - `node_status`: node info, stats, `/healthz`, `/readyz`.
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
@@ -59,6 +60,7 @@ pub mod relay_payload;
 mod router;
 pub mod transport;
 pub mod value_json;
+pub mod web_push_encryption;
 mod websocket;
 pub mod zbase32;
 pub use transport::{send, HttpResponse, TransportError};

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use kadmos::opendht::{ListenEvent, Value};
 use kadmos::Id;
 
@@ -37,8 +37,11 @@ fn value_event(value: &Value, expired: bool) -> StreamEvent {
 /// GETs of the key ([`crate::hot_keys`]); a listen of the key running here answers instead.
 pub async fn get(shared: &Shared, key: Id, headers: &HeaderMap) -> ApiResult<Response> {
     let dht = shared.opendht()?;
-    // A node still joining would hold the lookup back: past the deadline that is a 504.
-    shared.within(dht.bootstrapped()).await?;
+    // A node still joining would hold the lookup back: past the deadline that is a 504. (Once
+    // joined, the check is answered at once, without arming the deadline's timer.)
+    if dht.bootstrapped().now_or_never().is_none() {
+        shared.within(dht.bootstrapped()).await?;
+    }
     if let Some(values) = shared.listens.current_values(&key, shared.config.listen_answers_gets_after) {
         let events = futures_util::stream::iter(values).map(|v| value_event(&v, false));
         return Ok(stream_response(Framing::negotiate(headers), events, None, ()));

@@ -7,8 +7,9 @@
 //! subscription expires the device gets `{"timeout": key, "to": client_id}`, OpenDHT's hint to
 //! subscribe again. `UNSUBSCRIBE` stops it. Subscriptions are saved with the gateway's state
 //! and started again, for the time they had left, by the next gateway. Only `http://` push servers and endpoints are
-//! reached (put a TLS-terminating relay in front of an `https://` one); UnifiedPush payloads are
-//! sent unencrypted (RFC 8291 encryption is not implemented).
+//! reached (put a TLS-terminating relay in front of an `https://` one). A UnifiedPush
+//! subscription whose topic is the device's keys (`"<p256dh>|<auth>"`) gets its payloads
+//! encrypted (RFC 8291, `aes128gcm`); without keys they go as plain JSON, as OpenDHT 2.x sends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ use crate::api_error::{ApiError, ApiResult};
 use crate::gateway::Shared;
 use crate::gateway_state::Changed;
 use crate::opendht_api::{self, read_body};
-use crate::transport;
+use crate::{transport, web_push_encryption};
 
 /// How long a push may take to be delivered to the push server or endpoint.
 const PUSH_DEADLINE: Duration = Duration::from_secs(10);
@@ -105,6 +106,13 @@ impl PushSubscriptions {
 
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Stops every subscription, without forgetting them in the saved state (a gateway being
+    /// stopped; the next one restarts them).
+    pub fn clear(&self) {
+        let entries = std::mem::take(&mut *self.lock());
+        drop(entries);
     }
 
     /// The subscriptions and the time each has left, as JSON (to save).
@@ -293,12 +301,26 @@ async fn forward(
 /// can still GET the key).
 async fn deliver(shared: Arc<Shared>, device: Device, data: Json, high_priority: bool) {
     let priority = if high_priority { "high" } else { "normal" };
-    let (url, body, headers): (String, Json, Vec<(&str, String)>) = match device.platform {
-        Platform::UnifiedPush => (
-            device.token.clone(),
-            data,
-            vec![("ttl", "86400".into()), ("urgency", priority.into()), ("content-type", "application/json".into())],
-        ),
+    let (url, body, headers): (String, Bytes, Vec<(&str, String)>) = match device.platform {
+        Platform::UnifiedPush => {
+            let mut headers = vec![("ttl", "86400".to_string()), ("urgency", priority.to_string())];
+            let body = match web_push_encryption::DeviceKeys::from_topic(&device.topic) {
+                // The device gave its keys: RFC 8291, so that the push service cannot read it.
+                Some(keys) => match web_push_encryption::encrypt(data.to_string().as_bytes(), &keys) {
+                    Ok(sealed) => {
+                        headers.push(("content-encoding", "aes128gcm".into()));
+                        headers.push(("content-type", "application/octet-stream".into()));
+                        Bytes::from(sealed)
+                    }
+                    Err(e) => return tracing::warn!("encrypting a push for {}: {e}", device.token),
+                },
+                None => {
+                    headers.push(("content-type", "application/json".into()));
+                    Bytes::from(data.to_string())
+                }
+            };
+            (device.token.clone(), body, headers)
+        }
         Platform::Android | Platform::Ios => {
             let Some(server) = &shared.config.push_server else { return };
             let mut notification = json!({ "tokens": [device.token], "data": data, "priority": priority });
@@ -310,11 +332,12 @@ async fn deliver(shared: Arc<Shared>, device: Device, data: Json, high_priority:
                 notification["topic"] = json!(device.topic);
             }
             let url = format!("{}/api/push", server.trim_end_matches('/'));
-            (url, json!({ "notifications": [notification] }), vec![("content-type", "application/json".into())])
+            let body = Bytes::from(json!({ "notifications": [notification] }).to_string());
+            (url, body, vec![("content-type", "application/json".into())])
         }
     };
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    match transport::post_url(&url, &headers, Bytes::from(body.to_string()), PUSH_DEADLINE).await {
+    match transport::post_url(&url, &headers, body, PUSH_DEADLINE).await {
         Ok(status) if (200..300).contains(&status) => {}
         Ok(status) => tracing::warn!("push to {url} answered {status}"),
         Err(e) => tracing::warn!("push to {url}: {e}"),

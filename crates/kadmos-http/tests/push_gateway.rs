@@ -13,8 +13,8 @@ use serde_json::{json, Value as Json};
 use support::*;
 use tokio::sync::mpsc;
 
-/// What the sink received: path, headers, JSON body.
-type Received = (String, HeaderMap, Json);
+/// What the sink received: path, headers, JSON body (null if not JSON), raw body.
+type Received = (String, HeaderMap, Json, Vec<u8>);
 
 /// An HTTP server on loopback that answers every request as gorush does and reports it.
 async fn sink() -> (SocketAddr, mpsc::UnboundedReceiver<Received>) {
@@ -25,7 +25,7 @@ async fn sink() -> (SocketAddr, mpsc::UnboundedReceiver<Received>) {
             let (parts, body) = request.into_parts();
             let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
             let json = serde_json::from_slice(&body).unwrap_or(Json::Null);
-            let _ = tx.send((parts.uri.path().to_string(), parts.headers, json));
+            let _ = tx.send((parts.uri.path().to_string(), parts.headers, json, body.to_vec()));
             r#"{"counts":1,"logs":[],"success":"ok"}"#
         }
     });
@@ -55,7 +55,7 @@ async fn gorush_push_on_a_new_value() {
     assert_eq!(stats["pushListenersCount"], json!(1));
 
     assert_eq!(call(gw, "POST", "/key/pushed", r#"{"data":"eA==","id":"77"}"#).await.0, 200);
-    let (path, _, body) = next_push(&mut pushes).await;
+    let (path, _, body, _) = next_push(&mut pushes).await;
     assert_eq!(path, "/api/push");
     let notification = &body["notifications"][0];
     assert_eq!(notification["tokens"], json!(["fake-fcm-token"]));
@@ -91,7 +91,7 @@ async fn unifiedpush_goes_to_the_endpoint() {
         json!({"key": endpoint, "platform": "unifiedpush", "client_id": "c7", "session_id": "s7"}).to_string();
     assert_eq!(call(gw, "SUBSCRIBE", "/key/up", &subscribe).await.0, 200);
     assert_eq!(call(gw, "POST", "/key/up", r#"{"data":"eQ==","id":"8"}"#).await.0, 200);
-    let (path, headers, body) = next_push(&mut pushes).await;
+    let (path, headers, body, _) = next_push(&mut pushes).await;
     assert_eq!(path, "/up/device-7");
     assert_eq!((headers["ttl"].to_str().unwrap(), headers["urgency"].to_str().unwrap()), ("86400", "high"));
     assert_eq!((body["to"].as_str(), body["ids"].as_str()), (Some("c7"), Some("8")));
@@ -137,7 +137,34 @@ async fn push_subscriptions_survive_a_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(call(restarted.local_addr, "POST", "/key/restarted", r#"{"data":"eg==","id":"12"}"#).await.0, 200);
-    let (path, _, body) = next_push(&mut pushes).await;
+    let (path, _, body, _) = next_push(&mut pushes).await;
     assert_eq!((path.as_str(), body["ids"].as_str(), body["s"].as_str()), ("/up/restarted", Some("12"), Some("s9")));
     let _ = std::fs::remove_file(&file);
+}
+
+/// A UnifiedPush subscription whose topic carries the device's keys (`<p256dh>|<auth>`) gets
+/// its pushes encrypted (RFC 8291, `Content-Encoding: aes128gcm`): the sink sees no JSON, and
+/// the device's private key opens OpenDHT's payload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unifiedpush_with_device_keys_is_encrypted() {
+    use base64::Engine;
+    use kadmos_http::web_push_encryption;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let device = p256::SecretKey::random(&mut rand::rngs::OsRng);
+    let auth: [u8; 16] = rand::random();
+    let p256dh = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&device.public_key(), false);
+    let topic = format!("{}|{}", b64.encode(p256dh.as_bytes()), b64.encode(auth));
+
+    let (sink_addr, mut pushes) = sink().await;
+    let net = GatewayNet::start(3, 1, GatewayConfig::default()).await;
+    let endpoint = format!("http://{sink_addr}/up/secret");
+    let subscribe = json!({"key": endpoint, "platform": "unifiedpush", "client_id": "c", "topic": topic}).to_string();
+    assert_eq!(call(net.addr(0), "SUBSCRIBE", "/key/sealed", &subscribe).await.0, 200);
+    assert_eq!(call(net.addr(0), "POST", "/key/sealed", r#"{"data":"eA==","id":"21"}"#).await.0, 200);
+    let (_, headers, json, raw) = next_push(&mut pushes).await;
+    assert_eq!(headers["content-encoding"], "aes128gcm");
+    assert_eq!(json, Json::Null, "the push service sees no JSON");
+    let opened = web_push_encryption::decrypt(&raw, &device, &auth).expect("the device opens it");
+    let payload: Json = serde_json::from_slice(&opened).unwrap();
+    assert_eq!((payload["ids"].as_str(), payload["to"].as_str()), (Some("21"), Some("c")));
 }

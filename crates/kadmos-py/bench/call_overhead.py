@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 
 import kadmos
@@ -33,12 +34,20 @@ def timed(work, n: int) -> float:
     return per_op_us(time.perf_counter() - start, n)
 
 
+def median_of(repeats: int, measure) -> float:
+    """The median of `repeats` measurements after one warm-up: a shared machine makes single
+    figures jumpy."""
+    measure()
+    return statistics.median(measure() for _ in range(repeats))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20000, help="calls per measurement")
     parser.add_argument("--values", type=int, default=200, help="values stored at the key a get streams")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per figure (the median is shown)")
     args = parser.parse_args()
-    calls, stored = args.calls, args.values
+    calls, stored, repeats = args.calls, args.values, args.repeats
 
     node = kadmos.OpenDht(port=0, bind=["127.0.0.1"], bootstrap=[], rate_limits=None)
     native = node._node
@@ -78,20 +87,27 @@ def main() -> None:
         return per_op_us(time.perf_counter() - start, items)
 
     aio_node = kadmos.aio.OpenDht._wrap(native)
-    rust_cancel = per_op_us(_native.rust_cancel_put_calls(native, key, calls), calls)
-    rust_info = per_op_us(_native.rust_info_calls(native, calls), calls)
-    rust_get_s, rust_items = _native.rust_get_values(native, key, rounds)
-    rust_item = per_op_us(rust_get_s, rust_items)
+
+    def rust_items() -> float:
+        seconds, items = _native.rust_get_values(native, key, rounds)
+        return per_op_us(seconds, items)
+
+    rust_cancel = median_of(repeats, lambda: per_op_us(_native.rust_cancel_put_calls(native, key, calls), calls))
+    rust_info = median_of(repeats, lambda: per_op_us(_native.rust_info_calls(native, calls), calls))
+    rust_item = median_of(repeats, rust_items)
+
+    def measure(work) -> float:
+        return median_of(repeats, work)
 
     rows = [
-        ("cancel_put (bool answer)", "blocking", rust_cancel, timed(blocking_cancel_put, calls), BLOCKING_TARGET_US),
-        ("cancel_put (bool answer)", "awaited", rust_cancel, asyncio.run(awaited(calls, lambda: aio_node.cancel_put(key, 0))), AWAITED_TARGET_US),
-        ("info (nested dict answer)", "blocking", rust_info, timed(blocking_info, calls), BLOCKING_TARGET_US),
-        ("info (nested dict answer)", "awaited", rust_info, asyncio.run(awaited(calls, aio_node.info)), AWAITED_TARGET_US),
-        ("get, per streamed value", "for", rust_item, timed(blocking_stream, rounds) / stored, None),
-        ("get, per streamed value", "async for", rust_item, asyncio.run(async_stream(rounds)), None),
+        ("cancel_put (bool answer)", "blocking", rust_cancel, measure(lambda: timed(blocking_cancel_put, calls)), BLOCKING_TARGET_US),
+        ("cancel_put (bool answer)", "awaited", rust_cancel, measure(lambda: asyncio.run(awaited(calls, lambda: aio_node.cancel_put(key, 0)))), AWAITED_TARGET_US),
+        ("info (nested dict answer)", "blocking", rust_info, measure(lambda: timed(blocking_info, calls)), BLOCKING_TARGET_US),
+        ("info (nested dict answer)", "awaited", rust_info, measure(lambda: asyncio.run(awaited(calls, aio_node.info))), AWAITED_TARGET_US),
+        ("get, per streamed value", "for", rust_item, measure(lambda: timed(blocking_stream, rounds) / stored), None),
+        ("get, per streamed value", "async for", rust_item, measure(lambda: asyncio.run(async_stream(rounds))), None),
     ]
-    print(f"{calls} calls per measurement; gets of {stored} values, {rounds} rounds")
+    print(f"{calls} calls per measurement, median of {repeats}; gets of {stored} values, {rounds} rounds")
     print(f"{'operation':<27} {'from Python':<11} {'Rust µs':>9} {'Python µs':>10} {'overhead µs':>12}  target")
     for name, how, rust_us, python_us, target in rows:
         overhead = python_us - rust_us

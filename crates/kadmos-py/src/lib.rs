@@ -5,19 +5,23 @@
 //!
 //! # Layout
 //!
-//! - `runtime`: the process's tokio runtime; blocking and awaited calls; the fork guard.
+//! - `runtime`: the process's tokio runtime; blocking calls; the fork guard.
+//! - `awaitable`: Rust futures as asyncio futures (awaited calls).
 //! - `errors`: kadmos errors as the exceptions of `kadmos.errors`.
 //! - `stream`: `Stream`, for `for` and `async for`, cancelling its operation when closed.
 //! - `network`: what both node kinds start with; `host:port` resolution.
 //! - `key`: keys and IDs from bytes or text.
+//! - `logging`: kadmos's log on stderr, switched from Python.
 //! - `mainline`: `Dht`, `ItemSigner`.
 //! - `opendht`: `OpenDht`, `Value`, `Filter`, `OwnerKey`, `PublicKey`.
 //! - `testnet`: local networks for tests.
 //! - `bench`: the Rust side of the call-overhead benchmark (`bench/call_overhead.py`).
 
+mod awaitable;
 mod bench;
 mod errors;
 mod key;
+mod logging;
 mod mainline;
 mod network;
 mod opendht;
@@ -34,6 +38,8 @@ mod _native {
     #[pymodule_export]
     use crate::bench::{rust_cancel_put_calls, rust_get_values, rust_info_calls};
     #[pymodule_export]
+    use crate::logging::{disable_logging, enable_logging};
+    #[pymodule_export]
     use crate::mainline::{Dht, ItemSigner};
     #[pymodule_export]
     use crate::opendht::{decrypt_value, verify_value, Filter, OpenDht, OwnerKey, PublicKey, Value};
@@ -41,11 +47,4 @@ mod _native {
     use crate::stream::Stream;
     #[pymodule_export]
     use crate::testnet::{mainline_testnet, opendht_testnet};
-
-    use super::*;
-
-    #[pymodule_init]
-    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        crate::runtime::install(m.py())
-    }
 }

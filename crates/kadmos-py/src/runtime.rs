@@ -2,8 +2,8 @@
 //! GIL released, Ctrl-C honoured) and awaiting (an asyncio future).
 //!
 //! Every node of the process runs on this runtime (a testnet of 20 nodes is 20 tasks, not 20
-//! runtimes, which `kadmos::blocking` would make). It is created on first use, handed to
-//! pyo3-async-runtimes for the awaitables, and never dropped: its threads end with the process,
+//! runtimes, which `kadmos::blocking` would make). It is created on first use and never
+//! dropped: its threads end with the process,
 //! so a program that exits with live nodes exits at once.
 
 use std::future::Future;
@@ -52,15 +52,6 @@ pub fn runtime() -> PyResult<&'static Runtime> {
     }
 }
 
-/// Hands the runtime to pyo3-async-runtimes, which runs the awaitables on it.
-pub fn install(_py: Python<'_>) -> PyResult<()> {
-    let runtime = runtime()?;
-    // Already installed when the module is imported a second time (a subinterpreter is refused
-    // by pyo3 before this): keeping the first is right.
-    let _ = pyo3_async_runtimes::tokio::init_with_runtime(runtime);
-    Ok(())
-}
-
 /// Runs `work` on the runtime from this thread, with the GIL released. Between turns of
 /// [`SIGNAL_CHECK`] it lets Python handle signals; a `KeyboardInterrupt` (or any exception a
 /// handler raises) drops the work, which cancels it, and is raised. The work is driven by the
@@ -85,18 +76,6 @@ pub fn block_on<T: Send + 'static>(
     }
 }
 
-/// `work` as an asyncio awaitable; cancelling the asyncio future drops `work`.
-pub fn awaitable<'py, T>(
-    py: Python<'py>,
-    work: impl Future<Output = PyResult<T>> + Send + 'static,
-) -> PyResult<Bound<'py, PyAny>>
-where
-    T: for<'a> IntoPyObject<'a> + Send + 'static,
-{
-    runtime()?;
-    pyo3_async_runtimes::tokio::future_into_py(py, work)
-}
-
 /// A call of the native API: awaited (`aio`: an awaitable is returned) or blocking (the
 /// result is returned).
 pub fn call<T>(
@@ -108,7 +87,7 @@ where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     if aio {
-        Ok(awaitable(py, work)?.unbind())
+        Ok(crate::awaitable::awaitable(py, work)?.unbind())
     } else {
         block_on(py, work)?.into_py_any(py)
     }

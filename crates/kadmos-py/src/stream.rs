@@ -334,15 +334,14 @@ impl Stream {
         let convert = self.convert(py);
         if let Some(ready) = self.shared.ready() {
             // Already there: an asyncio future that is already done, no trip through the runtime.
-            let done = pyo3_async_runtimes::get_running_loop(py)?.call_method0("create_future")?;
-            match ready {
-                Some(item) => done.call_method1("set_result", (Converted { item, convert },))?,
-                None => done.call_method1("set_exception", (PyStopAsyncIteration::new_err(()).into_value(py),))?,
+            let outcome = match ready {
+                Some(item) => Converted { item, convert }.into_py_any(py),
+                None => Err(PyStopAsyncIteration::new_err(())),
             };
-            return Ok(done);
+            return crate::awaitable::ready(py, outcome);
         }
         let shared = self.shared.clone();
-        runtime::awaitable(py, async move {
+        crate::awaitable::awaitable(py, async move {
             match shared.next().await.map_err(to_py)? {
                 Some(item) => Ok(Converted { item, convert }),
                 None => Err(PyStopAsyncIteration::new_err(())),
@@ -372,13 +371,13 @@ impl Stream {
     }
 
     fn __aenter__<'py>(slf: Py<Self>, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        runtime::awaitable(py, async move { Ok(slf) })
+        crate::awaitable::ready(py, Ok(slf.into_any()))
     }
 
     #[pyo3(signature = (*_exc))]
     fn __aexit__<'py>(&self, py: Python<'py>, _exc: &Bound<'py, pyo3::types::PyTuple>) -> PyResult<Bound<'py, PyAny>> {
         self.close();
-        runtime::awaitable(py, async move { Ok(false) })
+        crate::awaitable::ready(py, false.into_py_any(py))
     }
 }
 

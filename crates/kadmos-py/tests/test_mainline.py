@@ -215,3 +215,14 @@ def test_bind_failure_is_an_oserror():
     assert isinstance(failure.value, kadmos.BindError)
     assert failure.value.errno == errno.EADDRNOTAVAIL
     assert failure.value.addr.startswith("192.0.2.1:")
+
+
+def test_bootstrap_and_save_state_blocking(mainline_net):
+    """A Mainline node started alone joins through bootstrap() (a put right after it waits for
+    the join) and saves its state with its contacts."""
+    with kadmos.Dht(bind=["127.0.0.1"], bootstrap=[]) as node:
+        node.bootstrap(mainline_net.bootstrap[:2])
+        assert node.put_immutable(b"right after bootstrap").stored_at
+        state = node.save_state()
+        assert state.node_id == node.node_id and state.contacts >= 1
+        assert state.to_dict()["node_id"] == str(node.node_id)

@@ -149,3 +149,19 @@ async def test_aio_testnet_and_bootstrap_right_after_start(opendht_net):
             await node.bootstrap(net.bootstrap)
             report = await node.put("right after bootstrap", b"x")
             assert report.stored_at
+
+
+def test_blocking_node_calls(opendht_net):
+    """The blocking OpenDHT node's remaining calls: a node started alone joins through
+    bootstrap() (a put right after it waits for the join), pings and finds nodes, and saves
+    its state with its contacts."""
+    with kadmos.OpenDht(port=0, bind=["127.0.0.1"], bootstrap=[], rate_limits=None) as node:
+        node.bootstrap(opendht_net.bootstrap)
+        assert node.put("after bootstrap", b"x").stored_at
+        node.bootstrapped()
+        assert node.ping(opendht_net.nodes[2].local_addrs[0]).id == opendht_net.nodes[2].node_id
+        target = opendht_net.nodes[3].node_id
+        assert node.find_node(target)[0].id == target
+        state = node.save_state()
+        assert state.node_id == node.node_id and state.contacts >= 1
+        assert repr(node).startswith("OpenDht(node_id=")

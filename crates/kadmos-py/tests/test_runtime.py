@@ -159,17 +159,45 @@ def test_forked_child_gets_an_error_not_a_hang(opendht_node):
 
 
 def test_process_exits_promptly_with_live_nodes():
-    """A program that ends with nodes running, a listen open and a get half-read exits at once
-    with status 0 (no hang at interpreter exit)."""
+    """A program that ends with nodes running, a listen open, a get half-read and a call
+    still awaited when its event loop ended exits with status 0 (no hang at interpreter exit)."""
     program = """
-import kadmos
+import asyncio, kadmos, kadmos.aio
 net = kadmos.OpenDhtTestnet(3)
 changes = net.nodes[1].listen("key")
 net.nodes[2].put("key", b"x")
 values = net.nodes[0].get("key")
 mainline = kadmos.Testnet(2)
+
+async def awaited():
+    node = kadmos.aio.OpenDht._wrap(net.nodes[0]._node)
+    await node.put("key", b"y")
+    return asyncio.ensure_future(node.get_all("key"))  # left pending when the loop ends
+
+asyncio.run(awaited())
 print("ready", flush=True)
 """
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ready"
+
+
+def test_logging_switches_on_and_off():
+    """enable_logging() puts kadmos's log on stderr (a node start is logged); disable_logging()
+    mutes it (the next node start is not); a level that is no filter is a ValueError."""
+    program = """
+import kadmos
+kadmos.enable_logging("info")
+first = kadmos.OpenDht(port=0, bind=["127.0.0.1"], bootstrap=[])
+kadmos.disable_logging()
+second = kadmos.Dht(bind=["127.0.0.1"], bootstrap=[])
+try:
+    kadmos.enable_logging("no such level !")
+except ValueError:
+    print("refused", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "refused"
+    assert "OpenDHT node started" in done.stderr
+    assert done.stderr.count("node started") == 1, done.stderr

@@ -6,13 +6,14 @@
 - :class:`Testnet`, :class:`OpenDhtTestnet`: local networks on 127.0.0.1 for tests.
 - :mod:`kadmos.errors`: one :class:`KadmosError` tree that fits Python's own exceptions.
 - :mod:`kadmos.opendht`: OpenDHT's Python API on kadmos (change ``import opendht``).
+- :func:`enable_logging`: kadmos's log on stderr.
 
 Nodes run on one runtime of the process. Do not use kadmos in a child process after
 ``fork()`` (start nodes after forking, or use the ``spawn`` start method): it raises
 :class:`ForkedProcessError` there."""
 
 from . import errors
-from ._native import Stream
+from ._native import Stream, disable_logging, enable_logging
 from .errors import (
     BindError, CannotReplaceError, CasMismatchError, CryptoError, DhtTimeoutError, ForkedProcessError,
     InvalidSignatureError, KadmosError, NoContactsError, NotFoundError, PutRefusedError, RemoteError,
@@ -34,5 +35,5 @@ __all__ = [
     "ItemSigner", "KadmosError", "Key", "MutableItem", "NoContactsError", "NodeInfo", "NotFoundError",
     "OpenDht", "OpenDhtTestnet", "OwnerKey", "PeerBatch", "PublicKey", "PutRefusedError", "PutReport",
     "PutResult", "RemoteError", "RemoteFailure", "Samples", "SavedState", "SeqTooLowError", "ShutdownError",
-    "Stream", "Testnet", "Value", "decrypt_value", "errors", "verify_value",
+    "Stream", "Testnet", "Value", "decrypt_value", "disable_logging", "enable_logging", "errors", "verify_value",
 ]

@@ -10,6 +10,8 @@ __all__ = [
     "Dht",
     "ItemSigner",
     "decrypt_value",
+    "disable_logging",
+    "enable_logging",
     "verify_value",
     "Filter",
     "OpenDht",
@@ -165,6 +167,8 @@ class PublicKey:
     def encrypt(self, data: bytes) -> bytes: ...
 
 def verify_value(value: Value) -> None: ...
+def enable_logging(level: str = "info") -> None: ...
+def disable_logging() -> None: ...
 def decrypt_value(key: OwnerKey, value: Value) -> Value: ...
 
 @final

@@ -13,8 +13,9 @@ Differences (see also the README's section "Python"):
 - Identities have no X.509 certificate: ``Identity.certificate`` is None; ``Certificate``,
   ``TrustList``, proxies, ``Pht``, ``registerType``, ``getNodeMessageStats``, elliptic keys
   and ``putEncrypted`` to a bare ``PkId`` raise NotImplementedError.
-- ``enableLogging``/``disableLogging``/``enableFileLogging`` do nothing; the ``get*Log``
-  methods return kadmos's node information as text, not OpenDHT's logs.
+- ``enableLogging``/``disableLogging`` switch kadmos's log on stderr; ``enableFileLogging``
+  raises NotImplementedError; the ``get*Log`` methods return kadmos's node information as
+  text, not OpenDHT's logs.
 """
 
 from __future__ import annotations
@@ -434,7 +435,8 @@ class DhtRunner:
         ipv6: str = "", config: Optional[DhtConfig] = None,
     ) -> None:
         """Starts the node on ``port`` (0: any free port), bound to ``ipv4``/``ipv6`` if given
-        (default: all interfaces). Like OpenDHT, it does not join: call ``bootstrap()``."""
+        (default: all interfaces). Like OpenDHT, it does not join: call ``bootstrap()``.
+        ``is_bootstrap`` is accepted and ignored (every kadmos node serves as a bootstrap node)."""
         if self._node is not None:
             raise RuntimeError("this DhtRunner is already running")
         config = config or DhtConfig()
@@ -650,13 +652,14 @@ class DhtRunner:
     # -- logs and what is not supported
 
     def enableLogging(self) -> None:
-        """Does nothing (kadmos logs through Rust's tracing, not set up from Python)."""
+        """kadmos's log on stderr (see :func:`kadmos.enable_logging`)."""
+        _native.enable_logging("info")
 
     def disableLogging(self) -> None:
-        """Does nothing."""
+        _native.disable_logging()
 
     def enableFileLogging(self, path: str) -> None:
-        """Does nothing."""
+        raise NotImplementedError("kadmos logs to stderr only: use enableLogging() and redirect stderr")
 
     def getStorageLog(self) -> str:
         info = self._running().info(False)
