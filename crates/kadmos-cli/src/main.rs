@@ -547,13 +547,20 @@ fn main() -> ExitCode {
                     }
                 }
             }
+            // --interval describes quests of the command's own node (the daemon has its own).
             Command::Advertise { info_hash, interval, net } => {
                 init_logging("warn");
-                quests::advertise(info_hash, interval, net).await
+                match LocalDaemon::find(&net, "mainline", true).await.filter(|_| interval.is_none()) {
+                    Some(daemon) => via_daemon::advertise(info_hash, announced_port(&net), &daemon, net.json).await,
+                    None => quests::advertise(info_hash, interval, net).await,
+                }
             }
             Command::Watch { info_hash, interval, net } => {
                 init_logging("warn");
-                quests::watch(info_hash, interval, net).await
+                match LocalDaemon::find(&net, "mainline", false).await.filter(|_| interval.is_none()) {
+                    Some(daemon) => via_daemon::watch(info_hash, &daemon, net.json).await,
+                    None => quests::watch(info_hash, interval, net).await,
+                }
             }
             Command::FindNode { id, net } => {
                 init_logging("warn");
@@ -586,8 +593,15 @@ fn main() -> ExitCode {
                     }
                     (Network::Mainline, None) => {
                         let args = storage::PutArgs { value: first, key, salt, seq, cas };
+                        let immutable = args.key.is_none();
                         match via_gateway::gateways(&net.gateway) {
-                            urls if urls.is_empty() => storage::put(args, net).await,
+                            urls if urls.is_empty() => match LocalDaemon::find(&net, "mainline", false).await {
+                                Some(daemon) if immutable => via_daemon::put_immutable(&args.value, &daemon, net.json).await,
+                                // A signed item is signed here (the daemon does not hold the key)
+                                // and put through the daemon's gateway routes.
+                                Some(daemon) => via_gateway::put_item(args, &daemon.client()?, net.json).await,
+                                None => storage::put(args, net).await,
+                            },
                             urls => via_gateway::put_item(args, &via_gateway::client(&urls)?, net.json).await,
                         }
                     }
@@ -620,7 +634,10 @@ fn main() -> ExitCode {
                     }
                     Network::Mainline => match target.map(|t| t.parse::<kadmos::Id>()).transpose() {
                         Ok(target) => match via_gateway::gateways(&net.gateway) {
-                            urls if urls.is_empty() => storage::get(target, public_key, salt, net).await,
+                            urls if urls.is_empty() => match LocalDaemon::find(&net, "mainline", false).await {
+                                Some(daemon) => via_daemon::get(target, public_key, salt, &daemon, net.json).await,
+                                None => storage::get(target, public_key, salt, net).await,
+                            },
                             urls => {
                                 let client = via_gateway::client(&urls)?;
                                 via_gateway::get_item(target, public_key, salt, &client, net.json).await

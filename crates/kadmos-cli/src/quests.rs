@@ -43,21 +43,46 @@ pub async fn advertise(info_hash: InfoHash, interval: Option<u64>, mut net: Netw
 async fn print_renewals(mut advertisement: Advertisement, port: Option<u16>, implied: bool, json: bool) {
     let info_hash = advertisement.info_hash();
     while let Some(renewal) = advertisement.next_renewal().await {
-        let value = json!({
-            "info_hash": info_hash.to_string(),
-            "port": port,
-            "implied_port": implied,
-            "stored_at": renewal.stored_at,
-            "next_in_secs": renewal.next_in_secs,
-        });
-        emit(json, "advertised", &value, || {
-            format!(
-                "{info_hash}: announced port {} at {} nodes; next round in {} s",
-                port.unwrap_or(0),
-                renewal.stored_at,
-                renewal.next_in_secs
-            )
-        });
+        print_renewal(json, info_hash, (port, implied), renewal.stored_at, renewal.next_in_secs);
+    }
+}
+
+/// Prints one advertisement round (also for the rounds a daemon runs for this command).
+pub(crate) fn print_renewal(
+    json: bool,
+    info_hash: InfoHash,
+    (port, implied): (Option<u16>, bool),
+    stored_at: usize,
+    next_in_secs: u64,
+) {
+    let value = json!({
+        "info_hash": info_hash.to_string(),
+        "port": port,
+        "implied_port": implied,
+        "stored_at": stored_at,
+        "next_in_secs": next_in_secs,
+    });
+    emit(json, "advertised", &value, || {
+        format!(
+            "{info_hash}: announced port {} at {stored_at} nodes; next round in {next_in_secs} s",
+            port.unwrap_or(0)
+        )
+    });
+}
+
+/// Prints one watch event (also for the events a daemon's watch sends this command).
+pub(crate) fn print_watch_event(json: bool, info_hash: InfoHash, event: WatchEvent) {
+    match event {
+        WatchEvent::Found { peer, from, advertised } => {
+            let value =
+                json!({ "info_hash": info_hash.to_string(), "peer": peer, "from": from, "advertised": advertised });
+            emit(json, "peer", &value, || format!("{peer}\t(from {} {})", from.addr, from.id));
+        }
+        WatchEvent::Gone { peer } => {
+            emit(json, "gone", &json!({ "info_hash": info_hash.to_string(), "peer": peer }), || {
+                format!("{peer}\tgone")
+            });
+        }
     }
 }
 
@@ -72,15 +97,7 @@ pub async fn watch(info_hash: InfoHash, interval: Option<u64>, net: NetworkArgs)
         tokio::select! {
             () = &mut signal => break,
             event = watch.next() => match event {
-                Some(WatchEvent::Found { peer, from, advertised }) => {
-                    let value = json!({ "info_hash": info_hash.to_string(), "peer": peer, "from": from, "advertised": advertised });
-                    emit(net.json, "peer", &value, || format!("{peer}\t(from {} {})", from.addr, from.id));
-                }
-                Some(WatchEvent::Gone { peer }) => {
-                    emit(net.json, "gone", &json!({ "info_hash": info_hash.to_string(), "peer": peer }), || {
-                        format!("{peer}\tgone")
-                    });
-                }
+                Some(event) => print_watch_event(net.json, info_hash, event),
                 None => break,
             },
         }

@@ -59,7 +59,6 @@ pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     }
 }
 
-/// How a stored value is shown: its text if it is a UTF-8 byte string, else its bencoding.
 /// A mutable item's public key from `--public-key` (64 hex digits).
 pub(crate) fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
     hex::decode(text)
@@ -68,6 +67,7 @@ pub(crate) fn parse_public_key(text: &str) -> Result<[u8; 32], String> {
         .ok_or_else(|| format!("--public-key: expected 64 hex digits, got {text:?}"))
 }
 
+/// How a stored value is shown: its text if it is a UTF-8 byte string, else its bencoding.
 pub(crate) fn describe(bencoded: &[u8]) -> (Option<String>, String) {
     let text = kadmos_proto_value_string(bencoded);
     let shown = text.clone().unwrap_or_else(|| String::from_utf8_lossy(bencoded).into_owned());
@@ -110,12 +110,48 @@ pub async fn put(args: PutArgs, net: NetworkArgs) -> Result<(), String> {
         }
     }
     .map_err(|e| e.to_string())?;
-    emit(net.json, "put", &result, || match result.seq {
-        Some(seq) => format!("{}\t(seq {seq}, stored at {} nodes)", result.target, result.stored_at.len()),
-        None => format!("{}\t(stored at {} nodes)", result.target, result.stored_at.len()),
-    });
     let _ = dht.shutdown().await;
+    print_put(net.json, &serde_json::to_value(&result).map_err(|e| e.to_string())?);
     Ok(())
+}
+
+/// Prints a put's result (a `PutResult` as JSON: from this process's node or from a daemon).
+pub(crate) fn print_put(json_output: bool, result: &serde_json::Value) {
+    let target = result["target"].as_str().unwrap_or_default();
+    let stored = result["stored_at"].as_array().map_or(0, Vec::len);
+    emit(json_output, "put", result, || match result["seq"].as_i64() {
+        Some(seq) => format!("{target}\t(seq {seq}, stored at {stored} nodes)"),
+        None => format!("{target}\t(stored at {stored} nodes)"),
+    });
+}
+
+/// Prints an immutable item's value.
+pub(crate) fn print_immutable(json_output: bool, target: Id, value: &[u8]) {
+    let (text, shown) = describe(value);
+    emit(
+        json_output,
+        "item",
+        &json!({ "target": target.to_string(), "value": text, "bencoded": hex::encode(value) }),
+        || shown,
+    );
+}
+
+/// Prints the newest version of a mutable item.
+pub(crate) fn print_mutable(json_output: bool, (public_key, salt): (&str, &str), target: Id, seq: i64, value: &[u8]) {
+    let (text, shown) = describe(value);
+    emit(
+        json_output,
+        "item",
+        &json!({
+            "target": target.to_string(),
+            "public_key": public_key,
+            "salt": salt,
+            "seq": seq,
+            "value": text,
+            "bencoded": hex::encode(value),
+        }),
+        || format!("{shown}\t(seq {seq})"),
+    );
 }
 
 pub async fn get(
@@ -128,33 +164,14 @@ pub async fn get(
     match (target, public_key) {
         (Some(target), None) => {
             let value = dht.get_immutable(target).await.map_err(|e| e.to_string())?;
-            let (text, shown) = describe(&value);
-            emit(
-                net.json,
-                "item",
-                &json!({ "target": target.to_string(), "value": text, "bencoded": hex::encode(&value) }),
-                || shown,
-            );
+            print_immutable(net.json, target, &value);
         }
         (None, Some(public_key)) => {
             let key = parse_public_key(&public_key)?;
             let salt = salt.unwrap_or_default();
             let stream = dht.get_mutable(key, salt.as_bytes(), None).await.map_err(|e| e.to_string())?;
             let item = stream.most_recent().await.ok_or("not found on the DHT")?;
-            let (text, shown) = describe(&item.value);
-            emit(
-                net.json,
-                "item",
-                &json!({
-                    "target": item.target().to_string(),
-                    "public_key": public_key,
-                    "salt": salt,
-                    "seq": item.seq,
-                    "value": text,
-                    "bencoded": hex::encode(&item.value),
-                }),
-                || format!("{shown}\t(seq {})", item.seq),
-            );
+            print_mutable(net.json, (&public_key, &salt), item.target(), item.seq, &item.value);
         }
         _ => return Err("give either a TARGET or --public-key HEX".into()),
     }

@@ -12,16 +12,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
-use kadmos::{InfoHash, NodeId, NodeInfo, PeerBatch};
+use kadmos::{Id, InfoHash, NodeId, NodeInfo, PeerBatch, WatchEvent};
 use kadmos_http::{send, Client, ClientConfig, HttpResponse};
 use serde_json::{json, Value as Json};
 
 use crate::daemon_file::DaemonFile;
 use crate::oneshot::{print_announced, print_nodes, print_peers, print_peers_done, print_pong};
 use crate::output::emit;
+use crate::quests::{print_renewal, print_watch_event};
+use crate::storage::{parse_public_key, print_immutable, print_mutable, print_put};
 use crate::NetworkArgs;
 
-/// How long a daemon has to answer `/healthz` before it counts as absent.
+/// How long a daemon has to answer before it counts as absent.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(1);
 /// How long an operation through the daemon may take (the daemon's own deadline is 30 s).
 const OPERATION_DEADLINE: Duration = Duration::from_secs(60);
@@ -47,13 +49,11 @@ impl LocalDaemon {
             return None;
         }
         let file = DaemonFile::read().filter(|f| f.networks.iter().any(|n| n == network))?;
-        let health = send(file.addr, axum_method("GET"), "/healthz", &[], Bytes::new(), HEALTH_DEADLINE).await;
-        match health {
-            Ok(answer) if answer.status.is_success() => Some(LocalDaemon { file }),
-            _ => {
-                tracing::debug!("the daemon recorded in {} does not answer", DaemonFile::path().display());
-                None
-            }
+        if answers(&file).await {
+            Some(LocalDaemon { file })
+        } else {
+            tracing::debug!("the daemon recorded in {} does not answer", DaemonFile::path().display());
+            None
         }
     }
 
@@ -62,22 +62,23 @@ impl LocalDaemon {
         let file = DaemonFile::read().ok_or_else(|| {
             format!("no daemon is running ({} not found; start one with kadmos node)", DaemonFile::path().display())
         })?;
-        match send(file.addr, axum_method("GET"), "/healthz", &[], Bytes::new(), HEALTH_DEADLINE).await {
-            Ok(answer) if answer.status.is_success() => Ok(LocalDaemon { file }),
-            _ => Err(format!(
-                "the daemon recorded in {} (pid {}) does not answer",
-                DaemonFile::path().display(),
-                file.pid
-            )),
+        if answers(&file).await {
+            Ok(LocalDaemon { file })
+        } else {
+            Err(format!("the daemon recorded in {} (pid {}) does not answer", DaemonFile::path().display(), file.pid))
         }
     }
 
     /// Sends a request with the control token; an answer other than 2xx is an error with the
     /// daemon's message.
     async fn request(&self, method: &str, path: &str) -> Result<HttpResponse, String> {
+        self.request_with_body(method, path, Bytes::new()).await
+    }
+
+    async fn request_with_body(&self, method: &str, path: &str, body: Bytes) -> Result<HttpResponse, String> {
         let auth = format!("Bearer {}", self.file.token);
         let headers = [("authorization", auth.as_str())];
-        let answer = send(self.file.addr, axum_method(method), path, &headers, Bytes::new(), OPERATION_DEADLINE)
+        let answer = send(self.file.addr, axum_method(method), path, &headers, body, OPERATION_DEADLINE)
             .await
             .map_err(|e| format!("daemon: {e}"))?;
         if answer.status.is_success() {
@@ -93,7 +94,11 @@ impl LocalDaemon {
     }
 
     async fn json(&self, method: &str, path: &str) -> Result<Json, String> {
-        let text = self.request(method, path).await?.text().await?;
+        self.json_with_body(method, path, Bytes::new()).await
+    }
+
+    async fn json_with_body(&self, method: &str, path: &str, body: Bytes) -> Result<Json, String> {
+        let text = self.request_with_body(method, path, body).await?.text().await?;
         serde_json::from_str(&text).map_err(|e| format!("daemon sent bad JSON: {e}"))
     }
 
@@ -102,6 +107,17 @@ impl LocalDaemon {
     pub fn client(&self) -> Result<Client, String> {
         Client::new(std::slice::from_ref(&self.file.url), ClientConfig::default()).map_err(|e| e.to_string())
     }
+}
+
+/// Whether the daemon of `file` answers at its address. Its stats must name its pid: after a
+/// crash, another program (another daemon's gateway, say) may have taken the port.
+async fn answers(file: &DaemonFile) -> bool {
+    let stats = async {
+        let answer = send(file.addr, Method::GET, "/daemon/stats", &[], Bytes::new(), HEALTH_DEADLINE).await.ok()?;
+        let text = tokio::time::timeout(HEALTH_DEADLINE, answer.text()).await.ok()?.ok()?;
+        serde_json::from_str::<Json>(&text).ok()?["pid"].as_u64()
+    };
+    stats.await == Some(u64::from(file.pid))
 }
 
 fn axum_method(name: &str) -> Method {
@@ -158,6 +174,109 @@ pub async fn ping(addr: String, daemon: &LocalDaemon, json_output: bool) -> Resu
     let target = crate::oneshot::resolve(&addr)?;
     let answer = daemon.json("GET", &format!("/daemon/mainline/ping/{target}")).await?;
     print_pong(json_output, node_info(&answer)?, answer["rtt_ms"].as_f64().unwrap_or(0.0));
+    Ok(())
+}
+
+/// `advertise INFOHASH [--port N]` through the daemon: its rounds are printed until SIGINT or
+/// SIGTERM; the daemon stops the advertisement when this command's connection closes.
+pub async fn advertise(
+    info_hash: InfoHash,
+    port: Option<u16>,
+    daemon: &LocalDaemon,
+    json_output: bool,
+) -> Result<(), String> {
+    let stats = daemon.json("GET", "/daemon/stats").await?;
+    let own_port =
+        stats["mainline"]["local_addrs"][0].as_str().and_then(|a| a.parse::<SocketAddr>().ok()).map(|a| a.port());
+    let query = port.map(|p| format!("?port={p}")).unwrap_or_default();
+    let mut rounds = daemon.request("POST", &format!("/daemon/mainline/advertise/{info_hash}{query}")).await?;
+    until_signal(async {
+        while let Some(line) = rounds.next_line().await {
+            let renewal = parse_line(&line?)?;
+            let Some(stored_at) = renewal["stored_at"].as_u64() else { continue }; // a heartbeat
+            let next_in_secs = renewal["next_in_secs"].as_u64().unwrap_or(0);
+            print_renewal(
+                json_output,
+                info_hash,
+                (port.or(own_port), port.is_none()),
+                stored_at as usize,
+                next_in_secs,
+            );
+        }
+        Err("the daemon stopped".to_string())
+    })
+    .await
+}
+
+/// `watch INFOHASH` through the daemon: each new peer (and each peer gone) until SIGINT or
+/// SIGTERM; the daemon stops the watch when this command's connection closes.
+pub async fn watch(info_hash: InfoHash, daemon: &LocalDaemon, json_output: bool) -> Result<(), String> {
+    let mut events = daemon.request("GET", &format!("/daemon/mainline/watch/{info_hash}")).await?;
+    until_signal(async {
+        while let Some(line) = events.next_line().await {
+            let event = parse_line(&line?)?;
+            let peer = event["peer"].as_str().and_then(|p| p.parse::<SocketAddr>().ok());
+            let event = match (event["event"].as_str(), peer) {
+                (Some("found"), Some(peer)) => {
+                    let advertised = event["advertised"].as_bool().unwrap_or(false);
+                    WatchEvent::Found { peer, from: node_info(&event["from"])?, advertised }
+                }
+                (Some("gone"), Some(peer)) => WatchEvent::Gone { peer },
+                _ => continue, // a heartbeat
+            };
+            print_watch_event(json_output, info_hash, event);
+        }
+        Err("the daemon stopped".to_string())
+    })
+    .await
+}
+
+fn parse_line(line: &str) -> Result<Json, String> {
+    serde_json::from_str(line).map_err(|e| format!("daemon sent bad JSON: {e}"))
+}
+
+/// Runs `work` until it fails or SIGINT/SIGTERM arrives (then the command ends normally).
+async fn until_signal(work: impl std::future::Future<Output = Result<(), String>>) -> Result<(), String> {
+    tokio::select! {
+        () = crate::testnet::wait_for_signal() => Ok(()),
+        result = work => result,
+    }
+}
+
+/// `put VALUE` (an immutable item) through the daemon.
+pub async fn put_immutable(value: &str, daemon: &LocalDaemon, json_output: bool) -> Result<(), String> {
+    let body = Bytes::from(value.as_bytes().to_vec());
+    let result = daemon.json_with_body("POST", "/daemon/mainline/immutable", body).await?;
+    print_put(json_output, &result);
+    Ok(())
+}
+
+/// `get TARGET` or `get --public-key HEX [--salt S]` through the daemon.
+pub async fn get(
+    target: Option<Id>,
+    public_key: Option<String>,
+    salt: Option<String>,
+    daemon: &LocalDaemon,
+    json_output: bool,
+) -> Result<(), String> {
+    let bencoded =
+        |answer: &Json| hex::decode(answer["bencoded"].as_str().unwrap_or_default()).map_err(|e| e.to_string());
+    match (target, public_key) {
+        (Some(target), None) => {
+            let answer = daemon.json("GET", &format!("/daemon/mainline/immutable/{target}")).await?;
+            print_immutable(json_output, target, &bencoded(&answer)?);
+        }
+        (None, Some(public_key)) => {
+            parse_public_key(&public_key)?;
+            let salt = salt.unwrap_or_default();
+            let path = format!("/daemon/mainline/mutable/{public_key}?salt={}", hex::encode(&salt));
+            let answer = daemon.json("GET", &path).await?;
+            let target: Id = answer["target"].as_str().and_then(|t| t.parse().ok()).ok_or("daemon sent no target")?;
+            let seq = answer["seq"].as_i64().ok_or("daemon sent no seq")?;
+            print_mutable(json_output, (&public_key, &salt), target, seq, &bencoded(&answer)?);
+        }
+        _ => return Err("give either a TARGET or --public-key HEX".into()),
+    }
     Ok(())
 }
 
@@ -253,6 +372,16 @@ fn describe_stats(stats: &Json) -> String {
             t["requests_timed_out"],
             t["dropped"]
         ));
+        let methods: Vec<String> = t["by_method"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["received"].as_u64().unwrap_or(0) + m["sent"].as_u64().unwrap_or(0) > 0)
+            .map(|m| format!("{} {}/{}", m["method"].as_str().unwrap_or("?"), m["received"], m["sent"]))
+            .collect();
+        if !methods.is_empty() {
+            lines.push(format!("  queries in/out: {}", methods.join(", ")));
+        }
         lines.push(match network {
             "mainline" => format!(
                 "  stored: {} peers of {} torrents, {} items; {} kept alive; {} operations running",
@@ -271,6 +400,20 @@ fn describe_stats(stats: &Json) -> String {
                 info["running_operations"]
             ),
         });
+    }
+    if let Some(advertisements) = stats["advertisements"].as_array() {
+        let rounds: u64 = advertisements.iter().filter_map(|a| a["rounds"].as_u64()).sum();
+        lines.push(format!("quests: advertising {} torrents ({rounds} rounds so far)", advertisements.len()));
+        for a in advertisements {
+            lines.push(format!(
+                "  {} port {}: {} rounds, last stored at {} nodes, next in {} s",
+                a["info_hash"].as_str().unwrap_or("?"),
+                a["port"].as_u64().map_or("(own)".to_string(), |p| p.to_string()),
+                a["rounds"],
+                a["last_stored_at"],
+                a["next_in_secs"]
+            ));
+        }
     }
     let g = &stats["gateway"];
     lines.push(format!(

@@ -179,9 +179,7 @@ pub async fn get_item(
     match (target, public_key) {
         (Some(target), None) => {
             let value = client.get_immutable(target).await.map_err(|e| e.to_string())?.ok_or("not found on the DHT")?;
-            let (text, shown) = storage::describe(&value);
-            let fields = json!({ "target": target.to_string(), "value": text, "bencoded": hex::encode(&value) });
-            emit(json_output, "item", &fields, || shown);
+            storage::print_immutable(json_output, target, &value);
         }
         (None, Some(public_key)) => {
             let key = storage::parse_public_key(&public_key)?;
@@ -191,10 +189,7 @@ pub async fn get_item(
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("not found on the DHT")?;
-            let (text, shown) = storage::describe(&item.value);
-            let fields = json!({ "target": item.target().to_string(), "public_key": public_key, "salt": salt,
-                                 "seq": item.seq, "value": text, "bencoded": hex::encode(&item.value) });
-            emit(json_output, "item", &fields, || format!("{shown}\t(seq {})", item.seq));
+            storage::print_mutable(json_output, (&public_key, &salt), item.target(), item.seq, &item.value);
         }
         _ => return Err("give either a TARGET or --public-key HEX".into()),
     }

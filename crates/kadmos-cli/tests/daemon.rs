@@ -339,10 +339,14 @@ fn a_restarted_daemon_listens_on_the_same_port() {
 
 /// `/metrics` is valid exposition text with the documented families, and its counters follow
 /// the traffic: an announce through the daemon raises its datagrams and bytes out, its
-/// messages, its lookup histogram and the gateway's request count.
+/// messages, its lookup histogram and the gateway's request count; the advertisement the
+/// daemon was started with is counted as a quest, and so are its rounds.
 #[test]
 fn metrics_parse_and_move_with_traffic() {
-    let (data, _net, node) = daemon_on_testnet("metrics", 10);
+    let data = data_dir("metrics");
+    let (_net, bootstrap) = testnet(10, &data, "mainline");
+    let advertised = format!("{}:6999", "cd".repeat(20));
+    let node = daemon(&data, &["--port", "0", "--bootstrap", &bootstrap, "--advertise", &advertised]);
     // Joined: the routing table has a good contact.
     let deadline = Instant::now() + Duration::from_secs(30);
     let good = [("family", "ipv4"), ("status", "good")];
@@ -375,12 +379,29 @@ fn metrics_parse_and_move_with_traffic() {
     }
     let queries = [("kind", "query"), ("direction", "out")];
     assert!(metric(&after, "kadmos_messages_total", &queries) > metric(&before, "kadmos_messages_total", &queries));
+    for method in ["get_peers", "announce_peer"] {
+        let sent = [("method", method), ("direction", "out")];
+        for name in ["kadmos_krpc_queries_total", "kadmos_krpc_query_bytes_total"] {
+            assert!(metric(&after, name, &sent) > metric(&before, name, &sent), "{name} of {method} did not move");
+        }
+    }
+    let refused = [("code", "203"), ("direction", "out")];
+    assert!(after.iter().any(|(n, l, _)| n == "kadmos_krpc_errors_total"
+        && refused.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))));
     let announces = [("kind", "announce")];
     assert_eq!(metric(&after, "kadmos_lookup_duration_seconds_count", &announces), 1.0);
     assert_eq!(metric(&after, "kadmos_lookup_duration_seconds_bucket", &[("kind", "announce"), ("le", "+Inf")]), 1.0);
     assert!(metric(&after, "kadmos_lookup_messages_total", &announces) >= 1.0);
     let scrapes = [("route", "/metrics"), ("status", "200")];
     assert!(metric(&after, "kadmos_gateway_requests_total", &scrapes) >= 1.0);
+    assert_eq!(metric(&after, "kadmos_quest_advertisements", &[]), 1.0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&scrape(&node), "kadmos_quest_rounds_total", &[]) < 1.0 {
+        assert!(Instant::now() < deadline, "no advertisement round within 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = succeeded(&kadmos(&data, &["stats"]));
+    assert!(stats.contains("quests: advertising 1 torrents"), "{stats}");
 }
 
 /// Debian's Chromium, or `KADMOS_CHROMIUM`; `None` (after a note) when it is absent and
@@ -524,4 +545,70 @@ fn opendht_commands_use_the_daemon() {
     assert!(got.iter().any(|v| v["type"] == "value" && v["data"] == "hello"), "{got:?}");
     let served = metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", "/key/{h}"), ("status", "200")]);
     assert_eq!(served, 2.0, "the put and the get went through the daemon");
+}
+
+/// BEP 44 through the daemon: an immutable `put` and the `get` of its target are answered by
+/// the daemon; a `put --key` is signed by the command (which holds the key) and put through
+/// the daemon's gateway route, and the `get` of that mutable item is answered by the daemon.
+#[test]
+fn bep44_put_and_get_use_the_daemon() {
+    let (data, _net, node) = daemon_on_testnet("bep44", 10);
+    let served =
+        |route: &str| metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", route), ("status", "200")]);
+
+    let put = json_lines(&succeeded(&kadmos(&data, &["put", "hello daemon", "--json"])));
+    assert_eq!(put[0]["type"], "put");
+    assert!(!put[0]["stored_at"].as_array().unwrap().is_empty());
+    let target = put[0]["target"].as_str().unwrap().to_string();
+    assert_eq!(served("/daemon/mainline/immutable"), 1.0);
+    let got = json_lines(&succeeded(&kadmos(&data, &["get", &target, "--json"])));
+    assert_eq!((got[0]["type"].as_str(), got[0]["value"].as_str()), (Some("item"), Some("hello daemon")));
+    assert_eq!(served("/daemon/mainline/immutable/{target}"), 1.0);
+
+    let key = data.join("item.key");
+    let keygen = json_lines(&succeeded(&kadmos(&data, &["keygen", "--out", key.to_str().unwrap(), "--json"])));
+    let public_key = keygen[0]["public_key"].as_str().unwrap().to_string();
+    succeeded(&kadmos(&data, &["put", "--key", key.to_str().unwrap(), "--salt", "s", "v1", "--json"]));
+    let signed = [("route", "/mainline/mutable/{public_key}"), ("status", "204")];
+    let signed_puts = metric(&scrape(&node), "kadmos_gateway_requests_total", &signed);
+    assert_eq!(signed_puts, 1.0, "the signed put went through the daemon");
+    let got = json_lines(&succeeded(&kadmos(&data, &["get", "--public-key", &public_key, "--salt", "s", "--json"])));
+    assert_eq!((got[0]["value"].as_str(), got[0]["seq"].as_i64()), (Some("v1"), Some(1)));
+    assert_eq!(served("/daemon/mainline/mutable/{public_key}"), 1.0);
+}
+
+/// `advertise` and `watch` run as quests of the daemon for as long as the commands run: the
+/// watch (through the daemon) finds the peer the advertisement (through the daemon) announces,
+/// and once the advertising command is gone, the daemon stops advertising.
+#[test]
+fn quests_run_in_the_daemon_while_their_commands_run() {
+    let (data, _net, node) = daemon_on_testnet("quests", 10);
+    let hash = "ef".repeat(20);
+    let (advertiser, rounds) = spawn(&data, &["advertise", &hash, "--port", "7100", "--json"]);
+    let first = wait_for(&rounds, "advertised", |j| (j["type"] == "advertised").then(|| j.clone()));
+    assert_eq!((first["port"].as_u64(), first["implied_port"].as_bool()), (Some(7100), Some(false)));
+    assert!(first["stored_at"].as_u64().unwrap() >= 1, "{first}");
+    let served =
+        |route: &str| metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", route), ("status", "200")]);
+    assert_eq!(served("/daemon/mainline/advertise/{infohash}"), 1.0);
+
+    let (_watcher, events) = spawn(&data, &["watch", &hash, "--json"]);
+    let found = wait_for(&events, "peer", |j| (j["type"] == "peer").then(|| j.clone()));
+    assert_eq!(found["peer"], "127.0.0.1:7100");
+    assert!(found["from"]["id"].is_string());
+    assert_eq!(served("/daemon/mainline/watch/{infohash}"), 1.0);
+
+    let stats: Json = serde_json::from_str(&http_get(node.control, "/daemon/stats")).unwrap();
+    assert_eq!(stats["advertisements"][0]["info_hash"], hash.as_str(), "{stats}");
+    drop(advertiser);
+    // The daemon notices the closed connection at the stream's next heartbeat (15 s).
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let stats: Json = serde_json::from_str(&http_get(node.control, "/daemon/stats")).unwrap();
+        if stats["advertisements"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still advertising 45 s after the command ended: {stats}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

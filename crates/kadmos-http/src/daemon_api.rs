@@ -10,7 +10,9 @@
 //!   `POST /daemon/stop`, and the Mainline operations the one-shot commands run through the
 //!   daemon (`GET /daemon/mainline/peers/{infohash}`, `POST
 //!   /daemon/mainline/announce/{infohash}[?port=N]`, `GET /daemon/mainline/find-node/{id}`,
-//!   `GET /daemon/mainline/ping/{addr}`), which answer in the library's own JSON forms
+//!   `GET /daemon/mainline/ping/{addr}`, `POST /daemon/mainline/immutable`, `GET
+//!   /daemon/mainline/immutable/{target}`, `GET /daemon/mainline/mutable/{public key}?salt=`),
+//!   which answer in the library's own JSON forms
 //!   (`PeerBatch`, `AnnounceResult`, `NodeInfo`) so the CLI prints exactly what it prints
 //!   from an ephemeral node. The token keeps other local users and web pages (which can reach
 //!   loopback) from steering the node; these routes carry no CORS headers, so a page of
@@ -20,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -96,6 +98,12 @@ impl DaemonState {
         }
     }
 
+    /// The infohash of a control route, once the token is checked.
+    fn authorised_info_hash(&self, headers: &HeaderMap, text: &str) -> ApiResult<InfoHash> {
+        self.authorise(headers)?;
+        parse_id(text, "the infohash")
+    }
+
     fn mainline(&self) -> ApiResult<&kadmos::Dht> {
         self.shared.mainline()
     }
@@ -113,6 +121,11 @@ pub(crate) fn around(gateway: Router, state: Arc<DaemonState>) -> Router {
         .route("/daemon/mainline/announce/:info_hash", post(announce))
         .route("/daemon/mainline/find-node/:id", get(find_node))
         .route("/daemon/mainline/ping/:addr", get(ping))
+        .route("/daemon/mainline/advertise/:info_hash", post(advertise))
+        .route("/daemon/mainline/watch/:info_hash", get(watch))
+        .route("/daemon/mainline/immutable", post(put_immutable))
+        .route("/daemon/mainline/immutable/:target", get(get_immutable))
+        .route("/daemon/mainline/mutable/:public_key", get(get_mutable))
         .route("/metrics", get(metrics::serve))
         .route("/ui", get(dashboard::redirect))
         .route("/ui/", get(dashboard::page))
@@ -121,10 +134,17 @@ pub(crate) fn around(gateway: Router, state: Arc<DaemonState>) -> Router {
     gateway.merge(daemon).layer(axum::middleware::from_fn_with_state(state, count_request))
 }
 
-/// Counts each answer under its route and status.
+/// Counts each answer under its route and status. The daemon's own routes are held to the
+/// gateway's per-address request rate here (the gateway's routes check it themselves), since
+/// a public gateway serves them too.
 async fn count_request(State(state): State<Arc<DaemonState>>, request: Request, next: Next) -> Response {
     let route = metrics::route_label(request.uri().path());
-    let response = next.run(request).await;
+    let own_route = route.starts_with("/daemon/") || route == "/metrics" || route == "/ui/";
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).filter(|_| own_route);
+    let response = match peer.map(|ip| state.shared.limits.admit(ip)) {
+        Some(Err(refused)) => refused.into_response(),
+        _ => next.run(request).await,
+    };
     state.metrics.count_request(route, response.status().as_u16());
     response
 }
@@ -138,12 +158,15 @@ async fn stats(State(state): State<Arc<DaemonState>>) -> ApiResult<Response> {
         "open_listen_streams": shared.stats.open_listens.load(std::sync::atomic::Ordering::Relaxed),
         "puts": shared.stats.puts.load(std::sync::atomic::Ordering::Relaxed),
     });
+    let advertisements =
+        OptionFuture::from(shared.mainline.as_ref().map(|d| shared.within(d.advertisements()))).await.transpose()?;
     let body = json!({
         "pid": std::process::id(),
         "uptime_secs": state.started.elapsed().as_secs(),
         "mainline": mainline,
         "opendht": opendht,
         "gateway": gateway,
+        "advertisements": advertisements,
     });
     Ok(json_body(&body))
 }
@@ -187,20 +210,14 @@ async fn peers(
     Path(info_hash): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
-    let info_hash: InfoHash = parse_id(&info_hash, "the infohash")?;
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
     let dht = state.mainline()?;
     let started = Instant::now();
     let batches = state.shared.within(dht.get_peers(info_hash)).await?;
     let deadline = tokio::time::sleep_until((started + state.shared.config.operation_deadline).into());
     let timing = LookupTimer { state: state.clone(), kind: LookupKind::GetPeers, started };
-    let events = batches.take_until(deadline).map(|batch| StreamEvent {
-        kind: "peers",
-        id: None,
-        json: serde_json::to_string(&batch).unwrap_or_default(),
-    });
     // The timer rides along with the stream and records the lookup when the stream ends.
-    Ok(stream_response(Framing::Ndjson, events, None, timing))
+    Ok(json_lines(batches.take_until(deadline), None, timing))
 }
 
 /// Records a lookup's duration when dropped (a streamed lookup ends when its stream does).
@@ -227,8 +244,7 @@ async fn announce(
     Query(query): Query<AnnounceQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    state.authorise(&headers)?;
-    let info_hash: InfoHash = parse_id(&info_hash, "the infohash")?;
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
     let port = query.port.filter(|p| *p != 0);
     let dht = state.mainline()?;
     let started = Instant::now();
@@ -267,6 +283,112 @@ async fn ping(
     let rtt = started.elapsed();
     state.metrics.record_lookup(LookupKind::Ping, rtt, Some(1));
     let answer = json!({ "id": pong.id.to_string(), "addr": pong.addr, "rtt_ms": rtt.as_secs_f64() * 1000.0 });
+    Ok(json_body(&answer))
+}
+
+/// How often a quest's stream carries a heartbeat (`{}`) while its quest is quiet (rounds are
+/// minutes apart): writing is how the daemon learns that the client has gone, and the quest
+/// is stopped when its stream is dropped.
+const QUEST_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Advertises a torrent for as long as the client stays connected: one `Renewal` JSON per
+/// line per round (`?port=N`, or the daemon's own port).
+async fn advertise(
+    State(state): State<Arc<DaemonState>>,
+    Path(info_hash): Path<String>,
+    Query(query): Query<AnnounceQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
+    let dht = state.mainline()?;
+    let advertisement = state.shared.within(dht.advertise(info_hash, query.port.filter(|p| *p != 0))).await?;
+    let renewals = futures_util::stream::unfold(advertisement, |mut advertisement| async move {
+        let renewal = advertisement.next_renewal().await?;
+        Some((renewal, advertisement))
+    });
+    Ok(json_lines(renewals, Some(QUEST_HEARTBEAT), ()))
+}
+
+/// Watches a torrent for as long as the client stays connected: one `WatchEvent` JSON per line.
+async fn watch(
+    State(state): State<Arc<DaemonState>>,
+    Path(info_hash): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
+    let watch = state.shared.within(state.mainline()?.watch(info_hash)).await?;
+    Ok(json_lines(watch, Some(QUEST_HEARTBEAT), ()))
+}
+
+/// A 200 answer streaming each item as one JSON line as it comes (`guard` lives as long as
+/// the stream).
+fn json_lines<T: Serialize, G: Send + 'static>(
+    items: impl futures_util::Stream<Item = T> + Send + 'static,
+    heartbeat: Option<std::time::Duration>,
+    guard: G,
+) -> Response {
+    let events = items.map(|item| StreamEvent {
+        kind: "item",
+        id: None,
+        json: serde_json::to_string(&item).unwrap_or_default(),
+    });
+    stream_response(Framing::Ndjson, events, heartbeat, guard)
+}
+
+/// Stores the body as an immutable item (a byte string); answers the `PutResult`. Not kept
+/// alive: the CLI's own puts are not either (their user republishes).
+async fn put_immutable(
+    State(state): State<Arc<DaemonState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let dht = state.mainline()?.without_keep_alive();
+    match state.shared.deadline(dht.put_immutable(&body)).await? {
+        Ok(result) => Ok(json_body(&result)),
+        Err(kadmos::Error::InvalidItem(e)) => Err(ApiError::TooLarge(e.to_string())),
+        Err(e) => Err(ApiError::BadGateway(e.to_string())),
+    }
+}
+
+/// An immutable item's bencoded value (checked against its target), in hex.
+async fn get_immutable(
+    State(state): State<Arc<DaemonState>>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let target = parse_id(&target, "the target")?;
+    match state.shared.deadline(state.mainline()?.get_immutable(target)).await? {
+        Ok(value) => Ok(json_body(&json!({ "bencoded": hex::encode(value) }))),
+        Err(kadmos::Error::NotFound) => Err(ApiError::NotFound("not found on the DHT".into())),
+        Err(e) => Err(ApiError::BadGateway(e.to_string())),
+    }
+}
+
+#[derive(Deserialize)]
+struct SaltQuery {
+    salt: Option<String>,
+}
+
+/// The newest verified version of a mutable item: its seq, target and bencoded value (hex).
+async fn get_mutable(
+    State(state): State<Arc<DaemonState>>,
+    Path(public_key): Path<String>,
+    Query(query): Query<SaltQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    state.authorise(&headers)?;
+    let key: [u8; 32] = hex::decode(&public_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("the public key must be 64 hex digits, not {public_key:?}")))?;
+    let salt =
+        hex::decode(query.salt.unwrap_or_default()).map_err(|_| ApiError::BadRequest("the salt must be hex".into()))?;
+    let items = state.shared.within(state.mainline()?.get_mutable(key, &salt, None)).await?;
+    let item = state.shared.deadline(items.most_recent()).await?;
+    let item = item.ok_or_else(|| ApiError::NotFound("not found on the DHT".into()))?;
+    let answer = json!({ "seq": item.seq, "target": item.target().to_string(), "bencoded": hex::encode(&item.value) });
     Ok(json_body(&answer))
 }
 

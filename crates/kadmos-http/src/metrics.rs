@@ -16,7 +16,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::OptionFuture;
 use kadmos::opendht::OpenDhtInfo;
-use kadmos::{Info, RoutingTableDump};
+use kadmos::{AdvertisementInfo, Info, RoutingTableDump};
 
 use crate::daemon_api::DaemonState;
 use crate::router::Route;
@@ -109,6 +109,11 @@ pub(crate) fn route_label(path: &str) -> &'static str {
             ["mainline", "announce", _] => "/daemon/mainline/announce/{infohash}",
             ["mainline", "find-node", _] => "/daemon/mainline/find-node/{id}",
             ["mainline", "ping", _] => "/daemon/mainline/ping/{addr}",
+            ["mainline", "advertise", _] => "/daemon/mainline/advertise/{infohash}",
+            ["mainline", "watch", _] => "/daemon/mainline/watch/{infohash}",
+            ["mainline", "immutable"] => "/daemon/mainline/immutable",
+            ["mainline", "immutable", _] => "/daemon/mainline/immutable/{target}",
+            ["mainline", "mutable", _] => "/daemon/mainline/mutable/{public_key}",
             _ => "other",
         };
     }
@@ -181,6 +186,7 @@ fn escape(value: &str) -> String {
 struct Snapshot {
     mainline: Option<(Info, RoutingTableDump)>,
     opendht: Option<(OpenDhtInfo, RoutingTableDump)>,
+    advertisements: Option<Vec<AdvertisementInfo>>,
 }
 
 async fn snapshot(state: &DaemonState) -> Snapshot {
@@ -189,7 +195,9 @@ async fn snapshot(state: &DaemonState) -> Snapshot {
         OptionFuture::from(mainline.map(|d| async { Some((d.info().await.ok()?, d.routing_table().await.ok()?)) }));
     let opendht =
         OptionFuture::from(opendht.map(|d| async { Some((d.info().await.ok()?, d.routing_table().await.ok()?)) }));
-    Snapshot { mainline: mainline.await.flatten(), opendht: opendht.await.flatten() }
+    let advertisements = OptionFuture::from(state.shared.mainline.as_ref().map(|d| d.advertisements()));
+    let advertisements = advertisements.await.and_then(Result::ok);
+    Snapshot { mainline: mainline.await.flatten(), opendht: opendht.await.flatten(), advertisements }
 }
 
 pub(crate) async fn serve(State(state): State<Arc<DaemonState>>) -> Response {
@@ -250,6 +258,38 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
             out.sample("kadmos_messages_total", &labels, value as f64);
         }
     }
+    let methods = m.map(|i| i.traffic.by_method.as_slice()).unwrap_or_default();
+    for (name, help, figure) in [
+        (
+            "kadmos_krpc_queries_total",
+            "Mainline queries by KRPC method: received from others (in) and sent by us (out).",
+            (|t: &kadmos::MethodTraffic| (t.received, t.sent)) as fn(&kadmos::MethodTraffic) -> (u64, u64),
+        ),
+        ("kadmos_krpc_query_bytes_total", "Bytes of those queries, by method and direction.", |t| {
+            (t.bytes_received, t.bytes_sent)
+        }),
+    ] {
+        out.family(name, "counter", help);
+        for traffic in methods {
+            let (received, sent) = figure(traffic);
+            for (direction, value) in [("in", received), ("out", sent)] {
+                let labels = [("network", "mainline"), ("method", traffic.method), ("direction", direction)];
+                out.sample(name, &labels, value as f64);
+            }
+        }
+    }
+    out.family(
+        "kadmos_krpc_errors_total",
+        "counter",
+        "Mainline error answers by code (0: codes outside BEP 5 and 44), received (in) and sent (out).",
+    );
+    for count in m.map(|i| i.traffic.errors_by_code.as_slice()).unwrap_or_default() {
+        let code = count.code.to_string();
+        for (direction, value) in [("in", count.received), ("out", count.sent)] {
+            let labels = [("network", "mainline"), ("code", code.as_str()), ("direction", direction)];
+            out.sample("kadmos_krpc_errors_total", &labels, value as f64);
+        }
+    }
     out.per_network(
         "kadmos_requests_timed_out_total",
         "counter",
@@ -266,7 +306,7 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
         "kadmos_requests_rate_limited_total",
         "counter",
         "Requests dropped by rate limits.",
-        &[("opendht", o.map(|i| i.traffic.rate_limited))],
+        &both(&|i| i.traffic.queries_rate_limited, &|i| i.traffic.rate_limited),
     );
     out.family("kadmos_routing_table_contacts", "gauge", "Routing-table contacts, by family and status.");
     let tables =
@@ -323,6 +363,12 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
         &both(&|i| i.running_operations as u64, &|i| i.running_operations as u64),
     );
 
+    if let Some(advertisements) = &snap.advertisements {
+        out.family("kadmos_quest_advertisements", "gauge", "Torrents the node advertises (re-announced every 15 min).");
+        out.sample("kadmos_quest_advertisements", &[], advertisements.len() as f64);
+        out.family("kadmos_quest_rounds_total", "counter", "Announce rounds of the current advertisements.");
+        out.sample("kadmos_quest_rounds_total", &[], advertisements.iter().map(|a| a.rounds).sum::<u64>() as f64);
+    }
     let lookups = state.metrics.lookups.lock().unwrap_or_else(|e| e.into_inner()).clone();
     out.family("kadmos_lookup_duration_seconds", "histogram", "Lookups the daemon ran for its clients, by kind.");
     for kind in LookupKind::ALL {

@@ -293,6 +293,7 @@ impl Driver {
 
     fn info(&self) -> Info {
         let c = self.node.counters();
+        let (by_method, errors_by_code) = Traffic::by_kind(&c.messages);
         Info {
             node_id: self.node.id(),
             local_addrs: self.local_addrs.clone(),
@@ -320,6 +321,8 @@ impl Driver {
                 dropped: c.dropped,
                 requests_sent: c.requests_sent,
                 requests_timed_out: c.requests_timed_out,
+                by_method,
+                errors_by_code,
                 queries_rate_limited: c.queries_rate_limited,
                 replies_capped_unverified: c.replies_capped_unverified,
                 replies_capped_outbound: c.replies_capped_outbound,

@@ -152,6 +152,11 @@ pub struct Traffic {
     pub dropped: u64,
     pub requests_sent: u64,
     pub requests_timed_out: u64,
+    /// Queries received and sent, per KRPC method (every method, zeros included).
+    pub by_method: Vec<MethodTraffic>,
+    /// Error answers received and sent, per code (every BEP 5 and BEP 44 code, then 0 for
+    /// any other code).
+    pub errors_by_code: Vec<ErrorCodeCount>,
     /// Queries dropped over the per-address or global rate limit.
     pub queries_rate_limited: u64,
     /// Answers not sent to unverified addresses over their byte cap (no amplification).
@@ -162,6 +167,55 @@ pub struct Traffic {
     pub insecure_ids_refused: u64,
     /// Times the node took a new secure ID after its external address changed (BEP 42).
     pub node_id_changes: u64,
+}
+
+/// Queries of one KRPC method: received from others and sent by us, with their bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MethodTraffic {
+    pub method: &'static str,
+    pub received: u64,
+    pub bytes_received: u64,
+    pub sent: u64,
+    pub bytes_sent: u64,
+}
+
+/// Error answers with one code (0: a code outside BEP 5 and BEP 44).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ErrorCodeCount {
+    pub code: i64,
+    pub received: u64,
+    pub sent: u64,
+}
+
+impl Traffic {
+    /// The per-method and per-code lists of a node's message counts.
+    pub(crate) fn by_kind(
+        counts: &kadmos_proto::mainline::message_counts::MessageCounts,
+    ) -> (Vec<MethodTraffic>, Vec<ErrorCodeCount>) {
+        use kadmos_proto::mainline::message_counts::{ERROR_CODES, METHODS};
+        let methods = METHODS
+            .iter()
+            .enumerate()
+            .map(|(i, method)| MethodTraffic {
+                method,
+                received: counts.queries_received[i].messages,
+                bytes_received: counts.queries_received[i].bytes,
+                sent: counts.queries_sent[i].messages,
+                bytes_sent: counts.queries_sent[i].bytes,
+            })
+            .collect();
+        let codes = ERROR_CODES
+            .iter()
+            .chain([&0])
+            .enumerate()
+            .map(|(i, code)| ErrorCodeCount {
+                code: *code,
+                received: counts.errors_received[i],
+                sent: counts.errors_sent[i],
+            })
+            .collect();
+        (methods, codes)
+    }
 }
 
 /// How many contacts of a routing table are in each state, as BEP 5 and OpenDHT's node info

@@ -194,6 +194,10 @@ function drawStats(stats) {
     rows.push(["OpenDHT values stored", o.stored_values], ["OpenDHT keys", o.stored_keys]);
     rows.push(["OpenDHT bytes stored", o.remote_bytes + o.local_bytes], ["permanent puts", o.permanent_puts]);
   }
+  if (stats.advertisements) {
+    const rounds = stats.advertisements.reduce((sum, a) => sum + a.rounds, 0);
+    rows.push(["quests: torrents advertised", stats.advertisements.length], ["quests: announce rounds", rounds]);
+  }
   rows.push(["open listen streams", stats.gateway.open_listen_streams], ["gateway requests", stats.gateway.requests]);
   const body = document.querySelector("#store-table tbody");
   body.replaceChildren(...rows.map(([name, value]) => {

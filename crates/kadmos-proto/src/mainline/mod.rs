@@ -7,6 +7,7 @@ pub mod external_address;
 pub mod item;
 pub mod item_store;
 pub mod message;
+pub mod message_counts;
 pub mod node;
 pub mod node_id_security;
 pub mod peer_store;

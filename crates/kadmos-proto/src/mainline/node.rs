@@ -135,6 +135,8 @@ pub struct Counters {
     pub dropped: u64,
     pub requests_sent: u64,
     pub requests_timed_out: u64,
+    /// The same traffic by KRPC method and error code.
+    pub messages: super::message_counts::MessageCounts,
     /// Queries dropped unanswered: over their source's limit, or the node's.
     pub queries_rate_limited: u64,
     /// Answers not sent: over the bytes allowed to an unverified address (amplification).
@@ -738,6 +740,7 @@ impl Node {
             Ok(message) => match message.body {
                 Body::Query { id, query } => {
                     self.counters.queries_received += 1;
+                    self.counters.messages.query_received(query.method(), datagram.len());
                     if let Some(reachability) = &mut self.reachability {
                         reachability.note_query(now, from.ip());
                     }
@@ -755,6 +758,7 @@ impl Node {
                 }
                 Body::Error { code, message: text } => {
                     self.counters.errors_received += 1;
+                    self.counters.messages.error_received(code);
                     if let Some(op) = self.handle_error(now, from, &message.transaction_id, code, text) {
                         self.drive_operation(now, op);
                     }
@@ -763,6 +767,9 @@ impl Node {
             Err(error) => match error.reply() {
                 Some(reply) if !self.is_read_only() => {
                     self.counters.errors_sent += 1;
+                    if let Body::Error { code, .. } = &reply.body {
+                        self.counters.messages.error_sent(*code);
+                    }
                     self.send(from, &reply);
                 }
                 _ => self.counters.dropped += 1,
@@ -1080,6 +1087,7 @@ impl Node {
 
     fn reply_error(&mut self, to: SocketAddr, tx: Vec<u8>, code: i64, text: &str) {
         self.counters.errors_sent += 1;
+        self.counters.messages.error_sent(code);
         let mut message = Message::error(tx, code, text);
         message.version = Some(CLIENT_VERSION.to_vec());
         self.send(to, &message);
@@ -1102,12 +1110,14 @@ impl Node {
     // ---------------------------------------------------------------- our requests
 
     /// Sends a request of ours or an error answer: always sent, and counted against the
-    /// outbound cap.
-    fn send(&mut self, to: SocketAddr, message: &Message) {
+    /// outbound cap. Returns its length.
+    fn send(&mut self, to: SocketAddr, message: &Message) -> usize {
         let mut payload = Vec::with_capacity(512);
         message.encode(&mut payload);
-        self.limiter.spend_outbound(payload.len());
+        let len = payload.len();
+        self.limiter.spend_outbound(len);
         self.push_transmit(to, payload);
+        len
     }
 
     fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
@@ -1134,6 +1144,7 @@ impl Node {
             _ => self.config.request_timeout,
         };
         let deadline = now + timeout;
+        let method = query.method();
         let mut message = Message::query(tx.to_be_bytes().to_vec(), self.config.node_id, query);
         message.read_only = self.is_read_only();
         if let Some(reachability) = &mut self.reachability {
@@ -1141,7 +1152,8 @@ impl Node {
         }
         message.version = Some(CLIENT_VERSION.to_vec());
         self.counters.requests_sent += 1;
-        self.send(to, &message);
+        let len = self.send(to, &message);
+        self.counters.messages.query_sent(method, len);
         let stalls_at = now + self.stall_timeout();
         self.requests.insert(tx, SentRequest { to, sent_at: now, stalls_at, node_id, deadline, purpose });
         Ok(())
