@@ -165,3 +165,44 @@ def test_blocking_node_calls(opendht_net):
         state = node.save_state()
         assert state.node_id == node.node_id and state.contacts >= 1
         assert repr(node).startswith("OpenDht(node_id=")
+
+
+def _wait_until(check, seconds: float = 20.0) -> bool:
+    """Polls ``check`` until it holds or ``seconds`` pass; whether it held."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def test_put_with_ttl_is_kept_alive_then_released(opendht_net):
+    """put(ttl=S) keeps the value alive (a permanent put of this node, found by others) and
+    stops refreshing it after S seconds; ttl with permanent, or a ttl that is not a positive
+    number, is a ValueError. The same through kadmos.aio."""
+    node = opendht_net.nodes[1]
+    key = kadmos.InfoHash.of_str("python ttl")
+    report = node.put(key, b"for a while", ttl=0.5)
+    assert node.info()["permanent_puts"] == 1
+    assert [v.data for v in opendht_net.nodes[3].get_all(key)] == [b"for a while"]
+    assert _wait_until(lambda: node.info()["permanent_puts"] == 0), "the ttl did not end the keep-alive"
+    assert report.value_id
+    for bad in (dict(ttl=0), dict(ttl=-1.0), dict(ttl=float("inf")), dict(ttl=5, permanent=True)):
+        with pytest.raises(ValueError):
+            node.put(key, b"bad", **bad)
+
+    async def through_aio() -> None:
+        opts = dict(port=0, bind=["127.0.0.1"], bootstrap=opendht_net.bootstrap, rate_limits=None)
+        async with await kadmos.aio.OpenDht.start(**opts) as anode:
+            await anode.put(key, b"async ttl", ttl=0.5)
+            assert (await anode.info())["permanent_puts"] == 1
+            for _ in range(400):
+                if (await anode.info())["permanent_puts"] == 0:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError("the ttl did not end the async keep-alive")
+
+    asyncio.run(through_aio())

@@ -21,6 +21,7 @@ from .mainline import AddrArg, ItemSigner, MainlineNode
 from .node_options import StateArg, addr_text, node_options
 from .opendht_network import Filter, OpenDhtNode, OwnerKey, PublicKey, RateLimits, Value, _limits
 from .results import Address, AnnounceResult, MutableItem, NodeInfo, PutReport, PutResult, Samples, SavedState
+from . import value_ttl
 
 __all__ = ["Dht", "OpenDht", "Testnet", "OpenDhtTestnet"]
 
@@ -145,25 +146,38 @@ class OpenDht(OpenDhtNode):
 
     async def put(
         self, key: Key, data: Union[bytes, Value], *, value_type: int = 0, user_type: str = "",
-        id: Optional[int] = None, permanent: bool = False,
+        id: Optional[int] = None, permanent: bool = False, ttl: Optional[float] = None,
     ) -> PutReport:
+        ttl = value_ttl.checked(ttl, permanent)
+        keep = permanent or ttl is not None
         if isinstance(data, Value):
-            return PutReport.from_dict(await self._node.put_value(key, data, permanent, True))
-        return PutReport.from_dict(await self._node.put(key, bytes(data), value_type, user_type, id, permanent, True))
+            report = PutReport.from_dict(await self._node.put_value(key, data, keep, True))
+        else:
+            report = PutReport.from_dict(await self._node.put(key, bytes(data), value_type, user_type, id, keep, True))
+        return self._expire(report, ttl)
 
     async def put_signed(
         self, key: Key, data: bytes, owner: OwnerKey, *, value_type: int = 0, user_type: str = "",
-        id: Optional[int] = None, permanent: bool = False,
+        id: Optional[int] = None, permanent: bool = False, ttl: Optional[float] = None,
     ) -> PutReport:
-        report = await self._node.put_signed(key, bytes(data), owner, value_type, user_type, id, permanent, True)
-        return PutReport.from_dict(report)
+        ttl = value_ttl.checked(ttl, permanent)
+        keep = permanent or ttl is not None
+        report = await self._node.put_signed(key, bytes(data), owner, value_type, user_type, id, keep, True)
+        return self._expire(PutReport.from_dict(report), ttl)
 
     async def put_encrypted(
         self, key: Key, data: bytes, to: PublicKey, *, sender: OwnerKey, value_type: int = 0,
-        user_type: str = "", id: Optional[int] = None, permanent: bool = False,
+        user_type: str = "", id: Optional[int] = None, permanent: bool = False, ttl: Optional[float] = None,
     ) -> PutReport:
-        report = await self._node.put_encrypted(key, bytes(data), sender, to, value_type, user_type, id, permanent, True)
-        return PutReport.from_dict(report)
+        ttl = value_ttl.checked(ttl, permanent)
+        keep = permanent or ttl is not None
+        report = await self._node.put_encrypted(key, bytes(data), sender, to, value_type, user_type, id, keep, True)
+        return self._expire(PutReport.from_dict(report), ttl)
+
+    def _expire(self, report: PutReport, ttl: Optional[float]) -> PutReport:
+        if ttl is not None:
+            value_ttl.stop_later_async(ttl, lambda: self.cancel_put(report.key, report.value_id))
+        return report
 
     async def cancel_put(self, key: Key, value_id: int) -> bool:
         return await self._node.cancel_put(key, value_id, True)

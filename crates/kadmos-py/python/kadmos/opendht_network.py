@@ -11,6 +11,7 @@ from .infohash import InfoHash, Key
 from .mainline import AddrArg
 from .node_options import StateArg, addr_text, node_options
 from .results import Address, NodeInfo, PutReport, SavedState
+from . import value_ttl
 
 Value = _native.Value
 Filter = _native.Filter
@@ -97,30 +98,46 @@ class OpenDht(OpenDhtNode):
 
     def put(
         self, key: Key, data: Union[bytes, Value], *, value_type: int = 0, user_type: str = "",
-        id: Optional[int] = None, permanent: bool = False,
+        id: Optional[int] = None, permanent: bool = False, ttl: Optional[float] = None,
     ) -> PutReport:
         """Puts ``data`` at ``key`` (a :class:`Value` is put as given). It lives as long as its
         type says (10 minutes for type 0) unless ``permanent``: then this node keeps it alive
-        until :meth:`cancel_put`."""
+        until :meth:`cancel_put`; or ``ttl`` seconds: kept alive that long, then left to expire
+        (see :mod:`kadmos.value_ttl`)."""
+        ttl = value_ttl.checked(ttl, permanent)
+        keep = permanent or ttl is not None
         if isinstance(data, Value):
-            return PutReport.from_dict(self._node.put_value(key, data, permanent, False))
-        return PutReport.from_dict(self._node.put(key, bytes(data), value_type, user_type, id, permanent, False))
+            report = PutReport.from_dict(self._node.put_value(key, data, keep, False))
+        else:
+            report = PutReport.from_dict(self._node.put(key, bytes(data), value_type, user_type, id, keep, False))
+        return self._expire(report, ttl)
 
     def put_signed(
         self, key: Key, data: bytes, owner: OwnerKey, *, value_type: int = 0, user_type: str = "",
-        id: Optional[int] = None, permanent: bool = False,
+        id: Optional[int] = None, permanent: bool = False, ttl: Optional[float] = None,
     ) -> PutReport:
         """Puts ``data`` signed by ``owner``; with the ``id`` of a value already put, replaces
-        it (next ``seq``)."""
-        return PutReport.from_dict(self._node.put_signed(key, bytes(data), owner, value_type, user_type, id, permanent, False))
+        it (next ``seq``). ``permanent`` and ``ttl`` as for :meth:`put`."""
+        ttl = value_ttl.checked(ttl, permanent)
+        keep = permanent or ttl is not None
+        report = self._node.put_signed(key, bytes(data), owner, value_type, user_type, id, keep, False)
+        return self._expire(PutReport.from_dict(report), ttl)
 
     def put_encrypted(
         self, key: Key, data: bytes, to: PublicKey, *, sender: OwnerKey, value_type: int = 0,
-        user_type: str = "", id: Optional[int] = None, permanent: bool = False,
+        user_type: str = "", id: Optional[int] = None, permanent: bool = False, ttl: Optional[float] = None,
     ) -> PutReport:
-        """Puts ``data`` encrypted to ``to``, signed by ``sender`` inside the encryption."""
-        report = self._node.put_encrypted(key, bytes(data), sender, to, value_type, user_type, id, permanent, False)
-        return PutReport.from_dict(report)
+        """Puts ``data`` encrypted to ``to``, signed by ``sender`` inside the encryption.
+        ``permanent`` and ``ttl`` as for :meth:`put`."""
+        ttl = value_ttl.checked(ttl, permanent)
+        keep = permanent or ttl is not None
+        report = self._node.put_encrypted(key, bytes(data), sender, to, value_type, user_type, id, keep, False)
+        return self._expire(PutReport.from_dict(report), ttl)
+
+    def _expire(self, report: PutReport, ttl: Optional[float]) -> PutReport:
+        if ttl is not None:
+            value_ttl.stop_later(ttl, lambda: self.cancel_put(report.key, report.value_id))
+        return report
 
     def cancel_put(self, key: Key, value_id: int) -> bool:
         """Stops keeping a permanent value alive; whether it was."""
