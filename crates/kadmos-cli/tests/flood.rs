@@ -36,8 +36,11 @@ fn start_node() -> NodeProcess {
     let dir = std::env::temp_dir().join(format!("kadmos-flood-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kadmos"))
-        .args(["node", "--no-bootstrap", "--bind", "127.0.0.1", "--json", "--stats-interval", "1", "--state"])
+        .args(["node", "--port", "0", "--no-bootstrap", "--bind", "127.0.0.1", "--json", "--stats-interval", "1"])
+        .arg("--state")
         .arg(dir.join("state.json"))
+        // The daemon records itself (daemon.json) in the data directory: keep it in the test's.
+        .env("XDG_DATA_HOME", &dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -51,6 +51,8 @@ fn start_node() -> NodeProcess {
         .args(["node", "--network", "opendht", "--port", "0", "--no-bootstrap", "--bind", "127.0.0.1"])
         .args(["--json", "--stats-interval", "1", "--state"])
         .arg(dir.join("state.json"))
+        // The daemon records itself (daemon.json) in the data directory: keep it in the test's.
+        .env("XDG_DATA_HOME", &dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
