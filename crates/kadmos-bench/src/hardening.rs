@@ -1,4 +1,4 @@
-//! `kadmos-bench hardening`: the figures of issue 16, in one run, all on loopback.
+//! `kadmos-bench hardening`: the hardening figures (memory, flood, soak), in one run, all on loopback.
 //!
 //! 1. Idle RSS: a `kadmos node` joins a 30-node testnet (`kadmos testnet`, another process),
 //!    then sits idle; its resident memory (VmRSS) is read after `--idle-secs`.

@@ -104,7 +104,7 @@ enum Cmd {
     Load(LoadArgs),
     /// The HTTP gateway against OpenDHT's proxy server (dhtnode --proxyserver), same load.
     Gateway(gateway::GatewayArgs),
-    /// Issue 16's figures: idle RSS of a joined node, RSS per stored peer, a flood from one
+    /// Hardening figures: idle RSS of a joined node, RSS per stored peer, a flood from one
     /// source against honest ones, a soak with churn (see `hardening.rs`).
     Hardening(hardening::HardeningArgs),
     /// Put/get/listen-notify latency and ops/s: 4 kadmos OpenDHT nodes, then 4 OpenDHT nodes.

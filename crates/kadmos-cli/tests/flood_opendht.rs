@@ -143,7 +143,7 @@ impl Client {
 /// address (1024/s) and of the node (8192/s), so that what is tested is the stores' limits, not
 /// the rate limiter. A pacer that fell behind (the node was slow to answer a get, the test
 /// thread was descheduled) does not burst to catch up: a catch-up burst once exceeded 8192
-/// requests in one second and the node rightly dropped a get (issue 11). And every
+/// requests in one second and the node rightly dropped a get. And every
 /// `BARRIER_EVERY` datagrams it waits until the node has handled all it was sent (a ping from
 /// an address of its own, answered in turn): on a machine too busy to give the node its share
 /// of the CPU, the flood would otherwise overflow the node's socket buffer and the kernel would
