@@ -120,8 +120,14 @@ async fn cancel_and_drop_stop_renewals() {
 
     let dropped = node.advertise(info_hash, Some(43_000)).await.unwrap();
     drop(dropped);
-    // The release travels through the node's command queue, behind this call.
-    assert!(node.advertisements().await.unwrap().is_empty());
+    // A drop cannot await: its release is queued (or, with the queue full, sent by a task of
+    // its own), so it reaches the node soon but not necessarily before the next call.
+    bounded("the dropped handle's release", async {
+        while !node.advertisements().await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 
     let mut stopped = node.advertise(info_hash, Some(43_001)).await.unwrap();
     assert!(node.stop_advertising(info_hash).await.unwrap());
