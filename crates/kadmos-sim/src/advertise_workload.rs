@@ -245,7 +245,7 @@ impl Workload for AdvertiseWorkload {
         }
     }
 
-    fn quest_event(&mut self, ctl: &mut Control<'_>, node: NodeIndex, event: &QuestEvent) {
+    fn notice(&mut self, ctl: &mut Control<'_>, node: NodeIndex, event: &QuestEvent) {
         let now = ctl.now();
         match event {
             QuestEvent::Advertised { info_hash, messages, .. } => {

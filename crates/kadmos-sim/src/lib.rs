@@ -22,22 +22,35 @@
 //!   announce-then-get_peers and items (BEP 44 put, keep-alive, get two hours later) workloads.
 //! - [`advertise_workload`]: advertisements and watches through churn, looked up at random
 //!   times (and its one-shot control).
+//! - [`sim_node`]: [`SimNode`], what the simulation needs from a node of either network, and
+//!   [`Dht`], which network a run simulates.
+//! - [`mainline_node`]: the Mainline node behind [`SimNode`], and the Mainline commands a
+//!   workload starts.
+//! - [`opendht_node`]: the OpenDHT node behind [`SimNode`] (the one module that reads its
+//!   events and results), and the OpenDHT commands a workload starts.
+//! - [`opendht_workload`]: the OpenDHT workloads (find, get, put then get, listen).
 //! - [`simulation`]: the run itself: driving nodes, measuring lookups, checking invariants.
 //! - [`report`]: the figures, as text or JSON.
 
 pub mod advertise_workload;
 pub mod event_queue;
+pub mod mainline_node;
 pub mod network;
+pub mod opendht_node;
+pub mod opendht_workload;
 pub mod options;
 pub mod oracle;
 pub mod report;
+pub mod sim_node;
 pub mod simulation;
 pub mod workload;
 
 pub use advertise_workload::{AdvertiseOptions, AdvertiseReport, AdvertiseWorkload};
 pub use network::{NodeIndex, Traffic};
+pub use opendht_node::ListenValue;
 pub use options::{ItemOptions, NetworkOptions, Partition, RttModel, SimOptions, WorkloadKind};
 pub use oracle::Oracle;
-pub use report::{ItemGets, ItemReport, LookupReport, Percentiles, Report};
+pub use report::{ItemGets, ItemReport, ListenReport, LookupReport, Percentiles, Report};
+pub use sim_node::{Dht, SimNode};
 pub use simulation::{addr_of, Control, Simulation, Violation};
 pub use workload::{ItemWorkload, LookupDone, Workload};

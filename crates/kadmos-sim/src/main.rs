@@ -1,4 +1,4 @@
-//! `kadmos-sim`: runs a simulated Mainline network and prints its report.
+//! `kadmos-sim`: runs a simulated Mainline or OpenDHT network and prints its report.
 //!
 //! Exit status: 0 when the run completed, 2 when an invariant broke (the seed and the
 //! command line that replays the run are printed), 1 for bad options.
@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clap::{Parser, ValueEnum};
 
-use kadmos_sim::{Partition, RttModel, SimOptions, Simulation, WorkloadKind};
+use kadmos_proto::{mainline, opendht};
+use kadmos_sim::{Dht, Partition, Report, RttModel, SimNode, SimOptions, Simulation, Violation, WorkloadKind};
 
 /// The system allocator, counting the bytes currently allocated, so that the report can say
 /// how much memory a simulated node costs.
@@ -72,13 +73,31 @@ enum WorkloadArg {
     /// Advertisements (re-announced) and watches; lookups at random times over
     /// --advertise-hold-secs; --one-shot for the control run.
     Advertise,
+    /// OpenDHT: find_node of a random target.
+    Find,
+    /// OpenDHT: get of a random key.
+    Get,
+    /// OpenDHT: put a value, then get it from another node.
+    PutGet,
+    /// OpenDHT: listen to a key, another node puts; time to the notification.
+    Listen,
 }
 
-/// Simulates a BitTorrent Mainline DHT of kadmos nodes on virtual time and reports lookup
-/// latency, cost, accuracy and success, with the simulator's own speed and memory.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum NetworkArg {
+    Mainline,
+    Opendht,
+}
+
+/// Simulates a BitTorrent Mainline DHT or an OpenDHT network of kadmos nodes on virtual time
+/// and reports lookup latency, cost, accuracy and success, with the simulator's own speed and
+/// memory.
 #[derive(Parser, Debug)]
 #[command(name = "kadmos-sim", version)]
 struct Args {
+    /// The network simulated.
+    #[arg(long, value_enum, default_value_t = NetworkArg::Mainline)]
+    network: NetworkArg,
     /// Nodes in the network.
     #[arg(long, default_value_t = 1000)]
     nodes: usize,
@@ -102,8 +121,9 @@ struct Args {
     /// Time between two units of work.
     #[arg(long, default_value_t = 20.0)]
     lookup_interval_ms: f64,
-    /// Workloads, taking turns (comma-separated or repeated).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [WorkloadArg::FindNode, WorkloadArg::GetPeers, WorkloadArg::Announce])]
+    /// Workloads, taking turns (comma-separated or repeated). Default: find-node, get-peers,
+    /// announce on Mainline; find, get, put-get, listen on OpenDHT.
+    #[arg(long, value_enum, value_delimiter = ',')]
     workload: Vec<WorkloadArg>,
     /// Median link RTT of the lognormal model.
     #[arg(long, default_value_t = 80.0)]
@@ -189,22 +209,32 @@ fn parse_partition(s: &str) -> Result<Partition, String> {
 
 impl Args {
     fn options(&self) -> SimOptions {
-        let mut o = SimOptions::new(self.nodes, self.lookups, self.seed);
+        let dht = match self.network {
+            NetworkArg::Mainline => Dht::Mainline,
+            NetworkArg::Opendht => Dht::OpenDht,
+        };
+        let mut o = SimOptions::for_dht(dht, self.nodes, self.lookups, self.seed);
         o.seeds = self.seeds;
         o.join_interval_ms = self.join_interval_ms;
         o.settle_secs = self.settle_secs;
         o.lookup_interval_ms = self.lookup_interval_ms;
-        o.workloads = self
-            .workload
-            .iter()
-            .map(|w| match w {
-                WorkloadArg::FindNode => WorkloadKind::FindNode,
-                WorkloadArg::GetPeers => WorkloadKind::GetPeers,
-                WorkloadArg::Announce => WorkloadKind::Announce,
-                WorkloadArg::Items => WorkloadKind::Items,
-                WorkloadArg::Advertise => WorkloadKind::Advertise,
-            })
-            .collect();
+        if !self.workload.is_empty() {
+            o.workloads = self
+                .workload
+                .iter()
+                .map(|w| match w {
+                    WorkloadArg::FindNode => WorkloadKind::FindNode,
+                    WorkloadArg::GetPeers => WorkloadKind::GetPeers,
+                    WorkloadArg::Announce => WorkloadKind::Announce,
+                    WorkloadArg::Items => WorkloadKind::Items,
+                    WorkloadArg::Advertise => WorkloadKind::Advertise,
+                    WorkloadArg::Find => WorkloadKind::Find,
+                    WorkloadArg::Get => WorkloadKind::Get,
+                    WorkloadArg::PutGet => WorkloadKind::PutGet,
+                    WorkloadArg::Listen => WorkloadKind::Listen,
+                })
+                .collect();
+        }
         let n = &mut o.network;
         n.rtt = match self.rtt_fixed_ms {
             Some(ms) => RttModel::Fixed { ms },
@@ -233,16 +263,26 @@ impl Args {
     }
 }
 
+/// Sets up and runs a simulation of `N` nodes.
+fn simulate<N: SimNode>(options: SimOptions) -> Result<Result<Report, Violation>, String> {
+    Ok(Simulation::<N>::of(options)?.with_memory_probe(allocated).run())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    let simulation = match Simulation::new(args.options()) {
-        Ok(s) => s.with_memory_probe(allocated),
+    let options = args.options();
+    let outcome = match options.dht {
+        Dht::Mainline => simulate::<mainline::Node>(options),
+        Dht::OpenDht => simulate::<opendht::Node>(options),
+    };
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
         Err(e) => {
             eprintln!("kadmos-sim: {e}");
             return ExitCode::from(1);
         }
     };
-    match simulation.run() {
+    match outcome {
         Ok(report) => {
             let text = if args.json {
                 serde_json::to_string_pretty(&report).expect("reports serialize")

@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::advertise_workload::AdvertiseOptions;
+use crate::sim_node::Dht;
 
 /// How round-trip times of links are drawn. Each pair of nodes gets one RTT for the whole
 /// run (derived from the seed and the pair), so a link is consistently fast or slow.
@@ -106,6 +107,16 @@ pub enum WorkloadKind {
     /// Advertisements and watches through churn, looked up at random times (see
     /// [`crate::advertise_workload`] and [`AdvertiseOptions`]).
     Advertise,
+    /// OpenDHT: `find_node` of a random target from a random live node.
+    Find,
+    /// OpenDHT: `get` of a random key (nobody put it) from a random live node.
+    Get,
+    /// OpenDHT: a random live node puts a value at a random key; once that is over, another
+    /// random live node gets the key and must find the value.
+    PutGet,
+    /// OpenDHT: a random live node listens to a random key; later another puts a value there,
+    /// and the listener must be told (see [`crate::opendht_workload::ListenWorkload`]).
+    Listen,
 }
 
 impl WorkloadKind {
@@ -116,6 +127,30 @@ impl WorkloadKind {
             WorkloadKind::Announce => "announce",
             WorkloadKind::Items => "items",
             WorkloadKind::Advertise => "advertise",
+            WorkloadKind::Find => "find",
+            WorkloadKind::Get => "get",
+            WorkloadKind::PutGet => "put-get",
+            WorkloadKind::Listen => "listen",
+        }
+    }
+
+    /// The network whose nodes run this workload.
+    pub fn dht(self) -> Dht {
+        match self {
+            WorkloadKind::FindNode
+            | WorkloadKind::GetPeers
+            | WorkloadKind::Announce
+            | WorkloadKind::Items
+            | WorkloadKind::Advertise => Dht::Mainline,
+            WorkloadKind::Find | WorkloadKind::Get | WorkloadKind::PutGet | WorkloadKind::Listen => Dht::OpenDht,
+        }
+    }
+
+    /// The workloads a network runs when none are named.
+    pub fn defaults(dht: Dht) -> Vec<WorkloadKind> {
+        match dht {
+            Dht::Mainline => vec![WorkloadKind::FindNode, WorkloadKind::GetPeers, WorkloadKind::Announce],
+            Dht::OpenDht => vec![WorkloadKind::Find, WorkloadKind::Get, WorkloadKind::PutGet, WorkloadKind::Listen],
         }
     }
 }
@@ -141,6 +176,9 @@ impl Default for ItemOptions {
 /// One run of the simulator.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SimOptions {
+    /// The network simulated. Default Mainline.
+    #[serde(skip_serializing_if = "is_mainline")]
+    pub dht: Dht,
     /// Seed of the simulator's only generator; node IDs and node seeds derive from it.
     pub seed: u64,
     /// Nodes in the network once built.
@@ -158,7 +196,8 @@ pub struct SimOptions {
     pub settle_secs: f64,
     /// Time between two units of work. Default 20 ms.
     pub lookup_interval_ms: f64,
-    /// Workloads, taking turns. Default all three built-in ones.
+    /// Workloads, taking turns; all of the network's kind. Default: Mainline's find_node,
+    /// get_peers and announce; OpenDHT's find, get, put-get and listen.
     pub workloads: Vec<WorkloadKind>,
     /// The network model and faults.
     pub network: NetworkOptions,
@@ -171,17 +210,24 @@ pub struct SimOptions {
     pub check_every_secs: f64,
     /// A lookup running longer than this breaks the liveness invariant. Default 300 s.
     pub max_lookup_secs: f64,
-    /// Node configuration overrides, for experiments; `None` keeps the core's default
-    /// (`LookupConfig`: alpha 4, final alpha 12, request timeout 2 s, no retry).
+    /// Node configuration overrides, for experiments; `None` keeps the network's default
+    /// (Mainline: `LookupConfig`'s alpha 4, final alpha 12, request timeout 2 s, no retry;
+    /// OpenDHT: its `Config`'s alpha 4, final alpha 11, request timeout 2 s, one retry).
     pub lookup_alpha: Option<usize>,
     pub lookup_final_alpha: Option<usize>,
     pub lookup_timeout_ms: Option<f64>,
     pub lookup_retries: Option<u8>,
 }
 
+fn is_mainline(dht: &Dht) -> bool {
+    *dht == Dht::Mainline
+}
+
 impl SimOptions {
+    /// A Mainline run with the default workloads.
     pub fn new(nodes: usize, lookups: usize, seed: u64) -> Self {
         SimOptions {
+            dht: Dht::Mainline,
             seed,
             nodes,
             lookups,
@@ -200,6 +246,11 @@ impl SimOptions {
             lookup_timeout_ms: None,
             lookup_retries: None,
         }
+    }
+
+    /// A run of `dht` with its default workloads.
+    pub fn for_dht(dht: Dht, nodes: usize, lookups: usize, seed: u64) -> Self {
+        SimOptions { dht, workloads: WorkloadKind::defaults(dht), ..SimOptions::new(nodes, lookups, seed) }
     }
 
     /// Checks ranges; the error names the option.
@@ -270,14 +321,25 @@ impl SimOptions {
         if self.workloads.is_empty() && self.lookups > 0 {
             return Err("lookups > 0 needs at least one workload".into());
         }
+        if let Some(w) = self.workloads.iter().find(|w| w.dht() != self.dht) {
+            return Err(format!(
+                "workload {} runs on {}, not on {}",
+                w.cli_name(),
+                w.dht().cli_name(),
+                self.dht.cli_name()
+            ));
+        }
         Ok(())
     }
 
     /// The `kadmos-sim` command line that replays this run.
     pub fn command_line(&self) -> String {
         let n = &self.network;
-        let mut args = vec![
-            "kadmos-sim".to_string(),
+        let mut args = vec!["kadmos-sim".to_string()];
+        if self.dht != Dht::Mainline {
+            args.push(format!("--network {}", self.dht.cli_name()));
+        }
+        args.extend([
             format!("--nodes {}", self.nodes),
             format!("--lookups {}", self.lookups),
             format!("--seed {}", self.seed),
@@ -285,7 +347,7 @@ impl SimOptions {
             format!("--join-interval-ms {}", self.join_interval_ms),
             format!("--settle-secs {}", self.settle_secs),
             format!("--lookup-interval-ms {}", self.lookup_interval_ms),
-        ];
+        ]);
         let workloads: Vec<&str> = self.workloads.iter().map(|w| w.cli_name()).collect();
         args.push(format!("--workload {}", workloads.join(",")));
         match n.rtt {

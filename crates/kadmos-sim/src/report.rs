@@ -227,6 +227,42 @@ pub struct ItemReport {
     pub messages_per_put: Percentiles,
 }
 
+/// What the OpenDHT listen workload measured (see
+/// [`crate::opendht_workload::ListenWorkload`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ListenReport {
+    /// Listens started.
+    pub listens: usize,
+    /// Listens whose put stored the value and whose listener and putter lived to the end of
+    /// the wait: these are the ones measured.
+    pub measured: usize,
+    /// Of those, listens whose listener was told of the value.
+    pub notified: usize,
+    /// `notified / measured`; 0 when none was measured.
+    pub notified_rate: f64,
+    /// Listens not measured: the put stored nowhere, or the listener or putter left.
+    pub not_measured: usize,
+    /// Virtual time from the put's start to the listener's notification, for notified ones.
+    pub latency_ms: Percentiles,
+    pub latency_rtts: Percentiles,
+}
+
+impl fmt::Display for ListenReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "listens: {} started, {} measured, {} notified ({:.2}%), {} not measured",
+            self.listens,
+            self.measured,
+            self.notified,
+            self.notified_rate * 100.0,
+            self.not_measured
+        )?;
+        writeln!(f, "  put to notification ms:   {}", p(&self.latency_ms, 0))?;
+        writeln!(f, "  put to notification RTTs: {}", p(&self.latency_rtts, 2))
+    }
+}
+
 /// Routing tables of the live nodes at one moment.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct TableFigures {
@@ -300,6 +336,9 @@ pub struct Report {
     /// The advertise workload's figures, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub advertise: Option<AdvertiseReport>,
+    /// The OpenDHT listen workload's figures, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<ListenReport>,
     /// Routing tables of the live nodes at the end of the run.
     pub tables_at_end: TableFigures,
     pub traffic: Traffic,
@@ -454,6 +493,9 @@ impl fmt::Display for Report {
         }
         if let Some(ad) = &self.advertise {
             write!(f, "{ad}")?;
+        }
+        if let Some(listen) = &self.listen {
+            write!(f, "{listen}")?;
         }
         let t = &self.traffic;
         writeln!(

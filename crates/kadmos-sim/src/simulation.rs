@@ -64,11 +64,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use kadmos_proto::kad::LookupConfig;
-use kadmos_proto::mainline::item::mutable_target;
-use kadmos_proto::mainline::{
-    Body, Config, Event, Family, Item, ItemQuery, Message, Node, Outcome, Query, QueryId, QuestEvent, Transmit,
-};
+use kadmos_proto::mainline::Node;
+use kadmos_proto::node_io::{QueryId, Transmit};
 use kadmos_proto::{Id, NodeId, Timestamp};
 
 use crate::event_queue::EventQueue;
@@ -78,7 +75,8 @@ use crate::oracle::Oracle;
 use crate::report::{
     BootstrapFigures, LookupRecord, LookupReport, NodeFigures, Percentiles, Perf, Report, TableFigures,
 };
-use crate::workload::{built_in_with, LookupDone, Workload};
+use crate::sim_node::{Command, NodeEvent, SimNode};
+use crate::workload::{LookupDone, Workload};
 
 /// The UDP port of every simulated node.
 pub const PORT: u16 = 6881;
@@ -140,9 +138,9 @@ enum SimEvent {
 }
 
 /// A simulated host: the node (none once it died) and what the simulator keeps about it.
-struct Slot {
+struct Slot<N> {
     id: NodeId,
-    node: Option<Box<Node>>,
+    node: Option<Box<N>>,
     /// The earliest timer event in the queue that is still valid for this node.
     timer: Option<Timestamp>,
     nat: Option<Box<NatTable>>,
@@ -154,15 +152,6 @@ struct Slot {
     fired: (Timestamp, u32),
     /// When the node died (`dead` or churn).
     left_at: Option<Timestamp>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Command {
-    FindNode,
-    GetPeers,
-    Announce,
-    GetItem,
-    PutItem,
 }
 
 /// A query of a measured lookup, seen on the wire, not answered yet.
@@ -177,14 +166,15 @@ struct PendingQuery {
 }
 
 /// A measured lookup in flight.
-struct Tracked {
+struct Tracked<N: SimNode> {
     command: Command,
     kind: &'static str,
     workload: usize,
     tag: u64,
     target: Id,
     started: Timestamp,
-    expect: Option<SocketAddr>,
+    /// What the command must find to succeed.
+    expect: Option<N::Expect>,
     found_expected: bool,
     first_peers: Option<Timestamp>,
     messages: u32,
@@ -193,28 +183,27 @@ struct Tracked {
     pending: Vec<PendingQuery>,
     /// Hop at which each node the lookup queried was first heard of.
     hops: HashMap<NodeIndex, u32>,
-    /// `get_item`: the item that must come back, and the items that did.
-    expect_item: Option<Item>,
-    items: Vec<Item>,
+    /// The items (BEP 44 items, OpenDHT values) that came back.
+    items: Vec<N::Item>,
     /// The neighbourhood bits of the node's table when the lookup sent its first query.
     neighbourhood: Option<u32>,
 }
 
 /// Everything but the workloads (which get a [`Control`] onto this).
-struct World {
+struct World<N: SimNode> {
     options: SimOptions,
-    node_template: Config,
+    node_template: N::Config,
     rng: ChaCha8Rng,
     now: Timestamp,
     queue: EventQueue<SimEvent>,
     network: Network,
-    slots: Vec<Slot>,
+    slots: Vec<Slot<N>>,
     live: Vec<NodeIndex>,
     /// Position of each node in `live`, `u32::MAX` once dead.
     live_pos: Vec<u32>,
     oracle: Oracle,
-    tracked: BTreeMap<(NodeIndex, QueryId), Tracked>,
-    done: VecDeque<(usize, LookupDone)>,
+    tracked: BTreeMap<(NodeIndex, QueryId), Tracked<N>>,
+    done: VecDeque<(usize, LookupDone<N>)>,
     records: Vec<LookupRecord>,
     abandoned: BTreeMap<&'static str, usize>,
     traffic: Traffic,
@@ -229,18 +218,18 @@ struct World {
     bootstrap_failed: usize,
     violation: Option<Violation>,
     scratch_transmits: Vec<Transmit>,
-    scratch_events: Vec<Event>,
-    /// Quest events of nodes, for the workloads.
-    quest_events: VecDeque<(NodeIndex, QuestEvent)>,
+    scratch_events: Vec<N::Event>,
+    /// Events of nodes for the workloads, outside measured commands.
+    notices: VecDeque<(NodeIndex, N::Notice)>,
 }
 
 /// What a workload may do: pick nodes, draw random numbers and start measured lookups.
-pub struct Control<'a> {
-    world: &'a mut World,
+pub struct Control<'a, N: SimNode = Node> {
+    world: &'a mut World<N>,
     workload: usize,
 }
 
-impl Control<'_> {
+impl<N: SimNode> Control<'_, N> {
     pub fn now(&self) -> Timestamp {
         self.world.now
     }
@@ -269,99 +258,44 @@ impl Control<'_> {
     }
 
     /// The node itself, to read its state (none once dead).
-    pub fn node(&self, node: NodeIndex) -> Option<&Node> {
+    pub fn node(&self, node: NodeIndex) -> Option<&N> {
         self.world.slots.get(node as usize).and_then(|s| s.node.as_deref())
     }
 
-    /// Starts a measured `find_node`. Returns `None` if the node is dead.
-    pub fn find_node(&mut self, node: NodeIndex, target: Id, kind: &'static str, tag: u64) -> Option<QueryId> {
-        self.start(node, Command::FindNode, target, kind, tag, None, |n, now| n.find_node(now, target))
-    }
-
-    /// Starts a measured `get_peers`; with `expect`, it succeeds only if that peer is found.
-    pub fn get_peers(
+    /// Starts a command that is not measured but whose findings go to the workloads as
+    /// notices (an OpenDHT listen), until [`Control::end_unmeasured`]. `None` if the node is
+    /// dead.
+    pub(crate) fn start_unmeasured(
         &mut self,
         node: NodeIndex,
-        info_hash: Id,
-        kind: &'static str,
-        tag: u64,
-        expect: Option<SocketAddr>,
+        issue: impl FnOnce(&mut N, Timestamp) -> QueryId,
     ) -> Option<QueryId> {
-        self.start(node, Command::GetPeers, info_hash, kind, tag, expect, |n, now| n.get_peers(now, info_hash))
+        let query = self.with_node(node, issue)?;
+        self.world.slots[node as usize].commands.push(query);
+        Some(query)
     }
 
-    /// Starts a measured announce (`port: None` announces the node's own UDP port).
-    pub fn announce_peer(
+    /// Ends a command started with [`Control::start_unmeasured`] (`end` cancels it on the
+    /// node). Whether the node was alive and running it.
+    pub(crate) fn end_unmeasured(
         &mut self,
         node: NodeIndex,
-        info_hash: Id,
-        port: Option<u16>,
-        kind: &'static str,
-        tag: u64,
-    ) -> Option<QueryId> {
-        self.start(node, Command::Announce, info_hash, kind, tag, None, |n, now| n.announce_peer(now, info_hash, port))
+        query: QueryId,
+        end: impl FnOnce(&mut N, Timestamp, QueryId) -> bool,
+    ) -> bool {
+        let commands = &mut self.world.slots[node as usize].commands;
+        let Some(pos) = commands.iter().position(|q| *q == query) else { return false };
+        commands.swap_remove(pos);
+        self.with_node(node, |n, now| end(n, now, query)).unwrap_or(false)
     }
 
-    /// Starts a measured BEP 44 put (`Node::put_item`, no CAS). Returns `None` if the node
-    /// is dead.
-    pub fn put_item(&mut self, node: NodeIndex, item: Item, kind: &'static str, tag: u64) -> Option<QueryId> {
-        let target = item.target();
-        self.start(node, Command::PutItem, target, kind, tag, None, |n, now| n.put_item(now, item, None))
-    }
-
-    /// Starts a measured BEP 44 get (`Node::get_item`); with `expect`, it succeeds only if an
-    /// `Item` event brings exactly that item. The items that came back are in
-    /// [`LookupDone::items`]. Returns `None` if the node is dead.
-    pub fn get_item(
-        &mut self,
-        node: NodeIndex,
-        query: ItemQuery,
-        expect: Option<Item>,
-        kind: &'static str,
-        tag: u64,
-    ) -> Option<QueryId> {
-        let target = query.target();
-        let started = self.start(node, Command::GetItem, target, kind, tag, None, |n, now| n.get_item(now, query))?;
-        if let Some(t) = self.world.tracked.get_mut(&(node, started)) {
-            t.expect_item = expect;
-        }
-        Some(started)
-    }
-
-    /// Has the node keep an item alive (`Node::keep_alive`); false if the node is dead.
-    pub fn keep_alive(&mut self, node: NodeIndex, item: Item) -> bool {
+    /// Runs `f` on a live node, then drains its outputs; `None` if the node is dead.
+    pub(crate) fn with_node<R>(&mut self, node: NodeIndex, f: impl FnOnce(&mut N, Timestamp) -> R) -> Option<R> {
         let now = self.world.now;
-        let Some(n) = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut()) else { return false };
-        n.keep_alive(now, item);
+        let n = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut())?;
+        let result = f(n, now);
         self.world.after_input(node);
-        true
-    }
-
-    /// Stops a node keeping an item alive (`Node::cancel_keep_alive`); whether it was kept.
-    pub fn cancel_keep_alive(&mut self, node: NodeIndex, target: &Id) -> bool {
-        let Some(n) = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut()) else { return false };
-        let kept = n.cancel_keep_alive(target);
-        self.world.after_input(node);
-        kept
-    }
-
-    /// Has the node advertise `info_hash` with its own port (`Node::advertise`, implied
-    /// port); false if the node is dead or refused.
-    pub fn advertise(&mut self, node: NodeIndex, info_hash: Id) -> bool {
-        let now = self.world.now;
-        let Some(n) = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut()) else { return false };
-        let started = n.advertise(now, info_hash, None).is_ok();
-        self.world.after_input(node);
-        started
-    }
-
-    /// Has the node watch `info_hash` (`Node::watch`); false if the node is dead or refused.
-    pub fn watch(&mut self, node: NodeIndex, info_hash: Id) -> bool {
-        let now = self.world.now;
-        let Some(n) = self.world.slots.get_mut(node as usize).and_then(|s| s.node.as_mut()) else { return false };
-        let started = n.watch(now, info_hash).is_ok();
-        self.world.after_input(node);
-        started
+        Some(result)
     }
 
     /// Calls [`Workload::woke`] with `tag` after `delay` of virtual time. The workload is not
@@ -382,16 +316,18 @@ impl Control<'_> {
         self.world.slots.get(node as usize).and_then(|s| s.left_at)
     }
 
+    /// Starts a measured command `issue` gives the node; with `expect`, it succeeds only if
+    /// the node finds that. `None` if the node is dead.
     #[allow(clippy::too_many_arguments)]
-    fn start(
+    pub(crate) fn start(
         &mut self,
         node: NodeIndex,
         command: Command,
         target: Id,
         kind: &'static str,
         tag: u64,
-        expect: Option<SocketAddr>,
-        issue: impl FnOnce(&mut Node, Timestamp) -> QueryId,
+        expect: Option<N::Expect>,
+        issue: impl FnOnce(&mut N, Timestamp) -> QueryId,
     ) -> Option<QueryId> {
         let world = &mut *self.world;
         let now = world.now;
@@ -413,7 +349,6 @@ impl Control<'_> {
             bytes: 0,
             pending: Vec::new(),
             hops: HashMap::new(),
-            expect_item: None,
             items: Vec::new(),
             neighbourhood: None,
         };
@@ -423,20 +358,12 @@ impl Control<'_> {
     }
 }
 
-impl World {
-    fn new(options: SimOptions) -> World {
+impl<N: SimNode> World<N> {
+    fn new(options: SimOptions) -> World<N> {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let network = Network::new(options.network.clone(), rng.gen());
-        let mut node_template = Config::new(Id::ZERO, 0);
-        let defaults = LookupConfig::default();
-        node_template.lookup.alpha = options.lookup_alpha.unwrap_or(defaults.alpha);
-        node_template.lookup.final_alpha = options.lookup_final_alpha.unwrap_or(defaults.final_alpha);
-        node_template.lookup.retries = options.lookup_retries.unwrap_or(defaults.retries);
-        if let Some(ms) = options.lookup_timeout_ms {
-            node_template.lookup.request_timeout = Duration::from_secs_f64(ms / 1000.0);
-        }
         World {
-            node_template,
+            node_template: N::config(&options),
             rng,
             now: Timestamp::ZERO,
             queue: EventQueue::default(),
@@ -461,7 +388,7 @@ impl World {
             violation: None,
             scratch_transmits: Vec::new(),
             scratch_events: Vec::new(),
-            quest_events: VecDeque::new(),
+            notices: VecDeque::new(),
             options,
         }
     }
@@ -479,7 +406,7 @@ impl World {
     }
 
     fn k(&self) -> usize {
-        self.node_template.lookup.k
+        N::lookup_config(&self.node_template).k
     }
 
     fn nat_timeout_us(&self) -> u64 {
@@ -489,10 +416,8 @@ impl World {
     fn create_node(&mut self, behind_nat: bool) -> NodeIndex {
         let index = self.slots.len() as NodeIndex;
         let id = Id::random(&mut self.rng);
-        let mut config = self.node_template.clone();
-        config.node_id = id;
-        config.seed = self.rng.gen();
-        let node = Node::new(config, self.now);
+        let seed = self.rng.gen();
+        let node = N::create(&self.node_template, id, seed, self.now);
         self.slots.push(Slot {
             id,
             node: Some(Box::new(node)),
@@ -549,7 +474,7 @@ impl World {
         let now = self.now;
         let slot = &mut self.slots[node as usize];
         let Some(n) = slot.node.as_mut() else { return };
-        let query = n.bootstrap(now, routers, &[]);
+        let query = n.bootstrap(now, routers);
         slot.commands.push(query);
         self.after_input(node);
     }
@@ -571,10 +496,10 @@ impl World {
             let node = slot.node.as_mut().expect("checked above");
             transmits.extend(std::iter::from_fn(|| node.poll_transmit()));
             events.extend(std::iter::from_fn(|| node.poll_event()));
-            if let Some(what) = node.lookup_parallelism().find_map(|p| p.violation()) {
+            if let Some(what) = node.parallelism_violation() {
                 broken = Some(format!("a lookup has {what}"));
             }
-            let max_pending = node.config().max_pending_requests;
+            let max_pending = N::max_pending_requests(&self.node_template);
             if node.pending_requests() > max_pending {
                 broken = Some(format!("{} requests pending, the limit is {max_pending}", node.pending_requests()));
             }
@@ -693,36 +618,20 @@ impl World {
     /// A query leaving a node that runs measured lookups: count it for the lookup it belongs
     /// to (same target, a method that lookup sends).
     fn inspect_outgoing(&mut self, from: NodeIndex, to: NodeIndex, payload: &[u8]) {
-        let Ok(message) = Message::decode(payload) else { return };
-        let Body::Query { query, .. } = &message.body else { return };
-        let (target, iterative, fits): (Id, bool, fn(Command) -> bool) = match query {
-            Query::FindNode { target, .. } => (*target, true, |c| c == Command::FindNode),
-            Query::GetPeers { info_hash, .. } => (*info_hash, true, |c| c != Command::FindNode),
-            Query::AnnouncePeer { info_hash, .. } => (*info_hash, false, |c| c == Command::Announce),
-            Query::Get { target, .. } => (*target, true, |c| matches!(c, Command::GetItem | Command::PutItem)),
-            Query::Put(put) => {
-                let target = match &put.public_key {
-                    Some(key) => mutable_target(key, put.salt.as_deref().unwrap_or_default()),
-                    None => Id::sha1_of(&put.value),
-                };
-                (target, false, |c| c == Command::PutItem)
-            }
-            _ => return,
-        };
+        let Some(query) = N::read_query(payload) else { return };
+        let (target, iterative, fits) = (query.target, query.iterative, query.fits);
         let now = self.now;
-        let timeout = self.node_template.lookup.request_timeout;
+        let lookup = N::lookup_config(&self.node_template);
+        let timeout = lookup.request_timeout;
         // The node stepped its lookups with this stall timeout during the input that sent this.
         let stall = self.slots[from as usize].node.as_ref().map_or(timeout, |n| n.stall_timeout());
         // Requests outside the target's neighbourhood (as the lookup judged it when it started)
         // stall sooner.
-        let neighbourhood = self.slots[from as usize]
-            .node
-            .as_ref()
-            .and_then(|n| n.routing_table(Family::V4))
-            .map_or(u32::MAX, |table| table.neighbourhood_bits());
+        let neighbourhood =
+            self.slots[from as usize].node.as_ref().map_or(u32::MAX, |n| n.routing_table().neighbourhood_bits());
         let shared_bits = self.slots[to as usize].id.distance(&target).leading_zeros();
-        let far_stall = stall * self.node_template.lookup.far_stall_percent.min(100) / 100;
-        let final_alpha = self.node_template.lookup.max_in_flight();
+        let far_stall = stall * lookup.far_stall_percent.min(100) / 100;
+        let final_alpha = lookup.max_in_flight();
         let range = (from, QueryId(0))..=(from, QueryId(u64::MAX));
         let Some((_, t)) = self.tracked.range_mut(range).find(|(_, t)| t.target == target && fits(t.command)) else {
             return;
@@ -731,7 +640,7 @@ impl World {
         t.bytes += payload.len() as u64;
         let neighbourhood = *t.neighbourhood.get_or_insert(neighbourhood);
         let stall = if shared_bits < neighbourhood { far_stall } else { stall };
-        t.pending.push(PendingQuery { to, transaction_id: message.transaction_id, stall_at: now + stall, iterative });
+        t.pending.push(PendingQuery { to, transaction_id: query.transaction_id, stall_at: now + stall, iterative });
         t.hops.entry(to).or_insert(1);
         // The alpha bound counted on the wire, independently of the lookup's own counter: queries
         // not answered yet and sent less than a stall timeout ago (a stalled query gives up its
@@ -749,61 +658,57 @@ impl World {
     /// A datagram reaching a node that runs measured lookups: if it answers one of their
     /// queries, count it and note the hop of every node it names.
     fn inspect_incoming(&mut self, to: NodeIndex, from: NodeIndex, payload: &[u8]) {
-        let Ok(message) = Message::decode(payload) else { return };
-        if matches!(message.body, Body::Query { .. }) {
-            return;
-        }
-        let tx = &message.transaction_id;
+        let Some(answer) = N::read_answer(payload) else { return };
+        let tx = &answer.transaction_id;
         let range = (to, QueryId(0))..=(to, QueryId(u64::MAX));
         for (_, t) in self.tracked.range_mut(range) {
             let Some(pos) = t.pending.iter().position(|p| p.to == from && p.transaction_id == *tx) else { continue };
             t.pending.swap_remove(pos);
+            // A node that answered holds no slot of the lookup any more, even with a retry to
+            // it still on the wire (the answer to the first attempt ends the retry too).
+            for p in t.pending.iter_mut().filter(|p| p.to == from) {
+                p.stall_at = p.stall_at.min(self.now);
+            }
             t.messages += 1;
             t.bytes += payload.len() as u64;
-            if let Body::Response(response) = &message.body {
-                let next = t.hops.get(&from).copied().unwrap_or(1) + 1;
-                for (_, addr) in &response.nodes {
-                    if let Some(named) = index_of(addr) {
-                        t.hops.entry(named).or_insert(next);
-                    }
+            let next = t.hops.get(&from).copied().unwrap_or(1) + 1;
+            for addr in &answer.named {
+                if let Some(named) = index_of(addr) {
+                    t.hops.entry(named).or_insert(next);
                 }
             }
             return;
         }
     }
 
-    fn on_event(&mut self, i: NodeIndex, event: Event) {
-        match event {
-            Event::Peers { query, peers, .. } => {
+    fn on_event(&mut self, i: NodeIndex, event: N::Event) {
+        match N::read_event(event) {
+            NodeEvent::Found { query, found } => {
                 if !self.slots[i as usize].commands.contains(&query) {
-                    self.violate(Some(i), format!("Peers event for {query:?}, which is not running"));
+                    let what = N::found_name(&found);
+                    self.violate(Some(i), format!("{what} event for {query:?}, which is not running"));
                     return;
                 }
                 let now = self.now;
-                if let Some(t) = self.tracked.get_mut(&(i, query)) {
+                let Some(t) = self.tracked.get_mut(&(i, query)) else {
+                    // A command that is not measured (a listen): the workloads hear of it.
+                    if let Some(notice) = N::unmeasured_found(query, found) {
+                        self.notices.push_back((i, notice));
+                    }
+                    return;
+                };
+                let found = N::match_found(found, t.expect.as_ref());
+                if found.first_result {
                     t.first_peers.get_or_insert(now);
-                    if t.expect.is_some_and(|e| peers.contains(&e)) {
-                        t.found_expected = true;
-                    }
                 }
+                if found.expected {
+                    t.found_expected = true;
+                }
+                t.items.extend(found.item);
             }
-            Event::Item { query, item, .. } => {
-                if !self.slots[i as usize].commands.contains(&query) {
-                    self.violate(Some(i), format!("Item event for {query:?}, which is not running"));
-                    return;
-                }
-                let now = self.now;
-                if let Some(t) = self.tracked.get_mut(&(i, query)) {
-                    if t.expect_item.as_ref() == Some(&item) {
-                        t.found_expected = true;
-                        t.first_peers.get_or_insert(now);
-                    }
-                    t.items.push(item);
-                }
-            }
-            // Quests are not commands: their events go to the workloads.
-            Event::Quest(event) => self.quest_events.push_back((i, event)),
-            Event::Finished { query, outcome } => {
+            // Events outside commands (quests, listens) go to the workloads.
+            NodeEvent::Notice(notice) => self.notices.push_back((i, notice)),
+            NodeEvent::Finished { query, outcome } => {
                 let commands = &mut self.slots[i as usize].commands;
                 let Some(pos) = commands.iter().position(|q| *q == query) else {
                     self.violate(Some(i), format!("Finished event for {query:?}, which is not running"));
@@ -815,24 +720,24 @@ impl World {
                         self.slots[i as usize].tracked -= 1;
                         self.finish_tracked(i, t, outcome);
                     }
-                    None => match outcome {
-                        Outcome::Closest { nodes, .. } if !nodes.is_empty() => self.bootstrap_ok += 1,
-                        _ => self.bootstrap_failed += 1,
-                    },
+                    None => {
+                        let view = N::read_outcome(&outcome);
+                        if view.closest && !view.nodes.is_empty() {
+                            self.bootstrap_ok += 1;
+                        } else {
+                            self.bootstrap_failed += 1;
+                        }
+                    }
                 }
             }
         }
     }
 
-    fn finish_tracked(&mut self, i: NodeIndex, t: Tracked, outcome: Outcome) {
+    fn finish_tracked(&mut self, i: NodeIndex, t: Tracked<N>, outcome: N::Outcome) {
         let own = self.slots[i as usize].id;
         let k = self.k();
-        let empty = Vec::new();
-        let (result, sorted) = match &outcome {
-            Outcome::Closest { nodes, .. } => (nodes, true),
-            Outcome::Stored { stored_at, .. } => (stored_at, false),
-            _ => (&empty, false),
-        };
+        let view = N::read_outcome(&outcome);
+        let (result, sorted) = (view.nodes, view.sorted);
         // The result must name real nodes, never the querier, at most k, closest first.
         let mut broken = None;
         if sorted && result.len() > k {
@@ -853,12 +758,7 @@ impl World {
         if let Some(what) = broken {
             self.violate(Some(i), what);
         }
-        let succeeded = match &outcome {
-            Outcome::Closest { .. } if t.expect_item.is_some() => t.found_expected,
-            Outcome::Closest { nodes, .. } => !nodes.is_empty() && (t.expect.is_none() || t.found_expected),
-            Outcome::Stored { stored_at, .. } => !stored_at.is_empty(),
-            _ => false,
-        };
+        let succeeded = N::succeeded(&outcome, t.expect.as_ref(), t.found_expected);
         let truth = self.oracle.closest(&t.target, k, &own);
         let accuracy = (!truth.is_empty()).then(|| {
             let hits = truth.iter().filter(|id| result.iter().any(|(r, _)| r == *id)).count();
@@ -866,10 +766,7 @@ impl World {
         });
         let closest = result.iter().min_by_key(|(id, _)| id.distance(&t.target));
         let hops = closest.and_then(|(_, addr)| index_of(addr)).and_then(|j| t.hops.get(&j).copied());
-        let stalls = match &outcome {
-            Outcome::Closest { stats, .. } | Outcome::Stored { stats, .. } => Some(stats.stalls),
-            _ => None,
-        };
+        let stalls = view.stalls;
         let first_result_us = t.first_peers.map(|f| f.as_micros() - t.started.as_micros());
         let completion_us = self.now.as_micros() - t.started.as_micros();
         self.records.push(LookupRecord {
@@ -911,7 +808,7 @@ impl World {
         self.sweep_cursor = start + count;
         for i in (start..start + count).map(|p| self.live[p % live]) {
             let node = self.slots[i as usize].node.as_ref().expect("live nodes have a node");
-            let table = node.routing_table(Family::V4).expect("simulated nodes speak IPv4");
+            let table = node.routing_table();
             if let Err(e) = table.check_invariants() {
                 broken = Some((i, format!("routing table: {e}")));
                 break;
@@ -920,9 +817,8 @@ impl World {
                 broken = Some((i, "the routing table holds the node's own address".into()));
                 break;
             }
-            let store = node.peer_store();
-            if store.infohash_count() > store.config().max_infohashes {
-                broken = Some((i, format!("peer store holds {} infohashes", store.infohash_count())));
+            if let Some(what) = node.storage_violation() {
+                broken = Some((i, what));
                 break;
             }
         }
@@ -951,7 +847,7 @@ impl World {
         let (mut contacts, mut dead, mut replacements, mut buckets) = (0usize, 0usize, 0usize, 0usize);
         for &i in &self.live {
             let node = self.slots[i as usize].node.as_ref().expect("live");
-            let table = node.routing_table(Family::V4).expect("IPv4");
+            let table = node.routing_table();
             sizes.push(table.len() as f64);
             buckets += table.buckets().len();
             replacements += table.buckets().iter().map(|b| b.replacements().len()).sum::<usize>();
@@ -975,30 +871,44 @@ impl World {
 }
 
 /// A configured run. See the module documentation.
-pub struct Simulation {
-    world: World,
-    workloads: Vec<Box<dyn Workload>>,
+pub struct Simulation<N: SimNode = Node> {
+    world: World<N>,
+    workloads: Vec<Box<dyn Workload<N>>>,
     memory_probe: Option<fn() -> usize>,
 }
 
-impl Simulation {
-    /// Checks the options and sets up the built-in workloads they name.
-    pub fn new(options: SimOptions) -> Result<Simulation, String> {
+impl Simulation<Node> {
+    /// A Mainline simulation: checks the options and sets up the built-in workloads they name.
+    pub fn new(options: SimOptions) -> Result<Simulation<Node>, String> {
+        Simulation::of(options)
+    }
+}
+
+impl<N: SimNode> Simulation<N> {
+    /// A simulation of `N` nodes: checks the options (they must name `N`'s network) and sets
+    /// up the built-in workloads they name.
+    pub fn of(options: SimOptions) -> Result<Simulation<N>, String> {
         options.validate()?;
-        let workloads =
-            options.workloads.iter().map(|k| built_in_with(*k, &options.items, &options.advertise)).collect();
+        if options.dht != N::DHT {
+            return Err(format!(
+                "the options name {}, this simulation drives {}",
+                options.dht.cli_name(),
+                N::DHT.cli_name()
+            ));
+        }
+        let workloads = options.workloads.iter().map(|k| N::workload(*k, &options)).collect::<Result<_, _>>()?;
         Ok(Simulation { world: World::new(options), workloads, memory_probe: None })
     }
 
     /// Replaces the workloads (they take turns, one unit each).
-    pub fn with_workloads(mut self, workloads: Vec<Box<dyn Workload>>) -> Simulation {
+    pub fn with_workloads(mut self, workloads: Vec<Box<dyn Workload<N>>>) -> Simulation<N> {
         self.workloads = workloads;
         self
     }
 
     /// A function returning the bytes currently allocated (the binary installs a counting
     /// allocator), for the memory figures of the report.
-    pub fn with_memory_probe(mut self, probe: fn() -> usize) -> Simulation {
+    pub fn with_memory_probe(mut self, probe: fn() -> usize) -> Simulation<N> {
         self.memory_probe = Some(probe);
         self
     }
@@ -1101,6 +1011,7 @@ impl Simulation {
             bootstrap,
             lookups: LookupReport::all(&w.records, &w.abandoned, median_rtt),
             items: self.workloads.iter().find_map(|wl| wl.item_report()),
+            listen: self.workloads.iter().find_map(|wl| wl.listen_report(median_rtt)),
             advertise,
             tables_at_end,
             traffic: w.traffic.clone(),
@@ -1221,9 +1132,9 @@ impl Simulation {
                 workload.finished(&mut Control { world: &mut self.world, workload: w }, &done);
             }
         }
-        while let Some((node, event)) = self.world.quest_events.pop_front() {
+        while let Some((node, notice)) = self.world.notices.pop_front() {
             for (w, workload) in self.workloads.iter_mut().enumerate() {
-                workload.quest_event(&mut Control { world: &mut self.world, workload: w }, node, &event);
+                workload.notice(&mut Control { world: &mut self.world, workload: w }, node, &notice);
             }
         }
         match self.world.violation.take() {

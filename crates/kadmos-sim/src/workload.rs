@@ -12,18 +12,19 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use kadmos_proto::mainline::{ImmutableItem, Item, ItemQuery, ItemSigner, MutableItem, Outcome, QuestEvent};
+use kadmos_proto::mainline::{ImmutableItem, Item, ItemQuery, ItemSigner, MutableItem, Node, Outcome};
 use kadmos_proto::{Id, Timestamp};
 
 use crate::advertise_workload::{AdvertiseOptions, AdvertiseReport, AdvertiseWorkload};
 use crate::network::NodeIndex;
 use crate::options::{ItemOptions, WorkloadKind};
-use crate::report::{ItemGets, ItemReport, Percentiles};
+use crate::report::{ItemGets, ItemReport, ListenReport, Percentiles};
+use crate::sim_node::SimNode;
 use crate::simulation::Control;
 
 /// A lookup a workload started is over.
 #[derive(Clone, Debug)]
-pub struct LookupDone {
+pub struct LookupDone<N: SimNode = Node> {
     /// The label the workload gave the lookup.
     pub kind: &'static str,
     /// The workload's own tag, as given when the lookup started.
@@ -33,7 +34,7 @@ pub struct LookupDone {
     pub target: Id,
     /// Whether it succeeded (see [`crate::simulation`] for the definition).
     pub succeeded: bool,
-    pub outcome: Outcome,
+    pub outcome: N::Outcome,
     /// Virtual time from the start to the first result: the first `Peers` event, or for a
     /// `get_item` with an expected item, the `Item` event that brought it.
     pub first_result_us: Option<u64>,
@@ -41,53 +42,68 @@ pub struct LookupDone {
     pub completion_us: u64,
     /// Datagrams of the lookup (its queries and the replies that reached it).
     pub messages: u32,
-    /// `get_item`: the verified items nodes answered with (once per version).
-    pub items: Vec<Item>,
+    /// `get_item`: the verified items nodes answered with (once per version); OpenDHT `get`:
+    /// the values.
+    pub items: Vec<N::Item>,
 }
 
 /// A source of lookups. See the module documentation.
-pub trait Workload {
+pub trait Workload<N: SimNode = Node> {
     /// Name shown in reports.
     fn name(&self) -> &'static str;
 
     /// Starts one unit of work (usually one lookup from a random live node).
-    fn begin(&mut self, ctl: &mut Control<'_>);
+    fn begin(&mut self, ctl: &mut Control<'_, N>);
 
     /// A lookup this workload started is over.
-    fn finished(&mut self, _ctl: &mut Control<'_>, _done: &LookupDone) {}
+    fn finished(&mut self, _ctl: &mut Control<'_, N>, _done: &LookupDone<N>) {}
 
     /// A wake-up this workload asked for ([`Control::wake_after`]) has come.
-    fn woke(&mut self, _ctl: &mut Control<'_>, _tag: u64) {}
+    fn woke(&mut self, _ctl: &mut Control<'_, N>, _tag: u64) {}
 
     /// The items section of the report, for a workload that puts and gets items.
     fn item_report(&self) -> Option<ItemReport> {
         None
     }
 
-    /// A node's advertisement or watch reported something (every workload hears every
-    /// quest event; quests are started through [`Control::advertise`] and [`Control::watch`]).
-    fn quest_event(&mut self, _ctl: &mut Control<'_>, _node: NodeIndex, _event: &QuestEvent) {}
+    /// A node reported something outside measured commands: a Mainline advertisement or
+    /// watch (started through [`Control::advertise`] and [`Control::watch`]), an OpenDHT
+    /// listen. Every workload hears every notice.
+    fn notice(&mut self, _ctl: &mut Control<'_, N>, _node: NodeIndex, _notice: &N::Notice) {}
 
     /// The advertise section of the report, at the end of the run.
-    fn advertise_report(&self, _ctl: &Control<'_>) -> Option<AdvertiseReport> {
+    fn advertise_report(&self, _ctl: &Control<'_, N>) -> Option<AdvertiseReport> {
+        None
+    }
+
+    /// The listen section of the report, at the end of the run (times also in multiples of
+    /// `median_rtt_ms`).
+    fn listen_report(&self, _median_rtt_ms: f64) -> Option<ListenReport> {
         None
     }
 }
 
-/// The built-in workload of a kind (the item and advertise workloads with default options).
-pub fn built_in(kind: WorkloadKind) -> Box<dyn Workload> {
+/// The built-in Mainline workload of a kind (the item and advertise workloads with default
+/// options); `None` for a kind of another network.
+pub fn built_in(kind: WorkloadKind) -> Option<Box<dyn Workload>> {
     built_in_with(kind, &ItemOptions::default(), &AdvertiseOptions::default())
 }
 
-/// The built-in workload of a kind, the item and advertise workloads with these options.
-pub fn built_in_with(kind: WorkloadKind, items: &ItemOptions, advertise: &AdvertiseOptions) -> Box<dyn Workload> {
-    match kind {
+/// The built-in Mainline workload of a kind, the item and advertise workloads with these
+/// options; `None` for a kind of another network.
+pub fn built_in_with(
+    kind: WorkloadKind,
+    items: &ItemOptions,
+    advertise: &AdvertiseOptions,
+) -> Option<Box<dyn Workload>> {
+    Some(match kind {
         WorkloadKind::FindNode => Box::new(FindNodeWorkload),
         WorkloadKind::GetPeers => Box::new(GetPeersWorkload),
         WorkloadKind::Announce => Box::new(AnnounceWorkload),
         WorkloadKind::Items => Box::new(ItemWorkload::new(items.clone())),
         WorkloadKind::Advertise => Box::new(AdvertiseWorkload::new(advertise.clone())),
-    }
+        WorkloadKind::Find | WorkloadKind::Get | WorkloadKind::PutGet | WorkloadKind::Listen => return None,
+    })
 }
 
 /// `find_node` of a random target from a random live node.
