@@ -1,6 +1,6 @@
-//! The simulation: many unchanged [`kadmos_proto::mainline::Node`]s in one process, driven
-//! on virtual time through their sans-IO interface, with faults, workloads and invariant
-//! checks.
+//! The simulation: many unchanged sans-IO nodes of one network ([`kadmos_proto::mainline::Node`]
+//! or [`kadmos_proto::opendht::Node`], through [`SimNode`]) in one process, driven on virtual
+//! time, with faults, workloads and invariant checks.
 //!
 //! # A run
 //!
@@ -28,10 +28,17 @@
 //! - `put_item` ([`Control::put_item`]): at least one node stored the item.
 //! - `get_item` ([`Control::get_item`]) with an expected item: an `Item` event brought that
 //!   very item (for a mutable one, that version); without one, like `find_node`.
+//! - OpenDHT `find` and `get` ([`Control::find`], [`Control::get`]): a non-empty result; a
+//!   `get` with an expected value: a `Value` event brought that value (same id and content).
+//! - OpenDHT `put` ([`Control::put`]): at least one node stored the value.
 //!
 //! Accuracy is separate: the share of the true `k` closest live nodes not behind a NAT (the
 //! querying node left out) that the result holds, as the [`Oracle`] knows them when the
 //! lookup finishes.
+//!
+//! A node that answered holds no slot of the lookup any more, even while a retry of the
+//! request to it is on the wire (OpenDHT retries a silent search request once): the wire
+//! count of requests in flight leaves such a retry out.
 //!
 //! # Invariants
 //!
