@@ -26,6 +26,7 @@ pub enum Dht {
     #[default]
     Mainline,
     /// OpenDHT (`kadmos_proto::opendht::Node`).
+    #[serde(rename = "opendht")]
     OpenDht,
 }
 
