@@ -11,6 +11,16 @@
 //! println!("{report}");
 //! ```
 //!
+//! The same on an OpenDHT network, with its find, get, put-get and listen workloads:
+//!
+//! ```no_run
+//! use kadmos_proto::opendht::Node;
+//! use kadmos_sim::{Dht, SimOptions, Simulation};
+//! let options = SimOptions::for_dht(Dht::OpenDht, 500, 100, 7);
+//! let report = Simulation::<Node>::of(options).unwrap().run().unwrap();
+//! println!("{report}");
+//! ```
+//!
 //! # Layout
 //!
 //! - [`options`]: [`SimOptions`], the one struct holding the seed, sizes, workload and every
