@@ -24,10 +24,12 @@ pub enum Seq {
 /// The result of a put.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PutResult {
+    /// The item's target: the SHA-1 of its value (immutable) or of its key and salt (mutable).
     #[serde(serialize_with = "hex_id")]
     pub target: Id,
     /// The seq of a mutable item.
     pub seq: Option<i64>,
+    /// Nodes that stored the item.
     pub stored_at: Vec<NodeInfo>,
     /// Errors some nodes answered while others stored the item.
     pub errors: Vec<RemoteError>,
