@@ -54,7 +54,11 @@ pub enum WatchEvent {
     },
 }
 
-/// An advertisement kept running by the node. See the module documentation.
+/// An advertisement kept running by the node (taken with [`Dht::advertise`]); the handle only
+/// hears of its rounds and stops it. The announces stop when it is cancelled or dropped (the
+/// last handle of that infohash, if several were taken). Advertisements are part of the saved
+/// state: a node restored from it resumes them without a handle, until
+/// [`Dht::stop_advertising`] (or a handle taken with [`Dht::advertise`] and dropped).
 pub struct Advertisement {
     info_hash: InfoHash,
     subscriber: u64,
@@ -103,8 +107,8 @@ impl Drop for Advertisement {
     }
 }
 
-/// New peers of an infohash as the node's watch finds them. Dropping it stops the watch (unless
-/// another `PeerWatch` of the same infohash is held).
+/// New peers of an infohash as the node's watch finds them (taken with [`Dht::watch`]). Dropping
+/// it stops the watch (unless another `PeerWatch` of the same infohash is held).
 pub struct PeerWatch {
     info_hash: InfoHash,
     subscriber: u64,

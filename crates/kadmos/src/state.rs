@@ -28,7 +28,7 @@ pub struct SavedState {
     /// accepts any port), so that the nodes that know it find it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Advertisements the node runs (see [`crate::quests`]); a restored node resumes them.
+    /// Advertisements the node runs (see [`Dht::advertise`](crate::Dht::advertise)); a restored node resumes them.
     #[serde(default)]
     pub advertisements: Vec<SavedAdvertisement>,
 }
