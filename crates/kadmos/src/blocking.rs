@@ -15,7 +15,7 @@ use crate::opendht::{
 };
 use crate::quests::{Renewal, WatchEvent};
 use crate::state::SavedState;
-use crate::storage::{PutResult, Seq};
+use crate::storage::{FoundMutableItem, PutResult, Seq};
 use crate::types::*;
 use kadmos_proto::mainline::ItemSigner;
 
@@ -107,7 +107,7 @@ impl Dht {
         public_key: [u8; 32],
         salt: &[u8],
         newer_than: Option<i64>,
-    ) -> Result<impl Iterator<Item = FoundItem>> {
+    ) -> Result<impl Iterator<Item = FoundMutableItem>> {
         let mut stream = self.runtime.block_on(self.inner.get_mutable(public_key, salt, newer_than))?;
         Ok(std::iter::from_fn(move || stream.blocking_next()))
     }

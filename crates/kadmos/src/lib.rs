@@ -137,9 +137,9 @@ pub use opendht::{OpenDht, OpenDhtBuilder};
 pub use ports::{ParsePortSpecError, PortSpec};
 pub use quests::{Advertisement, AdvertisementInfo, PeerWatch, Renewal, WatchEvent};
 pub use state::{SavedAdvertisement, SavedContact, SavedItem, SavedState};
-pub use storage::{ItemStream, PutResult, Seq};
+pub use storage::{FoundMutableItem, MutableItemStream, PutResult, Seq};
 pub use testnet::Testnet;
 pub use types::{
     AddressFamily, AnnounceResult, BucketDump, ContactCounts, ContactDump, ContactStatus, ErrorCodeCount, FamilyTable,
-    FoundItem, Info, MethodTraffic, NodeInfo, PeerBatch, RemoteError, RoutingTableDump, Samples, Traffic,
+    Info, MethodTraffic, NodeInfo, PeerBatch, RemoteError, RoutingTableDump, Samples, Traffic,
 };

@@ -398,11 +398,12 @@ pub(crate) struct StoreReport {
     pub(crate) errors: Vec<RemoteError>,
 }
 
-/// A verified BEP 44 item and the node that returned it.
+/// A verified BEP 44 item and the node that returned it, as the driver reports it (the API
+/// narrows it to what each get asks for).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FoundItem {
+pub(crate) struct FoundItem {
     /// The node that returned it.
-    pub from: NodeInfo,
+    pub(crate) from: NodeInfo,
     /// The item, its signature or hash checked.
-    pub item: kadmos_proto::mainline::Item,
+    pub(crate) item: kadmos_proto::mainline::Item,
 }
