@@ -86,9 +86,17 @@
 //! [`blocking::Dht`] and [`blocking::OpenDht`] run a node on a runtime of their own: every call
 //! blocks until its answer and streams become iterators.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> kadmos::Result<()> {
-//! let dht = kadmos::blocking::Dht::start(kadmos::Dht::builder())?; // the public routers
+//! use kadmos::{blocking, Testnet};
+//!
+//! # let runtime = tokio::runtime::Runtime::new()?; // the testnet's nodes run on it
+//! # let testnet = runtime.block_on(Testnet::new(8))?;
+//! // On the public network: `blocking::Dht::start(kadmos::Dht::builder())?`.
+//! let dht = blocking::Dht::start(Testnet::node_builder().bootstrap(testnet.bootstrap_addrs()))?;
+//! let put = dht.put_immutable(b"no runtime needed")?;
+//! assert_eq!(dht.get_immutable(put.target)?, b"17:no runtime needed");
+//!
 //! let info_hash = "e5f96f6f38320f0f33959cb4d3d656452117aadb".parse().unwrap();
 //! for batch in dht.get_peers(info_hash)? {
 //!     println!("{} knows {:?}", batch.from.addr, batch.peers);

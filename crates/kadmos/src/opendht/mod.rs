@@ -1,12 +1,15 @@
 //! A node of the OpenDHT network (the DHT of Jami and other OpenDHT applications, UDP port
 //! 4222): the async [`OpenDht`] handle over the sans-IO [`kadmos_proto::opendht::Node`].
 //!
-//! ```no_run
-//! # async fn demo() -> kadmos::Result<()> {
-//! use kadmos::opendht::{OpenDht, PutOptions};
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> kadmos::Result<()> {
+//! use kadmos::opendht::{OpenDht, PutOptions, Testnet};
 //! use kadmos::Id;
 //!
-//! let dht = OpenDht::builder().build().await?; // port 4222, bootstrap.jami.net
+//! let testnet = Testnet::new(4).await?; // nodes on loopback, to join through
+//! // On the public network: `OpenDht::builder().build()` (port 4222, bootstrap.jami.net).
+//! let dht = OpenDht::builder().bootstrap(testnet.bootstrap_addrs()).port(0).build().await?;
 //! let key = Id::of_str("my key"); // OpenDHT's InfoHash::get("my key")
 //! let put = dht.put(key, "hello", PutOptions::default()).await?;
 //! println!("value {:x} stored at {} nodes", put.value_id, put.stored_at.len());
@@ -19,6 +22,7 @@
 //! let mut changes = dht.listen(key).await?; // subscribed until `changes` is dropped
 //! while let Some(change) = changes.next().await {
 //!     println!("{:x} expired={}", change.value.id, change.expired);
+//! #   break; // a listen goes on until dropped; the doctest stops at the first change
 //! }
 //! # Ok(()) }
 //! ```
