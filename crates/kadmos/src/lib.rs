@@ -1,8 +1,8 @@
 //! kadmos: a DHT node for the BitTorrent Mainline network and the OpenDHT network, on tokio.
 //!
-//! A node is a handle to a task that owns its UDP sockets and a sans-IO node of
-//! [`kadmos_proto`]. Build one, let it join, then ask it things: every call returns a typed
-//! result (or a stream of them), and every error is an [`Error`].
+//! A node is a handle to a task that owns its UDP sockets and a sans-IO node of the protocol
+//! core (the `kadmos_proto` crate). Build one, let it join, then ask it things: every call
+//! returns a typed result (or a stream of them), and every error is an [`Error`].
 //!
 //! The examples below run against a [`Testnet`], a few nodes on loopback in this process, so
 //! that they run anywhere (they are tested that way). On the real network, leave out
@@ -18,7 +18,8 @@
 //!
 //! let testnet = Testnet::new(8).await?;
 //! // On the public network: `kadmos::Dht::builder().build().await?`.
-//! let dht = Testnet::node_builder().bootstrap(testnet.bootstrap_addrs()).build().await?;
+//! let builder = Testnet::node_builder().bootstrap(testnet.bootstrap_addrs());
+//! let dht = builder.build().await?;
 //! dht.bootstrapped().await?;
 //!
 //! let info_hash: InfoHash = "e5f96f6f38320f0f33959cb4d3d656452117aadb".parse().unwrap();
@@ -53,8 +54,9 @@
 //! // Mutable: signed with an ed25519 key, addressed by the key (and a salt).
 //! let signer = ItemSigner::from_seed([7; 32]);
 //! writer.put_mutable(&signer, b"salt", b"3:one".to_vec(), Seq::Next, None).await?;
-//! let newest = reader.get_mutable(signer.public_key(), b"salt", None).await?.most_recent().await;
-//! assert_eq!(newest.map(|item| item.value), Some(b"3:one".to_vec()));
+//! let versions = reader.get_mutable(signer.public_key(), b"salt", None).await?;
+//! let newest = versions.most_recent().await.expect("found");
+//! assert_eq!((newest.seq, newest.value), (1, b"3:one".to_vec()));
 //! # Ok(()) }
 //! ```
 //!
@@ -74,7 +76,8 @@
 //! let mut changes = bob.listen(key).await?; // subscribed until `changes` is dropped
 //! let put = alice.put(key, "hello", PutOptions::default()).await?;
 //! let change = changes.next().await.expect("the put is pushed to the listener");
-//! assert_eq!((change.value.id, change.value.data.as_slice()), (put.value_id, &b"hello"[..]));
+//! assert_eq!(change.value.id, put.value_id);
+//! assert_eq!(change.value.data, b"hello");
 //!
 //! let values = bob.get(key).await?.collect_values().await;
 //! assert!(values.iter().any(|v| v.id == put.value_id));
@@ -93,7 +96,8 @@
 //! # let runtime = tokio::runtime::Runtime::new()?; // the testnet's nodes run on it
 //! # let testnet = runtime.block_on(Testnet::new(8))?;
 //! // On the public network: `blocking::Dht::start(kadmos::Dht::builder())?`.
-//! let dht = blocking::Dht::start(Testnet::node_builder().bootstrap(testnet.bootstrap_addrs()))?;
+//! let builder = Testnet::node_builder().bootstrap(testnet.bootstrap_addrs());
+//! let dht = blocking::Dht::start(builder)?;
 //! let put = dht.put_immutable(b"no runtime needed")?;
 //! assert_eq!(dht.get_immutable(put.target)?, b"17:no runtime needed");
 //!

@@ -9,7 +9,8 @@
 //!
 //! let testnet = Testnet::new(4).await?; // nodes on loopback, to join through
 //! // On the public network: `OpenDht::builder().build()` (port 4222, bootstrap.jami.net).
-//! let dht = OpenDht::builder().bootstrap(testnet.bootstrap_addrs()).port(0).build().await?;
+//! let builder = OpenDht::builder().bootstrap(testnet.bootstrap_addrs()).port(0);
+//! let dht = builder.build().await?;
 //! let key = Id::of_str("my key"); // OpenDHT's InfoHash::get("my key")
 //! let put = dht.put(key, "hello", PutOptions::default()).await?;
 //! println!("value {:x} stored at {} nodes", put.value_id, put.stored_at.len());
