@@ -16,7 +16,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::OptionFuture;
 use kadmos::opendht::OpenDhtInfo;
-use kadmos::{AdvertisementInfo, Info, RoutingTableDump};
+use kadmos::{AdvertisementInfo, ContactStatus, Info, RoutingTableDump};
 
 use crate::daemon_api::DaemonState;
 use crate::router::Route;
@@ -313,9 +313,9 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
         [("mainline", snap.mainline.as_ref().map(|(_, t)| t)), ("opendht", snap.opendht.as_ref().map(|(_, t)| t))];
     for (network, table) in tables {
         for family in table.iter().flat_map(|t| [t.ipv4.as_ref(), t.ipv6.as_ref()]).flatten() {
-            for status in ["good", "questionable", "bad"] {
+            for status in ContactStatus::ALL {
                 let n = family.buckets.iter().flat_map(|b| &b.contacts).filter(|c| c.status == status).count();
-                let labels = [("network", network), ("family", family.family), ("status", status)];
+                let labels = [("network", network), ("family", family.family.as_str()), ("status", status.as_str())];
                 out.sample("kadmos_routing_table_contacts", &labels, n as f64);
             }
         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures_core::Stream as _;
 
 use kadmos::opendht::{ListenStream, ValueStream};
-use kadmos::{FoundItem, ItemStream, PeerBatch, PeerStream};
+use kadmos::{FoundMutableItem, MutableItemStream, PeerBatch, PeerStream};
 use pyo3::conversion::IntoPyObjectExt;
 use pyo3::exceptions::{PyStopAsyncIteration, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
@@ -33,14 +33,13 @@ use crate::runtime::{self, Json};
 /// A running operation that yields items.
 pub enum Source {
     Peers(PeerStream),
-    Items(ItemStream),
+    Items(MutableItemStream),
     Values(ValueStream),
     Listen(ListenStream),
 }
 
 impl Source {
-    /// An item (or the end) already there, without waiting; `None` if there is none yet (and
-    /// always for BEP 44 item streams, which cannot be polled).
+    /// An item (or the end) already there, without waiting; `None` if there is none yet.
     fn ready(&mut self) -> Option<Option<Item>> {
         let mut cx = Context::from_waker(Waker::noop());
         let poll = match self {
@@ -49,7 +48,7 @@ impl Source {
             Source::Listen(s) => {
                 Pin::new(s).poll_next(&mut cx).map(|o| o.map(|e| Item::Change(Value(e.value), e.expired)))
             }
-            Source::Items(_) => return None,
+            Source::Items(s) => Pin::new(s).poll_next(&mut cx).map(|o| o.map(Item::Found)),
         };
         match poll {
             Poll::Ready(item) => Some(item),
@@ -70,7 +69,7 @@ impl Source {
 /// One item, made a Python object only once the GIL is held.
 pub enum Item {
     Peers(PeerBatch),
-    Found(FoundItem),
+    Found(FoundMutableItem),
     Value(Value),
     Change(Value, bool),
 }
@@ -87,28 +86,17 @@ struct FoundJson {
     signature: Option<String>,
 }
 
-impl From<FoundItem> for FoundJson {
-    fn from(found: FoundItem) -> Self {
-        let target = found.item.target().to_string();
-        match found.item {
-            kadmos::Item::Immutable(i) => FoundJson {
-                from: found.from,
-                target,
-                value: hex::encode(&i.value),
-                public_key: None,
-                salt: None,
-                seq: None,
-                signature: None,
-            },
-            kadmos::Item::Mutable(m) => FoundJson {
-                from: found.from,
-                target,
-                value: hex::encode(&m.value),
-                public_key: Some(hex::encode(m.public_key)),
-                salt: Some(hex::encode(&m.salt)),
-                seq: Some(m.seq),
-                signature: Some(hex::encode(m.signature)),
-            },
+impl From<FoundMutableItem> for FoundJson {
+    fn from(found: FoundMutableItem) -> Self {
+        let m = found.item;
+        FoundJson {
+            from: found.from,
+            target: m.target().to_string(),
+            value: hex::encode(&m.value),
+            public_key: Some(hex::encode(m.public_key)),
+            salt: Some(hex::encode(&m.salt)),
+            seq: Some(m.seq),
+            signature: Some(hex::encode(m.signature)),
         }
     }
 }

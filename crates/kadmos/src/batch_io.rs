@@ -12,13 +12,13 @@ use kadmos_proto::mainline::Transmit;
 use tokio::net::UdpSocket;
 
 /// Datagrams moved per system call.
-pub const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 /// Receive buffer per datagram. Anything longer is truncated by the kernel and dropped here:
 /// no KRPC message kadmos accepts comes near it.
 const DATAGRAM_MAX: usize = 4096;
 
 #[cfg(target_os = "linux")]
-pub use linux::RecvBatch;
+pub(crate) use linux::RecvBatch;
 
 #[cfg(target_os = "linux")]
 mod linux {
@@ -29,7 +29,7 @@ mod linux {
 
     /// Buffers for one `recvmmsg`. The iovecs and headers point into the heap storage of
     /// the vectors, which are never resized, so moving the struct keeps them valid.
-    pub struct RecvBatch {
+    pub(crate) struct RecvBatch {
         bufs: Vec<u8>,
         iovs: Vec<libc::iovec>,
         names: Vec<libc::sockaddr_storage>,
@@ -42,7 +42,7 @@ mod linux {
     unsafe impl Sync for RecvBatch {}
 
     impl RecvBatch {
-        pub fn new() -> Self {
+        pub(crate) fn new() -> Self {
             let mut bufs = vec![0u8; BATCH * DATAGRAM_MAX];
             let mut iovs: Vec<libc::iovec> = bufs
                 .chunks_exact_mut(DATAGRAM_MAX)
@@ -65,7 +65,7 @@ mod linux {
         }
 
         /// Receives what is queued (up to [`BATCH`] datagrams) without waiting; 0 if nothing.
-        pub fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+        pub(crate) fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
             for h in &mut self.hdrs {
                 h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 h.msg_hdr.msg_flags = 0;
@@ -91,7 +91,7 @@ mod linux {
 
         /// The `i`-th datagram of the last `recv` and its sender; `None` if it was truncated
         /// (too long to be KRPC) or its address is not IP.
-        pub fn datagram(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
+        pub(crate) fn datagram(&self, i: usize) -> Option<(SocketAddr, &[u8])> {
             let h = &self.hdrs[i];
             if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 return None;
@@ -106,7 +106,7 @@ mod linux {
 
     /// Sends datagrams with as few `sendmmsg` calls as possible; returns how many left. Stops
     /// at the first one the kernel would block on (the caller waits and sends the rest).
-    pub fn send_batch(socket: &UdpSocket, transmits: &[Transmit]) -> io::Result<usize> {
+    pub(crate) fn send_batch(socket: &UdpSocket, transmits: &[Transmit]) -> io::Result<usize> {
         let mut sent = 0;
         while sent < transmits.len() {
             let chunk = &transmits[sent..(sent + BATCH).min(transmits.len())];
@@ -151,7 +151,7 @@ mod linux {
 }
 
 #[cfg(target_os = "linux")]
-pub use linux::send_batch;
+pub(crate) use linux::send_batch;
 
 #[cfg(not(target_os = "linux"))]
 pub use portable::{send_batch, RecvBatch};

@@ -15,7 +15,7 @@ use crate::opendht::{
 };
 use crate::quests::{Renewal, WatchEvent};
 use crate::state::SavedState;
-use crate::storage::{PutResult, Seq};
+use crate::storage::{FoundMutableItem, PutResult, Seq};
 use crate::types::*;
 use kadmos_proto::mainline::ItemSigner;
 
@@ -43,22 +43,27 @@ impl Dht {
         &self.inner
     }
 
+    /// See [`crate::Dht::node_id`].
     pub fn node_id(&self) -> NodeId {
         self.inner.node_id()
     }
 
+    /// See [`crate::Dht::local_addrs`].
     pub fn local_addrs(&self) -> &[SocketAddr] {
         self.inner.local_addrs()
     }
 
+    /// See [`crate::Dht::bootstrapped`].
     pub fn bootstrapped(&self) -> Result<()> {
         self.runtime.block_on(self.inner.bootstrapped())
     }
 
+    /// See [`crate::Dht::ping`].
     pub fn ping(&self, addr: SocketAddr) -> Result<NodeInfo> {
         self.runtime.block_on(self.inner.ping(addr))
     }
 
+    /// See [`crate::Dht::find_node`].
     pub fn find_node(&self, target: NodeId) -> Result<Vec<NodeInfo>> {
         self.runtime.block_on(self.inner.find_node(target))
     }
@@ -69,6 +74,7 @@ impl Dht {
         Ok(std::iter::from_fn(move || stream.blocking_next()))
     }
 
+    /// See [`crate::Dht::announce_peer`].
     pub fn announce_peer(&self, info_hash: InfoHash, port: Option<u16>) -> Result<AnnounceResult> {
         self.runtime.block_on(self.inner.announce_peer(info_hash, port))
     }
@@ -101,7 +107,7 @@ impl Dht {
         public_key: [u8; 32],
         salt: &[u8],
         newer_than: Option<i64>,
-    ) -> Result<impl Iterator<Item = FoundItem>> {
+    ) -> Result<impl Iterator<Item = FoundMutableItem>> {
         let mut stream = self.runtime.block_on(self.inner.get_mutable(public_key, salt, newer_than))?;
         Ok(std::iter::from_fn(move || stream.blocking_next()))
     }
@@ -125,18 +131,22 @@ impl Dht {
         Ok(std::iter::from_fn(move || watch.blocking_next()))
     }
 
+    /// See [`crate::Dht::routing_table`].
     pub fn routing_table(&self) -> Result<RoutingTableDump> {
         self.runtime.block_on(self.inner.routing_table())
     }
 
+    /// See [`crate::Dht::info`].
     pub fn info(&self) -> Result<Info> {
         self.runtime.block_on(self.inner.info())
     }
 
+    /// See [`crate::Dht::save_state`].
     pub fn save_state(&self) -> Result<SavedState> {
         self.runtime.block_on(self.inner.save_state())
     }
 
+    /// Stops the node and returns its final state (see [`crate::Dht::shutdown`]).
     pub fn shutdown(self) -> Result<SavedState> {
         self.runtime.block_on(self.inner.shutdown())
     }
@@ -161,22 +171,27 @@ impl OpenDht {
         &self.inner
     }
 
+    /// See [`crate::OpenDht::node_id`].
     pub fn node_id(&self) -> NodeId {
         self.inner.node_id()
     }
 
+    /// See [`crate::OpenDht::local_addrs`].
     pub fn local_addrs(&self) -> &[SocketAddr] {
         self.inner.local_addrs()
     }
 
+    /// See [`crate::OpenDht::bootstrapped`].
     pub fn bootstrapped(&self) -> Result<()> {
         self.runtime.block_on(self.inner.bootstrapped())
     }
 
+    /// See [`crate::OpenDht::ping`].
     pub fn ping(&self, addr: SocketAddr) -> Result<NodeInfo> {
         self.runtime.block_on(self.inner.ping(addr))
     }
 
+    /// See [`crate::OpenDht::find_node`].
     pub fn find_node(&self, target: Id) -> Result<Vec<NodeInfo>> {
         self.runtime.block_on(self.inner.find_node(target))
     }
@@ -214,6 +229,7 @@ impl OpenDht {
         self.runtime.block_on(self.inner.put_encrypted(key, data, options, sender, recipient))
     }
 
+    /// See [`crate::OpenDht::cancel_put`].
     pub fn cancel_put(&self, key: Id, value_id: ValueId) -> Result<bool> {
         self.runtime.block_on(self.inner.cancel_put(key, value_id))
     }
@@ -223,6 +239,7 @@ impl OpenDht {
         self.get_filtered(key, Filter::default())
     }
 
+    /// The values at `key` that pass `filter`, as they are found.
     pub fn get_filtered(&self, key: Id, filter: Filter) -> Result<impl Iterator<Item = Value>> {
         let mut stream = self.runtime.block_on(self.inner.get_filtered(key, filter))?;
         Ok(std::iter::from_fn(move || stream.blocking_next()))
@@ -234,19 +251,23 @@ impl OpenDht {
         self.listen_filtered(key, Filter::default())
     }
 
+    /// The changes at `key` that pass `filter`; dropping the iterator cancels the listen.
     pub fn listen_filtered(&self, key: Id, filter: Filter) -> Result<impl Iterator<Item = ListenEvent>> {
         let mut stream = self.runtime.block_on(self.inner.listen_filtered(key, filter))?;
         Ok(std::iter::from_fn(move || stream.blocking_next()))
     }
 
+    /// See [`crate::OpenDht::info`].
     pub fn info(&self) -> Result<OpenDhtInfo> {
         self.runtime.block_on(self.inner.info())
     }
 
+    /// See [`crate::OpenDht::save_state`].
     pub fn save_state(&self) -> Result<OpenDhtState> {
         self.runtime.block_on(self.inner.save_state())
     }
 
+    /// Stops the node and returns its final state (see [`crate::OpenDht::shutdown`]).
     pub fn shutdown(self) -> Result<OpenDhtState> {
         self.runtime.block_on(self.inner.shutdown())
     }

@@ -94,6 +94,7 @@ impl DhtBuilder {
         self
     }
 
+    /// Listens on this port and no other (see [`DhtBuilder::ports`]).
     pub fn port(self, port: u16) -> Self {
         self.ports(PortSpec::single(port))
     }

@@ -12,15 +12,22 @@ use crate::error::{Error, Result};
 use crate::state::SavedState;
 use crate::types::*;
 
-/// A handle to a running DHT node. Cheap to clone; the node stops when [`Dht::shutdown`] is
-/// called or every handle is dropped.
+/// A handle to a running Mainline DHT node. Cheap to clone; the node stops when
+/// [`Dht::shutdown`] is called or every handle is dropped.
+///
+/// Start one with [`Dht::builder`]. Its calls: lookups ([`Dht::get_peers`],
+/// [`Dht::find_node`]), announces ([`Dht::announce_peer`] once, [`Dht::advertise`] for as long
+/// as the handle lives), [`Dht::watch`] for new peers, BEP 44 storage
+/// ([`Dht::put_immutable`], [`Dht::put_mutable`] and their gets; items put are re-put every hour,
+/// before their 2-hour expiry, until [`Dht::cancel_keep_alive`]), and the node's own state
+/// ([`Dht::info`], [`Dht::routing_table`], [`Dht::save_state`]).
 #[derive(Clone)]
 pub struct Dht {
     pub(crate) commands: mpsc::Sender<Command>,
     pub(crate) bootstrapped: watch::Receiver<bool>,
     pub(crate) local_addrs: Vec<SocketAddr>,
     pub(crate) node_id: NodeId,
-    /// Whether items put through this handle are kept alive (see [`crate::storage`]).
+    /// Whether items put through this handle are kept alive (see [`Dht::cancel_keep_alive`]).
     pub(crate) keep_alive_puts: bool,
 }
 

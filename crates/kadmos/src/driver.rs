@@ -74,7 +74,12 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub fn new(node: Node, local_addrs: Vec<SocketAddr>, clock: Clock, bootstrapped: watch::Sender<bool>) -> Self {
+    pub(crate) fn new(
+        node: Node,
+        local_addrs: Vec<SocketAddr>,
+        clock: Clock,
+        bootstrapped: watch::Sender<bool>,
+    ) -> Self {
         Driver { node, clock, local_addrs, bootstrapped, waiters: HashMap::new(), quests: QuestListeners::default() }
     }
 
@@ -83,7 +88,7 @@ impl Driver {
     }
 
     /// Starts the initial join; see [`Waiter::Bootstrap`].
-    pub fn start_bootstrap(&mut self, routers: Vec<SocketAddr>, contacts: Vec<(NodeId, SocketAddr)>) {
+    pub(crate) fn start_bootstrap(&mut self, routers: Vec<SocketAddr>, contacts: Vec<(NodeId, SocketAddr)>) {
         match node_task::start_join(&mut self.node, self.clock.now(), routers, &contacts) {
             Some((query, fallback)) => {
                 self.waiters.insert(query, Waiter::Bootstrap { fallback });
@@ -286,8 +291,8 @@ impl Driver {
         let now = self.now();
         RoutingTableDump {
             node_id: self.node.id(),
-            ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, "ipv4", now)),
-            ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, "ipv6", now)),
+            ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now)),
+            ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now)),
         }
     }
 
@@ -369,7 +374,7 @@ impl Driver {
 
     /// Resumes the advertisements of a saved state. Their first rounds run when the bootstrap
     /// ends (before it, the table is empty and a round would reach nobody).
-    pub fn restore_advertisements(&mut self, state: &SavedState) {
+    pub(crate) fn restore_advertisements(&mut self, state: &SavedState) {
         let now = self.now();
         for saved in &state.advertisements {
             let restored = saved
@@ -385,7 +390,7 @@ impl Driver {
 
     /// Puts back the items of a saved state: stored items with their remaining lifetime, and
     /// kept items, due again an hour after their last put.
-    pub fn restore_items(&mut self, state: &SavedState) {
+    pub(crate) fn restore_items(&mut self, state: &SavedState) {
         let now = self.now();
         for saved in &state.items {
             let put_at = now - Duration::from_secs(saved.age_secs);

@@ -25,7 +25,7 @@ pub(crate) struct Readiness {
 
 impl Readiness {
     /// The index of a readable socket.
-    pub async fn wait(&self) -> io::Result<usize> {
+    pub(crate) async fn wait(&self) -> io::Result<usize> {
         tokio::select! {
             ready = readable(self.sockets[0].as_deref()) => ready.map(|()| 0),
             ready = readable(self.sockets[1].as_deref()) => ready.map(|()| 1),
@@ -42,19 +42,19 @@ async fn readable(socket: Option<&UdpSocket>) -> io::Result<()> {
 }
 
 impl Endpoint {
-    pub fn new(sockets: Vec<Arc<UdpSocket>>) -> Self {
+    pub(crate) fn new(sockets: Vec<Arc<UdpSocket>>) -> Self {
         let find = |v4: bool| sockets.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv4() == v4)).cloned();
         let by_family = [find(true), find(false)];
         Endpoint { sockets, by_family, batch: RecvBatch::new() }
     }
 
-    pub fn readiness(&self) -> Readiness {
+    pub(crate) fn readiness(&self) -> Readiness {
         Readiness { sockets: [self.sockets.first().cloned(), self.sockets.get(1).cloned()] }
     }
 
     /// Hands every datagram already queued on socket `index` to `deliver` (at most 8 batches,
     /// so that a flood on one socket cannot starve timers and commands).
-    pub fn drain(&mut self, index: usize, mut deliver: impl FnMut(SocketAddr, &[u8])) {
+    pub(crate) fn drain(&mut self, index: usize, mut deliver: impl FnMut(SocketAddr, &[u8])) {
         let Some(socket) = self.sockets.get(index).cloned() else { return };
         for _ in 0..8 {
             let n = match self.batch.recv(&socket) {
@@ -77,7 +77,7 @@ impl Endpoint {
     }
 
     /// Sends datagrams, batched per family; waits for room when a socket buffer is full.
-    pub async fn send(&self, transmits: impl IntoIterator<Item = Transmit>) {
+    pub(crate) async fn send(&self, transmits: impl IntoIterator<Item = Transmit>) {
         let mut outgoing: [Vec<Transmit>; 2] = [Vec::new(), Vec::new()];
         for transmit in transmits {
             outgoing[usize::from(transmit.to.is_ipv6())].push(transmit);

@@ -30,24 +30,24 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    pub fn starting_at(start: Instant) -> Clock {
+    pub(crate) fn starting_at(start: Instant) -> Clock {
         Clock { start }
     }
 
     /// The node time of the start (what a node is created with).
-    pub fn start_timestamp() -> Timestamp {
+    pub(crate) fn start_timestamp() -> Timestamp {
         Timestamp::from_duration(EPOCH_OFFSET)
     }
 
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         Timestamp::from_duration(self.start.elapsed() + EPOCH_OFFSET)
     }
 
-    pub fn instant(&self, at: Timestamp) -> Instant {
+    pub(crate) fn instant(&self, at: Timestamp) -> Instant {
         self.start + at.as_duration().saturating_sub(EPOCH_OFFSET)
     }
 
-    pub fn uptime(&self) -> Duration {
+    pub(crate) fn uptime(&self) -> Duration {
         self.start.elapsed()
     }
 }

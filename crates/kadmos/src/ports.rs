@@ -20,14 +20,17 @@ impl PortSpec {
         PortSpec { ports: vec![0] }
     }
 
+    /// Exactly this port.
     pub fn single(port: u16) -> Self {
         PortSpec { ports: vec![port] }
     }
 
+    /// These ports, in this order.
     pub fn list(ports: impl IntoIterator<Item = u16>) -> Self {
         PortSpec { ports: ports.into_iter().collect() }
     }
 
+    /// Every port from `first` to `last`, in order.
     pub fn range(first: u16, last: u16) -> Self {
         PortSpec { ports: (first..=last).collect() }
     }
@@ -67,6 +70,7 @@ impl PortSpec {
     }
 }
 
+/// A port specification that is not a port, a list or a range; holds the text given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid port specification {0:?}: expected a port (6881), a list (6881,6882) or a range (6881-6889)")]
 pub struct ParsePortSpecError(pub String);

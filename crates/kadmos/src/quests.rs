@@ -39,12 +39,26 @@ pub struct Renewal {
 pub enum WatchEvent {
     /// A peer not seen before, named by the node `from`; `advertised` says whether this node
     /// advertises the infohash too.
-    Found { peer: SocketAddr, from: NodeInfo, advertised: bool },
+    Found {
+        /// The peer's address.
+        peer: SocketAddr,
+        /// The node that named it.
+        from: NodeInfo,
+        /// Whether this node advertises the infohash too.
+        advertised: bool,
+    },
     /// No search has returned this peer for the store lifetime (30 minutes).
-    Gone { peer: SocketAddr },
+    Gone {
+        /// The peer's address.
+        peer: SocketAddr,
+    },
 }
 
-/// An advertisement kept running by the node. See the module documentation.
+/// An advertisement kept running by the node (taken with [`Dht::advertise`]); the handle only
+/// hears of its rounds and stops it. The announces stop when it is cancelled or dropped (the
+/// last handle of that infohash, if several were taken). Advertisements are part of the saved
+/// state: a node restored from it resumes them without a handle, until
+/// [`Dht::stop_advertising`] (or a handle taken with [`Dht::advertise`] and dropped).
 pub struct Advertisement {
     info_hash: InfoHash,
     subscriber: u64,
@@ -54,6 +68,7 @@ pub struct Advertisement {
 }
 
 impl Advertisement {
+    /// The advertised infohash.
     pub fn info_hash(&self) -> InfoHash {
         self.info_hash
     }
@@ -92,8 +107,8 @@ impl Drop for Advertisement {
     }
 }
 
-/// New peers of an infohash as the node's watch finds them. Dropping it stops the watch (unless
-/// another `PeerWatch` of the same infohash is held).
+/// New peers of an infohash as the node's watch finds them (taken with [`Dht::watch`]). Dropping
+/// it stops the watch (unless another `PeerWatch` of the same infohash is held).
 pub struct PeerWatch {
     info_hash: InfoHash,
     subscriber: u64,
@@ -102,6 +117,7 @@ pub struct PeerWatch {
 }
 
 impl PeerWatch {
+    /// The watched infohash.
     pub fn info_hash(&self) -> InfoHash {
         self.info_hash
     }
@@ -147,12 +163,16 @@ fn release_on_drop(commands: &mpsc::Sender<Command>, release: Command) {
 /// An advertisement the node runs, with or without a handle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AdvertisementInfo {
+    /// The advertised infohash.
     #[serde(serialize_with = "crate::types::hex_id")]
     pub info_hash: InfoHash,
     /// `None`: the node's own UDP port.
     pub port: Option<u16>,
+    /// Announce rounds so far.
     pub rounds: u64,
+    /// Nodes that stored the last round's announce.
     pub last_stored_at: usize,
+    /// Seconds until the next round.
     pub next_in_secs: u64,
 }
 
@@ -214,7 +234,7 @@ pub(crate) struct QuestListeners {
 }
 
 impl QuestListeners {
-    pub fn advertise(
+    pub(crate) fn advertise(
         &mut self,
         node: &mut Node,
         now: Timestamp,
@@ -228,7 +248,7 @@ impl QuestListeners {
         Ok(self.next_subscriber)
     }
 
-    pub fn watch(
+    pub(crate) fn watch(
         &mut self,
         node: &mut Node,
         now: Timestamp,
@@ -249,7 +269,7 @@ impl QuestListeners {
     }
 
     /// A handle is gone; the quest stops with its last handle.
-    pub fn release(&mut self, node: &mut Node, kind: QuestKind, info_hash: InfoHash, subscriber: u64) {
+    pub(crate) fn release(&mut self, node: &mut Node, kind: QuestKind, info_hash: InfoHash, subscriber: u64) {
         match kind {
             QuestKind::Advertisement => {
                 if Self::remove(&mut self.advertisements, info_hash, subscriber) {
@@ -277,13 +297,13 @@ impl QuestListeners {
     }
 
     /// Stops an advertisement whatever its handles (their streams end).
-    pub fn stop_advertising(&mut self, node: &mut Node, info_hash: InfoHash) -> bool {
+    pub(crate) fn stop_advertising(&mut self, node: &mut Node, info_hash: InfoHash) -> bool {
         self.advertisements.remove(&info_hash);
         node.stop_advertising(&info_hash)
     }
 
     /// Hands a quest event to the handles listening; a watch whose handles are all gone stops.
-    pub fn deliver(&mut self, node: &mut Node, now: Timestamp, event: QuestEvent) {
+    pub(crate) fn deliver(&mut self, node: &mut Node, now: Timestamp, event: QuestEvent) {
         match event {
             QuestEvent::Advertised { info_hash, stored_at, next_round, .. } => {
                 let renewal = Renewal { stored_at, next_in_secs: next_round.saturating_since(now).as_secs() };
@@ -310,7 +330,7 @@ impl QuestListeners {
     }
 
     /// The advertisements the node runs.
-    pub fn list(node: &Node, now: Timestamp) -> Vec<AdvertisementInfo> {
+    pub(crate) fn list(node: &Node, now: Timestamp) -> Vec<AdvertisementInfo> {
         node.quests()
             .into_iter()
             .flat_map(|q| q.advertisements())

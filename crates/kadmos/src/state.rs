@@ -28,7 +28,7 @@ pub struct SavedState {
     /// accepts any port), so that the nodes that know it find it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// Advertisements the node runs (see [`crate::quests`]); a restored node resumes them.
+    /// Advertisements the node runs (see [`Dht::advertise`](crate::Dht::advertise)); a restored node resumes them.
     #[serde(default)]
     pub advertisements: Vec<SavedAdvertisement>,
 }
@@ -48,12 +48,16 @@ pub struct SavedAdvertisement {
 pub struct SavedItem {
     /// The bencoded value.
     pub value: String,
+    /// A mutable item's ed25519 public key (absent: an immutable item).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<String>,
+    /// A mutable item's salt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
+    /// A mutable item's sequence number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<i64>,
+    /// A mutable item's signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
     /// Seconds since its last put when the state was saved.
@@ -61,6 +65,7 @@ pub struct SavedItem {
 }
 
 impl SavedItem {
+    /// The saved form of `item`, put `age_secs` ago.
     pub fn from_item(item: &Item, age_secs: u64) -> Self {
         match item {
             Item::Immutable(i) => SavedItem {
@@ -98,13 +103,17 @@ impl SavedItem {
     }
 }
 
+/// A contact in saved state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedContact {
+    /// Node ID as 40 hex digits.
     pub id: String,
+    /// Where it was reached.
     pub addr: SocketAddr,
 }
 
 impl SavedState {
+    /// The saved node ID ([`Error::State`] if it is not 40 hex digits).
     pub fn node_id(&self) -> Result<NodeId> {
         self.node_id.parse().map_err(|e| Error::State(format!("{e}")))
     }
@@ -114,10 +123,12 @@ impl SavedState {
         self.contacts.iter().filter_map(|c| Some((c.id.parse().ok()?, c.addr))).collect()
     }
 
+    /// The state as pretty-printed JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("state serialises")
     }
 
+    /// Reads a state from JSON ([`Error::State`] if it is not a state).
     pub fn from_json(text: &str) -> Result<Self> {
         serde_json::from_str(text).map_err(|e| Error::State(e.to_string()))
     }

@@ -3,6 +3,9 @@
 //! expiry) until [`Dht::cancel_keep_alive`].
 
 use kadmos_proto::mainline::{ImmutableItem, Item, ItemQuery, ItemSigner, MutableItem};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use kadmos_proto::Id;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -24,10 +27,12 @@ pub enum Seq {
 /// The result of a put.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PutResult {
+    /// The item's target: the SHA-1 of its value (immutable) or of its key and salt (mutable).
     #[serde(serialize_with = "hex_id")]
     pub target: Id,
     /// The seq of a mutable item.
     pub seq: Option<i64>,
+    /// Nodes that stored the item.
     pub stored_at: Vec<NodeInfo>,
     /// Errors some nodes answered while others stored the item.
     pub errors: Vec<RemoteError>,
@@ -37,34 +42,76 @@ fn hex_id<S: serde::Serializer>(id: &Id, s: S) -> std::result::Result<S::Ok, S::
     s.collect_str(id)
 }
 
-/// Verified items as nodes return them.
-pub struct ItemStream {
+/// A version of a mutable item as one node returned it, its signature checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundMutableItem {
+    /// The node that returned it.
+    pub from: NodeInfo,
+    /// The item: its value, sequence number and signature.
+    pub item: MutableItem,
+}
+
+/// The versions of a mutable item as nodes return them (each version once), from
+/// [`Dht::get_mutable`].
+pub struct MutableItemStream {
     rx: mpsc::UnboundedReceiver<FoundItem>,
 }
 
-impl ItemStream {
-    /// The next verified item, or `None` when the lookup is over.
-    pub async fn next(&mut self) -> Option<FoundItem> {
-        self.rx.recv().await
+impl MutableItemStream {
+    /// The next version, or `None` when the lookup is over.
+    pub async fn next(&mut self) -> Option<FoundMutableItem> {
+        std::future::poll_fn(|cx| self.poll_version(cx)).await
     }
 
-    /// The next item, blocking the thread (for the blocking API; never call it inside an async
-    /// runtime).
-    pub(crate) fn blocking_next(&mut self) -> Option<FoundItem> {
-        self.rx.blocking_recv()
+    /// The next version, blocking the thread (for the blocking API; never call it inside an
+    /// async runtime).
+    pub(crate) fn blocking_next(&mut self) -> Option<FoundMutableItem> {
+        loop {
+            if let Some(found) = mutable(self.rx.blocking_recv()?) {
+                return Some(found);
+            }
+        }
     }
 
-    /// Waits for the lookup to end and returns the mutable item with the highest seq.
+    /// Waits for the lookup to end and returns the version with the highest seq.
     pub async fn most_recent(mut self) -> Option<MutableItem> {
         let mut best: Option<MutableItem> = None;
         while let Some(found) = self.next().await {
-            if let Item::Mutable(m) = found.item {
-                if best.as_ref().is_none_or(|b| m.seq > b.seq) {
-                    best = Some(m);
-                }
+            if best.as_ref().is_none_or(|b| found.item.seq > b.seq) {
+                best = Some(found.item);
             }
         }
         best
+    }
+
+    fn poll_version(&mut self, cx: &mut Context<'_>) -> Poll<Option<FoundMutableItem>> {
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(found)) => {
+                    if let Some(found) = mutable(found) {
+                        return Poll::Ready(Some(found));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl futures_core::Stream for MutableItemStream {
+    type Item = FoundMutableItem;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<FoundMutableItem>> {
+        self.poll_version(cx)
+    }
+}
+
+/// The mutable item a node returned; `None` for an immutable one, which a mutable query never
+/// yields (the core node checks each item against the query's key and salt).
+fn mutable(found: FoundItem) -> Option<FoundMutableItem> {
+    match found.item {
+        Item::Mutable(item) => Some(FoundMutableItem { from: found.from, item }),
+        Item::Immutable(_) => None,
     }
 }
 
@@ -119,8 +166,8 @@ impl Dht {
     /// Fetches an immutable item; the value returned (bencoded) has been checked against the
     /// target hash. `Error::NotFound` if no node has it.
     pub async fn get_immutable(&self, target: Id) -> Result<Vec<u8>> {
-        let mut stream = self.get_items(ItemQuery::Immutable(target), true).await?;
-        match stream.next().await {
+        let mut items = self.get_items(ItemQuery::Immutable(target), true).await?;
+        match items.recv().await {
             Some(found) => Ok(found.item.value().to_vec()),
             None => Err(Error::NotFound),
         }
@@ -160,16 +207,23 @@ impl Dht {
     }
 
     /// Streams verified versions of a mutable item (each once); nodes omit values whose seq
-    /// is not above `newer_than`. [`ItemStream::most_recent`] resolves to the newest.
-    pub async fn get_mutable(&self, public_key: [u8; 32], salt: &[u8], newer_than: Option<i64>) -> Result<ItemStream> {
-        self.get_items(ItemQuery::Mutable { public_key, salt: salt.to_vec(), newer_than }, false).await
+    /// is not above `newer_than`. [`MutableItemStream::most_recent`] resolves to the newest.
+    pub async fn get_mutable(
+        &self,
+        public_key: [u8; 32],
+        salt: &[u8],
+        newer_than: Option<i64>,
+    ) -> Result<MutableItemStream> {
+        let query = ItemQuery::Mutable { public_key, salt: salt.to_vec(), newer_than };
+        Ok(MutableItemStream { rx: self.get_items(query, false).await? })
     }
 
-    async fn get_items(&self, query: ItemQuery, first_only: bool) -> Result<ItemStream> {
+    /// Starts a BEP 44 get; the items come on the receiver as nodes return them.
+    async fn get_items(&self, query: ItemQuery, first_only: bool) -> Result<mpsc::UnboundedReceiver<FoundItem>> {
         self.bootstrapped().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         self.commands.send(Command::GetItem(query, first_only, tx)).await.map_err(|_| Error::Shutdown)?;
-        Ok(ItemStream { rx })
+        Ok(rx)
     }
 
     /// Stops re-putting the item with this target. Returns whether it was being kept alive.

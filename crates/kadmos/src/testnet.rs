@@ -11,6 +11,7 @@ use crate::error::Result;
 
 /// `n` nodes on 127.0.0.1, each on its own port, joined into one network.
 pub struct Testnet {
+    /// The nodes, the first one the one the others joined through.
     pub nodes: Vec<Dht>,
 }
 

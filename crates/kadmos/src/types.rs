@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use kadmos_proto::kad::{ContactStatus, RoutingTable, RoutingTableConfig};
+use kadmos_proto::kad::{self, RoutingTable, RoutingTableConfig};
 use kadmos_proto::{NodeId, Timestamp};
 use serde::{Serialize, Serializer};
 
@@ -14,8 +14,10 @@ pub(crate) fn hex_id<S: Serializer>(id: &NodeId, s: S) -> Result<S::Ok, S::Error
 /// A node of the DHT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct NodeInfo {
+    /// The node's ID.
     #[serde(serialize_with = "hex_id")]
     pub id: NodeId,
+    /// The address it answered from.
     pub addr: SocketAddr,
 }
 
@@ -28,7 +30,9 @@ impl From<(NodeId, SocketAddr)> for NodeInfo {
 /// Peers one node returned during a `get_peers` lookup (each peer reported once per lookup).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PeerBatch {
+    /// The node that returned them.
     pub from: NodeInfo,
+    /// Peers of the torrent not reported earlier in this lookup.
     pub peers: Vec<SocketAddr>,
 }
 
@@ -44,11 +48,16 @@ pub struct AnnounceResult {
 /// BEP 51 answer of one node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Samples {
+    /// The node that answered.
     pub from: SocketAddr,
+    /// A random sample of the infohashes it stores.
     #[serde(serialize_with = "hex_ids")]
     pub samples: Vec<NodeId>,
+    /// How many infohashes it stores in all.
     pub num: i64,
+    /// Seconds to wait before asking it again.
     pub interval: i64,
+    /// Nodes close to the target, to ask next.
     pub nodes: Vec<NodeInfo>,
 }
 
@@ -56,16 +65,52 @@ fn hex_ids<S: Serializer>(ids: &[NodeId], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(ids.iter().map(|i| i.to_string()))
 }
 
+/// A contact's state in the routing table, as BEP 5 defines it (`good`, `questionable` or
+/// `bad` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactStatus {
+    /// Answered us, or queried us after having answered, within the last 15 minutes.
+    Good,
+    /// Silent for longer, not yet failed often enough to be dropped.
+    Questionable,
+    /// Failed to answer several queries in a row: the first to be replaced.
+    Bad,
+}
+
+impl ContactStatus {
+    /// The BEP 5 word: `good`, `questionable` or `bad`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactStatus::Good => "good",
+            ContactStatus::Questionable => "questionable",
+            ContactStatus::Bad => "bad",
+        }
+    }
+
+    /// Every state, best first.
+    pub const ALL: [ContactStatus; 3] = [ContactStatus::Good, ContactStatus::Questionable, ContactStatus::Bad];
+}
+
+impl std::fmt::Display for ContactStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One contact of the routing table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ContactDump {
+    /// The contact's node ID.
     #[serde(serialize_with = "hex_id")]
     pub id: NodeId,
+    /// Where it is reached.
     pub addr: SocketAddr,
-    /// `good`, `questionable` or `bad` (BEP 5).
-    pub status: &'static str,
+    /// Its BEP 5 state.
+    pub status: ContactStatus,
     /// Seconds since it last answered us, if it ever did.
     pub last_response_secs_ago: Option<u64>,
+    /// Queries it failed to answer since its last answer.
     pub failures: u8,
 }
 
@@ -75,9 +120,9 @@ impl ContactDump {
             id: contact.id,
             addr: contact.addr(),
             status: match contact.status(now, config) {
-                ContactStatus::Good => "good",
-                ContactStatus::Questionable => "questionable",
-                ContactStatus::Bad => "bad",
+                kad::ContactStatus::Good => ContactStatus::Good,
+                kad::ContactStatus::Questionable => ContactStatus::Questionable,
+                kad::ContactStatus::Bad => ContactStatus::Bad,
             },
             last_response_secs_ago: contact.last_response().map(|t| now.saturating_since(t).as_secs()),
             failures: contact.failures,
@@ -89,28 +134,61 @@ impl ContactDump {
 /// at least that many).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct BucketDump {
+    /// Leading bits its contacts share with our ID.
     pub prefix_len: usize,
     /// How many contacts the bucket holds at most (wider near the top of the table).
     pub capacity: usize,
+    /// The bucket's contacts.
     pub contacts: Vec<ContactDump>,
     /// How many contacts wait in the replacement cache.
     pub replacements: usize,
     /// The replacement cache: verified contacts that take the place of a bad one.
     pub replacement_contacts: Vec<ContactDump>,
+    /// Seconds since a contact was added, replaced or answered.
     pub last_changed_secs_ago: u64,
+}
+
+/// An IP address family (`ipv4` or `ipv6` in JSON). Each family has a routing table of its
+/// own (BEP 32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressFamily {
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+}
+
+impl AddressFamily {
+    /// `ipv4` or `ipv6`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressFamily::Ipv4 => "ipv4",
+            AddressFamily::Ipv6 => "ipv6",
+        }
+    }
+}
+
+impl std::fmt::Display for AddressFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The routing table of one address family.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FamilyTable {
-    pub family: &'static str,
+    /// Which family.
+    pub family: AddressFamily,
+    /// Contacts in all buckets.
     pub size: usize,
+    /// The buckets, from the one farthest from our ID (prefix length 0) to the nearest.
     pub buckets: Vec<BucketDump>,
 }
 
 impl FamilyTable {
     /// A snapshot of `table` (the same form for both networks' nodes).
-    pub(crate) fn of(table: &RoutingTable, family: &'static str, now: Timestamp) -> FamilyTable {
+    pub(crate) fn of(table: &RoutingTable, family: AddressFamily, now: Timestamp) -> FamilyTable {
         let config = table.config();
         let buckets = table
             .buckets()
@@ -132,25 +210,39 @@ impl FamilyTable {
 /// Both routing tables (a family without a socket is absent).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RoutingTableDump {
+    /// The ID the tables are ordered by.
     #[serde(serialize_with = "hex_id")]
     pub node_id: NodeId,
+    /// The IPv4 table.
     pub ipv4: Option<FamilyTable>,
+    /// The IPv6 table.
     pub ipv6: Option<FamilyTable>,
 }
 
 /// Traffic counters since the node started.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Traffic {
+    /// UDP datagrams received.
     pub datagrams_received: u64,
+    /// Their bytes.
     pub bytes_received: u64,
+    /// UDP datagrams sent.
     pub datagrams_sent: u64,
+    /// Their bytes.
     pub bytes_sent: u64,
+    /// KRPC queries received.
     pub queries_received: u64,
+    /// Responses received to our queries.
     pub responses_received: u64,
+    /// Error answers received.
     pub errors_received: u64,
+    /// Error answers sent.
     pub errors_sent: u64,
+    /// Datagrams ignored: undecodable, unexpected responses, our own queries echoed back.
     pub dropped: u64,
+    /// Queries sent.
     pub requests_sent: u64,
+    /// Queries sent that got no answer in time.
     pub requests_timed_out: u64,
     /// Queries received and sent, per KRPC method (every method, zeros included).
     pub by_method: Vec<MethodTraffic>,
@@ -172,18 +264,26 @@ pub struct Traffic {
 /// Queries of one KRPC method: received from others and sent by us, with their bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct MethodTraffic {
+    /// The KRPC method (`ping`, `find_node`, `get_peers`…).
     pub method: &'static str,
+    /// Queries received.
     pub received: u64,
+    /// Their bytes.
     pub bytes_received: u64,
+    /// Queries sent.
     pub sent: u64,
+    /// Their bytes.
     pub bytes_sent: u64,
 }
 
 /// Error answers with one code (0: a code outside BEP 5 and BEP 44).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ErrorCodeCount {
+    /// The KRPC error code.
     pub code: i64,
+    /// Error answers received with it.
     pub received: u64,
+    /// Error answers sent with it.
     pub sent: u64,
 }
 
@@ -224,7 +324,9 @@ impl Traffic {
 /// isolated one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ContactCounts {
+    /// Contacts that answered recently.
     pub good: usize,
+    /// Contacts silent for a while.
     pub dubious: usize,
 }
 
@@ -233,9 +335,9 @@ impl ContactCounts {
         let mut counts = ContactCounts::default();
         for contact in table.contacts() {
             match contact.status(now, table.config()) {
-                ContactStatus::Good => counts.good += 1,
-                ContactStatus::Questionable => counts.dubious += 1,
-                ContactStatus::Bad => {}
+                kad::ContactStatus::Good => counts.good += 1,
+                kad::ContactStatus::Questionable => counts.dubious += 1,
+                kad::ContactStatus::Bad => {}
             }
         }
         counts
@@ -245,46 +347,63 @@ impl ContactCounts {
 /// A snapshot of a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Info {
+    /// The node's current ID (BEP 42 may have changed it since it started).
     #[serde(serialize_with = "hex_id")]
     pub node_id: NodeId,
+    /// The addresses its sockets are bound to.
     pub local_addrs: Vec<SocketAddr>,
     /// Our address as other nodes report it (BEP 42 `ip`).
     pub external_addr: Option<SocketAddr>,
+    /// Whether it is read-only now (BEP 43): it queries but does not answer.
     pub read_only: bool,
+    /// Contacts in the IPv4 routing table (`None`: no IPv4 socket).
     pub routing_table_ipv4: Option<usize>,
+    /// Contacts in the IPv6 routing table (`None`: no IPv6 socket).
     pub routing_table_ipv6: Option<usize>,
-    /// The routing table's contacts by state, per family (`None`: family not enabled).
+    /// The IPv4 routing table's contacts by state (`None`: family not enabled).
     pub contacts_ipv4: Option<ContactCounts>,
+    /// The IPv6 routing table's contacts by state (`None`: family not enabled).
     pub contacts_ipv6: Option<ContactCounts>,
+    /// Torrents with peers announced to this node.
     pub stored_infohashes: usize,
+    /// Peers announced to this node, over all torrents.
     pub stored_peers: usize,
     /// BEP 44 items stored for others.
     pub stored_items: usize,
     /// Items put through this node and kept alive.
     pub kept_items: usize,
+    /// Lookups and other operations in progress.
     pub running_operations: usize,
+    /// Seconds since the node started.
     pub uptime_secs: u64,
+    /// Messages and bytes since the node started.
     pub traffic: Traffic,
 }
 
 /// An error answer of one node (KRPC code and message).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RemoteError {
+    /// The node that answered.
     pub from: SocketAddr,
+    /// The KRPC error code (e.g. 301: CAS mismatch).
     pub code: i64,
+    /// The node's message.
     pub message: String,
 }
 
 /// What a store (BEP 44 put) achieved: where it was stored, and what the others answered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct StoreReport {
-    pub stored_at: Vec<NodeInfo>,
-    pub errors: Vec<RemoteError>,
+pub(crate) struct StoreReport {
+    pub(crate) stored_at: Vec<NodeInfo>,
+    pub(crate) errors: Vec<RemoteError>,
 }
 
-/// A verified BEP 44 item and the node that returned it.
+/// A verified BEP 44 item and the node that returned it, as the driver reports it (the API
+/// narrows it to what each get asks for).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FoundItem {
-    pub from: NodeInfo,
-    pub item: kadmos_proto::mainline::Item,
+pub(crate) struct FoundItem {
+    /// The node that returned it.
+    pub(crate) from: NodeInfo,
+    /// The item, its signature or hash checked.
+    pub(crate) item: kadmos_proto::mainline::Item,
 }

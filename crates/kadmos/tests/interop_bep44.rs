@@ -16,7 +16,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kadmos::{Dht, Error, FoundItem, Id, Item, ItemSigner, NodeId, NodeInfo, Seq, Testnet};
+use kadmos::{Dht, Error, FoundMutableItem, Id, ItemSigner, NodeId, NodeInfo, Seq, Testnet};
 use serde_json::{json, Value};
 use support::*;
 
@@ -142,7 +142,7 @@ fn mutable_target(salt: &[u8]) -> Id {
 }
 
 /// Every verified version a kadmos get of the test-vector key's item under `salt` returns.
-async fn kadmos_get_all(node: &Dht, salt: &[u8]) -> Vec<FoundItem> {
+async fn kadmos_get_all(node: &Dht, salt: &[u8]) -> Vec<FoundMutableItem> {
     bounded("kadmos get_mutable", 20, async {
         let mut stream = node.get_mutable(hex::decode(VECTOR_PUBLIC).unwrap().try_into().unwrap(), salt, None).await?;
         let mut found = Vec::new();
@@ -156,11 +156,8 @@ async fn kadmos_get_all(node: &Dht, salt: &[u8]) -> Vec<FoundItem> {
 }
 
 /// `(seq, value)` of a found mutable item.
-fn seq_value(found: &FoundItem) -> (i64, &[u8]) {
-    match &found.item {
-        Item::Mutable(m) => (m.seq, &m.value),
-        Item::Immutable(_) => panic!("an immutable item came back from a mutable get: {found:?}"),
-    }
+fn seq_value(found: &FoundMutableItem) -> (i64, &[u8]) {
+    (found.item.seq, &found.item.value)
 }
 
 /// Polls `node`'s count of stored items until it differs from `before` (a driver's put may
@@ -310,9 +307,8 @@ async fn mutable_both_ways(imp: Impl) {
         assert_eq!(newest, Some((2, &v2[..])), "kadmos get_mutable of {}'s update (salt {shown:?})", imp.name());
         let holders = kadmos_holding(&net, &salt, 2, &v2).await;
         assert!(holders >= 5, "only {holders} kadmos nodes stored {}'s seq 2 (salt {shown:?})", imp.name());
-        if let Item::Mutable(m) = &found[0].item {
-            assert_eq!((m.public_key, &m.salt), (signer.public_key(), &salt));
-        }
+        let m = &found[0].item;
+        assert_eq!((m.public_key, &m.salt), (signer.public_key(), &salt));
 
         // 3. kadmos updates to seq 3 (Seq::Next learns seq 2 from the network; cas 2);
         // imp's get sees the new value and seq.

@@ -13,7 +13,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kadmos::{Dht, Error, Id, InfoHash, Item, ItemSigner, NodeInfo, Seq, Testnet};
+use kadmos::{Dht, Error, Id, InfoHash, ItemSigner, NodeInfo, Seq, Testnet};
 use serde_json::{json, Value};
 use support::*;
 
@@ -96,10 +96,9 @@ async fn kadmos_newest(node: &Dht, public_key: [u8; 32], salt: &[u8]) -> Option<
         let mut stream = node.get_mutable(public_key, salt, None).await?;
         let mut newest = None;
         while let Some(found) = stream.next().await {
-            if let Item::Mutable(m) = found.item {
-                if newest.as_ref().is_none_or(|(seq, _)| m.seq > *seq) {
-                    newest = Some((m.seq, m.value.clone()));
-                }
+            let m = found.item;
+            if newest.as_ref().is_none_or(|(seq, _)| m.seq > *seq) {
+                newest = Some((m.seq, m.value));
             }
         }
         Ok::<_, Error>(newest)

@@ -96,6 +96,7 @@ impl OpenDhtBuilder {
         self
     }
 
+    /// Listens on this port and no other.
     pub fn port(self, port: u16) -> Self {
         self.ports(PortSpec::single(port))
     }

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::state::{OpenDhtState, SavedPut, SavedValue};
 use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
 use crate::node_task::{self, Clock, NodeDriver};
+use crate::types::{AddressFamily, FamilyTable, RoutingTableDump};
 use crate::types::{ContactCounts, NodeInfo, RemoteError};
-use crate::types::{FamilyTable, RoutingTableDump};
 
 /// What a put reports back: value id, where it was stored, the errors others answered.
 pub(crate) type Stored = (ValueId, Vec<NodeInfo>, Vec<RemoteError>);
@@ -62,7 +62,12 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub fn new(node: Node, local_addrs: Vec<SocketAddr>, clock: Clock, bootstrapped: watch::Sender<bool>) -> Self {
+    pub(super) fn new(
+        node: Node,
+        local_addrs: Vec<SocketAddr>,
+        clock: Clock,
+        bootstrapped: watch::Sender<bool>,
+    ) -> Self {
         Driver { node, clock, local_addrs, bootstrapped, waiters: HashMap::new() }
     }
 
@@ -71,7 +76,7 @@ impl Driver {
     }
 
     /// Starts the initial join; see [`Waiter::Bootstrap`].
-    pub fn start_bootstrap(&mut self, routers: Vec<SocketAddr>, contacts: Vec<(NodeId, SocketAddr)>) {
+    pub(super) fn start_bootstrap(&mut self, routers: Vec<SocketAddr>, contacts: Vec<(NodeId, SocketAddr)>) {
         match node_task::start_join(&mut self.node, self.clock.now(), routers, &contacts) {
             Some((query, fallback)) => {
                 self.waiters.insert(query, Waiter::Bootstrap { fallback });
@@ -152,8 +157,8 @@ impl Driver {
                 let now = self.now();
                 let _ = reply.send(RoutingTableDump {
                     node_id: self.node.id(),
-                    ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, "ipv4", now)),
-                    ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, "ipv6", now)),
+                    ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now)),
+                    ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now)),
                 });
             }
             Command::SaveState(reply) => {

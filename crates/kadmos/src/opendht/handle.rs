@@ -42,6 +42,7 @@ impl OpenDht {
         OpenDhtBuilder::default()
     }
 
+    /// The node's ID.
     pub fn node_id(&self) -> NodeId {
         self.node_id
     }

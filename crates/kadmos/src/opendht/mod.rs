@@ -1,12 +1,16 @@
 //! A node of the OpenDHT network (the DHT of Jami and other OpenDHT applications, UDP port
 //! 4222): the async [`OpenDht`] handle over the sans-IO [`kadmos_proto::opendht::Node`].
 //!
-//! ```no_run
-//! # async fn demo() -> kadmos::Result<()> {
-//! use kadmos::opendht::{OpenDht, PutOptions};
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> kadmos::Result<()> {
+//! use kadmos::opendht::{OpenDht, PutOptions, Testnet};
 //! use kadmos::Id;
 //!
-//! let dht = OpenDht::builder().build().await?; // port 4222, bootstrap.jami.net
+//! let testnet = Testnet::new(4).await?; // nodes on loopback, to join through
+//! // On the public network: `OpenDht::builder().build()` (port 4222, bootstrap.jami.net).
+//! let builder = OpenDht::builder().bootstrap(testnet.bootstrap_addrs()).port(0);
+//! let dht = builder.build().await?;
 //! let key = Id::of_str("my key"); // OpenDHT's InfoHash::get("my key")
 //! let put = dht.put(key, "hello", PutOptions::default()).await?;
 //! println!("value {:x} stored at {} nodes", put.value_id, put.stored_at.len());
@@ -19,6 +23,7 @@
 //! let mut changes = dht.listen(key).await?; // subscribed until `changes` is dropped
 //! while let Some(change) = changes.next().await {
 //!     println!("{:x} expired={}", change.value.id, change.expired);
+//! #   break; // a listen goes on until dropped; the doctest stops at the first change
 //! }
 //! # Ok(()) }
 //! ```
@@ -106,21 +111,25 @@ pub struct PutOptions {
 }
 
 impl PutOptions {
+    /// Sets [`PutOptions::value_type`].
     pub fn value_type(mut self, value_type: u16) -> Self {
         self.value_type = value_type;
         self
     }
 
+    /// Sets [`PutOptions::user_type`].
     pub fn user_type(mut self, user_type: impl Into<String>) -> Self {
         self.user_type = user_type.into();
         self
     }
 
+    /// Sets [`PutOptions::id`].
     pub fn id(mut self, id: ValueId) -> Self {
         self.id = Some(id);
         self
     }
 
+    /// Sets [`PutOptions::permanent`].
     pub fn permanent(mut self, permanent: bool) -> Self {
         self.permanent = permanent;
         self
@@ -145,35 +154,44 @@ impl PutOptions {
 /// is checked here only (OpenDHT nodes cannot read it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
+    /// Only the value with this id.
     pub id: Option<ValueId>,
+    /// Only values with this sequence number.
     pub seq: Option<u16>,
+    /// Only values of this type.
     pub value_type: Option<u16>,
+    /// Only values with this user type (`utype`).
     pub user_type: Option<String>,
     /// The owner's public key id (SHA-1 of its public key): signed values of that owner only.
     pub owner: Option<Id>,
 }
 
 impl Filter {
+    /// Sets [`Filter::id`].
     pub fn id(mut self, id: ValueId) -> Self {
         self.id = Some(id);
         self
     }
 
+    /// Sets [`Filter::seq`].
     pub fn seq(mut self, seq: u16) -> Self {
         self.seq = Some(seq);
         self
     }
 
+    /// Sets [`Filter::value_type`].
     pub fn value_type(mut self, value_type: u16) -> Self {
         self.value_type = Some(value_type);
         self
     }
 
+    /// Sets [`Filter::user_type`].
     pub fn user_type(mut self, user_type: impl Into<String>) -> Self {
         self.user_type = Some(user_type.into());
         self
     }
 
+    /// Sets [`Filter::owner`].
     pub fn owner(mut self, owner: Id) -> Self {
         self.owner = Some(owner);
         self
@@ -204,6 +222,7 @@ impl Filter {
 /// What a put achieved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PutReport {
+    /// The key the value was put at.
     #[serde(serialize_with = "hex_id")]
     pub key: Id,
     /// The value's id (as hex digits in JSON: JSON numbers lose 64-bit precision).
@@ -219,30 +238,39 @@ pub struct PutReport {
 /// version of one), or a value no longer stored there (`expired: true`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenEvent {
+    /// The value (for an expiry, as it was last seen).
     pub value: Value,
+    /// Whether the value is gone rather than new or changed.
     pub expired: bool,
 }
 
 /// A snapshot of an OpenDHT node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OpenDhtInfo {
+    /// The node's ID.
     #[serde(serialize_with = "hex_id")]
     pub node_id: NodeId,
+    /// The addresses its sockets are bound to.
     pub local_addrs: Vec<SocketAddr>,
     /// Client mode: others keep this node out of their routing tables.
     pub client: bool,
     /// OpenDHT network id (0: the public network).
     pub network_id: u32,
+    /// Contacts in the IPv4 routing table (`None`: no IPv4 socket).
     pub routing_table_ipv4: Option<usize>,
+    /// Contacts in the IPv6 routing table (`None`: no IPv6 socket).
     pub routing_table_ipv6: Option<usize>,
     /// The routing table's contacts by state, per family (`None`: family not enabled).
     pub contacts_ipv4: Option<ContactCounts>,
+    /// The IPv6 routing table's contacts by state.
     pub contacts_ipv6: Option<ContactCounts>,
     /// Keys holding values stored here (for others and for this node's user).
     pub stored_keys: usize,
+    /// Values stored here, over all keys.
     pub stored_values: usize,
-    /// Bytes of values stored for other nodes, and for this node's user.
+    /// Bytes of values stored for other nodes.
     pub remote_bytes: usize,
+    /// Bytes of values stored for this node's user.
     pub local_bytes: usize,
     /// Values this node keeps alive (permanent puts).
     pub permanent_puts: usize,
@@ -250,29 +278,46 @@ pub struct OpenDhtInfo {
     pub listens: usize,
     /// Remote nodes listening to keys stored here.
     pub remote_listeners: usize,
+    /// Searches and other operations in progress.
     pub running_operations: usize,
+    /// Seconds since the node started.
     pub uptime_secs: u64,
+    /// Messages and bytes since the node started.
     pub traffic: OpenDhtTraffic,
 }
 
 /// Traffic counters since the node started.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OpenDhtTraffic {
+    /// UDP datagrams received.
     pub datagrams_received: u64,
+    /// Their bytes.
     pub bytes_received: u64,
+    /// UDP datagrams sent.
     pub datagrams_sent: u64,
+    /// Their bytes.
     pub bytes_sent: u64,
+    /// Requests received.
     pub requests_received: u64,
+    /// Replies received to our requests.
     pub replies_received: u64,
+    /// Error answers received.
     pub errors_received: u64,
+    /// Error answers sent.
     pub errors_sent: u64,
     /// Datagrams ignored: undecodable, other network, unexpected replies, refused fragments.
     pub dropped: u64,
+    /// Requests dropped over the rate limits.
     pub rate_limited: u64,
+    /// Requests sent.
     pub requests_sent: u64,
+    /// Requests sent that got no answer in time.
     pub requests_timed_out: u64,
+    /// Values accepted for storage.
     pub values_stored: u64,
+    /// Values refused (too large, bad signature, not allowed to replace).
     pub values_refused: u64,
+    /// Updates pushed to remote listeners.
     pub listener_pushes: u64,
 }
 

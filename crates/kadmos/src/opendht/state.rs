@@ -68,6 +68,7 @@ fn decode(key: &str, value: &str) -> Option<(Id, Value)> {
 }
 
 impl SavedValue {
+    /// A value stored for `source` (`None`: this node's user) with `expires_in_secs` left.
     pub fn new(key: Id, value: &Value, source: Option<IpAddr>, expires_in_secs: u64) -> Self {
         SavedValue { key: key.to_string(), value: hex::encode(value.to_bytes()), source, expires_in_secs }
     }
@@ -80,16 +81,19 @@ impl SavedValue {
 }
 
 impl SavedPut {
+    /// A permanent put of `value` at `key`.
     pub fn new(key: Id, value: &Value) -> Self {
         SavedPut { key: key.to_string(), value: hex::encode(value.to_bytes()) }
     }
 
+    /// The key and value, if both decode.
     pub fn decode(&self) -> Option<(Id, Value)> {
         decode(&self.key, &self.value)
     }
 }
 
 impl OpenDhtState {
+    /// A state with this ID and these contacts, and nothing stored.
     pub fn new(node_id: NodeId, contacts: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Self {
         OpenDhtState {
             network: NETWORK.into(),
@@ -101,6 +105,7 @@ impl OpenDhtState {
         }
     }
 
+    /// The saved node ID ([`Error::State`] if it is not 40 hex digits).
     pub fn node_id(&self) -> Result<NodeId> {
         self.node_id.parse().map_err(|e| Error::State(format!("{e}")))
     }
@@ -110,6 +115,7 @@ impl OpenDhtState {
         self.contacts.iter().filter_map(|c| Some((c.id.parse().ok()?, c.addr))).collect()
     }
 
+    /// The state as pretty-printed JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("state serialises")
     }

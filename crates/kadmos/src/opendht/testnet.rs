@@ -10,6 +10,7 @@ use crate::ports::PortSpec;
 /// rate limits are off: every node and every local client shares one address, which the per-IP
 /// limit would throttle after 1024 requests a second (OpenDHT's test tools turn it off too).
 pub struct Testnet {
+    /// The nodes, the first one the one the others joined through.
     pub nodes: Vec<OpenDht>,
 }
 
