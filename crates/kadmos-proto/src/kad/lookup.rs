@@ -64,7 +64,7 @@ const MAX_CANDIDATES: usize = 256;
 /// node's default), six more, seven in all (11 median round trips on the simulator's
 /// lognormal links), leave about one answer in a million behind. Four (8 round trips) left
 /// 4 of 13,333 fault-free lookups at 10,000 nodes without all of the k closest.
-const STALLED_HOLD: u32 = 6;
+pub(crate) const STALLED_HOLD: u32 = 6;
 
 /// Tuning of a lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +95,10 @@ pub struct LookupConfig {
     /// `kad::subnet`); later ones from that subnet are ignored, so a Sybil farm in one subnet
     /// cannot fill a lookup's result. Default 2. `None`: no limit.
     pub max_per_subnet: Option<usize>,
+    /// How long, in percent of the stall timeout, a stalled node closer than the `k`-th
+    /// answered one still holds up the end of the lookup, whatever the node's evidence on
+    /// stalled nodes says. Default 0 (see the module notes).
+    pub stalled_grace_percent: u32,
 }
 
 impl LookupConfig {
@@ -115,6 +119,7 @@ impl Default for LookupConfig {
             retries: 0,
             far_stall_percent: 60,
             max_per_subnet: Some(2),
+            stalled_grace_percent: 0,
         }
     }
 }
@@ -136,6 +141,8 @@ pub enum CandidateState {
     /// once that has passed).
     Stalled {
         hold_until: Option<Timestamp>,
+        /// Until when it holds up the result in any case (`stalled_grace_percent`).
+        grace_until: Option<Timestamp>,
         deadline: Timestamp,
     },
     Succeeded,
@@ -329,7 +336,9 @@ impl Lookup {
                         break;
                     }
                     let hold_until = Some((now + self.config.stall_timeout * STALLED_HOLD).min(deadline));
-                    candidate.state = CandidateState::Stalled { hold_until, deadline };
+                    let grace = self.config.stall_timeout * self.config.stalled_grace_percent / 100;
+                    let grace_until = (!grace.is_zero()).then(|| (now + grace).min(deadline));
+                    candidate.state = CandidateState::Stalled { hold_until, grace_until, deadline };
                     self.in_flight -= 1;
                     self.stats.stalls += 1;
                 }
@@ -337,8 +346,12 @@ impl Lookup {
                     candidate.state = CandidateState::Failed;
                     self.stats.failures += 1;
                 }
-                CandidateState::Stalled { hold_until: Some(hold), deadline } if now >= hold => {
-                    candidate.state = CandidateState::Stalled { hold_until: None, deadline };
+                CandidateState::Stalled { hold_until, grace_until, deadline }
+                    if hold_until.is_some_and(|at| now >= at) || grace_until.is_some_and(|at| now >= at) =>
+                {
+                    let hold_until = hold_until.filter(|at| now < *at);
+                    let grace_until = grace_until.filter(|at| now < *at);
+                    candidate.state = CandidateState::Stalled { hold_until, grace_until, deadline };
                 }
                 _ => {}
             }
@@ -378,7 +391,9 @@ impl Lookup {
                     window += 1;
                     window_answered &= !in_window;
                 }
-                CandidateState::Stalled { hold_until: Some(_), .. } if self.wait_for_stalled => {
+                CandidateState::Stalled { hold_until, grace_until, .. }
+                    if grace_until.is_some() || (hold_until.is_some() && self.wait_for_stalled) =>
+                {
                     window += 1;
                     window_answered &= !in_window;
                 }
@@ -411,8 +426,12 @@ impl Lookup {
             self.stats.requests += 1;
             return LookupAction::Send { id: candidate.id, addr: candidate.addr };
         }
-        let stalled_pending = self.wait_for_stalled
-            && self.candidates.values().any(|c| matches!(c.state, CandidateState::Stalled { hold_until: Some(_), .. }));
+        let stalled_pending = self.candidates.values().any(|c| match c.state {
+            CandidateState::Stalled { hold_until, grace_until, .. } => {
+                grace_until.is_some() || (hold_until.is_some() && self.wait_for_stalled)
+            }
+            _ => false,
+        });
         if self.in_flight == 0 && !stalled_pending {
             self.finished = true;
             LookupAction::Finished
@@ -428,7 +447,10 @@ impl Lookup {
             .values()
             .filter_map(|c| match c.state {
                 CandidateState::Waiting { stall_at, .. } => Some(stall_at),
-                CandidateState::Stalled { hold_until, .. } if self.wait_for_stalled => hold_until,
+                CandidateState::Stalled { hold_until, grace_until, .. } => {
+                    let hold = hold_until.filter(|_| self.wait_for_stalled);
+                    [hold, grace_until].into_iter().flatten().min()
+                }
                 _ => None,
             })
             .min()
@@ -546,7 +568,7 @@ mod tests {
         fn terminates_within_bounds(seed in any::<u64>(), alpha in 1usize..6, final_alpha in 0usize..16, neighbourhood in 0u32..8, k in 1usize..12, dead in 0.0f64..0.9, retries in 0u8..3, far_stall_percent in 10u32..=100) {
             let net = ToyNetwork::new(seed, 120, dead);
             let target = Id::random(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 1));
-            let config = LookupConfig { alpha, final_alpha, k, request_timeout: Duration::from_millis(500), stall_timeout: Duration::from_millis(200), retries, far_stall_percent, max_per_subnet: None };
+            let config = LookupConfig { alpha, final_alpha, k, request_timeout: Duration::from_millis(500), stall_timeout: Duration::from_millis(200), retries, far_stall_percent, max_per_subnet: None, stalled_grace_percent: 0 };
             let (lookup, _) = net.run(target, config, neighbourhood);
             prop_assert!(lookup.is_finished());
             let result = lookup.closest_succeeded();
@@ -625,6 +647,7 @@ mod tests {
             retries: 2,
             far_stall_percent: 100,
             max_per_subnet: None,
+            stalled_grace_percent: 0,
         };
         let mut lookup = Lookup::new(Id::ZERO, config, [(Id::MAX, addr_of(1))]);
         let mut now = Timestamp::ZERO;
@@ -654,6 +677,7 @@ mod tests {
             retries: 0,
             far_stall_percent: 100,
             max_per_subnet: None,
+            stalled_grace_percent: 0,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let mid = Id::from_bytes(&[0x02; 20]).unwrap();
@@ -686,6 +710,7 @@ mod tests {
             retries: 0,
             far_stall_percent: 100,
             max_per_subnet: None,
+            stalled_grace_percent: 0,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let far = Id::from_bytes(&[0x80; 20]).unwrap();
@@ -716,6 +741,7 @@ mod tests {
             retries: 0,
             far_stall_percent: 100,
             max_per_subnet: None,
+            stalled_grace_percent: 0,
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let mid = Id::from_bytes(&[0x02; 20]).unwrap();
