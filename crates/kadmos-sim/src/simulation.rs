@@ -432,6 +432,12 @@ impl World {
         node_template.lookup.alpha = options.lookup_alpha.unwrap_or(defaults.alpha);
         node_template.lookup.final_alpha = options.lookup_final_alpha.unwrap_or(defaults.final_alpha);
         node_template.lookup.retries = options.lookup_retries.unwrap_or(defaults.retries);
+        if let Some(grace) = options.stalled_grace_percent {
+            node_template.lookup.stalled_grace_percent = grace;
+        }
+        if let Some(deviations) = options.stall_deviations {
+            node_template.stall_deviations = deviations;
+        }
         if let Some(ms) = options.lookup_timeout_ms {
             node_template.lookup.request_timeout = Duration::from_secs_f64(ms / 1000.0);
         }

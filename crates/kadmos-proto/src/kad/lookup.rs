@@ -565,10 +565,10 @@ mod tests {
         /// Whatever the network, a lookup terminates, never has more than alpha requests in
         /// flight outside the target's neighbourhood nor more than final alpha in all, and returns only nodes that answered, in distance order, at most k of them.
         #[test]
-        fn terminates_within_bounds(seed in any::<u64>(), alpha in 1usize..6, final_alpha in 0usize..16, neighbourhood in 0u32..8, k in 1usize..12, dead in 0.0f64..0.9, retries in 0u8..3, far_stall_percent in 10u32..=100) {
+        fn terminates_within_bounds(seed in any::<u64>(), alpha in 1usize..6, final_alpha in 0usize..16, neighbourhood in 0u32..8, k in 1usize..12, dead in 0.0f64..0.9, retries in 0u8..3, far_stall_percent in 10u32..=100, stalled_grace_percent in 0u32..200) {
             let net = ToyNetwork::new(seed, 120, dead);
             let target = Id::random(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 1));
-            let config = LookupConfig { alpha, final_alpha, k, request_timeout: Duration::from_millis(500), stall_timeout: Duration::from_millis(200), retries, far_stall_percent, max_per_subnet: None, stalled_grace_percent: 0 };
+            let config = LookupConfig { alpha, final_alpha, k, request_timeout: Duration::from_millis(500), stall_timeout: Duration::from_millis(200), retries, far_stall_percent, max_per_subnet: None, stalled_grace_percent };
             let (lookup, _) = net.run(target, config, neighbourhood);
             prop_assert!(lookup.is_finished());
             let result = lookup.closest_succeeded();
@@ -725,6 +725,53 @@ mod tests {
         let hold = lookup.next_deadline().unwrap();
         assert_eq!(hold, stall + Duration::from_millis(100) * STALLED_HOLD);
         assert_eq!(lookup.next(hold), LookupAction::Finished);
+        assert_eq!(lookup.closest_succeeded(), vec![(far, addr_of(2))]);
+    }
+
+    /// With a stalled grace, a stalled node closer than the `k`-th answered one holds up the end
+    /// for that share of the stall timeout even when the lookup does not wait for stalled
+    /// nodes, so its late answer within the grace makes the result; without, the lookup ends
+    /// as soon as the others have answered.
+    #[test]
+    fn stalled_grace_takes_a_late_answer() {
+        let config = |grace| LookupConfig {
+            alpha: 1,
+            final_alpha: 1,
+            k: 1,
+            request_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_millis(100),
+            retries: 0,
+            far_stall_percent: 100,
+            max_per_subnet: None,
+            stalled_grace_percent: grace,
+        };
+        let near = Id::from_bytes(&[0x01; 20]).unwrap();
+        let far = Id::from_bytes(&[0x80; 20]).unwrap();
+        let t0 = Timestamp::ZERO;
+        let stall = t0 + Duration::from_millis(100);
+        for grace in [0, 50] {
+            let mut lookup = Lookup::new(Id::ZERO, config(grace), [(near, addr_of(1)), (far, addr_of(2))]);
+            assert_eq!(lookup.next(t0), LookupAction::Send { id: near, addr: addr_of(1) });
+            assert_eq!(lookup.next(stall), LookupAction::Send { id: far, addr: addr_of(2) });
+            lookup.on_success(&far, []);
+            if grace == 0 {
+                assert_eq!(lookup.next(stall), LookupAction::Finished);
+                assert_eq!(lookup.closest_succeeded(), vec![(far, addr_of(2))]);
+                continue;
+            }
+            assert_eq!(lookup.next(stall), LookupAction::Wait, "near is within its grace");
+            assert_eq!(lookup.next_deadline(), Some(stall + Duration::from_millis(50)));
+            lookup.on_success(&near, []);
+            assert_eq!(lookup.next(stall + Duration::from_millis(30)), LookupAction::Finished);
+            assert_eq!(lookup.closest_succeeded(), vec![(near, addr_of(1))]);
+        }
+        // A stalled node that stays silent holds the end only until its grace is over.
+        let mut lookup = Lookup::new(Id::ZERO, config(50), [(near, addr_of(1)), (far, addr_of(2))]);
+        lookup.next(t0);
+        lookup.next(stall);
+        lookup.on_success(&far, []);
+        assert_eq!(lookup.next(stall), LookupAction::Wait);
+        assert_eq!(lookup.next(stall + Duration::from_millis(50)), LookupAction::Finished);
         assert_eq!(lookup.closest_succeeded(), vec![(far, addr_of(2))]);
     }
 
