@@ -23,6 +23,12 @@
 //!   (measured in the simulator: nodes that had seen only late answers while the network was
 //!   built waited the whole 2 s timeout for each dead node after 20% of the network died,
 //!   which made the slowest 1% of lookups take 2 s or more).
+//! - Whatever the evidence, a stalled node closer than the `k`-th answered one may hold up
+//!   the end for `stalled_grace_percent` of the stall timeout more, so that a slow live node
+//!   among the `k` closest still makes the result. Off by default: measured in the simulator
+//!   (20% dead contacts, 2% loss), most stalled nodes there are dead, and the grace buys
+//!   accuracy with time at about the same rate as a longer stall timeout (3,000 nodes: 25%,
+//!   accuracy 0.885 → 0.926 for 0.25 more round trips at the median; 50%, 0.933 for 0.5).
 //! - Only answers count towards `k` when deciding whether to ask more nodes (as in
 //!   libtorrent's traversal): while some of the `k` closest are still waiting, a free slot
 //!   goes to the next candidate beyond them, so that if a waiting node turns out dead its

@@ -91,7 +91,9 @@ pub enum Outcome {
     },
     /// An announce is over: the nodes that stored our peer.
     /// An announce or a BEP 44 put is over: the nodes that stored it, and the errors others
-    /// answered with (address, KRPC code, message).
+    /// answered with (address, KRPC code, message). The store round ends once every storing
+    /// node answered or stalled (`kad::store_round`), so a slow node that stored it after
+    /// that is not listed.
     Stored {
         stored_at: Vec<(NodeId, SocketAddr)>,
         errors: Vec<(SocketAddr, i64, String)>,
