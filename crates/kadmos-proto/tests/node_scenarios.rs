@@ -19,6 +19,8 @@ struct Net {
     nodes: Vec<Node>,
     now: Timestamp,
     events: Vec<(usize, Event)>,
+    /// Datagrams to this node holding these bytes are lost (a storing node gone silent).
+    lose: Option<(usize, &'static [u8])>,
 }
 
 impl Net {
@@ -35,7 +37,7 @@ impl Net {
                 Node::new(config, Timestamp::ZERO)
             })
             .collect();
-        Net { nodes, now: Timestamp::ZERO, events: Vec::new() }
+        Net { nodes, now: Timestamp::ZERO, events: Vec::new(), lose: None }
     }
 
     /// Delivers datagrams until the network is quiet.
@@ -52,7 +54,10 @@ impl Net {
             }
             let Some((from, t)) = queue.pop_front() else { break };
             let to = (0..self.nodes.len()).find(|j| addr(*j) == t.to);
-            if let Some(to) = to {
+            let lost = self
+                .lose
+                .is_some_and(|(node, bytes)| Some(node) == to && t.payload.windows(bytes.len()).any(|w| w == bytes));
+            if let (Some(to), false) = (to, lost) {
                 self.nodes[to].handle_datagram(self.now, addr(from), &t.payload);
             }
         }
@@ -456,4 +461,47 @@ fn queries_carry_four_byte_transaction_ids() {
         let answer = net.exchange(0, SocketAddr::from(([10, 7, 7, 7], 6881)), &ping).expect("an answer");
         assert_eq!(answer.transaction_id, tid);
     }
+}
+
+/// Runs a store (announce or put) from node 5 of a joined network whose node closest to
+/// `target` answers lookups but loses every store datagram (`method`, as bencoded); returns
+/// the virtual time the store took and the nodes it reports having stored at.
+fn store_with_a_silent_node(
+    target: Id,
+    method: &'static [u8],
+    start: impl FnOnce(&mut Node, Timestamp) -> kadmos_proto::mainline::QueryId,
+) -> (Duration, Vec<SocketAddr>, SocketAddr) {
+    let mut net = joined(12);
+    let silent = (0..12).filter(|i| *i != 5).min_by_key(|i| net.nodes[*i].id().distance(&target)).unwrap();
+    net.lose = Some((silent, method));
+    let started = net.now;
+    let q = start(&mut net.nodes[5], started);
+    net.settle();
+    while net.finished(5, q).is_none() {
+        let next = net.nodes[5].poll_timeout().expect("a store is running");
+        assert!(next > net.now, "time moves on");
+        net.advance(next.saturating_since(net.now));
+    }
+    let Some(Outcome::Stored { stored_at, .. }) = net.finished(5, q) else { panic!("{:?}", net.finished(5, q)) };
+    (net.now.saturating_since(started), stored_at.iter().map(|(_, a)| *a).collect(), addr(silent))
+}
+
+/// A storing node that gave its token but never answers the store (dead since, or its
+/// datagrams lost) no longer holds an announce, nor a BEP 44 put, for the full request
+/// timeout: the store round ends once that node stalls, well before the timeout, and reports
+/// the nodes that did store.
+#[test]
+fn a_silent_storing_node_does_not_hold_a_store_for_a_timeout() {
+    let timeout = Config::new(Id::ZERO, 0).request_timeout;
+    let info_hash = Id::sha1_of(b"torrent");
+    let (took, stored_at, silent) =
+        store_with_a_silent_node(info_hash, b"13:announce_peer", |n, now| n.announce_peer(now, info_hash, Some(7000)));
+    assert!(took < timeout / 2, "the announce took {took:?}");
+    assert!(stored_at.len() >= 7 && !stored_at.contains(&silent), "{stored_at:?}");
+
+    let item = Item::Immutable(ImmutableItem::from_bytes(b"a stored item").unwrap());
+    let target = item.target();
+    let (took, stored_at, silent) = store_with_a_silent_node(target, b"1:q3:put", |n, now| n.put_item(now, item, None));
+    assert!(took < timeout / 2, "the put took {took:?}");
+    assert!(stored_at.len() >= 7 && !stored_at.contains(&silent), "{stored_at:?}");
 }

@@ -67,6 +67,8 @@ enum WorkloadArg {
     FindNode,
     GetPeers,
     Announce,
+    /// BEP 44 put of a fresh immutable item, then a get of it from another node.
+    Put,
     /// BEP 44 items: put (immutable, mutable, mutable salted), kept alive, got
     /// --item-hold-secs later.
     Items,
@@ -178,6 +180,14 @@ struct Args {
     /// Override the nodes' lookup retries after a timeout (core default 0).
     #[arg(long)]
     retries: Option<u8>,
+    /// Override how long, in percent of the stall timeout, a stalled node closer than the
+    /// k-th answered one still holds up a lookup's end (core default 0).
+    #[arg(long)]
+    stalled_grace_percent: Option<u32>,
+    /// Override the deviations above the mean round trip after which a request stalls
+    /// (core default 1).
+    #[arg(long)]
+    stall_deviations: Option<u32>,
     /// Items workload: virtual seconds from the end of an item's put to its get.
     #[arg(long, default_value_t = 7200.0)]
     item_hold_secs: f64,
@@ -226,6 +236,7 @@ impl Args {
                     WorkloadArg::FindNode => WorkloadKind::FindNode,
                     WorkloadArg::GetPeers => WorkloadKind::GetPeers,
                     WorkloadArg::Announce => WorkloadKind::Announce,
+                    WorkloadArg::Put => WorkloadKind::Put,
                     WorkloadArg::Items => WorkloadKind::Items,
                     WorkloadArg::Advertise => WorkloadKind::Advertise,
                     WorkloadArg::Find => WorkloadKind::Find,
@@ -254,6 +265,8 @@ impl Args {
         o.lookup_final_alpha = self.final_alpha;
         o.lookup_timeout_ms = self.lookup_timeout_ms;
         o.lookup_retries = self.retries;
+        o.stalled_grace_percent = self.stalled_grace_percent;
+        o.stall_deviations = self.stall_deviations;
         o.items.hold_secs = self.item_hold_secs;
         o.items.keep_alive = !self.no_keep_alive;
         o.advertise.hold_secs = self.advertise_hold_secs;

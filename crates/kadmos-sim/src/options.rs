@@ -100,6 +100,9 @@ pub enum WorkloadKind {
     /// `announce_peer` of a random infohash from a random live node, then `get_peers` of
     /// that infohash from another random live node, which must find the announcer.
     Announce,
+    /// BEP 44 put of a fresh immutable item from a random live node, then a get of it from
+    /// another random live node, which must find it (the store round's cost, like announce's).
+    Put,
     /// BEP 44 items: a random live node puts an item (immutable, mutable, or mutable and
     /// salted, in turn) and keeps it alive; `items.hold_secs` later another random live node
     /// gets it and must find it (the newest version of a mutable one). See [`ItemOptions`].
@@ -125,6 +128,7 @@ impl WorkloadKind {
             WorkloadKind::FindNode => "find-node",
             WorkloadKind::GetPeers => "get-peers",
             WorkloadKind::Announce => "announce",
+            WorkloadKind::Put => "put",
             WorkloadKind::Items => "items",
             WorkloadKind::Advertise => "advertise",
             WorkloadKind::Find => "find",
@@ -140,6 +144,7 @@ impl WorkloadKind {
             WorkloadKind::FindNode
             | WorkloadKind::GetPeers
             | WorkloadKind::Announce
+            | WorkloadKind::Put
             | WorkloadKind::Items
             | WorkloadKind::Advertise => Dht::Mainline,
             WorkloadKind::Find | WorkloadKind::Get | WorkloadKind::PutGet | WorkloadKind::Listen => Dht::OpenDht,
@@ -217,6 +222,10 @@ pub struct SimOptions {
     pub lookup_final_alpha: Option<usize>,
     pub lookup_timeout_ms: Option<f64>,
     pub lookup_retries: Option<u8>,
+    /// `LookupConfig::stalled_grace_percent` (default 0).
+    pub stalled_grace_percent: Option<u32>,
+    /// `Config::stall_deviations` (default 1).
+    pub stall_deviations: Option<u32>,
 }
 
 fn is_mainline(dht: &Dht) -> bool {
@@ -245,6 +254,8 @@ impl SimOptions {
             lookup_final_alpha: None,
             lookup_timeout_ms: None,
             lookup_retries: None,
+            stalled_grace_percent: None,
+            stall_deviations: None,
         }
     }
 
@@ -390,6 +401,12 @@ impl SimOptions {
         }
         if let Some(r) = self.lookup_retries {
             args.push(format!("--retries {r}"));
+        }
+        if let Some(g) = self.stalled_grace_percent {
+            args.push(format!("--stalled-grace-percent {g}"));
+        }
+        if let Some(d) = self.stall_deviations {
+            args.push(format!("--stall-deviations {d}"));
         }
         args.join(" ")
     }

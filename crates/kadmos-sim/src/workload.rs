@@ -100,6 +100,7 @@ pub fn built_in_with(
         WorkloadKind::FindNode => Box::new(FindNodeWorkload),
         WorkloadKind::GetPeers => Box::new(GetPeersWorkload),
         WorkloadKind::Announce => Box::new(AnnounceWorkload),
+        WorkloadKind::Put => Box::new(PutWorkload::default()),
         WorkloadKind::Items => Box::new(ItemWorkload::new(items.clone())),
         WorkloadKind::Advertise => Box::new(AdvertiseWorkload::new(advertise.clone())),
         WorkloadKind::Find | WorkloadKind::Get | WorkloadKind::PutGet | WorkloadKind::Listen => return None,
@@ -159,6 +160,44 @@ impl Workload for AnnounceWorkload {
         let Some(other) = ctl.random_live_node(Some(done.node)) else { return };
         let announcer = ctl.addr(done.node);
         ctl.get_peers(other, done.target, "get_peers_announced", 0, Some(announcer));
+    }
+}
+
+/// A random live node puts a fresh immutable item (BEP 44); once that is over, another random
+/// live node gets it and must find it. No churn, no keep-alive: the put's own cost, measured
+/// as the announce workload measures an announce.
+#[derive(Default)]
+pub struct PutWorkload {
+    /// Items put so far, which makes each value (so each target) new.
+    count: u64,
+    /// Items being put, by tag, for the get that follows.
+    putting: std::collections::BTreeMap<u64, Item>,
+}
+
+impl Workload for PutWorkload {
+    fn name(&self) -> &'static str {
+        "put"
+    }
+
+    fn begin(&mut self, ctl: &mut Control<'_>) {
+        let Some(node) = ctl.random_live_node(None) else { return };
+        self.count += 1;
+        let nonce: u64 = ctl.rng().gen();
+        let value = format!("put {} {nonce:016x}", self.count);
+        let item = Item::Immutable(ImmutableItem::from_bytes(value.as_bytes()).expect("a short string is a value"));
+        if ctl.put_item(node, item.clone(), "put", self.count).is_some() {
+            self.putting.insert(self.count, item);
+        }
+    }
+
+    fn finished(&mut self, ctl: &mut Control<'_>, done: &LookupDone) {
+        if done.kind != "put" {
+            return;
+        }
+        // Only a stored item can be found; a failed put is counted as such already.
+        let Some(item) = self.putting.remove(&done.tag).filter(|_| done.succeeded) else { return };
+        let Some(other) = ctl.random_live_node(Some(done.node)) else { return };
+        ctl.get_item(other, ItemQuery::Immutable(done.target), Some(item), "get_put", 0);
     }
 }
 

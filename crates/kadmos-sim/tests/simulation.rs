@@ -60,6 +60,20 @@ fn fault_free_network_finds_true_closest() {
     assert_eq!(all.exact_share, 1.0, "{all:?}");
 }
 
+/// The put workload: on a fault-free network every BEP 44 put is acknowledged by exactly the
+/// true k closest live nodes, and every get of it from another node finds the item.
+#[test]
+fn fault_free_puts_store_at_the_true_closest() {
+    let mut o = SimOptions::new(300, 30, 4);
+    o.lookup_interval_ms = 100.0;
+    o.workloads = vec![WorkloadKind::Put];
+    let report = run(o);
+    let put = report.lookup("put").expect("puts ran");
+    let get = report.lookup("get_put").expect("gets ran");
+    assert_eq!((put.run, put.succeeded, get.run, get.succeeded), (30, 30, 30, 30));
+    assert_eq!(put.exact_share, 1.0, "{put:?}");
+}
+
 /// With 20% of the nodes dead (their entries still in routing tables) and 5% datagram loss,
 /// at least 95% of lookups of every kind succeed, including finding an announced peer.
 #[test]

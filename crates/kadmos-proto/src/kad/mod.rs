@@ -1,5 +1,6 @@
 //! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
-//! per address family) and the lookup state machine. Nothing here knows about a wire format.
+//! per address family), the lookup state machine and the store round at a store's end.
+//! Nothing here knows about a wire format.
 
 pub mod family_tables;
 pub mod id;
@@ -8,6 +9,7 @@ pub mod requests;
 pub mod routing_table;
 pub mod rtt;
 pub mod search;
+pub mod store_round;
 pub mod subnet;
 pub mod timers;
 
@@ -18,5 +20,6 @@ pub use requests::{PendingRequest, RequestTable};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
 pub use rtt::RttEstimator;
 pub use search::{FamilyLookup, Parallelism, Search};
+pub use store_round::StoreRound;
 pub use subnet::Subnet;
 pub use timers::TimerQueue;

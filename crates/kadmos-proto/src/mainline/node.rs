@@ -49,7 +49,7 @@ use super::reachability::Reachability;
 use super::token::TokenIssuer;
 use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable,
-    RoutingTable, RttEstimator, Search, TimerQueue,
+    RoutingTable, RttEstimator, Search, StoreRound, TimerQueue,
 };
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
@@ -91,7 +91,9 @@ pub enum Outcome {
     },
     /// An announce is over: the nodes that stored our peer.
     /// An announce or a BEP 44 put is over: the nodes that stored it, and the errors others
-    /// answered with (address, KRPC code, message).
+    /// answered with (address, KRPC code, message). The store round ends once every storing
+    /// node answered or stalled (`kad::store_round`), so a slow node that stored it after
+    /// that is not listed.
     Stored {
         stored_at: Vec<(NodeId, SocketAddr)>,
         errors: Vec<(SocketAddr, i64, String)>,
@@ -219,9 +221,9 @@ enum Kind {
     Store {
         what: StoreRequest,
         seen: HashSet<SocketAddr>,
-        stored_at: Vec<(NodeId, SocketAddr)>,
         errors: Vec<(SocketAddr, i64, String)>,
-        storing: bool,
+        /// The store at the closest nodes, once the lookups are over.
+        round: StoreRound,
     },
     /// A BEP 44 get: verified items are reported once per (seq, value).
     GetItem {
@@ -618,8 +620,7 @@ impl Node {
     }
 
     fn start_store(&mut self, what: StoreRequest, target: Id, query: Query) -> QueryId {
-        let kind =
-            Kind::Store { what, seen: HashSet::new(), stored_at: Vec::new(), errors: Vec::new(), storing: false };
+        let kind = Kind::Store { what, seen: HashSet::new(), errors: Vec::new(), round: StoreRound::default() };
         self.start_operation(kind, target, query, &[])
     }
 
@@ -887,9 +888,8 @@ impl Node {
             let kind = Kind::Store {
                 what: StoreRequest::Item { item, cas: None },
                 seen: HashSet::new(),
-                stored_at: Vec::new(),
                 errors: Vec::new(),
-                storing: false,
+                round: StoreRound::default(),
             };
             let op = self.start_operation(kind, target, query, &[]);
             self.republishing.insert(op);
@@ -908,9 +908,8 @@ impl Node {
             let kind = Kind::Store {
                 what: StoreRequest::Item { item, cas: None },
                 seen: HashSet::new(),
-                stored_at: Vec::new(),
                 errors: Vec::new(),
-                storing: false,
+                round: StoreRound::default(),
             };
             let op = self.start_operation(kind, target, query, &[]);
             self.background.insert(op, target);
@@ -1222,11 +1221,8 @@ impl Node {
                 self.finish(now, op, outcome);
             }
             Purpose::Store { op } => {
-                if let Some(operation) = self.operations.get_mut(&op) {
-                    operation.awaiting -= 1;
-                    if let Kind::Store { stored_at, .. } = &mut operation.kind {
-                        stored_at.push((response.id, from));
-                    }
+                if let Some(Operation { kind: Kind::Store { round, .. }, .. }) = self.operations.get_mut(&op) {
+                    round.on_stored(from, response.id);
                 }
             }
             Purpose::Router { op } => {
@@ -1304,11 +1300,9 @@ impl Node {
             Purpose::Verify => {}
             Purpose::Ping { op } | Purpose::Samples { op } => self.finish(now, op, Outcome::Failed(error)),
             Purpose::Store { op } => {
-                if let Some(operation) = self.operations.get_mut(&op) {
-                    operation.awaiting -= 1;
-                    if let (Kind::Store { errors, .. }, QueryError::Remote { code, message }) =
-                        (&mut operation.kind, error)
-                    {
+                if let Some(Operation { kind: Kind::Store { errors, round, .. }, .. }) = self.operations.get_mut(&op) {
+                    round.on_refused(request.to);
+                    if let QueryError::Remote { code, message } = error {
                         errors.push((request.to, code, message));
                     }
                 }
@@ -1346,7 +1340,7 @@ impl Node {
         if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
             // The announces a store sent went to the closest nodes that gave a token.
             let announces = match &operation.kind {
-                Kind::Store { storing: true, .. } => operation.search.closest_with_tokens(self.config.lookup.k).len(),
+                Kind::Store { round, .. } => round.sent_count(),
                 _ => 0,
             };
             quests.finished(now, op, round_end(&outcome, announces), &mut self.rng);
@@ -1381,17 +1375,7 @@ impl Node {
         // A bootstrap lookup with no seeds waits for the routers to name some nodes.
         let waiting_for_routers = operation.awaiting > 0;
         let sends = operation.search.step(now, stall_timeout, Some(wait_for_stalled), waiting_for_routers);
-        // Step the lookups again when a request stalls or, when they wait for stalled nodes,
-        // when one stops holding up the result.
-        if let Some(operation) = self.operations.get_mut(&op) {
-            let next = operation.search.next_deadline();
-            if let Some(at) = next.filter(|at| *at > now) {
-                if operation.wake_at.is_none_or(|queued| queued <= now || at < queued) {
-                    operation.wake_at = Some(at);
-                    self.wakeups.push(at, op);
-                }
-            }
-        }
+        self.queue_wake(now, op);
         for (family, id, addr) in sends {
             let query = self.operations[&op].query.clone();
             if self.send_request(now, addr, Some(id), query, Purpose::Lookup { op, family }).is_err() {
@@ -1407,40 +1391,24 @@ impl Node {
             return;
         }
         // Store operations: once the lookups are over, store at the closest nodes that gave us
-        // a token (announce_peer, or a BEP 44 put).
-        if let Kind::Store { what, storing: false, .. } = &operation.kind {
-            let what = what.clone();
-            let targets = operation.search.closest_with_tokens(self.config.lookup.k);
-            let info_hash = operation.search.target();
-            if let Some(Operation { kind: Kind::Store { storing, .. }, .. }) = self.operations.get_mut(&op) {
-                *storing = true;
+        // a token (announce_peer, or a BEP 44 put), until each has answered or stalled.
+        if let Kind::Store { what, round, .. } = &operation.kind {
+            if !round.started() {
+                let what = what.clone();
+                self.start_store_round(now, op, what);
             }
-            let mut sent = 0;
-            for (id, addr, token) in targets {
-                let query = match &what {
-                    StoreRequest::Announce { port } => Query::AnnouncePeer {
-                        info_hash: info_hash.expect("a store operation has a lookup"),
-                        port: port.unwrap_or(0),
-                        implied_port: port.is_none(),
-                        token,
-                        seed: None,
-                    },
-                    StoreRequest::Item { item, cas } => Query::Put(put_args(item, *cas, token)),
-                };
-                if self.send_request(now, addr, Some(id), query, Purpose::Store { op }).is_ok() {
-                    sent += 1;
-                }
-            }
-            if sent > 0 {
-                self.operations.get_mut(&op).expect("present").awaiting += sent;
+            let Some(Operation { kind: Kind::Store { round, .. }, .. }) = self.operations.get_mut(&op) else { return };
+            round.step(now);
+            if !round.is_over() {
+                self.queue_wake(now, op);
                 return;
             }
         }
         let operation = &self.operations[&op];
         let (nodes, stats) = operation.search.summary();
         let outcome = match &operation.kind {
-            Kind::Store { stored_at, errors, .. } => {
-                Outcome::Stored { stored_at: stored_at.clone(), errors: errors.clone(), stats }
+            Kind::Store { round, errors, .. } => {
+                Outcome::Stored { stored_at: round.stored_at(), errors: errors.clone(), stats }
             }
             _ if nodes.is_empty()
                 && stats.requests == 0
@@ -1451,6 +1419,54 @@ impl Node {
             _ => Outcome::Closest { nodes, stats },
         };
         self.finish(now, op, outcome);
+    }
+
+    /// Sends the store of a store operation to the closest nodes that gave a token (announce_peer,
+    /// or a BEP 44 put) and begins its round; they stall as lookup requests do.
+    fn start_store_round(&mut self, now: Timestamp, op: QueryId, what: StoreRequest) {
+        let operation = &self.operations[&op];
+        let targets = operation.search.closest_with_tokens(self.config.lookup.k);
+        let info_hash = operation.search.target();
+        let mut sent = Vec::new();
+        for (id, addr, token) in targets {
+            let query = match &what {
+                StoreRequest::Announce { port } => Query::AnnouncePeer {
+                    info_hash: info_hash.expect("a store operation has a lookup"),
+                    port: port.unwrap_or(0),
+                    implied_port: port.is_none(),
+                    token,
+                    seed: None,
+                },
+                StoreRequest::Item { item, cas } => Query::Put(put_args(item, *cas, token)),
+            };
+            if self.send_request(now, addr, Some(id), query, Purpose::Store { op }).is_ok() {
+                sent.push((id, addr));
+            }
+        }
+        let (stall_timeout, wait_for_stalled) = (self.stall_timeout(), self.waits_for_stalled());
+        if let Some(Operation { kind: Kind::Store { round, .. }, .. }) = self.operations.get_mut(&op) {
+            round.start();
+            for (id, addr) in sent {
+                round.sent(now, id, addr, stall_timeout, wait_for_stalled, self.config.request_timeout);
+            }
+        }
+    }
+
+    /// Queues a wake-up for an operation's next deadline: when a lookup request stalls (or,
+    /// when lookups wait for stalled nodes, one stops holding up the result), or when a store
+    /// request stalls.
+    fn queue_wake(&mut self, now: Timestamp, op: QueryId) {
+        let Some(operation) = self.operations.get_mut(&op) else { return };
+        let next = match &operation.kind {
+            Kind::Store { round, .. } if round.started() => round.next_deadline(),
+            _ => operation.search.next_deadline(),
+        };
+        if let Some(at) = next.filter(|at| *at > now) {
+            if operation.wake_at.is_none_or(|queued| queued <= now || at < queued) {
+                operation.wake_at = Some(at);
+                self.wakeups.push(at, op);
+            }
+        }
     }
 
     /// Known good and questionable contacts of both families, for saving state.
