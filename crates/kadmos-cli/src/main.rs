@@ -164,6 +164,11 @@ enum Command {
         /// a restarted node resumes its advertisements.
         #[arg(long, value_name = "INFOHASH[:PORT]", value_parser = quests::parse_advertised)]
         advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
+        /// Watch INFOHASH for new peers, printing each (repeatable; Mainline). Saved in the
+        /// state file with the peers reported, so a restarted node resumes the watch and
+        /// reports only peers new to it; `kadmos watch INFOHASH` attaches to it.
+        #[arg(long, value_name = "INFOHASH")]
+        watch: Vec<kadmos::InfoHash>,
         /// Which DHT: mainline, opendht, or both in one process.
         #[arg(long, value_enum, default_value_t)]
         network: NodeNetwork,
@@ -474,6 +479,7 @@ fn main() -> ExitCode {
                 push_server,
                 control_port,
                 advertise,
+                watch,
                 limits,
             } => {
                 init_logging("info");
@@ -481,6 +487,8 @@ fn main() -> ExitCode {
                     Err("--republish-items is a Mainline (BEP 44) option".to_string())
                 } else if network == NodeNetwork::Opendht && !advertise.is_empty() {
                     Err("--advertise is a Mainline option".to_string())
+                } else if network == NodeNetwork::Opendht && !watch.is_empty() {
+                    Err("--watch is a Mainline option".to_string())
                 } else if network != NodeNetwork::Both && (opendht_port.is_some() || !opendht_bootstrap.is_empty()) {
                     Err("--opendht-port and --opendht-bootstrap go with --network both".to_string())
                 } else {
@@ -501,6 +509,7 @@ fn main() -> ExitCode {
                         push_server,
                         control_port,
                         advertise,
+                        watch,
                         limits,
                     };
                     node::run(options).await

@@ -301,8 +301,12 @@ fn describe_contact(contact: &Json, replacement: bool) -> String {
         Some(secs) => format!("last seen {secs} s ago"),
         None => "never answered".into(),
     };
+    let rtt = match contact["round_trip_us"].as_u64() {
+        Some(us) => format!("rtt {:.2} ms", us as f64 / 1000.0),
+        None => "rtt unknown".into(),
+    };
     format!(
-        "    {}{}  {}  {}  {seen}, {} failures",
+        "    {}{}  {}  {}  {seen}, {rtt}, {} failures",
         if replacement { "(replacement) " } else { "" },
         contact["id"].as_str().unwrap_or("?"),
         contact["addr"].as_str().unwrap_or("?"),

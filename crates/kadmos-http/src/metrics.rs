@@ -290,6 +290,39 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
             out.sample("kadmos_krpc_errors_total", &labels, value as f64);
         }
     }
+    let kinds = o.map(|i| i.traffic.by_kind.as_slice()).unwrap_or_default();
+    for (name, help, figure) in [
+        (
+            "kadmos_opendht_datagrams_total",
+            "OpenDHT datagrams by message kind (request method, reply, error, value_parts) and direction.",
+            (|t: &kadmos::opendht::KindTraffic| (t.received, t.sent))
+                as fn(&kadmos::opendht::KindTraffic) -> (u64, u64),
+        ),
+        ("kadmos_opendht_bytes_total", "Bytes of those datagrams, by kind and direction.", |t| {
+            (t.bytes_received, t.bytes_sent)
+        }),
+    ] {
+        out.family(name, "counter", help);
+        for traffic in kinds {
+            let (received, sent) = figure(traffic);
+            for (direction, value) in [("in", received), ("out", sent)] {
+                let labels = [("network", "opendht"), ("kind", traffic.kind), ("direction", direction)];
+                out.sample(name, &labels, value as f64);
+            }
+        }
+    }
+    out.family(
+        "kadmos_opendht_errors_total",
+        "counter",
+        "OpenDHT error answers by code (0: codes other than 203, 401 and 404), received (in) and sent (out).",
+    );
+    for count in o.map(|i| i.traffic.errors_by_code.as_slice()).unwrap_or_default() {
+        let code = count.code.to_string();
+        for (direction, value) in [("in", count.received), ("out", count.sent)] {
+            let labels = [("network", "opendht"), ("code", code.as_str()), ("direction", direction)];
+            out.sample("kadmos_opendht_errors_total", &labels, value as f64);
+        }
+    }
     out.per_network(
         "kadmos_requests_timed_out_total",
         "counter",

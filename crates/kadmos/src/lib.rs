@@ -54,8 +54,8 @@ pub use kadmos_proto::mainline::{
 pub use kadmos_proto::{Id, InfoHash, NodeId};
 pub use opendht::{OpenDht, OpenDhtBuilder};
 pub use ports::PortSpec;
-pub use quests::{Advertisement, AdvertisementInfo, PeerWatch, Renewal, WatchEvent};
-pub use state::SavedState;
+pub use quests::{Advertisement, AdvertisementInfo, PeerWatch, Renewal, WatchEvent, WatchInfo};
+pub use state::{SavedState, SavedWatch, SavedWatchedPeer};
 pub use storage::{ItemStream, PutResult, Seq};
 pub use testnet::Testnet;
 pub use types::*;

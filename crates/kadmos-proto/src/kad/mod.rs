@@ -1,6 +1,7 @@
 //! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
 //! per address family) and the lookup state machine. Nothing here knows about a wire format.
 
+pub mod contact_rtts;
 pub mod family_tables;
 pub mod id;
 pub mod lookup;
@@ -11,6 +12,7 @@ pub mod search;
 pub mod subnet;
 pub mod timers;
 
+pub use contact_rtts::ContactRtts;
 pub use family_tables::FamilyTables;
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};

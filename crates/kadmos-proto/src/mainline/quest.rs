@@ -224,6 +224,29 @@ impl QuestBook {
         Ok(())
     }
 
+    /// Starts a watch that already knows `peers` (a watch resumed from saved state): they are
+    /// not reported again when its searches return them, only peers new to it are. Its first
+    /// search is due at once. Resuming a running watch adds the peers it did not know.
+    pub fn resume_watch(
+        &mut self,
+        now: Timestamp,
+        info_hash: InfoHash,
+        peers: impl IntoIterator<Item = (SocketAddr, (NodeId, SocketAddr))>,
+    ) -> Result<(), QuestError> {
+        self.watch(now, info_hash)?;
+        let limit = self.config.max_peers_per_watch.max(1);
+        let watch = self.watches.get_mut(&info_hash).expect("just started");
+        for (peer, from) in peers {
+            if watch.peers.len() >= limit {
+                break;
+            }
+            // Heard of now: the saved state does not say when, and a gone peer is reported
+            // after a whole `gone_after` anyway.
+            watch.peers.entry(peer).or_insert(SeenPeer { from, last_seen: now });
+        }
+        Ok(())
+    }
+
     /// Stops a watch; `None` if there was none, else the operation of its running round, if
     /// any, which the node drops.
     pub fn unwatch(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
@@ -434,6 +457,23 @@ mod tests {
         let mut kept: Vec<SocketAddr> = book.watched_peers(&info_hash).map(|(p, _)| *p).collect();
         kept.sort();
         assert_eq!(kept, vec![peer(1), peer(3)], "peer 2, last heard at 2 s, was the stalest");
+    }
+
+    /// A resumed watch does not report the peers it was resumed with, only new ones, and
+    /// knows both afterwards.
+    #[test]
+    fn resumed_watch_reports_only_new_peers() {
+        let mut book = QuestBook::new(QuestConfig::default());
+        let info_hash = InfoHash::sha1_of(b"resumed");
+        let from = (NodeId::sha1_of(b"from"), peer(200));
+        book.resume_watch(Timestamp::ZERO, info_hash, [(peer(1), from)]).unwrap();
+        let round = book.due(Timestamp::ZERO)[0];
+        assert_eq!(round.kind, RoundKind::Watch, "its first search is due at once");
+        book.started(QueryId(1), round);
+        book.peers_found(Timestamp::ZERO, QueryId(1), from, &[peer(1), peer(2)]);
+        let found: Vec<QuestEvent> = events(&mut book);
+        assert_eq!(found, vec![QuestEvent::Found { info_hash, peer: peer(2), from, advertised: false }]);
+        assert_eq!(book.watched_peers(&info_hash).count(), 2);
     }
 
     /// A finished round schedules the next one between 90% and 100% of the interval, from
