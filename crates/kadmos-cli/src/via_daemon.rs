@@ -419,6 +419,18 @@ fn describe_stats(stats: &Json) -> String {
             ));
         }
     }
+    if let Some(watches) = stats["watches"].as_array() {
+        lines.push(format!("quests: watching {} torrents", watches.len()));
+        for w in watches {
+            lines.push(format!(
+                "  {}: {} peers known, {} clients{}",
+                w["info_hash"].as_str().unwrap_or("?"),
+                w["peers"],
+                w["handles"],
+                if w["kept"] == true { ", kept (saved)" } else { "" }
+            ));
+        }
+    }
     let g = &stats["gateway"];
     lines.push(format!(
         "gateway: {} requests, {} open listen streams, {} puts",

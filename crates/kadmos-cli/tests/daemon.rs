@@ -704,6 +704,8 @@ fn a_restarted_daemon_resumes_its_watches() {
     let stats: Json = serde_json::from_str(&http_get(control, "/daemon/stats")).unwrap();
     assert_eq!(stats["watches"][0]["kept"], true, "{stats}");
     assert_eq!(stats["watches"][0]["peers"], 2, "{stats}");
+    let kept = metric(&parse_exposition(&http_get(control, "/metrics")), "kadmos_quest_watches", &[("kept", "true")]);
+    assert_eq!(kept, 1.0);
 
     succeeded(&kadmos(&data, &["stop"]));
     assert!(second.0.wait().unwrap().success());

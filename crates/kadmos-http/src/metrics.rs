@@ -16,7 +16,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::OptionFuture;
 use kadmos::opendht::OpenDhtInfo;
-use kadmos::{AdvertisementInfo, Info, RoutingTableDump};
+use kadmos::{AdvertisementInfo, Info, RoutingTableDump, WatchInfo};
 
 use crate::daemon_api::DaemonState;
 use crate::router::Route;
@@ -187,6 +187,7 @@ struct Snapshot {
     mainline: Option<(Info, RoutingTableDump)>,
     opendht: Option<(OpenDhtInfo, RoutingTableDump)>,
     advertisements: Option<Vec<AdvertisementInfo>>,
+    watches: Option<Vec<WatchInfo>>,
 }
 
 async fn snapshot(state: &DaemonState) -> Snapshot {
@@ -197,7 +198,8 @@ async fn snapshot(state: &DaemonState) -> Snapshot {
         OptionFuture::from(opendht.map(|d| async { Some((d.info().await.ok()?, d.routing_table().await.ok()?)) }));
     let advertisements = OptionFuture::from(state.shared.mainline.as_ref().map(|d| d.advertisements()));
     let advertisements = advertisements.await.and_then(Result::ok);
-    Snapshot { mainline: mainline.await.flatten(), opendht: opendht.await.flatten(), advertisements }
+    let watches = OptionFuture::from(state.shared.mainline.as_ref().map(|d| d.watches())).await.and_then(Result::ok);
+    Snapshot { mainline: mainline.await.flatten(), opendht: opendht.await.flatten(), advertisements, watches }
 }
 
 pub(crate) async fn serve(State(state): State<Arc<DaemonState>>) -> Response {
@@ -401,6 +403,13 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
         out.sample("kadmos_quest_advertisements", &[], advertisements.len() as f64);
         out.family("kadmos_quest_rounds_total", "counter", "Announce rounds of the current advertisements.");
         out.sample("kadmos_quest_rounds_total", &[], advertisements.iter().map(|a| a.rounds).sum::<u64>() as f64);
+    }
+    if let Some(watches) = &snap.watches {
+        out.family("kadmos_quest_watches", "gauge", "Torrents the node watches: kept (saved) or held by clients.");
+        for kept in [true, false] {
+            let n = watches.iter().filter(|w| w.kept == kept).count();
+            out.sample("kadmos_quest_watches", &[("kept", if kept { "true" } else { "false" })], n as f64);
+        }
     }
     let lookups = state.metrics.lookups.lock().unwrap_or_else(|e| e.into_inner()).clone();
     out.family("kadmos_lookup_duration_seconds", "histogram", "Lookups the daemon ran for its clients, by kind.");
