@@ -210,6 +210,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stops the running daemon's watch of INFOHASH, also one it keeps (`node --watch`, or
+    /// resumed from its state): it is no longer saved.
+    Unwatch {
+        info_hash: kadmos::InfoHash,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stops the running daemon (which saves its state first).
     Stop {
         #[arg(long)]
@@ -533,6 +540,10 @@ fn main() -> ExitCode {
             Command::Stop { json } => {
                 init_logging("warn");
                 via_daemon::stop(json).await
+            }
+            Command::Unwatch { info_hash, json } => {
+                init_logging("warn");
+                via_daemon::unwatch(info_hash, json).await
             }
             Command::Peers { info_hash, net } => {
                 init_logging("warn");

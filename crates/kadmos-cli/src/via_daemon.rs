@@ -439,6 +439,21 @@ fn describe_stats(stats: &Json) -> String {
     lines.join("\n")
 }
 
+/// `kadmos unwatch`: stops the daemon's watch of an infohash, kept or not.
+pub async fn unwatch(info_hash: InfoHash, json_output: bool) -> Result<(), String> {
+    let daemon = LocalDaemon::running().await?;
+    let answer = daemon.json("DELETE", &format!("/daemon/mainline/watch/{info_hash}")).await?;
+    let stopped = answer["stopped"].as_bool().unwrap_or(false);
+    emit(json_output, "unwatched", &json!({ "info_hash": info_hash.to_string(), "stopped": stopped }), || {
+        if stopped {
+            format!("{info_hash}: the daemon no longer watches it")
+        } else {
+            format!("{info_hash}: the daemon was not watching it")
+        }
+    });
+    Ok(())
+}
+
 /// `kadmos stop`: asks the daemon to stop, and waits until it has saved its state and gone.
 pub async fn stop(json_output: bool) -> Result<(), String> {
     let daemon = LocalDaemon::running().await?;

@@ -643,7 +643,8 @@ fn quests_run_in_the_daemon_while_their_commands_run() {
 /// A daemon keeps its `--watch` across a restart: the watch is saved with the peer it has
 /// reported; the restarted daemon (given no `--watch`) resumes it, reports a peer that started
 /// advertising while it was down, and never reports again the peer it reported before its
-/// restart; `kadmos watch` through the daemon attaches to that watch and hears of both.
+/// restart; `kadmos watch` through the daemon attaches to that watch and hears of both;
+/// `kadmos unwatch` stops it, and it is no longer saved.
 #[test]
 fn a_restarted_daemon_resumes_its_watches() {
     let data = data_dir("watch-resume");
@@ -712,4 +713,14 @@ fn a_restarted_daemon_resumes_its_watches() {
     let later = peer_lines(&lines);
     assert!(!later.contains(&"127.0.0.1:7201".to_string()), "reported again after the restart: {later:?}");
     assert_eq!(saved_peers(), ["127.0.0.1:7201", "127.0.0.1:7202"]);
+
+    // `kadmos unwatch` stops the kept watch: the next saved state has none.
+    let (mut third, lines) = spawn(&data, &node_args);
+    wait_for(&lines, "control", |j| j["url"].as_str().map(String::from));
+    let unwatched = json_lines(&succeeded(&kadmos(&data, &["unwatch", &hash, "--json"])));
+    assert_eq!((&unwatched[0]["type"], &unwatched[0]["stopped"]), (&Json::from("unwatched"), &Json::from(true)));
+    succeeded(&kadmos(&data, &["stop"]));
+    assert!(third.0.wait().unwrap().success());
+    let state: Json = serde_json::from_str(&std::fs::read_to_string(data.join("kadmos/state.json")).unwrap()).unwrap();
+    assert_eq!(state["watches"], serde_json::json!([]), "{state}");
 }

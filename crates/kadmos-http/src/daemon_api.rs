@@ -10,7 +10,8 @@
 //!   `POST /daemon/stop`, and the Mainline operations the one-shot commands run through the
 //!   daemon (`GET /daemon/mainline/peers/{infohash}`, `POST
 //!   /daemon/mainline/announce/{infohash}[?port=N]`, `GET /daemon/mainline/find-node/{id}`,
-//!   `GET /daemon/mainline/ping/{addr}`, `POST /daemon/mainline/immutable`, `GET
+//!   `GET /daemon/mainline/ping/{addr}`, `DELETE /daemon/mainline/watch/{infohash}`, `POST
+//!   /daemon/mainline/immutable`, `GET
 //!   /daemon/mainline/immutable/{target}`, `GET /daemon/mainline/mutable/{public key}?salt=`),
 //!   which answer in the library's own JSON forms
 //!   (`PeerBatch`, `AnnounceResult`, `NodeInfo`) so the CLI prints exactly what it prints
@@ -133,6 +134,7 @@ pub(crate) const DAEMON_ROUTES: &[DaemonRoute] = &[
     route("/daemon/mainline/ping/{addr}", "GET", true),
     route("/daemon/mainline/advertise/{infohash}", "POST", true),
     route("/daemon/mainline/watch/{infohash}", "GET", true),
+    route("/daemon/mainline/watch/{infohash}", "DELETE", true),
     route("/daemon/mainline/immutable", "POST", true),
     route("/daemon/mainline/immutable/{target}", "GET", true),
     route("/daemon/mainline/mutable/{public_key}", "GET", true),
@@ -148,26 +150,28 @@ fn handler(route: &DaemonRoute) -> Option<MethodRouter<Arc<DaemonState>>> {
     let method = match route.method {
         "GET" => MethodFilter::GET,
         "POST" => MethodFilter::POST,
+        "DELETE" => MethodFilter::DELETE,
         _ => return None,
     };
-    Some(match route.template {
-        "/daemon/stats" => on(method, stats),
-        "/daemon/routing-table" => on(method, routing_table),
-        "/daemon/history" => on(method, history),
-        "/daemon/stop" => on(method, stop),
-        "/daemon/mainline/peers/{infohash}" => on(method, peers),
-        "/daemon/mainline/announce/{infohash}" => on(method, announce),
-        "/daemon/mainline/find-node/{id}" => on(method, find_node),
-        "/daemon/mainline/ping/{addr}" => on(method, ping),
-        "/daemon/mainline/advertise/{infohash}" => on(method, advertise),
-        "/daemon/mainline/watch/{infohash}" => on(method, watch),
-        "/daemon/mainline/immutable" => on(method, put_immutable),
-        "/daemon/mainline/immutable/{target}" => on(method, get_immutable),
-        "/daemon/mainline/mutable/{public_key}" => on(method, get_mutable),
-        "/metrics" => on(method, metrics::serve),
-        "/ui" => on(method, dashboard::redirect),
-        "/ui/" => on(method, dashboard::page),
-        "/ui/{file}" => on(method, dashboard::asset),
+    Some(match (route.template, route.method) {
+        ("/daemon/stats", _) => on(method, stats),
+        ("/daemon/routing-table", _) => on(method, routing_table),
+        ("/daemon/history", _) => on(method, history),
+        ("/daemon/stop", _) => on(method, stop),
+        ("/daemon/mainline/peers/{infohash}", _) => on(method, peers),
+        ("/daemon/mainline/announce/{infohash}", _) => on(method, announce),
+        ("/daemon/mainline/find-node/{id}", _) => on(method, find_node),
+        ("/daemon/mainline/ping/{addr}", _) => on(method, ping),
+        ("/daemon/mainline/advertise/{infohash}", _) => on(method, advertise),
+        ("/daemon/mainline/watch/{infohash}", "DELETE") => on(method, unwatch),
+        ("/daemon/mainline/watch/{infohash}", _) => on(method, watch),
+        ("/daemon/mainline/immutable", _) => on(method, put_immutable),
+        ("/daemon/mainline/immutable/{target}", _) => on(method, get_immutable),
+        ("/daemon/mainline/mutable/{public_key}", _) => on(method, get_mutable),
+        ("/metrics", _) => on(method, metrics::serve),
+        ("/ui", _) => on(method, dashboard::redirect),
+        ("/ui/", _) => on(method, dashboard::page),
+        ("/ui/{file}", _) => on(method, dashboard::asset),
         _ => return None,
     })
 }
@@ -384,6 +388,18 @@ async fn watch(
     let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
     let watch = state.shared.within(state.mainline()?.watch(info_hash)).await?;
     Ok(json_lines(watch, Some(QUEST_HEARTBEAT), ()))
+}
+
+/// Stops the daemon's watch of a torrent, kept or not (clients watching it see their stream
+/// end): `{"stopped": whether there was one}`.
+async fn unwatch(
+    State(state): State<Arc<DaemonState>>,
+    Path(info_hash): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
+    let stopped = state.shared.within(state.mainline()?.stop_watching(info_hash)).await?;
+    Ok(json_body(&json!({ "stopped": stopped })))
 }
 
 /// A 200 answer streaming each item as one JSON line as it comes (`guard` lives as long as

@@ -139,7 +139,12 @@ fn describe_daemon(route: &DaemonRoute) -> Json {
         "/daemon/mainline/find-node/{id}" => ("The nodes closest to an ID", vec![segment("id", "40 hex digits")], object("nodes")),
         "/daemon/mainline/ping/{addr}" => ("Ping a node", vec![segment("addr", "IP address and port")], object("{\"id\", \"addr\", \"rtt_ms\"}")),
         "/daemon/mainline/advertise/{infohash}" => ("Advertise a torrent while the connection lasts: one Renewal per line per round", vec![infohash, port], ndjson("renewals")),
-        "/daemon/mainline/watch/{infohash}" => ("Watch a torrent while the connection lasts: one WatchEvent per line (the daemon's own watch of it, if it runs one)", vec![infohash], ndjson("watch events")),
+        "/daemon/mainline/watch/{infohash}" if route.method == "DELETE" => (
+            "Stop the daemon's watch of a torrent, kept or not",
+            vec![infohash],
+            object("{\"stopped\"}"),
+        ),
+        "/daemon/mainline/watch/{infohash}" => ("Watch a torrent while the connection lasts: one WatchEvent per line (joining the daemon's kept watch of it, if any: its known peers first)", vec![infohash], ndjson("watch events")),
         "/daemon/mainline/immutable" => ("Store the body as a BEP 44 immutable item", vec![], object("PutResult")),
         "/daemon/mainline/immutable/{target}" => ("A BEP 44 immutable item's bencoded value, in hex", vec![segment("target", "40 hex digits")], object("{\"bencoded\"}")),
         "/daemon/mainline/mutable/{public_key}" => ("The newest version of a BEP 44 mutable item", vec![segment("public_key", "64 hex digits"),
