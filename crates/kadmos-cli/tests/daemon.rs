@@ -536,7 +536,7 @@ fn logs_as_json_lines_on_request() {
 
 /// An OpenDHT daemon answers `put`, `get` and `routing-table`: the value put through it is got
 /// back through it (both visible in its request counters), its table is listed under
-/// `opendht`, and `/metrics` counts the put and get requests it sent and the replies it got by
+/// `opendht` with measured round trips, and `/metrics` counts the put and get requests it sent and the replies it got by
 /// message kind.
 #[test]
 fn opendht_commands_use_the_daemon() {
@@ -551,6 +551,16 @@ fn opendht_commands_use_the_daemon() {
     let table = json_lines(&succeeded(&kadmos(&data, &["routing-table", "--json"])));
     assert_eq!(table.len(), 1);
     assert_eq!(table[0]["network"], "opendht");
+    // Round trips are measured on this network too (a contact that only sent us requests, or
+    // answered a retry, has none, so not necessarily every one).
+    let timed = table[0]["ipv4"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["contacts"].as_array().unwrap())
+        .filter(|c| c["round_trip_us"].as_u64().is_some_and(|us| us < 5_000_000))
+        .count();
+    assert!(timed >= 1, "no OpenDHT contact with a round trip: {}", table[0]);
 
     let before = scrape(&node);
     let put = json_lines(&succeeded(&kadmos(&data, &["put", "--network", "opendht", "room", "hello", "--json"])));
