@@ -536,8 +536,8 @@ fn logs_as_json_lines_on_request() {
 
 /// An OpenDHT daemon answers `put`, `get` and `routing-table`: the value put through it is got
 /// back through it (both visible in its request counters), its table is listed under
-/// `opendht` with measured round trips, and `/metrics` counts the put and get requests it sent and the replies it got by
-/// message kind.
+/// `opendht` with measured round trips, and `/metrics` counts the put and get requests it
+/// sent and the replies it got by message kind.
 #[test]
 fn opendht_commands_use_the_daemon() {
     let data = data_dir("opendht");
