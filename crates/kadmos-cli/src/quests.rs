@@ -134,8 +134,9 @@ pub async fn start_advertising(dht: &Dht, advertised: &[(InfoHash, Option<u16>)]
 
 /// Starts the `--watch` quests of a daemon as watches the node keeps (saved with the peers
 /// they report), then prints the events of every kept watch, restored ones included, in the
-/// background: only what happens from now on, so a restarted daemon does not print again the
-/// peers it printed before (each task ends when the node stops).
+/// background: the peers found since the daemon started, then each event, so a restarted
+/// daemon does not print again the peers it printed before (each task ends when the node
+/// stops).
 pub async fn start_watching(dht: &Dht, watched: &[InfoHash], json: bool) -> Result<(), String> {
     for &info_hash in watched {
         dht.keep_watching(info_hash).await.map_err(|e| format!("watch {info_hash}: {e}"))?;

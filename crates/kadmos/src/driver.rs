@@ -184,7 +184,7 @@ impl Driver {
                 let _ = reply.send(self.quests.stop_watching(&mut self.node, info_hash));
             }
             Command::FollowWatch(info_hash, events, reply) => {
-                let _ = reply.send(self.quests.follow(info_hash, events));
+                let _ = reply.send(self.quests.follow(&self.node, info_hash, events));
             }
             Command::Watches(reply) => {
                 let _ = reply.send(self.quests.watch_list(&self.node));

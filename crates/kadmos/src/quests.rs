@@ -12,12 +12,13 @@
 //! A watch ends with its last handle, unless the node *keeps* it ([`Dht::keep_watching`]): a
 //! kept watch runs without handles until [`Dht::stop_watching`], and is part of the saved
 //! state with the peers it has reported. A node restored from it resumes the watch knowing
-//! those peers, so it reports only peers new to it; [`Dht::follow_watch`] hears a kept watch's
-//! events from then on (what a daemon logs), and [`Dht::watch`] joins it like any watch,
-//! hearing of the peers it already knows first. Watches held only by handles are not saved:
+//! those peers, so it reports only peers new to it; [`Dht::follow_watch`] hears of the peers
+//! a kept watch found since this node started or resumed it, then of its events (what a
+//! daemon logs), and [`Dht::watch`] joins it like any watch, hearing of all the peers it
+//! knows first. Watches held only by handles are not saved:
 //! after a restart nobody would hold them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -238,9 +239,10 @@ impl Dht {
     }
 
     /// A handle on a kept watch (one resumed from saved state, or started with
-    /// [`Dht::keep_watching`]) that hears only what happens from now on: peers the watch
-    /// already knows are not reported to it. Dropping it leaves the watch running. `None`
-    /// when the node keeps no watch of `info_hash`.
+    /// [`Dht::keep_watching`]): it hears first of the peers the watch found since this node
+    /// started or resumed it (so nothing is lost between a restart and the call), then of its
+    /// events; never of the peers the watch was resumed with. Dropping it leaves the watch
+    /// running. `None` when the node keeps no watch of `info_hash`.
     pub async fn follow_watch(&self, info_hash: InfoHash) -> Result<Option<PeerWatch>> {
         let (tx, events) = mpsc::unbounded_channel();
         let (reply, answer) = oneshot::channel();
@@ -271,8 +273,9 @@ pub(crate) struct QuestListeners {
     next_subscriber: u64,
     advertisements: HashMap<InfoHash, Vec<(u64, mpsc::UnboundedSender<Renewal>)>>,
     watches: HashMap<InfoHash, Vec<(u64, mpsc::UnboundedSender<WatchEvent>)>>,
-    /// Watches that run without handles and are saved.
-    kept: BTreeSet<InfoHash>,
+    /// Watches that run without handles and are saved, with the peers each was resumed with
+    /// (reported before the node's restart: followers do not hear of them).
+    kept: BTreeMap<InfoHash, HashSet<SocketAddr>>,
 }
 
 impl QuestListeners {
@@ -319,7 +322,7 @@ impl QuestListeners {
                 }
             }
             QuestKind::Watch => {
-                if Self::remove(&mut self.watches, info_hash, subscriber) && !self.kept.contains(&info_hash) {
+                if Self::remove(&mut self.watches, info_hash, subscriber) && !self.kept.contains_key(&info_hash) {
                     node.unwatch(&info_hash);
                 }
             }
@@ -357,7 +360,13 @@ impl QuestListeners {
             QuestEvent::Found { info_hash, peer, from, advertised } => {
                 self.tell_watchers(node, info_hash, WatchEvent::Found { peer, from: from.into(), advertised });
             }
-            QuestEvent::Gone { info_hash, peer } => self.tell_watchers(node, info_hash, WatchEvent::Gone { peer }),
+            QuestEvent::Gone { info_hash, peer } => {
+                // Should it come back, it is new to the followers too.
+                if let Some(resumed_with) = self.kept.get_mut(&info_hash) {
+                    resumed_with.remove(&peer);
+                }
+                self.tell_watchers(node, info_hash, WatchEvent::Gone { peer })
+            }
             QuestEvent::Searched { .. } => {}
         }
     }
@@ -367,7 +376,7 @@ impl QuestListeners {
         list.retain(|(_, tx)| tx.send(event).is_ok());
         if list.is_empty() {
             self.watches.remove(&info_hash);
-            if !self.kept.contains(&info_hash) {
+            if !self.kept.contains_key(&info_hash) {
                 node.unwatch(&info_hash);
             }
         }
@@ -376,7 +385,7 @@ impl QuestListeners {
     /// Starts a kept watch, or keeps a running one.
     pub fn keep_watching(&mut self, node: &mut Node, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
         node.watch(now, info_hash)?;
-        self.kept.insert(info_hash);
+        self.kept.entry(info_hash).or_default();
         Ok(())
     }
 
@@ -387,10 +396,20 @@ impl QuestListeners {
         node.unwatch(&info_hash)
     }
 
-    /// Adds a handle to a kept watch without telling it of the peers already known.
-    pub fn follow(&mut self, info_hash: InfoHash, events: mpsc::UnboundedSender<WatchEvent>) -> Option<u64> {
-        if !self.kept.contains(&info_hash) {
-            return None;
+    /// Adds a handle to a kept watch, telling it first of the peers found since the watch
+    /// was started or resumed here.
+    pub fn follow(
+        &mut self,
+        node: &Node,
+        info_hash: InfoHash,
+        events: mpsc::UnboundedSender<WatchEvent>,
+    ) -> Option<u64> {
+        let resumed_with = self.kept.get(&info_hash)?;
+        if let Some(quests) = node.quests() {
+            let advertised = quests.is_advertised(&info_hash);
+            for (peer, seen) in quests.watched_peers(&info_hash).filter(|(peer, _)| !resumed_with.contains(peer)) {
+                let _ = events.send(WatchEvent::Found { peer: *peer, from: seen.from.into(), advertised });
+            }
         }
         self.next_subscriber += 1;
         self.watches.entry(info_hash).or_default().push((self.next_subscriber, events));
@@ -406,8 +425,9 @@ impl QuestListeners {
             .iter()
             .filter_map(|p| Some((p.addr, (p.from_id.parse::<NodeId>().ok()?, p.from_addr))))
             .collect::<Vec<_>>();
+        let resumed_with = peers.iter().map(|(peer, _)| *peer).collect();
         node.resume_watch(now, info_hash, peers).map_err(|e| e.to_string())?;
-        self.kept.insert(info_hash);
+        self.kept.insert(info_hash, resumed_with);
         Ok(())
     }
 
@@ -415,7 +435,7 @@ impl QuestListeners {
     pub fn saved_watches(&self, node: &Node) -> Vec<SavedWatch> {
         let Some(quests) = node.quests() else { return Vec::new() };
         self.kept
-            .iter()
+            .keys()
             .map(|info_hash| {
                 let mut peers: Vec<SavedWatchedPeer> = quests
                     .watched_peers(info_hash)
@@ -439,7 +459,7 @@ impl QuestListeners {
             .watched()
             .map(|info_hash| WatchInfo {
                 info_hash: *info_hash,
-                kept: self.kept.contains(info_hash),
+                kept: self.kept.contains_key(info_hash),
                 peers: quests.watched_peers(info_hash).count(),
                 handles: self.watches.get(info_hash).map_or(0, Vec::len),
             })

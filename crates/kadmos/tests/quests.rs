@@ -133,7 +133,7 @@ async fn restored_node_resumes_its_kept_watch() {
     assert!(bounded("a renewal", second_ad.next_renewal()).await.unwrap().stored_at > 0);
     let restored =
         Dht::builder().bind(LOOPBACK).no_bootstrap().state(state).quests(fast_quests()).build().await.unwrap();
-    // Attached before the rejoin ends (the resumed watch searches only then).
+    // Attached whenever: it hears first of what the resumed watch found before it came.
     let mut follower = restored.follow_watch(info_hash).await.unwrap().expect("the watch was resumed");
     assert_eq!(next_found(&mut follower).await.0, late);
     bounded("the resumed watch knows both peers", async {
