@@ -164,6 +164,11 @@ enum Command {
         /// a restarted node resumes its advertisements.
         #[arg(long, value_name = "INFOHASH[:PORT]", value_parser = quests::parse_advertised)]
         advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
+        /// Watch INFOHASH for new peers, printing each (repeatable; Mainline). Saved in the
+        /// state file with the peers reported, so a restarted node resumes the watch and
+        /// reports only peers new to it; `kadmos watch INFOHASH` attaches to it.
+        #[arg(long, value_name = "INFOHASH")]
+        watch: Vec<kadmos::InfoHash>,
         /// Which DHT: mainline, opendht, or both in one process.
         #[arg(long, value_enum, default_value_t)]
         network: NodeNetwork,
@@ -202,6 +207,13 @@ enum Command {
     },
     /// The running daemon's counters, stores and uptime.
     Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stops the running daemon's watch of INFOHASH, also one it keeps (`node --watch`, or
+    /// resumed from its state): it is no longer saved.
+    Unwatch {
+        info_hash: kadmos::InfoHash,
         #[arg(long)]
         json: bool,
     },
@@ -474,6 +486,7 @@ fn main() -> ExitCode {
                 push_server,
                 control_port,
                 advertise,
+                watch,
                 limits,
             } => {
                 init_logging("info");
@@ -481,6 +494,8 @@ fn main() -> ExitCode {
                     Err("--republish-items is a Mainline (BEP 44) option".to_string())
                 } else if network == NodeNetwork::Opendht && !advertise.is_empty() {
                     Err("--advertise is a Mainline option".to_string())
+                } else if network == NodeNetwork::Opendht && !watch.is_empty() {
+                    Err("--watch is a Mainline option".to_string())
                 } else if network != NodeNetwork::Both && (opendht_port.is_some() || !opendht_bootstrap.is_empty()) {
                     Err("--opendht-port and --opendht-bootstrap go with --network both".to_string())
                 } else {
@@ -501,6 +516,7 @@ fn main() -> ExitCode {
                         push_server,
                         control_port,
                         advertise,
+                        watch,
                         limits,
                     };
                     node::run(options).await
@@ -524,6 +540,10 @@ fn main() -> ExitCode {
             Command::Stop { json } => {
                 init_logging("warn");
                 via_daemon::stop(json).await
+            }
+            Command::Unwatch { info_hash, json } => {
+                init_logging("warn");
+                via_daemon::unwatch(info_hash, json).await
             }
             Command::Peers { info_hash, net } => {
                 init_logging("warn");

@@ -55,6 +55,8 @@ pub struct NodeOptions {
     pub control_port: u16,
     /// `--advertise INFOHASH[:PORT]` (Mainline): advertisements to run, besides the saved ones.
     pub advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
+    /// `--watch INFOHASH` (Mainline): watches the node keeps, besides the saved ones.
+    pub watch: Vec<kadmos::InfoHash>,
     /// Rate limits, peer store limits, BEP 42 and BEP 43 policies (Mainline).
     pub limits: NodeLimitArgs,
 }
@@ -240,6 +242,7 @@ async fn start_mainline(options: &NodeOptions) -> Result<(Dht, PathBuf), String>
         });
     }
     crate::quests::start_advertising(&dht, &options.advertise, options.net.json).await?;
+    crate::quests::start_watching(&dht, &options.watch, options.net.json).await?;
     Ok((dht, state_path))
 }
 
@@ -247,9 +250,14 @@ async fn stop_mainline(dht: &Dht, state_path: &Path, json_output: bool) -> Resul
     let final_state = dht.shutdown().await.map_err(|e| e.to_string())?;
     final_state.save(state_path).map_err(|e| format!("saving {}: {e}", state_path.display()))?;
     let (contacts, advertisements) = (final_state.contacts.len(), final_state.advertisements.len());
-    let value = json!({ "state": state_path, "contacts": contacts, "advertisements": advertisements });
+    let watches = final_state.watches.len();
+    let value =
+        json!({ "state": state_path, "contacts": contacts, "advertisements": advertisements, "watches": watches });
     emit(json_output, "stopped", &value, || {
-        format!("saved {contacts} contacts and {advertisements} advertisements to {}", state_path.display())
+        format!(
+            "saved {contacts} contacts, {advertisements} advertisements and {watches} watches to {}",
+            state_path.display()
+        )
     });
     Ok(())
 }

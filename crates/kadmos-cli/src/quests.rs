@@ -131,3 +131,23 @@ pub async fn start_advertising(dht: &Dht, advertised: &[(InfoHash, Option<u16>)]
     }
     Ok(())
 }
+
+/// Starts the `--watch` quests of a daemon as watches the node keeps (saved with the peers
+/// they report), then prints the events of every kept watch, restored ones included, in the
+/// background: the peers found since the daemon started, then each event, so a restarted
+/// daemon does not print again the peers it printed before (each task ends when the node
+/// stops).
+pub async fn start_watching(dht: &Dht, watched: &[InfoHash], json: bool) -> Result<(), String> {
+    for &info_hash in watched {
+        dht.keep_watching(info_hash).await.map_err(|e| format!("watch {info_hash}: {e}"))?;
+    }
+    for info in dht.watches().await.map_err(|e| e.to_string())?.into_iter().filter(|w| w.kept) {
+        let Some(mut watch) = dht.follow_watch(info.info_hash).await.map_err(|e| e.to_string())? else { continue };
+        tokio::spawn(async move {
+            while let Some(event) = watch.next().await {
+                print_watch_event(json, info.info_hash, event);
+            }
+        });
+    }
+    Ok(())
+}

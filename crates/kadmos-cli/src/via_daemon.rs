@@ -301,8 +301,12 @@ fn describe_contact(contact: &Json, replacement: bool) -> String {
         Some(secs) => format!("last seen {secs} s ago"),
         None => "never answered".into(),
     };
+    let rtt = match contact["round_trip_us"].as_u64() {
+        Some(us) => format!("rtt {:.2} ms", us as f64 / 1000.0),
+        None => "rtt unknown".into(),
+    };
     format!(
-        "    {}{}  {}  {}  {seen}, {} failures",
+        "    {}{}  {}  {}  {seen}, {rtt}, {} failures",
         if replacement { "(replacement) " } else { "" },
         contact["id"].as_str().unwrap_or("?"),
         contact["addr"].as_str().unwrap_or("?"),
@@ -415,12 +419,39 @@ fn describe_stats(stats: &Json) -> String {
             ));
         }
     }
+    if let Some(watches) = stats["watches"].as_array() {
+        lines.push(format!("quests: watching {} torrents", watches.len()));
+        for w in watches {
+            lines.push(format!(
+                "  {}: {} peers known, {} clients{}",
+                w["info_hash"].as_str().unwrap_or("?"),
+                w["peers"],
+                w["handles"],
+                if w["kept"] == true { ", kept (saved)" } else { "" }
+            ));
+        }
+    }
     let g = &stats["gateway"];
     lines.push(format!(
         "gateway: {} requests, {} open listen streams, {} puts",
         g["requests"], g["open_listen_streams"], g["puts"]
     ));
     lines.join("\n")
+}
+
+/// `kadmos unwatch`: stops the daemon's watch of an infohash, kept or not.
+pub async fn unwatch(info_hash: InfoHash, json_output: bool) -> Result<(), String> {
+    let daemon = LocalDaemon::running().await?;
+    let answer = daemon.json("DELETE", &format!("/daemon/mainline/watch/{info_hash}")).await?;
+    let stopped = answer["stopped"].as_bool().unwrap_or(false);
+    emit(json_output, "unwatched", &json!({ "info_hash": info_hash.to_string(), "stopped": stopped }), || {
+        if stopped {
+            format!("{info_hash}: the daemon no longer watches it")
+        } else {
+            format!("{info_hash}: the daemon was not watching it")
+        }
+    });
+    Ok(())
 }
 
 /// `kadmos stop`: asks the daemon to stop, and waits until it has saved its state and gone.

@@ -275,7 +275,8 @@ fn contacts_listed(text: &str) -> BTreeSet<(String, String, String)> {
 
 /// On a 30-node testnet, `kadmos routing-table` lists every contact the daemon holds: once the
 /// table has settled, its contacts are exactly those the daemon saves when `kadmos stop` stops
-/// it, each with its address and status, and the human form names each of them.
+/// it, each with its address, status and measured round-trip time, and the human form names
+/// each of them with its round trip.
 #[test]
 fn routing_table_lists_every_contact_of_the_daemon() {
     let (data, _net, node) = daemon_on_testnet("table", 30);
@@ -292,9 +293,20 @@ fn routing_table_lists_every_contact_of_the_daemon() {
         listed = again;
     }
     assert!(listed.iter().all(|(_, addr, status)| addr.starts_with("127.0.0.1:") && status == "good"));
+    // Every contact entered the table by answering one of our requests, so each has a
+    // measured round trip: a loopback one, under the request timeout.
+    let dumps = json_lines(&succeeded(&kadmos(&data, &["routing-table", "--json"])));
+    let contacts =
+        dumps[0]["ipv4"]["buckets"].as_array().unwrap().iter().flat_map(|b| b["contacts"].as_array().unwrap());
+    for contact in contacts {
+        let rtt = contact["round_trip_us"].as_u64().unwrap_or_else(|| panic!("no round trip: {contact}"));
+        assert!(rtt < 5_000_000, "{contact}");
+    }
     let human = succeeded(&kadmos(&data, &["routing-table"]));
     for (id, addr, _) in &listed {
-        assert!(human.contains(id.as_str()) && human.contains(addr.as_str()), "{id} missing from:\n{human}");
+        let line =
+            human.lines().find(|l| l.contains(id.as_str())).unwrap_or_else(|| panic!("{id} missing from:\n{human}"));
+        assert!(line.contains(addr.as_str()) && line.contains(" ms, "), "{line}");
     }
 
     let stopped = json_lines(&succeeded(&kadmos(&data, &["stop", "--json"])));
@@ -523,8 +535,9 @@ fn logs_as_json_lines_on_request() {
 }
 
 /// An OpenDHT daemon answers `put`, `get` and `routing-table`: the value put through it is got
-/// back through it (both visible in its request counters), and its table is listed under
-/// `opendht`.
+/// back through it (both visible in its request counters), its table is listed under
+/// `opendht` with measured round trips, and `/metrics` counts the put and get requests it
+/// sent and the replies it got by message kind.
 #[test]
 fn opendht_commands_use_the_daemon() {
     let data = data_dir("opendht");
@@ -538,13 +551,37 @@ fn opendht_commands_use_the_daemon() {
     let table = json_lines(&succeeded(&kadmos(&data, &["routing-table", "--json"])));
     assert_eq!(table.len(), 1);
     assert_eq!(table[0]["network"], "opendht");
+    // Round trips are measured on this network too (a contact that only sent us requests, or
+    // answered a retry, has none, so not necessarily every one).
+    let timed = table[0]["ipv4"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["contacts"].as_array().unwrap())
+        .filter(|c| c["round_trip_us"].as_u64().is_some_and(|us| us < 5_000_000))
+        .count();
+    assert!(timed >= 1, "no OpenDHT contact with a round trip: {}", table[0]);
 
+    let before = scrape(&node);
     let put = json_lines(&succeeded(&kadmos(&data, &["put", "--network", "opendht", "room", "hello", "--json"])));
     assert_eq!(put[0]["type"], "put");
     let got = json_lines(&succeeded(&kadmos(&data, &["get", "--network", "opendht", "room", "--json"])));
     assert!(got.iter().any(|v| v["type"] == "value" && v["data"] == "hello"), "{got:?}");
     let served = metric(&scrape(&node), "kadmos_gateway_requests_total", &[("route", "/key/{h}"), ("status", "200")]);
     assert_eq!(served, 2.0, "the put and the get went through the daemon");
+    // The OpenDHT traffic by kind follows: the put sent `put` requests, the get `get`
+    // requests, and their answers came back as replies.
+    let after = scrape(&node);
+    for (kind, direction) in [("put", "out"), ("get", "out"), ("reply", "in")] {
+        let labels = [("network", "opendht"), ("kind", kind), ("direction", direction)];
+        for name in ["kadmos_opendht_datagrams_total", "kadmos_opendht_bytes_total"] {
+            let (was, is) = (metric(&before, name, &labels), metric(&after, name, &labels));
+            assert!(is > was, "{name} of {kind} {direction} did not move ({was} -> {is})");
+        }
+    }
+    let other_errors = [("network", "opendht"), ("code", "0"), ("direction", "in")];
+    assert!(after.iter().any(|(n, l, _)| n == "kadmos_opendht_errors_total"
+        && other_errors.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))));
 }
 
 /// BEP 44 through the daemon: an immutable `put` and the `get` of its target are answered by
@@ -611,4 +648,89 @@ fn quests_run_in_the_daemon_while_their_commands_run() {
         assert!(Instant::now() < deadline, "still advertising 45 s after the command ended: {stats}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A daemon keeps its `--watch` across a restart: the watch is saved with the peer it has
+/// reported; the restarted daemon (given no `--watch`) resumes it, reports a peer that started
+/// advertising while it was down, and never reports again the peer it reported before its
+/// restart; `kadmos watch` through the daemon attaches to that watch and hears of both;
+/// `kadmos unwatch` stops it, and it is no longer saved.
+#[test]
+fn a_restarted_daemon_resumes_its_watches() {
+    let data = data_dir("watch-resume");
+    let (_net, bootstrap) = testnet(10, &data, "mainline");
+    let hash = "ab".repeat(20);
+    let announce = |port: &str| {
+        let args = ["announce", &hash, "--port", port, "--bootstrap", &bootstrap, "--json"];
+        succeeded(&kadmos(&data, &args));
+    };
+    // Every peer line left, once the process has ended (its stdout then closes).
+    let peer_lines = |lines: &Receiver<String>| -> Vec<String> {
+        std::iter::from_fn(|| lines.recv_timeout(Duration::from_secs(10)).ok())
+            .filter_map(|l| serde_json::from_str::<Json>(&l).ok())
+            .filter(|j| j["type"] == "peer")
+            .map(|j| j["peer"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let node_args = ["node", "--bind", "127.0.0.1", "--json", "--port", "0", "--bootstrap", &bootstrap];
+    let saved_peers = || -> Vec<String> {
+        let state: Json =
+            serde_json::from_str(&std::fs::read_to_string(data.join("kadmos/state.json")).unwrap()).unwrap();
+        let watches = state["watches"].as_array().unwrap();
+        assert_eq!(watches.len(), 1, "{state}");
+        assert_eq!(watches[0]["info_hash"], hash.as_str());
+        let mut peers: Vec<String> =
+            watches[0]["peers"].as_array().unwrap().iter().map(|p| p["addr"].as_str().unwrap().to_string()).collect();
+        peers.sort();
+        peers
+    };
+
+    announce("7201");
+    let args: Vec<&str> = node_args.iter().copied().chain(["--watch", hash.as_str()]).collect();
+    let (mut first, lines) = spawn(&data, &args);
+    let found = wait_for(&lines, "peer", |j| (j["type"] == "peer").then(|| j["peer"].as_str().unwrap().to_string()));
+    assert_eq!(found, "127.0.0.1:7201");
+    succeeded(&kadmos(&data, &["stop"]));
+    assert!(first.0.wait().unwrap().success());
+    assert_eq!(saved_peers(), ["127.0.0.1:7201"]);
+
+    // While the daemon is down, another peer starts advertising.
+    announce("7202");
+    let (mut second, lines) = spawn(&data, &node_args);
+    let control: SocketAddr = wait_for(&lines, "control", |j| j["url"].as_str()?.strip_prefix("http://")?.parse().ok());
+    // The peers a search returns are reported in one go, and the nodes that store 7202 store
+    // 7201 too: had the resumed watch forgotten 7201, it would be reported with 7202.
+    let found = wait_for(&lines, "peer", |j| (j["type"] == "peer").then(|| j["peer"].as_str().unwrap().to_string()));
+    assert_eq!(found, "127.0.0.1:7202", "the resumed watch reported {found} first");
+
+    // A client attaching through the daemon hears of both peers the watch knows.
+    let (watcher, events) = spawn(&data, &["watch", &hash, "--json"]);
+    let mut heard = vec![
+        wait_for(&events, "peer", |j| (j["type"] == "peer").then(|| j["peer"].as_str().unwrap().to_string())),
+        wait_for(&events, "peer", |j| (j["type"] == "peer").then(|| j["peer"].as_str().unwrap().to_string())),
+    ];
+    heard.sort();
+    assert_eq!(heard, ["127.0.0.1:7201", "127.0.0.1:7202"]);
+    drop(watcher);
+    let stats: Json = serde_json::from_str(&http_get(control, "/daemon/stats")).unwrap();
+    assert_eq!(stats["watches"][0]["kept"], true, "{stats}");
+    assert_eq!(stats["watches"][0]["peers"], 2, "{stats}");
+    let kept = metric(&parse_exposition(&http_get(control, "/metrics")), "kadmos_quest_watches", &[("kept", "true")]);
+    assert_eq!(kept, 1.0);
+
+    succeeded(&kadmos(&data, &["stop"]));
+    assert!(second.0.wait().unwrap().success());
+    let later = peer_lines(&lines);
+    assert!(!later.contains(&"127.0.0.1:7201".to_string()), "reported again after the restart: {later:?}");
+    assert_eq!(saved_peers(), ["127.0.0.1:7201", "127.0.0.1:7202"]);
+
+    // `kadmos unwatch` stops the kept watch: the next saved state has none.
+    let (mut third, lines) = spawn(&data, &node_args);
+    wait_for(&lines, "control", |j| j["url"].as_str().map(String::from));
+    let unwatched = json_lines(&succeeded(&kadmos(&data, &["unwatch", &hash, "--json"])));
+    assert_eq!((&unwatched[0]["type"], &unwatched[0]["stopped"]), (&Json::from("unwatched"), &Json::from(true)));
+    succeeded(&kadmos(&data, &["stop"]));
+    assert!(third.0.wait().unwrap().success());
+    let state: Json = serde_json::from_str(&std::fs::read_to_string(data.join("kadmos/state.json")).unwrap()).unwrap();
+    assert_eq!(state["watches"], serde_json::json!([]), "{state}");
 }

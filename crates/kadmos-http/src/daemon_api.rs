@@ -10,7 +10,8 @@
 //!   `POST /daemon/stop`, and the Mainline operations the one-shot commands run through the
 //!   daemon (`GET /daemon/mainline/peers/{infohash}`, `POST
 //!   /daemon/mainline/announce/{infohash}[?port=N]`, `GET /daemon/mainline/find-node/{id}`,
-//!   `GET /daemon/mainline/ping/{addr}`, `POST /daemon/mainline/immutable`, `GET
+//!   `GET /daemon/mainline/ping/{addr}`, `DELETE /daemon/mainline/watch/{infohash}`, `POST
+//!   /daemon/mainline/immutable`, `GET
 //!   /daemon/mainline/immutable/{target}`, `GET /daemon/mainline/mutable/{public key}?salt=`),
 //!   which answer in the library's own JSON forms
 //!   (`PeerBatch`, `AnnounceResult`, `NodeInfo`) so the CLI prints exactly what it prints
@@ -26,7 +27,7 @@ use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use futures_util::future::OptionFuture;
 use futures_util::StreamExt;
@@ -109,29 +110,96 @@ impl DaemonState {
     }
 }
 
+/// One of the daemon's routes: its path template (`{name}` stands for a segment), its method,
+/// and whether it needs the control token. The router is built from [`DAEMON_ROUTES`] and
+/// `/openapi.json` describes it, so the two cannot drift apart.
+pub(crate) struct DaemonRoute {
+    pub template: &'static str,
+    pub method: &'static str,
+    pub control: bool,
+}
+
+const fn route(template: &'static str, method: &'static str, control: bool) -> DaemonRoute {
+    DaemonRoute { template, method, control }
+}
+
+pub(crate) const DAEMON_ROUTES: &[DaemonRoute] = &[
+    route("/daemon/stats", "GET", false),
+    route("/daemon/routing-table", "GET", false),
+    route("/daemon/history", "GET", false),
+    route("/daemon/stop", "POST", true),
+    route("/daemon/mainline/peers/{infohash}", "GET", true),
+    route("/daemon/mainline/announce/{infohash}", "POST", true),
+    route("/daemon/mainline/find-node/{id}", "GET", true),
+    route("/daemon/mainline/ping/{addr}", "GET", true),
+    route("/daemon/mainline/advertise/{infohash}", "POST", true),
+    route("/daemon/mainline/watch/{infohash}", "GET", true),
+    route("/daemon/mainline/watch/{infohash}", "DELETE", true),
+    route("/daemon/mainline/immutable", "POST", true),
+    route("/daemon/mainline/immutable/{target}", "GET", true),
+    route("/daemon/mainline/mutable/{public_key}", "GET", true),
+    route("/metrics", "GET", false),
+    route("/ui", "GET", false),
+    route("/ui/", "GET", false),
+    route("/ui/{file}", "GET", false),
+];
+
+/// The handler of a route of [`DAEMON_ROUTES`], answering the route's method (`None` for a
+/// template or method it does not know).
+fn handler(route: &DaemonRoute) -> Option<MethodRouter<Arc<DaemonState>>> {
+    let method = match route.method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "DELETE" => MethodFilter::DELETE,
+        _ => return None,
+    };
+    Some(match (route.template, route.method) {
+        ("/daemon/stats", _) => on(method, stats),
+        ("/daemon/routing-table", _) => on(method, routing_table),
+        ("/daemon/history", _) => on(method, history),
+        ("/daemon/stop", _) => on(method, stop),
+        ("/daemon/mainline/peers/{infohash}", _) => on(method, peers),
+        ("/daemon/mainline/announce/{infohash}", _) => on(method, announce),
+        ("/daemon/mainline/find-node/{id}", _) => on(method, find_node),
+        ("/daemon/mainline/ping/{addr}", _) => on(method, ping),
+        ("/daemon/mainline/advertise/{infohash}", _) => on(method, advertise),
+        ("/daemon/mainline/watch/{infohash}", "DELETE") => on(method, unwatch),
+        ("/daemon/mainline/watch/{infohash}", _) => on(method, watch),
+        ("/daemon/mainline/immutable", _) => on(method, put_immutable),
+        ("/daemon/mainline/immutable/{target}", _) => on(method, get_immutable),
+        ("/daemon/mainline/mutable/{public_key}", _) => on(method, get_mutable),
+        ("/metrics", _) => on(method, metrics::serve),
+        ("/ui", _) => on(method, dashboard::redirect),
+        ("/ui/", _) => on(method, dashboard::page),
+        ("/ui/{file}", _) => on(method, dashboard::asset),
+        _ => return None,
+    })
+}
+
+/// A template in axum's syntax (`:name` for a segment).
+fn axum_path(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| {
+            s.strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .map_or_else(|| s.to_string(), |name| format!(":{name}"))
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The gateway's router with the daemon routes added and every request counted by route and
 /// status for `/metrics`.
 pub(crate) fn around(gateway: Router, state: Arc<DaemonState>) -> Router {
-    let daemon = Router::new()
-        .route("/daemon/stats", get(stats))
-        .route("/daemon/routing-table", get(routing_table))
-        .route("/daemon/history", get(history))
-        .route("/daemon/stop", post(stop))
-        .route("/daemon/mainline/peers/:info_hash", get(peers))
-        .route("/daemon/mainline/announce/:info_hash", post(announce))
-        .route("/daemon/mainline/find-node/:id", get(find_node))
-        .route("/daemon/mainline/ping/:addr", get(ping))
-        .route("/daemon/mainline/advertise/:info_hash", post(advertise))
-        .route("/daemon/mainline/watch/:info_hash", get(watch))
-        .route("/daemon/mainline/immutable", post(put_immutable))
-        .route("/daemon/mainline/immutable/:target", get(get_immutable))
-        .route("/daemon/mainline/mutable/:public_key", get(get_mutable))
-        .route("/metrics", get(metrics::serve))
-        .route("/ui", get(dashboard::redirect))
-        .route("/ui/", get(dashboard::page))
-        .route("/ui/:file", get(dashboard::asset))
-        .with_state(state.clone());
-    gateway.merge(daemon).layer(axum::middleware::from_fn_with_state(state, count_request))
+    let mut daemon = Router::new();
+    for route in DAEMON_ROUTES {
+        // Every template has a handler (a unit test checks it); one without is left out.
+        if let Some(handler) = handler(route) {
+            daemon = daemon.route(&axum_path(route.template), handler);
+        }
+    }
+    gateway.merge(daemon.with_state(state.clone())).layer(axum::middleware::from_fn_with_state(state, count_request))
 }
 
 /// Counts each answer under its route and status. The daemon's own routes are held to the
@@ -160,6 +228,7 @@ async fn stats(State(state): State<Arc<DaemonState>>) -> ApiResult<Response> {
     });
     let advertisements =
         OptionFuture::from(shared.mainline.as_ref().map(|d| shared.within(d.advertisements()))).await.transpose()?;
+    let watches = OptionFuture::from(shared.mainline.as_ref().map(|d| shared.within(d.watches()))).await.transpose()?;
     let body = json!({
         "pid": std::process::id(),
         "uptime_secs": state.started.elapsed().as_secs(),
@@ -167,6 +236,7 @@ async fn stats(State(state): State<Arc<DaemonState>>) -> ApiResult<Response> {
         "opendht": opendht,
         "gateway": gateway,
         "advertisements": advertisements,
+        "watches": watches,
     });
     Ok(json_body(&body))
 }
@@ -320,6 +390,18 @@ async fn watch(
     Ok(json_lines(watch, Some(QUEST_HEARTBEAT), ()))
 }
 
+/// Stops the daemon's watch of a torrent, kept or not (clients watching it see their stream
+/// end): `{"stopped": whether there was one}`.
+async fn unwatch(
+    State(state): State<Arc<DaemonState>>,
+    Path(info_hash): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let info_hash = state.authorised_info_hash(&headers, &info_hash)?;
+    let stopped = state.shared.within(state.mainline()?.stop_watching(info_hash)).await?;
+    Ok(json_body(&json!({ "stopped": stopped })))
+}
+
 /// A 200 answer streaming each item as one JSON line as it comes (`guard` lives as long as
 /// the stream).
 fn json_lines<T: Serialize, G: Send + 'static>(
@@ -400,5 +482,21 @@ pub(crate) async fn sample_history(state: Arc<DaemonState>) {
         let mainline = OptionFuture::from(state.shared.mainline.as_ref().map(|d| d.info())).await.and_then(Result::ok);
         let opendht = OptionFuture::from(state.shared.opendht.as_ref().map(|d| d.info())).await.and_then(Result::ok);
         state.history.record(mainline.as_ref(), opendht.as_ref(), state.metrics.lookup_totals());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route of the table has a handler (which answers the route's method by
+    /// construction), and its template becomes the path axum routes (`{name}` as `:name`).
+    #[test]
+    fn every_route_has_its_handler() {
+        for route in DAEMON_ROUTES {
+            assert!(handler(route).is_some(), "{} {} has no handler", route.method, route.template);
+        }
+        assert_eq!(axum_path("/daemon/mainline/peers/{infohash}"), "/daemon/mainline/peers/:infohash");
+        assert_eq!(axum_path("/ui/"), "/ui/");
     }
 }

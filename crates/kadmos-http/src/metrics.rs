@@ -16,7 +16,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::OptionFuture;
 use kadmos::opendht::OpenDhtInfo;
-use kadmos::{AdvertisementInfo, ContactStatus, Info, RoutingTableDump};
+use kadmos::{AdvertisementInfo, ContactStatus, Info, RoutingTableDump, WatchInfo};
 
 use crate::daemon_api::DaemonState;
 use crate::router::Route;
@@ -187,6 +187,7 @@ struct Snapshot {
     mainline: Option<(Info, RoutingTableDump)>,
     opendht: Option<(OpenDhtInfo, RoutingTableDump)>,
     advertisements: Option<Vec<AdvertisementInfo>>,
+    watches: Option<Vec<WatchInfo>>,
 }
 
 async fn snapshot(state: &DaemonState) -> Snapshot {
@@ -197,7 +198,8 @@ async fn snapshot(state: &DaemonState) -> Snapshot {
         OptionFuture::from(opendht.map(|d| async { Some((d.info().await.ok()?, d.routing_table().await.ok()?)) }));
     let advertisements = OptionFuture::from(state.shared.mainline.as_ref().map(|d| d.advertisements()));
     let advertisements = advertisements.await.and_then(Result::ok);
-    Snapshot { mainline: mainline.await.flatten(), opendht: opendht.await.flatten(), advertisements }
+    let watches = OptionFuture::from(state.shared.mainline.as_ref().map(|d| d.watches())).await.and_then(Result::ok);
+    Snapshot { mainline: mainline.await.flatten(), opendht: opendht.await.flatten(), advertisements, watches }
 }
 
 pub(crate) async fn serve(State(state): State<Arc<DaemonState>>) -> Response {
@@ -290,6 +292,39 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
             out.sample("kadmos_krpc_errors_total", &labels, value as f64);
         }
     }
+    let kinds = o.map(|i| i.traffic.by_kind.as_slice()).unwrap_or_default();
+    for (name, help, figure) in [
+        (
+            "kadmos_opendht_datagrams_total",
+            "OpenDHT datagrams by message kind (request method, reply, error, value_parts) and direction.",
+            (|t: &kadmos::opendht::KindTraffic| (t.received, t.sent))
+                as fn(&kadmos::opendht::KindTraffic) -> (u64, u64),
+        ),
+        ("kadmos_opendht_bytes_total", "Bytes of those datagrams, by kind and direction.", |t| {
+            (t.bytes_received, t.bytes_sent)
+        }),
+    ] {
+        out.family(name, "counter", help);
+        for traffic in kinds {
+            let (received, sent) = figure(traffic);
+            for (direction, value) in [("in", received), ("out", sent)] {
+                let labels = [("network", "opendht"), ("kind", traffic.kind), ("direction", direction)];
+                out.sample(name, &labels, value as f64);
+            }
+        }
+    }
+    out.family(
+        "kadmos_opendht_errors_total",
+        "counter",
+        "OpenDHT error answers by code (0: codes other than 203, 401 and 404), received (in) and sent (out).",
+    );
+    for count in o.map(|i| i.traffic.errors_by_code.as_slice()).unwrap_or_default() {
+        let code = count.code.to_string();
+        for (direction, value) in [("in", count.received), ("out", count.sent)] {
+            let labels = [("network", "opendht"), ("code", code.as_str()), ("direction", direction)];
+            out.sample("kadmos_opendht_errors_total", &labels, value as f64);
+        }
+    }
     out.per_network(
         "kadmos_requests_timed_out_total",
         "counter",
@@ -368,6 +403,13 @@ fn render(state: &DaemonState, snap: &Snapshot) -> String {
         out.sample("kadmos_quest_advertisements", &[], advertisements.len() as f64);
         out.family("kadmos_quest_rounds_total", "counter", "Announce rounds of the current advertisements.");
         out.sample("kadmos_quest_rounds_total", &[], advertisements.iter().map(|a| a.rounds).sum::<u64>() as f64);
+    }
+    if let Some(watches) = &snap.watches {
+        out.family("kadmos_quest_watches", "gauge", "Torrents the node watches: kept (saved) or held by clients.");
+        for kept in [true, false] {
+            let n = watches.iter().filter(|w| w.kept == kept).count();
+            out.sample("kadmos_quest_watches", &[("kept", if kept { "true" } else { "false" })], n as f64);
+        }
     }
     let lookups = state.metrics.lookups.lock().unwrap_or_else(|e| e.into_inner()).clone();
     out.family("kadmos_lookup_duration_seconds", "histogram", "Lookups the daemon ran for its clients, by kind.");

@@ -1,10 +1,13 @@
 //! The OpenAPI 3.1 description of the gateway, served at `/openapi.json`. OpenAPI has no place
 //! for methods outside HTTP's standard set, so OpenDHT's `SUBSCRIBE`, `UNSUBSCRIBE`, `LISTEN`
 //! and `STATS` are listed under the extension `x-other-methods` of their path. A test checks
-//! this document against the router's table, path for path and method for method.
+//! this document against the router's table, path for path and method for method. The routes
+//! of a daemon (`/daemon/...`, `/metrics`, `/ui/`) are described from their own table; those
+//! that steer the node ask for the control token (`daemonToken`).
 
 use serde_json::{json, Map, Value as Json};
 
+use crate::daemon_api::{DaemonRoute, DAEMON_ROUTES};
 use crate::router::ROUTES;
 
 /// What each route does, for the document (routes are listed in [`ROUTES`]).
@@ -117,6 +120,51 @@ fn describe(template: &str, method: &str) -> Json {
     operation
 }
 
+/// What a daemon route does, for the document (routes are listed in [`DAEMON_ROUTES`]).
+fn describe_daemon(route: &DaemonRoute) -> Json {
+    let segment = |name: &str, description: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}, "description": description});
+    let infohash = segment("infohash", "40 hex digits");
+    let port = json!({"name": "port", "in": "query", "schema": {"type": "integer", "minimum": 0, "maximum": 65535},
+        "description": "the port to announce; absent or 0: the daemon's own"});
+    let ndjson = |what: &str| json!({"description": what, "content": {"application/x-ndjson": {}}});
+    let object =
+        |what: &str| json!({"description": what, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let (summary, parameters, answer): (&str, Vec<Json>, Json) = match route.template {
+        "/daemon/stats" => ("Both nodes' counters and sizes, the advertisements and watches, the gateway's requests", vec![], object("stats")),
+        "/daemon/routing-table" => ("Both nodes' routing tables: buckets, contacts (status, last answer, round-trip time), replacement caches", vec![], object("tables")),
+        "/daemon/history" => ("The last hour sampled every 10 s: traffic, contacts, stores, lookups", vec![], json!({"description": "samples", "content": {"application/json": {"schema": {"type": "array"}}}})),
+        "/daemon/stop" => ("Save the state and exit", vec![], json!({"description": "stopping (202)"})),
+        "/daemon/mainline/peers/{infohash}" => ("Peers of a torrent, one PeerBatch per line as the lookup finds them", vec![infohash], ndjson("peer batches")),
+        "/daemon/mainline/announce/{infohash}" => ("Announce the daemon (or ?port) as a peer of a torrent", vec![infohash, port], object("{\"result\", \"port\"}")),
+        "/daemon/mainline/find-node/{id}" => ("The nodes closest to an ID", vec![segment("id", "40 hex digits")], object("nodes")),
+        "/daemon/mainline/ping/{addr}" => ("Ping a node", vec![segment("addr", "IP address and port")], object("{\"id\", \"addr\", \"rtt_ms\"}")),
+        "/daemon/mainline/advertise/{infohash}" => ("Advertise a torrent while the connection lasts: one Renewal per line per round", vec![infohash, port], ndjson("renewals")),
+        "/daemon/mainline/watch/{infohash}" if route.method == "DELETE" => (
+            "Stop the daemon's watch of a torrent, kept or not",
+            vec![infohash],
+            object("{\"stopped\"}"),
+        ),
+        "/daemon/mainline/watch/{infohash}" => ("Watch a torrent while the connection lasts: one WatchEvent per line (joining the daemon's kept watch of it, if any: its known peers first)", vec![infohash], ndjson("watch events")),
+        "/daemon/mainline/immutable" => ("Store the body as a BEP 44 immutable item", vec![], object("PutResult")),
+        "/daemon/mainline/immutable/{target}" => ("A BEP 44 immutable item's bencoded value, in hex", vec![segment("target", "40 hex digits")], object("{\"bencoded\"}")),
+        "/daemon/mainline/mutable/{public_key}" => ("The newest version of a BEP 44 mutable item", vec![segment("public_key", "64 hex digits"),
+            json!({"name": "salt", "in": "query", "schema": {"type": "string"}, "description": "hex"})], object("{\"seq\", \"target\", \"bencoded\"}")),
+        "/metrics" => ("Prometheus text format", vec![], json!({"description": "metrics", "content": {"text/plain": {}}})),
+        "/ui" => ("Redirect to the dashboard", vec![], json!({"description": "redirect"})),
+        "/ui/" => ("The dashboard", vec![], json!({"description": "page", "content": {"text/html": {}}})),
+        "/ui/{file}" => ("The dashboard's scripts and styles", vec![segment("file", "a file of the page")], json!({"description": "file"})),
+        _ => ("", vec![], json!({"description": "ok"})),
+    };
+    let status = if route.template == "/daemon/stop" { "202" } else { "200" };
+    let error = json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let mut operation =
+        json!({"summary": summary, "parameters": parameters, "responses": {status: answer, "default": error}});
+    if route.control {
+        operation["security"] = json!([{"daemonToken": []}]);
+    }
+    operation
+}
+
 /// The document.
 pub fn document() -> Json {
     let mut paths = Map::new();
@@ -140,12 +188,20 @@ pub fn document() -> Json {
         }
         paths.insert(template.to_string(), Json::Object(item));
     }
+    // The daemon's routes carry no CORS headers, so they have no OPTIONS.
+    for route in DAEMON_ROUTES {
+        let item = paths.entry(route.template).or_insert_with(|| Json::Object(Map::new()));
+        item[route.method.to_ascii_lowercase()] = describe_daemon(route);
+    }
     json!({
         "openapi": "3.1.0",
         "info": {"title": "kadmos gateway", "version": env!("CARGO_PKG_VERSION"),
                  "description": "A DHT node's OpenDHT and Mainline networks over HTTP, compatible with OpenDHT's proxy server."},
         "paths": paths,
-        "components": {"schemas": {
+        "components": {
+          "securitySchemes": {"daemonToken": {"type": "http", "scheme": "bearer",
+              "description": "the token in daemon.json in the daemon's data directory (control API only)"}},
+          "schemas": {
             "Value": {"type": "object", "description": "OpenDHT's Value JSON", "properties": {
                 "id": {"type": ["string", "integer"], "description": "decimal u64; 0 or absent: the gateway picks one"},
                 "data": {"type": "string", "contentEncoding": "base64", "maxLength": 87384},
@@ -176,12 +232,29 @@ mod tests {
     /// The document describes exactly the router's paths and methods: every route of the
     /// table parses to a route answering exactly those methods, and every path of the document
     /// is in the table with those methods (standard ones as operations, others in
-    /// `x-other-methods`, plus OPTIONS everywhere).
+    /// `x-other-methods`, plus OPTIONS everywhere). The daemon's routes are documented with
+    /// exactly the methods of their table, each with a summary, and those that steer the node
+    /// ask for the token.
     #[test]
     fn document_matches_the_router() {
         let doc = document();
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), ROUTES.len());
+        let daemon_paths: std::collections::BTreeSet<&str> = DAEMON_ROUTES.iter().map(|r| r.template).collect();
+        assert_eq!(paths.len(), ROUTES.len() + daemon_paths.len());
+        for template in daemon_paths {
+            let item = paths[template].as_object().unwrap_or_else(|| panic!("{template} is not documented"));
+            let mut documented: Vec<String> = item.keys().map(|k| k.to_ascii_uppercase()).collect();
+            let mut expected: Vec<String> =
+                DAEMON_ROUTES.iter().filter(|r| r.template == template).map(|r| r.method.to_string()).collect();
+            documented.sort();
+            expected.sort();
+            assert_eq!(documented, expected, "{template}");
+        }
+        for route in DAEMON_ROUTES {
+            let operation = &paths[route.template][route.method.to_ascii_lowercase()];
+            assert!(!operation["summary"].as_str().unwrap_or_default().is_empty(), "{} undescribed", route.template);
+            assert_eq!(operation.get("security").is_some(), route.control, "{} token", route.template);
+        }
         for (template, methods) in ROUTES {
             let sample = template
                 .replace("{h}", "some-key")

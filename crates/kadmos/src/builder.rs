@@ -237,6 +237,7 @@ impl DhtBuilder {
         if let Some(state) = &self.state {
             driver.restore_items(state);
             driver.restore_advertisements(state);
+            driver.restore_watches(state);
         }
         driver.start_bootstrap(routers, contacts);
         node_task::spawn(driver, sockets, command_rx, clock);

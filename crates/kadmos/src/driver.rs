@@ -11,7 +11,7 @@ use kadmos_proto::{InfoHash, NodeId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::node_task::{self, Clock, NodeDriver};
-use crate::quests::{AdvertisementInfo, QuestKind, QuestListeners, Renewal, WatchEvent};
+use crate::quests::{AdvertisementInfo, QuestKind, QuestListeners, Renewal, WatchEvent, WatchInfo};
 use crate::state::{SavedAdvertisement, SavedContact, SavedItem, SavedState};
 use crate::types::*;
 
@@ -37,6 +37,14 @@ pub(crate) enum Command {
     ReleaseQuest(QuestKind, InfoHash, u64, Option<oneshot::Sender<()>>),
     StopAdvertising(InfoHash, oneshot::Sender<bool>),
     Advertisements(oneshot::Sender<Vec<AdvertisementInfo>>),
+    /// Start (or adopt) a watch the node keeps without handles, and saves.
+    KeepWatching(InfoHash, oneshot::Sender<Result<(), QuestError>>),
+    /// Stop a watch whatever its handles; whether there was one.
+    StopWatching(InfoHash, oneshot::Sender<bool>),
+    /// Follow a kept watch from now on (no replay of its peers): the subscriber, or `None`
+    /// when the node keeps no watch of that infohash.
+    FollowWatch(InfoHash, mpsc::UnboundedSender<WatchEvent>, oneshot::Sender<Option<u64>>),
+    Watches(oneshot::Sender<Vec<WatchInfo>>),
     /// A join through routers and contacts; the reply comes once operations issued after it
     /// would wait for it (see [`node_task::hold_operations_until_joined`]).
     Bootstrap(Vec<SocketAddr>, Vec<(NodeId, SocketAddr)>, oneshot::Sender<()>),
@@ -174,6 +182,18 @@ impl Driver {
             Command::Advertisements(reply) => {
                 let _ = reply.send(QuestListeners::list(&self.node, now));
             }
+            Command::KeepWatching(info_hash, reply) => {
+                let _ = reply.send(self.quests.keep_watching(&mut self.node, now, info_hash));
+            }
+            Command::StopWatching(info_hash, reply) => {
+                let _ = reply.send(self.quests.stop_watching(&mut self.node, info_hash));
+            }
+            Command::FollowWatch(info_hash, events, reply) => {
+                let _ = reply.send(self.quests.follow(&self.node, info_hash, events));
+            }
+            Command::Watches(reply) => {
+                let _ = reply.send(self.quests.watch_list(&self.node));
+            }
             Command::Bootstrap(routers, contacts, started) => {
                 node_task::hold_operations_until_joined(&self.node, &self.bootstrapped);
                 self.start_bootstrap(routers, contacts);
@@ -289,10 +309,11 @@ impl Driver {
 
     fn routing_table_dump(&self) -> RoutingTableDump {
         let now = self.now();
+        let rtt = |id: &NodeId| self.node.contact_round_trip(id);
         RoutingTableDump {
             node_id: self.node.id(),
-            ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now)),
-            ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now)),
+            ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now, &rtt)),
+            ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now, &rtt)),
         }
     }
 
@@ -369,6 +390,18 @@ impl Driver {
                 .flat_map(|q| q.advertisements())
                 .map(|ad| SavedAdvertisement { info_hash: ad.info_hash.to_string(), port: ad.port })
                 .collect(),
+            watches: self.quests.saved_watches(&self.node),
+        }
+    }
+
+    /// Resumes the kept watches of a saved state, knowing the peers they had reported. Their
+    /// first searches run when the bootstrap ends.
+    pub(crate) fn restore_watches(&mut self, state: &SavedState) {
+        let now = self.now();
+        for saved in &state.watches {
+            if let Err(e) = self.quests.resume_watch(&mut self.node, now, saved) {
+                tracing::warn!("saved watch {} dropped: {e}", saved.info_hash);
+            }
         }
     }
 

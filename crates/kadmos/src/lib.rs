@@ -147,8 +147,8 @@ pub use kadmos_proto::mainline::{
 pub use kadmos_proto::{Id, InfoHash, NodeId};
 pub use opendht::{OpenDht, OpenDhtBuilder};
 pub use ports::{ParsePortSpecError, PortSpec};
-pub use quests::{Advertisement, AdvertisementInfo, PeerWatch, Renewal, WatchEvent};
-pub use state::{SavedAdvertisement, SavedContact, SavedItem, SavedState};
+pub use quests::{Advertisement, AdvertisementInfo, PeerWatch, Renewal, WatchEvent, WatchInfo};
+pub use state::{SavedAdvertisement, SavedContact, SavedItem, SavedState, SavedWatch, SavedWatchedPeer};
 pub use storage::{FoundMutableItem, MutableItemStream, PutResult, Seq};
 pub use testnet::Testnet;
 pub use types::{

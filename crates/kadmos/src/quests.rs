@@ -8,20 +8,30 @@
 //! Advertisements are part of the saved state: a node restored from it resumes them without a
 //! handle, until [`Dht::stop_advertising`] (or a handle taken with [`Dht::advertise`] and
 //! dropped).
+//!
+//! A watch ends with its last handle, unless the node *keeps* it ([`Dht::keep_watching`]): a
+//! kept watch runs without handles until [`Dht::stop_watching`], and is part of the saved
+//! state with the peers it has reported. A node restored from it resumes the watch knowing
+//! those peers, so it reports only peers new to it; [`Dht::follow_watch`] hears of the peers
+//! a kept watch found since this node started or resumed it, then of its events (what a
+//! daemon logs), and [`Dht::watch`] joins it like any watch, hearing of all the peers it
+//! knows first. Watches held only by handles are not saved:
+//! after a restart nobody would hold them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use kadmos_proto::mainline::{Node, QuestError, QuestEvent};
-use kadmos_proto::{InfoHash, Timestamp};
+use kadmos_proto::{InfoHash, NodeId, Timestamp};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dht::Dht;
 use crate::driver::Command;
 use crate::error::{Error, Result};
+use crate::state::{SavedWatch, SavedWatchedPeer};
 use crate::types::NodeInfo;
 
 /// One advertisement round, as its handle reports it.
@@ -217,6 +227,59 @@ impl Dht {
     }
 }
 
+/// A watch the node runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WatchInfo {
+    /// The infohash watched.
+    #[serde(serialize_with = "crate::types::hex_id")]
+    pub info_hash: InfoHash,
+    /// Kept by the node (saved, runs without handles), or held by handles only.
+    pub kept: bool,
+    /// Peers it knows (has reported).
+    pub peers: usize,
+    /// Handles listening to it.
+    pub handles: usize,
+}
+
+impl Dht {
+    /// Watches `info_hash` for as long as the node runs, without a handle (or makes a running
+    /// watch kept): it is saved with the peers it has reported and resumed by a node restored
+    /// from the saved state, until [`Dht::stop_watching`]. Hear its events with
+    /// [`Dht::follow_watch`] or [`Dht::watch`]. The same limit as [`Dht::watch`].
+    pub async fn keep_watching(&self, info_hash: InfoHash) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::KeepWatching(info_hash, reply)).await.map_err(|_| Error::Shutdown)?;
+        Ok(answer.await.map_err(|_| Error::Shutdown)??)
+    }
+
+    /// Stops a watch whatever its handles (their streams end); whether there was one.
+    pub async fn stop_watching(&self, info_hash: InfoHash) -> Result<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::StopWatching(info_hash, reply)).await.map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// A handle on a kept watch (one resumed from saved state, or started with
+    /// [`Dht::keep_watching`]): it hears first of the peers the watch found since this node
+    /// started or resumed it (so nothing is lost between a restart and the call), then of its
+    /// events; never of the peers the watch was resumed with. Dropping it leaves the watch
+    /// running. `None` when the node keeps no watch of `info_hash`.
+    pub async fn follow_watch(&self, info_hash: InfoHash) -> Result<Option<PeerWatch>> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::FollowWatch(info_hash, tx, reply)).await.map_err(|_| Error::Shutdown)?;
+        let subscriber = answer.await.map_err(|_| Error::Shutdown)?;
+        Ok(subscriber.map(|subscriber| PeerWatch { info_hash, subscriber, commands: self.commands.clone(), events }))
+    }
+
+    /// The watches the node runs, kept or held by handles.
+    pub async fn watches(&self) -> Result<Vec<WatchInfo>> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::Watches(reply)).await.map_err(|_| Error::Shutdown)?;
+        answer.await.map_err(|_| Error::Shutdown)
+    }
+}
+
 /// Which kind of quest a handle belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum QuestKind {
@@ -231,6 +294,9 @@ pub(crate) struct QuestListeners {
     next_subscriber: u64,
     advertisements: HashMap<InfoHash, Vec<(u64, mpsc::UnboundedSender<Renewal>)>>,
     watches: HashMap<InfoHash, Vec<(u64, mpsc::UnboundedSender<WatchEvent>)>>,
+    /// Watches that run without handles and are saved, with the peers each was resumed with
+    /// (reported before the node's restart: followers do not hear of them).
+    kept: BTreeMap<InfoHash, HashSet<SocketAddr>>,
 }
 
 impl QuestListeners {
@@ -277,7 +343,7 @@ impl QuestListeners {
                 }
             }
             QuestKind::Watch => {
-                if Self::remove(&mut self.watches, info_hash, subscriber) {
+                if Self::remove(&mut self.watches, info_hash, subscriber) && !self.kept.contains_key(&info_hash) {
                     node.unwatch(&info_hash);
                 }
             }
@@ -315,7 +381,13 @@ impl QuestListeners {
             QuestEvent::Found { info_hash, peer, from, advertised } => {
                 self.tell_watchers(node, info_hash, WatchEvent::Found { peer, from: from.into(), advertised });
             }
-            QuestEvent::Gone { info_hash, peer } => self.tell_watchers(node, info_hash, WatchEvent::Gone { peer }),
+            QuestEvent::Gone { info_hash, peer } => {
+                // Should it come back, it is new to the followers too.
+                if let Some(resumed_with) = self.kept.get_mut(&info_hash) {
+                    resumed_with.remove(&peer);
+                }
+                self.tell_watchers(node, info_hash, WatchEvent::Gone { peer })
+            }
             QuestEvent::Searched { .. } => {}
         }
     }
@@ -325,8 +397,99 @@ impl QuestListeners {
         list.retain(|(_, tx)| tx.send(event).is_ok());
         if list.is_empty() {
             self.watches.remove(&info_hash);
-            node.unwatch(&info_hash);
+            if !self.kept.contains_key(&info_hash) {
+                node.unwatch(&info_hash);
+            }
         }
+    }
+
+    /// Starts a kept watch, or keeps a running one.
+    pub(crate) fn keep_watching(
+        &mut self,
+        node: &mut Node,
+        now: Timestamp,
+        info_hash: InfoHash,
+    ) -> Result<(), QuestError> {
+        node.watch(now, info_hash)?;
+        self.kept.entry(info_hash).or_default();
+        Ok(())
+    }
+
+    /// Stops a watch whatever its handles (their streams end).
+    pub(crate) fn stop_watching(&mut self, node: &mut Node, info_hash: InfoHash) -> bool {
+        self.kept.remove(&info_hash);
+        self.watches.remove(&info_hash);
+        node.unwatch(&info_hash)
+    }
+
+    /// Adds a handle to a kept watch, telling it first of the peers found since the watch
+    /// was started or resumed here.
+    pub(crate) fn follow(
+        &mut self,
+        node: &Node,
+        info_hash: InfoHash,
+        events: mpsc::UnboundedSender<WatchEvent>,
+    ) -> Option<u64> {
+        let resumed_with = self.kept.get(&info_hash)?;
+        if let Some(quests) = node.quests() {
+            let advertised = quests.is_advertised(&info_hash);
+            for (peer, seen) in quests.watched_peers(&info_hash).filter(|(peer, _)| !resumed_with.contains(peer)) {
+                let _ = events.send(WatchEvent::Found { peer: *peer, from: seen.from.into(), advertised });
+            }
+        }
+        self.next_subscriber += 1;
+        self.watches.entry(info_hash).or_default().push((self.next_subscriber, events));
+        Some(self.next_subscriber)
+    }
+
+    /// Resumes a kept watch of a saved state, knowing the peers it had reported (unreadable
+    /// peers are skipped).
+    pub(crate) fn resume_watch(&mut self, node: &mut Node, now: Timestamp, saved: &SavedWatch) -> Result<(), String> {
+        let info_hash: InfoHash = saved.info_hash.parse().map_err(|e| format!("{e}"))?;
+        let peers = saved
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.addr, (p.from_id.parse::<NodeId>().ok()?, p.from_addr))))
+            .collect::<Vec<_>>();
+        let resumed_with = peers.iter().map(|(peer, _)| *peer).collect();
+        node.resume_watch(now, info_hash, peers).map_err(|e| e.to_string())?;
+        self.kept.insert(info_hash, resumed_with);
+        Ok(())
+    }
+
+    /// The kept watches and their peers, for the saved state.
+    pub(crate) fn saved_watches(&self, node: &Node) -> Vec<SavedWatch> {
+        let Some(quests) = node.quests() else { return Vec::new() };
+        self.kept
+            .keys()
+            .map(|info_hash| {
+                let mut peers: Vec<SavedWatchedPeer> = quests
+                    .watched_peers(info_hash)
+                    .map(|(addr, seen)| SavedWatchedPeer {
+                        addr: *addr,
+                        from_id: seen.from.0.to_string(),
+                        from_addr: seen.from.1,
+                    })
+                    .collect();
+                // In a stable order, so that saving twice writes the same file.
+                peers.sort_by_key(|p| p.addr);
+                SavedWatch { info_hash: info_hash.to_string(), peers }
+            })
+            .collect()
+    }
+
+    /// The watches the node runs.
+    pub(crate) fn watch_list(&self, node: &Node) -> Vec<WatchInfo> {
+        let Some(quests) = node.quests() else { return Vec::new() };
+        quests
+            .watched()
+            .map(|info_hash| WatchInfo {
+                info_hash: *info_hash,
+                kept: self.kept.contains_key(info_hash),
+                peers: quests.watched_peers(info_hash).count(),
+                handles: self.watches.get(info_hash).map_or(0, Vec::len),
+            })
+            .collect()
     }
 
     /// The advertisements the node runs.

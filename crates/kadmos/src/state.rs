@@ -1,5 +1,5 @@
 //! What a node saves to rejoin the network after a restart: its ID, its contacts, BEP 44
-//! items and its advertisements.
+//! items, its advertisements and the watches it keeps.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,6 +31,31 @@ pub struct SavedState {
     /// Advertisements the node runs (see [`Dht::advertise`](crate::Dht::advertise)); a restored node resumes them.
     #[serde(default)]
     pub advertisements: Vec<SavedAdvertisement>,
+    /// Watches the node keeps (see [`crate::Dht::keep_watching`]), with the peers they have
+    /// reported; a restored node resumes them and reports only peers new to them.
+    #[serde(default)]
+    pub watches: Vec<SavedWatch>,
+}
+
+/// A kept watch in saved state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedWatch {
+    /// 40 hex digits.
+    pub info_hash: String,
+    /// The peers it has reported.
+    #[serde(default)]
+    pub peers: Vec<SavedWatchedPeer>,
+}
+
+/// A peer a watch has reported, and the node that named it first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedWatchedPeer {
+    /// The peer.
+    pub addr: SocketAddr,
+    /// The ID of the node that named it first: 40 hex digits.
+    pub from_id: String,
+    /// That node's address.
+    pub from_addr: SocketAddr,
 }
 
 /// An advertisement in saved state.

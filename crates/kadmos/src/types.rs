@@ -112,10 +112,18 @@ pub struct ContactDump {
     pub last_response_secs_ago: Option<u64>,
     /// Queries it failed to answer since its last answer.
     pub failures: u8,
+    /// The smoothed round-trip time of our requests to it, in microseconds, once one was
+    /// answered.
+    pub round_trip_us: Option<u64>,
 }
 
 impl ContactDump {
-    fn of(contact: &kadmos_proto::kad::Contact, config: &RoutingTableConfig, now: Timestamp) -> ContactDump {
+    fn of(
+        contact: &kadmos_proto::kad::Contact,
+        config: &RoutingTableConfig,
+        now: Timestamp,
+        round_trip: &dyn Fn(&NodeId) -> Option<std::time::Duration>,
+    ) -> ContactDump {
         ContactDump {
             id: contact.id,
             addr: contact.addr(),
@@ -126,6 +134,7 @@ impl ContactDump {
             },
             last_response_secs_ago: contact.last_response().map(|t| now.saturating_since(t).as_secs()),
             failures: contact.failures,
+            round_trip_us: round_trip(&contact.id).map(|rtt| rtt.as_micros() as u64),
         }
     }
 }
@@ -187,8 +196,14 @@ pub struct FamilyTable {
 }
 
 impl FamilyTable {
-    /// A snapshot of `table` (the same form for both networks' nodes).
-    pub(crate) fn of(table: &RoutingTable, family: AddressFamily, now: Timestamp) -> FamilyTable {
+    /// A snapshot of `table` (the same form for both networks' nodes), with the round trips
+    /// `round_trip` knows.
+    pub(crate) fn of(
+        table: &RoutingTable,
+        family: AddressFamily,
+        now: Timestamp,
+        round_trip: &dyn Fn(&NodeId) -> Option<std::time::Duration>,
+    ) -> FamilyTable {
         let config = table.config();
         let buckets = table
             .buckets()
@@ -197,9 +212,13 @@ impl FamilyTable {
             .map(|(index, bucket)| BucketDump {
                 prefix_len: index,
                 capacity: table.bucket_capacity(index),
-                contacts: bucket.contacts().iter().map(|c| ContactDump::of(c, config, now)).collect(),
+                contacts: bucket.contacts().iter().map(|c| ContactDump::of(c, config, now, round_trip)).collect(),
                 replacements: bucket.replacements().len(),
-                replacement_contacts: bucket.replacements().iter().map(|c| ContactDump::of(c, config, now)).collect(),
+                replacement_contacts: bucket
+                    .replacements()
+                    .iter()
+                    .map(|c| ContactDump::of(c, config, now, round_trip))
+                    .collect(),
                 last_changed_secs_ago: now.saturating_since(bucket.last_changed()).as_secs(),
             })
             .collect();

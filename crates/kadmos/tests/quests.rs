@@ -101,6 +101,60 @@ async fn restarted_node_resumes_its_advertisement() {
     net.shutdown().await;
 }
 
+/// A kept watch runs without handles and is saved with the peers it has reported; a node
+/// restored from that state resumes it, and a follower hears of the peer that started
+/// advertising after the restart but not of the one reported before (though the searches
+/// return both: the resumed watch comes to know both); `stop_watching` ends the watch and the
+/// follower's stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_node_resumes_its_kept_watch() {
+    let net = bounded("testnet", Testnet::new(12)).await.unwrap();
+    let info_hash: InfoHash = "4e574e574e574e574e574e574e574e574e574e57".parse().unwrap();
+    let (early, late): (SocketAddr, SocketAddr) =
+        ("127.0.0.1:44001".parse().unwrap(), "127.0.0.1:44002".parse().unwrap());
+    let first = quest_node(&net).await;
+    let mut first_ad = first.advertise(info_hash, Some(early.port())).await.unwrap();
+    assert!(bounded("a renewal", first_ad.next_renewal()).await.unwrap().stored_at > 0);
+
+    let watcher = quest_node(&net).await;
+    watcher.keep_watching(info_hash).await.unwrap();
+    let mut follower = watcher.follow_watch(info_hash).await.unwrap().expect("a kept watch");
+    assert_eq!(next_found(&mut follower).await.0, early);
+    drop(follower);
+    let watches = watcher.watches().await.unwrap();
+    assert_eq!(watches.len(), 1, "a kept watch outlives its handles");
+    assert!(watches[0].kept);
+    let state = watcher.shutdown().await.unwrap();
+    assert_eq!(state.watches.len(), 1);
+    assert_eq!(state.watches[0].peers.iter().map(|p| p.addr).collect::<Vec<_>>(), vec![early]);
+
+    let second = quest_node(&net).await;
+    let mut second_ad = second.advertise(info_hash, Some(late.port())).await.unwrap();
+    assert!(bounded("a renewal", second_ad.next_renewal()).await.unwrap().stored_at > 0);
+    let restored =
+        Dht::builder().bind(LOOPBACK).no_bootstrap().state(state).quests(fast_quests()).build().await.unwrap();
+    // Attached whenever: it hears first of what the resumed watch found before it came.
+    let mut follower = restored.follow_watch(info_hash).await.unwrap().expect("the watch was resumed");
+    assert_eq!(next_found(&mut follower).await.0, late);
+    bounded("the resumed watch knows both peers", async {
+        while restored.watches().await.unwrap()[0].peers < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // Whatever the follower heard is queued by now (events are handed out as the searches
+    // bring them in, before the query above is answered): nothing of the early peer.
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(50), follower.next()).await {
+        assert!(!matches!(event, WatchEvent::Found { peer, .. } if peer == early), "{event:?}");
+    }
+
+    assert!(restored.stop_watching(info_hash).await.unwrap());
+    assert!(bounded("the follower's end", follower.next()).await.is_none());
+    assert!(restored.watches().await.unwrap().is_empty());
+    assert!(restored.save_state().await.unwrap().watches.is_empty(), "a stopped watch is not saved");
+    net.shutdown().await;
+}
+
 /// `cancel` stops an advertisement once its last handle goes: with two handles, cancelling
 /// one leaves it running (the other still hears renewals), cancelling the second removes it
 /// from the node; a dropped handle removes it too, and its stream of renewals ends when

@@ -48,7 +48,8 @@ function svgElement(name, attributes, parent) {
 
 function describeContact(contact, replacement) {
   const seen = contact.last_response_secs_ago === null ? "never answered" : "last seen " + contact.last_response_secs_ago + " s ago";
-  return (replacement ? "replacement " : "") + contact.id + "\n" + contact.addr + "\n" + contact.status + ", " + seen + ", " + contact.failures + " failures";
+  const rtt = typeof contact.round_trip_us === "number" ? "rtt " + (contact.round_trip_us / 1000).toFixed(2) + " ms" : "rtt unknown";
+  return (replacement ? "replacement " : "") + contact.id + "\n" + contact.addr + "\n" + contact.status + ", " + seen + ", " + rtt + ", " + contact.failures + " failures";
 }
 
 // One family's table: a row of slots per bucket (wrapped every PER_LINE slots), contacts

@@ -2,7 +2,9 @@
 //! both keep IPv4 and IPv6 contacts apart, since a node can only reach the family it has).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use super::contact_rtts::ContactRtts;
 use super::id::{Id, NodeId};
 use super::routing_table::{RoutingTable, RoutingTableConfig};
 use crate::node_io::{Families, Family};
@@ -11,13 +13,15 @@ use crate::time::Timestamp;
 #[derive(Clone, Debug)]
 pub struct FamilyTables {
     tables: [Option<RoutingTable>; 2],
+    /// The round trip to each contact of both tables.
+    rtts: ContactRtts,
 }
 
 impl FamilyTables {
     /// Empty tables for the `families` enabled, centred on `own_id`.
     pub fn new(own_id: NodeId, families: Families, config: &RoutingTableConfig, now: Timestamp) -> FamilyTables {
         let table = |enabled: bool| enabled.then(|| RoutingTable::new(own_id, config.clone(), now));
-        FamilyTables { tables: [table(families.v4), table(families.v6)] }
+        FamilyTables { tables: [table(families.v4), table(families.v6)], rtts: ContactRtts::default() }
     }
 
     /// Whether the node has a table (a socket) for `family`.
@@ -51,6 +55,25 @@ impl FamilyTables {
     /// The `n` contacts of `family` closest to `target` (none without a table of that family).
     pub fn closest_nodes(&self, family: Family, target: &Id, n: usize) -> Vec<(NodeId, SocketAddr)> {
         self.get(family).map_or_else(Vec::new, |t| t.closest_nodes(target, n))
+    }
+
+    /// A request to contact `id` was answered after `rtt`.
+    pub fn note_round_trip(&mut self, id: &NodeId, rtt: Duration) {
+        let tables = &self.tables;
+        let known = || {
+            tables
+                .iter()
+                .flatten()
+                .flat_map(|t| t.buckets())
+                .flat_map(|b| b.contacts().iter().chain(b.replacements()))
+                .map(|c| c.id)
+        };
+        self.rtts.observe(id, rtt, known);
+    }
+
+    /// The smoothed round trip to contact `id`, once one of our requests to it was answered.
+    pub fn round_trip(&self, id: &NodeId) -> Option<Duration> {
+        self.rtts.get(id)
     }
 
     /// Whether no table holds a contact.

@@ -401,6 +401,11 @@ impl Node {
         self.tables.get(family)
     }
 
+    /// The smoothed round trip to contact `id`, once one of our requests to it was answered.
+    pub fn contact_round_trip(&self, id: &NodeId) -> Option<Duration> {
+        self.tables.round_trip(id)
+    }
+
     pub fn peer_store(&self) -> &PeerStore {
         &self.peers
     }
@@ -682,6 +687,19 @@ impl Node {
     /// and `QuestEvent::Gone` for peers no search returned for `quests.gone_after`.
     pub fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
         self.quest_book().watch(now, info_hash)?;
+        self.run_quests(now);
+        Ok(())
+    }
+
+    /// Resumes a watch that already knows `peers` (from saved state): see
+    /// [`QuestBook::resume_watch`].
+    pub fn resume_watch(
+        &mut self,
+        now: Timestamp,
+        info_hash: InfoHash,
+        peers: impl IntoIterator<Item = (SocketAddr, (NodeId, SocketAddr))>,
+    ) -> Result<(), QuestError> {
+        self.quest_book().resume_watch(now, info_hash, peers)?;
         self.run_quests(now);
         Ok(())
     }
@@ -1184,6 +1202,7 @@ impl Node {
             self.note_stall_outcome(true);
         }
         self.rtt.observe(rtt);
+        self.tables.note_round_trip(&response.id, rtt);
         if request.node_id.is_some_and(|id| id != response.id) {
             // The node at that address is not the one we meant; treat it as a failure for the
             // old ID but still learn the new one below.

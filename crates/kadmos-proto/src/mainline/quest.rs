@@ -15,7 +15,8 @@
 //! quests started together (a daemon restarting with many) drift apart. A round that reached
 //! no node (an empty table, every candidate silent) is tried again after
 //! [`QuestConfig::retry_after`] rather than a whole interval later, and the end of every
-//! bootstrap makes all quests due at once: after a rejoin the node's view is new, and a
+//! bootstrap makes all quests due at once (a round running then, begun with the view from
+//! before, runs again as soon as it ends): after a rejoin the node's view is new, and a
 //! restarted daemon should not wait an interval to speak again.
 //!
 //! # Who does what
@@ -123,6 +124,8 @@ pub struct Advertisement {
     pub rounds: u64,
     pub last_stored_at: usize,
     running: Option<QueryId>,
+    /// The node rejoined while a round ran: the next round is due as soon as it ends.
+    rejoined: bool,
 }
 
 /// A peer a watch has seen.
@@ -137,6 +140,8 @@ pub struct SeenPeer {
 struct Watch {
     next_round: Timestamp,
     running: Option<QueryId>,
+    /// The node rejoined while a round ran: the next round is due as soon as it ends.
+    rejoined: bool,
     peers: HashMap<SocketAddr, SeenPeer>,
 }
 
@@ -200,7 +205,15 @@ impl QuestBook {
         if self.advertisements.len() >= self.config.max_advertisements {
             return Err(QuestError::TooManyAdvertisements { limit: self.config.max_advertisements });
         }
-        let ad = Advertisement { info_hash, port, next_round: now, rounds: 0, last_stored_at: 0, running: None };
+        let ad = Advertisement {
+            info_hash,
+            port,
+            next_round: now,
+            rounds: 0,
+            last_stored_at: 0,
+            running: None,
+            rejoined: false,
+        };
         self.advertisements.insert(info_hash, ad);
         Ok(())
     }
@@ -220,7 +233,31 @@ impl QuestBook {
         if self.watches.len() >= self.config.max_watches {
             return Err(QuestError::TooManyWatches { limit: self.config.max_watches });
         }
-        self.watches.insert(info_hash, Watch { next_round: now, running: None, peers: HashMap::new() });
+        self.watches
+            .insert(info_hash, Watch { next_round: now, running: None, rejoined: false, peers: HashMap::new() });
+        Ok(())
+    }
+
+    /// Starts a watch that already knows `peers` (a watch resumed from saved state): they are
+    /// not reported again when its searches return them, only peers new to it are. Its first
+    /// search is due at once. Resuming a running watch adds the peers it did not know.
+    pub fn resume_watch(
+        &mut self,
+        now: Timestamp,
+        info_hash: InfoHash,
+        peers: impl IntoIterator<Item = (SocketAddr, (NodeId, SocketAddr))>,
+    ) -> Result<(), QuestError> {
+        self.watch(now, info_hash)?;
+        let limit = self.config.max_peers_per_watch.max(1);
+        let watch = self.watches.get_mut(&info_hash).expect("just started");
+        for (peer, from) in peers {
+            if watch.peers.len() >= limit {
+                break;
+            }
+            // Heard of now: the saved state does not say when, and a gone peer is reported
+            // after a whole `gone_after` anyway.
+            watch.peers.entry(peer).or_insert(SeenPeer { from, last_seen: now });
+        }
         Ok(())
     }
 
@@ -289,12 +326,16 @@ impl QuestBook {
     }
 
     /// Every quest not running a round is due now: the node has just (re)joined.
+    /// A round running now began with the view from before the rejoin (a quest started while
+    /// the node was joining, say, with a table of a few contacts): it runs again once it ends.
     pub fn rejoined(&mut self, now: Timestamp) {
         for ad in self.advertisements.values_mut() {
             ad.next_round = ad.next_round.min(now);
+            ad.rejoined = ad.running.is_some();
         }
         for watch in self.watches.values_mut() {
             watch.next_round = watch.next_round.min(now);
+            watch.rejoined = watch.running.is_some();
         }
     }
 
@@ -344,6 +385,9 @@ impl QuestBook {
                 ad.rounds += 1;
                 ad.last_stored_at = end.stored_at;
                 ad.next_round = next(config.advertise_interval, end.stored_at > 0, rng);
+                if std::mem::take(&mut ad.rejoined) {
+                    ad.next_round = now;
+                }
                 let next_round = ad.next_round;
                 let event =
                     QuestEvent::Advertised { info_hash, stored_at: end.stored_at, messages: end.messages, next_round };
@@ -355,6 +399,9 @@ impl QuestBook {
                 };
                 watch.running = None;
                 watch.next_round = next(config.watch_interval, end.answered > 0, rng);
+                if std::mem::take(&mut watch.rejoined) {
+                    watch.next_round = now;
+                }
                 let gone_after = config.gone_after;
                 let mut gone: Vec<SocketAddr> = watch
                     .peers
@@ -434,6 +481,44 @@ mod tests {
         let mut kept: Vec<SocketAddr> = book.watched_peers(&info_hash).map(|(p, _)| *p).collect();
         kept.sort();
         assert_eq!(kept, vec![peer(1), peer(3)], "peer 2, last heard at 2 s, was the stalest");
+    }
+
+    /// A rejoin while a round runs (started with the view from before it) makes the next
+    /// round due as soon as that one ends, instead of an interval later; a rejoin between
+    /// rounds makes the quest due at once.
+    #[test]
+    fn rejoin_during_a_round_runs_another() {
+        let mut book = QuestBook::new(QuestConfig::default());
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let info_hash = InfoHash::sha1_of(b"rejoin");
+        let t = |s: u64| Timestamp::from_micros(s * 1_000_000);
+        book.watch(t(0), info_hash).unwrap();
+        book.started(QueryId(1), book.due(t(0))[0]);
+        book.rejoined(t(1));
+        book.finished(t(2), QueryId(1), RoundEnd { stored_at: 0, answered: 3, messages: 9 }, &mut rng);
+        assert_eq!(book.next_due(), Some(t(2)), "due again at once");
+        book.started(QueryId(2), book.due(t(2))[0]);
+        book.finished(t(3), QueryId(2), RoundEnd { stored_at: 0, answered: 3, messages: 9 }, &mut rng);
+        assert!(book.next_due().unwrap() > t(200), "then an interval later");
+        book.rejoined(t(4));
+        assert_eq!(book.next_due(), Some(t(4)));
+    }
+
+    /// A resumed watch does not report the peers it was resumed with, only new ones, and
+    /// knows both afterwards.
+    #[test]
+    fn resumed_watch_reports_only_new_peers() {
+        let mut book = QuestBook::new(QuestConfig::default());
+        let info_hash = InfoHash::sha1_of(b"resumed");
+        let from = (NodeId::sha1_of(b"from"), peer(200));
+        book.resume_watch(Timestamp::ZERO, info_hash, [(peer(1), from)]).unwrap();
+        let round = book.due(Timestamp::ZERO)[0];
+        assert_eq!(round.kind, RoundKind::Watch, "its first search is due at once");
+        book.started(QueryId(1), round);
+        book.peers_found(Timestamp::ZERO, QueryId(1), from, &[peer(1), peer(2)]);
+        let found: Vec<QuestEvent> = events(&mut book);
+        assert_eq!(found, vec![QuestEvent::Found { info_hash, peer: peer(2), from, advertised: false }]);
+        assert_eq!(book.watched_peers(&info_hash).count(), 2);
     }
 
     /// A finished round schedules the next one between 90% and 100% of the interval, from

@@ -3,8 +3,9 @@
 //!
 //! # Layout
 //!
-//! - The wire layer: [`message`] (datagrams), [`value`] (values and their packing), [`query`]
-//!   (SELECT/WHERE), [`fragment`] (splitting and reassembling large values), [`msgpack`].
+//! - The wire layer: [`message`] (datagrams; [`message_counts`] counts them by kind and error
+//!   code), [`value`] (values and their packing), [`query`] (SELECT/WHERE), [`fragment`]
+//!   (splitting and reassembling large values), [`msgpack`].
 //! - The node: [`node::Node`] (the sans-IO state machine; its module documentation says how to
 //!   drive it and what it does), [`config`] (every limit and timer with its default),
 //!   [`storage`] (values per key, expiry, limits and eviction), [`listeners`] (remote nodes
@@ -39,6 +40,7 @@ pub mod crypto;
 pub mod fragment;
 pub mod listeners;
 pub mod message;
+pub mod message_counts;
 pub mod msgpack;
 pub mod node;
 pub mod query;

@@ -79,6 +79,7 @@ use super::listeners::{ListenOutcome, Listener, ListenerTable};
 use super::message::{
     error_code, Body, ListenArgs, Message, PutArgs, Reply, Request, UpdateArgs, ValueParts, ValueSlot, Want,
 };
+use super::message_counts::MessageKind;
 use super::query::{Field, FieldValue, FieldValues, Query};
 use super::rate_limit::RateLimiter;
 use super::storage::{Origin, RefreshOutcome, Refusal, Source, Storage, StoreOutcome};
@@ -171,6 +172,8 @@ pub struct Counters {
     /// Values put to us while we are not among the nodes closest to their key (ignored).
     pub puts_outside_radius: u64,
     pub listener_pushes: u64,
+    /// The same traffic by message kind and error code.
+    pub messages: super::message_counts::MessageCounts,
 }
 
 #[derive(Clone, Debug)]
@@ -226,7 +229,7 @@ struct SentRequest {
     /// Further attempts, each waiting twice as long, with these datagrams sent again.
     attempts_left: u8,
     wait: Duration,
-    datagrams: Vec<Vec<u8>>,
+    datagrams: Vec<(MessageKind, Vec<u8>)>,
     purpose: Purpose,
 }
 
@@ -408,6 +411,11 @@ impl Node {
 
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
         self.tables.get(family)
+    }
+
+    /// The smoothed round trip to contact `id`, once one of our requests to it was answered.
+    pub fn contact_round_trip(&self, id: &NodeId) -> Option<Duration> {
+        self.tables.round_trip(id)
     }
 
     /// What this node stores (for remote nodes and for its own user).
@@ -753,7 +761,10 @@ impl Node {
             return;
         }
         let message = match Message::decode(datagram) {
-            Ok(message) => message,
+            Ok(message) => {
+                self.counters.messages.received(&message.body, datagram.len());
+                message
+            }
             Err(error) => {
                 match error.reply(self.config.node_id) {
                     Some(reply) if self.limiter.allow(now, from.ip()) => {
@@ -786,8 +797,8 @@ impl Node {
                 request.deadline = now + request.wait;
                 let (to, datagrams) = (request.to, request.datagrams.clone());
                 self.requests.reschedule(tx);
-                for payload in datagrams {
-                    self.transmit(to, payload);
+                for (kind, payload) in datagrams {
+                    self.transmit(to, kind, payload);
                 }
                 continue;
             }
@@ -1034,6 +1045,7 @@ impl Node {
         // Only first attempts measure the round trip.
         if request.wait == self.config.request_timeout || matches!(request.purpose, Purpose::Lookup { .. }) {
             self.rtt.observe(now.saturating_since(request.sent_at));
+            self.tables.note_round_trip(&reply.id, now.saturating_since(request.sent_at));
         }
         let family = Family::of(&from);
         if let Some(old) = request.node_id.filter(|id| *id != reply.id) {
@@ -1794,9 +1806,10 @@ impl Node {
 
     // ---------------------------------------------------------------- sending
 
-    fn transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
+    fn transmit(&mut self, to: SocketAddr, kind: MessageKind, payload: Vec<u8>) {
         self.counters.datagrams_sent += 1;
         self.counters.bytes_sent += payload.len() as u64;
+        self.counters.messages.sent(kind, payload.len());
         self.transmits.push_back(Transmit { to, payload });
     }
 
@@ -1807,22 +1820,26 @@ impl Node {
     }
 
     fn send(&mut self, to: SocketAddr, message: Message) {
+        let kind = MessageKind::of(&message.body);
+        if let Body::Error { code, .. } = message.body {
+            self.counters.messages.error_sent(code);
+        }
         let payload = self.encode(message);
-        self.transmit(to, payload);
+        self.transmit(to, kind, payload);
     }
 
     /// A message and the fragments of its values, as datagrams.
-    fn datagrams(&self, message: Message, parts: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    fn datagrams(&self, message: Message, parts: Vec<Vec<u8>>) -> Vec<(MessageKind, Vec<u8>)> {
         let tid = message.tid;
-        let mut out = vec![self.encode(message)];
+        let mut out = vec![(MessageKind::of(&message.body), self.encode(message))];
         let packed = PackedValues { slots: Vec::new(), parts };
-        out.extend(packed.part_messages(tid).into_iter().map(|m| self.encode(m)));
+        out.extend(packed.part_messages(tid).into_iter().map(|m| (MessageKind::VALUE_PARTS, self.encode(m))));
         out
     }
 
     fn send_with_parts(&mut self, to: SocketAddr, message: Message, parts: Vec<Vec<u8>>) {
-        for payload in self.datagrams(message, parts) {
-            self.transmit(to, payload);
+        for (kind, payload) in self.datagrams(message, parts) {
+            self.transmit(to, kind, payload);
         }
     }
 
@@ -1859,8 +1876,8 @@ impl Node {
         };
         let datagrams = self.datagrams(Message::request(tid, self.config.node_id, request), parts);
         self.counters.requests_sent += 1;
-        for payload in &datagrams {
-            self.transmit(to, payload.clone());
+        for (kind, payload) in &datagrams {
+            self.transmit(to, *kind, payload.clone());
         }
         let attempts_left = attempts.saturating_sub(1);
         let datagrams = if attempts_left > 0 { datagrams } else { Vec::new() };

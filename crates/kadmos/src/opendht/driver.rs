@@ -155,10 +155,17 @@ impl Driver {
             }
             Command::RoutingTable(reply) => {
                 let now = self.now();
+                let rtt = |id: &kadmos_proto::NodeId| self.node.contact_round_trip(id);
                 let _ = reply.send(RoutingTableDump {
                     node_id: self.node.id(),
-                    ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now)),
-                    ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now)),
+                    ipv4: self
+                        .node
+                        .routing_table(Family::V4)
+                        .map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now, &rtt)),
+                    ipv6: self
+                        .node
+                        .routing_table(Family::V6)
+                        .map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now, &rtt)),
                 });
             }
             Command::SaveState(reply) => {
@@ -257,6 +264,7 @@ impl Driver {
     fn info(&self) -> OpenDhtInfo {
         let c = self.node.counters();
         let storage = self.node.storage();
+        let (by_kind, errors_by_code) = OpenDhtTraffic::by_kind(&c.messages);
         OpenDhtInfo {
             node_id: self.node.id(),
             local_addrs: self.local_addrs.clone(),
@@ -291,6 +299,8 @@ impl Driver {
                 values_stored: c.values_stored,
                 values_refused: c.values_refused,
                 listener_pushes: c.listener_pushes,
+                by_kind,
+                errors_by_code,
             },
         }
     }

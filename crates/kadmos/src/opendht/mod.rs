@@ -319,6 +319,57 @@ pub struct OpenDhtTraffic {
     pub values_refused: u64,
     /// Updates pushed to remote listeners.
     pub listener_pushes: u64,
+    /// Datagrams received and sent, per kind (every kind, zeros included).
+    pub by_kind: Vec<KindTraffic>,
+    /// Error answers received and sent, per code (203, 401, 404, then 0 for any other code).
+    pub errors_by_code: Vec<crate::ErrorCodeCount>,
+}
+
+/// Datagrams of one kind (a request's method, `reply`, `error` or `value_parts`), received
+/// and sent, with their bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct KindTraffic {
+    /// The message kind, as OpenDHT names it (`ping`, `find`, `get`, `put`, `listen`, ...).
+    pub kind: &'static str,
+    /// Datagrams of this kind received.
+    pub received: u64,
+    /// Their bytes.
+    pub bytes_received: u64,
+    /// Datagrams of this kind sent (retransmissions included).
+    pub sent: u64,
+    /// Their bytes.
+    pub bytes_sent: u64,
+}
+
+impl OpenDhtTraffic {
+    /// The per-kind and per-code lists of a node's message counts.
+    pub(crate) fn by_kind(
+        counts: &kadmos_proto::opendht::message_counts::MessageCounts,
+    ) -> (Vec<KindTraffic>, Vec<crate::ErrorCodeCount>) {
+        use kadmos_proto::opendht::message_counts::{ERROR_CODES, KINDS};
+        let kinds = KINDS
+            .iter()
+            .enumerate()
+            .map(|(i, kind)| KindTraffic {
+                kind,
+                received: counts.received[i].messages,
+                bytes_received: counts.received[i].bytes,
+                sent: counts.sent[i].messages,
+                bytes_sent: counts.sent[i].bytes,
+            })
+            .collect();
+        let codes = ERROR_CODES
+            .iter()
+            .chain([&0])
+            .enumerate()
+            .map(|(i, code)| crate::ErrorCodeCount {
+                code: i64::from(*code),
+                received: counts.errors_received[i],
+                sent: counts.errors_sent[i],
+            })
+            .collect();
+        (kinds, codes)
+    }
 }
 
 fn hex_id<S: Serializer>(id: &Id, s: S) -> Result<S::Ok, S::Error> {
