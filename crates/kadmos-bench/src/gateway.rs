@@ -52,6 +52,9 @@ pub struct GatewayArgs {
     /// and the figures say how far it got).
     #[arg(long, default_value_t = 600.0, value_name = "SECS")]
     aged_limit: f64,
+    /// Runs only the scenarios whose name contains this (repeatable), e.g. `fan-out`.
+    #[arg(long, value_name = "TEXT")]
+    only: Vec<String>,
     /// The kadmos binary (default: `kadmos` next to this executable).
     #[arg(long, value_name = "PATH")]
     kadmos: Option<PathBuf>,
@@ -280,7 +283,13 @@ pub fn run(args: &GatewayArgs) -> Result<(), String> {
         tmp: procs::TempDir::new("kadmos-bench-gateway").map_err(|e| format!("temp dir: {e}"))?,
         runs: 0,
     };
-    let items = Item::all();
+    let items: Vec<Item> = Item::all()
+        .into_iter()
+        .filter(|item| args.only.is_empty() || args.only.iter().any(|o| item.name().contains(o.as_str())))
+        .collect();
+    if items.is_empty() {
+        return Err(format!("no scenario's name contains {:?}", args.only));
+    }
     let mut phases = Vec::new();
 
     let mut rows = Vec::new();
