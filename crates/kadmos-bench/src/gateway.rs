@@ -4,7 +4,7 @@
 //!
 //! Two phases. Fresh: every scenario starts on fresh servers (OpenDHT's proxy slows down as it
 //! accumulates searches). After many keys: fresh servers are first walked through
-//! `--aged-keys` distinct keys (half POSTed, half GOT), then run every scenario in turn, which
+//! `--aged-keys` distinct keys (one in 8 POSTed, the others GOT), then run every scenario in turn, which
 //! shows whether a gateway degrades with the state it keeps.
 //!
 //! Load scenarios keep `--connections` HTTP/1.1 keep-alive connections busy, one request in
@@ -45,7 +45,8 @@ pub struct GatewayArgs {
     /// POSTs measured by the put-to-listen scenario (after 10 not counted).
     #[arg(long, default_value_t = 200, value_name = "N")]
     puts: usize,
-    /// Distinct keys put and got through each server before the second phase; 0 skips it.
+    /// Distinct keys walked through each server before the second phase (one in 8 put, the
+    /// others got); 0 skips it.
     #[arg(long, default_value_t = 100_000, value_name = "N")]
     aged_keys: u64,
     /// Longest the walk through those keys may take per server (a slow server stops short,

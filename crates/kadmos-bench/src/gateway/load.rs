@@ -189,9 +189,17 @@ impl Warmed {
     }
 }
 
-/// Walks the server through `keys` distinct keys over `connections` connections: even keys
-/// are POSTed a value, odd keys are GOT (a lookup each), so the gateway both stores and
-/// searches. Stops at `limit` if the server is too slow to finish.
+/// One key in this many is POSTed a value by the walk, the others are GOT. The puts stay
+/// below what the nodes behind a gateway store: a kadmos node stores values under at most
+/// 16,384 keys and refuses new keys beyond (OpenDHT's nodes have no key limit), so a walk
+/// that put every other key would fill both nodes of the two-node network, and the scenarios
+/// after it would measure that limit (no node storing, no listen hearing a put) rather than
+/// the gateway.
+const PUT_EVERY: u64 = 8;
+
+/// Walks the server through `keys` distinct keys over `connections` connections: one key in
+/// [`PUT_EVERY`] is POSTed a value, the others are GOT (a lookup each), so the gateway both
+/// stores and searches. Stops at `limit` if the server is too slow to finish.
 pub async fn warm(addr: SocketAddr, keys: u64, connections: usize, limit: Duration) -> Warmed {
     let next = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -214,7 +222,7 @@ pub async fn warm(addr: SocketAddr, keys: u64, connections: usize, limit: Durati
                         return;
                     }
                     let path = format!("/key/aged-{i}");
-                    let request = if i % 2 == 0 {
+                    let request = if i % PUT_EVERY == 0 {
                         (Method::POST, path, Bytes::from(format!(r#"{{"data":"dmFsdWU=","id":"{}"}}"#, i + 1)))
                     } else {
                         (Method::GET, path, Bytes::new())
