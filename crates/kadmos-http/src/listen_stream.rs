@@ -70,6 +70,8 @@ pub(crate) async fn try_serve(stream: TcpStream, peer: SocketAddr, daemon: &Daem
     }
     let Some(request) = peek_head(&stream).await.as_deref().and_then(recognise) else { return Some(stream) };
     // From here the connection is this module's: the request is consumed and answered.
+    // Events are small and each should leave at once, not wait for the last one's ACK.
+    let _ = stream.set_nodelay(true);
     if discard(&stream, request.head_len).await.is_err() {
         return None;
     }
