@@ -2,40 +2,60 @@
 //! (`dhtnode --proxyserver`, Debian's 2.4.12 unpacked by `interop/install.sh`), under the same
 //! load generator in the same run.
 //!
-//! Each side is a two-node network on loopback: kadmos runs `kadmos testnet --network opendht
-//! --nodes 1` and `kadmos node --network opendht --http` bootstrapped from it; OpenDHT runs
-//! `dhtnode -s` and `dhtnode -s --proxyserver` bootstrapped from it (as in the anchor figures of
-//! GATEWAY.md). The servers are pinned to `--server-core`, the generator to `--gen-core`. Every
-//! scenario starts on fresh servers (OpenDHT's proxy slows down as it accumulates searches).
+//! Two phases. Fresh: every scenario starts on fresh servers (OpenDHT's proxy slows down as it
+//! accumulates searches). After many keys: fresh servers are first walked through
+//! `--aged-keys` distinct keys (one in 8 POSTed, the others GOT), then run every scenario in turn, which
+//! shows whether a gateway degrades with the state it keeps.
 //!
-//! The generator keeps `--connections` HTTP/1.1 keep-alive connections busy, one request in
-//! flight each, for `--duration` seconds after a one-second warm-up, and reads every answer to
-//! its end. Scenarios: `GET /node/info` (HTTP stack only), `GET /key/{h}` of one key holding 10
-//! values (hot key), `POST /key/{h}` of a new value id each time (one key), `GET` of a new empty
-//! key each time (every GET a lookup). Figures are printed, never asserted.
+//! Load scenarios keep `--connections` HTTP/1.1 keep-alive connections busy, one request in
+//! flight each, for `--duration` seconds after a one-second warm-up, reading every answer to
+//! its end: `GET /node/info` (HTTP stack only), `GET /key/{h}` of one key holding 10 values
+//! (hot key), `GET` over 64 keys holding one value each, `GET` of a new empty key each time
+//! (every GET a lookup), `POST /key/{h}` of a new value id each time (one key). Listen
+//! scenarios: put-to-listen latency and fan-out to `--streams` streams on one key (see
+//! [`listen`]). Every figure is printed with the load average when it was taken, never
+//! asserted.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod listen;
+mod load;
+mod raw_http;
+mod sides;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use serde_json::{json, Value as Json};
 
-use crate::procs::{self, Server};
+use crate::procs;
+use listen::{Fanout, PutToListen};
+use load::{Figures, Scenario, Warmed};
+use sides::{load_average, Side};
 
 #[derive(clap::Args, Clone)]
 pub struct GatewayArgs {
-    /// Seconds measured per scenario and server (after a 1 s warm-up).
+    /// Seconds measured per load scenario and server (after a 1 s warm-up).
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     duration: f64,
     /// Connections kept busy by the generator.
     #[arg(long, default_value_t = 64, value_name = "N")]
     connections: usize,
+    /// Listen streams of the fan-out scenario (all on one key).
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    streams: usize,
+    /// POSTs measured by the put-to-listen scenario (after 10 not counted).
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    puts: usize,
+    /// Distinct keys walked through each server before the second phase (one in 8 put, the
+    /// others got); 0 skips it.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    aged_keys: u64,
+    /// Longest the walk through those keys may take per server (a slow server stops short,
+    /// and the figures say how far it got).
+    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+    aged_limit: f64,
+    /// Runs only the scenarios whose name contains this (repeatable), e.g. `fan-out`.
+    #[arg(long, value_name = "TEXT")]
+    only: Vec<String>,
     /// The kadmos binary (default: `kadmos` next to this executable).
     #[arg(long, value_name = "PATH")]
     kadmos: Option<PathBuf>,
@@ -48,277 +68,185 @@ pub struct GatewayArgs {
     /// Core the load generator is pinned to.
     #[arg(long, default_value_t = 1)]
     gen_core: usize,
-    /// Print one JSON object instead of the table.
+    /// Print one JSON object instead of the tables.
     #[arg(long)]
     json: bool,
 }
 
-/// One scenario's figures on one server.
-#[derive(Default, Clone)]
-struct Figures {
-    ok: u64,
-    failed: u64,
-    /// Latencies of the successful requests, sorted, in seconds.
-    latencies: Vec<f64>,
-    seconds: f64,
+/// A scenario of either kind.
+#[derive(Clone, Copy)]
+enum Item {
+    Load(Scenario),
+    PutToListen,
+    Fanout,
 }
 
-impl Figures {
-    fn rate(&self) -> f64 {
-        self.ok as f64 / self.seconds.max(1e-9)
+impl Item {
+    /// In the order run on an aged server: the POST scenario, which leaves tens of thousands
+    /// of values at one key, comes last.
+    fn all() -> Vec<Item> {
+        let load = |s| Item::Load(s);
+        vec![
+            load(Scenario::NodeInfo),
+            load(Scenario::HotKeyGet),
+            load(Scenario::SpreadGet),
+            load(Scenario::GetNewKey),
+            Item::PutToListen,
+            Item::Fanout,
+            load(Scenario::PostNewId),
+        ]
     }
-
-    fn percentile_ms(&self, p: f64) -> Option<f64> {
-        if self.latencies.is_empty() {
-            return None;
-        }
-        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
-        Some(1000.0 * self.latencies[rank.clamp(1, self.latencies.len()) - 1])
-    }
-
-    fn to_json(&self) -> Json {
-        json!({ "ok": self.ok, "failed": self.failed, "req_per_s": self.rate(),
-                "p50_ms": self.percentile_ms(50.0), "p99_ms": self.percentile_ms(99.0) })
-    }
-}
-
-/// What each request of a scenario is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Scenario {
-    NodeInfo,
-    HotKeyGet,
-    PostNewId,
-    GetNewKey,
-}
-
-impl Scenario {
-    const ALL: [Scenario; 4] = [Scenario::NodeInfo, Scenario::HotKeyGet, Scenario::PostNewId, Scenario::GetNewKey];
 
     fn name(self) -> &'static str {
         match self {
-            Scenario::NodeInfo => "GET /node/info",
-            Scenario::HotKeyGet => "GET hot key (10 values)",
-            Scenario::PostNewId => "POST new id, one key",
-            Scenario::GetNewKey => "GET new empty key",
+            Item::Load(s) => s.name(),
+            Item::PutToListen => "put-to-listen",
+            Item::Fanout => "listen fan-out",
         }
     }
+}
 
-    /// The `n`th request of connection `conn`.
-    fn request(self, conn: usize, n: u64, run: u64) -> (Method, String, Bytes) {
-        match self {
-            Scenario::NodeInfo => (Method::GET, "/node/info".into(), Bytes::new()),
-            Scenario::HotKeyGet => (Method::GET, "/key/bench10".into(), Bytes::new()),
-            Scenario::PostNewId => {
-                let id = run * 1_000_000_000 + (conn as u64) * 10_000_000 + n + 1;
-                (Method::POST, "/key/bench-post".into(), Bytes::from(format!(r#"{{"data":"dmFsdWU=","id":"{id}"}}"#)))
+enum Outcome {
+    Load(Figures),
+    PutToListen(PutToListen),
+    Fanout(Fanout),
+    Failed(String),
+}
+
+/// One scenario's outcome on one server, with the load average at its end.
+struct Point {
+    outcome: Outcome,
+    load_avg: f64,
+    /// Set when a server process died during the scenario.
+    died: Option<String>,
+}
+
+impl Point {
+    fn to_json(&self) -> Json {
+        let mut figures = match &self.outcome {
+            Outcome::Load(f) => f.to_json(),
+            Outcome::PutToListen(f) => f.to_json(),
+            Outcome::Fanout(f) => f.to_json(),
+            Outcome::Failed(e) => json!({ "error": e }),
+        };
+        figures["load_avg"] = json!(self.load_avg);
+        figures["server_died"] = json!(self.died);
+        figures
+    }
+}
+
+struct Row {
+    item: Item,
+    kadmos: Point,
+    opendht: Option<Point>,
+}
+
+struct Phase {
+    name: &'static str,
+    /// How each server's walk through many keys went (the second phase only).
+    warmed: Vec<(&'static str, Result<Warmed, String>)>,
+    rows: Vec<Row>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Server {
+    Kadmos,
+    OpenDht,
+}
+
+struct Bench<'a> {
+    args: &'a GatewayArgs,
+    runtime: tokio::runtime::Runtime,
+    kadmos: PathBuf,
+    dhtnode: PathBuf,
+    server_core: usize,
+    tmp: procs::TempDir,
+    /// Counts started sides: keeps keys, ids and state directories of runs apart.
+    runs: u64,
+}
+
+impl Bench<'_> {
+    fn start(&mut self, server: Server) -> Result<Side, String> {
+        self.runs += 1;
+        let side = match server {
+            Server::Kadmos => {
+                let state = self.tmp.path().join(format!("run{}/state.json", self.runs));
+                sides::kadmos_side(&self.kadmos, self.server_core, &state)?
             }
-            Scenario::GetNewKey => (Method::GET, format!("/key/empty-{run}-{conn}-{n}"), Bytes::new()),
+            Server::OpenDht => sides::opendht_side(&self.dhtnode, self.server_core)?,
+        };
+        if let Err(e) = self.runtime.block_on(sides::prepare(side.addr)) {
+            return Err(format!("{e}\n{}", side.output()));
         }
+        Ok(side)
     }
-}
 
-/// A two-node network serving the proxy API at `addr`.
-struct Side {
-    servers: Vec<Server>,
-    addr: SocketAddr,
-}
-
-fn free_port() -> Result<u16, String> {
-    // Free on both TCP and UDP: dhtnode's node port is UDP, the proxy's TCP.
-    for _ in 0..100 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let port = tcp.local_addr().map_err(|e| e.to_string())?.port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err("no free port".into())
-}
-
-fn start(name: &str, argv: Vec<String>, core: usize) -> Result<Server, String> {
-    Server::spawn(name, &argv, Some(core)).map(|(server, _)| server).map_err(|e| e.to_string())
-}
-
-fn kadmos_side(kadmos: &Path, core: usize, state: &Path) -> Result<Side, String> {
-    let bin = kadmos.to_string_lossy().into_owned();
-    // A fresh directory per scenario: no node state, no permanent puts from the last one.
-    if let Some(dir) = state.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
-    let seed_port = free_port()?;
-    let http = free_port()?;
-    let testnet: Vec<String> = vec![
-        bin.clone(),
-        "testnet".into(),
-        "--network".into(),
-        "opendht".into(),
-        "--nodes".into(),
-        "1".into(),
-        "--port".into(),
-        seed_port.to_string(),
-    ];
-    let (mut seed, printed) = Server::spawn("kadmos testnet", &testnet, Some(core)).map_err(|e| e.to_string())?;
-    // The node must not bootstrap before the seed listens.
-    seed.wait_addr(&printed, Duration::from_secs(30))?;
-    let node = start(
-        "kadmos node --http",
-        vec![
-            bin,
-            "node".into(),
-            "--network".into(),
-            "opendht".into(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            "0".into(),
-            "--bootstrap".into(),
-            format!("127.0.0.1:{seed_port}"),
-            "--http".into(),
-            format!("127.0.0.1:{http}"),
-            "--state".into(),
-            state.to_string_lossy().into_owned(),
-        ],
-        core,
-    )?;
-    Ok(Side { servers: vec![seed, node], addr: SocketAddr::from(([127, 0, 0, 1], http)) })
-}
-
-fn opendht_side(dhtnode: &Path, core: usize) -> Result<Side, String> {
-    let bin = dhtnode.to_string_lossy().into_owned();
-    let (peer_port, proxy_port, http) = (free_port()?, free_port()?, free_port()?);
-    let peer = start("dhtnode", vec![bin.clone(), "-s".into(), "-p".into(), peer_port.to_string()], core)?;
-    let proxy = start(
-        "dhtnode --proxyserver",
-        vec![
-            bin,
-            "-s".into(),
-            "-p".into(),
-            proxy_port.to_string(),
-            "-b".into(),
-            format!("127.0.0.1:{peer_port}"),
-            "--proxyserver".into(),
-            http.to_string(),
-        ],
-        core,
-    )?;
-    Ok(Side { servers: vec![peer, proxy], addr: SocketAddr::from(([127, 0, 0, 1], http)) })
-}
-
-/// One request on a fresh connection: status and body.
-async fn once(addr: SocketAddr, method: Method, path: &str, body: Bytes) -> Result<(u16, Bytes), String> {
-    let stream = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let request = Request::builder().method(method).uri(path).header("host", addr.to_string());
-    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok((status, body))
-}
-
-/// Waits until the server reports a good contact, then puts the hot key's 10 values.
-async fn prepare(addr: SocketAddr) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok((200, body)) = once(addr, Method::GET, "/node/info", Bytes::new()).await {
-            let info: Json = serde_json::from_slice(&body).unwrap_or_default();
-            let good = |f: &str| info[f]["good"].as_u64().unwrap_or(0);
-            if good("ipv4") + good("ipv6") > 0 {
-                break;
+    fn measure(&mut self, side: &mut Side, item: Item) -> Point {
+        let (addr, pid, run, args) = (side.addr, side.gateway_pid(), self.runs, self.args);
+        let duration = Duration::from_secs_f64(args.duration);
+        let outcome = self.runtime.block_on(async {
+            match item {
+                Item::Load(s) => Outcome::Load(load::drive(addr, s, args.connections, duration, run).await),
+                Item::PutToListen => Outcome::PutToListen(listen::put_to_listen(addr, args.puts, run).await),
+                Item::Fanout => Outcome::Fanout(listen::fanout(addr, pid, args.streams, run).await),
             }
-        }
-        if Instant::now() > deadline {
-            return Err(format!("the server at {addr} never reported a good contact"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        });
+        Point { outcome, load_avg: load_average(), died: side.dead() }
     }
-    for i in 1..=10 {
-        let body = format!(r#"{{"data":"dmFsdWU=","id":"{i}","permanent":true}}"#);
-        let (status, _) = once(addr, Method::POST, "/key/bench10", Bytes::from(body)).await?;
-        if status != 200 {
-            return Err(format!("preparing the hot key: POST answered {status}"));
+
+    /// Every scenario on fresh servers.
+    fn fresh(&mut self, server: Server, item: Item) -> Point {
+        match self.start(server) {
+            Ok(mut side) => self.measure(&mut side, item),
+            Err(e) => Point { outcome: Outcome::Failed(e), load_avg: load_average(), died: None },
+        }
+    }
+
+    /// One server walked through many keys, then every scenario in turn.
+    fn aged(&mut self, server: Server, items: &[Item]) -> (Result<Warmed, String>, Vec<Point>) {
+        let failed = |e: &str| Point { outcome: Outcome::Failed(e.to_string()), load_avg: load_average(), died: None };
+        let mut side = match self.start(server) {
+            Ok(side) => side,
+            Err(e) => return (Err(e.clone()), items.iter().map(|_| failed(&e)).collect()),
+        };
+        let limit = Duration::from_secs_f64(self.args.aged_limit);
+        let warmed = self.runtime.block_on(load::warm(side.addr, self.args.aged_keys, self.args.connections, limit));
+        let mut points = Vec::new();
+        for &item in items {
+            if let Some(died) = side.dead() {
+                points.push(failed(&format!("the server died earlier: {died}")));
+                continue;
+            }
+            points.push(self.measure(&mut side, item));
+        }
+        (Ok(warmed), points)
+    }
+}
+
+/// Raises this process's open-file limit (inherited by the servers it starts) to at least
+/// `wanted`, within the hard limit.
+fn raise_open_files(wanted: u64) -> Result<(), String> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+        }
+        if limit.rlim_cur >= wanted {
+            return Ok(());
+        }
+        if limit.rlim_max < wanted {
+            return Err(format!(
+                "{wanted} open files are needed, the hard limit is {} (raise it, or lower --streams)",
+                limit.rlim_max
+            ));
+        }
+        limit.rlim_cur = wanted;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+            return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
         }
     }
     Ok(())
-}
-
-/// Runs one scenario against `addr` and returns its figures.
-async fn drive(addr: SocketAddr, scenario: Scenario, connections: usize, duration: Duration, run: u64) -> Figures {
-    let measuring = Arc::new(AtomicBool::new(false));
-    let stop = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for conn in 0..connections {
-        let (measuring, stop, failed) = (measuring.clone(), stop.clone(), failed.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0u64;
-            'reconnect: while !stop.load(Ordering::Relaxed) {
-                let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let Ok((mut sender, conn_task)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-                else {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                tokio::spawn(conn_task);
-                while !stop.load(Ordering::Relaxed) {
-                    let (method, path, body) = scenario.request(conn, n, run);
-                    n += 1;
-                    let request = Request::builder().method(method).uri(path).header("host", "bench");
-                    let Ok(request) = request.body(Full::new(body)) else { continue };
-                    let started = Instant::now();
-                    let answer = async {
-                        let response = sender.send_request(request).await.ok()?;
-                        let ok = response.status().is_success();
-                        response.into_body().collect().await.ok()?;
-                        Some(ok)
-                    };
-                    let counted = measuring.load(Ordering::Relaxed);
-                    match tokio::time::timeout(Duration::from_secs(10), answer).await {
-                        Ok(Some(true)) => {
-                            if counted {
-                                latencies.push(started.elapsed().as_secs_f64());
-                            }
-                        }
-                        Ok(Some(false)) => {
-                            if counted {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        _ => {
-                            if counted {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                            continue 'reconnect;
-                        }
-                    }
-                }
-            }
-            latencies
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    measuring.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    tokio::time::sleep(duration).await;
-    measuring.store(false, Ordering::Relaxed);
-    let seconds = started.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
-    for task in tasks {
-        if let Ok(mut l) = tokio::time::timeout(Duration::from_secs(15), task).await.unwrap_or(Ok(Vec::new())) {
-            latencies.append(&mut l);
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    Figures { ok: latencies.len() as u64, failed: failed.load(Ordering::Relaxed), latencies, seconds }
 }
 
 fn default_dhtnode() -> PathBuf {
@@ -336,6 +264,8 @@ pub fn run(args: &GatewayArgs) -> Result<(), String> {
     if !with_opendht {
         eprintln!("note: no dhtnode at {} (bash interop/install.sh): OpenDHT's side is skipped", dhtnode.display());
     }
+    // Each stream is a socket at each end, plus the generator's connections and some slack.
+    raise_open_files(2 * (args.streams + args.connections) as u64 + 1024)?;
     let gen_core = args.gen_core % procs::online_cpus().max(1);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -345,56 +275,173 @@ pub fn run(args: &GatewayArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let _ = procs::pin_current_thread(gen_core);
-    let duration = Duration::from_secs_f64(args.duration);
-    let tmp = procs::TempDir::new("kadmos-bench-gateway").map_err(|e| format!("temp dir: {e}"))?;
-    let server_core = args.server_core % procs::online_cpus().max(1);
-    let mut rows: Vec<(Scenario, Figures, Option<Figures>)> = Vec::new();
-    for (run, scenario) in Scenario::ALL.into_iter().enumerate() {
-        let measure = |side: Side| {
-            runtime.block_on(async {
-                if let Err(e) = prepare(side.addr).await {
-                    let output: Vec<String> =
-                        side.servers.iter().map(|s| format!("{}:\n{}", s.name, s.tail())).collect();
-                    return Err(format!("{e}\n{}", output.join("\n")));
-                }
-                Ok(drive(side.addr, scenario, args.connections, duration, run as u64).await)
-            })
-        };
-        let kadmos_figures =
-            measure(kadmos_side(&kadmos, server_core, &tmp.path().join(format!("run{run}/state.json")))?)?;
-        let opendht_figures = if with_opendht { Some(measure(opendht_side(&dhtnode, server_core)?)?) } else { None };
-        rows.push((scenario, kadmos_figures, opendht_figures));
+    let mut bench = Bench {
+        args,
+        runtime,
+        kadmos,
+        dhtnode,
+        server_core: args.server_core % procs::online_cpus().max(1),
+        tmp: procs::TempDir::new("kadmos-bench-gateway").map_err(|e| format!("temp dir: {e}"))?,
+        runs: 0,
+    };
+    let items: Vec<Item> = Item::all()
+        .into_iter()
+        .filter(|item| args.only.is_empty() || args.only.iter().any(|o| item.name().contains(o.as_str())))
+        .collect();
+    if items.is_empty() {
+        return Err(format!("no scenario's name contains {:?}", args.only));
     }
-    if args.json {
-        let scenarios: Vec<Json> = rows
+    let mut phases = Vec::new();
+
+    let mut rows = Vec::new();
+    for &item in &items {
+        let kadmos = bench.fresh(Server::Kadmos, item);
+        let opendht = with_opendht.then(|| bench.fresh(Server::OpenDht, item));
+        rows.push(Row { item, kadmos, opendht });
+    }
+    phases.push(Phase { name: "fresh servers", warmed: Vec::new(), rows });
+
+    if args.aged_keys > 0 {
+        let (kadmos_warmed, kadmos_points) = bench.aged(Server::Kadmos, &items);
+        let mut warmed = vec![("kadmos", kadmos_warmed)];
+        let mut opendht_points: Vec<Option<Point>> = items.iter().map(|_| None).collect();
+        if with_opendht {
+            let (opendht_warmed, points) = bench.aged(Server::OpenDht, &items);
+            warmed.push(("opendht", opendht_warmed));
+            opendht_points = points.into_iter().map(Some).collect();
+        }
+        let rows = items
             .iter()
-            .map(|(s, k, o)| json!({ "scenario": s.name(), "kadmos": k.to_json(), "opendht": o.as_ref().map(Figures::to_json) }))
+            .zip(kadmos_points.into_iter().zip(opendht_points))
+            .map(|(&item, (kadmos, opendht))| Row { item, kadmos, opendht })
             .collect();
-        println!("{}", json!({ "connections": args.connections, "duration_s": args.duration, "scenarios": scenarios }));
-        return Ok(());
+        phases.push(Phase { name: "after many keys", warmed, rows });
     }
-    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+
+    if args.json {
+        print_json(args, &phases);
+    } else {
+        for phase in &phases {
+            print_phase(args, phase);
+        }
+    }
+    Ok(())
+}
+
+fn print_json(args: &GatewayArgs, phases: &[Phase]) {
+    let phases: Vec<Json> = phases
+        .iter()
+        .map(|phase| {
+            let warmed: serde_json::Map<String, Json> = phase
+                .warmed
+                .iter()
+                .map(|(server, w)| {
+                    (server.to_string(), w.as_ref().map_or_else(|e| json!({ "error": e }), Warmed::to_json))
+                })
+                .collect();
+            let scenarios: Vec<Json> = phase
+                .rows
+                .iter()
+                .map(|r| {
+                    json!({ "scenario": r.item.name(), "kadmos": r.kadmos.to_json(),
+                            "opendht": r.opendht.as_ref().map(Point::to_json) })
+                })
+                .collect();
+            json!({ "phase": phase.name, "warmed": warmed, "scenarios": scenarios })
+        })
+        .collect();
     println!(
-        "{:<24} | {:>9} {:>8} {:>8} {:>6} | {:>9} {:>8} {:>8} {:>6}",
-        "scenario", "kadmos/s", "p50 ms", "p99 ms", "fail", "OpenDHT/s", "p50 ms", "p99 ms", "fail"
+        "{}",
+        json!({ "connections": args.connections, "duration_s": args.duration, "streams": args.streams,
+                "puts": args.puts, "aged_keys": args.aged_keys, "phases": phases })
     );
-    for (scenario, k, o) in &rows {
-        println!(
-            "{:<24} | {:>9.0} {:>8} {:>8} {:>6} | {:>9} {:>8} {:>8} {:>6}",
-            scenario.name(),
-            k.rate(),
-            ms(k.percentile_ms(50.0)),
-            ms(k.percentile_ms(99.0)),
-            k.failed,
-            o.as_ref().map_or("-".into(), |o| format!("{:.0}", o.rate())),
-            ms(o.as_ref().and_then(|o| o.percentile_ms(50.0))),
-            ms(o.as_ref().and_then(|o| o.percentile_ms(99.0))),
-            o.as_ref().map_or("-".into(), |o| o.failed.to_string()),
-        );
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// One server's cells of a row: the figures, or why there are none.
+fn cells(point: Option<&Point>) -> String {
+    let Some(point) = point else { return format!("{:>40}", "not run") };
+    let died = if point.died.is_some() { " (died)" } else { "" };
+    let body = match &point.outcome {
+        Outcome::Load(f) => format!(
+            "{:>9.0} {:>8} {:>8} {:>6}",
+            f.rate(),
+            ms(f.percentile_ms(50.0)),
+            ms(f.percentile_ms(99.0)),
+            f.failed
+        ),
+        Outcome::PutToListen(f) => format!(
+            "{:>9} {:>8} {:>8} {:>6}",
+            format!("n={}", f.latencies.len()),
+            ms(load::percentile_ms(&f.latencies, 50.0)),
+            ms(load::percentile_ms(&f.latencies, 99.0)),
+            if f.error.is_some() { "error" } else { "0" }
+        ),
+        Outcome::Fanout(f) => format!(
+            "{:>9} {:>8} {:>8} {:>6}",
+            format!("{}/{}", f.received, f.streams),
+            ms(load::percentile_ms(&f.deliveries, 50.0)),
+            ms(f.last_ms()),
+            f.kib_per_stream().map_or("-".into(), |k| format!("{k:.1}K"))
+        ),
+        Outcome::Failed(_) => format!("{:>33}", "failed"),
+    };
+    format!("{body} {:>5.1}{died}", point.load_avg)
+}
+
+fn print_phase(args: &GatewayArgs, phase: &Phase) {
+    println!("== {} ==", phase.name);
+    for (server, warmed) in &phase.warmed {
+        match warmed {
+            Ok(w) => println!(
+                "{server}: walked through {} distinct keys in {:.0} s ({} failed requests){}",
+                w.keys,
+                w.seconds,
+                w.failed,
+                if w.keys + w.failed < args.aged_keys { " - stopped at --aged-limit" } else { "" }
+            ),
+            Err(e) => println!("{server}: could not start: {e}"),
+        }
     }
     println!(
-        "({} keep-alive connections, {} s per point, fresh servers per scenario)",
+        "{:<24} | {:>9} {:>8} {:>8} {:>6} {:>5} | {:>9} {:>8} {:>8} {:>6} {:>5}",
+        "scenario", "kadmos/s", "p50 ms", "p99 ms", "fail", "load", "OpenDHT/s", "p50 ms", "p99 ms", "fail", "load"
+    );
+    for row in &phase.rows {
+        println!("{:<24} | {} | {}", row.item.name(), cells(Some(&row.kadmos)), cells(row.opendht.as_ref()));
+    }
+    println!(
+        "({} keep-alive connections, {} s per load point; put-to-listen: n puts measured, p50/p99 from POST \
+         send to delivery; fan-out: streams served/opened, p50 and last delivery, server RSS per stream)",
         args.connections, args.duration
     );
-    Ok(())
+    for row in &phase.rows {
+        for (server, point) in [("kadmos", Some(&row.kadmos)), ("OpenDHT", row.opendht.as_ref())] {
+            let Some(point) = point else { continue };
+            let error = match &point.outcome {
+                Outcome::Failed(e) => Some(e.as_str()),
+                Outcome::PutToListen(f) => f.error.as_deref(),
+                Outcome::Fanout(f) => f.error.as_deref(),
+                Outcome::Load(_) => None,
+            };
+            if let Some(e) = error {
+                println!("  {server}, {}: {e}", row.item.name());
+            }
+            if let Some(died) = &point.died {
+                println!("  {server}, {}: a server process died: {died}", row.item.name());
+            }
+            if let Outcome::Fanout(f) = &point.outcome {
+                println!(
+                    "  {server}, fan-out: RSS {} -> {} KiB with {} streams open; generator busy {}",
+                    f.rss_before_kib,
+                    f.rss_open_kib,
+                    f.opened,
+                    f.generator_busy_pct.map_or("-".into(), |p| format!("{p:.0} %"))
+                );
+            }
+        }
+    }
 }

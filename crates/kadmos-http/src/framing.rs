@@ -47,7 +47,7 @@ impl Framing {
         }
     }
 
-    fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             // OpenDHT's proxy answers streams as application/json; its client does not check.
             Framing::Ndjson => "application/json",
@@ -55,7 +55,7 @@ impl Framing {
         }
     }
 
-    fn encode(self, event: &StreamEvent) -> Bytes {
+    pub(crate) fn encode(self, event: &StreamEvent) -> Bytes {
         match self {
             Framing::Ndjson => Bytes::from(format!("{}\n", event.json)),
             Framing::Sse => {
@@ -67,7 +67,7 @@ impl Framing {
 
     /// What keeps a quiet stream alive: an SSE comment, or `{}` on its own line, which
     /// OpenDHT's client skips in listen streams (and only there: never send it in a GET).
-    fn heartbeat(self) -> Bytes {
+    pub(crate) fn heartbeat(self) -> Bytes {
         match self {
             Framing::Ndjson => Bytes::from_static(b"{}\n"),
             Framing::Sse => Bytes::from_static(b": keep-alive\n\n"),

@@ -22,6 +22,7 @@ use crate::node_status::ContactCache;
 use crate::permanent::PermanentPuts;
 use crate::push::PushSubscriptions;
 use crate::router;
+use crate::server;
 
 /// How the gateway behaves. The defaults suit a public node.
 #[derive(Clone, Debug)]
@@ -235,12 +236,7 @@ impl Gateway {
         let local_addr = listener.local_addr()?;
         let daemon = DaemonState::new(self.shared.clone(), self.control);
         let app = daemon_api::around(router::router(self.shared.clone()), daemon.clone());
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::warn!("gateway on {local_addr} stopped: {e}");
-            }
-        });
+        let server = tokio::spawn(server::serve(listener, app, daemon.clone()));
         let shared = self.shared.clone();
         let sweeper = tokio::spawn(async move {
             let sweep = async {

@@ -15,6 +15,8 @@
 //! # Layout
 //!
 //! - [`gateway`]: [`Gateway`], [`GatewayConfig`], the server task.
+//! - `server`: the accept loop: listen streams to `listen_stream`, the rest to hyper.
+//! - `listen_stream`: a connection opening with a listen, served straight on its socket.
 //! - `gateway_state`: permanent puts and push subscriptions saved across restarts.
 //! - `router`: matching method and raw path to a route; CORS, 404/405, the write token.
 //! - `opendht_api`: OpenDHT's get, put and listen on a key.
@@ -49,6 +51,7 @@ pub mod gateway;
 mod gateway_state;
 mod hot_keys;
 mod listen_hub;
+mod listen_stream;
 mod mainline_api;
 mod metrics;
 mod node_status;
@@ -58,6 +61,7 @@ mod permanent;
 mod push;
 pub mod relay_payload;
 mod router;
+mod server;
 pub mod transport;
 pub mod value_json;
 pub mod web_push_encryption;

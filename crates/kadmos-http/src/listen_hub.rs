@@ -7,7 +7,7 @@
 //! GETs of its key.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -16,6 +16,8 @@ use kadmos::{Id, OpenDht};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::value_json;
+
 /// Events kept for resuming clients, per key.
 const JOURNAL: usize = 256;
 /// Events a slow client may fall behind before its stream is closed (it can resume).
@@ -23,6 +25,25 @@ const BACKLOG: usize = 1024;
 /// How long a key's listen outlives its last client, so that a client reconnecting (an
 /// `EventSource` retries after a few seconds) resumes from the journal.
 const LINGER: Duration = Duration::from_secs(30);
+
+/// An event as every client of the key receives it: one copy, whose JSON is encoded once
+/// however many clients send it (a fan-out to thousands of streams would otherwise encode it
+/// thousands of times).
+pub struct SharedEvent {
+    pub event: ListenEvent,
+    json: OnceLock<String>,
+}
+
+impl SharedEvent {
+    fn new(event: ListenEvent) -> Arc<SharedEvent> {
+        Arc::new(SharedEvent { event, json: OnceLock::new() })
+    }
+
+    /// The event in OpenDHT's JSON form (`"expired": true` on an expiry), without a newline.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| value_json::to_json(&self.event.value, self.event.expired).to_string())
+    }
+}
 
 /// Holds a shared listen while a client streams from it, and for [`LINGER`] after.
 struct Linger(Option<Arc<KeyListen>>);
@@ -43,12 +64,12 @@ impl Drop for Linger {
 struct KeyState {
     /// The values at the key now, in the order they arrived.
     current: Vec<Value>,
-    journal: VecDeque<ListenEvent>,
+    journal: VecDeque<Arc<SharedEvent>>,
 }
 
 struct Shared {
     state: Mutex<KeyState>,
-    events: broadcast::Sender<ListenEvent>,
+    events: broadcast::Sender<Arc<SharedEvent>>,
     started: Instant,
 }
 
@@ -67,6 +88,7 @@ impl Shared {
         if state.journal.len() == JOURNAL {
             state.journal.pop_front();
         }
+        let event = SharedEvent::new(event);
         state.journal.push_back(event.clone());
         // Sent under the lock, so that a subscriber's snapshot and its events neither overlap
         // nor leave a gap.
@@ -88,8 +110,8 @@ impl Drop for KeyListen {
 
 /// A client's view of a shared listen: what to send first, then the live events.
 pub struct Subscription {
-    pub first: Vec<ListenEvent>,
-    pub events: broadcast::Receiver<ListenEvent>,
+    pub first: Vec<Arc<SharedEvent>>,
+    pub events: broadcast::Receiver<Arc<SharedEvent>>,
     /// Keeps the shared listen running while the client is there.
     pub listen: Arc<KeyListen>,
 }
@@ -97,7 +119,7 @@ pub struct Subscription {
 impl Subscription {
     /// The first events, then the live ones. Ends if the client falls more than the backlog
     /// behind (it may resume from the journal) or the node stops.
-    pub fn into_stream(self) -> impl futures_util::Stream<Item = ListenEvent> + Send + 'static {
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = Arc<SharedEvent>> + Send + 'static {
         let Subscription { first, events, listen } = self;
         let held = Linger(Some(listen));
         let live = futures_util::stream::unfold((events, held), |(mut events, held)| async move {
@@ -167,11 +189,15 @@ impl ListenHub {
             let state = listen.shared.lock();
             let events = listen.shared.events.subscribe();
             let resumed = resume_after.and_then(|id| {
-                let at = state.journal.iter().rposition(|e| e.value.id == id && !e.expired)?;
+                let at = state.journal.iter().rposition(|e| e.event.value.id == id && !e.event.expired)?;
                 Some(state.journal.iter().skip(at + 1).cloned().collect::<Vec<_>>())
             });
             let first = resumed.unwrap_or_else(|| {
-                state.current.iter().map(|v| ListenEvent { value: v.clone(), expired: false }).collect()
+                state
+                    .current
+                    .iter()
+                    .map(|v| SharedEvent::new(ListenEvent { value: v.clone(), expired: false }))
+                    .collect()
             });
             (first, events)
         };
@@ -206,6 +232,8 @@ mod tests {
             shared.apply(ListenEvent { value: v(3, b"c"), expired: false });
         }
         assert_eq!(shared.lock().journal.len(), JOURNAL);
-        assert_eq!(rx.try_recv().unwrap().value.id, 1);
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.event.value.id, 1);
+        assert!(first.json().contains(r#""id":"1""#), "{}", first.json());
     }
 }

@@ -4,18 +4,20 @@
 //! listen streams that never end and mark expirations.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::{FutureExt, StreamExt};
-use kadmos::opendht::{ListenEvent, Value};
+use futures_util::{FutureExt, Stream, StreamExt};
+use kadmos::opendht::Value;
 use kadmos::Id;
 
 use crate::api_error::{ApiError, ApiResult};
+use crate::client_limits::ListenSlot;
 use crate::framing::{stream_response, Framing, StreamEvent};
-use crate::gateway::Shared;
+use crate::gateway::{OpenListen, Shared};
 use crate::hot_keys::Answer;
 use crate::node_status::{require_contacts, Network};
 use crate::value_json;
@@ -60,16 +62,37 @@ pub async fn get(shared: &Shared, key: Id, headers: &HeaderMap) -> ApiResult<Res
     }
 }
 
-/// Streams the values at `key` now, then every change, until the client goes away. Clients of
-/// one key share the node's listen ([`crate::listen_hub`]); `Last-Event-ID` (the last value id
-/// an SSE client saw) resumes after that event when the journal still has it.
-pub async fn listen(shared: &Shared, key: Id, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<Response> {
+/// A client's listen: its events, encoded for the stream, and what must live as long as the
+/// stream does (the count of open listens, the client's listen slot).
+pub(crate) type OpenedListen = (Pin<Box<dyn Stream<Item = StreamEvent> + Send>>, (OpenListen, ListenSlot));
+
+/// Opens a client's listen of `key`: its slot (429 over the cap), the shared listen
+/// ([`crate::listen_hub`]), resumed after `Last-Event-ID` (the last value id an SSE client saw)
+/// when the journal still has it.
+pub(crate) async fn open_listen(
+    shared: &Shared,
+    key: Id,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> ApiResult<OpenedListen> {
     let dht = shared.opendht()?;
     let slot = shared.limits.open_listen(peer.ip())?;
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
     let subscription = shared.within(shared.listens.subscribe(dht, key, resume)).await?;
     let open = (shared.stats.listen_opened(), slot);
-    let events = subscription.into_stream().map(|ListenEvent { value, expired }| value_event(&value, expired));
+    let events = subscription.into_stream().map(|shared| StreamEvent {
+        kind: if shared.event.expired { "expired" } else { "value" },
+        id: Some(shared.event.value.id.to_string()),
+        json: shared.json().to_string(),
+    });
+    Ok((Box::pin(events), open))
+}
+
+/// Streams the values at `key` now, then every change, until the client goes away. (Most
+/// listens do not come this way: [`crate::listen_stream`] serves a connection that opens
+/// with one on its socket.)
+pub async fn listen(shared: &Shared, key: Id, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<Response> {
+    let (events, open) = open_listen(shared, key, headers, peer).await?;
     Ok(stream_response(Framing::negotiate(headers), events, Some(shared.config.heartbeat), open))
 }
 

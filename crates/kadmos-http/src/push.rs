@@ -238,7 +238,8 @@ pub async fn subscribe(shared: &Arc<Shared>, key: Id, headers: &HeaderMap, body:
 async fn start(shared: &Arc<Shared>, key: Id, device: Device, expires: Instant) -> ApiResult<()> {
     let dht = shared.opendht()?;
     let subscription = shared.within(shared.listens.subscribe(dht, key, None)).await?;
-    let forwarder = tokio::spawn(forward(shared.clone(), key, device.clone(), subscription.into_stream()));
+    let forwarder =
+        tokio::spawn(forward(shared.clone(), key, device.clone(), subscription.into_stream().map(|e| e.event.clone())));
     let id = (device.token.clone(), key, device.client_id.clone());
     shared.push.lock().insert(id, Entry { expires, warned: false, device, forwarder });
     shared.push.changed.mark();

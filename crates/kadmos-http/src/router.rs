@@ -134,10 +134,14 @@ async fn dispatch(
 ) -> Response {
     shared.stats.count_request();
     let mut response = handle(&shared, peer, request).await.unwrap_or_else(IntoResponse::into_response);
-    let headers = response.headers_mut();
+    add_cors(response.headers_mut());
+    response
+}
+
+/// What every answer carries so that any web page may read it.
+pub(crate) fn add_cors(headers: &mut HeaderMap) {
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after, allow"));
-    response
 }
 
 fn allow_list(route: &Route) -> String {

@@ -119,7 +119,7 @@ async fn command(
         let _held = (slot, open);
         let mut events = std::pin::pin!(subscription.into_stream());
         while let Some(event) = events.next().await {
-            let value = value_json::to_json(&event.value, event.expired);
+            let value = value_json::to_json(&event.event.value, event.event.expired);
             if outbox.send(json!({ "key": key.to_string(), "value": value }).to_string()).await.is_err() {
                 break;
             }

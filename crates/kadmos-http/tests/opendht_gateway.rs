@@ -472,3 +472,80 @@ where
         }
     }
 }
+
+/// Reads from `stream` into `seen` until `done` holds for what has been read (or fails the
+/// test at the deadline).
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, done: impl Fn(&str) -> bool) {
+    use tokio::io::AsyncReadExt;
+    let deadline = Instant::now() + DEADLINE;
+    while !done(&String::from_utf8_lossy(seen)) {
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline.into(), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("not seen within {DEADLINE:?}; got:\n{}", String::from_utf8_lossy(seen)))
+            .unwrap();
+        assert!(n > 0, "the gateway closed the connection; got:\n{}", String::from_utf8_lossy(seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The head of an answer: its status line and its headers (names in lower case), sorted.
+fn head_of(answer: &[u8]) -> (String, Vec<(String, String)>) {
+    let text = String::from_utf8_lossy(answer);
+    let head = text.split("\r\n\r\n").next().unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().to_string();
+    let mut headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .filter(|(n, _)| n != "date")
+        .collect();
+    headers.sort();
+    (status, headers)
+}
+
+/// A listen is answered alike whether it opens its connection (served straight on the socket)
+/// or follows another request on a keep-alive connection (served by hyper): same status and
+/// headers, the value already there, then a value put later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_first_or_after_another_request_answers_alike() {
+    use tokio::io::AsyncWriteExt;
+    let net = GatewayNet::start(4, 1, GatewayConfig::default()).await;
+    let gw = net.addr(0);
+    let (status, _) = call(gw, "POST", "/key/both-paths", r#"{"data":"b25l","id":"21"}"#).await;
+    assert_eq!(status, 200);
+    let listen = b"GET /key/both-paths/listen HTTP/1.1\r\nHost: test\r\n\r\n";
+
+    let mut first = tokio::net::TcpStream::connect(gw).await.unwrap();
+    first.write_all(listen).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(gw).await.unwrap();
+    second.write_all(b"GET /node/info HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+    let mut info = Vec::new();
+    read_until(&mut second, &mut info, |t| {
+        let Some((head, body)) = t.split_once("\r\n\r\n") else { return false };
+        let length = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()));
+        length.and_then(|v| v.parse::<usize>().ok()).is_some_and(|n| body.len() >= n)
+    })
+    .await;
+    assert!(info.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&info));
+    second.write_all(listen).await.unwrap();
+
+    let (mut on_socket, mut by_hyper) = (Vec::new(), Vec::new());
+    read_until(&mut first, &mut on_socket, |t| t.contains(r#""id":"21""#)).await;
+    read_until(&mut second, &mut by_hyper, |t| t.contains(r#""id":"21""#)).await;
+    let head = head_of(&on_socket);
+    assert_eq!(head, head_of(&by_hyper));
+    assert_eq!(head.0, "HTTP/1.1 200 OK");
+    for expected in
+        [("transfer-encoding", "chunked"), ("content-type", "application/json"), ("access-control-allow-origin", "*")]
+    {
+        assert!(head.1.contains(&(expected.0.to_string(), expected.1.to_string())), "{head:?}");
+    }
+
+    let (status, _) = call(gw, "POST", "/key/both-paths", r#"{"data":"dHdv","id":"22"}"#).await;
+    assert_eq!(status, 200);
+    read_until(&mut first, &mut on_socket, |t| t.contains(r#""id":"22""#)).await;
+    read_until(&mut second, &mut by_hyper, |t| t.contains(r#""id":"22""#)).await;
+}
