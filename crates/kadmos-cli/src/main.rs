@@ -193,6 +193,10 @@ enum Command {
         /// directory). Default: any free port.
         #[arg(long, value_name = "PORT", default_value_t = 0)]
         control_port: u16,
+        /// Serve no control API (and record no daemon.json): the other commands then run
+        /// their own nodes instead of asking this one, and `kadmos stop` cannot reach it.
+        #[arg(long, conflicts_with = "control_port")]
+        no_control: bool,
     },
     /// The running daemon's routing tables: each bucket's prefix and size, each contact's ID,
     /// address, status, last answer, and the replacement cache.
@@ -473,6 +477,7 @@ fn main() -> ExitCode {
                 http_rate,
                 push_server,
                 control_port,
+                no_control,
                 advertise,
                 limits,
             } => {
@@ -499,7 +504,7 @@ fn main() -> ExitCode {
                         http_token,
                         http_rate,
                         push_server,
-                        control_port,
+                        control: (!no_control).then_some(control_port),
                         advertise,
                         limits,
                     };
