@@ -123,6 +123,15 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
         }
     };
     tokio::pin!(stop_requested);
+    // Once joined, an idle node needs little of what starting took.
+    let joined = mainline.as_ref().map(|(dht, _)| dht.clone());
+    tokio::spawn(async move {
+        if let Some(dht) = joined {
+            let _ = dht.bootstrapped().await;
+        }
+        let released = crate::startup_pages::release();
+        tracing::debug!("released {released} bytes of startup code mappings");
+    });
     let mut stats = tokio::time::interval(Duration::from_secs(options.stats_interval.max(1)));
     stats.tick().await;
     let mut save = tokio::time::interval(SAVE_EVERY);
