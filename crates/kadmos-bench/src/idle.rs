@@ -15,10 +15,10 @@
 //! Figures only; nothing is asserted.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use clap::Args;
@@ -82,18 +82,20 @@ pub fn run(args: &IdleArgs) -> Result<(), String> {
             if !control {
                 extra.push("--no-control");
             }
+            let what = format!("{}{}", binary.display(), if control { "" } else { " --no-control" });
+            eprintln!("measuring {what}");
             let (mut node, addr) = start_node(binary, dir.path(), &name, &extra)?;
-            wait_joined(addr)?;
+            wait_joined(addr).map_err(|e| format!("{what}: {e}"))?;
             std::thread::sleep(idle);
             let memory = memory(node.pid()).map_err(|e| format!("reading {name}'s memory: {e}"))?;
             node.stop(Duration::from_secs(5));
-            let what = format!("{}{}", binary.display(), if control { "" } else { " --no-control" });
             rows.push((what, memory));
         }
     }
     if let Some(anchor) = &anchor {
+        eprintln!("measuring {}", anchor.display());
         let mut node = MainlineNode::start(anchor, testnet_addr)?;
-        wait_joined(node.addr)?;
+        node.wait_joined().map_err(|e| format!("{}: {e}", anchor.display()))?;
         std::thread::sleep(idle);
         let memory = memory(node.child.id()).map_err(|e| format!("reading the mainline node's memory: {e}"))?;
         rows.push((format!("{} (the mainline crate)", anchor.display()), memory));
@@ -154,7 +156,7 @@ fn memory(pid: u32) -> std::io::Result<Memory> {
 /// The `mainline` crate's driver: JSON lines on stdin/stdout; it runs while its stdin is open.
 struct MainlineNode {
     child: Child,
-    addr: SocketAddr,
+    stdout: BufReader<ChildStdout>,
 }
 
 impl MainlineNode {
@@ -166,21 +168,31 @@ impl MainlineNode {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
+        let stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let mut node = MainlineNode { child, stdout };
         // Its first line: {"event":"ready","port":N,...}.
-        let read = BufReader::new(stdout).read_line(&mut line);
-        let port = serde_json::from_str::<serde_json::Value>(&line)
-            .ok()
-            .and_then(|v| v["port"].as_u64())
-            .and_then(|p| u16::try_from(p).ok());
-        match (read, port) {
-            (Ok(_), Some(port)) => Ok(MainlineNode { child, addr: SocketAddr::from(([127, 0, 0, 1], port)) }),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(format!("{} printed no ready line (got {line:?})", binary.display()))
-            }
+        let ready = node.read_line()?;
+        if ready["event"] != "ready" {
+            return Err(format!("{} printed no ready line (got {ready})", binary.display()));
+        }
+        Ok(node)
+    }
+
+    fn read_line(&mut self) -> Result<serde_json::Value, String> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).map_err(|e| e.to_string())?;
+        serde_json::from_str(&line).map_err(|e| format!("{e} in {line:?}"))
+    }
+
+    /// Waits until its routing table holds k = 8 nodes, as `wait_joined` does for kadmos.
+    fn wait_joined(&mut self) -> Result<(), String> {
+        let stdin = self.child.stdin.as_mut().ok_or("no stdin")?;
+        writeln!(stdin, r#"{{"id":1,"cmd":"wait_nodes","min":8,"timeout":60}}"#).map_err(|e| e.to_string())?;
+        let reply = self.read_line()?;
+        if reply["ok"] == true {
+            Ok(())
+        } else {
+            Err(format!("not joined: {reply}"))
         }
     }
 

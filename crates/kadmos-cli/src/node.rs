@@ -130,7 +130,7 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
             let _ = dht.bootstrapped().await;
         }
         let released = crate::startup_pages::release();
-        tracing::debug!("released {released} bytes of startup code mappings");
+        tracing::debug!("released {released} bytes of read-only startup mappings");
     });
     let mut stats = tokio::time::interval(Duration::from_secs(options.stats_interval.max(1)));
     stats.tick().await;

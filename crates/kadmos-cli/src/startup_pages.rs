@@ -3,14 +3,17 @@
 //! Parsing the command line, reading the state, binding sockets, joining the network and
 //! setting up the control API run code and allocate memory that an idle node never touches
 //! again, yet both stay resident: the code because the kernel maps an executable's pages
-//! around each fault and keeps them mapped, the memory because malloc keeps freed heap.
-//! Once the node has joined, the daemon unmaps its code pages (they are read-only views of
-//! the executable and its libraries, so nothing is lost: what runs later faults back in from
-//! the page cache) and returns freed heap to the kernel. Only code mappings (`r-xp`, backed
-//! by a file) are touched; data, relocated or not, stays as it is.
+//! around each fault (on recent kernels, a whole large folio of the page cache, often most of
+//! the file) and keeps them mapped, the memory because malloc keeps freed heap. Once the node
+//! has joined, the daemon pages out its read-only file mappings (code and constants of the
+//! executable and its libraries: nothing is lost, what runs later is read back from the file,
+//! in smaller pieces since the large folios are gone) and returns freed heap to the kernel.
+//! Only mappings that are read-only, backed by a file and without pages of their own are
+//! touched; data, relocated or not, stays as it is. Pages another process also maps stay in
+//! memory for it.
 
-/// Releases startup pages (Linux; elsewhere it does nothing). Returns the bytes of code
-/// mappings released, for the log.
+/// Releases startup pages (Linux; elsewhere it does nothing). Returns the bytes of mappings
+/// released, for the log.
 pub fn release() -> u64 {
     imp::release()
 }
@@ -19,6 +22,7 @@ pub fn release() -> u64 {
 mod imp {
     pub fn release() -> u64 {
         let released = release_code();
+        release_unused_stack();
         // Last, once the smaps text read below is freed too.
         // SAFETY: malloc_trim only returns free memory of the allocator to the kernel.
         #[cfg(target_env = "gnu")]
@@ -26,6 +30,39 @@ mod imp {
             libc::malloc_trim(0);
         }
         released
+    }
+
+    /// Below the stack pointer, the main thread's stack holds nothing (the deep calls of
+    /// startup have returned), but its pages stay resident: drop them, keeping a margin
+    /// (the red zone and more). Only when called on the main thread, whose stack is the
+    /// `[stack]` mapping.
+    fn release_unused_stack() {
+        const MARGIN: usize = 64 * 1024;
+        let here = 0u8;
+        let sp = std::hint::black_box(&here) as *const u8 as usize;
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+        let Some(range) = maps.lines().find(|l| l.ends_with("[stack]")).and_then(|l| l.split_whitespace().next())
+        else {
+            return;
+        };
+        let Some((Ok(start), Ok(end))) =
+            range.split_once('-').map(|(a, b)| (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)))
+        else {
+            return;
+        };
+        if !(start..end).contains(&sp) {
+            return;
+        }
+        let page = 4096;
+        let top = sp.saturating_sub(MARGIN) & !(page - 1);
+        if top > start {
+            // SAFETY: [start, top) lies below this frame's stack pointer by more than the
+            // margin, on this thread's own stack: nothing live is there, and the pages read
+            // back as zeros if the stack grows into them again.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, top - start, libc::MADV_DONTNEED);
+            }
+        }
     }
 
     fn release_code() -> u64 {
@@ -37,8 +74,9 @@ mod imp {
             match fields[..] {
                 // A mapping's header: start-end perms offset dev inode [path].
                 [range, perms, _offset, _dev, inode, path, ..] if range.contains('-') && !range.ends_with(':') => {
-                    // File-backed code only: [vdso] and other pseudo-mappings have inode 0.
-                    candidate = (perms == "r-xp" && inode != "0" && !path.starts_with('['))
+                    // Read-only and file-backed only: [vdso] and other pseudo-mappings have inode 0.
+                    let read_only = perms == "r-xp" || perms == "r--p";
+                    candidate = (read_only && inode != "0" && !path.starts_with('['))
                         .then(|| range.split_once('-'))
                         .flatten()
                         .and_then(|(a, b)| {
@@ -46,18 +84,22 @@ mod imp {
                         });
                 }
                 [header, ..] if header.contains('-') && !header.ends_with(':') => candidate = None,
-                // Code patched in memory (text relocations, a debugger's breakpoints) has
-                // copied pages of its own, which would be lost: such a mapping is left alone.
-                // The field comes before VmFlags, the last.
+                // A mapping patched in memory (relocated data made read-only again, text
+                // relocations, a debugger's breakpoints) has copied pages of its own, which
+                // would be lost: it is left alone. The field comes before VmFlags, the last.
                 ["Anonymous:", kib, ..] if kib != "0" => candidate = None,
                 ["VmFlags:", ..] => {
                     if let Some((start, end)) = candidate.take() {
-                        // SAFETY: a private, read-only, executable file mapping of this process
-                        // with no page of its own: MADV_DONTNEED drops no data, and any page
-                        // used afterwards (this function's too) is read back from the file.
-                        let done =
-                            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-                        if done == 0 {
+                        // SAFETY: a private, read-only file mapping of this process with no page
+                        // of its own: paging it out (or, on kernels before 5.4, dropping it)
+                        // loses no data, and any page used afterwards (this function's too) is
+                        // read back from the file.
+                        let at = start as *mut libc::c_void;
+                        let done = unsafe {
+                            libc::madvise(at, end - start, libc::MADV_PAGEOUT) == 0
+                                || libc::madvise(at, end - start, libc::MADV_DONTNEED) == 0
+                        };
+                        if done {
                             released += (end - start) as u64;
                         }
                     }
