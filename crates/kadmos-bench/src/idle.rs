@@ -1,8 +1,8 @@
 //! `kadmos-bench idle`: the memory of an idle joined node, next to the pubky `mainline`
 //! crate's node measured in the same run.
 //!
-//! One 30-node testnet (`kadmos testnet`, another process); then, one at a time, each node
-//! under test joins it, sits idle for `--idle-secs`, and its memory is read from
+//! One 30-node testnet (`kadmos testnet`, another process, run from a copy of the first
+//! binary); then, one at a time, each node under test joins it, sits idle for `--idle-secs`, and its memory is read from
 //! `/proc/PID/smaps_rollup` and `/proc/PID/smaps`: RSS (what the target is stated in: every
 //! page mapped into the process, including clean pages of the executable and of shared
 //! libraries, which the kernel may drop and other processes share), PSS (shared pages split
@@ -70,13 +70,27 @@ pub fn run(args: &IdleArgs) -> Result<(), String> {
         .clone()
         .or_else(|| Some(PathBuf::from("interop/mainline_node/target/release/mainline-node")).filter(|p| p.is_file()));
     let dir = TempDir::new("kadmos-idle").map_err(|e| e.to_string())?;
-    let (mut testnet, testnet_addr) = start(&binaries[0], "testnet", &["testnet", "--nodes", "30"], &[])?;
+    // The testnet runs from a copy: 30 nodes mapping the same file as the node under test
+    // would keep its pages in memory for them (a node on the real network shares its
+    // executable with nobody).
+    let testnet_binary = dir.path().join("kadmos-testnet");
+    std::fs::copy(&binaries[0], &testnet_binary).map_err(|e| format!("copying {}: {e}", binaries[0].display()))?;
+    // A freshly linked executable's pages are dirty in the page cache until written back, and
+    // dirty pages are not paged out: flush them first, as they would be on an installed binary.
+    for binary in &binaries {
+        std::fs::File::open(binary).and_then(|f| f.sync_all()).map_err(|e| format!("{}: {e}", binary.display()))?;
+    }
+    let (mut testnet, testnet_addr) = start(&testnet_binary, "testnet", &["testnet", "--nodes", "30"], &[])?;
     let bootstrap = testnet_addr.to_string();
     let idle = Duration::from_secs(args.idle_secs);
 
     let mut rows = Vec::new();
     for (i, binary) in binaries.iter().enumerate() {
-        for control in [true, false] {
+        // Older builds, measured for comparison, may not have --no-control.
+        let help = Command::new(binary).args(["node", "--help"]).output().map_err(|e| e.to_string())?;
+        let variants: &[bool] =
+            if String::from_utf8_lossy(&help.stdout).contains("--no-control") { &[true, false] } else { &[true] };
+        for &control in variants {
             let name = format!("node{i}{}", if control { "" } else { "-nocontrol" });
             let mut extra = vec!["--bootstrap", bootstrap.as_str()];
             if !control {

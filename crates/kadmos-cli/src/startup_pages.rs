@@ -7,7 +7,7 @@
 //! the file) and keeps them mapped, the memory because malloc keeps freed heap. Once the node
 //! has joined, the daemon pages out its read-only file mappings (code and constants of the
 //! executable and its libraries: nothing is lost, what runs later is read back from the file,
-//! in smaller pieces since the large folios are gone) and returns freed heap to the kernel.
+//! page by page, without read-around) and returns freed heap and unused stack to the kernel.
 //! Only mappings that are read-only, backed by a file and without pages of their own are
 //! touched; data, relocated or not, stays as it is. Pages another process also maps stay in
 //! memory for it.
@@ -94,10 +94,14 @@ mod imp {
                         // of its own: paging it out (or, on kernels before 5.4, dropping it)
                         // loses no data, and any page used afterwards (this function's too) is
                         // read back from the file.
+                        // Then no read-around: a page used later is read alone, not with
+                        // its neighbours, which would be mapped along with it.
                         let at = start as *mut libc::c_void;
                         let done = unsafe {
-                            libc::madvise(at, end - start, libc::MADV_PAGEOUT) == 0
-                                || libc::madvise(at, end - start, libc::MADV_DONTNEED) == 0
+                            let out = libc::madvise(at, end - start, libc::MADV_PAGEOUT) == 0
+                                || libc::madvise(at, end - start, libc::MADV_DONTNEED) == 0;
+                            libc::madvise(at, end - start, libc::MADV_RANDOM);
+                            out
                         };
                         if done {
                             released += (end - start) as u64;
