@@ -53,7 +53,11 @@ mod imp {
         if !(start..end).contains(&sp) {
             return;
         }
-        let page = 4096;
+        // SAFETY: sysconf only reads a system constant.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            size if size > 0 => size as usize,
+            _ => 4096,
+        };
         let top = sp.saturating_sub(MARGIN) & !(page - 1);
         if top > start {
             // SAFETY: [start, top) lies below this frame's stack pointer by more than the
