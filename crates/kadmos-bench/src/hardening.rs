@@ -85,7 +85,7 @@ pub fn run(args: &HardeningArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn start(kadmos: &Path, name: &str, args: &[&str], extra: &[&str]) -> Result<(Server, SocketAddr), String> {
+pub(crate) fn start(kadmos: &Path, name: &str, args: &[&str], extra: &[&str]) -> Result<(Server, SocketAddr), String> {
     let argv: Vec<String> = std::iter::once(kadmos.to_string_lossy().into_owned())
         .chain(args.iter().chain(extra).map(|a| a.to_string()))
         .collect();
@@ -94,7 +94,12 @@ fn start(kadmos: &Path, name: &str, args: &[&str], extra: &[&str]) -> Result<(Se
     Ok((server, addr))
 }
 
-fn start_node(kadmos: &Path, dir: &Path, name: &str, extra: &[&str]) -> Result<(Server, SocketAddr), String> {
+pub(crate) fn start_node(
+    kadmos: &Path,
+    dir: &Path,
+    name: &str,
+    extra: &[&str],
+) -> Result<(Server, SocketAddr), String> {
     let state = dir.join(format!("{name}.json")).to_string_lossy().into_owned();
     let base = ["node", "--bind", "127.0.0.1", "--port", "0", "--state", state.as_str(), "--stats-interval", "3600"];
     start(kadmos, name, &base, extra)
@@ -133,7 +138,7 @@ fn ask(s: &UdpSocket, to: SocketAddr, tx: &[u8], query: Query, wait: Duration) -
 }
 
 /// Waits until the node's find_node answers carry 8 nodes (its table holds at least k).
-fn wait_joined(node: SocketAddr) -> Result<usize, String> {
+pub(crate) fn wait_joined(node: SocketAddr) -> Result<usize, String> {
     let s = socket(Ipv4Addr::new(127, 0, 0, 1))?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {

@@ -58,6 +58,7 @@
 mod gateway;
 mod gen;
 mod hardening;
+mod idle;
 mod krpc;
 mod odht;
 mod procs;
@@ -107,6 +108,9 @@ enum Cmd {
     /// Hardening figures: idle RSS of a joined node, RSS per stored peer, a flood from one
     /// source against honest ones, a soak with churn (see `hardening.rs`).
     Hardening(hardening::HardeningArgs),
+    /// Memory of an idle joined node (RSS, PSS, private, by mapping), next to the `mainline`
+    /// crate's node measured in the same run (see `idle.rs`).
+    Idle(idle::IdleArgs),
     /// Put/get/listen-notify latency and ops/s: 4 kadmos OpenDHT nodes, then 4 OpenDHT nodes.
     Opendht {
         /// Sequential operations of each kind.
@@ -168,6 +172,7 @@ fn main() -> ExitCode {
         Cmd::Opendht { ops, json } => odht::run(ops, json),
         Cmd::Gateway(args) => gateway::run(&args),
         Cmd::Hardening(args) => hardening::run(&args),
+        Cmd::Idle(args) => idle::run(&args),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ mod opendht;
 mod opendht_keys;
 mod output;
 mod quests;
+mod startup_pages;
 mod storage;
 mod testnet;
 mod via_daemon;
@@ -25,6 +26,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kadmos::PortSpec;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use via_daemon::LocalDaemon;
 
 #[derive(Parser)]
@@ -198,6 +200,10 @@ enum Command {
         /// directory). Default: any free port.
         #[arg(long, value_name = "PORT", default_value_t = 0)]
         control_port: u16,
+        /// Serve no control API (and record no daemon.json): the other commands then run
+        /// their own nodes instead of asking this one, and `kadmos stop` cannot reach it.
+        #[arg(long, conflicts_with = "control_port")]
+        no_control: bool,
     },
     /// The running daemon's routing tables: each bucket's prefix and size, each contact's ID,
     /// address, status, last answer, and the replacement cache.
@@ -411,15 +417,24 @@ fn check_gateway_use(command: &Command) -> Result<(), String> {
 /// The log format `--log-format` chose; set once, before any command runs.
 static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
 
-fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match LOG_FORMAT.get().copied().unwrap_or_default() {
-        LogFormat::Text => logs.init(),
+/// Logs to stderr at `default` and above, or as RUST_LOG says in `target=level` directives
+/// (`debug`, `kadmos=debug,warn`); a RUST_LOG it cannot read leaves the default. (A plain
+/// target filter rather than tracing-subscriber's EnvFilter, whose regex engine would add to
+/// the daemon's code and memory.)
+fn init_logging(default: LevelFilter) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(default));
+    // The builder's own level filter (INFO unless told) would hide what the targets let through.
+    let logs = tracing_subscriber::fmt().with_max_level(LevelFilter::TRACE).with_writer(std::io::stderr);
+    let _ = match LOG_FORMAT.get().copied().unwrap_or_default() {
+        LogFormat::Text => logs.finish().with(filter).try_init(),
         // Flattened: `message` and the event's fields at the top level, as collectors expect.
-        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).init(),
-    }
+        LogFormat::Json => logs.json().flatten_event(true).with_current_span(false).finish().with(filter).try_init(),
+    };
 }
 
 fn main() -> ExitCode {
@@ -485,11 +500,12 @@ fn main() -> ExitCode {
                 http_rate,
                 push_server,
                 control_port,
+                no_control,
                 advertise,
                 watch,
                 limits,
             } => {
-                init_logging("info");
+                init_logging(LevelFilter::INFO);
                 if network == NodeNetwork::Opendht && republish_items {
                     Err("--republish-items is a Mainline (BEP 44) option".to_string())
                 } else if network == NodeNetwork::Opendht && !advertise.is_empty() {
@@ -514,7 +530,7 @@ fn main() -> ExitCode {
                         http_token,
                         http_rate,
                         push_server,
-                        control_port,
+                        control: (!no_control).then_some(control_port),
                         advertise,
                         watch,
                         limits,
@@ -523,22 +539,22 @@ fn main() -> ExitCode {
                 }
             }
             Command::Testnet { nodes, port, json, network } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match network {
                     Network::Mainline => testnet::run(nodes, port, json).await,
                     Network::Opendht => opendht::testnet(nodes, port, json).await,
                 }
             }
             Command::RoutingTable { json } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 via_daemon::routing_table(json).await
             }
             Command::Stats { json } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 via_daemon::stats(json).await
             }
             Command::Stop { json } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 via_daemon::stop(json).await
             }
             Command::Unwatch { info_hash, json } => {
@@ -546,7 +562,7 @@ fn main() -> ExitCode {
                 via_daemon::unwatch(info_hash, json).await
             }
             Command::Peers { info_hash, net } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match via_gateway::gateways(&net.gateway) {
                     urls if urls.is_empty() => match LocalDaemon::find(&net, "mainline", false).await {
                         Some(daemon) => via_daemon::peers(info_hash, &daemon, net.json).await,
@@ -556,7 +572,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Announce { info_hash, net } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match via_gateway::gateways(&net.gateway) {
                     urls if urls.is_empty() => match LocalDaemon::find(&net, "mainline", true).await {
                         Some(daemon) => via_daemon::announce(info_hash, announced_port(&net), &daemon, net.json).await,
@@ -569,28 +585,28 @@ fn main() -> ExitCode {
             }
             // --interval describes quests of the command's own node (the daemon has its own).
             Command::Advertise { info_hash, interval, net } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match LocalDaemon::find(&net, "mainline", true).await.filter(|_| interval.is_none()) {
                     Some(daemon) => via_daemon::advertise(info_hash, announced_port(&net), &daemon, net.json).await,
                     None => quests::advertise(info_hash, interval, net).await,
                 }
             }
             Command::Watch { info_hash, interval, net } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match LocalDaemon::find(&net, "mainline", false).await.filter(|_| interval.is_none()) {
                     Some(daemon) => via_daemon::watch(info_hash, &daemon, net.json).await,
                     None => quests::watch(info_hash, interval, net).await,
                 }
             }
             Command::FindNode { id, net } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match LocalDaemon::find(&net, "mainline", false).await {
                     Some(daemon) => via_daemon::find_node(id, &daemon, net.json).await,
                     None => oneshot::find_node(id, net).await,
                 }
             }
             Command::Keygen { out, force, bits, json, network } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match network {
                     Network::Mainline if bits.is_some() => Err("--bits is an OpenDHT option (ed25519 keys have one size)".into()),
                     Network::Mainline => storage::keygen(out, force, json),
@@ -602,7 +618,7 @@ fn main() -> ExitCode {
             }
             Command::Put { first, second, key, salt, seq, cas, value_type, ttl, sign, encrypt_to, value_id, network, net } => {
                 let opendht_only = ttl.is_some() || value_type != 0 || sign.is_some() || value_id.is_some();
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match (network, second) {
                     (Network::Mainline, Some(_)) => {
                         Err("put takes one VALUE (for put KEY VALUE, add --network opendht)".into())
@@ -647,7 +663,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Get { target, public_key, salt, decrypt_with, network, net } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match network {
                     Network::Mainline if decrypt_with.is_some() => {
                         Err("--decrypt-with is an OpenDHT option (add --network opendht)".into())
@@ -678,7 +694,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Listen { key, decrypt_with, network, net } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match network {
                     Network::Opendht => match via_gateway::gateways(&net.gateway) {
                         urls if urls.is_empty() => match LocalDaemon::find(&net, "opendht", false).await {
@@ -691,7 +707,7 @@ fn main() -> ExitCode {
                 }
             }
             Command::Ping { addr, net } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 match LocalDaemon::find(&net, "mainline", false).await {
                     Some(daemon) => via_daemon::ping(addr, &daemon, net.json).await,
                     None => oneshot::ping(addr, net).await,

@@ -51,8 +51,9 @@ pub struct NodeOptions {
     pub http_rate: f64,
     /// `--push-server`: the gorush-compatible push server.
     pub push_server: Option<String>,
-    /// `--control-port`: the control API's port on 127.0.0.1 (0: any free port).
-    pub control_port: u16,
+    /// `--control-port`: the control API's port on 127.0.0.1 (0: any free port); `None` with
+    /// `--no-control`.
+    pub control: Option<u16>,
     /// `--advertise INFOHASH[:PORT]` (Mainline): advertisements to run, besides the saved ones.
     pub advertise: Vec<(kadmos::InfoHash, Option<u16>)>,
     /// `--watch INFOHASH` (Mainline): watches the node keeps, besides the saved ones.
@@ -113,7 +114,26 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
         }
     };
     let handles = (opendht.as_ref().map(|(d, _)| d.clone()), mainline.as_ref().map(|(d, _)| d.clone()));
-    let (control, _control_gateway) = start_control(options.control_port, handles, net.json).await?;
+    let control = match options.control {
+        Some(port) => Some(start_control(port, handles, net.json).await?),
+        None => None,
+    };
+    let stop_requested = async {
+        match &control {
+            Some((control, _)) => control.stop_requested().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop_requested);
+    // Once joined, an idle node needs little of what starting took.
+    let joined = mainline.as_ref().map(|(dht, _)| dht.clone());
+    tokio::spawn(async move {
+        if let Some(dht) = joined {
+            let _ = dht.bootstrapped().await;
+        }
+        let released = crate::startup_pages::release();
+        tracing::debug!("released {released} bytes of read-only startup mappings");
+    });
     let mut stats = tokio::time::interval(Duration::from_secs(options.stats_interval.max(1)));
     stats.tick().await;
     let mut save = tokio::time::interval(SAVE_EVERY);
@@ -123,7 +143,7 @@ pub async fn run(options: NodeOptions) -> Result<(), String> {
     loop {
         tokio::select! {
             () = &mut signal => break,
-            () = control.stop_requested() => {
+            () = &mut stop_requested => {
                 tracing::info!("stopping: asked through the control API");
                 break;
             }

@@ -534,6 +534,33 @@ fn logs_as_json_lines_on_request() {
     assert!(text.contains("node started") && !text.trim_start().starts_with('{'), "{text}");
 }
 
+/// `--no-control` runs a node without the control API: it runs (its status lines come, which
+/// it prints only after the control API would have started) but records no daemon.json, so
+/// `kadmos stop` finds no daemon.
+#[test]
+fn runs_without_the_control_api_on_request() {
+    let data = data_dir("nocontrol");
+    let (_process, lines) = spawn(
+        &data,
+        &[
+            "node",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-bootstrap",
+            "--json",
+            "--no-control",
+            "--stats-interval",
+            "1",
+        ],
+    );
+    wait_for(&lines, "stats", |j| j["routing_table_ipv4"].as_u64());
+    assert!(!data.join("kadmos/daemon.json").exists());
+    let stop = kadmos(&data, &["stop"]);
+    assert!(!stop.status.success(), "kadmos stop found a daemon: {stop:?}");
+}
+
 /// An OpenDHT daemon answers `put`, `get` and `routing-table`: the value put through it is got
 /// back through it (both visible in its request counters), its table is listed under
 /// `opendht` with measured round trips, and `/metrics` counts the put and get requests it
