@@ -558,7 +558,7 @@ fn main() -> ExitCode {
                 via_daemon::stop(json).await
             }
             Command::Unwatch { info_hash, json } => {
-                init_logging("warn");
+                init_logging(LevelFilter::WARN);
                 via_daemon::unwatch(info_hash, json).await
             }
             Command::Peers { info_hash, net } => {
