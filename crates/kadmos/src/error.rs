@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-pub use kadmos_proto::mainline::QueryError;
+pub use kadmos_proto::kad::QueryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -4,19 +4,23 @@
 pub mod family_tables;
 pub mod id;
 pub mod lookup;
+pub mod query_error;
 pub mod requests;
 pub mod routing_table;
 pub mod rtt;
 pub mod search;
 pub mod subnet;
 pub mod timers;
+pub mod traffic_counters;
 
 pub use family_tables::FamilyTables;
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};
+pub use query_error::QueryError;
 pub use requests::{PendingRequest, RequestTable};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
 pub use rtt::RttEstimator;
 pub use search::{FamilyLookup, Parallelism, Search};
 pub use subnet::Subnet;
 pub use timers::TimerQueue;
+pub use traffic_counters::TrafficCounters;

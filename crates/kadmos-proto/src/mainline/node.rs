@@ -51,6 +51,7 @@ use crate::kad::{
     FamilyTables, Id, InfoHash, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable,
     RoutingTable, RttEstimator, Search, TimerQueue,
 };
+pub use crate::kad::{QueryError, TrafficCounters};
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -62,19 +63,6 @@ use crate::time::Timestamp;
 /// a 500-node network, nodes among the first hundred to join sat in 0 to 3 routing tables,
 /// none of them near, so lookups for targets next to them missed them).
 const NEIGHBOURHOOD_REFRESH_FIRST: Duration = Duration::from_secs(30);
-
-/// Why a command failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    #[error("no answer within the timeout")]
-    Timeout,
-    #[error("remote error {code}: {message}")]
-    Remote { code: i64, message: String },
-    #[error("no contacts to ask: the routing table is empty (bootstrap first)")]
-    NoContacts,
-    #[error("too many requests in flight")]
-    Overloaded,
-}
 
 /// What a finished command produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,17 +112,8 @@ pub enum Event {
 /// Traffic and state counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    pub datagrams_received: u64,
-    pub bytes_received: u64,
-    pub datagrams_sent: u64,
-    pub bytes_sent: u64,
-    pub queries_received: u64,
-    pub responses_received: u64,
-    pub errors_received: u64,
-    pub errors_sent: u64,
-    pub dropped: u64,
-    pub requests_sent: u64,
-    pub requests_timed_out: u64,
+    /// Datagrams, requests and errors, as every node counts them.
+    pub traffic: TrafficCounters,
     /// The same traffic by KRPC method and error code.
     pub messages: super::message_counts::MessageCounts,
     /// Queries dropped unanswered: over their source's limit, or the node's.
@@ -730,16 +709,15 @@ impl Node {
 
     /// Handles one received datagram.
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        self.counters.datagrams_received += 1;
-        self.counters.bytes_received += datagram.len() as u64;
+        self.counters.traffic.received(datagram.len());
         if !self.tables.reaches(&from) {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return;
         }
         match Message::decode(datagram) {
             Ok(message) => match message.body {
                 Body::Query { id, query } => {
-                    self.counters.queries_received += 1;
+                    self.counters.traffic.requests_received += 1;
                     self.counters.messages.query_received(query.method(), datagram.len());
                     if let Some(reachability) = &mut self.reachability {
                         reachability.note_query(now, from.ip());
@@ -749,7 +727,7 @@ impl Node {
                     }
                 }
                 Body::Response(response) => {
-                    self.counters.responses_received += 1;
+                    self.counters.traffic.answers_received += 1;
                     if let Some(op) =
                         self.handle_response(now, from, &message.transaction_id, response, message.requester_ip)
                     {
@@ -757,7 +735,7 @@ impl Node {
                     }
                 }
                 Body::Error { code, message: text } => {
-                    self.counters.errors_received += 1;
+                    self.counters.traffic.errors_received += 1;
                     self.counters.messages.error_received(code);
                     if let Some(op) = self.handle_error(now, from, &message.transaction_id, code, text) {
                         self.drive_operation(now, op);
@@ -766,13 +744,13 @@ impl Node {
             },
             Err(error) => match error.reply() {
                 Some(reply) if !self.is_read_only() => {
-                    self.counters.errors_sent += 1;
+                    self.counters.traffic.errors_sent += 1;
                     if let Body::Error { code, .. } = &reply.body {
                         self.counters.messages.error_sent(*code);
                     }
                     self.send(from, &reply);
                 }
-                _ => self.counters.dropped += 1,
+                _ => self.counters.traffic.dropped += 1,
             },
         }
     }
@@ -781,7 +759,7 @@ impl Node {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some(tx) = self.requests.pop_due(now) {
             let Some(request) = self.requests.remove(tx) else { continue };
-            self.counters.requests_timed_out += 1;
+            self.counters.traffic.requests_timed_out += 1;
             if matches!(request.purpose, Purpose::Lookup { .. }) {
                 self.note_stall_outcome(false);
             }
@@ -1086,7 +1064,7 @@ impl Node {
     }
 
     fn reply_error(&mut self, to: SocketAddr, tx: Vec<u8>, code: i64, text: &str) {
-        self.counters.errors_sent += 1;
+        self.counters.traffic.errors_sent += 1;
         self.counters.messages.error_sent(code);
         let mut message = Message::error(tx, code, text);
         message.version = Some(CLIENT_VERSION.to_vec());
@@ -1121,8 +1099,7 @@ impl Node {
     }
 
     fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
-        self.counters.datagrams_sent += 1;
-        self.counters.bytes_sent += payload.len() as u64;
+        self.counters.traffic.sent(payload.len());
         self.transmits.push_back(Transmit { to, payload });
     }
 
@@ -1151,7 +1128,7 @@ impl Node {
             reachability.note_sent(to.ip());
         }
         message.version = Some(CLIENT_VERSION.to_vec());
-        self.counters.requests_sent += 1;
+        self.counters.traffic.requests_sent += 1;
         let len = self.send(to, &message);
         self.counters.messages.query_sent(method, len);
         let stalls_at = now + self.stall_timeout();
@@ -1173,7 +1150,7 @@ impl Node {
         requester_ip: Option<SocketAddr>,
     ) -> Option<QueryId> {
         let Some(request) = self.take_request(from, tx) else {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return None;
         };
         let touched = request.purpose.operation();
@@ -1291,7 +1268,7 @@ impl Node {
         message: String,
     ) -> Option<QueryId> {
         let Some(request) = self.take_request(from, tx) else {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return None;
         };
         let touched = request.purpose.operation();

@@ -91,6 +91,7 @@ use crate::kad::{
     FamilyTables, Id, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable, RoutingTable,
     RttEstimator, Search, TimerQueue,
 };
+pub use crate::kad::{QueryError, TrafficCounters};
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -101,19 +102,6 @@ const LISTEN_RETRY: Duration = Duration::from_secs(5);
 /// A permanent put restored from saved state goes out when the node has joined, or after
 /// this long if no bootstrap ends first.
 pub const RESTORED_PUT_DELAY: Duration = Duration::from_secs(10);
-
-/// Why a command failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    #[error("no answer within the timeout")]
-    Timeout,
-    #[error("remote error {code}: {message}")]
-    Remote { code: u16, message: String },
-    #[error("no contacts to ask: the routing table is empty (bootstrap first)")]
-    NoContacts,
-    #[error("too many requests in flight")]
-    Overloaded,
-}
 
 /// What a finished command produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,20 +140,10 @@ pub enum Event {
 /// Traffic and state counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    pub datagrams_received: u64,
-    pub bytes_received: u64,
-    pub datagrams_sent: u64,
-    pub bytes_sent: u64,
-    pub requests_received: u64,
-    pub replies_received: u64,
-    pub errors_received: u64,
-    pub errors_sent: u64,
-    /// Datagrams ignored: undecodable, other network, unexpected replies, refused fragments.
-    pub dropped: u64,
+    /// Datagrams, requests and errors, as every node counts them.
+    pub traffic: TrafficCounters,
     /// Requests dropped by the rate limit.
     pub rate_limited: u64,
-    pub requests_sent: u64,
-    pub requests_timed_out: u64,
     pub values_stored: u64,
     pub values_refused: u64,
     /// Values put to us while we are not among the nodes closest to their key (ignored).
@@ -746,10 +724,9 @@ impl Node {
 
     /// Handles one received datagram.
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        self.counters.datagrams_received += 1;
-        self.counters.bytes_received += datagram.len() as u64;
+        self.counters.traffic.received(datagram.len());
         if !self.tables.reaches(&from) || from.port() == 0 {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return;
         }
         let message = match Message::decode(datagram) {
@@ -757,16 +734,16 @@ impl Node {
             Err(error) => {
                 match error.reply(self.config.node_id) {
                     Some(reply) if self.limiter.allow(now, from.ip()) => {
-                        self.counters.errors_sent += 1;
+                        self.counters.traffic.errors_sent += 1;
                         self.send(from, reply);
                     }
-                    _ => self.counters.dropped += 1,
+                    _ => self.counters.traffic.dropped += 1,
                 }
                 return;
             }
         };
         if message.network != self.config.network {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return;
         }
         match message.body {
@@ -792,7 +769,7 @@ impl Node {
                 continue;
             }
             let Some(request) = self.requests.remove(tx) else { continue };
-            self.counters.requests_timed_out += 1;
+            self.counters.traffic.requests_timed_out += 1;
             if let (Some(id), Some(table)) = (request.node_id, self.tables.get_mut(Family::of(&request.to))) {
                 table.note_failure(&id, request.to, now);
             }
@@ -883,12 +860,12 @@ impl Node {
         };
         let existing_header = self.partials.get(&key).is_some_and(|p| p.header.is_some());
         if !expected || existing_header || (!self.partials.contains_key(&key) && self.partials_full()) {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return;
         }
         let slots = message.value_slots().unwrap_or(&[]);
         let Ok(mut reassembly) = Reassembly::new(slots, self.config.reassembly) else {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             self.partials.remove(&key);
             return;
         };
@@ -919,12 +896,12 @@ impl Node {
     fn on_parts(&mut self, now: Timestamp, from: SocketAddr, tid: u32, parts: ValueParts) {
         let key = (from, tid);
         if parts.fragments.is_empty() || parts.fragments.values().any(|f| f.data.is_empty()) {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return;
         }
         if !self.partials.contains_key(&key) {
             if self.partials_full() || !self.allow_request(now, from) {
-                self.counters.dropped += 1;
+                self.counters.traffic.dropped += 1;
                 return;
             }
             let fresh = Partial { header: None, early: Vec::new(), early_bytes: 0, started: now, last: now };
@@ -935,7 +912,7 @@ impl Node {
         match &mut partial.header {
             Some((_, reassembly)) => {
                 if reassembly.add(&parts).is_err() {
-                    self.counters.dropped += 1;
+                    self.counters.traffic.dropped += 1;
                 }
                 if reassembly.is_complete() {
                     let (message, reassembly) =
@@ -947,7 +924,7 @@ impl Node {
                 let bytes: usize = parts.fragments.values().map(|f| f.data.len()).sum();
                 if partial.early.len() >= RX_MAX_EARLY_PARTS || partial.early_bytes + bytes > RX_MAX_EARLY_BYTES {
                     self.partials.remove(&key);
-                    self.counters.dropped += 1;
+                    self.counters.traffic.dropped += 1;
                     return;
                 }
                 partial.early_bytes += bytes;
@@ -990,27 +967,27 @@ impl Node {
         let is_client = message.is_client;
         match message.body {
             Body::Request { id, request } => {
-                self.counters.requests_received += 1;
+                self.counters.traffic.requests_received += 1;
                 if id == self.config.node_id {
-                    self.counters.dropped += 1;
+                    self.counters.traffic.dropped += 1;
                     return;
                 }
                 self.handle_request(now, from, message.tid, id, request, is_client);
             }
             Body::Reply(reply) => {
-                self.counters.replies_received += 1;
+                self.counters.traffic.answers_received += 1;
                 if let Some(op) = self.handle_reply(now, from, message.tid, reply, is_client) {
                     self.drive_operation(now, op);
                 }
             }
             Body::Error { code, message: text, .. } => {
-                self.counters.errors_received += 1;
+                self.counters.traffic.errors_received += 1;
                 if let Some(op) = self.handle_error(now, from, message.tid, code, text) {
                     self.drive_operation(now, op);
                 }
             }
             // We always subscribe with `ve: 1`; legacy pushes are not for us.
-            Body::ListenerPush(_) | Body::ValueParts(_) => self.counters.dropped += 1,
+            Body::ListenerPush(_) | Body::ValueParts(_) => self.counters.traffic.dropped += 1,
         }
     }
 
@@ -1027,7 +1004,7 @@ impl Node {
         is_client: bool,
     ) -> Option<QueryId> {
         let Some(request) = self.take_request(from, tid) else {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return None;
         };
         let touched = request.purpose.operation();
@@ -1171,11 +1148,11 @@ impl Node {
         message: String,
     ) -> Option<QueryId> {
         let Some(request) = self.take_request(from, tid) else {
-            self.counters.dropped += 1;
+            self.counters.traffic.dropped += 1;
             return None;
         };
         let touched = request.purpose.operation();
-        self.request_failed(now, request, QueryError::Remote { code, message });
+        self.request_failed(now, request, QueryError::Remote { code: i64::from(code), message });
         touched
     }
 
@@ -1196,7 +1173,7 @@ impl Node {
                     operation.search.on_failure(family, &id);
                 }
             }
-            Purpose::Refresh { op, token } if is_code(&error, error_code::NOT_FOUND) => {
+            Purpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
                 // The node lost the value: put it again (OpenDHT does the same).
                 let Some(Operation { kind: Kind::Put(state), .. }) = self.operations.get(&op) else { return };
                 let (key, value) = (state.key, state.value.clone());
@@ -1222,7 +1199,8 @@ impl Node {
                 if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.operations.get_mut(&op) {
                     *awaiting -= 1;
                     if let QueryError::Remote { code, message } = error {
-                        state.errors.push((request.to, code, message));
+                        // The code came in as a u16.
+                        state.errors.push((request.to, u16::try_from(code).unwrap_or(u16::MAX), message));
                     }
                 }
             }
@@ -1773,7 +1751,7 @@ impl Node {
     }
 
     fn reply_error(&mut self, to: SocketAddr, tid: u32, code: u16, text: &str) {
-        self.counters.errors_sent += 1;
+        self.counters.traffic.errors_sent += 1;
         let message = Message::error(tid, code, text, self.config.node_id);
         self.send(to, message);
     }
@@ -1795,8 +1773,7 @@ impl Node {
     // ---------------------------------------------------------------- sending
 
     fn transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
-        self.counters.datagrams_sent += 1;
-        self.counters.bytes_sent += payload.len() as u64;
+        self.counters.traffic.sent(payload.len());
         self.transmits.push_back(Transmit { to, payload });
     }
 
@@ -1858,7 +1835,7 @@ impl Node {
             _ => self.config.request_timeout,
         };
         let datagrams = self.datagrams(Message::request(tid, self.config.node_id, request), parts);
-        self.counters.requests_sent += 1;
+        self.counters.traffic.requests_sent += 1;
         for payload in &datagrams {
             self.transmit(to, payload.clone());
         }
@@ -1897,10 +1874,6 @@ fn probed_seq(reply: &Reply, id: ValueId) -> Option<u16> {
         ValueSlot::Value(v) if v.id == id => Some(v.seq),
         _ => None,
     })
-}
-
-fn is_code(error: &QueryError, code: u16) -> bool {
-    matches!(error, QueryError::Remote { code: c, .. } if *c == code)
 }
 
 impl SansIoNode for Node {
