@@ -1,6 +1,7 @@
 //! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
 //! per address family) and the lookup state machine. Nothing here knows about a wire format.
 
+pub(crate) mod engine;
 pub mod family_tables;
 pub mod id;
 pub mod lookup;
@@ -9,6 +10,8 @@ pub mod requests;
 pub mod routing_table;
 pub mod rtt;
 pub mod search;
+pub(crate) mod sent_request;
+pub(crate) mod stall_evidence;
 pub mod subnet;
 pub mod timers;
 pub mod traffic_counters;
