@@ -135,7 +135,7 @@ pub(crate) enum Answered<P> {
     /// Operation `op`'s ping was answered.
     Pong { op: QueryId },
     /// A lookup of operation `op` took the answer: the network reads its values.
-    Lookup { op: QueryId, family: Family },
+    Lookup { op: QueryId },
     /// A request of the network's own.
     Network(P),
 }
@@ -448,7 +448,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
                     return Answered::Nothing;
                 }
                 operation.search.on_answer(family, answer.id, own, (answer.nodes4, answer.nodes6), answer.token);
-                Answered::Lookup { op, family }
+                Answered::Lookup { op }
             }
             Purpose::Network(p) => Answered::Network(p),
         }

@@ -66,7 +66,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::Config;
@@ -87,10 +87,9 @@ use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
-use crate::kad::{
-    FamilyTables, Id, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable, RoutingTable,
-    RttEstimator, Search, TimerQueue,
-};
+use crate::kad::engine::{Answer, Answered, Engine, EngineSettings, Failed, Network};
+use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
+use crate::kad::{FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable};
 pub use crate::kad::{QueryError, TrafficCounters};
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
@@ -151,69 +150,38 @@ pub struct Counters {
     pub listener_pushes: u64,
 }
 
+/// Why a request of OpenDHT's own operations was sent.
 #[derive(Clone, Debug)]
-enum Purpose {
-    /// A request of a search belonging to an operation.
-    Lookup {
-        op: QueryId,
-        family: Family,
-    },
-    /// A `find` to a bootstrap router (no known ID).
-    Router {
-        op: QueryId,
-    },
-    Ping {
-        op: QueryId,
-    },
+enum OpenDhtPurpose {
     /// A `put` at the end of a put operation.
-    Put {
-        op: QueryId,
-    },
+    Put { op: QueryId },
     /// A `refresh` at the end of a put operation; a 404 turns it into a `put` with `token`.
-    Refresh {
-        op: QueryId,
-        token: Vec<u8>,
-    },
+    Refresh { op: QueryId, token: Vec<u8> },
     /// A subscription of one of our listens.
-    Listen {
-        listen: QueryId,
-    },
-    /// Checking a node before it enters the table, or a questionable contact.
-    Verify,
+    Listen { listen: QueryId },
 }
 
-impl Purpose {
+impl NetworkPurpose for OpenDhtPurpose {
     fn operation(&self) -> Option<QueryId> {
         match self {
-            Purpose::Lookup { op, .. }
-            | Purpose::Router { op }
-            | Purpose::Ping { op }
-            | Purpose::Put { op }
-            | Purpose::Refresh { op, .. } => Some(*op),
-            Purpose::Listen { .. } | Purpose::Verify => None,
+            OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => Some(*op),
+            OpenDhtPurpose::Listen { .. } => None,
         }
     }
 }
 
+type SentByUs = SentRequest<OpenDhtPurpose>;
+
+/// A request and the fragments of the values it carries (none for most).
 #[derive(Clone, Debug)]
-struct SentRequest {
-    to: SocketAddr,
-    node_id: Option<NodeId>,
-    sent_at: Timestamp,
-    deadline: Timestamp,
-    /// Further attempts, each waiting twice as long, with these datagrams sent again.
-    attempts_left: u8,
-    wait: Duration,
-    datagrams: Vec<Vec<u8>>,
-    purpose: Purpose,
+struct Outgoing {
+    request: Request,
+    parts: Vec<Vec<u8>>,
 }
 
-impl PendingRequest for SentRequest {
-    fn to(&self) -> SocketAddr {
-        self.to
-    }
-    fn deadline(&self) -> Timestamp {
-        self.deadline
+impl Outgoing {
+    fn whole(request: Request) -> Outgoing {
+        Outgoing { request, parts: Vec::new() }
     }
 }
 
@@ -249,14 +217,7 @@ enum Kind {
     },
 }
 
-#[derive(Clone, Debug)]
-struct Operation {
-    kind: Kind,
-    request: Request,
-    search: Search,
-    /// Requests outside the lookups that must end before the operation does.
-    awaiting: usize,
-}
+type Operation = crate::kad::engine::Operation<Kind, Outgoing>;
 
 /// A permanent put and its next refresh round.
 #[derive(Clone, Debug)]
@@ -312,62 +273,182 @@ enum Change {
     Expired(Vec<Value>),
 }
 
+/// What a node sends through: the queue of datagrams and the counters.
+struct Outbox {
+    transmits: VecDeque<Transmit>,
+    counters: Counters,
+}
+
+/// The node as the engine (and its serving) sees it: how OpenDHT encodes and sends messages.
+struct Wire<'a> {
+    config: &'a Config,
+    out: &'a mut Outbox,
+}
+
+impl Wire<'_> {
+    fn transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
+        self.out.counters.traffic.sent(payload.len());
+        self.out.transmits.push_back(Transmit { to, payload });
+    }
+
+    fn encode(&self, mut message: Message) -> Vec<u8> {
+        message.network = self.config.network;
+        message.is_client = self.config.is_client;
+        message.to_bytes()
+    }
+
+    fn send(&mut self, to: SocketAddr, message: Message) {
+        let payload = self.encode(message);
+        self.transmit(to, payload);
+    }
+
+    /// A message and the fragments of its values, as datagrams.
+    fn datagrams(&self, message: Message, parts: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let tid = message.tid;
+        let mut out = vec![self.encode(message)];
+        let packed = PackedValues { slots: Vec::new(), parts };
+        out.extend(packed.part_messages(tid).into_iter().map(|m| self.encode(m)));
+        out
+    }
+
+    fn send_with_parts(&mut self, to: SocketAddr, message: Message, parts: Vec<Vec<u8>>) {
+        for payload in self.datagrams(message, parts) {
+            self.transmit(to, payload);
+        }
+    }
+}
+
+impl Network for Wire<'_> {
+    type Request = Outgoing;
+    type Kind = Kind;
+    type Purpose = OpenDhtPurpose;
+    /// OpenDHT's bootstrap nodes are full nodes (in a small network, maybe the only one).
+    const ROUTERS_ARE_NODES: bool = true;
+
+    fn settings(&self) -> EngineSettings {
+        engine_settings(self.config)
+    }
+
+    fn own_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    fn draw_transaction_id(rng: &mut ChaCha8Rng) -> u32 {
+        rng.gen_range(1..=u32::MAX)
+    }
+
+    fn find_request(&self, target: Id, dual_stack: bool) -> Outgoing {
+        Outgoing::whole(Request::Find { target, want: want(dual_stack) })
+    }
+
+    fn ping_request(&self) -> Outgoing {
+        Outgoing::whole(Request::Ping)
+    }
+
+    fn refresh_kind() -> Kind {
+        Kind::BucketRefresh
+    }
+
+    fn send_request(
+        &mut self,
+        _now: Timestamp,
+        to: SocketAddr,
+        tx: u32,
+        outgoing: Outgoing,
+        keep: bool,
+    ) -> Vec<Vec<u8>> {
+        let datagrams = self.datagrams(Message::request(tx, self.config.node_id, outgoing.request), outgoing.parts);
+        for payload in &datagrams {
+            self.transmit(to, payload.clone());
+        }
+        if keep {
+            datagrams
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn send_again(&mut self, to: SocketAddr, datagrams: &[Vec<u8>]) {
+        for payload in datagrams {
+            self.transmit(to, payload.clone());
+        }
+    }
+
+    fn traffic(&mut self) -> &mut crate::kad::TrafficCounters {
+        &mut self.out.counters.traffic
+    }
+}
+
+/// The engine's knobs in an OpenDHT config.
+fn engine_settings(c: &Config) -> EngineSettings {
+    EngineSettings {
+        max_pending_requests: c.max_pending_requests,
+        request_timeout: c.request_timeout,
+        lookup_request_timeout: c.lookup.request_timeout,
+        stall_deviations: c.stall_deviations,
+        min_stall_timeout: c.min_stall_timeout,
+        max_stall_timeout: c.lookup.stall_timeout,
+        verify_pings_per_second: c.verify_pings_per_second,
+        refresh_after: c.routing.refresh_after,
+    }
+}
+
+/// Asks for nodes of both families when we have both.
+fn want(dual_stack: bool) -> Option<Want> {
+    dual_stack.then_some(Want { v4: true, v6: true })
+}
+
+/// The node's engine and a view of the rest for it to send through (borrowed apart).
+macro_rules! engine_and_wire {
+    ($node:expr) => {
+        (&mut $node.engine, &mut Wire { config: &$node.config, out: &mut $node.out })
+    };
+}
+
 /// An OpenDHT node. See the module documentation for how to drive it.
 pub struct Node {
     config: Config,
-    rng: ChaCha8Rng,
-    tables: FamilyTables,
+    /// Operations, requests, routing tables and the generator every random choice comes from.
+    engine: Engine<Kind, Outgoing, OpenDhtPurpose>,
+    out: Outbox,
     storage: Storage,
     listeners: ListenerTable,
     verifier: Box<dyn SignatureVerifier>,
     tokens: TokenIssuer,
     limiter: RateLimiter,
-    requests: RequestTable<u32, SentRequest>,
-    wakeups: TimerQueue<QueryId>,
-    rtt: RttEstimator,
-    /// Ordered by QueryId so that driving them is deterministic.
-    operations: BTreeMap<QueryId, Operation>,
     kept: BTreeMap<(Id, ValueId), KeptPut>,
     listens: BTreeMap<QueryId, ListenState>,
     sockets: HashMap<u32, QueryId>,
     partials: BTreeMap<(SocketAddr, u32), Partial>,
-    next_query: u64,
-    transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
-    counters: Counters,
     next_maintenance: Timestamp,
-    verify_budget: (Timestamp, u32),
 }
 
 impl Node {
     pub fn new(config: Config, now: Timestamp) -> Node {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
-        let tokens = TokenIssuer::new(&mut rng, now, config.token_rotation);
+        let mut engine = Engine::new(tables, config.seed, now);
+        let tokens = TokenIssuer::new(&mut engine.rng, now, config.token_rotation);
         Node {
+            engine,
+            out: Outbox { transmits: VecDeque::new(), counters: Counters::default() },
             storage: Storage::new(config.storage.clone()),
             listeners: ListenerTable::new(config.listeners.clone()),
             verifier: Box::new(RsaSignatures),
             limiter: RateLimiter::new(config.max_requests, config.max_requests_per_ip),
             tokens,
-            tables,
-            rng,
-            requests: RequestTable::default(),
-            wakeups: TimerQueue::default(),
-            rtt: RttEstimator::default(),
-            operations: BTreeMap::new(),
             kept: BTreeMap::new(),
             listens: BTreeMap::new(),
             sockets: HashMap::new(),
             partials: BTreeMap::new(),
-            next_query: 0,
-            transmits: VecDeque::new(),
             events: VecDeque::new(),
-            counters: Counters::default(),
             next_maintenance: now + config.maintenance_interval,
-            verify_budget: (now, 0),
             config,
         }
+    }
+
+    fn wire(&mut self) -> Wire<'_> {
+        Wire { config: &self.config, out: &mut self.out }
     }
 
     pub fn id(&self) -> NodeId {
@@ -385,7 +466,7 @@ impl Node {
     }
 
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.tables.get(family)
+        self.engine.tables.get(family)
     }
 
     /// What this node stores (for remote nodes and for its own user).
@@ -399,17 +480,17 @@ impl Node {
     }
 
     pub fn counters(&self) -> &Counters {
-        &self.counters
+        &self.out.counters
     }
 
     /// Operations still running (user commands, refresh rounds, listen searches).
     pub fn running_operations(&self) -> usize {
-        self.operations.len()
+        self.engine.operation_count()
     }
 
     /// Requests of ours awaiting an answer.
     pub fn pending_requests(&self) -> usize {
-        self.requests.len()
+        self.engine.pending_requests()
     }
 
     /// Messages waiting for fragments.
@@ -419,7 +500,7 @@ impl Node {
 
     /// Known contacts of both families, for saving state.
     pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.tables.contacts()
+        self.engine.tables.contacts()
     }
 
     /// Permanent puts kept alive: key and value.
@@ -467,12 +548,12 @@ impl Node {
 
     /// Searches in flight, for invariant checks: (alpha, in flight) per lookup.
     pub fn lookup_parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
-        self.operations.values().flat_map(|op| op.search.parallelism())
+        self.engine.lookup_parallelism()
     }
 
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.out.transmits.pop_front()
     }
 
     #[must_use]
@@ -483,10 +564,7 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
-        let request_due = self.requests.next_deadline();
-        let operations = &self.operations;
-        let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
-        let mut earliest = [request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min);
+        let mut earliest = self.engine.next_deadline().unwrap_or(self.next_maintenance).min(self.next_maintenance);
         if let Some(t) = self.storage.next_expiry() {
             earliest = earliest.min(t);
         }
@@ -512,18 +590,13 @@ impl Node {
 
     /// The stall timeout searches use now, from measured round trips.
     pub fn stall_timeout(&self) -> Duration {
-        self.rtt.timeout(self.config.stall_deviations, self.config.min_stall_timeout, self.config.lookup.stall_timeout)
+        self.engine.stall_timeout(&engine_settings(&self.config))
     }
 
     // ---------------------------------------------------------------- commands
 
-    fn new_query_id(&mut self) -> QueryId {
-        self.next_query += 1;
-        QueryId(self.next_query)
-    }
-
     fn want(&self) -> Option<Want> {
-        self.tables.dual_stack().then_some(Want { v4: true, v6: true })
+        want(self.engine.tables.dual_stack())
     }
 
     fn start_operation(
@@ -533,43 +606,28 @@ impl Node {
         request: Request,
         extra_seeds: &[(NodeId, SocketAddr)],
     ) -> QueryId {
-        let id = self.new_query_id();
-        let search = Search::start(&self.tables, target, &self.config.lookup, extra_seeds);
-        self.operations.insert(id, Operation { kind, request, search, awaiting: 0 });
-        id
+        self.engine.start(kind, target, Outgoing::whole(request), &self.config.lookup, extra_seeds)
     }
 
     /// Joins the network: asks each router for nodes close to our own ID, then searches our
     /// ID. `contacts` are known nodes (from saved state) used as search seeds; they enter the
     /// routing table once they answer. Emits `Finished { Closest }` when done.
     pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        let own = self.config.node_id;
-        let request = Request::Find { target: own, want: self.want() };
-        let op = self.start_operation(Kind::Bootstrap, own, request.clone(), contacts);
-        let families = self.tables.enabled();
-        for router in routers.iter().filter(|r| families.contains(&Family::of(r))) {
-            if self.send_request(now, *router, None, request.clone(), Vec::new(), 1, Purpose::Router { op }).is_ok() {
-                self.operations.get_mut(&op).expect("just created").awaiting += 1;
-            }
-        }
+        let lookup = self.config.lookup.clone();
+        let (engine, wire) = engine_and_wire!(self);
+        let op = engine.bootstrap(now, wire, Kind::Bootstrap, &lookup, routers, contacts);
         self.drive_operation(now, op);
         op
     }
 
     /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
     pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
-        let op = self.new_query_id();
-        let operation = Operation { kind: Kind::Ping, request: Request::Ping, search: Search::default(), awaiting: 0 };
-        self.operations.insert(op, operation);
+        let op = self.engine.start_single(Kind::Ping, Outgoing::whole(Request::Ping));
         let attempts = self.config.request_attempts;
-        let sent = if self.tables.reaches(&addr) {
-            self.send_request(now, addr, None, Request::Ping, Vec::new(), attempts, Purpose::Ping { op })
-        } else {
-            Err(QueryError::NoContacts)
-        };
-        match sent {
-            Ok(()) => self.operations.get_mut(&op).expect("just created").awaiting += 1,
-            Err(e) => self.finish(now, op, Outcome::Failed(e)),
+        let (engine, wire) = engine_and_wire!(self);
+        let ping = Outgoing::whole(Request::Ping);
+        if let Err(e) = engine.send_single(now, wire, op, addr, ping, Purpose::Ping { op }, attempts) {
+            self.finish(now, op, Outcome::Failed(e));
         }
         op
     }
@@ -603,7 +661,7 @@ impl Node {
     /// Emits `Finished { Stored }`.
     pub fn put(&mut self, now: Timestamp, key: Id, mut value: Value, permanent: bool) -> QueryId {
         if value.id == INVALID_VALUE_ID {
-            value.id = self.rng.gen_range(1..=u64::MAX);
+            value.id = self.engine.rng.gen_range(1..=u64::MAX);
         }
         self.store_value(now, key, value.clone(), Source::Local, now, permanent);
         let op = self.start_put(key, value.clone(), permanent, false);
@@ -637,7 +695,7 @@ impl Node {
     pub fn cancel_put(&mut self, now: Timestamp, key: Id, value_id: ValueId) -> bool {
         let Some(kept) = self.kept.remove(&(key, value_id)) else { return false };
         if let Some(op) = kept.running {
-            self.operations.remove(&op);
+            self.engine.remove(op);
         }
         if self.storage.get_stored(&key, value_id).is_some_and(|s| s.source == Source::Local) {
             if let Some(value) = self.storage.remove(&key, value_id) {
@@ -651,9 +709,9 @@ impl Node {
     /// `filter`'s WHERE conditions (those present now, then new and edited ones) and
     /// `Value { expired: true }` when one is gone, until [`Node::cancel_listen`].
     pub fn listen(&mut self, now: Timestamp, key: Id, filter: Query) -> QueryId {
-        let listen = self.new_query_id();
+        let listen = self.engine.new_query_id();
         let socket_id = loop {
-            let candidate: u32 = self.rng.gen_range(1..=u32::MAX);
+            let candidate: u32 = self.engine.rng.gen_range(1..=u32::MAX);
             if !self.sockets.contains_key(&candidate) {
                 break candidate;
             }
@@ -689,7 +747,7 @@ impl Node {
         let Some(state) = self.listens.remove(&listen) else { return false };
         self.sockets.remove(&state.socket_id);
         if let Some(search) = state.search {
-            self.operations.remove(&search);
+            self.engine.remove(search);
         }
         true
     }
@@ -700,13 +758,13 @@ impl Node {
         if self.cancel_listen(query) {
             return;
         }
-        if let Some(Operation { kind: Kind::Put(state), .. }) = self.operations.get(&query) {
+        if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation(query) {
             let (key, id) = (state.key, state.value.id);
             if self.kept.get(&(key, id)).is_some_and(|k| k.running == Some(query)) {
                 self.cancel_put(now, key, id);
             }
         }
-        self.operations.remove(&query);
+        self.engine.remove(query);
     }
 
     fn start_listen_search(&mut self, now: Timestamp, listen: QueryId) {
@@ -724,9 +782,9 @@ impl Node {
 
     /// Handles one received datagram.
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        self.counters.traffic.received(datagram.len());
-        if !self.tables.reaches(&from) || from.port() == 0 {
-            self.counters.traffic.dropped += 1;
+        self.out.counters.traffic.received(datagram.len());
+        if !self.engine.tables.reaches(&from) || from.port() == 0 {
+            self.out.counters.traffic.dropped += 1;
             return;
         }
         let message = match Message::decode(datagram) {
@@ -734,16 +792,16 @@ impl Node {
             Err(error) => {
                 match error.reply(self.config.node_id) {
                     Some(reply) if self.limiter.allow(now, from.ip()) => {
-                        self.counters.traffic.errors_sent += 1;
-                        self.send(from, reply);
+                        self.out.counters.traffic.errors_sent += 1;
+                        self.wire().send(from, reply);
                     }
-                    _ => self.counters.traffic.dropped += 1,
+                    _ => self.out.counters.traffic.dropped += 1,
                 }
                 return;
             }
         };
         if message.network != self.config.network {
-            self.counters.traffic.dropped += 1;
+            self.out.counters.traffic.dropped += 1;
             return;
         }
         match message.body {
@@ -755,32 +813,10 @@ impl Node {
 
     /// Handles expired requests and timers. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some(tx) = self.requests.pop_due(now) {
-            let Some(request) = self.requests.get_mut(tx) else { continue };
-            if request.attempts_left > 0 {
-                request.attempts_left -= 1;
-                request.wait *= 2;
-                request.deadline = now + request.wait;
-                let (to, datagrams) = (request.to, request.datagrams.clone());
-                self.requests.reschedule(tx);
-                for payload in datagrams {
-                    self.transmit(to, payload);
-                }
-                continue;
-            }
-            let Some(request) = self.requests.remove(tx) else { continue };
-            self.counters.traffic.requests_timed_out += 1;
-            if let (Some(id), Some(table)) = (request.node_id, self.tables.get_mut(Family::of(&request.to))) {
-                table.note_failure(&id, request.to, now);
-            }
-            let touched = request.purpose.operation();
+        let (engine, wire) = engine_and_wire!(self);
+        for request in engine.expire(now, wire) {
             self.request_failed(now, request, QueryError::Timeout);
-            if let Some(op) = touched {
-                self.drive_operation(now, op);
-            }
         }
-        // Due wake-ups only ask for the lookups to be stepped, which happens below.
-        while self.wakeups.pop_due(now).is_some() {}
         for (key, values) in self.storage.expire(now) {
             self.on_change(now, key, Change::Expired(values));
         }
@@ -795,20 +831,16 @@ impl Node {
 
     fn maintain(&mut self, now: Timestamp) {
         self.next_maintenance = now + self.config.maintenance_interval;
-        self.tokens.maybe_rotate(now, &mut self.rng);
+        self.tokens.maybe_rotate(now, &mut self.engine.rng);
         self.listeners.expire(now);
         self.shrink_buffers();
-        for target in self.tables.take_refresh_targets(now, &mut self.rng) {
-            let request = Request::Find { target, want: self.want() };
-            self.start_operation(Kind::BucketRefresh, target, request, &[]);
-        }
+        let (engine, wire) = engine_and_wire!(self);
+        engine.start_due_refreshes(now, wire, &self.config.lookup);
     }
 
     fn shrink_buffers(&mut self) {
-        self.requests.shrink();
-        let operations = &self.operations;
-        self.wakeups.retain(|_, op| operations.contains_key(op));
-        self.transmits.shrink_to_fit();
+        self.engine.shrink();
+        self.out.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
     }
 
@@ -854,18 +886,18 @@ impl Node {
         // Like OpenDHT: fragments of a reply only for a request we made; of a request only
         // within the rate limit.
         let expected = if is_reply {
-            self.requests.awaits(message.tid, from)
+            self.engine.awaits(message.tid, from)
         } else {
             self.partials.get(&key).is_some_and(|p| p.header.is_none()) || self.allow_request(now, from)
         };
         let existing_header = self.partials.get(&key).is_some_and(|p| p.header.is_some());
         if !expected || existing_header || (!self.partials.contains_key(&key) && self.partials_full()) {
-            self.counters.traffic.dropped += 1;
+            self.out.counters.traffic.dropped += 1;
             return;
         }
         let slots = message.value_slots().unwrap_or(&[]);
         let Ok(mut reassembly) = Reassembly::new(slots, self.config.reassembly) else {
-            self.counters.traffic.dropped += 1;
+            self.out.counters.traffic.dropped += 1;
             self.partials.remove(&key);
             return;
         };
@@ -896,12 +928,12 @@ impl Node {
     fn on_parts(&mut self, now: Timestamp, from: SocketAddr, tid: u32, parts: ValueParts) {
         let key = (from, tid);
         if parts.fragments.is_empty() || parts.fragments.values().any(|f| f.data.is_empty()) {
-            self.counters.traffic.dropped += 1;
+            self.out.counters.traffic.dropped += 1;
             return;
         }
         if !self.partials.contains_key(&key) {
             if self.partials_full() || !self.allow_request(now, from) {
-                self.counters.traffic.dropped += 1;
+                self.out.counters.traffic.dropped += 1;
                 return;
             }
             let fresh = Partial { header: None, early: Vec::new(), early_bytes: 0, started: now, last: now };
@@ -912,7 +944,7 @@ impl Node {
         match &mut partial.header {
             Some((_, reassembly)) => {
                 if reassembly.add(&parts).is_err() {
-                    self.counters.traffic.dropped += 1;
+                    self.out.counters.traffic.dropped += 1;
                 }
                 if reassembly.is_complete() {
                     let (message, reassembly) =
@@ -924,7 +956,7 @@ impl Node {
                 let bytes: usize = parts.fragments.values().map(|f| f.data.len()).sum();
                 if partial.early.len() >= RX_MAX_EARLY_PARTS || partial.early_bytes + bytes > RX_MAX_EARLY_BYTES {
                     self.partials.remove(&key);
-                    self.counters.traffic.dropped += 1;
+                    self.out.counters.traffic.dropped += 1;
                     return;
                 }
                 partial.early_bytes += bytes;
@@ -948,7 +980,7 @@ impl Node {
     fn allow_request(&mut self, now: Timestamp, from: SocketAddr) -> bool {
         let allowed = self.limiter.allow(now, from.ip());
         if !allowed {
-            self.counters.rate_limited += 1;
+            self.out.counters.rate_limited += 1;
         }
         allowed
     }
@@ -967,32 +999,28 @@ impl Node {
         let is_client = message.is_client;
         match message.body {
             Body::Request { id, request } => {
-                self.counters.traffic.requests_received += 1;
+                self.out.counters.traffic.requests_received += 1;
                 if id == self.config.node_id {
-                    self.counters.traffic.dropped += 1;
+                    self.out.counters.traffic.dropped += 1;
                     return;
                 }
                 self.handle_request(now, from, message.tid, id, request, is_client);
             }
             Body::Reply(reply) => {
-                self.counters.traffic.answers_received += 1;
+                self.out.counters.traffic.answers_received += 1;
                 if let Some(op) = self.handle_reply(now, from, message.tid, reply, is_client) {
                     self.drive_operation(now, op);
                 }
             }
             Body::Error { code, message: text, .. } => {
-                self.counters.traffic.errors_received += 1;
+                self.out.counters.traffic.errors_received += 1;
                 if let Some(op) = self.handle_error(now, from, message.tid, code, text) {
                     self.drive_operation(now, op);
                 }
             }
             // We always subscribe with `ve: 1`; legacy pushes are not for us.
-            Body::ListenerPush(_) | Body::ValueParts(_) => self.counters.traffic.dropped += 1,
+            Body::ListenerPush(_) | Body::ValueParts(_) => self.out.counters.traffic.dropped += 1,
         }
-    }
-
-    fn take_request(&mut self, from: SocketAddr, tid: u32) -> Option<SentRequest> {
-        self.requests.take_answered(tid, from)
     }
 
     fn handle_reply(
@@ -1003,54 +1031,24 @@ impl Node {
         reply: Reply,
         is_client: bool,
     ) -> Option<QueryId> {
-        let Some(request) = self.take_request(from, tid) else {
-            self.counters.traffic.dropped += 1;
+        let Some(request) = self.engine.take_answered(now, from, tid, reply.id) else {
+            self.out.counters.traffic.dropped += 1;
             return None;
         };
         let touched = request.purpose.operation();
-        // Only first attempts measure the round trip.
-        if request.wait == self.config.request_timeout || matches!(request.purpose, Purpose::Lookup { .. }) {
-            self.rtt.observe(now.saturating_since(request.sent_at));
-        }
-        let family = Family::of(&from);
-        if let Some(old) = request.node_id.filter(|id| *id != reply.id) {
-            if let Some(table) = self.tables.get_mut(family) {
-                table.note_failure(&old, from, now);
-            }
-        }
-        if !is_client && reply.id != self.config.node_id {
-            let table = self.tables.get_mut(family).expect("checked in handle_datagram");
-            if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(reply.id, from, now) {
-                if !self.requests.any_to(old.addr()) {
-                    let _ =
-                        self.send_request(now, old.addr(), Some(old.id), Request::Ping, Vec::new(), 1, Purpose::Verify);
-                }
-            }
-        }
-        match request.purpose {
-            Purpose::Verify => {}
-            Purpose::Ping { op } => self.finish(now, op, Outcome::Pong { id: reply.id, addr: from }),
-            Purpose::Router { op } => {
-                if let Some(operation) = self.operations.get_mut(&op) {
-                    operation.awaiting -= 1;
-                    let own = self.config.node_id;
-                    for fl in operation.search.lookups_mut() {
-                        let nodes = if fl.family == Family::V4 { &reply.nodes4 } else { &reply.nodes6 };
-                        fl.lookup.add_candidates(nodes.iter().copied().filter(|(id, _)| *id != own));
-                        // The router itself is a node too (in a small network, maybe the only one).
-                        if fl.family == family && reply.id != own && !is_client {
-                            fl.lookup.add_candidates([(reply.id, from)]);
-                        }
-                    }
-                }
-            }
-            Purpose::Put { op } | Purpose::Refresh { op, .. } => {
-                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.operations.get_mut(&op) {
+        let insertable = !is_client && reply.id != self.config.node_id;
+        let answer = Answer { id: reply.id, nodes4: &reply.nodes4, nodes6: &reply.nodes6, token: Some(&reply.token) };
+        let (engine, wire) = engine_and_wire!(self);
+        match engine.on_answer(now, wire, from, request, answer, insertable) {
+            Answered::Nothing => {}
+            Answered::Pong { op } => self.finish(now, op, Outcome::Pong { id: reply.id, addr: from }),
+            Answered::Network(OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. }) => {
+                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.engine.operation_mut(op) {
                     *awaiting -= 1;
                     state.stored_at.push((reply.id, from));
                 }
             }
-            Purpose::Listen { listen } => {
+            Answered::Network(OpenDhtPurpose::Listen { listen }) => {
                 let renewal = self.config.listen_renewal;
                 if let Some(sub) = self.listens.get_mut(&listen).and_then(|l| l.nodes.get_mut(&from)) {
                     sub.pending = false;
@@ -1060,24 +1058,14 @@ impl Node {
                     }
                 }
             }
-            Purpose::Lookup { op, family } => {
-                if let Some(asked) = request.node_id.filter(|id| *id != reply.id) {
-                    if let Some(operation) = self.operations.get_mut(&op) {
-                        operation.search.on_failure(family, &asked);
-                    }
-                    return touched;
-                }
-                self.on_lookup_reply(now, op, family, from, reply);
-            }
+            Answered::Lookup { op, .. } => self.on_lookup_reply(now, op, from, reply),
         }
         touched
     }
 
-    fn on_lookup_reply(&mut self, now: Timestamp, op: QueryId, family: Family, from: SocketAddr, reply: Reply) {
-        let own = self.config.node_id;
-        let Some(operation) = self.operations.get_mut(&op) else { return };
+    fn on_lookup_reply(&mut self, now: Timestamp, op: QueryId, from: SocketAddr, reply: Reply) {
+        let Some(operation) = self.engine.operation_mut(op) else { return };
         let has_token = !reply.token.is_empty();
-        operation.search.on_answer(family, reply.id, own, (&reply.nodes4, &reply.nodes6), Some(&reply.token));
         if let Kind::Put(state) = &mut operation.kind {
             if let Some(seq) = probed_seq(&reply, state.value.id) {
                 if state.probes.len() < 256 {
@@ -1118,7 +1106,7 @@ impl Node {
 
     fn report_get_value(&mut self, op: QueryId, value: Value) {
         let max = self.config.max_get_values;
-        let Some(Operation { kind: Kind::Get { filter, seen }, .. }) = self.operations.get_mut(&op) else { return };
+        let Some(Operation { kind: Kind::Get { filter, seen }, .. }) = self.engine.operation_mut(op) else { return };
         if !filter.matches(&value) {
             return;
         }
@@ -1147,8 +1135,8 @@ impl Node {
         code: u16,
         message: String,
     ) -> Option<QueryId> {
-        let Some(request) = self.take_request(from, tid) else {
-            self.counters.traffic.dropped += 1;
+        let Some(request) = self.engine.take_refused(from, tid) else {
+            self.out.counters.traffic.dropped += 1;
             return None;
         };
         let touched = request.purpose.operation();
@@ -1156,59 +1144,39 @@ impl Node {
         touched
     }
 
-    fn request_failed(&mut self, now: Timestamp, request: SentRequest, error: QueryError) {
-        match request.purpose {
-            Purpose::Verify => {}
-            Purpose::Ping { op } => self.finish(now, op, Outcome::Failed(error)),
-            Purpose::Router { op } => {
-                if let Some(operation) = self.operations.get_mut(&op) {
-                    operation.awaiting -= 1;
-                }
-            }
-            Purpose::Lookup { op, family } => {
-                // Timeouts are the lookup's own business; errors fail the node.
-                if let (QueryError::Remote { .. }, Some(id), Some(operation)) =
-                    (&error, request.node_id, self.operations.get_mut(&op))
-                {
-                    operation.search.on_failure(family, &id);
-                }
-            }
-            Purpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
+    fn request_failed(&mut self, now: Timestamp, request: SentByUs, error: QueryError) {
+        let (to, node_id, purpose, error) = match self.engine.on_failure(request, error) {
+            Failed::Nothing => return,
+            Failed::Ping { op, error } => return self.finish(now, op, Outcome::Failed(error)),
+            Failed::Network { to, node_id, purpose, error } => (to, node_id, purpose, error),
+        };
+        match purpose {
+            OpenDhtPurpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
                 // The node lost the value: put it again (OpenDHT does the same).
-                let Some(Operation { kind: Kind::Put(state), .. }) = self.operations.get(&op) else { return };
+                let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation(op) else { return };
                 let (key, value) = (state.key, state.value.clone());
                 let packed = pack_values(std::slice::from_ref(&value));
                 let put = Request::Put(PutArgs { key, token, values: packed.slots, created: None });
                 let attempts = self.config.request_attempts;
-                let sent = self.send_request(
-                    now,
-                    request.to,
-                    request.node_id,
-                    put,
-                    packed.parts,
-                    attempts,
-                    Purpose::Put { op },
-                );
-                if sent.is_err() {
-                    if let Some(operation) = self.operations.get_mut(&op) {
-                        operation.awaiting -= 1;
-                    }
+                let purpose = OpenDhtPurpose::Put { op };
+                if self.send_request(now, to, node_id, put, packed.parts, attempts, purpose).is_err() {
+                    self.engine.awaited_ended(op);
                 }
             }
-            Purpose::Put { op } | Purpose::Refresh { op, .. } => {
-                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.operations.get_mut(&op) {
+            OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => {
+                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.engine.operation_mut(op) {
                     *awaiting -= 1;
                     if let QueryError::Remote { code, message } = error {
                         // The code came in as a u16.
-                        state.errors.push((request.to, u16::try_from(code).unwrap_or(u16::MAX), message));
+                        state.errors.push((to, u16::try_from(code).unwrap_or(u16::MAX), message));
                     }
                 }
             }
-            Purpose::Listen { listen } => {
+            OpenDhtPurpose::Listen { listen } => {
                 // A refused or silent subscription: drop it and search again soon (a 401 means
                 // our token is stale; the search brings a fresh one).
                 if let Some(state) = self.listens.get_mut(&listen) {
-                    state.nodes.remove(&request.to);
+                    state.nodes.remove(&to);
                     state.next_search = state.next_search.min(now + LISTEN_RETRY);
                 }
             }
@@ -1216,7 +1184,7 @@ impl Node {
     }
 
     fn finish(&mut self, now: Timestamp, op: QueryId, outcome: Outcome) {
-        let Some(operation) = self.operations.remove(&op) else { return };
+        let Some(operation) = self.engine.remove(op) else { return };
         match operation.kind {
             Kind::BucketRefresh => return,
             Kind::ListenSearch { listen } => {
@@ -1228,7 +1196,10 @@ impl Node {
                 return;
             }
             Kind::Bootstrap => {
-                self.refresh_sparse_buckets(now);
+                let (engine, wire) = engine_and_wire!(self);
+                for refresh in engine.joined(now, wire, &self.config.lookup) {
+                    self.drive_operation(now, refresh);
+                }
                 // Joined (again): permanent values restored from saved state, or whose last
                 // round reached nobody, go out now.
                 for kept in self.kept.values_mut().filter(|k| k.awaiting_join) {
@@ -1261,33 +1232,17 @@ impl Node {
 
     /// Steps every search: sends what they ask for, and finishes operations that are done.
     fn drive(&mut self, now: Timestamp) {
-        let ids: Vec<QueryId> = self.operations.keys().copied().collect();
-        for op in ids {
+        for op in self.engine.operation_ids() {
             self.drive_operation(now, op);
         }
     }
 
     fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
-        let stall_timeout = self.stall_timeout();
-        let Some(operation) = self.operations.get_mut(&op) else { return };
-        // A bootstrap lookup with no seeds waits for the routers to name some nodes.
-        let waiting_for_routers = operation.awaiting > 0;
-        let sends = operation.search.step(now, stall_timeout, None, waiting_for_routers);
-        if !sends.is_empty() {
-            self.wakeups.push(now + stall_timeout, op);
-        }
-        for (family, id, addr) in sends {
-            let request = self.operations[&op].request.clone();
-            if self.send_request(now, addr, Some(id), request, Vec::new(), 1, Purpose::Lookup { op, family }).is_err() {
-                if let Some(operation) = self.operations.get_mut(&op) {
-                    operation.search.on_failure(family, &id);
-                }
-            }
-        }
-        let Some(operation) = self.operations.get(&op) else { return };
-        if operation.awaiting > 0 || !operation.search.is_finished() {
+        let (engine, wire) = engine_and_wire!(self);
+        if !engine.drive(now, op, wire) {
             return;
         }
+        let Some(operation) = self.engine.operation(op) else { return };
         let (store_phase, listen) = match &operation.kind {
             Kind::Put(state) => (!state.storing, None),
             Kind::ListenSearch { listen } => (false, Some(*listen)),
@@ -1299,7 +1254,7 @@ impl Node {
         if let Some(listen) = listen {
             self.subscribe(now, listen, op);
         }
-        let operation = &self.operations[&op];
+        let Some(operation) = self.engine.operation(op) else { return };
         let (nodes, stats) = operation.search.summary();
         let no_contacts = nodes.is_empty() && stats.requests == 0;
         let outcome = match &operation.kind {
@@ -1319,7 +1274,7 @@ impl Node {
     /// The closest nodes of each family that answered a search with a token, and the seq of
     /// the value each already holds (a put's probe).
     fn closest_with_tokens(&self, op: QueryId, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>, Option<u16>)> {
-        let Some(operation) = self.operations.get(&op) else { return Vec::new() };
+        let Some(operation) = self.engine.operation(op) else { return Vec::new() };
         let probes = match &operation.kind {
             Kind::Put(state) => Some(&state.probes),
             _ => None,
@@ -1333,7 +1288,7 @@ impl Node {
     /// is there. Returns whether requests went out.
     fn store_at_closest(&mut self, now: Timestamp, op: QueryId) -> bool {
         let targets = self.closest_with_tokens(op, self.config.lookup.k);
-        let Some(Operation { kind: Kind::Put(state), .. }) = self.operations.get_mut(&op) else { return false };
+        let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) else { return false };
         state.storing = true;
         let (key, value) = (state.key, state.value.clone());
         let packed = pack_values(std::slice::from_ref(&value));
@@ -1342,18 +1297,24 @@ impl Node {
         for (id, addr, token, held) in targets {
             let result = if held.is_some_and(|seq| seq >= value.seq) {
                 let refresh = Request::Refresh { key, token: token.clone(), value_id: value.id };
-                self.send_request(now, addr, Some(id), refresh, Vec::new(), attempts, Purpose::Refresh { op, token })
+                self.send_request(
+                    now,
+                    addr,
+                    Some(id),
+                    refresh,
+                    Vec::new(),
+                    attempts,
+                    OpenDhtPurpose::Refresh { op, token },
+                )
             } else {
                 let put = Request::Put(PutArgs { key, token, values: packed.slots.clone(), created: None });
-                self.send_request(now, addr, Some(id), put, packed.parts.clone(), attempts, Purpose::Put { op })
+                self.send_request(now, addr, Some(id), put, packed.parts.clone(), attempts, OpenDhtPurpose::Put { op })
             };
             if result.is_ok() {
                 sent += 1;
             }
         }
-        if let Some(operation) = self.operations.get_mut(&op) {
-            operation.awaiting += sent;
-        }
+        self.engine.await_more(op, sent);
         sent > 0
     }
 
@@ -1401,26 +1362,13 @@ impl Node {
                 Request::Listen(args),
                 Vec::new(),
                 attempts,
-                Purpose::Listen { listen },
+                OpenDhtPurpose::Listen { listen },
             );
             if let Some(sub) = self.listens.get_mut(&listen).and_then(|l| l.nodes.get_mut(&addr)) {
                 match sent {
                     Ok(()) => sub.pending = true,
                     Err(_) => sub.renew_at = now + Duration::from_secs(1),
                 }
-            }
-        }
-    }
-
-    /// After joining, searches a random ID in every bucket holding fewer than k contacts.
-    fn refresh_sparse_buckets(&mut self, now: Timestamp) {
-        for family in self.tables.enabled() {
-            let table = self.tables.get(family).expect("enabled");
-            let targets = table.sparse_bucket_targets(&mut self.rng);
-            for target in targets {
-                let request = Request::Find { target, want: self.want() };
-                let op = self.start_operation(Kind::BucketRefresh, target, request, &[]);
-                self.drive_operation(now, op);
             }
         }
     }
@@ -1438,15 +1386,8 @@ impl Node {
     ) {
         let family = Family::of(&from);
         if !sender_is_client {
-            let table = self.tables.get_mut(family).expect("checked in handle_datagram");
-            let known = table.note_query(&sender, from, now);
-            if !known
-                && table.would_accept(&sender, from, now)
-                && self.verify_allowed(now)
-                && !self.requests.any_to(from)
-            {
-                let _ = self.send_request(now, from, Some(sender), Request::Ping, Vec::new(), 1, Purpose::Verify);
-            }
+            let (engine, wire) = engine_and_wire!(self);
+            engine.verify_querier(now, wire, sender, from, true);
         }
         let mut reply = Reply { id: self.config.node_id, requester: Some(from.ip()), ..Reply::default() };
         match request {
@@ -1557,11 +1498,11 @@ impl Node {
         for value in values {
             let value_id = value.id;
             if !inside {
-                self.counters.puts_outside_radius += 1;
+                self.out.counters.puts_outside_radius += 1;
             } else if let Ok(value) = store_policy::apply(value, from) {
                 self.store_value(now, put.key, value, Source::Remote(from.ip()), created, false);
             } else {
-                self.counters.values_refused += 1;
+                self.out.counters.values_refused += 1;
             }
             // Answered either way, as OpenDHT does (a refusal would make the requester look
             // elsewhere and spread the value further).
@@ -1583,7 +1524,7 @@ impl Node {
     /// Whether we are among the `store_radius` nodes we know closest to `key` (or know too few
     /// nodes to tell): OpenDHT stores a put only then.
     fn within_store_radius(&self, key: &Id, family: Family) -> bool {
-        let Some(table) = self.tables.get(family) else { return true };
+        let Some(table) = self.engine.tables.get(family) else { return true };
         let closest = table.closest_nodes(key, self.config.store_radius);
         match closest.last() {
             Some((farthest, _)) if closest.len() >= self.config.lookup.k => {
@@ -1613,14 +1554,14 @@ impl Node {
         }
         match result.outcome {
             StoreOutcome::Stored { .. } => {
-                self.counters.values_stored += 1;
+                self.out.counters.values_stored += 1;
                 // The new value itself may have been evicted to make room.
                 if self.storage.get_stored(&key, value.id).is_some() {
                     self.on_change(now, key, Change::New(value));
                 }
             }
             StoreOutcome::Refreshed => self.on_change(now, key, Change::Refreshed(value.id)),
-            StoreOutcome::Refused(_) => self.counters.values_refused += 1,
+            StoreOutcome::Refused(_) => self.out.counters.values_refused += 1,
         }
         result.outcome
     }
@@ -1665,7 +1606,7 @@ impl Node {
     fn push_values(&mut self, listener: &Listener, key: Id, values: Vec<Value>) {
         let token = self.tokens.issue(listener.addr).to_vec();
         for batch in update_batches(values) {
-            self.counters.listener_pushes += 1;
+            self.out.counters.listener_pushes += 1;
             let packed = pack_values(&batch);
             if listener.version >= 1 {
                 let update = UpdateArgs {
@@ -1692,7 +1633,7 @@ impl Node {
 
     /// Tells a remote listener which values were refreshed or expired.
     fn push_ids(&mut self, listener: &Listener, refreshed: Vec<ValueId>, expired: Vec<ValueId>) {
-        self.counters.listener_pushes += 1;
+        self.out.counters.listener_pushes += 1;
         let token = self.tokens.issue(listener.addr).to_vec();
         if listener.version >= 1 {
             let update =
@@ -1741,7 +1682,7 @@ impl Node {
     fn fill_nodes(&self, reply: &mut Reply, target: &Id, want: Option<Want>, family: Family) {
         let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.tables.closest_nodes(f, target, k) };
+        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.engine.tables.closest_nodes(f, target, k) };
         if want.v4 {
             reply.nodes4 = closest(Family::V4);
         }
@@ -1751,69 +1692,32 @@ impl Node {
     }
 
     fn reply_error(&mut self, to: SocketAddr, tid: u32, code: u16, text: &str) {
-        self.counters.traffic.errors_sent += 1;
+        self.out.counters.traffic.errors_sent += 1;
         let message = Message::error(tid, code, text, self.config.node_id);
         self.send(to, message);
     }
 
-    fn verify_allowed(&mut self, now: Timestamp) -> bool {
-        let (window_start, used) = &mut self.verify_budget;
-        if now.saturating_since(*window_start) >= Duration::from_secs(1) {
-            *window_start = now;
-            *used = 0;
-        }
-        if *used < self.config.verify_pings_per_second {
-            *used += 1;
-            true
-        } else {
-            false
-        }
-    }
-
     // ---------------------------------------------------------------- sending
 
-    fn transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
-        self.counters.traffic.sent(payload.len());
-        self.transmits.push_back(Transmit { to, payload });
-    }
-
-    fn encode(&self, mut message: Message) -> Vec<u8> {
-        message.network = self.config.network;
-        message.is_client = self.config.is_client;
-        message.to_bytes()
-    }
-
     fn send(&mut self, to: SocketAddr, message: Message) {
-        let payload = self.encode(message);
-        self.transmit(to, payload);
-    }
-
-    /// A message and the fragments of its values, as datagrams.
-    fn datagrams(&self, message: Message, parts: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-        let tid = message.tid;
-        let mut out = vec![self.encode(message)];
-        let packed = PackedValues { slots: Vec::new(), parts };
-        out.extend(packed.part_messages(tid).into_iter().map(|m| self.encode(m)));
-        out
+        self.wire().send(to, message);
     }
 
     fn send_with_parts(&mut self, to: SocketAddr, message: Message, parts: Vec<Vec<u8>>) {
-        for payload in self.datagrams(message, parts) {
-            self.transmit(to, payload);
-        }
+        self.wire().send_with_parts(to, message, parts);
     }
 
     /// Sends an `update` to a remote listener. It is not tracked: the acknowledgement carries
     /// nothing (OpenDHT ignores it too), and thousands of listeners must not crowd our own
     /// requests out of the pending table. Acknowledgements count as dropped datagrams.
     fn send_push(&mut self, to: SocketAddr, request: Request, parts: Vec<Vec<u8>>) {
-        let tid: u32 = self.rng.gen_range(1..=u32::MAX);
+        let tid: u32 = self.engine.rng.gen_range(1..=u32::MAX);
         let message = Message::request(tid, self.config.node_id, request);
         self.send_with_parts(to, message, parts);
     }
 
     /// Sends a request of ours. `attempts` > 1 sends it again (with its fragments) after
-    /// `request_timeout`, doubling each time; searches retry through their [`Lookup`].
+    /// `request_timeout`, doubling each time; searches retry through their lookup.
     #[allow(clippy::too_many_arguments)]
     fn send_request(
         &mut self,
@@ -1823,28 +1727,11 @@ impl Node {
         request: Request,
         parts: Vec<Vec<u8>>,
         attempts: u8,
-        purpose: Purpose,
+        purpose: OpenDhtPurpose,
     ) -> Result<(), QueryError> {
-        if self.requests.len() >= self.config.max_pending_requests {
-            return Err(QueryError::Overloaded);
-        }
-        let rng = &mut self.rng;
-        let tid = self.requests.free_id(|| rng.gen_range(1..=u32::MAX));
-        let wait = match purpose {
-            Purpose::Lookup { .. } | Purpose::Router { .. } => self.config.lookup.request_timeout,
-            _ => self.config.request_timeout,
-        };
-        let datagrams = self.datagrams(Message::request(tid, self.config.node_id, request), parts);
-        self.counters.traffic.requests_sent += 1;
-        for payload in &datagrams {
-            self.transmit(to, payload.clone());
-        }
-        let attempts_left = attempts.saturating_sub(1);
-        let datagrams = if attempts_left > 0 { datagrams } else { Vec::new() };
-        let deadline = now + wait;
-        self.requests
-            .insert(tid, SentRequest { to, node_id, sent_at: now, deadline, attempts_left, wait, datagrams, purpose });
-        Ok(())
+        let (engine, wire) = engine_and_wire!(self);
+        let outgoing = Outgoing { request, parts };
+        engine.send_request(now, wire, to, node_id, outgoing, Purpose::Network(purpose), attempts)
     }
 }
 
@@ -1893,7 +1780,7 @@ impl SansIoNode for Node {
         Node::bootstrap(self, now, routers, contacts)
     }
     fn has_no_contacts(&self) -> bool {
-        self.tables.is_empty()
+        self.engine.tables.is_empty()
     }
 }
 
