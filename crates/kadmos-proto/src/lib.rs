@@ -9,7 +9,9 @@
 //!
 //! - [`time`]: the timestamp type every input takes.
 //! - [`kad`]: what every Kademlia network shares: [`kad::Id`] and XOR distance, the
-//!   [`kad::RoutingTable`] of one address family, and the [`kad::Lookup`] state machine.
+//!   [`kad::RoutingTable`] of one address family, the [`kad::Lookup`] state machine, and the
+//!   engine both nodes run (operations, requests, stall evidence, joining, refreshes), with
+//!   one [`kad::QueryError`] and one set of [`kad::TrafficCounters`].
 //! - [`node_io`]: what a node and its driver exchange (datagrams, address families, query
 //!   ids), the same for both networks.
 //! - [`mainline`]: the BitTorrent DHT: bencode, compact encodings, KRPC messages, tokens,
@@ -24,5 +26,5 @@ pub mod node_io;
 pub mod opendht;
 pub mod time;
 
-pub use kad::{Id, InfoHash, NodeId};
+pub use kad::{Id, InfoHash, NodeId, QueryError, TrafficCounters};
 pub use time::Timestamp;

@@ -1,5 +1,7 @@
 //! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
-//! per address family) and the lookup state machine. Nothing here knows about a wire format.
+//! per address family), the lookup state machine, and the engine both nodes run (`engine`:
+//! operations, requests, stall evidence, wake-ups, joining, refreshes, verification), which a
+//! network plugs into through a small trait. Nothing here knows about a wire format.
 
 pub(crate) mod engine;
 pub mod family_tables;

@@ -55,6 +55,44 @@ use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
+/// The node's engine and a view of the rest for it to send through (borrowed apart).
+macro_rules! engine_and_wire {
+    ($node:expr) => {
+        (&mut $node.engine, &mut Wire { config: &$node.config, out: &mut $node.out })
+    };
+}
+
+/// A Mainline DHT node. See the module documentation for how to drive it.
+pub struct Node {
+    config: Config,
+    /// Operations, requests, routing tables and the generator every random choice comes from.
+    engine: Engine<Kind, Query, MainlinePurpose>,
+    out: Outbox,
+    peers: PeerStore,
+    items: ItemStore,
+    /// Items our user put, re-put every `keep_alive_interval` until cancelled.
+    kept: BTreeMap<Id, KeptItem>,
+    /// Running keep-alive re-puts and the item each is for.
+    background: BTreeMap<QueryId, Id>,
+    /// When stored items were last republished (with `republish_interval`).
+    republished: BTreeMap<Id, Timestamp>,
+    /// Running republish operations: they emit no events.
+    republishing: std::collections::BTreeSet<QueryId>,
+    /// Advertisements and watches; their operations emit `Event::Quest` only. Boxed and made
+    /// on first use: most nodes run none, and the simulator holds 100,000 nodes.
+    quests: Option<Box<QuestBook>>,
+    tokens: TokenIssuer,
+    events: VecDeque<Event>,
+    next_maintenance: Timestamp,
+    /// Our address as responders report it (BEP 42 `ip`), by vote.
+    external: ExternalAddress,
+}
+
+mod jobs;
+mod serving;
+mod wire;
+use wire::{engine_settings, want, Outbox, Wire};
+
 /// What a finished command produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -225,152 +263,6 @@ impl ItemQuery {
 }
 
 type Operation = crate::kad::engine::Operation<Kind, Query>;
-
-/// What a node sends through: the queue of datagrams, the counters, the outbound limits and
-/// what sending tells of our reachability.
-struct Outbox {
-    transmits: VecDeque<Transmit>,
-    counters: Counters,
-    /// Limits on what we serve and send (see `mainline::rate_limit`).
-    limiter: RateLimiter,
-    /// With `adaptive_read_only`: whether others reach us (boxed: the simulator's nodes run
-    /// without it, and 100,000 of them count every byte).
-    reachability: Option<Box<Reachability>>,
-}
-
-impl Outbox {
-    /// BEP 43: whether the node is read-only now (see [`Node::is_read_only`]).
-    fn is_read_only(&self, config: &Config) -> bool {
-        config.read_only || self.reachability.as_ref().is_some_and(|r| r.is_read_only())
-    }
-
-    /// Queues a request of ours or an error answer (these are always sent), counted against
-    /// the outbound cap. Returns its length.
-    fn send(&mut self, to: SocketAddr, message: &Message) -> usize {
-        let mut payload = Vec::with_capacity(512);
-        message.encode(&mut payload);
-        let len = payload.len();
-        self.limiter.spend_outbound(len);
-        self.push_transmit(to, payload);
-        len
-    }
-
-    fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
-        self.counters.traffic.sent(payload.len());
-        self.transmits.push_back(Transmit { to, payload });
-    }
-}
-
-/// The node as the engine sees it: how Mainline encodes and sends requests.
-struct Wire<'a> {
-    config: &'a Config,
-    out: &'a mut Outbox,
-}
-
-impl Network for Wire<'_> {
-    type Request = Query;
-    type Kind = Kind;
-    type Purpose = MainlinePurpose;
-    /// BEP 5 routers (router.bittorrent.com and the like) only name nodes.
-    const ROUTERS_ARE_NODES: bool = false;
-
-    fn settings(&self) -> EngineSettings {
-        engine_settings(self.config)
-    }
-
-    fn own_id(&self) -> NodeId {
-        self.config.node_id
-    }
-
-    fn draw_transaction_id(rng: &mut ChaCha8Rng) -> u32 {
-        rng.gen()
-    }
-
-    fn find_request(&self, target: Id, dual_stack: bool) -> Query {
-        Query::FindNode { target, want: want(dual_stack) }
-    }
-
-    fn ping_request(&self) -> Query {
-        Query::Ping
-    }
-
-    fn refresh_kind() -> Kind {
-        Kind::Refresh
-    }
-
-    fn send_request(&mut self, _now: Timestamp, to: SocketAddr, tx: u32, query: Query, _keep: bool) -> Vec<Vec<u8>> {
-        let method = query.method();
-        let mut message = Message::query(tx.to_be_bytes().to_vec(), self.config.node_id, query);
-        message.read_only = self.out.is_read_only(self.config);
-        if let Some(reachability) = &mut self.out.reachability {
-            reachability.note_sent(to.ip());
-        }
-        message.version = Some(CLIENT_VERSION.to_vec());
-        let len = self.out.send(to, &message);
-        self.out.counters.messages.query_sent(method, len);
-        Vec::new()
-    }
-
-    fn send_again(&mut self, _to: SocketAddr, _datagrams: &[Vec<u8>]) {
-        // Mainline requests are sent once; lookups retry through `kad::lookup`.
-    }
-
-    fn traffic(&mut self) -> &mut crate::kad::TrafficCounters {
-        &mut self.out.counters.traffic
-    }
-}
-
-/// The engine's knobs in a Mainline config.
-fn engine_settings(c: &Config) -> EngineSettings {
-    EngineSettings {
-        max_pending_requests: c.max_pending_requests,
-        request_timeout: c.request_timeout,
-        lookup_request_timeout: c.lookup.request_timeout,
-        stall_deviations: c.stall_deviations,
-        min_stall_timeout: c.min_stall_timeout,
-        max_stall_timeout: c.lookup.stall_timeout,
-        verify_pings_per_second: c.verify_pings_per_second,
-        refresh_after: c.routing.refresh_after,
-    }
-}
-
-/// Asks for nodes of both families when we have both (BEP 32 `want`).
-fn want(dual_stack: bool) -> Option<Want> {
-    dual_stack.then_some(Want { v4: true, v6: true })
-}
-
-/// The node's engine and a view of the rest for it to send through (borrowed apart).
-macro_rules! engine_and_wire {
-    ($node:expr) => {
-        (&mut $node.engine, &mut Wire { config: &$node.config, out: &mut $node.out })
-    };
-}
-
-/// A Mainline DHT node. See the module documentation for how to drive it.
-pub struct Node {
-    config: Config,
-    /// Operations, requests, routing tables and the generator every random choice comes from.
-    engine: Engine<Kind, Query, MainlinePurpose>,
-    out: Outbox,
-    peers: PeerStore,
-    items: ItemStore,
-    /// Items our user put, re-put every `keep_alive_interval` until cancelled.
-    kept: BTreeMap<Id, KeptItem>,
-    /// Running keep-alive re-puts and the item each is for.
-    background: BTreeMap<QueryId, Id>,
-    /// When stored items were last republished (with `republish_interval`).
-    republished: BTreeMap<Id, Timestamp>,
-    /// Running republish operations: they emit no events.
-    republishing: std::collections::BTreeSet<QueryId>,
-    /// Advertisements and watches; their operations emit `Event::Quest` only. Boxed and made
-    /// on first use: most nodes run none, and the simulator holds 100,000 nodes.
-    quests: Option<Box<QuestBook>>,
-    tokens: TokenIssuer,
-    events: VecDeque<Event>,
-    next_maintenance: Timestamp,
-    /// Our address as responders report it (BEP 42 `ip`), by vote.
-    external: ExternalAddress,
-}
 
 impl Node {
     pub fn new(config: Config, now: Timestamp) -> Node {
@@ -762,258 +654,6 @@ impl Node {
         if self.quests.is_some() {
             self.run_quests(now);
         }
-    }
-
-    fn maintain(&mut self, now: Timestamp) {
-        self.next_maintenance = now + self.config.maintenance_interval;
-        self.tokens.maybe_rotate(now, &mut self.engine.rng);
-        self.peers.expire(now);
-        self.items.expire(now);
-        self.refresh_kept(now);
-        self.republish_stored(now);
-        self.shrink_buffers();
-        self.out.limiter.forget_quiet_sources(now);
-        if let Some(reachability) = &mut self.out.reachability {
-            reachability.tick(now);
-        }
-        let (engine, wire) = engine_and_wire!(self);
-        engine.start_due_refreshes(now, wire, &self.config.lookup);
-    }
-
-    /// Gives back memory that bursts (joining, refreshes) left in queues and maps: a node is
-    /// mostly idle, and the simulator holds 100,000 of them.
-    fn shrink_buffers(&mut self) {
-        self.engine.shrink();
-        self.out.transmits.shrink_to_fit();
-        self.events.shrink_to_fit();
-        // An emptied BTreeMap keeps its last node allocated; a fresh one holds nothing.
-        if self.background.is_empty() {
-            self.background = BTreeMap::new();
-        }
-        if self.republished.is_empty() {
-            self.republished = BTreeMap::new();
-        }
-    }
-
-    /// With `republish_interval`, re-puts stored items last (re)published that long ago, as
-    /// background operations (no events). Targets are taken in order, for determinism.
-    fn republish_stored(&mut self, now: Timestamp) {
-        let Some(interval) = self.config.republish_interval else { return };
-        let items = &self.items;
-        self.republished.retain(|target, _| items.get(target, now).is_some());
-        let mut due: Vec<(Id, Item)> = self
-            .items
-            .iter()
-            .filter(|s| {
-                let since = self.republished.get(&s.item.target()).copied().unwrap_or(s.put_at);
-                now.saturating_since(since) >= interval
-            })
-            .map(|s| (s.item.target(), s.item.clone()))
-            .collect();
-        due.sort_unstable_by_key(|(target, _)| *target);
-        for (target, item) in due {
-            self.republished.insert(target, now);
-            let query = Query::Get { target, seq: None, want: self.want() };
-            let kind = Kind::Store {
-                what: StoreRequest::Item { item, cas: None },
-                seen: HashSet::new(),
-                stored_at: Vec::new(),
-                errors: Vec::new(),
-                storing: false,
-            };
-            let op = self.start_operation(kind, target, query, &[]);
-            self.republishing.insert(op);
-        }
-    }
-
-    /// Re-puts kept items that are due. A re-put that reaches nobody is retried after
-    /// `keep_alive_retry` (see `finish`).
-    fn refresh_kept(&mut self, now: Timestamp) {
-        let due: Vec<Id> = self.kept.iter().filter(|(_, k)| k.next_put <= now).map(|(t, _)| *t).collect();
-        for target in due {
-            let kept = self.kept.get_mut(&target).expect("listed above");
-            kept.next_put = now + self.config.keep_alive_interval;
-            let item = kept.item.clone();
-            let query = Query::Get { target, seq: None, want: self.want() };
-            let kind = Kind::Store {
-                what: StoreRequest::Item { item, cas: None },
-                seen: HashSet::new(),
-                stored_at: Vec::new(),
-                errors: Vec::new(),
-                storing: false,
-            };
-            let op = self.start_operation(kind, target, query, &[]);
-            self.background.insert(op, target);
-        }
-    }
-
-    // ---------------------------------------------------------------- serving
-
-    fn handle_query(
-        &mut self,
-        now: Timestamp,
-        from: SocketAddr,
-        tx: Vec<u8>,
-        sender: NodeId,
-        query: Query,
-        sender_read_only: bool,
-    ) {
-        let family = Family::of(&from);
-        let verified = self.engine.tables.get(family).and_then(|t| t.get(&sender)).is_some_and(|c| c.addr() == from);
-        if !sender_read_only && sender != self.config.node_id {
-            let admissible = self.config.node_id_security.admits(&sender, from.ip());
-            let (engine, wire) = engine_and_wire!(self);
-            engine.verify_querier(now, wire, sender, from, admissible);
-        }
-        let mut response = Response { id: self.config.node_id, ..Response::default() };
-        match query {
-            Query::Ping => {}
-            Query::FindNode { target, want } => self.fill_nodes(&mut response, &target, want, family),
-            Query::GetPeers { info_hash, want } => {
-                response.token = Some(self.tokens.issue(from.ip()).to_vec());
-                let per_peer = if from.is_ipv4() { 8 } else { 21 };
-                let max = (self.config.peers_reply_budget / per_peer).max(1);
-                response.values = self.peers.peers(&info_hash, from.is_ipv6(), max, now, &mut self.engine.rng);
-                self.fill_nodes(&mut response, &info_hash, want, family);
-            }
-            Query::AnnouncePeer { info_hash, port, implied_port, token, .. } => {
-                if !self.tokens.is_valid(from.ip(), &token) {
-                    self.reply_error(from, tx, error_code::PROTOCOL, "bad token");
-                    return;
-                }
-                let port = if implied_port { from.port() } else { port };
-                if port == 0 {
-                    self.reply_error(from, tx, error_code::PROTOCOL, "port 0");
-                    return;
-                }
-                self.peers.announce(info_hash, SocketAddr::new(from.ip(), port), now);
-            }
-            Query::SampleInfohashes { target, want } => {
-                // 20 samples keep the answer around 600 bytes with nodes beside them.
-                let (samples, num) = self.peers.sample(20, &mut self.engine.rng);
-                response.samples = Some(samples);
-                response.num = Some(num as i64);
-                response.interval = Some(self.config.sample_interval);
-                self.fill_nodes(&mut response, &target, want, family);
-            }
-            Query::Get { target, seq, want } => {
-                response.token = Some(self.tokens.issue(from.ip()).to_vec());
-                match self.items.get(&target, now) {
-                    Some(Item::Immutable(item)) => response.value = Some(item.value.clone()),
-                    Some(Item::Mutable(item)) => {
-                        response.seq = Some(item.seq);
-                        // A querier that already holds this seq (or newer) need not get the value.
-                        if seq.is_none_or(|s| s < item.seq) {
-                            response.public_key = Some(item.public_key);
-                            response.signature = Some(item.signature);
-                            response.value = Some(item.value.clone());
-                        }
-                    }
-                    None => {}
-                }
-                self.fill_nodes(&mut response, &target, want, family);
-            }
-            Query::Put(put) => {
-                if !self.tokens.is_valid(from.ip(), &put.token) {
-                    self.reply_error(from, tx, error_code::PROTOCOL, "bad token");
-                    return;
-                }
-                if let Err(e) = self.store_put(put, now) {
-                    let (code, text) = e;
-                    self.reply_error(from, tx, code, &text);
-                    return;
-                }
-            }
-        }
-        let mut message = Message::response(tx, response);
-        message.requester_ip = Some(from);
-        message.version = Some(CLIENT_VERSION.to_vec());
-        self.send_reply(now, from, &message, verified);
-    }
-
-    /// BEP 42: whether a node that answered us may enter the routing table (counted if not).
-    fn admits_contact(&mut self, id: &NodeId, from: SocketAddr) -> bool {
-        let admitted = self.config.node_id_security.admits(id, from.ip());
-        if !admitted {
-            self.out.counters.insecure_ids_refused += 1;
-        }
-        admitted
-    }
-
-    /// BEP 42: the vote found a new external address. Unless our ID is already secure for it
-    /// (or the policy keeps our ID), take a secure one and move the routing tables to it.
-    fn adopt_external_ip(&mut self, now: Timestamp, ip: IpAddr) {
-        if self.config.node_id_security != NodeIdSecurity::Enforce
-            || node_id_security::is_secure(&self.config.node_id, ip)
-        {
-            return;
-        }
-        let last_byte = self.engine.rng.gen();
-        let id = node_id_security::secure_node_id(ip, last_byte, &mut self.engine.rng);
-        self.config.node_id = id;
-        self.engine.tables.recentre(id, now);
-        self.out.counters.node_id_changes += 1;
-    }
-
-    /// Counts a query against the rate limits; whether to serve it. BEP 5 has no error for
-    /// "too many queries", so one over a limit is dropped and counted.
-    fn admit_query(&mut self, now: Timestamp, from: SocketAddr) -> bool {
-        let admitted = self.out.limiter.allow_query(now, from.ip()).is_ok();
-        if !admitted {
-            self.out.counters.queries_rate_limited += 1;
-        }
-        admitted
-    }
-
-    /// Sends an answer if the outbound and amplification caps allow it (see
-    /// `mainline::rate_limit`); `verified`: the querier is in the routing table at `to`.
-    fn send_reply(&mut self, now: Timestamp, to: SocketAddr, message: &Message, verified: bool) {
-        let mut payload = Vec::with_capacity(512);
-        message.encode(&mut payload);
-        match self.out.limiter.allow_reply(now, to.ip(), payload.len(), verified) {
-            Ok(()) => self.push_transmit(to, payload),
-            Err(Refusal::OutboundBytes) => self.out.counters.replies_capped_outbound += 1,
-            Err(_) => self.out.counters.replies_capped_unverified += 1,
-        }
-    }
-
-    /// Validates and stores a BEP 44 put; on refusal, the KRPC error code and message.
-    fn store_put(&mut self, put: PutArgs, now: Timestamp) -> Result<(), (i64, String)> {
-        let refuse = |e: super::item::ItemError| (e.code(), e.to_string());
-        let item = match put.public_key {
-            None => Item::Immutable(ImmutableItem::new(put.value).map_err(refuse)?),
-            Some(public_key) => {
-                let (Some(signature), Some(seq)) = (put.signature, put.seq) else {
-                    return Err((error_code::PROTOCOL, "a mutable put needs sig and seq".into()));
-                };
-                let salt = put.salt.unwrap_or_default();
-                if salt.len() > super::item::MAX_SALT_LEN {
-                    return Err(refuse(super::item::ItemError::SaltTooBig(salt.len())));
-                }
-                Item::Mutable(MutableItem { public_key, salt, seq, value: put.value, signature })
-            }
-        };
-        self.items.put(item, put.cas, now).map_err(refuse)
-    }
-
-    fn fill_nodes(&self, response: &mut Response, target: &Id, want: Option<Want>, family: Family) {
-        let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
-        let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.engine.tables.closest_nodes(f, target, k) };
-        if want.v4 {
-            response.nodes = closest(Family::V4);
-        }
-        if want.v6 {
-            response.nodes6 = closest(Family::V6);
-        }
-    }
-
-    fn reply_error(&mut self, to: SocketAddr, tx: Vec<u8>, code: i64, text: &str) {
-        self.out.counters.traffic.errors_sent += 1;
-        self.out.counters.messages.error_sent(code);
-        let mut message = Message::error(tx, code, text);
-        message.version = Some(CLIENT_VERSION.to_vec());
-        self.send(to, &message);
     }
 
     // ---------------------------------------------------------------- our requests
