@@ -50,6 +50,16 @@ use crate::time::Timestamp;
 /// none of them near, so lookups for targets next to them missed them).
 const NEIGHBOURHOOD_REFRESH_FIRST: Duration = Duration::from_secs(30);
 
+/// A node's engine and the node's view for it to send through, borrowed apart: each node
+/// keeps its engine in `engine`, its config in `config`, what it sends through in `out`, and
+/// has a `Wire { config, out }` type implementing [`Network`].
+macro_rules! engine_and_wire {
+    ($node:expr) => {
+        (&mut $node.engine, &mut Wire { config: &$node.config, out: &mut $node.out })
+    };
+}
+pub(crate) use engine_and_wire;
+
 /// The engine's knobs, read from the network's config.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EngineSettings {

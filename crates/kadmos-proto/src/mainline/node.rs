@@ -20,7 +20,7 @@
 //!
 //! # Implementation notes
 //!
-//! - One routing table per address family (BEP 32), and one [`Lookup`] per family for each
+//! - One routing table per address family (BEP 32), and one [`Lookup`](crate::kad::Lookup) per family for each
 //!   operation; the nodes a reply names for the other family feed the sibling lookup.
 //! - A node that queries us enters the routing table only after it answers a ping of ours
 //!   (rate-limited), since a query's source address can be forged.
@@ -47,20 +47,13 @@ use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundK
 use super::rate_limit::{RateLimiter, Refusal};
 use super::reachability::Reachability;
 use super::token::TokenIssuer;
-use crate::kad::engine::{Answer, Answered, Engine, EngineSettings, Failed, Network};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineSettings, Failed, Network};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
 use crate::kad::{FamilyTables, Id, InfoHash, LookupStats, NodeId, Parallelism, RoutingTable};
 pub use crate::kad::{QueryError, TrafficCounters};
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
-
-/// The node's engine and a view of the rest for it to send through (borrowed apart).
-macro_rules! engine_and_wire {
-    ($node:expr) => {
-        (&mut $node.engine, &mut Wire { config: &$node.config, out: &mut $node.out })
-    };
-}
 
 /// A Mainline DHT node. See the module documentation for how to drive it.
 pub struct Node {

@@ -23,7 +23,7 @@
 //! Facts from savoirfairelinux/opendht src/dht.cpp, src/search.h, src/network_engine.cpp,
 //! src/storage.h, src/value_cache.h and include/opendht/dht.h:
 //!
-//! - **Searches** are [`Lookup`]s (4 in flight, the 8 closest must answer) sending `find`
+//! - **Searches** are [`Lookup`](crate::kad::Lookup)s (4 in flight, the 8 closest must answer) sending `find`
 //!   (find_node, bootstrap, bucket refresh) or `get` (get, put, listen), one per address family.
 //!   Answers name nodes (`n4`, `n6`), carry a token and, for `get`, values (only taken from
 //!   answers with a token, as OpenDHT does).
@@ -87,20 +87,13 @@ use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
-use crate::kad::engine::{Answer, Answered, Engine, EngineSettings, Failed, Network};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineSettings, Failed, Network};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
 use crate::kad::{FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable};
 pub use crate::kad::{QueryError, TrafficCounters};
 use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
-
-/// The node's engine and a view of the rest for it to send through (borrowed apart).
-macro_rules! engine_and_wire {
-    ($node:expr) => {
-        (&mut $node.engine, &mut Wire { config: &$node.config, out: &mut $node.out })
-    };
-}
 
 /// An OpenDHT node. See the module documentation for how to drive it.
 pub struct Node {

@@ -2,6 +2,7 @@
 //! ones, and giving memory back after bursts.
 
 use super::*;
+use crate::kad::engine::engine_and_wire;
 
 impl Node {
     pub(super) fn maintain(&mut self, now: Timestamp) {

@@ -1,6 +1,7 @@
 //! Serving other nodes' queries (within the rate limits and reply caps), and BEP 42's say on\n//! which nodes enter the routing table and on our own ID.
 
 use super::*;
+use crate::kad::engine::engine_and_wire;
 
 impl Node {
     pub(super) fn handle_query(

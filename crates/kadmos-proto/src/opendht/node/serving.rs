@@ -2,6 +2,7 @@
 //! policies, remote listeners and the updates pushed to them.
 
 use super::*;
+use crate::kad::engine::engine_and_wire;
 
 impl Node {
     pub(super) fn handle_request(
