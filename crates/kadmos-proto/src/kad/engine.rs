@@ -60,6 +60,25 @@ macro_rules! engine_and_wire {
 }
 pub(crate) use engine_and_wire;
 
+/// The engine's knobs from a network's config, whose fields of these names mean the same on
+/// both networks.
+macro_rules! engine_settings_of {
+    ($config:expr) => {{
+        let c = $config;
+        $crate::kad::engine::EngineSettings {
+            max_pending_requests: c.max_pending_requests,
+            request_timeout: c.request_timeout,
+            lookup_request_timeout: c.lookup.request_timeout,
+            stall_deviations: c.stall_deviations,
+            min_stall_timeout: c.min_stall_timeout,
+            max_stall_timeout: c.lookup.stall_timeout,
+            verify_pings_per_second: c.verify_pings_per_second,
+            refresh_after: c.routing.refresh_after,
+        }
+    }};
+}
+pub(crate) use engine_settings_of;
+
 /// The engine's knobs, read from the network's config.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EngineSettings {

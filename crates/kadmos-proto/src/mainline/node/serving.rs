@@ -152,15 +152,9 @@ impl Node {
     }
 
     pub(super) fn fill_nodes(&self, response: &mut Response, target: &Id, want: Option<Want>, family: Family) {
-        let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.engine.tables.closest_nodes(f, target, k) };
-        if want.v4 {
-            response.nodes = closest(Family::V4);
-        }
-        if want.v6 {
-            response.nodes6 = closest(Family::V6);
-        }
+        let want = want.map(|w| (w.v4, w.v6));
+        (response.nodes, response.nodes6) = self.engine.tables.closest_wanted(target, want, family, k);
     }
 
     pub(super) fn reply_error(&mut self, to: SocketAddr, tx: Vec<u8>, code: i64, text: &str) {

@@ -97,18 +97,9 @@ impl Network for Wire<'_> {
     }
 }
 
-/// The engine's knobs in a Mainline config.
-pub(super) fn engine_settings(c: &Config) -> EngineSettings {
-    EngineSettings {
-        max_pending_requests: c.max_pending_requests,
-        request_timeout: c.request_timeout,
-        lookup_request_timeout: c.lookup.request_timeout,
-        stall_deviations: c.stall_deviations,
-        min_stall_timeout: c.min_stall_timeout,
-        max_stall_timeout: c.lookup.stall_timeout,
-        verify_pings_per_second: c.verify_pings_per_second,
-        refresh_after: c.routing.refresh_after,
-    }
+/// The engine's knobs in this network's config.
+pub(super) fn engine_settings(config: &Config) -> EngineSettings {
+    crate::kad::engine::engine_settings_of!(config)
 }
 
 /// Asks for nodes of both families when we have both (BEP 32 `want`).

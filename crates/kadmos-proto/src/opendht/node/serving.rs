@@ -310,15 +310,9 @@ impl Node {
     }
 
     pub(super) fn fill_nodes(&self, reply: &mut Reply, target: &Id, want: Option<Want>, family: Family) {
-        let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
         let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.engine.tables.closest_nodes(f, target, k) };
-        if want.v4 {
-            reply.nodes4 = closest(Family::V4);
-        }
-        if want.v6 {
-            reply.nodes6 = closest(Family::V6);
-        }
+        let want = want.map(|w| (w.v4, w.v6));
+        (reply.nodes4, reply.nodes6) = self.engine.tables.closest_wanted(target, want, family, k);
     }
 
     pub(super) fn reply_error(&mut self, to: SocketAddr, tid: u32, code: u16, text: &str) {
