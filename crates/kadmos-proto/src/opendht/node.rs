@@ -91,7 +91,6 @@ use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineSettin
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
 use crate::kad::{FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable};
 pub use crate::kad::{QueryError, TrafficCounters};
-use crate::node_io::SansIoNode;
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
@@ -1205,26 +1204,7 @@ fn probed_seq(reply: &Reply, id: ValueId) -> Option<u16> {
     })
 }
 
-impl SansIoNode for Node {
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        Node::handle_datagram(self, now, from, datagram);
-    }
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Node::handle_timeout(self, now);
-    }
-    fn poll_timeout(&mut self) -> Option<Timestamp> {
-        Node::poll_timeout(self)
-    }
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        Node::poll_transmit(self)
-    }
-    fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        Node::bootstrap(self, now, routers, contacts)
-    }
-    fn has_no_contacts(&self) -> bool {
-        self.engine.tables.is_empty()
-    }
-}
+crate::node_io::sans_io_node_by_inherent_methods!(Node);
 
 #[cfg(test)]
 mod tests {
