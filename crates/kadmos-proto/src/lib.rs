@@ -9,13 +9,112 @@
 //!
 //! - [`time`]: the timestamp type every input takes.
 //! - [`kad`]: what every Kademlia network shares: [`kad::Id`] and XOR distance, the
-//!   [`kad::RoutingTable`] of one address family, and the [`kad::Lookup`] state machine.
+//!   [`kad::RoutingTable`] of one address family, the [`kad::Lookup`] state machine, and the
+//!   engine both nodes run (operations, requests, stall evidence, joining, refreshes), with
+//!   one [`kad::QueryError`] and one set of [`kad::TrafficCounters`].
 //! - [`node_io`]: what a node and its driver exchange (datagrams, address families, query
 //!   ids), the same for both networks.
 //! - [`mainline`]: the BitTorrent DHT: bencode, compact encodings, KRPC messages, tokens,
 //!   the peer store, BEP 42 node IDs and the [`mainline::Node`] that ties them together.
 //! - [`opendht`]: OpenDHT's wire protocol: msgpack messages, values with their signed and
 //!   encrypted forms, SELECT/WHERE queries, and splitting and reassembling large values.
+//!
+//! # Driving nodes without sockets
+//!
+//! A node only ever sees datagrams and time handed to it, so a few lines drive two of them in
+//! one process: carry each one's datagrams to the other until both are quiet. The same loop
+//! serves both networks (both nodes implement [`node_io::SansIoNode`]).
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use kadmos_proto::node_io::SansIoNode;
+//! use kadmos_proto::Timestamp;
+//!
+//! /// Carries datagrams between two nodes until neither has one to send.
+//! fn exchange(a: &mut impl SansIoNode, a_addr: SocketAddr, b: &mut impl SansIoNode, b_addr: SocketAddr) {
+//!     let now = Timestamp::ZERO;
+//!     loop {
+//!         let mut moved = false;
+//!         while let Some(t) = a.poll_transmit() {
+//!             b.handle_datagram(now, a_addr, &t.payload);
+//!             moved = true;
+//!         }
+//!         while let Some(t) = b.poll_transmit() {
+//!             a.handle_datagram(now, b_addr, &t.payload);
+//!             moved = true;
+//!         }
+//!         if !moved {
+//!             return;
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! On the BitTorrent Mainline DHT, a ping answered:
+//!
+//! ```
+//! # use std::net::SocketAddr;
+//! # use kadmos_proto::node_io::SansIoNode;
+//! # use kadmos_proto::Timestamp;
+//! # fn exchange(a: &mut impl SansIoNode, a_addr: SocketAddr, b: &mut impl SansIoNode, b_addr: SocketAddr) {
+//! #     loop {
+//! #         let mut moved = false;
+//! #         while let Some(t) = a.poll_transmit() { b.handle_datagram(Timestamp::ZERO, a_addr, &t.payload); moved = true; }
+//! #         while let Some(t) = b.poll_transmit() { a.handle_datagram(Timestamp::ZERO, b_addr, &t.payload); moved = true; }
+//! #         if !moved { return; }
+//! #     }
+//! # }
+//! use kadmos_proto::mainline::{Config, Event, Node, Outcome};
+//! use kadmos_proto::Id;
+//!
+//! let (a_addr, b_addr): (SocketAddr, SocketAddr) = ("127.0.0.1:6881".parse()?, "127.0.0.2:6881".parse()?);
+//! let now = Timestamp::ZERO;
+//! let mut a = Node::new(Config::new(Id::sha1_of(b"a"), 1), now);
+//! let mut b = Node::new(Config::new(Id::sha1_of(b"b"), 2), now);
+//! let ping = a.ping(now, b_addr);
+//! exchange(&mut a, a_addr, &mut b, b_addr);
+//! let Some(Event::Finished { query, outcome: Outcome::Pong { id, .. } }) = a.poll_event() else { panic!() };
+//! assert_eq!((query, id), (ping, b.id()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! On an OpenDHT network, a value put by one node and found by the other:
+//!
+//! ```
+//! # use std::net::SocketAddr;
+//! # use kadmos_proto::node_io::SansIoNode;
+//! # use kadmos_proto::Timestamp;
+//! # fn exchange(a: &mut impl SansIoNode, a_addr: SocketAddr, b: &mut impl SansIoNode, b_addr: SocketAddr) {
+//! #     loop {
+//! #         let mut moved = false;
+//! #         while let Some(t) = a.poll_transmit() { b.handle_datagram(Timestamp::ZERO, a_addr, &t.payload); moved = true; }
+//! #         while let Some(t) = b.poll_transmit() { a.handle_datagram(Timestamp::ZERO, b_addr, &t.payload); moved = true; }
+//! #         if !moved { return; }
+//! #     }
+//! # }
+//! use kadmos_proto::opendht::{Config, Event, Node, Outcome, Query, Value};
+//! use kadmos_proto::Id;
+//!
+//! let (a_addr, b_addr): (SocketAddr, SocketAddr) = ("127.0.0.1:4222".parse()?, "127.0.0.2:4222".parse()?);
+//! let now = Timestamp::ZERO;
+//! let mut a = Node::new(Config::new(Id::sha1_of(b"a"), 1), now);
+//! let mut b = Node::new(Config::new(Id::sha1_of(b"b"), 2), now);
+//! a.bootstrap(now, &[b_addr], &[]);
+//! exchange(&mut a, a_addr, &mut b, b_addr);
+//! let key = Id::sha1_of(b"greeting");
+//! let put = a.put(now, key, Value::new(7, 0, b"hello".to_vec()), false);
+//! exchange(&mut a, a_addr, &mut b, b_addr);
+//! let stored_at = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+//!     Event::Finished { query, outcome: Outcome::Stored { stored_at, .. } } if query == put => Some(stored_at),
+//!     _ => None,
+//! });
+//! assert_eq!(stored_at.map(|nodes| nodes.len()), Some(1), "b stored it");
+//!
+//! let get = b.get(now, key, Query::default());
+//! let Some(Event::Value { query, value, .. }) = b.poll_event() else { panic!() };
+//! assert_eq!((query, value.data.as_slice()), (get, &b"hello"[..]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod fuzz_targets;
 pub mod kad;
@@ -24,5 +123,5 @@ pub mod node_io;
 pub mod opendht;
 pub mod time;
 
-pub use kad::{Id, InfoHash, NodeId};
+pub use kad::{Id, InfoHash, NodeId, QueryError, TrafficCounters};
 pub use time::Timestamp;

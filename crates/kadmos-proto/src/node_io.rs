@@ -68,3 +68,37 @@ pub trait SansIoNode {
     /// Whether no routing table holds a contact (a join that reached nobody).
     fn has_no_contacts(&self) -> bool;
 }
+
+/// Implements [`SansIoNode`] for a node type through its inherent methods of the same names
+/// (each node documents them where its users look), and `has_no_contacts` through its
+/// engine's routing tables.
+macro_rules! sans_io_node_by_inherent_methods {
+    ($node:ty) => {
+        impl $crate::node_io::SansIoNode for $node {
+            fn handle_datagram(&mut self, now: $crate::time::Timestamp, from: std::net::SocketAddr, datagram: &[u8]) {
+                <$node>::handle_datagram(self, now, from, datagram);
+            }
+            fn handle_timeout(&mut self, now: $crate::time::Timestamp) {
+                <$node>::handle_timeout(self, now);
+            }
+            fn poll_timeout(&mut self) -> Option<$crate::time::Timestamp> {
+                <$node>::poll_timeout(self)
+            }
+            fn poll_transmit(&mut self) -> Option<$crate::node_io::Transmit> {
+                <$node>::poll_transmit(self)
+            }
+            fn bootstrap(
+                &mut self,
+                now: $crate::time::Timestamp,
+                routers: &[std::net::SocketAddr],
+                contacts: &[($crate::kad::NodeId, std::net::SocketAddr)],
+            ) -> $crate::node_io::QueryId {
+                <$node>::bootstrap(self, now, routers, contacts)
+            }
+            fn has_no_contacts(&self) -> bool {
+                self.engine.tables.is_empty()
+            }
+        }
+    };
+}
+pub(crate) use sans_io_node_by_inherent_methods;

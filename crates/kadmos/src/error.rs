@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-pub use kadmos_proto::mainline::QueryError;
+pub use kadmos_proto::kad::QueryError;
 
 /// Why a call failed. Each case is one kind of failure, so callers can match on what they
 /// handle (a timeout, a refused put, a node that has shut down) and report the rest.

@@ -10,6 +10,9 @@ use super::routing_table::{RoutingTable, RoutingTableConfig};
 use crate::node_io::{Families, Family};
 use crate::time::Timestamp;
 
+/// Contacts as answers carry them.
+pub type Contacts = Vec<(NodeId, SocketAddr)>;
+
 #[derive(Clone, Debug)]
 pub struct FamilyTables {
     tables: [Option<RoutingTable>; 2],
@@ -76,6 +79,28 @@ impl FamilyTables {
         self.rtts.get(id)
     }
 
+    /// The `k` contacts of each family closest to `target` that a querier asked for (`want`:
+    /// IPv4, IPv6), IPv4 then IPv6; a querier that asked for neither family gets the family it
+    /// asked over (BEP 32, and OpenDHT alike). A family not asked for gets no contacts.
+    pub fn closest_wanted(
+        &self,
+        target: &Id,
+        want: Option<(bool, bool)>,
+        asked_over: Family,
+        k: usize,
+    ) -> (Contacts, Contacts) {
+        let (v4, v6) =
+            want.filter(|(v4, v6)| *v4 || *v6).unwrap_or((asked_over == Family::V4, asked_over == Family::V6));
+        let closest = |wanted: bool, family: Family| {
+            if wanted {
+                self.closest_nodes(family, target, k)
+            } else {
+                Vec::new()
+            }
+        };
+        (closest(v4, Family::V4), closest(v6, Family::V6))
+    }
+
     /// Whether no table holds a contact.
     pub fn is_empty(&self) -> bool {
         self.tables.iter().flatten().all(RoutingTable::is_empty)
@@ -118,7 +143,8 @@ mod tests {
 
     /// An IPv4-only node has no IPv6 table: it does not reach IPv6 addresses, has no IPv6
     /// contacts to give, and asks for one family only; contacts and refresh targets come from
-    /// the tables that exist and hold contacts.
+    /// the tables that exist and hold contacts; a querier that wants no family in particular
+    /// gets the one it asked over, one that wants only the other family gets nothing.
     #[test]
     fn only_enabled_families_have_tables() {
         let own = Id::sha1_of(b"own");
@@ -140,6 +166,10 @@ mod tests {
         assert!(!tables.is_empty());
         assert_eq!(tables.closest_nodes(Family::V4, &own, 8), [(id, addr)]);
         assert!(tables.closest_nodes(Family::V6, &own, 8).is_empty());
+        let none = Vec::new();
+        assert_eq!(tables.closest_wanted(&own, None, Family::V4, 8), (vec![(id, addr)], none.clone()));
+        assert_eq!(tables.closest_wanted(&own, Some((false, false)), Family::V4, 8), (vec![(id, addr)], none.clone()));
+        assert_eq!(tables.closest_wanted(&own, Some((false, true)), Family::V4, 8), (none.clone(), none));
 
         let both = FamilyTables::new(own, Families { v4: true, v6: true }, &config, now);
         assert_eq!((both.enabled(), both.dual_stack()), (vec![Family::V4, Family::V6], true));

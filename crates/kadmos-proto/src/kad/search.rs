@@ -94,6 +94,23 @@ impl Search {
         }
     }
 
+    /// Offers the nodes an answer named as candidates, each to the lookup of its family,
+    /// without counting the answer as one of the lookups' (a router's, or one from another
+    /// node than the one asked). `also`: a node to offer besides (a router that is a node too).
+    /// `own` (our node ID) is never a candidate.
+    pub fn add_candidates(
+        &mut self,
+        (nodes4, nodes6): (Nodes<'_>, Nodes<'_>),
+        own: NodeId,
+        also: Option<(NodeId, SocketAddr)>,
+    ) {
+        for fl in &mut self.lookups {
+            let nodes = if fl.family == Family::V4 { nodes4 } else { nodes6 };
+            let also = also.filter(|(id, addr)| *id != own && Family::of(addr) == fl.family);
+            fl.lookup.add_candidates(nodes.iter().copied().chain(also).filter(|(id, _)| *id != own));
+        }
+    }
+
     /// Counts `id` as failed in the `family` lookup.
     pub fn on_failure(&mut self, family: Family, id: &NodeId) {
         if let Some(fl) = self.get_mut(family) {

@@ -23,7 +23,7 @@
 //! Facts from savoirfairelinux/opendht src/dht.cpp, src/search.h, src/network_engine.cpp,
 //! src/storage.h, src/value_cache.h and include/opendht/dht.h:
 //!
-//! - **Searches** are [`Lookup`]s (4 in flight, the 8 closest must answer) sending `find`
+//! - **Searches** are [`Lookup`](crate::kad::Lookup)s (4 in flight, the 8 closest must answer) sending `find`
 //!   (find_node, bootstrap, bucket refresh) or `get` (get, put, listen), one per address family.
 //!   Answers name nodes (`n4`, `n6`), carry a token and, for `get`, values (only taken from
 //!   answers with a token, as OpenDHT does).
@@ -66,7 +66,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::Config;
@@ -88,13 +88,36 @@ use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
-use crate::kad::{
-    FamilyTables, Id, InsertOutcome, LookupStats, NodeId, Parallelism, PendingRequest, RequestTable, RoutingTable,
-    RttEstimator, Search, TimerQueue,
-};
-use crate::node_io::SansIoNode;
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineSettings, Failed, Network};
+use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
+use crate::kad::{FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable};
+pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
+
+/// An OpenDHT node. See the module documentation for how to drive it.
+pub struct Node {
+    config: Config,
+    /// Operations, requests, routing tables and the generator every random choice comes from.
+    engine: Engine<Kind, Outgoing, OpenDhtPurpose>,
+    out: Outbox,
+    storage: Storage,
+    listeners: ListenerTable,
+    verifier: Box<dyn SignatureVerifier>,
+    tokens: TokenIssuer,
+    limiter: RateLimiter,
+    kept: BTreeMap<(Id, ValueId), KeptPut>,
+    listens: BTreeMap<QueryId, ListenState>,
+    sockets: HashMap<u32, QueryId>,
+    partials: BTreeMap<(SocketAddr, u32), Partial>,
+    events: VecDeque<Event>,
+    next_maintenance: Timestamp,
+}
+
+mod fragments;
+mod serving;
+mod wire;
+use wire::{engine_settings, want, Outbox, Wire};
 
 const NEVER: Timestamp = Timestamp::from_micros(u64::MAX);
 /// Wait before a listen searches again after a failed subscription or an empty search.
@@ -102,19 +125,6 @@ const LISTEN_RETRY: Duration = Duration::from_secs(5);
 /// A permanent put restored from saved state goes out when the node has joined, or after
 /// this long if no bootstrap ends first.
 pub const RESTORED_PUT_DELAY: Duration = Duration::from_secs(10);
-
-/// Why a command failed.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
-    #[error("no answer within the timeout")]
-    Timeout,
-    #[error("remote error {code}: {message}")]
-    Remote { code: u16, message: String },
-    #[error("no contacts to ask: the routing table is empty (bootstrap first)")]
-    NoContacts,
-    #[error("too many requests in flight")]
-    Overloaded,
-}
 
 /// What a finished command produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,20 +163,10 @@ pub enum Event {
 /// Traffic and state counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
-    pub datagrams_received: u64,
-    pub bytes_received: u64,
-    pub datagrams_sent: u64,
-    pub bytes_sent: u64,
-    pub requests_received: u64,
-    pub replies_received: u64,
-    pub errors_received: u64,
-    pub errors_sent: u64,
-    /// Datagrams ignored: undecodable, other network, unexpected replies, refused fragments.
-    pub dropped: u64,
+    /// Datagrams, requests and errors, as every node counts them.
+    pub traffic: TrafficCounters,
     /// Requests dropped by the rate limit.
     pub rate_limited: u64,
-    pub requests_sent: u64,
-    pub requests_timed_out: u64,
     pub values_stored: u64,
     pub values_refused: u64,
     /// Values put to us while we are not among the nodes closest to their key (ignored).
@@ -176,69 +176,38 @@ pub struct Counters {
     pub messages: super::message_counts::MessageCounts,
 }
 
+/// Why a request of OpenDHT's own operations was sent.
 #[derive(Clone, Debug)]
-enum Purpose {
-    /// A request of a search belonging to an operation.
-    Lookup {
-        op: QueryId,
-        family: Family,
-    },
-    /// A `find` to a bootstrap router (no known ID).
-    Router {
-        op: QueryId,
-    },
-    Ping {
-        op: QueryId,
-    },
+enum OpenDhtPurpose {
     /// A `put` at the end of a put operation.
-    Put {
-        op: QueryId,
-    },
+    Put { op: QueryId },
     /// A `refresh` at the end of a put operation; a 404 turns it into a `put` with `token`.
-    Refresh {
-        op: QueryId,
-        token: Vec<u8>,
-    },
+    Refresh { op: QueryId, token: Vec<u8> },
     /// A subscription of one of our listens.
-    Listen {
-        listen: QueryId,
-    },
-    /// Checking a node before it enters the table, or a questionable contact.
-    Verify,
+    Listen { listen: QueryId },
 }
 
-impl Purpose {
+impl NetworkPurpose for OpenDhtPurpose {
     fn operation(&self) -> Option<QueryId> {
         match self {
-            Purpose::Lookup { op, .. }
-            | Purpose::Router { op }
-            | Purpose::Ping { op }
-            | Purpose::Put { op }
-            | Purpose::Refresh { op, .. } => Some(*op),
-            Purpose::Listen { .. } | Purpose::Verify => None,
+            OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => Some(*op),
+            OpenDhtPurpose::Listen { .. } => None,
         }
     }
 }
 
+type SentByUs = SentRequest<OpenDhtPurpose>;
+
+/// A request and the fragments of the values it carries (none for most).
 #[derive(Clone, Debug)]
-struct SentRequest {
-    to: SocketAddr,
-    node_id: Option<NodeId>,
-    sent_at: Timestamp,
-    deadline: Timestamp,
-    /// Further attempts, each waiting twice as long, with these datagrams sent again.
-    attempts_left: u8,
-    wait: Duration,
-    datagrams: Vec<(MessageKind, Vec<u8>)>,
-    purpose: Purpose,
+struct Outgoing {
+    request: Request,
+    parts: Vec<Vec<u8>>,
 }
 
-impl PendingRequest for SentRequest {
-    fn to(&self) -> SocketAddr {
-        self.to
-    }
-    fn deadline(&self) -> Timestamp {
-        self.deadline
+impl Outgoing {
+    fn whole(request: Request) -> Outgoing {
+        Outgoing { request, parts: Vec::new() }
     }
 }
 
@@ -274,14 +243,7 @@ enum Kind {
     },
 }
 
-#[derive(Clone, Debug)]
-struct Operation {
-    kind: Kind,
-    request: Request,
-    search: Search,
-    /// Requests outside the lookups that must end before the operation does.
-    awaiting: usize,
-}
+type Operation = crate::kad::engine::Operation<Kind, Outgoing>;
 
 /// A permanent put and its next refresh round.
 #[derive(Clone, Debug)]
@@ -337,62 +299,31 @@ enum Change {
     Expired(Vec<Value>),
 }
 
-/// An OpenDHT node. See the module documentation for how to drive it.
-pub struct Node {
-    config: Config,
-    rng: ChaCha8Rng,
-    tables: FamilyTables,
-    storage: Storage,
-    listeners: ListenerTable,
-    verifier: Box<dyn SignatureVerifier>,
-    tokens: TokenIssuer,
-    limiter: RateLimiter,
-    requests: RequestTable<u32, SentRequest>,
-    wakeups: TimerQueue<QueryId>,
-    rtt: RttEstimator,
-    /// Ordered by QueryId so that driving them is deterministic.
-    operations: BTreeMap<QueryId, Operation>,
-    kept: BTreeMap<(Id, ValueId), KeptPut>,
-    listens: BTreeMap<QueryId, ListenState>,
-    sockets: HashMap<u32, QueryId>,
-    partials: BTreeMap<(SocketAddr, u32), Partial>,
-    next_query: u64,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
-    counters: Counters,
-    next_maintenance: Timestamp,
-    verify_budget: (Timestamp, u32),
-}
-
 impl Node {
     pub fn new(config: Config, now: Timestamp) -> Node {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
-        let tokens = TokenIssuer::new(&mut rng, now, config.token_rotation);
+        let mut engine = Engine::new(tables, config.seed, now);
+        let tokens = TokenIssuer::new(&mut engine.rng, now, config.token_rotation);
         Node {
+            engine,
+            out: Outbox { transmits: VecDeque::new(), counters: Counters::default() },
             storage: Storage::new(config.storage.clone()),
             listeners: ListenerTable::new(config.listeners.clone()),
             verifier: Box::new(RsaSignatures),
             limiter: RateLimiter::new(config.max_requests, config.max_requests_per_ip),
             tokens,
-            tables,
-            rng,
-            requests: RequestTable::default(),
-            wakeups: TimerQueue::default(),
-            rtt: RttEstimator::default(),
-            operations: BTreeMap::new(),
             kept: BTreeMap::new(),
             listens: BTreeMap::new(),
             sockets: HashMap::new(),
             partials: BTreeMap::new(),
-            next_query: 0,
-            transmits: VecDeque::new(),
             events: VecDeque::new(),
-            counters: Counters::default(),
             next_maintenance: now + config.maintenance_interval,
-            verify_budget: (now, 0),
             config,
         }
+    }
+
+    fn wire(&mut self) -> Wire<'_> {
+        Wire { config: &self.config, out: &mut self.out }
     }
 
     pub fn id(&self) -> NodeId {
@@ -410,12 +341,12 @@ impl Node {
     }
 
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.tables.get(family)
+        self.engine.tables.get(family)
     }
 
     /// The smoothed round trip to contact `id`, once one of our requests to it was answered.
     pub fn contact_round_trip(&self, id: &NodeId) -> Option<Duration> {
-        self.tables.round_trip(id)
+        self.engine.tables.round_trip(id)
     }
 
     /// What this node stores (for remote nodes and for its own user).
@@ -429,17 +360,17 @@ impl Node {
     }
 
     pub fn counters(&self) -> &Counters {
-        &self.counters
+        &self.out.counters
     }
 
     /// Operations still running (user commands, refresh rounds, listen searches).
     pub fn running_operations(&self) -> usize {
-        self.operations.len()
+        self.engine.operation_count()
     }
 
     /// Requests of ours awaiting an answer.
     pub fn pending_requests(&self) -> usize {
-        self.requests.len()
+        self.engine.pending_requests()
     }
 
     /// Messages waiting for fragments.
@@ -449,7 +380,7 @@ impl Node {
 
     /// Known contacts of both families, for saving state.
     pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.tables.contacts()
+        self.engine.tables.contacts()
     }
 
     /// Permanent puts kept alive: key and value.
@@ -497,12 +428,12 @@ impl Node {
 
     /// Searches in flight, for invariant checks: (alpha, in flight) per lookup.
     pub fn lookup_parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
-        self.operations.values().flat_map(|op| op.search.parallelism())
+        self.engine.lookup_parallelism()
     }
 
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.out.transmits.pop_front()
     }
 
     #[must_use]
@@ -513,10 +444,7 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
-        let request_due = self.requests.next_deadline();
-        let operations = &self.operations;
-        let wakeup = self.wakeups.earliest(|_, op| operations.contains_key(op));
-        let mut earliest = [request_due, wakeup].into_iter().flatten().fold(self.next_maintenance, Timestamp::min);
+        let mut earliest = self.engine.next_deadline().unwrap_or(self.next_maintenance).min(self.next_maintenance);
         if let Some(t) = self.storage.next_expiry() {
             earliest = earliest.min(t);
         }
@@ -542,18 +470,13 @@ impl Node {
 
     /// The stall timeout searches use now, from measured round trips.
     pub fn stall_timeout(&self) -> Duration {
-        self.rtt.timeout(self.config.stall_deviations, self.config.min_stall_timeout, self.config.lookup.stall_timeout)
+        self.engine.stall_timeout(&engine_settings(&self.config))
     }
 
     // ---------------------------------------------------------------- commands
 
-    fn new_query_id(&mut self) -> QueryId {
-        self.next_query += 1;
-        QueryId(self.next_query)
-    }
-
     fn want(&self) -> Option<Want> {
-        self.tables.dual_stack().then_some(Want { v4: true, v6: true })
+        want(self.engine.tables.dual_stack())
     }
 
     fn start_operation(
@@ -563,43 +486,28 @@ impl Node {
         request: Request,
         extra_seeds: &[(NodeId, SocketAddr)],
     ) -> QueryId {
-        let id = self.new_query_id();
-        let search = Search::start(&self.tables, target, &self.config.lookup, extra_seeds);
-        self.operations.insert(id, Operation { kind, request, search, awaiting: 0 });
-        id
+        self.engine.start(kind, target, Outgoing::whole(request), &self.config.lookup, extra_seeds)
     }
 
     /// Joins the network: asks each router for nodes close to our own ID, then searches our
     /// ID. `contacts` are known nodes (from saved state) used as search seeds; they enter the
     /// routing table once they answer. Emits `Finished { Closest }` when done.
     pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        let own = self.config.node_id;
-        let request = Request::Find { target: own, want: self.want() };
-        let op = self.start_operation(Kind::Bootstrap, own, request.clone(), contacts);
-        let families = self.tables.enabled();
-        for router in routers.iter().filter(|r| families.contains(&Family::of(r))) {
-            if self.send_request(now, *router, None, request.clone(), Vec::new(), 1, Purpose::Router { op }).is_ok() {
-                self.operations.get_mut(&op).expect("just created").awaiting += 1;
-            }
-        }
+        let lookup = self.config.lookup.clone();
+        let (engine, wire) = engine_and_wire!(self);
+        let op = engine.bootstrap(now, wire, Kind::Bootstrap, &lookup, routers, contacts);
         self.drive_operation(now, op);
         op
     }
 
     /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
     pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
-        let op = self.new_query_id();
-        let operation = Operation { kind: Kind::Ping, request: Request::Ping, search: Search::default(), awaiting: 0 };
-        self.operations.insert(op, operation);
+        let op = self.engine.start_single(Kind::Ping, Outgoing::whole(Request::Ping));
         let attempts = self.config.request_attempts;
-        let sent = if self.tables.reaches(&addr) {
-            self.send_request(now, addr, None, Request::Ping, Vec::new(), attempts, Purpose::Ping { op })
-        } else {
-            Err(QueryError::NoContacts)
-        };
-        match sent {
-            Ok(()) => self.operations.get_mut(&op).expect("just created").awaiting += 1,
-            Err(e) => self.finish(now, op, Outcome::Failed(e)),
+        let (engine, wire) = engine_and_wire!(self);
+        let ping = Outgoing::whole(Request::Ping);
+        if let Err(e) = engine.send_single(now, wire, op, addr, ping, Purpose::Ping { op }, attempts) {
+            self.finish(now, op, Outcome::Failed(e));
         }
         op
     }
@@ -633,7 +541,7 @@ impl Node {
     /// Emits `Finished { Stored }`.
     pub fn put(&mut self, now: Timestamp, key: Id, mut value: Value, permanent: bool) -> QueryId {
         if value.id == INVALID_VALUE_ID {
-            value.id = self.rng.gen_range(1..=u64::MAX);
+            value.id = self.engine.rng.gen_range(1..=u64::MAX);
         }
         self.store_value(now, key, value.clone(), Source::Local, now, permanent);
         let op = self.start_put(key, value.clone(), permanent, false);
@@ -667,7 +575,7 @@ impl Node {
     pub fn cancel_put(&mut self, now: Timestamp, key: Id, value_id: ValueId) -> bool {
         let Some(kept) = self.kept.remove(&(key, value_id)) else { return false };
         if let Some(op) = kept.running {
-            self.operations.remove(&op);
+            self.engine.remove(op);
         }
         if self.storage.get_stored(&key, value_id).is_some_and(|s| s.source == Source::Local) {
             if let Some(value) = self.storage.remove(&key, value_id) {
@@ -681,9 +589,9 @@ impl Node {
     /// `filter`'s WHERE conditions (those present now, then new and edited ones) and
     /// `Value { expired: true }` when one is gone, until [`Node::cancel_listen`].
     pub fn listen(&mut self, now: Timestamp, key: Id, filter: Query) -> QueryId {
-        let listen = self.new_query_id();
+        let listen = self.engine.new_query_id();
         let socket_id = loop {
-            let candidate: u32 = self.rng.gen_range(1..=u32::MAX);
+            let candidate: u32 = self.engine.rng.gen_range(1..=u32::MAX);
             if !self.sockets.contains_key(&candidate) {
                 break candidate;
             }
@@ -719,7 +627,7 @@ impl Node {
         let Some(state) = self.listens.remove(&listen) else { return false };
         self.sockets.remove(&state.socket_id);
         if let Some(search) = state.search {
-            self.operations.remove(&search);
+            self.engine.remove(search);
         }
         true
     }
@@ -730,13 +638,13 @@ impl Node {
         if self.cancel_listen(query) {
             return;
         }
-        if let Some(Operation { kind: Kind::Put(state), .. }) = self.operations.get(&query) {
+        if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation(query) {
             let (key, id) = (state.key, state.value.id);
             if self.kept.get(&(key, id)).is_some_and(|k| k.running == Some(query)) {
                 self.cancel_put(now, key, id);
             }
         }
-        self.operations.remove(&query);
+        self.engine.remove(query);
     }
 
     fn start_listen_search(&mut self, now: Timestamp, listen: QueryId) {
@@ -754,30 +662,29 @@ impl Node {
 
     /// Handles one received datagram.
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        self.counters.datagrams_received += 1;
-        self.counters.bytes_received += datagram.len() as u64;
-        if !self.tables.reaches(&from) || from.port() == 0 {
-            self.counters.dropped += 1;
+        self.out.counters.traffic.received(datagram.len());
+        if !self.engine.tables.reaches(&from) || from.port() == 0 {
+            self.out.counters.traffic.dropped += 1;
             return;
         }
         let message = match Message::decode(datagram) {
             Ok(message) => {
-                self.counters.messages.received(&message.body, datagram.len());
+                self.out.counters.messages.received(&message.body, datagram.len());
                 message
             }
             Err(error) => {
                 match error.reply(self.config.node_id) {
                     Some(reply) if self.limiter.allow(now, from.ip()) => {
-                        self.counters.errors_sent += 1;
-                        self.send(from, reply);
+                        self.out.counters.traffic.errors_sent += 1;
+                        self.wire().send(from, reply);
                     }
-                    _ => self.counters.dropped += 1,
+                    _ => self.out.counters.traffic.dropped += 1,
                 }
                 return;
             }
         };
         if message.network != self.config.network {
-            self.counters.dropped += 1;
+            self.out.counters.traffic.dropped += 1;
             return;
         }
         match message.body {
@@ -789,32 +696,10 @@ impl Node {
 
     /// Handles expired requests and timers. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        while let Some(tx) = self.requests.pop_due(now) {
-            let Some(request) = self.requests.get_mut(tx) else { continue };
-            if request.attempts_left > 0 {
-                request.attempts_left -= 1;
-                request.wait *= 2;
-                request.deadline = now + request.wait;
-                let (to, datagrams) = (request.to, request.datagrams.clone());
-                self.requests.reschedule(tx);
-                for (kind, payload) in datagrams {
-                    self.transmit(to, kind, payload);
-                }
-                continue;
-            }
-            let Some(request) = self.requests.remove(tx) else { continue };
-            self.counters.requests_timed_out += 1;
-            if let (Some(id), Some(table)) = (request.node_id, self.tables.get_mut(Family::of(&request.to))) {
-                table.note_failure(&id, request.to, now);
-            }
-            let touched = request.purpose.operation();
+        let (engine, wire) = engine_and_wire!(self);
+        for request in engine.expire(now, wire) {
             self.request_failed(now, request, QueryError::Timeout);
-            if let Some(op) = touched {
-                self.drive_operation(now, op);
-            }
         }
-        // Due wake-ups only ask for the lookups to be stepped, which happens below.
-        while self.wakeups.pop_due(now).is_some() {}
         for (key, values) in self.storage.expire(now) {
             self.on_change(now, key, Change::Expired(values));
         }
@@ -829,20 +714,16 @@ impl Node {
 
     fn maintain(&mut self, now: Timestamp) {
         self.next_maintenance = now + self.config.maintenance_interval;
-        self.tokens.maybe_rotate(now, &mut self.rng);
+        self.tokens.maybe_rotate(now, &mut self.engine.rng);
         self.listeners.expire(now);
         self.shrink_buffers();
-        for target in self.tables.take_refresh_targets(now, &mut self.rng) {
-            let request = Request::Find { target, want: self.want() };
-            self.start_operation(Kind::BucketRefresh, target, request, &[]);
-        }
+        let (engine, wire) = engine_and_wire!(self);
+        engine.start_due_refreshes(now, wire, &self.config.lookup);
     }
 
     fn shrink_buffers(&mut self) {
-        self.requests.shrink();
-        let operations = &self.operations;
-        self.wakeups.retain(|_, op| operations.contains_key(op));
-        self.transmits.shrink_to_fit();
+        self.engine.shrink();
+        self.out.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
     }
 
@@ -880,113 +761,6 @@ impl Node {
         }
     }
 
-    // ---------------------------------------------------------------- fragments
-
-    fn on_fragmented(&mut self, now: Timestamp, from: SocketAddr, message: Message) {
-        let key = (from, message.tid);
-        let is_reply = matches!(message.body, Body::Reply(_) | Body::ListenerPush(_));
-        // Like OpenDHT: fragments of a reply only for a request we made; of a request only
-        // within the rate limit.
-        let expected = if is_reply {
-            self.requests.awaits(message.tid, from)
-        } else {
-            self.partials.get(&key).is_some_and(|p| p.header.is_none()) || self.allow_request(now, from)
-        };
-        let existing_header = self.partials.get(&key).is_some_and(|p| p.header.is_some());
-        if !expected || existing_header || (!self.partials.contains_key(&key) && self.partials_full()) {
-            self.counters.dropped += 1;
-            return;
-        }
-        let slots = message.value_slots().unwrap_or(&[]);
-        let Ok(mut reassembly) = Reassembly::new(slots, self.config.reassembly) else {
-            self.counters.dropped += 1;
-            self.partials.remove(&key);
-            return;
-        };
-        let mut partial = self.partials.remove(&key).unwrap_or(Partial {
-            header: None,
-            early: Vec::new(),
-            early_bytes: 0,
-            started: now,
-            last: now,
-        });
-        for parts in partial.early.drain(..) {
-            let _ = reassembly.add(&parts);
-        }
-        partial.early_bytes = 0;
-        partial.last = now;
-        if reassembly.is_complete() {
-            self.complete(now, from, message, reassembly);
-        } else {
-            partial.header = Some((message, reassembly));
-            self.partials.insert(key, partial);
-        }
-    }
-
-    fn partials_full(&self) -> bool {
-        self.partials.len() >= self.config.max_partial_messages
-    }
-
-    fn on_parts(&mut self, now: Timestamp, from: SocketAddr, tid: u32, parts: ValueParts) {
-        let key = (from, tid);
-        if parts.fragments.is_empty() || parts.fragments.values().any(|f| f.data.is_empty()) {
-            self.counters.dropped += 1;
-            return;
-        }
-        if !self.partials.contains_key(&key) {
-            if self.partials_full() || !self.allow_request(now, from) {
-                self.counters.dropped += 1;
-                return;
-            }
-            let fresh = Partial { header: None, early: Vec::new(), early_bytes: 0, started: now, last: now };
-            self.partials.insert(key, fresh);
-        }
-        let partial = self.partials.get_mut(&key).expect("present");
-        partial.last = now;
-        match &mut partial.header {
-            Some((_, reassembly)) => {
-                if reassembly.add(&parts).is_err() {
-                    self.counters.dropped += 1;
-                }
-                if reassembly.is_complete() {
-                    let (message, reassembly) =
-                        self.partials.remove(&key).and_then(|p| p.header).expect("complete header");
-                    self.complete(now, from, message, reassembly);
-                }
-            }
-            None => {
-                let bytes: usize = parts.fragments.values().map(|f| f.data.len()).sum();
-                if partial.early.len() >= RX_MAX_EARLY_PARTS || partial.early_bytes + bytes > RX_MAX_EARLY_BYTES {
-                    self.partials.remove(&key);
-                    self.counters.dropped += 1;
-                    return;
-                }
-                partial.early_bytes += bytes;
-                partial.early.push(parts);
-            }
-        }
-    }
-
-    fn complete(&mut self, now: Timestamp, from: SocketAddr, mut message: Message, reassembly: Reassembly) {
-        let values: Vec<ValueSlot> =
-            reassembly.into_values().unwrap_or_default().into_iter().map(ValueSlot::Value).collect();
-        match &mut message.body {
-            Body::Request { request: Request::Put(p), .. } => p.values = values,
-            Body::Request { request: Request::Update(u), .. } => u.values = values,
-            Body::Reply(r) | Body::ListenerPush(r) => r.values = values,
-            _ => {}
-        }
-        self.dispatch_checked(now, from, message);
-    }
-
-    fn allow_request(&mut self, now: Timestamp, from: SocketAddr) -> bool {
-        let allowed = self.limiter.allow(now, from.ip());
-        if !allowed {
-            self.counters.rate_limited += 1;
-        }
-        allowed
-    }
-
     // ---------------------------------------------------------------- dispatch
 
     fn dispatch(&mut self, now: Timestamp, from: SocketAddr, message: Message) {
@@ -1001,32 +775,28 @@ impl Node {
         let is_client = message.is_client;
         match message.body {
             Body::Request { id, request } => {
-                self.counters.requests_received += 1;
+                self.out.counters.traffic.requests_received += 1;
                 if id == self.config.node_id {
-                    self.counters.dropped += 1;
+                    self.out.counters.traffic.dropped += 1;
                     return;
                 }
                 self.handle_request(now, from, message.tid, id, request, is_client);
             }
             Body::Reply(reply) => {
-                self.counters.replies_received += 1;
+                self.out.counters.traffic.answers_received += 1;
                 if let Some(op) = self.handle_reply(now, from, message.tid, reply, is_client) {
                     self.drive_operation(now, op);
                 }
             }
             Body::Error { code, message: text, .. } => {
-                self.counters.errors_received += 1;
+                self.out.counters.traffic.errors_received += 1;
                 if let Some(op) = self.handle_error(now, from, message.tid, code, text) {
                     self.drive_operation(now, op);
                 }
             }
             // We always subscribe with `ve: 1`; legacy pushes are not for us.
-            Body::ListenerPush(_) | Body::ValueParts(_) => self.counters.dropped += 1,
+            Body::ListenerPush(_) | Body::ValueParts(_) => self.out.counters.traffic.dropped += 1,
         }
-    }
-
-    fn take_request(&mut self, from: SocketAddr, tid: u32) -> Option<SentRequest> {
-        self.requests.take_answered(tid, from)
     }
 
     fn handle_reply(
@@ -1037,55 +807,24 @@ impl Node {
         reply: Reply,
         is_client: bool,
     ) -> Option<QueryId> {
-        let Some(request) = self.take_request(from, tid) else {
-            self.counters.dropped += 1;
+        let Some(request) = self.engine.take_answered(now, from, tid, reply.id) else {
+            self.out.counters.traffic.dropped += 1;
             return None;
         };
         let touched = request.purpose.operation();
-        // Only first attempts measure the round trip.
-        if request.wait == self.config.request_timeout || matches!(request.purpose, Purpose::Lookup { .. }) {
-            self.rtt.observe(now.saturating_since(request.sent_at));
-            self.tables.note_round_trip(&reply.id, now.saturating_since(request.sent_at));
-        }
-        let family = Family::of(&from);
-        if let Some(old) = request.node_id.filter(|id| *id != reply.id) {
-            if let Some(table) = self.tables.get_mut(family) {
-                table.note_failure(&old, from, now);
-            }
-        }
-        if !is_client && reply.id != self.config.node_id {
-            let table = self.tables.get_mut(family).expect("checked in handle_datagram");
-            if let InsertOutcome::Cached { ping: Some(old) } = table.insert_responded(reply.id, from, now) {
-                if !self.requests.any_to(old.addr()) {
-                    let _ =
-                        self.send_request(now, old.addr(), Some(old.id), Request::Ping, Vec::new(), 1, Purpose::Verify);
-                }
-            }
-        }
-        match request.purpose {
-            Purpose::Verify => {}
-            Purpose::Ping { op } => self.finish(now, op, Outcome::Pong { id: reply.id, addr: from }),
-            Purpose::Router { op } => {
-                if let Some(operation) = self.operations.get_mut(&op) {
-                    operation.awaiting -= 1;
-                    let own = self.config.node_id;
-                    for fl in operation.search.lookups_mut() {
-                        let nodes = if fl.family == Family::V4 { &reply.nodes4 } else { &reply.nodes6 };
-                        fl.lookup.add_candidates(nodes.iter().copied().filter(|(id, _)| *id != own));
-                        // The router itself is a node too (in a small network, maybe the only one).
-                        if fl.family == family && reply.id != own && !is_client {
-                            fl.lookup.add_candidates([(reply.id, from)]);
-                        }
-                    }
-                }
-            }
-            Purpose::Put { op } | Purpose::Refresh { op, .. } => {
-                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.operations.get_mut(&op) {
+        let insertable = !is_client && reply.id != self.config.node_id;
+        let answer = Answer { id: reply.id, nodes4: &reply.nodes4, nodes6: &reply.nodes6, token: Some(&reply.token) };
+        let (engine, wire) = engine_and_wire!(self);
+        match engine.on_answer(now, wire, from, request, answer, insertable) {
+            Answered::Nothing => {}
+            Answered::Pong { op } => self.finish(now, op, Outcome::Pong { id: reply.id, addr: from }),
+            Answered::Network(OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. }) => {
+                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.engine.operation_mut(op) {
                     *awaiting -= 1;
                     state.stored_at.push((reply.id, from));
                 }
             }
-            Purpose::Listen { listen } => {
+            Answered::Network(OpenDhtPurpose::Listen { listen }) => {
                 let renewal = self.config.listen_renewal;
                 if let Some(sub) = self.listens.get_mut(&listen).and_then(|l| l.nodes.get_mut(&from)) {
                     sub.pending = false;
@@ -1095,24 +834,14 @@ impl Node {
                     }
                 }
             }
-            Purpose::Lookup { op, family } => {
-                if let Some(asked) = request.node_id.filter(|id| *id != reply.id) {
-                    if let Some(operation) = self.operations.get_mut(&op) {
-                        operation.search.on_failure(family, &asked);
-                    }
-                    return touched;
-                }
-                self.on_lookup_reply(now, op, family, from, reply);
-            }
+            Answered::Lookup { op, .. } => self.on_lookup_reply(now, op, from, reply),
         }
         touched
     }
 
-    fn on_lookup_reply(&mut self, now: Timestamp, op: QueryId, family: Family, from: SocketAddr, reply: Reply) {
-        let own = self.config.node_id;
-        let Some(operation) = self.operations.get_mut(&op) else { return };
+    fn on_lookup_reply(&mut self, now: Timestamp, op: QueryId, from: SocketAddr, reply: Reply) {
+        let Some(operation) = self.engine.operation_mut(op) else { return };
         let has_token = !reply.token.is_empty();
-        operation.search.on_answer(family, reply.id, own, (&reply.nodes4, &reply.nodes6), Some(&reply.token));
         if let Kind::Put(state) = &mut operation.kind {
             if let Some(seq) = probed_seq(&reply, state.value.id) {
                 if state.probes.len() < 256 {
@@ -1153,7 +882,7 @@ impl Node {
 
     fn report_get_value(&mut self, op: QueryId, value: Value) {
         let max = self.config.max_get_values;
-        let Some(Operation { kind: Kind::Get { filter, seen }, .. }) = self.operations.get_mut(&op) else { return };
+        let Some(Operation { kind: Kind::Get { filter, seen }, .. }) = self.engine.operation_mut(op) else { return };
         if !filter.matches(&value) {
             return;
         }
@@ -1182,67 +911,48 @@ impl Node {
         code: u16,
         message: String,
     ) -> Option<QueryId> {
-        let Some(request) = self.take_request(from, tid) else {
-            self.counters.dropped += 1;
+        let Some(request) = self.engine.take_refused(from, tid) else {
+            self.out.counters.traffic.dropped += 1;
             return None;
         };
         let touched = request.purpose.operation();
-        self.request_failed(now, request, QueryError::Remote { code, message });
+        self.request_failed(now, request, QueryError::Remote { code: i64::from(code), message });
         touched
     }
 
-    fn request_failed(&mut self, now: Timestamp, request: SentRequest, error: QueryError) {
-        match request.purpose {
-            Purpose::Verify => {}
-            Purpose::Ping { op } => self.finish(now, op, Outcome::Failed(error)),
-            Purpose::Router { op } => {
-                if let Some(operation) = self.operations.get_mut(&op) {
-                    operation.awaiting -= 1;
-                }
-            }
-            Purpose::Lookup { op, family } => {
-                // Timeouts are the lookup's own business; errors fail the node.
-                if let (QueryError::Remote { .. }, Some(id), Some(operation)) =
-                    (&error, request.node_id, self.operations.get_mut(&op))
-                {
-                    operation.search.on_failure(family, &id);
-                }
-            }
-            Purpose::Refresh { op, token } if is_code(&error, error_code::NOT_FOUND) => {
+    fn request_failed(&mut self, now: Timestamp, request: SentByUs, error: QueryError) {
+        let (to, node_id, purpose, error) = match self.engine.on_failure(request, error) {
+            Failed::Nothing => return,
+            Failed::Ping { op, error } => return self.finish(now, op, Outcome::Failed(error)),
+            Failed::Network { to, node_id, purpose, error } => (to, node_id, purpose, error),
+        };
+        match purpose {
+            OpenDhtPurpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
                 // The node lost the value: put it again (OpenDHT does the same).
-                let Some(Operation { kind: Kind::Put(state), .. }) = self.operations.get(&op) else { return };
+                let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation(op) else { return };
                 let (key, value) = (state.key, state.value.clone());
                 let packed = pack_values(std::slice::from_ref(&value));
                 let put = Request::Put(PutArgs { key, token, values: packed.slots, created: None });
                 let attempts = self.config.request_attempts;
-                let sent = self.send_request(
-                    now,
-                    request.to,
-                    request.node_id,
-                    put,
-                    packed.parts,
-                    attempts,
-                    Purpose::Put { op },
-                );
-                if sent.is_err() {
-                    if let Some(operation) = self.operations.get_mut(&op) {
-                        operation.awaiting -= 1;
-                    }
+                let purpose = OpenDhtPurpose::Put { op };
+                if self.send_request(now, to, node_id, put, packed.parts, attempts, purpose).is_err() {
+                    self.engine.awaited_ended(op);
                 }
             }
-            Purpose::Put { op } | Purpose::Refresh { op, .. } => {
-                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.operations.get_mut(&op) {
+            OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => {
+                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.engine.operation_mut(op) {
                     *awaiting -= 1;
                     if let QueryError::Remote { code, message } = error {
-                        state.errors.push((request.to, code, message));
+                        // The code came in as a u16.
+                        state.errors.push((to, u16::try_from(code).unwrap_or(u16::MAX), message));
                     }
                 }
             }
-            Purpose::Listen { listen } => {
+            OpenDhtPurpose::Listen { listen } => {
                 // A refused or silent subscription: drop it and search again soon (a 401 means
                 // our token is stale; the search brings a fresh one).
                 if let Some(state) = self.listens.get_mut(&listen) {
-                    state.nodes.remove(&request.to);
+                    state.nodes.remove(&to);
                     state.next_search = state.next_search.min(now + LISTEN_RETRY);
                 }
             }
@@ -1250,7 +960,7 @@ impl Node {
     }
 
     fn finish(&mut self, now: Timestamp, op: QueryId, outcome: Outcome) {
-        let Some(operation) = self.operations.remove(&op) else { return };
+        let Some(operation) = self.engine.remove(op) else { return };
         match operation.kind {
             Kind::BucketRefresh => return,
             Kind::ListenSearch { listen } => {
@@ -1262,7 +972,10 @@ impl Node {
                 return;
             }
             Kind::Bootstrap => {
-                self.refresh_sparse_buckets(now);
+                let (engine, wire) = engine_and_wire!(self);
+                for refresh in engine.joined(now, wire, &self.config.lookup) {
+                    self.drive_operation(now, refresh);
+                }
                 // Joined (again): permanent values restored from saved state, or whose last
                 // round reached nobody, go out now.
                 for kept in self.kept.values_mut().filter(|k| k.awaiting_join) {
@@ -1295,33 +1008,17 @@ impl Node {
 
     /// Steps every search: sends what they ask for, and finishes operations that are done.
     fn drive(&mut self, now: Timestamp) {
-        let ids: Vec<QueryId> = self.operations.keys().copied().collect();
-        for op in ids {
+        for op in self.engine.operation_ids() {
             self.drive_operation(now, op);
         }
     }
 
     fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
-        let stall_timeout = self.stall_timeout();
-        let Some(operation) = self.operations.get_mut(&op) else { return };
-        // A bootstrap lookup with no seeds waits for the routers to name some nodes.
-        let waiting_for_routers = operation.awaiting > 0;
-        let sends = operation.search.step(now, stall_timeout, None, waiting_for_routers);
-        if !sends.is_empty() {
-            self.wakeups.push(now + stall_timeout, op);
-        }
-        for (family, id, addr) in sends {
-            let request = self.operations[&op].request.clone();
-            if self.send_request(now, addr, Some(id), request, Vec::new(), 1, Purpose::Lookup { op, family }).is_err() {
-                if let Some(operation) = self.operations.get_mut(&op) {
-                    operation.search.on_failure(family, &id);
-                }
-            }
-        }
-        let Some(operation) = self.operations.get(&op) else { return };
-        if operation.awaiting > 0 || !operation.search.is_finished() {
+        let (engine, wire) = engine_and_wire!(self);
+        if !engine.drive(now, op, wire) {
             return;
         }
+        let Some(operation) = self.engine.operation(op) else { return };
         let (store_phase, listen) = match &operation.kind {
             Kind::Put(state) => (!state.storing, None),
             Kind::ListenSearch { listen } => (false, Some(*listen)),
@@ -1333,7 +1030,7 @@ impl Node {
         if let Some(listen) = listen {
             self.subscribe(now, listen, op);
         }
-        let operation = &self.operations[&op];
+        let Some(operation) = self.engine.operation(op) else { return };
         let (nodes, stats) = operation.search.summary();
         let no_contacts = nodes.is_empty() && stats.requests == 0;
         let outcome = match &operation.kind {
@@ -1353,7 +1050,7 @@ impl Node {
     /// The closest nodes of each family that answered a search with a token, and the seq of
     /// the value each already holds (a put's probe).
     fn closest_with_tokens(&self, op: QueryId, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>, Option<u16>)> {
-        let Some(operation) = self.operations.get(&op) else { return Vec::new() };
+        let Some(operation) = self.engine.operation(op) else { return Vec::new() };
         let probes = match &operation.kind {
             Kind::Put(state) => Some(&state.probes),
             _ => None,
@@ -1367,7 +1064,7 @@ impl Node {
     /// is there. Returns whether requests went out.
     fn store_at_closest(&mut self, now: Timestamp, op: QueryId) -> bool {
         let targets = self.closest_with_tokens(op, self.config.lookup.k);
-        let Some(Operation { kind: Kind::Put(state), .. }) = self.operations.get_mut(&op) else { return false };
+        let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) else { return false };
         state.storing = true;
         let (key, value) = (state.key, state.value.clone());
         let packed = pack_values(std::slice::from_ref(&value));
@@ -1376,18 +1073,24 @@ impl Node {
         for (id, addr, token, held) in targets {
             let result = if held.is_some_and(|seq| seq >= value.seq) {
                 let refresh = Request::Refresh { key, token: token.clone(), value_id: value.id };
-                self.send_request(now, addr, Some(id), refresh, Vec::new(), attempts, Purpose::Refresh { op, token })
+                self.send_request(
+                    now,
+                    addr,
+                    Some(id),
+                    refresh,
+                    Vec::new(),
+                    attempts,
+                    OpenDhtPurpose::Refresh { op, token },
+                )
             } else {
                 let put = Request::Put(PutArgs { key, token, values: packed.slots.clone(), created: None });
-                self.send_request(now, addr, Some(id), put, packed.parts.clone(), attempts, Purpose::Put { op })
+                self.send_request(now, addr, Some(id), put, packed.parts.clone(), attempts, OpenDhtPurpose::Put { op })
             };
             if result.is_ok() {
                 sent += 1;
             }
         }
-        if let Some(operation) = self.operations.get_mut(&op) {
-            operation.awaiting += sent;
-        }
+        self.engine.await_more(op, sent);
         sent > 0
     }
 
@@ -1435,7 +1138,7 @@ impl Node {
                 Request::Listen(args),
                 Vec::new(),
                 attempts,
-                Purpose::Listen { listen },
+                OpenDhtPurpose::Listen { listen },
             );
             if let Some(sub) = self.listens.get_mut(&listen).and_then(|l| l.nodes.get_mut(&addr)) {
                 match sent {
@@ -1446,414 +1149,27 @@ impl Node {
         }
     }
 
-    /// After joining, searches a random ID in every bucket holding fewer than k contacts.
-    fn refresh_sparse_buckets(&mut self, now: Timestamp) {
-        for family in self.tables.enabled() {
-            let table = self.tables.get(family).expect("enabled");
-            let targets = table.sparse_bucket_targets(&mut self.rng);
-            for target in targets {
-                let request = Request::Find { target, want: self.want() };
-                let op = self.start_operation(Kind::BucketRefresh, target, request, &[]);
-                self.drive_operation(now, op);
-            }
-        }
-    }
-
-    // ---------------------------------------------------------------- serving
-
-    fn handle_request(
-        &mut self,
-        now: Timestamp,
-        from: SocketAddr,
-        tid: u32,
-        sender: NodeId,
-        request: Request,
-        sender_is_client: bool,
-    ) {
-        let family = Family::of(&from);
-        if !sender_is_client {
-            let table = self.tables.get_mut(family).expect("checked in handle_datagram");
-            let known = table.note_query(&sender, from, now);
-            if !known
-                && table.would_accept(&sender, from, now)
-                && self.verify_allowed(now)
-                && !self.requests.any_to(from)
-            {
-                let _ = self.send_request(now, from, Some(sender), Request::Ping, Vec::new(), 1, Purpose::Verify);
-            }
-        }
-        let mut reply = Reply { id: self.config.node_id, requester: Some(from.ip()), ..Reply::default() };
-        match request {
-            Request::Ping => self.send(from, Message::reply(tid, reply)),
-            Request::Find { target, want } => {
-                reply.token = self.tokens.issue(from).to_vec();
-                self.fill_nodes(&mut reply, &target, want, family);
-                self.send(from, Message::reply(tid, reply));
-            }
-            Request::Get { key, query, want } => {
-                reply.token = self.tokens.issue(from).to_vec();
-                self.fill_nodes(&mut reply, &key, want, family);
-                let mut budget = 0;
-                let values: Vec<Value> = self
-                    .storage
-                    .get(&key, query.as_ref())
-                    .take_while(|v| {
-                        let fits = budget == 0 || budget + v.size() <= MAX_MESSAGE_VALUE_SIZE;
-                        budget += v.size().max(1);
-                        fits
-                    })
-                    .cloned()
-                    .collect();
-                let mut parts = Vec::new();
-                match query.filter(|q| !q.select.is_empty()) {
-                    Some(q) if !values.is_empty() => reply.fields = Some(FieldValues::of(&q, &values)),
-                    _ => {
-                        let packed = pack_values(&values);
-                        reply.values = packed.slots;
-                        parts = packed.parts;
-                    }
-                }
-                self.send_with_parts(from, Message::reply(tid, reply), parts);
-            }
-            Request::Put(put) => self.serve_put(now, from, tid, put, reply),
-            Request::Listen(args) => {
-                if !self.tokens.is_valid(from, &args.token) {
-                    self.reply_error(from, tid, error_code::UNAUTHORIZED, "listen with wrong token");
-                    return;
-                }
-                let listener = Listener {
-                    node_id: sender,
-                    addr: from,
-                    socket_id: args.socket_id,
-                    query: args.query,
-                    version: args.version.unwrap_or(0),
-                    expires: now,
-                };
-                match self.listeners.listen(args.key, listener.clone(), now) {
-                    ListenOutcome::Refused(why) => {
-                        self.reply_error(from, tid, error_code::NON_AUTHORITATIVE_INFORMATION, &why.to_string());
-                        return;
-                    }
-                    ListenOutcome::Added => {
-                        let values: Vec<Value> =
-                            self.storage.get(&args.key, listener.query.as_ref()).cloned().collect();
-                        if !values.is_empty() {
-                            self.push_values(&listener, args.key, values);
-                        }
-                    }
-                    ListenOutcome::Renewed => {}
-                }
-                reply.token = self.tokens.issue(from).to_vec();
-                self.send(from, Message::reply(tid, reply));
-            }
-            Request::Refresh { key, token, value_id } => {
-                if !self.tokens.is_valid(from, &token) {
-                    self.reply_error(from, tid, error_code::UNAUTHORIZED, "refresh with wrong token");
-                    return;
-                }
-                match self.storage.refresh(&key, value_id, now) {
-                    RefreshOutcome::Refreshed => {
-                        self.on_change(now, key, Change::Refreshed(value_id));
-                        reply.value_id = Some(value_id);
-                        self.send(from, Message::reply(tid, reply));
-                    }
-                    RefreshOutcome::UnknownKey | RefreshOutcome::UnknownValue => {
-                        self.reply_error(from, tid, error_code::NOT_FOUND, "storage not found");
-                    }
-                }
-            }
-            Request::Update(update) => {
-                self.on_update(now, from, update);
-                self.send(from, Message::reply(tid, reply));
-            }
-        }
-    }
-
-    fn serve_put(&mut self, now: Timestamp, from: SocketAddr, tid: u32, put: PutArgs, reply: Reply) {
-        if !self.tokens.is_valid(from, &put.token) {
-            self.reply_error(from, tid, error_code::UNAUTHORIZED, "put with wrong token");
-            return;
-        }
-        let values: Vec<Value> = put
-            .values
-            .into_iter()
-            .filter_map(|s| match s {
-                ValueSlot::Value(v) => Some(v),
-                _ => None,
-            })
-            .collect();
-        if values.iter().any(|v| v.id == INVALID_VALUE_ID) {
-            self.reply_error(from, tid, error_code::NON_AUTHORITATIVE_INFORMATION, "put with invalid value id");
-            return;
-        }
-        let inside = self.within_store_radius(&put.key, Family::of(&from));
-        let created = self.created_at(put.created, now);
-        for value in values {
-            let value_id = value.id;
-            if !inside {
-                self.counters.puts_outside_radius += 1;
-            } else if let Ok(value) = store_policy::apply(value, from) {
-                self.store_value(now, put.key, value, Source::Remote(from.ip()), created, false);
-            } else {
-                self.counters.values_refused += 1;
-            }
-            // Answered either way, as OpenDHT does (a refusal would make the requester look
-            // elsewhere and spread the value further).
-            self.send(from, Message::reply(tid, Reply { value_id: Some(value_id), ..reply.clone() }));
-        }
-    }
-
-    /// The creation time of a put: its `c` when we know Unix time, else now.
-    fn created_at(&self, created: Option<i64>, now: Timestamp) -> Timestamp {
-        match (created, self.config.unix_time_at_zero) {
-            (Some(c), Some(zero)) => {
-                let since_zero = u64::try_from(c).unwrap_or(0).saturating_sub(zero);
-                (Timestamp::ZERO + Duration::from_secs(since_zero)).min(now)
-            }
-            _ => now,
-        }
-    }
-
-    /// Whether we are among the `store_radius` nodes we know closest to `key` (or know too few
-    /// nodes to tell): OpenDHT stores a put only then.
-    fn within_store_radius(&self, key: &Id, family: Family) -> bool {
-        let Some(table) = self.tables.get(family) else { return true };
-        let closest = table.closest_nodes(key, self.config.store_radius);
-        match closest.last() {
-            Some((farthest, _)) if closest.len() >= self.config.lookup.k => {
-                farthest.distance(key) >= self.config.node_id.distance(key)
-            }
-            _ => true,
-        }
-    }
-
-    fn store_value(
-        &mut self,
-        now: Timestamp,
-        key: Id,
-        value: Value,
-        source: Source,
-        created: Timestamp,
-        permanent: bool,
-    ) -> StoreOutcome {
-        let origin = Origin { source, created, permanent };
-        let result = self.storage.store(key, value.clone(), origin, now, &*self.verifier);
-        let mut evicted: BTreeMap<Id, Vec<Value>> = BTreeMap::new();
-        for (k, v) in result.evicted {
-            evicted.entry(k).or_default().push(v);
-        }
-        for (k, values) in evicted {
-            self.on_change(now, k, Change::Expired(values));
-        }
-        match result.outcome {
-            StoreOutcome::Stored { .. } => {
-                self.counters.values_stored += 1;
-                // The new value itself may have been evicted to make room.
-                if self.storage.get_stored(&key, value.id).is_some() {
-                    self.on_change(now, key, Change::New(value));
-                }
-            }
-            StoreOutcome::Refreshed => self.on_change(now, key, Change::Refreshed(value.id)),
-            StoreOutcome::Refused(_) => self.counters.values_refused += 1,
-        }
-        result.outcome
-    }
-
-    /// Tells remote listeners and our own listens about a change in our storage.
-    fn on_change(&mut self, now: Timestamp, key: Id, change: Change) {
-        let listeners: Vec<Listener> = self.listeners.of(&key).cloned().collect();
-        for listener in &listeners {
-            match &change {
-                Change::New(value) if listener.wants(value) => {
-                    self.push_values(listener, key, vec![value.clone()]);
-                }
-                Change::New(_) => {}
-                Change::Refreshed(id) => self.push_ids(listener, vec![*id], Vec::new()),
-                Change::Expired(values) => {
-                    self.push_ids(listener, Vec::new(), values.iter().map(|v| v.id).collect());
-                }
-            }
-        }
-        let listens: Vec<QueryId> = self.listens.iter().filter(|(_, l)| l.key == key).map(|(id, _)| *id).collect();
-        for listen in listens {
-            let expires = |id: ValueId| self.storage.get_stored(&key, id).and_then(|s| s.expires).unwrap_or(NEVER);
-            let state = self.listens.get_mut(&listen).expect("listed above");
-            let changes = match &change {
-                Change::New(value) if state.filter.matches(value) => {
-                    state.cache.add(value.clone(), Holder::Local, expires(value.id), now)
-                }
-                Change::New(_) => Vec::new(),
-                Change::Refreshed(id) => {
-                    state.cache.refresh(*id, Holder::Local, expires(*id));
-                    Vec::new()
-                }
-                Change::Expired(values) => {
-                    values.iter().filter_map(|v| state.cache.remove(v.id, Holder::Local)).collect()
-                }
-            };
-            self.report_changes(listen, changes);
-        }
-    }
-
-    /// Sends values to a remote listener: `update` requests (`ve` ≥ 1) or legacy answers.
-    fn push_values(&mut self, listener: &Listener, key: Id, values: Vec<Value>) {
-        let token = self.tokens.issue(listener.addr).to_vec();
-        for batch in update_batches(values) {
-            self.counters.listener_pushes += 1;
-            let packed = pack_values(&batch);
-            if listener.version >= 1 {
-                let update = UpdateArgs {
-                    key: Some(key),
-                    socket_id: listener.socket_id,
-                    version: Some(1),
-                    token: token.clone(),
-                    values: packed.slots,
-                    ..UpdateArgs::default()
-                };
-                self.send_push(listener.addr, Request::Update(update), packed.parts);
-            } else {
-                let reply = Reply {
-                    id: self.config.node_id,
-                    requester: Some(listener.addr.ip()),
-                    token: token.clone(),
-                    values: packed.slots,
-                    ..Reply::default()
-                };
-                self.send_with_parts(listener.addr, Message::reply(listener.socket_id, reply), packed.parts);
-            }
-        }
-    }
-
-    /// Tells a remote listener which values were refreshed or expired.
-    fn push_ids(&mut self, listener: &Listener, refreshed: Vec<ValueId>, expired: Vec<ValueId>) {
-        self.counters.listener_pushes += 1;
-        let token = self.tokens.issue(listener.addr).to_vec();
-        if listener.version >= 1 {
-            let update =
-                UpdateArgs { socket_id: listener.socket_id, token, refreshed, expired, ..UpdateArgs::default() };
-            self.send_push(listener.addr, Request::Update(update), Vec::new());
-        } else {
-            let push = Reply { id: self.config.node_id, token, refreshed, expired, ..Reply::default() };
-            let mut message = Message::reply(listener.socket_id, Reply::default());
-            message.body = Body::ListenerPush(push);
-            self.send(listener.addr, message);
-        }
-    }
-
-    /// A storing node pushes changes for one of our listens.
-    fn on_update(&mut self, now: Timestamp, from: SocketAddr, update: UpdateArgs) {
-        let Some(listen) = self.sockets.get(&update.socket_id).copied() else { return };
-        let Some(state) = self.listens.get_mut(&listen) else { return };
-        if update.key.is_some_and(|k| k != state.key) {
-            return;
-        }
-        let Some(sub) = state.nodes.get_mut(&from) else { return };
-        if !update.token.is_empty() {
-            sub.token = update.token;
-        }
-        let holder = Holder::Node(from);
-        let mut changes = Vec::new();
-        for slot in update.values {
-            if let ValueSlot::Value(value) = slot {
-                if state.filter.matches(&value) {
-                    let until = now + value.expiration();
-                    changes.extend(state.cache.add(value, holder, until, now));
-                }
-            }
-        }
-        for id in update.refreshed {
-            if let Some(expiration) = state.cache.expiration_of(id) {
-                state.cache.refresh(id, holder, now + expiration);
-            }
-        }
-        for id in update.expired {
-            changes.extend(state.cache.remove(id, holder));
-        }
-        self.report_changes(listen, changes);
-    }
-
-    fn fill_nodes(&self, reply: &mut Reply, target: &Id, want: Option<Want>, family: Family) {
-        let want = want.filter(|w| w.v4 || w.v6).unwrap_or(Want { v4: family == Family::V4, v6: family == Family::V6 });
-        let k = self.config.routing.bucket_size;
-        let closest = |f: Family| -> Vec<(NodeId, SocketAddr)> { self.tables.closest_nodes(f, target, k) };
-        if want.v4 {
-            reply.nodes4 = closest(Family::V4);
-        }
-        if want.v6 {
-            reply.nodes6 = closest(Family::V6);
-        }
-    }
-
-    fn reply_error(&mut self, to: SocketAddr, tid: u32, code: u16, text: &str) {
-        self.counters.errors_sent += 1;
-        let message = Message::error(tid, code, text, self.config.node_id);
-        self.send(to, message);
-    }
-
-    fn verify_allowed(&mut self, now: Timestamp) -> bool {
-        let (window_start, used) = &mut self.verify_budget;
-        if now.saturating_since(*window_start) >= Duration::from_secs(1) {
-            *window_start = now;
-            *used = 0;
-        }
-        if *used < self.config.verify_pings_per_second {
-            *used += 1;
-            true
-        } else {
-            false
-        }
-    }
-
     // ---------------------------------------------------------------- sending
 
-    fn transmit(&mut self, to: SocketAddr, kind: MessageKind, payload: Vec<u8>) {
-        self.counters.datagrams_sent += 1;
-        self.counters.bytes_sent += payload.len() as u64;
-        self.counters.messages.sent(kind, payload.len());
-        self.transmits.push_back(Transmit { to, payload });
-    }
-
-    fn encode(&self, mut message: Message) -> Vec<u8> {
-        message.network = self.config.network;
-        message.is_client = self.config.is_client;
-        message.to_bytes()
-    }
-
     fn send(&mut self, to: SocketAddr, message: Message) {
-        let kind = MessageKind::of(&message.body);
-        if let Body::Error { code, .. } = message.body {
-            self.counters.messages.error_sent(code);
-        }
-        let payload = self.encode(message);
-        self.transmit(to, kind, payload);
-    }
-
-    /// A message and the fragments of its values, as datagrams.
-    fn datagrams(&self, message: Message, parts: Vec<Vec<u8>>) -> Vec<(MessageKind, Vec<u8>)> {
-        let tid = message.tid;
-        let mut out = vec![(MessageKind::of(&message.body), self.encode(message))];
-        let packed = PackedValues { slots: Vec::new(), parts };
-        out.extend(packed.part_messages(tid).into_iter().map(|m| (MessageKind::VALUE_PARTS, self.encode(m))));
-        out
+        self.wire().send(to, message);
     }
 
     fn send_with_parts(&mut self, to: SocketAddr, message: Message, parts: Vec<Vec<u8>>) {
-        for (kind, payload) in self.datagrams(message, parts) {
-            self.transmit(to, kind, payload);
-        }
+        self.wire().send_with_parts(to, message, parts);
     }
 
     /// Sends an `update` to a remote listener. It is not tracked: the acknowledgement carries
     /// nothing (OpenDHT ignores it too), and thousands of listeners must not crowd our own
     /// requests out of the pending table. Acknowledgements count as dropped datagrams.
     fn send_push(&mut self, to: SocketAddr, request: Request, parts: Vec<Vec<u8>>) {
-        let tid: u32 = self.rng.gen_range(1..=u32::MAX);
+        let tid: u32 = self.engine.rng.gen_range(1..=u32::MAX);
         let message = Message::request(tid, self.config.node_id, request);
         self.send_with_parts(to, message, parts);
     }
 
     /// Sends a request of ours. `attempts` > 1 sends it again (with its fragments) after
-    /// `request_timeout`, doubling each time; searches retry through their [`Lookup`].
+    /// `request_timeout`, doubling each time; searches retry through their lookup.
     #[allow(clippy::too_many_arguments)]
     fn send_request(
         &mut self,
@@ -1863,28 +1179,11 @@ impl Node {
         request: Request,
         parts: Vec<Vec<u8>>,
         attempts: u8,
-        purpose: Purpose,
+        purpose: OpenDhtPurpose,
     ) -> Result<(), QueryError> {
-        if self.requests.len() >= self.config.max_pending_requests {
-            return Err(QueryError::Overloaded);
-        }
-        let rng = &mut self.rng;
-        let tid = self.requests.free_id(|| rng.gen_range(1..=u32::MAX));
-        let wait = match purpose {
-            Purpose::Lookup { .. } | Purpose::Router { .. } => self.config.lookup.request_timeout,
-            _ => self.config.request_timeout,
-        };
-        let datagrams = self.datagrams(Message::request(tid, self.config.node_id, request), parts);
-        self.counters.requests_sent += 1;
-        for (kind, payload) in &datagrams {
-            self.transmit(to, *kind, payload.clone());
-        }
-        let attempts_left = attempts.saturating_sub(1);
-        let datagrams = if attempts_left > 0 { datagrams } else { Vec::new() };
-        let deadline = now + wait;
-        self.requests
-            .insert(tid, SentRequest { to, node_id, sent_at: now, deadline, attempts_left, wait, datagrams, purpose });
-        Ok(())
+        let (engine, wire) = engine_and_wire!(self);
+        let outgoing = Outgoing { request, parts };
+        engine.send_request(now, wire, to, node_id, outgoing, Purpose::Network(purpose), attempts)
     }
 }
 
@@ -1916,30 +1215,7 @@ fn probed_seq(reply: &Reply, id: ValueId) -> Option<u16> {
     })
 }
 
-fn is_code(error: &QueryError, code: u16) -> bool {
-    matches!(error, QueryError::Remote { code: c, .. } if *c == code)
-}
-
-impl SansIoNode for Node {
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        Node::handle_datagram(self, now, from, datagram);
-    }
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Node::handle_timeout(self, now);
-    }
-    fn poll_timeout(&mut self) -> Option<Timestamp> {
-        Node::poll_timeout(self)
-    }
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        Node::poll_transmit(self)
-    }
-    fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        Node::bootstrap(self, now, routers, contacts)
-    }
-    fn has_no_contacts(&self) -> bool {
-        self.tables.is_empty()
-    }
-}
+crate::node_io::sans_io_node_by_inherent_methods!(Node);
 
 #[cfg(test)]
 mod tests {

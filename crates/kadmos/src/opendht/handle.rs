@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use kadmos_proto::opendht::crypto::{self, OwnerKey, PublicKey};
-use kadmos_proto::opendht::{QueryError as OpenDhtQueryError, QueryId, Value, ValueId};
+use kadmos_proto::opendht::{QueryId, Value, ValueId};
 use kadmos_proto::{Id, NodeId};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -15,16 +15,6 @@ use super::state::OpenDhtState;
 use super::{Filter, ListenEvent, OpenDhtInfo, PutOptions, PutReport};
 use crate::error::{Error, QueryError, Result};
 use crate::types::NodeInfo;
-
-/// The runtime's error for a failed OpenDHT command (the same cases as Mainline's).
-fn query_error(e: OpenDhtQueryError) -> Error {
-    Error::Query(match e {
-        OpenDhtQueryError::Timeout => QueryError::Timeout,
-        OpenDhtQueryError::Remote { code, message } => QueryError::Remote { code: i64::from(code), message },
-        OpenDhtQueryError::NoContacts => QueryError::NoContacts,
-        OpenDhtQueryError::Overloaded => QueryError::Overloaded,
-    })
-}
 
 /// A handle to a running OpenDHT node. Cheap to clone; the node stops when
 /// [`OpenDht::shutdown`] is called, or when every handle and every [`ListenStream`] is dropped.
@@ -87,13 +77,13 @@ impl OpenDht {
         if !self.local_addrs.iter().any(|a| a.is_ipv4() == addr.is_ipv4()) {
             return Err(Error::FamilyUnavailable(addr));
         }
-        self.call(|tx| Command::Ping(addr, tx)).await?.map_err(query_error)
+        self.call(|tx| Command::Ping(addr, tx)).await?.map_err(Error::Query)
     }
 
     /// The closest nodes to `target` that answered a search, closest first.
     pub async fn find_node(&self, target: Id) -> Result<Vec<NodeInfo>> {
         self.bootstrapped().await?;
-        self.call(|tx| Command::FindNode(target, tx)).await?.map_err(query_error)
+        self.call(|tx| Command::FindNode(target, tx)).await?.map_err(Error::Query)
     }
 
     /// Puts `data` at `key` as a value described by `options` (type, user type, id,
@@ -121,7 +111,7 @@ impl OpenDht {
                 Some(e) => Error::PutRefused { code: e.code, message: e.message },
                 None => Error::Query(QueryError::NoContacts),
             },
-            Err(e) => query_error(e),
+            Err(e) => Error::Query(e),
         };
         if permanent {
             self.cancel_put(key, value_id).await?;
