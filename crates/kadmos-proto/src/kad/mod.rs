@@ -2,7 +2,6 @@
 //! per address family), the lookup state machine and the store round at a store's end.
 //! Nothing here knows about a wire format.
 
-pub mod contact_rtts;
 pub mod family_tables;
 pub mod id;
 pub mod lookup;
@@ -14,7 +13,6 @@ pub mod store_round;
 pub mod subnet;
 pub mod timers;
 
-pub use contact_rtts::ContactRtts;
 pub use family_tables::FamilyTables;
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};
