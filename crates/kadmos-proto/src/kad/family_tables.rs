@@ -135,4 +135,34 @@ mod tests {
         let both = FamilyTables::new(own, Families { v4: true, v6: true }, &config, now);
         assert_eq!((both.enabled(), both.dual_stack()), (vec![Family::V4, Family::V6], true));
     }
+
+    /// A round trip reaches the contact of that ID in every table holding it (a dual-stack
+    /// node is a contact of both), and contacts keep their round trips when the tables move
+    /// to a new own ID.
+    #[test]
+    fn round_trips_reach_both_tables_and_survive_recentring() {
+        let now = Timestamp::ZERO;
+        let mut tables = FamilyTables::new(
+            Id::sha1_of(b"own"),
+            Families { v4: true, v6: true },
+            &RoutingTableConfig::default(),
+            now,
+        );
+        let (peer, other) = (Id::sha1_of(b"peer"), Id::sha1_of(b"other"));
+        tables.get_mut(Family::V4).unwrap().insert_responded(peer, "10.0.0.2:6881".parse().unwrap(), now);
+        tables.get_mut(Family::V6).unwrap().insert_responded(peer, "[2001:db8::2]:6881".parse().unwrap(), now);
+        tables.get_mut(Family::V4).unwrap().insert_responded(other, "10.0.1.2:6881".parse().unwrap(), now);
+        tables.note_round_trip(&peer, Duration::from_millis(20));
+        let rtt = |tables: &FamilyTables, family: Family, id: &NodeId| {
+            tables.get(family).unwrap().get(id).unwrap().round_trip().map(|d| d.as_micros())
+        };
+        let measured = rtt(&tables, Family::V4, &peer);
+        assert!(measured.is_some_and(|us| us.abs_diff(20_000) <= 700), "{measured:?}");
+        assert_eq!(rtt(&tables, Family::V6, &peer), measured);
+        assert_eq!(rtt(&tables, Family::V4, &other), None);
+
+        tables.recentre(Id::sha1_of(b"new own"), now);
+        assert_eq!((rtt(&tables, Family::V4, &peer), rtt(&tables, Family::V6, &peer)), (measured, measured));
+        assert_eq!(rtt(&tables, Family::V4, &other), None, "no other contact's round trip");
+    }
 }
