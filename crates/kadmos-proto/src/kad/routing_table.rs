@@ -260,6 +260,12 @@ impl PackedAddr {
     }
 }
 
+impl std::fmt::Debug for PackedAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 /// Whether `addr` is an IPv6 address of the IPv4-mapped form, which a contact cannot have: it
 /// names an IPv4 node, and would be stored as that node's IPv4 address ([`PackedAddr`]).
 fn is_v4_mapped(addr: &SocketAddr) -> bool {
@@ -290,12 +296,6 @@ impl RoundTrip {
 
     fn get(self) -> Option<Duration> {
         (self != Self::NEVER).then(|| Duration::from_secs_f64(Self::STEP.powi(i32::from(self.0)) / 1e6))
-    }
-}
-
-impl std::fmt::Debug for PackedAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.get().fmt(f)
     }
 }
 
