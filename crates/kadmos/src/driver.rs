@@ -309,11 +309,10 @@ impl Driver {
 
     fn routing_table_dump(&self) -> RoutingTableDump {
         let now = self.now();
-        let rtt = |id: &NodeId| self.node.contact_round_trip(id);
         RoutingTableDump {
             node_id: self.node.id(),
-            ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now, &rtt)),
-            ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now, &rtt)),
+            ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now)),
+            ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now)),
         }
     }
 

@@ -118,12 +118,7 @@ pub struct ContactDump {
 }
 
 impl ContactDump {
-    fn of(
-        contact: &kadmos_proto::kad::Contact,
-        config: &RoutingTableConfig,
-        now: Timestamp,
-        round_trip: &dyn Fn(&NodeId) -> Option<std::time::Duration>,
-    ) -> ContactDump {
+    fn of(contact: &kadmos_proto::kad::Contact, config: &RoutingTableConfig, now: Timestamp) -> ContactDump {
         ContactDump {
             id: contact.id,
             addr: contact.addr(),
@@ -134,7 +129,7 @@ impl ContactDump {
             },
             last_response_secs_ago: contact.last_response().map(|t| now.saturating_since(t).as_secs()),
             failures: contact.failures,
-            round_trip_us: round_trip(&contact.id).map(|rtt| rtt.as_micros() as u64),
+            round_trip_us: contact.round_trip().map(|rtt| rtt.as_micros() as u64),
         }
     }
 }
@@ -196,14 +191,8 @@ pub struct FamilyTable {
 }
 
 impl FamilyTable {
-    /// A snapshot of `table` (the same form for both networks' nodes), with the round trips
-    /// `round_trip` knows.
-    pub(crate) fn of(
-        table: &RoutingTable,
-        family: AddressFamily,
-        now: Timestamp,
-        round_trip: &dyn Fn(&NodeId) -> Option<std::time::Duration>,
-    ) -> FamilyTable {
+    /// A snapshot of `table` (the same form for both networks' nodes).
+    pub(crate) fn of(table: &RoutingTable, family: AddressFamily, now: Timestamp) -> FamilyTable {
         let config = table.config();
         let buckets = table
             .buckets()
@@ -212,13 +201,9 @@ impl FamilyTable {
             .map(|(index, bucket)| BucketDump {
                 prefix_len: index,
                 capacity: table.bucket_capacity(index),
-                contacts: bucket.contacts().iter().map(|c| ContactDump::of(c, config, now, round_trip)).collect(),
+                contacts: bucket.contacts().iter().map(|c| ContactDump::of(c, config, now)).collect(),
                 replacements: bucket.replacements().len(),
-                replacement_contacts: bucket
-                    .replacements()
-                    .iter()
-                    .map(|c| ContactDump::of(c, config, now, round_trip))
-                    .collect(),
+                replacement_contacts: bucket.replacements().iter().map(|c| ContactDump::of(c, config, now)).collect(),
                 last_changed_secs_ago: now.saturating_since(bucket.last_changed()).as_secs(),
             })
             .collect();

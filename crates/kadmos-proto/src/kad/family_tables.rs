@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::contact_rtts::ContactRtts;
 use super::id::{Id, NodeId};
 use super::routing_table::{RoutingTable, RoutingTableConfig};
 use crate::node_io::{Families, Family};
@@ -16,15 +15,13 @@ pub type Contacts = Vec<(NodeId, SocketAddr)>;
 #[derive(Clone, Debug)]
 pub struct FamilyTables {
     tables: [Option<RoutingTable>; 2],
-    /// The round trip to each contact of both tables.
-    rtts: ContactRtts,
 }
 
 impl FamilyTables {
     /// Empty tables for the `families` enabled, centred on `own_id`.
     pub fn new(own_id: NodeId, families: Families, config: &RoutingTableConfig, now: Timestamp) -> FamilyTables {
         let table = |enabled: bool| enabled.then(|| RoutingTable::new(own_id, config.clone(), now));
-        FamilyTables { tables: [table(families.v4), table(families.v6)], rtts: ContactRtts::default() }
+        FamilyTables { tables: [table(families.v4), table(families.v6)] }
     }
 
     /// Whether the node has a table (a socket) for `family`.
@@ -60,23 +57,14 @@ impl FamilyTables {
         self.get(family).map_or_else(Vec::new, |t| t.closest_nodes(target, n))
     }
 
-    /// A request to contact `id` was answered after `rtt`.
+    /// A request to node `id` was answered after `rtt`: the contact of that ID smooths it into
+    /// its round trip ([`Contact::round_trip`](super::Contact::round_trip)), in every table
+    /// that holds it (a dual-stack node may be a contact of both), replacement caches
+    /// included.
     pub fn note_round_trip(&mut self, id: &NodeId, rtt: Duration) {
-        let tables = &self.tables;
-        let known = || {
-            tables
-                .iter()
-                .flatten()
-                .flat_map(|t| t.buckets())
-                .flat_map(|b| b.contacts().iter().chain(b.replacements()))
-                .map(|c| c.id)
-        };
-        self.rtts.observe(id, rtt, known);
-    }
-
-    /// The smoothed round trip to contact `id`, once one of our requests to it was answered.
-    pub fn round_trip(&self, id: &NodeId) -> Option<Duration> {
-        self.rtts.get(id)
+        for table in self.tables.iter_mut().flatten() {
+            table.note_round_trip(id, rtt);
+        }
     }
 
     /// The `k` contacts of each family closest to `target` that a querier asked for (`want`:
@@ -112,13 +100,16 @@ impl FamilyTables {
     }
 
     /// Moves every table to a new own ID (BEP 42 gave us another): contacts are offered again
-    /// to tables centred on `own_id` (as just heard from: they answered us before), and
-    /// replacement caches are dropped.
+    /// to tables centred on `own_id` (as just heard from: they answered us before, and keep
+    /// their round trips), and replacement caches are dropped.
     pub fn recentre(&mut self, own_id: NodeId, now: Timestamp) {
         for slot in self.tables.iter_mut() {
             let Some(old) = slot.take() else { continue };
             let mut table = RoutingTable::new(own_id, old.config().clone(), now);
             for contact in old.contacts() {
+                if let Some(rtt) = contact.round_trip() {
+                    table.note_round_trip(&contact.id, rtt);
+                }
                 table.insert_responded(contact.id, contact.addr(), now);
             }
             *slot = Some(table);
@@ -173,5 +164,35 @@ mod tests {
 
         let both = FamilyTables::new(own, Families { v4: true, v6: true }, &config, now);
         assert_eq!((both.enabled(), both.dual_stack()), (vec![Family::V4, Family::V6], true));
+    }
+
+    /// A round trip reaches the contact of that ID in every table holding it (a dual-stack
+    /// node is a contact of both), and contacts keep their round trips when the tables move
+    /// to a new own ID.
+    #[test]
+    fn round_trips_reach_both_tables_and_survive_recentring() {
+        let now = Timestamp::ZERO;
+        let mut tables = FamilyTables::new(
+            Id::sha1_of(b"own"),
+            Families { v4: true, v6: true },
+            &RoutingTableConfig::default(),
+            now,
+        );
+        let (peer, other) = (Id::sha1_of(b"peer"), Id::sha1_of(b"other"));
+        tables.get_mut(Family::V4).unwrap().insert_responded(peer, "10.0.0.2:6881".parse().unwrap(), now);
+        tables.get_mut(Family::V6).unwrap().insert_responded(peer, "[2001:db8::2]:6881".parse().unwrap(), now);
+        tables.get_mut(Family::V4).unwrap().insert_responded(other, "10.0.1.2:6881".parse().unwrap(), now);
+        tables.note_round_trip(&peer, Duration::from_millis(20));
+        let rtt = |tables: &FamilyTables, family: Family, id: &NodeId| {
+            tables.get(family).unwrap().get(id).unwrap().round_trip().map(|d| d.as_micros())
+        };
+        let measured = rtt(&tables, Family::V4, &peer);
+        assert!(measured.is_some_and(|us| us.abs_diff(20_000) <= 700), "{measured:?}");
+        assert_eq!(rtt(&tables, Family::V6, &peer), measured);
+        assert_eq!(rtt(&tables, Family::V4, &other), None);
+
+        tables.recentre(Id::sha1_of(b"new own"), now);
+        assert_eq!((rtt(&tables, Family::V4, &peer), rtt(&tables, Family::V6, &peer)), (measured, measured));
+        assert_eq!(rtt(&tables, Family::V4, &other), None, "no other contact's round trip");
     }
 }

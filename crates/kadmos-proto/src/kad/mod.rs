@@ -1,11 +1,9 @@
 //! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
-//! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
 //! per address family), the lookup state machine, the store round at a store's end, and the
 //! engine both nodes run (`engine`: operations, requests, stall evidence, wake-ups, joining,
 //! refreshes, verification), which a network plugs into through a small trait. Nothing here
 //! knows about a wire format.
 
-pub mod contact_rtts;
 pub(crate) mod engine;
 pub mod family_tables;
 pub mod id;
@@ -22,7 +20,6 @@ pub mod subnet;
 pub mod timers;
 pub mod traffic_counters;
 
-pub use contact_rtts::ContactRtts;
 pub use family_tables::FamilyTables;
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};

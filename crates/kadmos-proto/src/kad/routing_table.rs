@@ -11,7 +11,7 @@
 //! - A contact with the same ID but another address is ignored rather than moved: moving it
 //!   would let anyone who knows a node's ID hijack its slot.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use super::id::{Id, NodeId};
@@ -70,6 +70,8 @@ pub struct Contact {
     last_query: Seconds,
     /// Queries in a row it failed to answer.
     pub failures: u8,
+    /// The smoothed round trip of our requests to it.
+    round_trip: RoundTrip,
 }
 
 impl Contact {
@@ -81,7 +83,22 @@ impl Contact {
             last_response: Seconds::at(now),
             last_query: Seconds::NEVER,
             failures: 0,
+            round_trip: RoundTrip::NEVER,
         }
+    }
+
+    /// The smoothed round trip of our requests to it (within 3.5%), once one was answered.
+    pub fn round_trip(&self) -> Option<Duration> {
+        self.round_trip.get()
+    }
+
+    /// One of our requests to it was answered after `sample`: smoothed as TCP smooths its
+    /// RTT, 7/8 of the old value and 1/8 of the sample.
+    fn note_round_trip(&mut self, sample: Duration) {
+        self.round_trip = match self.round_trip.get() {
+            Some(old) => RoundTrip::of((old * 7 + sample) / 8),
+            None => RoundTrip::of(sample),
+        };
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -212,33 +229,33 @@ fn consider<'a>(
     best.insert(at, (distance, contact));
 }
 
-/// A socket address in 19 bytes instead of `SocketAddr`'s 32, which makes a contact 48 bytes
+/// A socket address in 18 bytes instead of `SocketAddr`'s 32, which makes a contact 48 bytes
 /// instead of 64: contacts are most of an idle node's memory (wide first buckets hold up to
 /// 240 of them; see [`RoutingTableConfig::first_bucket_sizes`]). Contacts are DHT nodes at
 /// global addresses, so an IPv6 flow label or scope is not kept.
+///
+/// An IPv4 address is stored IPv4-mapped (`::ffff:a.b.c.d`), and the family is read back from
+/// the address itself, so no byte is spent on it. An IPv6 address of that form therefore reads
+/// back as IPv4: the table refuses such contacts ([`is_v4_mapped`]), which a node reaching IPv6
+/// only could not use anyway.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct PackedAddr {
     ip: [u8; 16],
     port: [u8; 2],
-    v6: bool,
 }
 
 impl PackedAddr {
     fn new(addr: SocketAddr) -> PackedAddr {
-        let (ip, v6) = match addr.ip() {
-            IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), false),
-            IpAddr::V6(v6) => (v6.octets(), true),
+        let ip = match addr.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
         };
-        PackedAddr { ip, port: addr.port().to_be_bytes(), v6 }
+        PackedAddr { ip: ip.octets(), port: addr.port().to_be_bytes() }
     }
 
     fn get(self) -> SocketAddr {
         let v6 = Ipv6Addr::from(self.ip);
-        let ip = match (self.v6, v6.to_ipv4_mapped()) {
-            (false, Some(v4)) => IpAddr::V4(v4),
-            (false, None) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            (true, _) => IpAddr::V6(v6),
-        };
+        let ip = v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4);
         SocketAddr::new(ip, u16::from_be_bytes(self.port))
     }
 }
@@ -246,6 +263,39 @@ impl PackedAddr {
 impl std::fmt::Debug for PackedAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.get().fmt(f)
+    }
+}
+
+/// Whether `addr` is an IPv6 address of the IPv4-mapped form, which a contact cannot have: it
+/// names an IPv4 node, and would be stored as that node's IPv4 address ([`PackedAddr`]).
+fn is_v4_mapped(addr: &SocketAddr) -> bool {
+    match addr {
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
+        SocketAddr::V4(_) => false,
+    }
+}
+
+/// A round trip in one byte, 0 meaning never measured: a logarithmic scale of 7% steps from
+/// about 1 µs to about 30 s (a display needs no finer; loopback answers take a few hundred
+/// microseconds, a request times out after seconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RoundTrip(u8);
+
+impl RoundTrip {
+    const NEVER: RoundTrip = RoundTrip(0);
+    /// The ratio between two steps of the scale.
+    const STEP: f64 = 1.07;
+
+    /// `rtt` on the scale: at least step 1 (a round trip measured as nothing is still
+    /// measured), at most step 255.
+    fn of(rtt: Duration) -> RoundTrip {
+        let micros = rtt.as_secs_f64() * 1e6;
+        let step = if micros <= 1.0 { 0.0 } else { (micros.ln() / Self::STEP.ln()).round() };
+        RoundTrip(step.clamp(1.0, 255.0) as u8)
+    }
+
+    fn get(self) -> Option<Duration> {
+        (self != Self::NEVER).then(|| Duration::from_secs_f64(Self::STEP.powi(i32::from(self.0)) / 1e6))
     }
 }
 
@@ -345,11 +395,20 @@ pub struct RoutingTable {
     own_id: NodeId,
     config: RoutingTableConfig,
     buckets: Vec<Bucket>,
+    /// The round trip of the last answer from a node the table did not hold: a node's first
+    /// answer is timed before its sender is offered to the table, and the contact made of it
+    /// starts with that round trip.
+    unplaced_round_trip: Option<(NodeId, RoundTrip)>,
 }
 
 impl RoutingTable {
     pub fn new(own_id: NodeId, config: RoutingTableConfig, now: Timestamp) -> Self {
-        RoutingTable { own_id, config, buckets: vec![Bucket { last_changed: now, ..Bucket::default() }] }
+        RoutingTable {
+            own_id,
+            config,
+            buckets: vec![Bucket { last_changed: now, ..Bucket::default() }],
+            unplaced_round_trip: None,
+        }
     }
 
     pub fn own_id(&self) -> NodeId {
@@ -411,10 +470,14 @@ impl RoutingTable {
 
     /// Offers a contact that has just answered one of our queries.
     pub fn insert_responded(&mut self, id: NodeId, addr: SocketAddr, now: Timestamp) -> InsertOutcome {
-        if id == self.own_id {
+        if id == self.own_id || is_v4_mapped(&addr) {
             return InsertOutcome::Rejected;
         }
         let packed = PackedAddr::new(addr);
+        let mut fresh = Contact::answered(id, addr, now);
+        if let Some((_, round_trip)) = self.unplaced_round_trip.filter(|(unplaced, _)| *unplaced == id) {
+            fresh.round_trip = round_trip;
+        }
         loop {
             let index = self.bucket_index(&id);
             let can_split = index == self.buckets.len() - 1 && self.buckets.len() < 160;
@@ -437,7 +500,6 @@ impl RoutingTable {
             if !bucket.subnet_has_room(addr, config.max_per_subnet) {
                 return InsertOutcome::Rejected;
             }
-            let fresh = Contact::answered(id, addr, now);
             if bucket.contacts.len() < capacity {
                 // Grow by k at a time, not by doubling: a wide bucket 70 contacts full would
                 // otherwise carry 58 empty slots (measured at 100,000 simulated nodes: 16.5 KB
@@ -478,7 +540,7 @@ impl RoutingTable {
     /// Would a newly answering contact with this ID find a place (a free slot, a bad contact to
     /// replace, or a split)? Used to decide whether a node that queried us is worth a ping.
     pub fn would_accept(&self, id: &NodeId, addr: SocketAddr, now: Timestamp) -> bool {
-        if *id == self.own_id {
+        if *id == self.own_id || is_v4_mapped(&addr) {
             return false;
         }
         let index = self.bucket_index(id);
@@ -514,6 +576,29 @@ impl RoutingTable {
             contact.last_query = Seconds::at(now);
         }
         true
+    }
+
+    /// One of our requests to `id` was answered after `sample`: the contact of that ID, or its
+    /// entry in the replacement cache, smooths it into its round trip. Returns whether the
+    /// table holds the ID; if it does not, the sample is kept for a contact of that ID offered
+    /// next ([`RoutingTable::insert_responded`]).
+    pub fn note_round_trip(&mut self, id: &NodeId, sample: Duration) -> bool {
+        let index = self.bucket_index(id);
+        let bucket = &mut self.buckets[index];
+        let held = match bucket.find(id) {
+            Ok(pos) => Some(&mut bucket.contacts[pos]),
+            Err(_) => bucket.replacements.iter_mut().find(|c| c.id == *id),
+        };
+        match held {
+            Some(contact) => {
+                contact.note_round_trip(sample);
+                true
+            }
+            None => {
+                self.unplaced_round_trip = Some((*id, RoundTrip::of(sample)));
+                false
+            }
+        }
     }
 
     /// Records a query the contact failed to answer. A contact that turns bad is replaced by
@@ -819,23 +904,105 @@ mod tests {
         assert!((1..=6).all(|i| table.insert_responded(far(i), farm(i), t) == InsertOutcome::Inserted));
     }
 
-    /// A contact keeps its address exactly, whatever the family (an IPv4-mapped IPv6 address
-    /// stays IPv6), in 48 bytes: the memory budget of an idle node depends on it.
+    /// A contact keeps its address exactly, whatever the family, and its round trip, in 48
+    /// bytes: the memory budget of an idle node depends on it.
     #[test]
-    fn contacts_keep_addresses_in_48_bytes() {
-        let addrs: [SocketAddr; 4] = [
+    fn contacts_keep_addresses_and_round_trips_in_48_bytes() {
+        let addrs: [SocketAddr; 6] = [
             "1.2.3.4:6881".parse().unwrap(),
             "0.0.0.0:0".parse().unwrap(),
+            "255.255.255.255:1".parse().unwrap(),
             "[2001:db8::1]:65535".parse().unwrap(),
-            "[::ffff:1.2.3.4]:6881".parse().unwrap(),
+            "[::]:6881".parse().unwrap(),
+            "[::1.2.3.4]:6881".parse().unwrap(),
         ];
         for a in addrs {
-            let c = Contact::answered(Id::MAX, a, Timestamp::ZERO);
+            let mut c = Contact::answered(Id::MAX, a, Timestamp::ZERO);
             assert_eq!(c.addr(), a);
-            assert_eq!(c.addr, PackedAddr::new(a));
+            assert_eq!(c.round_trip(), None, "never measured");
+            c.note_round_trip(Duration::from_millis(40));
+            assert_eq!(c.addr(), a, "the round trip is kept beside the address, not in it");
+            assert!(close(c.round_trip(), 40_000.0), "{:?}", c.round_trip());
         }
-        assert_ne!(PackedAddr::new(addrs[0]), PackedAddr::new(addrs[3]), "v4 and v4-mapped v6 differ");
         assert_eq!(std::mem::size_of::<Contact>(), 48);
+    }
+
+    /// The family is read from the stored address, so an IPv6 address of the IPv4-mapped form
+    /// would come back as IPv4: no table takes such a contact (nor asks for a ping to one), and
+    /// one never alters the IPv4 contact it names.
+    #[test]
+    fn v4_mapped_ipv6_addresses_are_not_contacts() {
+        let v4: SocketAddr = "1.2.3.4:6881".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:1.2.3.4]:6881".parse().unwrap();
+        let now = Timestamp::ZERO;
+        let mut table = RoutingTable::new(Id::ZERO, RoutingTableConfig::default(), now);
+        assert!(!table.would_accept(&Id::MAX, mapped, now));
+        assert_eq!(table.insert_responded(Id::MAX, mapped, now), InsertOutcome::Rejected);
+        assert!(table.is_empty());
+        assert!(table.would_accept(&Id::MAX, v4, now));
+        assert_eq!(table.insert_responded(Id::MAX, v4, now), InsertOutcome::Inserted);
+        assert_eq!(table.insert_responded(Id::MAX, mapped, now), InsertOutcome::Rejected);
+        assert_eq!(table.get(&Id::MAX).unwrap().addr(), v4);
+        assert_eq!(table.get(&Id::MAX).unwrap().last_response(), Some(now));
+    }
+
+    fn close(got: Option<Duration>, micros: f64) -> bool {
+        got.is_some_and(|d| (d.as_secs_f64() * 1e6 / micros - 1.0).abs() <= 0.036)
+    }
+
+    /// A contact's round trip is smoothed over its samples (within the scale's 3.5%), kept
+    /// apart from other contacts', and unknown before the first answer; the scale spans
+    /// loopback to timeouts, and a round trip measured as nothing still counts as measured.
+    #[test]
+    fn round_trips_are_smoothed_per_contact() {
+        let mut table = RoutingTable::new(Id::ZERO, RoutingTableConfig::default(), Timestamp::ZERO);
+        let ids: Vec<NodeId> = (1..=5u8).map(|n| Id::from_bytes(&[n << 4; 20]).unwrap()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(table.insert_responded(*id, addr((i as u32) << 8), Timestamp::ZERO), InsertOutcome::Inserted);
+        }
+        let rtt = |table: &RoutingTable, i: usize| table.get(&ids[i]).unwrap().round_trip();
+        assert_eq!(rtt(&table, 0), None);
+        assert!(table.note_round_trip(&ids[0], Duration::from_millis(80)));
+        assert!(table.note_round_trip(&ids[1], Duration::from_millis(5)));
+        assert!(close(rtt(&table, 0), 80_000.0), "{:?}", rtt(&table, 0));
+        table.note_round_trip(&ids[0], Duration::from_millis(160));
+        assert!(close(rtt(&table, 0), 90_000.0), "7/8 of 80 + 1/8 of 160: {:?}", rtt(&table, 0));
+        assert!(close(rtt(&table, 1), 5_000.0));
+        table.note_round_trip(&ids[2], Duration::from_secs(300));
+        assert!(rtt(&table, 2).unwrap() > Duration::from_secs(25), "capped, not wrapped");
+        table.note_round_trip(&ids[3], Duration::from_micros(213));
+        assert!(close(rtt(&table, 3), 213.0), "loopback round trips keep their scale");
+        table.note_round_trip(&ids[4], Duration::ZERO);
+        assert!(rtt(&table, 4).unwrap() <= Duration::from_micros(2));
+    }
+
+    /// A node's first answer is timed before it is offered to the table: the contact made of
+    /// it starts with that round trip (another node's does not count), and a contact waiting
+    /// in the replacement cache keeps its round trip when it takes a bad contact's place.
+    #[test]
+    fn first_answers_and_replacements_keep_round_trips() {
+        let t = Timestamp::ZERO;
+        let config = RoutingTableConfig { bucket_size: 1, first_bucket_sizes: [0; 4], ..RoutingTableConfig::default() };
+        let mut table = RoutingTable::new(Id::ZERO, config, t);
+        // All in the far bucket (first bit 1), which holds one contact: `a` fills it, and `b`
+        // splits the table (to no avail: the new bucket is the near half) and is then cached.
+        let (a, b, c) = ([0x80; 20], [0xc0; 20], [0xe0; 20]);
+        let [a, b, c] = [a, b, c].map(|bytes| Id::from_bytes(&bytes).unwrap());
+        assert!(!table.note_round_trip(&a, Duration::from_millis(30)));
+        assert!(!table.note_round_trip(&c, Duration::from_millis(70)));
+        assert_eq!(table.insert_responded(a, addr(1), t), InsertOutcome::Inserted);
+        assert_eq!(table.get(&a).unwrap().round_trip(), None, "the sample was another node's");
+        assert!(!table.note_round_trip(&b, Duration::from_millis(50)));
+        assert!(matches!(table.insert_responded(b, addr(2), t), InsertOutcome::Cached { .. }));
+        let cached = |table: &RoutingTable| table.buckets()[0].replacements().first().cloned();
+        assert!(close(cached(&table).unwrap().round_trip(), 50_000.0));
+        assert!(table.note_round_trip(&b, Duration::from_millis(130)));
+        assert!(close(cached(&table).unwrap().round_trip(), 60_000.0), "{:?}", cached(&table));
+        for _ in 0..table.config().bad_after_failures {
+            table.note_failure(&a, addr(1), t);
+        }
+        assert!(table.get(&a).is_none());
+        assert!(close(table.get(&b).unwrap().round_trip(), 60_000.0), "moved with its round trip");
     }
 
     /// An ID already in the table claimed from another address is rejected (no slot hijack).

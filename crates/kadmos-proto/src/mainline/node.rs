@@ -297,11 +297,6 @@ impl Node {
         self.engine.tables.get(family)
     }
 
-    /// The smoothed round trip to contact `id`, once one of our requests to it was answered.
-    pub fn contact_round_trip(&self, id: &NodeId) -> Option<Duration> {
-        self.engine.tables.round_trip(id)
-    }
-
     pub fn peer_store(&self) -> &PeerStore {
         &self.peers
     }

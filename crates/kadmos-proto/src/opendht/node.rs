@@ -344,11 +344,6 @@ impl Node {
         self.engine.tables.get(family)
     }
 
-    /// The smoothed round trip to contact `id`, once one of our requests to it was answered.
-    pub fn contact_round_trip(&self, id: &NodeId) -> Option<Duration> {
-        self.engine.tables.round_trip(id)
-    }
-
     /// What this node stores (for remote nodes and for its own user).
     pub fn storage(&self) -> &Storage {
         &self.storage

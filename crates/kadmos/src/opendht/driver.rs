@@ -155,17 +155,10 @@ impl Driver {
             }
             Command::RoutingTable(reply) => {
                 let now = self.now();
-                let rtt = |id: &kadmos_proto::NodeId| self.node.contact_round_trip(id);
                 let _ = reply.send(RoutingTableDump {
                     node_id: self.node.id(),
-                    ipv4: self
-                        .node
-                        .routing_table(Family::V4)
-                        .map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now, &rtt)),
-                    ipv6: self
-                        .node
-                        .routing_table(Family::V6)
-                        .map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now, &rtt)),
+                    ipv4: self.node.routing_table(Family::V4).map(|t| FamilyTable::of(t, AddressFamily::Ipv4, now)),
+                    ipv6: self.node.routing_table(Family::V6).map(|t| FamilyTable::of(t, AddressFamily::Ipv6, now)),
                 });
             }
             Command::SaveState(reply) => {
