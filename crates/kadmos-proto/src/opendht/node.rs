@@ -90,7 +90,7 @@ use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
 use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineSettings, Failed, Network};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
-use crate::kad::{FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable};
+use crate::kad::{FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable, StoreRound};
 pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -218,8 +218,8 @@ struct PutState {
     permanent: bool,
     /// A refresh round of a permanent put: no events.
     background: bool,
-    storing: bool,
-    stored_at: Vec<(NodeId, SocketAddr)>,
+    /// The put (or refresh) at the closest nodes, once the search is over.
+    round: StoreRound,
     errors: Vec<(SocketAddr, u16, String)>,
     /// The seq of the value each node already holds (from the search's probe).
     probes: HashMap<NodeId, u16>,
@@ -557,8 +557,7 @@ impl Node {
             value,
             permanent,
             background,
-            storing: false,
-            stored_at: Vec::new(),
+            round: StoreRound::default(),
             errors: Vec::new(),
             probes: HashMap::new(),
         };
@@ -814,9 +813,8 @@ impl Node {
             Answered::Nothing => {}
             Answered::Pong { op } => self.finish(now, op, Outcome::Pong { id: reply.id, addr: from }),
             Answered::Network(OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. }) => {
-                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.engine.operation_mut(op) {
-                    *awaiting -= 1;
-                    state.stored_at.push((reply.id, from));
+                if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+                    state.round.on_stored(from, reply.id);
                 }
             }
             Answered::Network(OpenDhtPurpose::Listen { listen }) => {
@@ -931,12 +929,14 @@ impl Node {
                 let attempts = self.config.request_attempts;
                 let purpose = OpenDhtPurpose::Put { op };
                 if self.send_request(now, to, node_id, put, packed.parts, attempts, purpose).is_err() {
-                    self.engine.awaited_ended(op);
+                    if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+                        state.round.on_refused(to);
+                    }
                 }
             }
             OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => {
-                if let Some(Operation { kind: Kind::Put(state), awaiting, .. }) = self.engine.operation_mut(op) {
-                    *awaiting -= 1;
+                if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+                    state.round.on_refused(to);
                     if let QueryError::Remote { code, message } = error {
                         // The code came in as a u16.
                         state.errors.push((to, u16::try_from(code).unwrap_or(u16::MAX), message));
@@ -1015,12 +1015,22 @@ impl Node {
         }
         let Some(operation) = self.engine.operation(op) else { return };
         let (store_phase, listen) = match &operation.kind {
-            Kind::Put(state) => (!state.storing, None),
+            Kind::Put(state) => (!state.round.started(), None),
             Kind::ListenSearch { listen } => (false, Some(*listen)),
             _ => (false, None),
         };
-        if store_phase && self.store_at_closest(now, op) {
-            return;
+        if store_phase {
+            self.store_at_closest(now, op);
+        }
+        // A put's round ends once every storing node answered, refused or stalled.
+        if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+            state.round.step(now);
+            if !state.round.is_over() {
+                if let Some(at) = state.round.next_deadline() {
+                    self.engine.wake_at(now, op, at);
+                }
+                return;
+            }
         }
         if let Some(listen) = listen {
             self.subscribe(now, listen, op);
@@ -1032,7 +1042,7 @@ impl Node {
             Kind::Put(_) if no_contacts => Outcome::Failed(QueryError::NoContacts),
             Kind::Put(state) => Outcome::Stored {
                 value_id: state.value.id,
-                stored_at: state.stored_at.clone(),
+                stored_at: state.round.stored_at(),
                 errors: state.errors.clone(),
                 stats,
             },
@@ -1056,15 +1066,15 @@ impl Node {
     }
 
     /// The store phase of a put: `put` where the value is missing or older, `refresh` where it
-    /// is there. Returns whether requests went out.
-    fn store_at_closest(&mut self, now: Timestamp, op: QueryId) -> bool {
+    /// is there; the round waits for each node as long as lookups wait for theirs.
+    fn store_at_closest(&mut self, now: Timestamp, op: QueryId) {
         let targets = self.closest_with_tokens(op, self.config.lookup.k);
-        let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) else { return false };
-        state.storing = true;
+        let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) else { return };
+        state.round.start();
         let (key, value) = (state.key, state.value.clone());
         let packed = pack_values(std::slice::from_ref(&value));
         let attempts = self.config.request_attempts;
-        let mut sent = 0;
+        let mut sent = Vec::new();
         for (id, addr, token, held) in targets {
             let result = if held.is_some_and(|seq| seq >= value.seq) {
                 let refresh = Request::Refresh { key, token: token.clone(), value_id: value.id };
@@ -1082,11 +1092,16 @@ impl Node {
                 self.send_request(now, addr, Some(id), put, packed.parts.clone(), attempts, OpenDhtPurpose::Put { op })
             };
             if result.is_ok() {
-                sent += 1;
+                sent.push((id, addr));
             }
         }
-        self.engine.await_more(op, sent);
-        sent > 0
+        let (stall_timeout, wait_for_stalled) = (self.stall_timeout(), self.engine.waits_for_stalled());
+        let request_timeout = self.config.request_timeout;
+        if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+            for (id, addr) in sent {
+                state.round.sent(now, id, addr, stall_timeout, wait_for_stalled, request_timeout);
+            }
+        }
     }
 
     /// After a listen's search: subscribe at the closest nodes of each family.
