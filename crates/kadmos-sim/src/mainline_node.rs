@@ -8,7 +8,7 @@ use std::time::Duration;
 use kadmos_proto::kad::{LookupConfig, RoutingTable};
 use kadmos_proto::mainline::item::mutable_target;
 use kadmos_proto::mainline::{Body, Config, Event, Family, Item, ItemQuery, Message, Node, Outcome, Query, QuestEvent};
-use kadmos_proto::node_io::{QueryId, Transmit};
+use kadmos_proto::node_io::QueryId;
 use kadmos_proto::{Id, NodeId, Timestamp};
 
 use crate::network::NodeIndex;
@@ -83,28 +83,8 @@ impl SimNode for Node {
             .ok_or_else(|| format!("workload {} is not a Mainline workload", kind.cli_name()))
     }
 
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        Node::handle_datagram(self, now, from, datagram);
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Node::handle_timeout(self, now);
-    }
-
-    fn poll_timeout(&mut self) -> Option<Timestamp> {
-        Node::poll_timeout(self)
-    }
-
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        Node::poll_transmit(self)
-    }
-
     fn poll_event(&mut self) -> Option<Event> {
         Node::poll_event(self)
-    }
-
-    fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr]) -> QueryId {
-        Node::bootstrap(self, now, routers, &[])
     }
 
     fn parallelism_violation(&self) -> Option<String> {

@@ -5,11 +5,10 @@
 //! `Outcome`) and its datagrams; the OpenDHT workloads only see the simulator's terms
 //! ([`crate::LookupDone`]'s success, its values, and [`ListenValue`] notices).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::kad::{LookupConfig, RoutingTable};
-use kadmos_proto::node_io::{QueryId, Transmit};
+use kadmos_proto::node_io::QueryId;
 use kadmos_proto::opendht::{Body, Config, Event, Family, Message, Node, Outcome, Query, Request, Value};
 use kadmos_proto::{Id, NodeId, Timestamp};
 
@@ -75,28 +74,8 @@ impl SimNode for Node {
             .ok_or_else(|| format!("workload {} is not an OpenDHT workload", kind.cli_name()))
     }
 
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]) {
-        Node::handle_datagram(self, now, from, datagram);
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Node::handle_timeout(self, now);
-    }
-
-    fn poll_timeout(&mut self) -> Option<Timestamp> {
-        Node::poll_timeout(self)
-    }
-
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        Node::poll_transmit(self)
-    }
-
     fn poll_event(&mut self) -> Option<Event> {
         Node::poll_event(self)
-    }
-
-    fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr]) -> QueryId {
-        Node::bootstrap(self, now, routers, &[])
     }
 
     fn parallelism_violation(&self) -> Option<String> {

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::kad::{LookupConfig, RoutingTable};
-use kadmos_proto::node_io::{QueryId, Transmit};
+use kadmos_proto::node_io::{QueryId, SansIoNode};
 use kadmos_proto::{Id, NodeId, Timestamp};
 
 use crate::options::{SimOptions, WorkloadKind};
@@ -109,8 +109,9 @@ pub struct OutcomeView<'a> {
     pub stalls: Option<u32>,
 }
 
-/// A node the simulator can drive. See the module documentation.
-pub trait SimNode: Sized + 'static {
+/// A node the simulator can drive: a sans-IO node (datagrams, timeouts, transmits, joining, as
+/// [`SansIoNode`] says) and what the simulation reads of it. See the module documentation.
+pub trait SimNode: SansIoNode + Sized + 'static {
     /// The configuration every node starts from (its ID and seed set per node).
     type Config: Clone;
     /// The node's event.
@@ -137,12 +138,7 @@ pub trait SimNode: Sized + 'static {
     /// The built-in workload of a kind, or why the network has none.
     fn workload(kind: WorkloadKind, options: &SimOptions) -> Result<Box<dyn Workload<Self>>, String>;
 
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]);
-    fn handle_timeout(&mut self, now: Timestamp);
-    fn poll_timeout(&mut self) -> Option<Timestamp>;
-    fn poll_transmit(&mut self) -> Option<Transmit>;
     fn poll_event(&mut self) -> Option<Self::Event>;
-    fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr]) -> QueryId;
 
     /// A search breaking its alpha or final alpha bound, as it counts its requests.
     fn parallelism_violation(&self) -> Option<String>;

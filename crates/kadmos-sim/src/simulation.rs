@@ -481,7 +481,7 @@ impl<N: SimNode> World<N> {
         let now = self.now;
         let slot = &mut self.slots[node as usize];
         let Some(n) = slot.node.as_mut() else { return };
-        let query = n.bootstrap(now, routers);
+        let query = n.bootstrap(now, routers, &[]);
         slot.commands.push(query);
         self.after_input(node);
     }
