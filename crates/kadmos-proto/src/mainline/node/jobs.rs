@@ -55,13 +55,7 @@ impl Node {
         for (target, item) in due {
             self.republished.insert(target, now);
             let query = Query::Get { target, seq: None, want: self.want() };
-            let kind = Kind::Store {
-                what: StoreRequest::Item { item, cas: None },
-                seen: HashSet::new(),
-                errors: Vec::new(),
-                round: StoreRound::default(),
-            };
-            let op = self.start_operation(kind, target, query, &[]);
+            let op = self.start_store(StoreRequest::Item { item, cas: None }, target, query);
             self.republishing.insert(op);
         }
     }
@@ -75,13 +69,7 @@ impl Node {
             kept.next_put = now + self.config.keep_alive_interval;
             let item = kept.item.clone();
             let query = Query::Get { target, seq: None, want: self.want() };
-            let kind = Kind::Store {
-                what: StoreRequest::Item { item, cas: None },
-                seen: HashSet::new(),
-                errors: Vec::new(),
-                round: StoreRound::default(),
-            };
-            let op = self.start_operation(kind, target, query, &[]);
+            let op = self.start_store(StoreRequest::Item { item, cas: None }, target, query);
             self.background.insert(op, target);
         }
     }
