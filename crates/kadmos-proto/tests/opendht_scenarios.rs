@@ -1018,3 +1018,134 @@ fn restored_values_keep_their_expiry() {
     assert!(net.holders(&mine, 7) >= 8, "put when the bootstrap ended: {} holders", net.holders(&mine, 7));
     assert!(net.now.saturating_since(now) < kadmos_proto::opendht::node::RESTORED_PUT_DELAY);
 }
+
+/// A config whose own housekeeping and bucket refreshes wait an hour, so that the timers a
+/// test looks at are the node's next wake-up.
+fn quiet(i: usize) -> Config {
+    let mut config = Config::new(Id::sha1_of(format!("odht node {i}").as_bytes()), i as u64);
+    config.maintenance_interval = Duration::from_secs(3600);
+    config.routing.refresh_after = Duration::from_secs(3600);
+    config
+}
+
+/// A fragmented message waiting for its parts wakes the node when it times out: 3 s after
+/// its latest fragment, 10 s after it began at most; the node then drops it and sleeps until
+/// its next timer.
+#[test]
+fn fragment_sets_wake_the_node_when_due() {
+    use kadmos_proto::opendht::message::{Fragment, ValueParts};
+    let mut net = Net::with_config(1, quiet);
+    let me = SocketAddr::from(([10, 9, 9, 9], 5000));
+    let stranger = key("stranger");
+    let get = Message::request(1, stranger, Request::Get { key: key("k"), query: None, want: None }).to_bytes();
+    let token = reply_of(answer(&net.exchange(0, me, &get))).token.clone();
+    // The node pings the stranger to verify it; let that ping time out first.
+    net.advance(Duration::from_secs(10));
+    let idle = Some(Timestamp::ZERO + Duration::from_secs(3600));
+    assert_eq!(net.nodes[0].poll_timeout(), idle);
+    let start = net.now;
+    let put = PutArgs { key: key("k"), token, values: vec![ValueSlot::Announced(60_000)], created: None };
+    net.exchange(0, me, &Message::request(7, stranger, Request::Put(put)).to_bytes());
+    assert_eq!(net.nodes[0].partial_messages(), 1);
+    assert_eq!(net.nodes[0].poll_timeout(), Some(start + Duration::from_secs(3)));
+    for (i, (at, due)) in [(2, 5), (4, 7), (6, 9), (8, 10)].into_iter().enumerate() {
+        net.advance((start + Duration::from_secs(at)).saturating_since(net.now));
+        let offset = 1000 * i as u64;
+        let part = ValueParts { fragments: [(0u32, Fragment { offset, data: vec![0; 1000] })].into() };
+        net.exchange(0, me, &Message::value_parts(7, part).to_bytes());
+        assert_eq!(net.nodes[0].partial_messages(), 1, "still waiting at {at} s");
+        assert_eq!(net.nodes[0].poll_timeout(), Some(start + Duration::from_secs(due)), "after a part at {at} s");
+    }
+    net.advance(Duration::from_secs(2));
+    assert_eq!(net.nodes[0].partial_messages(), 0, "dropped at 10 s");
+    assert_eq!(net.nodes[0].poll_timeout(), idle);
+}
+
+/// A permanent put restored from saved state wakes the node after `RESTORED_PUT_DELAY`; its
+/// round reaches nobody (the node is alone), so the next one is due a retry interval later
+/// (a third of `reannounce_margin`); once cancelled, it no longer wakes the node.
+#[test]
+fn kept_puts_wake_the_node_when_due() {
+    use kadmos_proto::opendht::node::RESTORED_PUT_DELAY;
+    let mut net = Net::with_config(1, quiet);
+    let start = net.now;
+    let k = key("kept");
+    let value = Value::new(1, ValueType::USER_DATA.id, *b"kept");
+    net.nodes[0].restore_permanent_put(start, k, value).unwrap();
+    assert_eq!(net.nodes[0].poll_timeout(), Some(start + RESTORED_PUT_DELAY));
+    net.advance(RESTORED_PUT_DELAY);
+    let retry = net.nodes[0].config().reannounce_margin / 3;
+    assert_eq!(net.nodes[0].poll_timeout(), Some(start + RESTORED_PUT_DELAY + retry));
+    net.advance(retry);
+    assert_eq!(net.nodes[0].poll_timeout(), Some(start + RESTORED_PUT_DELAY + retry * 2));
+    let now = net.now;
+    assert!(net.nodes[0].cancel_put(now, k, 1));
+    assert!(net.nodes[0].poll_timeout() > Some(now + retry), "no round pending");
+}
+
+/// Two nodes, the second a client listening at the first, with timers that do not collide.
+fn listening(renewal: Duration, research: Duration) -> (Net, QueryId) {
+    let mut net = Net::with_config(2, |i| {
+        let mut config = quiet(i);
+        config.is_client = i == 1;
+        config.listen_renewal = renewal;
+        config.listen_research = research;
+        config
+    });
+    net.nodes[1].bootstrap(Timestamp::ZERO, &[addr(0)], &[]);
+    net.settle();
+    net.advance(Duration::from_secs(1));
+    let now = net.now;
+    let l = net.nodes[1].listen(now, key("listened"), Query::default());
+    net.settle();
+    assert_eq!(net.nodes[1].listen_subscriptions(l), vec![addr(0)]);
+    (net, l)
+}
+
+/// The listening client wakes every `interval` from its subscription on, three times, and is
+/// still subscribed after each.
+fn assert_wakes_every(interval: Duration, net: &mut Net, l: QueryId) {
+    let subscribed = net.now;
+    for round in 1..=3 {
+        assert_eq!(net.nodes[1].poll_timeout(), Some(subscribed + interval * round), "wake-up {round}");
+        net.advance(interval);
+        assert_eq!(net.nodes[1].listen_subscriptions(l), vec![addr(0)]);
+    }
+}
+
+/// A listen's subscriptions wake the node when they are due for renewal, again after each
+/// renewal is answered.
+#[test]
+fn listen_renewals_wake_the_node_when_due() {
+    let renewal = Duration::from_secs(7);
+    let (mut net, l) = listening(renewal, Duration::from_secs(3600));
+    assert_wakes_every(renewal, &mut net, l);
+}
+
+/// A listen wakes the node when its next search is due, and again a search interval after
+/// that search ends.
+#[test]
+fn listen_searches_wake_the_node_when_due() {
+    let research = Duration::from_secs(12);
+    let (mut net, l) = listening(Duration::from_secs(3600), research);
+    assert_wakes_every(research, &mut net, l);
+}
+
+/// A value a listen heard from a storing node wakes the node when it expires there, and the
+/// listen reports the expiry at that time.
+#[test]
+fn listen_caches_wake_the_node_when_values_expire() {
+    let (mut net, l) = listening(Duration::from_secs(3600), Duration::from_secs(3600));
+    let ice = Value::new(1, ValueType::ICE_CANDIDATES.id, *b"ring");
+    let now = net.now;
+    net.nodes[0].put(now, key("listened"), ice.clone(), false);
+    net.settle();
+    assert_eq!(net.values(1, l), vec![(ice.clone(), false)]);
+    assert!(net.nodes[1].storage().is_empty(), "heard, not stored: a client stores nothing");
+    let expiry = now + Duration::from_secs(60);
+    assert_eq!(net.nodes[1].poll_timeout(), Some(expiry));
+    net.advance(expiry.saturating_since(net.now) - Duration::from_millis(1));
+    assert_eq!(net.values(1, l).len(), 1, "not yet expired");
+    net.advance(Duration::from_millis(1));
+    assert_eq!(net.values(1, l), vec![(ice.clone(), false), (ice, true)]);
+}

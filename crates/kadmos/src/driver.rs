@@ -318,7 +318,7 @@ impl Driver {
 
     fn info(&self) -> Info {
         let c = self.node.counters();
-        let (by_method, errors_by_code) = Traffic::by_kind(&c.messages);
+        let (by_method, errors_by_code) = traffic_by_kind(&c.messages, MethodTraffic::from);
         Info {
             node_id: self.node.id(),
             local_addrs: self.local_addrs.clone(),

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use kadmos_proto::kad::message_counts::{MessageCatalog, MessageCounts};
 use kadmos_proto::kad::{self, RoutingTable, RoutingTableConfig};
 use kadmos_proto::{NodeId, Timestamp};
 use serde::{Serialize, Serializer};
@@ -280,6 +281,12 @@ pub struct MethodTraffic {
     pub bytes_sent: u64,
 }
 
+impl From<KindRow> for MethodTraffic {
+    fn from((method, received, bytes_received, sent, bytes_sent): KindRow) -> Self {
+        MethodTraffic { method, received, bytes_received, sent, bytes_sent }
+    }
+}
+
 /// Error answers with one code (0: a code outside BEP 5 and BEP 44).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ErrorCodeCount {
@@ -291,35 +298,23 @@ pub struct ErrorCodeCount {
     pub sent: u64,
 }
 
-impl Traffic {
-    /// The per-method and per-code lists of a node's message counts.
-    pub(crate) fn by_kind(
-        counts: &kadmos_proto::mainline::message_counts::MessageCounts,
-    ) -> (Vec<MethodTraffic>, Vec<ErrorCodeCount>) {
-        use kadmos_proto::mainline::message_counts::{ERROR_CODES, METHODS};
-        let methods = METHODS
-            .iter()
-            .enumerate()
-            .map(|(i, method)| MethodTraffic {
-                method,
-                received: counts.queries_received[i].messages,
-                bytes_received: counts.queries_received[i].bytes,
-                sent: counts.queries_sent[i].messages,
-                bytes_sent: counts.queries_sent[i].bytes,
-            })
-            .collect();
-        let codes = ERROR_CODES
-            .iter()
-            .chain([&0])
-            .enumerate()
-            .map(|(i, code)| ErrorCodeCount {
-                code: *code,
-                received: counts.errors_received[i],
-                sent: counts.errors_sent[i],
-            })
-            .collect();
-        (methods, codes)
-    }
+/// One kind's traffic as [`traffic_by_kind`] hands it to a row: name, messages received and
+/// their bytes, messages sent and their bytes.
+pub(crate) type KindRow = (&'static str, u64, u64, u64, u64);
+
+/// The per-kind and per-code lists of a node's message counts, whatever its network: every
+/// kind and code of its catalog, zeros included, other codes under 0. `row` builds a kind's
+/// entry in the network's own type (`MethodTraffic::from`, `KindTraffic::from`).
+pub(crate) fn traffic_by_kind<C: MessageCatalog, const KINDS: usize, const CODES: usize, Row>(
+    counts: &MessageCounts<C, KINDS, CODES>,
+    row: impl Fn(KindRow) -> Row,
+) -> (Vec<Row>, Vec<ErrorCodeCount>) {
+    let kinds = counts
+        .by_kind()
+        .map(|k| row((k.kind, k.received.messages, k.received.bytes, k.sent.messages, k.sent.bytes)))
+        .collect();
+    let codes = counts.by_code().map(|c| ErrorCodeCount { code: c.code, received: c.received, sent: c.sent }).collect();
+    (kinds, codes)
 }
 
 /// How many contacts of a routing table are in each state, as BEP 5 and OpenDHT's node info

@@ -60,24 +60,39 @@ macro_rules! engine_and_wire {
 }
 pub(crate) use engine_and_wire;
 
-/// The engine's knobs from a network's config, whose fields of these names mean the same on
-/// both networks.
-macro_rules! engine_settings_of {
-    ($config:expr) => {{
-        let c = $config;
-        $crate::kad::engine::EngineSettings {
-            max_pending_requests: c.max_pending_requests,
-            request_timeout: c.request_timeout,
-            lookup_request_timeout: c.lookup.request_timeout,
-            stall_deviations: c.stall_deviations,
-            min_stall_timeout: c.min_stall_timeout,
-            max_stall_timeout: c.lookup.stall_timeout,
-            verify_pings_per_second: c.verify_pings_per_second,
-            refresh_after: c.routing.refresh_after,
-        }
-    }};
+/// What the engine reads in a network's config.
+pub(crate) trait EngineConfig {
+    /// Our node ID.
+    fn node_id(&self) -> NodeId;
+    /// The engine's knobs.
+    fn engine_settings(&self) -> EngineSettings;
 }
-pub(crate) use engine_settings_of;
+
+/// Implements [`EngineConfig`] for a network's config type, whose fields of these names mean
+/// the same on both networks.
+macro_rules! engine_config_for {
+    ($config:ty) => {
+        impl $crate::kad::engine::EngineConfig for $config {
+            fn node_id(&self) -> $crate::kad::NodeId {
+                self.node_id
+            }
+
+            fn engine_settings(&self) -> $crate::kad::engine::EngineSettings {
+                $crate::kad::engine::EngineSettings {
+                    max_pending_requests: self.max_pending_requests,
+                    request_timeout: self.request_timeout,
+                    lookup_request_timeout: self.lookup.request_timeout,
+                    stall_deviations: self.stall_deviations,
+                    min_stall_timeout: self.min_stall_timeout,
+                    max_stall_timeout: self.lookup.stall_timeout,
+                    verify_pings_per_second: self.verify_pings_per_second,
+                    refresh_after: self.routing.refresh_after,
+                }
+            }
+        }
+    };
+}
+pub(crate) use engine_config_for;
 
 /// The engine's knobs, read from the network's config.
 #[derive(Clone, Copy, Debug)]
@@ -108,10 +123,17 @@ pub(crate) trait Network {
     /// Routers are full nodes of the network: a router's answer makes it a lookup candidate
     /// too, not only the nodes it names.
     const ROUTERS_ARE_NODES: bool;
+    /// The network's config, where the engine reads its knobs and our ID.
+    type Config: EngineConfig;
 
-    fn settings(&self) -> EngineSettings;
+    fn config(&self) -> &Self::Config;
+    fn settings(&self) -> EngineSettings {
+        self.config().engine_settings()
+    }
     /// Our node ID.
-    fn own_id(&self) -> NodeId;
+    fn own_id(&self) -> NodeId {
+        self.config().node_id()
+    }
     /// A fresh transaction id (random, so that answers cannot be forged blind).
     fn draw_transaction_id(rng: &mut ChaCha8Rng) -> u32;
     /// The find request of a lookup for `target` (asking for both families if `dual_stack`).

@@ -41,13 +41,14 @@ use super::external_address::ExternalAddress;
 use super::item::{ImmutableItem, Item, MutableItem};
 use super::item_store::ItemStore;
 use super::message::{error_code, Body, Message, PutArgs, Query, Response, Want};
+use super::message_counts::MessageCounts;
 use super::node_id_security::{self, NodeIdSecurity};
 use super::peer_store::PeerStore;
 use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundKind};
 use super::rate_limit::{RateLimiter, Refusal};
 use super::reachability::Reachability;
 use super::token::TokenIssuer;
-use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineSettings, Failed, Network};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineConfig, Failed, Network};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
 use crate::kad::{FamilyTables, Id, InfoHash, LookupStats, NodeId, Parallelism, RoutingTable, StoreRound};
 pub use crate::kad::{QueryError, TrafficCounters};
@@ -83,7 +84,7 @@ pub struct Node {
 mod jobs;
 mod serving;
 mod wire;
-use wire::{engine_settings, want, Outbox, Wire};
+use wire::{want, Outbox, Wire};
 
 /// What a finished command produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,7 +137,7 @@ pub struct Counters {
     /// Datagrams, requests and errors, as every node counts them.
     pub traffic: TrafficCounters,
     /// The same traffic by KRPC method and error code.
-    pub messages: super::message_counts::MessageCounts,
+    pub messages: MessageCounts,
     /// Queries dropped unanswered: over their source's limit, or the node's.
     pub queries_rate_limited: u64,
     /// Answers not sent: over the bytes allowed to an unverified address (amplification).
@@ -376,7 +377,7 @@ impl Node {
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
         let engine_due = self.engine.next_deadline();
-        let quest_due = self.quests.as_ref().and_then(|q| q.next_due());
+        let quest_due = self.quests.as_mut().and_then(|q| q.next_due());
         Some([engine_due, quest_due].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
@@ -388,7 +389,7 @@ impl Node {
 
     /// The stall timeout lookups use now, from measured round trips.
     pub fn stall_timeout(&self) -> Duration {
-        self.engine.stall_timeout(&engine_settings(&self.config))
+        self.engine.stall_timeout(&self.config.engine_settings())
     }
 
     // ---------------------------------------------------------------- commands
@@ -608,7 +609,9 @@ impl Node {
             Ok(message) => match message.body {
                 Body::Query { id, query } => {
                     self.out.counters.traffic.requests_received += 1;
-                    self.out.counters.messages.query_received(query.method(), datagram.len());
+                    if let Some(kind) = MessageCounts::kind_index(query.method()) {
+                        self.out.counters.messages.received(kind, datagram.len());
+                    }
                     if let Some(reachability) = &mut self.out.reachability {
                         reachability.note_query(now, from.ip());
                     }

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use crate::kad::{InfoHash, NodeId};
+use crate::kad::{DeadlineMap, InfoHash, NodeId, Scheduled};
 use crate::node_io::QueryId;
 use crate::time::Timestamp;
 
@@ -145,6 +145,20 @@ struct Watch {
     peers: HashMap<SocketAddr, SeenPeer>,
 }
 
+impl Scheduled for Advertisement {
+    /// Its next round, unless one runs.
+    fn next_deadline(&self) -> Option<Timestamp> {
+        self.running.is_none().then_some(self.next_round)
+    }
+}
+
+impl Scheduled for Watch {
+    /// Its next search, unless one runs.
+    fn next_deadline(&self) -> Option<Timestamp> {
+        self.running.is_none().then_some(self.next_round)
+    }
+}
+
 /// What a running operation of a quest is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RoundKind {
@@ -174,8 +188,9 @@ pub struct RoundEnd {
 #[derive(Clone, Debug, Default)]
 pub struct QuestBook {
     config: QuestConfig,
-    advertisements: BTreeMap<InfoHash, Advertisement>,
-    watches: BTreeMap<InfoHash, Watch>,
+    // Each with its earliest round at hand for the node's `poll_timeout`.
+    advertisements: DeadlineMap<InfoHash, Advertisement>,
+    watches: DeadlineMap<InfoHash, Watch>,
     /// Running operations of quests: ordered, so that rounds start and end deterministically.
     rounds: BTreeMap<QueryId, (InfoHash, RoundKind)>,
     events: VecDeque<QuestEvent>,
@@ -195,11 +210,13 @@ impl QuestBook {
         if port == Some(0) {
             return Err(QuestError::PortZero);
         }
-        if let Some(existing) = self.advertisements.get_mut(&info_hash) {
+        let changed = self.advertisements.update(&info_hash, |existing| {
             if existing.port != port {
                 existing.port = port;
                 existing.next_round = now;
             }
+        });
+        if changed.is_some() {
             return Ok(());
         }
         if self.advertisements.len() >= self.config.max_advertisements {
@@ -249,15 +266,16 @@ impl QuestBook {
     ) -> Result<(), QuestError> {
         self.watch(now, info_hash)?;
         let limit = self.config.max_peers_per_watch.max(1);
-        let watch = self.watches.get_mut(&info_hash).expect("just started");
-        for (peer, from) in peers {
-            if watch.peers.len() >= limit {
-                break;
+        self.watches.update(&info_hash, |watch| {
+            for (peer, from) in peers {
+                if watch.peers.len() >= limit {
+                    break;
+                }
+                // Heard of now: the saved state does not say when, and a gone peer is reported
+                // after a whole `gone_after` anyway.
+                watch.peers.entry(peer).or_insert(SeenPeer { from, last_seen: now });
             }
-            // Heard of now: the saved state does not say when, and a gone peer is reported
-            // after a whole `gone_after` anyway.
-            watch.peers.entry(peer).or_insert(SeenPeer { from, last_seen: now });
-        }
+        });
         Ok(())
     }
 
@@ -287,10 +305,8 @@ impl QuestBook {
     }
 
     /// The earliest round due, for the node's `poll_timeout` (none while every quest runs).
-    pub fn next_due(&self) -> Option<Timestamp> {
-        let ads = self.advertisements.values().filter(|a| a.running.is_none()).map(|a| a.next_round);
-        let watches = self.watches.values().filter(|w| w.running.is_none()).map(|w| w.next_round);
-        ads.chain(watches).min()
+    pub fn next_due(&mut self) -> Option<Timestamp> {
+        self.advertisements.earliest().into_iter().chain(self.watches.earliest()).min()
     }
 
     /// Rounds due at `now` (quests with no round running), advertisements first.
@@ -310,12 +326,11 @@ impl QuestBook {
 
     /// The node started `op` for a round that [`QuestBook::due`] listed.
     pub fn started(&mut self, op: QueryId, round: DueRound) {
-        let running = match round.kind {
-            RoundKind::Advertise { .. } => self.advertisements.get_mut(&round.info_hash).map(|a| &mut a.running),
-            RoundKind::Watch => self.watches.get_mut(&round.info_hash).map(|w| &mut w.running),
+        let started = match round.kind {
+            RoundKind::Advertise { .. } => self.advertisements.update(&round.info_hash, |a| a.running = Some(op)),
+            RoundKind::Watch => self.watches.update(&round.info_hash, |w| w.running = Some(op)),
         };
-        if let Some(running) = running {
-            *running = Some(op);
+        if started.is_some() {
             self.rounds.insert(op, (round.info_hash, round.kind));
         }
     }
@@ -329,14 +344,14 @@ impl QuestBook {
     /// A round running now began with the view from before the rejoin (a quest started while
     /// the node was joining, say, with a table of a few contacts): it runs again once it ends.
     pub fn rejoined(&mut self, now: Timestamp) {
-        for ad in self.advertisements.values_mut() {
+        self.advertisements.for_each_mut(|_, ad| {
             ad.next_round = ad.next_round.min(now);
             ad.rejoined = ad.running.is_some();
-        }
-        for watch in self.watches.values_mut() {
+        });
+        self.watches.for_each_mut(|_, watch| {
             watch.next_round = watch.next_round.min(now);
             watch.rejoined = watch.running.is_some();
-        }
+        });
     }
 
     /// Peers that a round's lookup found (an advertisement's lookup feeds the watch of the
@@ -346,23 +361,26 @@ impl QuestBook {
         let info_hash = *info_hash;
         let advertised = self.advertisements.contains_key(&info_hash);
         let limit = self.config.max_peers_per_watch;
-        let Some(watch) = self.watches.get_mut(&info_hash) else { return };
-        for &peer in peers {
-            if let Some(seen) = watch.peers.get_mut(&peer) {
-                seen.last_seen = now;
-                continue;
-            }
-            if watch.peers.len() >= limit.max(1) {
-                // Forget the peer not heard of for longest (ties: the lowest address, for
-                // determinism, since map order is not).
-                let stalest = watch.peers.iter().min_by_key(|(addr, seen)| (seen.last_seen, **addr)).map(|(a, _)| *a);
-                if let Some(stalest) = stalest {
-                    watch.peers.remove(&stalest);
+        let events = &mut self.events;
+        self.watches.update(&info_hash, |watch| {
+            for &peer in peers {
+                if let Some(seen) = watch.peers.get_mut(&peer) {
+                    seen.last_seen = now;
+                    continue;
                 }
+                if watch.peers.len() >= limit.max(1) {
+                    // Forget the peer not heard of for longest (ties: the lowest address, for
+                    // determinism, since map order is not).
+                    let stalest =
+                        watch.peers.iter().min_by_key(|(addr, seen)| (seen.last_seen, **addr)).map(|(a, _)| *a);
+                    if let Some(stalest) = stalest {
+                        watch.peers.remove(&stalest);
+                    }
+                }
+                watch.peers.insert(peer, SeenPeer { from, last_seen: now });
+                events.push_back(QuestEvent::Found { info_hash, peer, from, advertised });
             }
-            watch.peers.insert(peer, SeenPeer { from, last_seen: now });
-            self.events.push_back(QuestEvent::Found { info_hash, peer, from, advertised });
-        }
+        });
     }
 
     /// A round is over: schedules the quest's next one and reports the round.
@@ -376,48 +394,51 @@ impl QuestBook {
             let percent = rng.gen_range(0..=config.jitter_percent.min(100));
             now + interval - interval * percent / 100
         };
+        let events = &mut self.events;
         match kind {
             RoundKind::Advertise { .. } => {
-                let Some(ad) = self.advertisements.get_mut(&info_hash).filter(|a| a.running == Some(op)) else {
-                    return;
-                };
-                ad.running = None;
-                ad.rounds += 1;
-                ad.last_stored_at = end.stored_at;
-                ad.next_round = next(config.advertise_interval, end.stored_at > 0, rng);
-                if std::mem::take(&mut ad.rejoined) {
-                    ad.next_round = now;
-                }
-                let next_round = ad.next_round;
-                let event =
-                    QuestEvent::Advertised { info_hash, stored_at: end.stored_at, messages: end.messages, next_round };
-                self.events.push_back(event);
+                self.advertisements.update(&info_hash, |ad| {
+                    if ad.running != Some(op) {
+                        return;
+                    }
+                    ad.running = None;
+                    ad.rounds += 1;
+                    ad.last_stored_at = end.stored_at;
+                    ad.next_round = next(config.advertise_interval, end.stored_at > 0, rng);
+                    if std::mem::take(&mut ad.rejoined) {
+                        ad.next_round = now;
+                    }
+                    let (stored_at, messages, next_round) = (end.stored_at, end.messages, ad.next_round);
+                    events.push_back(QuestEvent::Advertised { info_hash, stored_at, messages, next_round });
+                });
             }
             RoundKind::Watch => {
-                let Some(watch) = self.watches.get_mut(&info_hash).filter(|w| w.running == Some(op)) else {
-                    return;
-                };
-                watch.running = None;
-                watch.next_round = next(config.watch_interval, end.answered > 0, rng);
-                if std::mem::take(&mut watch.rejoined) {
-                    watch.next_round = now;
-                }
-                let gone_after = config.gone_after;
-                let mut gone: Vec<SocketAddr> = watch
-                    .peers
-                    .iter()
-                    .filter(|(_, seen)| now.saturating_since(seen.last_seen) > gone_after)
-                    .map(|(peer, _)| *peer)
-                    .collect();
-                gone.sort_unstable();
-                for peer in gone {
-                    watch.peers.remove(&peer);
-                    self.events.push_back(QuestEvent::Gone { info_hash, peer });
-                }
-                let (peers, next_round) = (watch.peers.len(), watch.next_round);
-                let messages = end.messages;
-                let event = QuestEvent::Searched { info_hash, answered: end.answered, messages, peers, next_round };
-                self.events.push_back(event);
+                self.watches.update(&info_hash, |watch| {
+                    if watch.running != Some(op) {
+                        return;
+                    }
+                    watch.running = None;
+                    watch.next_round = next(config.watch_interval, end.answered > 0, rng);
+                    if std::mem::take(&mut watch.rejoined) {
+                        watch.next_round = now;
+                    }
+                    let gone_after = config.gone_after;
+                    let mut gone: Vec<SocketAddr> = watch
+                        .peers
+                        .iter()
+                        .filter(|(_, seen)| now.saturating_since(seen.last_seen) > gone_after)
+                        .map(|(peer, _)| *peer)
+                        .collect();
+                    gone.sort_unstable();
+                    for peer in gone {
+                        watch.peers.remove(&peer);
+                        events.push_back(QuestEvent::Gone { info_hash, peer });
+                    }
+                    let (peers, next_round) = (watch.peers.len(), watch.next_round);
+                    let messages = end.messages;
+                    let event = QuestEvent::Searched { info_hash, answered: end.answered, messages, peers, next_round };
+                    events.push_back(event);
+                });
             }
         }
     }
@@ -426,13 +447,21 @@ impl QuestBook {
     /// (its `next_round` has passed, or the round would not have started).
     pub fn forget_round(&mut self, op: QueryId) {
         let Some((info_hash, kind)) = self.rounds.remove(&op) else { return };
-        let running = match kind {
-            RoundKind::Advertise { .. } => self.advertisements.get_mut(&info_hash).map(|a| &mut a.running),
-            RoundKind::Watch => self.watches.get_mut(&info_hash).map(|w| &mut w.running),
+        let forget = |running: &mut Option<QueryId>| {
+            if *running == Some(op) {
+                *running = None;
+            }
         };
-        if let Some(running) = running.filter(|r| **r == Some(op)) {
-            *running = None;
-        }
+        match kind {
+            RoundKind::Advertise { .. } => self.advertisements.update(&info_hash, |a| forget(&mut a.running)),
+            RoundKind::Watch => self.watches.update(&info_hash, |w| forget(&mut w.running)),
+        };
+    }
+
+    /// Drops the stale deadlines kept for `next_due` (periodic upkeep).
+    pub fn compact(&mut self) {
+        self.advertisements.compact();
+        self.watches.compact();
     }
 
     #[must_use]

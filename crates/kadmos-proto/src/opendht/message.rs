@@ -222,6 +222,20 @@ pub enum ValueSlot {
     Unreadable,
 }
 
+impl ValueSlot {
+    /// The values of a `values` array, in order; entries that are not values (an announced
+    /// size still waiting for its fragments, an unreadable entry) are skipped.
+    pub fn whole_values(slots: Vec<ValueSlot>) -> Vec<Value> {
+        slots
+            .into_iter()
+            .filter_map(|s| match s {
+                ValueSlot::Value(v) => Some(v),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// `p`: fragments of announced values, by index in the announcing `values` array.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ValueParts {

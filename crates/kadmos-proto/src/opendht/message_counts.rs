@@ -1,10 +1,9 @@
-//! Datagrams counted by message kind and error code, for operators (`kadmos node`'s metrics):
-//! which requests a node answers and sends, what each kind costs in bytes, and which errors
-//! pass. Fixed arrays indexed by kind and code: counting is on the path of every datagram, so
-//! it must not allocate.
+//! What an OpenDHT node counts by kind (see [`crate::kad::message_counts`]): every datagram
+//! by message type, both ways, and error answers by code.
 
 use super::message::{error_code, Body, Request};
-pub use crate::mainline::message_counts::KindCount;
+pub use crate::kad::message_counts::KindCount;
+use crate::kad::message_counts::MessageCatalog;
 
 /// The kinds of datagram, in the order of the counters: the seven requests, then answers
 /// (`reply`, listener pushes in the old form included), errors and value fragments.
@@ -13,8 +12,21 @@ pub const KINDS: [&str; 10] =
 
 /// The error codes OpenDHT sends, in the order of the counters; any other code is counted
 /// last, as "other".
-pub const ERROR_CODES: [u16; 3] =
-    [error_code::NON_AUTHORITATIVE_INFORMATION, error_code::UNAUTHORIZED, error_code::NOT_FOUND];
+pub const ERROR_CODES: [i64; 3] =
+    [error_code::NON_AUTHORITATIVE_INFORMATION as i64, error_code::UNAUTHORIZED as i64, error_code::NOT_FOUND as i64];
+
+/// OpenDHT's catalog: datagrams by message type.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenDhtMessages;
+
+impl MessageCatalog for OpenDhtMessages {
+    const KINDS: &'static [&'static str] = &KINDS;
+    const ERROR_CODES: &'static [i64] = &ERROR_CODES;
+}
+
+/// Datagrams by kind (sent: retransmissions included) and errors by code, both ways.
+pub type MessageCounts =
+    crate::kad::message_counts::MessageCounts<OpenDhtMessages, { KINDS.len() }, { ERROR_CODES.len() + 1 }>;
 
 /// The kind of one datagram, an index into [`KINDS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,48 +54,20 @@ impl MessageKind {
     }
 
     pub fn name(self) -> &'static str {
-        KINDS[usize::from(self.0)]
+        KINDS[self.index()]
+    }
+
+    /// Its counter in [`MessageCounts`].
+    pub fn index(self) -> usize {
+        usize::from(self.0)
     }
 }
 
-/// Datagrams by kind and errors by code, in both directions.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MessageCounts {
-    /// Datagrams received, by kind ([`KINDS`] order).
-    pub received: [KindCount; KINDS.len()],
-    /// Datagrams sent, by kind (retransmissions included).
-    pub sent: [KindCount; KINDS.len()],
-    /// Error answers received, by code ([`ERROR_CODES`] order, then other codes).
-    pub errors_received: [u64; ERROR_CODES.len() + 1],
-    /// Error answers sent, by code.
-    pub errors_sent: [u64; ERROR_CODES.len() + 1],
-}
-
-fn code_index(code: u16) -> usize {
-    ERROR_CODES.iter().position(|c| *c == code).unwrap_or(ERROR_CODES.len())
-}
-
-fn add(count: &mut KindCount, bytes: usize) {
-    count.messages += 1;
-    count.bytes += bytes as u64;
-}
-
-impl MessageCounts {
-    /// A decoded datagram of `bytes` bytes.
-    pub fn received(&mut self, body: &Body, bytes: usize) {
-        add(&mut self.received[usize::from(MessageKind::of(body).0)], bytes);
-        if let Body::Error { code, .. } = body {
-            self.errors_received[code_index(*code)] += 1;
-        }
-    }
-
-    /// A datagram of ours; an error answer's code is counted with [`MessageCounts::error_sent`].
-    pub fn sent(&mut self, kind: MessageKind, bytes: usize) {
-        add(&mut self.sent[usize::from(kind.0)], bytes);
-    }
-
-    pub fn error_sent(&mut self, code: u16) {
-        self.errors_sent[code_index(code)] += 1;
+/// Counts a decoded datagram of `bytes` bytes, and its code if it is an error answer.
+pub fn count_received(counts: &mut MessageCounts, body: &Body, bytes: usize) {
+    counts.received(MessageKind::of(body).index(), bytes);
+    if let Body::Error { code, .. } = body {
+        counts.error_received(i64::from(*code));
     }
 }
 
@@ -97,13 +81,13 @@ mod tests {
     fn counts_by_kind() {
         let mut counts = MessageCounts::default();
         let ping = Body::Request { id: Default::default(), request: Request::Ping };
-        counts.received(&ping, 40);
-        counts.received(&ping, 60);
-        counts.received(&Body::Reply(Reply::default()), 500);
-        counts.received(&Body::Error { code: 401, message: String::new(), id: None }, 30);
-        counts.sent(MessageKind::of(&Body::Error { code: 999, message: String::new(), id: None }), 20);
+        count_received(&mut counts, &ping, 40);
+        count_received(&mut counts, &ping, 60);
+        count_received(&mut counts, &Body::Reply(Reply::default()), 500);
+        count_received(&mut counts, &Body::Error { code: 401, message: String::new(), id: None }, 30);
+        counts.sent(MessageKind::of(&Body::Error { code: 999, message: String::new(), id: None }).index(), 20);
         counts.error_sent(999);
-        counts.sent(MessageKind::VALUE_PARTS, 1200);
+        counts.sent(MessageKind::VALUE_PARTS.index(), 1200);
         assert_eq!(MessageKind::of(&ping).name(), "ping");
         assert_eq!(counts.received[0], KindCount { messages: 2, bytes: 100 });
         assert_eq!(counts.received[7], KindCount { messages: 1, bytes: 500 });

@@ -79,7 +79,7 @@ use super::listeners::{ListenOutcome, Listener, ListenerTable};
 use super::message::{
     error_code, Body, ListenArgs, Message, PutArgs, Reply, Request, UpdateArgs, ValueParts, ValueSlot, Want,
 };
-use super::message_counts::MessageKind;
+use super::message_counts::{count_received, MessageCounts, MessageKind};
 use super::query::{Field, FieldValue, FieldValues, Query};
 use super::rate_limit::RateLimiter;
 use super::storage::{Origin, RefreshOutcome, Refusal, Source, Storage, StoreOutcome};
@@ -88,9 +88,11 @@ use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
-use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineSettings, Failed, Network};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineConfig, Failed, Network};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
-use crate::kad::{FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable, StoreRound};
+use crate::kad::{
+    DeadlineMap, FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable, Scheduled, StoreRound,
+};
 pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -106,10 +108,11 @@ pub struct Node {
     verifier: Box<dyn SignatureVerifier>,
     tokens: TokenIssuer,
     limiter: RateLimiter,
-    kept: BTreeMap<(Id, ValueId), KeptPut>,
-    listens: BTreeMap<QueryId, ListenState>,
+    // The timed collections keep their earliest deadline at hand for `poll_timeout`.
+    kept: DeadlineMap<(Id, ValueId), KeptPut>,
+    listens: DeadlineMap<QueryId, ListenState>,
     sockets: HashMap<u32, QueryId>,
-    partials: BTreeMap<(SocketAddr, u32), Partial>,
+    partials: DeadlineMap<(SocketAddr, u32), Partial>,
     events: VecDeque<Event>,
     next_maintenance: Timestamp,
 }
@@ -117,7 +120,7 @@ pub struct Node {
 mod fragments;
 mod serving;
 mod wire;
-use wire::{engine_settings, want, Outbox, Wire};
+use wire::{want, Outbox, Wire};
 
 const NEVER: Timestamp = Timestamp::from_micros(u64::MAX);
 /// Wait before a listen searches again after a failed subscription or an empty search.
@@ -173,7 +176,7 @@ pub struct Counters {
     pub puts_outside_radius: u64,
     pub listener_pushes: u64,
     /// The same traffic by message kind and error code.
-    pub messages: super::message_counts::MessageCounts,
+    pub messages: MessageCounts,
 }
 
 /// Why a request of OpenDHT's own operations was sent.
@@ -287,8 +290,32 @@ struct Partial {
 }
 
 impl Partial {
+    /// When the node gives up waiting for the rest.
     fn deadline(&self) -> Timestamp {
         (self.started + RX_MAX_PACKET_TIME).min(self.last + RX_TIMEOUT)
+    }
+}
+
+impl Scheduled for Partial {
+    fn next_deadline(&self) -> Option<Timestamp> {
+        Some(self.deadline())
+    }
+}
+
+impl Scheduled for KeptPut {
+    /// Its next round (none while one runs).
+    fn next_deadline(&self) -> Option<Timestamp> {
+        (self.next_round != NEVER).then_some(self.next_round)
+    }
+}
+
+impl Scheduled for ListenState {
+    /// The earliest of: its next search (when none runs), its cache's next expiry, and the
+    /// renewal of each subscription not waiting for an answer.
+    fn next_deadline(&self) -> Option<Timestamp> {
+        let search = self.search.is_none().then_some(self.next_search);
+        let renewals = self.nodes.values().filter(|s| !s.pending).map(|s| s.renew_at);
+        search.into_iter().chain(self.cache.next_expiry()).chain(renewals).min()
     }
 }
 
@@ -312,10 +339,10 @@ impl Node {
             verifier: Box::new(RsaSignatures),
             limiter: RateLimiter::new(config.max_requests, config.max_requests_per_ip),
             tokens,
-            kept: BTreeMap::new(),
-            listens: BTreeMap::new(),
+            kept: DeadlineMap::default(),
+            listens: DeadlineMap::default(),
             sockets: HashMap::new(),
-            partials: BTreeMap::new(),
+            partials: DeadlineMap::default(),
             events: VecDeque::new(),
             next_maintenance: now + config.maintenance_interval,
             config,
@@ -439,33 +466,19 @@ impl Node {
     /// When [`Node::handle_timeout`] should be called next.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Timestamp> {
-        let mut earliest = self.engine.next_deadline().unwrap_or(self.next_maintenance).min(self.next_maintenance);
-        if let Some(t) = self.storage.next_expiry() {
-            earliest = earliest.min(t);
-        }
-        for partial in self.partials.values() {
-            earliest = earliest.min(partial.deadline());
-        }
-        for listen in self.listens.values() {
-            if listen.search.is_none() {
-                earliest = earliest.min(listen.next_search);
-            }
-            if let Some(t) = listen.cache.next_expiry() {
-                earliest = earliest.min(t);
-            }
-            for sub in listen.nodes.values().filter(|s| !s.pending) {
-                earliest = earliest.min(sub.renew_at);
-            }
-        }
-        for kept in self.kept.values() {
-            earliest = earliest.min(kept.next_round);
-        }
-        Some(earliest)
+        let deadlines = [
+            self.engine.next_deadline(),
+            self.storage.next_expiry(),
+            self.partials.earliest(),
+            self.listens.earliest(),
+            self.kept.earliest(),
+        ];
+        Some(deadlines.into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
     /// The stall timeout searches use now, from measured round trips.
     pub fn stall_timeout(&self) -> Duration {
-        self.engine.stall_timeout(&engine_settings(&self.config))
+        self.engine.stall_timeout(&self.config.engine_settings())
     }
 
     // ---------------------------------------------------------------- commands
@@ -646,9 +659,7 @@ impl Node {
         let (key, query) = (state.key, state.wire_query.clone());
         let request = Request::Get { key, query, want: self.want() };
         let op = self.start_operation(Kind::ListenSearch { listen }, key, request, &[]);
-        if let Some(state) = self.listens.get_mut(&listen) {
-            state.search = Some(op);
-        }
+        self.listens.update(&listen, |state| state.search = Some(op));
         self.drive_operation(now, op);
     }
 
@@ -663,7 +674,7 @@ impl Node {
         }
         let message = match Message::decode(datagram) {
             Ok(message) => {
-                self.out.counters.messages.received(&message.body, datagram.len());
+                count_received(&mut self.out.counters.messages, &message.body, datagram.len());
                 message
             }
             Err(error) => {
@@ -719,15 +730,19 @@ impl Node {
         self.engine.shrink();
         self.out.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
+        self.partials.compact();
+        self.listens.compact();
+        self.kept.compact();
     }
 
     /// Listens: expire cached values, renew subscriptions, search again when due.
     fn step_listens(&mut self, now: Timestamp) {
         let ids: Vec<QueryId> = self.listens.keys().copied().collect();
         for listen in ids {
-            let Some(state) = self.listens.get_mut(&listen) else { continue };
-            let changes = state.cache.expire(now);
-            let search_due = state.search.is_none() && state.next_search <= now;
+            let expired = self
+                .listens
+                .update(&listen, |state| (state.cache.expire(now), state.search.is_none() && state.next_search <= now));
+            let Some((changes, search_due)) = expired else { continue };
             self.report_changes(listen, changes);
             if search_due {
                 self.start_listen_search(now, listen);
@@ -741,17 +756,17 @@ impl Node {
         let due: Vec<(Id, ValueId)> =
             self.kept.iter().filter(|(_, k)| k.running.is_none() && k.next_round <= now).map(|(k, _)| *k).collect();
         for (key, id) in due {
-            let value = self.kept[&(key, id)].value.clone();
+            let Some(value) = self.kept.get(&(key, id)).map(|k| k.value.clone()) else { continue };
             // Our own copy is permanent; make sure it is still there (a restart, an eviction).
             if self.storage.get_stored(&key, id).is_none() {
                 self.store_value(now, key, value.clone(), Source::Local, now, true);
             }
             let op = self.start_put(key, value, true, true);
-            if let Some(kept) = self.kept.get_mut(&(key, id)) {
+            self.kept.update(&(key, id), |kept| {
                 kept.running = Some(op);
                 kept.next_round = NEVER;
                 kept.awaiting_join = false;
-            }
+            });
         }
     }
 
@@ -819,13 +834,15 @@ impl Node {
             }
             Answered::Network(OpenDhtPurpose::Listen { listen }) => {
                 let renewal = self.config.listen_renewal;
-                if let Some(sub) = self.listens.get_mut(&listen).and_then(|l| l.nodes.get_mut(&from)) {
-                    sub.pending = false;
-                    sub.renew_at = now + renewal;
-                    if !reply.token.is_empty() {
-                        sub.token = reply.token;
+                self.listens.update(&listen, |state| {
+                    if let Some(sub) = state.nodes.get_mut(&from) {
+                        sub.pending = false;
+                        sub.renew_at = now + renewal;
+                        if !reply.token.is_empty() {
+                            sub.token = reply.token;
+                        }
                     }
-                }
+                });
             }
             Answered::Lookup { op, .. } => self.on_lookup_reply(now, op, from, reply),
         }
@@ -845,14 +862,7 @@ impl Node {
         if !has_token {
             return;
         }
-        let values: Vec<Value> = reply
-            .values
-            .into_iter()
-            .filter_map(|s| match s {
-                ValueSlot::Value(v) => Some(v),
-                _ => None,
-            })
-            .collect();
+        let values = ValueSlot::whole_values(reply.values);
         match &operation.kind {
             Kind::Get { .. } => {
                 for value in values {
@@ -861,12 +871,15 @@ impl Node {
             }
             Kind::ListenSearch { listen } => {
                 let listen = *listen;
-                let Some(state) = self.listens.get_mut(&listen) else { return };
-                let mut changes = Vec::new();
-                for value in values.into_iter().filter(|v| state.filter.matches(v)) {
-                    let until = now + value.expiration();
-                    changes.extend(state.cache.add(value, Holder::Node(from), until, now));
-                }
+                let added = self.listens.update(&listen, |state| {
+                    let mut changes = Vec::new();
+                    for value in values.into_iter().filter(|v| state.filter.matches(v)) {
+                        let until = now + value.expiration();
+                        changes.extend(state.cache.add(value, Holder::Node(from), until, now));
+                    }
+                    changes
+                });
+                let Some(changes) = added else { return };
                 self.report_changes(listen, changes);
             }
             _ => {}
@@ -946,10 +959,10 @@ impl Node {
             OpenDhtPurpose::Listen { listen } => {
                 // A refused or silent subscription: drop it and search again soon (a 401 means
                 // our token is stale; the search brings a fresh one).
-                if let Some(state) = self.listens.get_mut(&listen) {
+                self.listens.update(&listen, |state| {
                     state.nodes.remove(&to);
                     state.next_search = state.next_search.min(now + LISTEN_RETRY);
-                }
+                });
             }
         }
     }
@@ -959,11 +972,11 @@ impl Node {
         match operation.kind {
             Kind::BucketRefresh => return,
             Kind::ListenSearch { listen } => {
-                if let Some(state) = self.listens.get_mut(&listen) {
+                self.listens.update(&listen, |state| {
                     if state.search == Some(op) {
                         state.search = None;
                     }
-                }
+                });
                 return;
             }
             Kind::Bootstrap => {
@@ -973,9 +986,11 @@ impl Node {
                 }
                 // Joined (again): permanent values restored from saved state, or whose last
                 // round reached nobody, go out now.
-                for kept in self.kept.values_mut().filter(|k| k.awaiting_join) {
-                    kept.next_round = kept.next_round.min(now);
-                }
+                self.kept.for_each_mut(|_, kept| {
+                    if kept.awaiting_join {
+                        kept.next_round = kept.next_round.min(now);
+                    }
+                });
             }
             Kind::Put(state) => {
                 if state.permanent {
@@ -983,14 +998,14 @@ impl Node {
                     let expiration = state.value.expiration();
                     let interval = expiration.saturating_sub(self.config.reannounce_margin).max(expiration / 2);
                     let retry = (self.config.reannounce_margin / 3).max(Duration::from_secs(1));
-                    if let Some(kept) = self.kept.get_mut(&(state.key, state.value.id)) {
+                    self.kept.update(&(state.key, state.value.id), |kept| {
                         if kept.running == Some(op) {
                             kept.running = None;
                             kept.next_round = now + if reached { interval } else { retry.min(interval) };
                             // Reached nobody: go again as soon as a bootstrap ends, if earlier.
                             kept.awaiting_join = !reached;
                         }
-                    }
+                    });
                 }
                 if state.background {
                     return;
@@ -1108,25 +1123,29 @@ impl Node {
     fn subscribe(&mut self, now: Timestamp, listen: QueryId, op: QueryId) {
         let targets = self.closest_with_tokens(op, self.config.listen_nodes);
         let research = self.config.listen_research;
-        let Some(state) = self.listens.get_mut(&listen) else { return };
-        if state.search != Some(op) {
-            return;
+        let subscribed = self.listens.update(&listen, |state| {
+            if state.search != Some(op) {
+                return false;
+            }
+            state.search = None;
+            state.next_search = now + if targets.is_empty() { LISTEN_RETRY } else { research };
+            let mut nodes = BTreeMap::new();
+            for (_, addr, token, _) in targets {
+                let sub = match state.nodes.remove(&addr) {
+                    Some(mut old) => {
+                        old.token = token;
+                        old
+                    }
+                    None => Subscription { token, renew_at: now, pending: false },
+                };
+                nodes.insert(addr, sub);
+            }
+            state.nodes = nodes;
+            true
+        });
+        if subscribed == Some(true) {
+            self.renew_subscriptions(now, listen);
         }
-        state.search = None;
-        state.next_search = now + if targets.is_empty() { LISTEN_RETRY } else { research };
-        let mut nodes = BTreeMap::new();
-        for (_, addr, token, _) in targets {
-            let sub = match state.nodes.remove(&addr) {
-                Some(mut old) => {
-                    old.token = token;
-                    old
-                }
-                None => Subscription { token, renew_at: now, pending: false },
-            };
-            nodes.insert(addr, sub);
-        }
-        state.nodes = nodes;
-        self.renew_subscriptions(now, listen);
     }
 
     fn renew_subscriptions(&mut self, now: Timestamp, listen: QueryId) {
@@ -1150,12 +1169,14 @@ impl Node {
                 attempts,
                 OpenDhtPurpose::Listen { listen },
             );
-            if let Some(sub) = self.listens.get_mut(&listen).and_then(|l| l.nodes.get_mut(&addr)) {
-                match sent {
-                    Ok(()) => sub.pending = true,
-                    Err(_) => sub.renew_at = now + Duration::from_secs(1),
+            self.listens.update(&listen, |state| {
+                if let Some(sub) = state.nodes.get_mut(&addr) {
+                    match sent {
+                        Ok(()) => sub.pending = true,
+                        Err(_) => sub.renew_at = now + Duration::from_secs(1),
+                    }
                 }
-            }
+            });
         }
     }
 

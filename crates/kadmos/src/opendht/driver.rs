@@ -13,10 +13,10 @@ use kadmos_proto::{Id, NodeId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::state::{OpenDhtState, SavedPut, SavedValue};
-use super::{ListenEvent, OpenDhtInfo, OpenDhtTraffic};
+use super::{KindTraffic, ListenEvent, OpenDhtInfo, OpenDhtTraffic};
 use crate::node_task::{self, Clock, NodeDriver};
+use crate::types::{traffic_by_kind, ContactCounts, NodeInfo, RemoteError};
 use crate::types::{AddressFamily, FamilyTable, RoutingTableDump};
-use crate::types::{ContactCounts, NodeInfo, RemoteError};
 
 /// What a put reports back: value id, where it was stored, the errors others answered.
 pub(crate) type Stored = (ValueId, Vec<NodeInfo>, Vec<RemoteError>);
@@ -257,7 +257,7 @@ impl Driver {
     fn info(&self) -> OpenDhtInfo {
         let c = self.node.counters();
         let storage = self.node.storage();
-        let (by_kind, errors_by_code) = OpenDhtTraffic::by_kind(&c.messages);
+        let (by_kind, errors_by_code) = traffic_by_kind(&c.messages, KindTraffic::from);
         OpenDhtInfo {
             node_id: self.node.id(),
             local_addrs: self.local_addrs.clone(),

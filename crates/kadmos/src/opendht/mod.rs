@@ -341,34 +341,9 @@ pub struct KindTraffic {
     pub bytes_sent: u64,
 }
 
-impl OpenDhtTraffic {
-    /// The per-kind and per-code lists of a node's message counts.
-    pub(crate) fn by_kind(
-        counts: &kadmos_proto::opendht::message_counts::MessageCounts,
-    ) -> (Vec<KindTraffic>, Vec<crate::ErrorCodeCount>) {
-        use kadmos_proto::opendht::message_counts::{ERROR_CODES, KINDS};
-        let kinds = KINDS
-            .iter()
-            .enumerate()
-            .map(|(i, kind)| KindTraffic {
-                kind,
-                received: counts.received[i].messages,
-                bytes_received: counts.received[i].bytes,
-                sent: counts.sent[i].messages,
-                bytes_sent: counts.sent[i].bytes,
-            })
-            .collect();
-        let codes = ERROR_CODES
-            .iter()
-            .chain([&0])
-            .enumerate()
-            .map(|(i, code)| crate::ErrorCodeCount {
-                code: i64::from(*code),
-                received: counts.errors_received[i],
-                sent: counts.errors_sent[i],
-            })
-            .collect();
-        (kinds, codes)
+impl From<crate::types::KindRow> for KindTraffic {
+    fn from((kind, received, bytes_received, sent, bytes_sent): crate::types::KindRow) -> Self {
+        KindTraffic { kind, received, bytes_received, sent, bytes_sent }
     }
 }
 

@@ -27,6 +27,9 @@ impl Node {
         self.engine.shrink();
         self.out.transmits.shrink_to_fit();
         self.events.shrink_to_fit();
+        if let Some(quests) = &mut self.quests {
+            quests.compact();
+        }
         // An emptied BTreeMap keeps its last node allocated; a fresh one holds nothing.
         if self.background.is_empty() {
             self.background = BTreeMap::new();

@@ -50,13 +50,10 @@ impl Network for Wire<'_> {
     type Purpose = MainlinePurpose;
     /// BEP 5 routers (router.bittorrent.com and the like) only name nodes.
     const ROUTERS_ARE_NODES: bool = false;
+    type Config = Config;
 
-    fn settings(&self) -> EngineSettings {
-        engine_settings(self.config)
-    }
-
-    fn own_id(&self) -> NodeId {
-        self.config.node_id
+    fn config(&self) -> &Config {
+        self.config
     }
 
     fn draw_transaction_id(rng: &mut ChaCha8Rng) -> u32 {
@@ -84,7 +81,9 @@ impl Network for Wire<'_> {
         }
         message.version = Some(CLIENT_VERSION.to_vec());
         let len = self.out.send(to, &message);
-        self.out.counters.messages.query_sent(method, len);
+        if let Some(kind) = MessageCounts::kind_index(method) {
+            self.out.counters.messages.sent(kind, len);
+        }
         Vec::new()
     }
 
@@ -97,10 +96,7 @@ impl Network for Wire<'_> {
     }
 }
 
-/// The engine's knobs in this network's config.
-pub(super) fn engine_settings(config: &Config) -> EngineSettings {
-    crate::kad::engine::engine_settings_of!(config)
-}
+crate::kad::engine::engine_config_for!(Config);
 
 /// Asks for nodes of both families when we have both (BEP 32 `want`).
 pub(super) fn want(dual_stack: bool) -> Option<Want> {

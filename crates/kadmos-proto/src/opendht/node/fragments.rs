@@ -63,28 +63,30 @@ impl Node {
             let fresh = Partial { header: None, early: Vec::new(), early_bytes: 0, started: now, last: now };
             self.partials.insert(key, fresh);
         }
-        let partial = self.partials.get_mut(&key).expect("present");
-        partial.last = now;
-        match &mut partial.header {
-            Some((_, reassembly)) => {
-                if reassembly.add(&parts).is_err() {
-                    self.out.counters.traffic.dropped += 1;
-                }
-                if reassembly.is_complete() {
-                    let (message, reassembly) =
-                        self.partials.remove(&key).and_then(|p| p.header).expect("complete header");
-                    self.complete(now, from, message, reassembly);
+        // What became of the set: (fragments refused, the set is complete or given up).
+        let added = self.partials.update(&key, |partial| {
+            partial.last = now;
+            match &mut partial.header {
+                Some((_, reassembly)) => (reassembly.add(&parts).is_err(), reassembly.is_complete()),
+                None => {
+                    let bytes: usize = parts.fragments.values().map(|f| f.data.len()).sum();
+                    if partial.early.len() >= RX_MAX_EARLY_PARTS || partial.early_bytes + bytes > RX_MAX_EARLY_BYTES {
+                        return (true, true);
+                    }
+                    partial.early_bytes += bytes;
+                    partial.early.push(parts);
+                    (false, false)
                 }
             }
-            None => {
-                let bytes: usize = parts.fragments.values().map(|f| f.data.len()).sum();
-                if partial.early.len() >= RX_MAX_EARLY_PARTS || partial.early_bytes + bytes > RX_MAX_EARLY_BYTES {
-                    self.partials.remove(&key);
-                    self.out.counters.traffic.dropped += 1;
-                    return;
-                }
-                partial.early_bytes += bytes;
-                partial.early.push(parts);
+        });
+        let (refused, over) = added.expect("present");
+        if refused {
+            self.out.counters.traffic.dropped += 1;
+        }
+        if over {
+            // Complete if it has its message, else over the bounds on early fragments.
+            if let Some((message, reassembly)) = self.partials.remove(&key).and_then(|p| p.header) {
+                self.complete(now, from, message, reassembly);
             }
         }
     }

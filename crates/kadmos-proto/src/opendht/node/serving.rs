@@ -111,14 +111,7 @@ impl Node {
             self.reply_error(from, tid, error_code::UNAUTHORIZED, "put with wrong token");
             return;
         }
-        let values: Vec<Value> = put
-            .values
-            .into_iter()
-            .filter_map(|s| match s {
-                ValueSlot::Value(v) => Some(v),
-                _ => None,
-            })
-            .collect();
+        let values = ValueSlot::whole_values(put.values);
         if values.iter().any(|v| v.id == INVALID_VALUE_ID) {
             self.reply_error(from, tid, error_code::NON_AUTHORITATIVE_INFORMATION, "put with invalid value id");
             return;
@@ -214,8 +207,7 @@ impl Node {
         let listens: Vec<QueryId> = self.listens.iter().filter(|(_, l)| l.key == key).map(|(id, _)| *id).collect();
         for listen in listens {
             let expires = |id: ValueId| self.storage.get_stored(&key, id).and_then(|s| s.expires).unwrap_or(NEVER);
-            let state = self.listens.get_mut(&listen).expect("listed above");
-            let changes = match &change {
+            let changes = self.listens.update(&listen, |state| match &change {
                 Change::New(value) if state.filter.matches(value) => {
                     state.cache.add(value.clone(), Holder::Local, expires(value.id), now)
                 }
@@ -227,8 +219,8 @@ impl Node {
                 Change::Expired(values) => {
                     values.iter().filter_map(|v| state.cache.remove(v.id, Holder::Local)).collect()
                 }
-            };
-            self.report_changes(listen, changes);
+            });
+            self.report_changes(listen, changes.expect("listed above"));
         }
     }
 
@@ -280,32 +272,33 @@ impl Node {
     /// A storing node pushes changes for one of our listens.
     pub(super) fn on_update(&mut self, now: Timestamp, from: SocketAddr, update: UpdateArgs) {
         let Some(listen) = self.sockets.get(&update.socket_id).copied() else { return };
-        let Some(state) = self.listens.get_mut(&listen) else { return };
-        if update.key.is_some_and(|k| k != state.key) {
-            return;
-        }
-        let Some(sub) = state.nodes.get_mut(&from) else { return };
-        if !update.token.is_empty() {
-            sub.token = update.token;
-        }
-        let holder = Holder::Node(from);
-        let mut changes = Vec::new();
-        for slot in update.values {
-            if let ValueSlot::Value(value) = slot {
+        let changes = self.listens.update(&listen, |state| {
+            if update.key.is_some_and(|k| k != state.key) {
+                return None;
+            }
+            let sub = state.nodes.get_mut(&from)?;
+            if !update.token.is_empty() {
+                sub.token = update.token;
+            }
+            let holder = Holder::Node(from);
+            let mut changes = Vec::new();
+            for value in ValueSlot::whole_values(update.values) {
                 if state.filter.matches(&value) {
                     let until = now + value.expiration();
                     changes.extend(state.cache.add(value, holder, until, now));
                 }
             }
-        }
-        for id in update.refreshed {
-            if let Some(expiration) = state.cache.expiration_of(id) {
-                state.cache.refresh(id, holder, now + expiration);
+            for id in update.refreshed {
+                if let Some(expiration) = state.cache.expiration_of(id) {
+                    state.cache.refresh(id, holder, now + expiration);
+                }
             }
-        }
-        for id in update.expired {
-            changes.extend(state.cache.remove(id, holder));
-        }
+            for id in update.expired {
+                changes.extend(state.cache.remove(id, holder));
+            }
+            Some(changes)
+        });
+        let Some(changes) = changes.flatten() else { return };
         self.report_changes(listen, changes);
     }
 

@@ -18,7 +18,7 @@ pub(super) struct Wire<'a> {
 impl Wire<'_> {
     pub(super) fn transmit(&mut self, to: SocketAddr, kind: MessageKind, payload: Vec<u8>) {
         self.out.counters.traffic.sent(payload.len());
-        self.out.counters.messages.sent(kind, payload.len());
+        self.out.counters.messages.sent(kind.index(), payload.len());
         self.out.transmits.push_back(Transmit { to, payload });
     }
 
@@ -31,7 +31,7 @@ impl Wire<'_> {
     pub(super) fn send(&mut self, to: SocketAddr, message: Message) {
         let kind = MessageKind::of(&message.body);
         if let Body::Error { code, .. } = message.body {
-            self.out.counters.messages.error_sent(code);
+            self.out.counters.messages.error_sent(i64::from(code));
         }
         let payload = self.encode(message);
         self.transmit(to, kind, payload);
@@ -68,13 +68,10 @@ impl Network for Wire<'_> {
     type Purpose = OpenDhtPurpose;
     /// OpenDHT's bootstrap nodes are full nodes (in a small network, maybe the only one).
     const ROUTERS_ARE_NODES: bool = true;
+    type Config = Config;
 
-    fn settings(&self) -> EngineSettings {
-        engine_settings(self.config)
-    }
-
-    fn own_id(&self) -> NodeId {
-        self.config.node_id
+    fn config(&self) -> &Config {
+        self.config
     }
 
     fn draw_transaction_id(rng: &mut ChaCha8Rng) -> u32 {
@@ -127,10 +124,7 @@ impl Network for Wire<'_> {
     }
 }
 
-/// The engine's knobs in this network's config.
-pub(super) fn engine_settings(config: &Config) -> EngineSettings {
-    crate::kad::engine::engine_settings_of!(config)
-}
+crate::kad::engine::engine_config_for!(Config);
 
 /// Asks for nodes of both families when we have both.
 pub(super) fn want(dual_stack: bool) -> Option<Want> {
