@@ -51,7 +51,7 @@ pub struct MessageCounts<C, const KINDS: usize, const CODES: usize> {
 
 /// One kind's traffic both ways, as [`MessageCounts::by_kind`] lists it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct KindTraffic {
+pub struct KindTally {
     /// The kind's name in the catalog.
     pub kind: &'static str,
     pub received: KindCount,
@@ -60,7 +60,7 @@ pub struct KindTraffic {
 
 /// One error code's answers both ways, as [`MessageCounts::by_code`] lists them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CodeCount {
+pub struct CodeTally {
     /// The code; 0 stands for every code outside the catalog.
     pub code: i64,
     pub received: u64,
@@ -102,17 +102,13 @@ impl<C: MessageCatalog, const KINDS: usize, const CODES: usize> MessageCounts<C,
     }
 
     /// Every kind, zeros included, in catalog order.
-    pub fn by_kind(&self) -> impl Iterator<Item = KindTraffic> + '_ {
-        C::KINDS.iter().enumerate().map(|(i, kind)| KindTraffic {
-            kind,
-            received: self.received[i],
-            sent: self.sent[i],
-        })
+    pub fn by_kind(&self) -> impl Iterator<Item = KindTally> + '_ {
+        C::KINDS.iter().enumerate().map(|(i, kind)| KindTally { kind, received: self.received[i], sent: self.sent[i] })
     }
 
     /// Every code of the catalog, zeros included, then the other codes under 0.
-    pub fn by_code(&self) -> impl Iterator<Item = CodeCount> + '_ {
-        C::ERROR_CODES.iter().chain([&0]).enumerate().map(|(i, code)| CodeCount {
+    pub fn by_code(&self) -> impl Iterator<Item = CodeTally> + '_ {
+        C::ERROR_CODES.iter().chain([&0]).enumerate().map(|(i, code)| CodeTally {
             code: *code,
             received: self.errors_received[i],
             sent: self.errors_sent[i],
@@ -198,17 +194,17 @@ mod tests {
         assert_eq!(counts.sent[2], KindCount { messages: 1, bytes: 300 });
         assert_eq!(counts.errors_received, [0, 1, 0]);
         assert_eq!(counts.errors_sent, [0, 0, 1]);
-        let kinds: Vec<KindTraffic> = counts.by_kind().collect();
+        let kinds: Vec<KindTally> = counts.by_kind().collect();
         assert_eq!(kinds.iter().map(|k| k.kind).collect::<Vec<_>>(), ["ping", "find", "store"]);
-        assert_eq!(kinds[0], KindTraffic { kind: "ping", received: KindCount::default(), sent: KindCount::default() });
+        assert_eq!(kinds[0], KindTally { kind: "ping", received: KindCount::default(), sent: KindCount::default() });
         assert_eq!(kinds[2].sent, KindCount { messages: 1, bytes: 300 });
-        let codes: Vec<CodeCount> = counts.by_code().collect();
+        let codes: Vec<CodeTally> = counts.by_code().collect();
         assert_eq!(
             codes,
             [
-                CodeCount { code: 201, received: 0, sent: 0 },
-                CodeCount { code: 404, received: 1, sent: 0 },
-                CodeCount { code: 0, received: 0, sent: 1 },
+                CodeTally { code: 201, received: 0, sent: 0 },
+                CodeTally { code: 404, received: 1, sent: 0 },
+                CodeTally { code: 0, received: 0, sent: 1 },
             ]
         );
     }

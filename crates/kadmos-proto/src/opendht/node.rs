@@ -303,7 +303,7 @@ impl Scheduled for Partial {
 }
 
 impl Scheduled for KeptPut {
-    /// Its next round (none while one runs).
+    /// Its next round (none while one runs: starting a round sets it to never).
     fn next_deadline(&self) -> Option<Timestamp> {
         (self.next_round != NEVER).then_some(self.next_round)
     }
