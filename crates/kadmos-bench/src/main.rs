@@ -54,6 +54,9 @@
 //! A second benchmark, `kadmos-bench opendht [--ops N] [--json]`: put, get and listen-notify
 //! latency and ops/s between 4 kadmos OpenDHT nodes on loopback, next to the same operations
 //! between 4 real OpenDHT 4.4.2 nodes measured in the same run (see `odht.rs`).
+//!
+//! `kadmos-bench wakeups [--json]`: the cost of a sans-IO OpenDHT node's `poll_timeout` as its
+//! listens and permanent puts grow, next to a node with 10 of each (see `wakeups.rs`).
 
 mod gateway;
 mod gen;
@@ -62,6 +65,7 @@ mod idle;
 mod krpc;
 mod odht;
 mod procs;
+mod wakeups;
 
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
@@ -120,6 +124,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Cost of a sans-IO OpenDHT node's `poll_timeout` with 10 to 10,000 listens and permanent
+    /// puts (see `wakeups.rs`).
+    Wakeups {
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -173,6 +184,7 @@ fn main() -> ExitCode {
         Cmd::Gateway(args) => gateway::run(&args),
         Cmd::Hardening(args) => hardening::run(&args),
         Cmd::Idle(args) => idle::run(&args),
+        Cmd::Wakeups { json } => wakeups::run(json),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
