@@ -296,10 +296,9 @@ fn bep44_hostile_puts_are_refused() {
     };
     let signer = ItemSigner::from_seed([9; 32]);
     let good = MutableItem::sign(&signer, b"", 1, b"1:a".to_vec()).unwrap();
-    let put = |args: kadmos_proto::mainline::message::PutArgs| {
-        Message::query(b"p1".to_vec(), Id::MAX, Query::Put(args)).to_bytes()
-    };
-    let mutable = |m: &MutableItem, token: &[u8]| kadmos_proto::mainline::message::PutArgs {
+    let put =
+        |args: kadmos_proto::mainline::PutArgs| Message::query(b"p1".to_vec(), Id::MAX, Query::Put(args)).to_bytes();
+    let mutable = |m: &MutableItem, token: &[u8]| kadmos_proto::mainline::PutArgs {
         token: token.to_vec(),
         value: m.value.clone(),
         public_key: Some(m.public_key),

@@ -6,9 +6,9 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use kadmos_proto::opendht::message::{error_code, Body, ListenArgs, Message, PutArgs, Reply, Request, ValueSlot};
-use kadmos_proto::opendht::query::{Field, FieldValue, FieldValues, Query};
+use kadmos_proto::opendht::{error_code, Body, ListenArgs, Message, PutArgs, Reply, Request, ValueSlot};
 use kadmos_proto::opendht::{Config, Event, Node, Outcome, QueryId, StorageConfig, Value, ValueId, ValueType};
+use kadmos_proto::opendht::{Field, FieldValue, FieldValues, Query};
 use kadmos_proto::{Id, Timestamp};
 use proptest::prelude::*;
 
@@ -624,8 +624,8 @@ fn fragment_floods_are_bounded() {
         let put =
             PutArgs { key: key("k"), token: token.clone(), values: vec![ValueSlot::Announced(60_000)], created: None };
         net.exchange(0, me, &Message::request(tid, stranger, Request::Put(put)).to_bytes());
-        let part = kadmos_proto::opendht::message::ValueParts {
-            fragments: [(0u32, kadmos_proto::opendht::message::Fragment { offset: 0, data: vec![0; 1000] })].into(),
+        let part = kadmos_proto::opendht::ValueParts {
+            fragments: [(0u32, kadmos_proto::opendht::Fragment { offset: 0, data: vec![0; 1000] })].into(),
         };
         net.exchange(0, me, &Message::value_parts(10_000 + tid, part).to_bytes());
         assert!(net.nodes[0].partial_messages() <= 64);
@@ -1016,5 +1016,5 @@ fn restored_values_keep_their_expiry() {
     net.settle();
     net.advance(Duration::ZERO); // the timers due now: the round the bootstrap's end scheduled
     assert!(net.holders(&mine, 7) >= 8, "put when the bootstrap ended: {} holders", net.holders(&mine, 7));
-    assert!(net.now.saturating_since(now) < kadmos_proto::opendht::node::RESTORED_PUT_DELAY);
+    assert!(net.now.saturating_since(now) < kadmos_proto::opendht::RESTORED_PUT_DELAY);
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::kad::{LookupConfig, RoutingTable};
-use kadmos_proto::mainline::item::mutable_target;
+use kadmos_proto::mainline::mutable_target;
 use kadmos_proto::mainline::{Body, Config, Event, Family, Item, ItemQuery, Message, Node, Outcome, Query, QuestEvent};
 use kadmos_proto::node_io::QueryId;
 use kadmos_proto::{Id, NodeId, Timestamp};

@@ -293,10 +293,8 @@ pub struct ErrorCodeCount {
 
 impl Traffic {
     /// The per-method and per-code lists of a node's message counts.
-    pub(crate) fn by_kind(
-        counts: &kadmos_proto::mainline::message_counts::MessageCounts,
-    ) -> (Vec<MethodTraffic>, Vec<ErrorCodeCount>) {
-        use kadmos_proto::mainline::message_counts::{ERROR_CODES, METHODS};
+    pub(crate) fn by_kind(counts: &kadmos_proto::mainline::MessageCounts) -> (Vec<MethodTraffic>, Vec<ErrorCodeCount>) {
+        use kadmos_proto::mainline::{ERROR_CODES, METHODS};
         let methods = METHODS
             .iter()
             .enumerate()

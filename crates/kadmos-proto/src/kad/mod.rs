@@ -5,30 +5,27 @@
 //! knows about a wire format.
 
 pub(crate) mod engine;
-pub mod family_tables;
-pub mod id;
-pub mod lookup;
-pub mod query_error;
-pub mod requests;
-pub mod routing_table;
-pub mod rtt;
-pub mod search;
+mod family_tables;
+mod id;
+mod lookup;
+mod query_error;
+mod requests;
+mod routing_table;
+mod rtt;
+mod search;
 pub(crate) mod sent_request;
 pub(crate) mod stall_evidence;
-pub mod store_round;
-pub mod subnet;
-pub mod timers;
-pub mod traffic_counters;
+mod store_round;
+pub(crate) mod subnet;
+mod timers;
+mod traffic_counters;
 
-pub use family_tables::FamilyTables;
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
-pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};
+pub use lookup::{LookupConfig, LookupStats};
 pub use query_error::QueryError;
-pub use requests::{PendingRequest, RequestTable};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
-pub use rtt::RttEstimator;
-pub use search::{FamilyLookup, Parallelism, Search};
-pub use store_round::StoreRound;
-pub use subnet::Subnet;
-pub use timers::TimerQueue;
+pub use search::Parallelism;
 pub use traffic_counters::TrafficCounters;
+
+pub(crate) use family_tables::FamilyTables;
+pub(crate) use store_round::StoreRound;

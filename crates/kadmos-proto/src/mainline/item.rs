@@ -7,9 +7,9 @@ use super::bencode::{self, Encoder};
 use crate::kad::Id;
 
 /// Largest bencoded `v` accepted (BEP 44: "less than 1000 bytes").
-pub const MAX_VALUE_LEN: usize = 999;
+pub(crate) const MAX_VALUE_LEN: usize = 999;
 /// Longest salt accepted.
-pub const MAX_SALT_LEN: usize = 64;
+pub(crate) const MAX_SALT_LEN: usize = 64;
 
 /// Why an item is not acceptable; each maps to a KRPC error code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -135,7 +135,7 @@ pub fn mutable_target(public_key: &[u8; 32], salt: &[u8]) -> Id {
 
 /// The bytes a mutable item's signature covers: `4:salt<len>:<salt>` (only with a salt),
 /// then `3:seqi<seq>e1:v<value>`.
-pub fn signed_buffer(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
+pub(crate) fn signed_buffer(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(salt.len() + value.len() + 32);
     let mut enc = Encoder::new(&mut buf);
     if !salt.is_empty() {

@@ -13,18 +13,27 @@ use super::compact::{self, NODE_V4_LEN, NODE_V6_LEN};
 use crate::kad::{Id, NodeId};
 
 /// Longest transaction ID echoed back; real ones are 2 to 4 bytes.
-pub const MAX_TRANSACTION_ID_LEN: usize = 32;
+pub(crate) const MAX_TRANSACTION_ID_LEN: usize = 32;
 
-/// KRPC error codes.
+/// KRPC error codes (BEP 5, and BEP 44 for 205 and up).
 pub mod error_code {
+    /// 201: generic error.
     pub const GENERIC: i64 = 201;
+    /// 202: server error.
     pub const SERVER: i64 = 202;
+    /// 203: protocol error (a malformed packet, an invalid argument or a bad token).
     pub const PROTOCOL: i64 = 203;
+    /// 204: method unknown.
     pub const METHOD_UNKNOWN: i64 = 204;
+    /// 205: BEP 44 value larger than 1000 bytes.
     pub const VALUE_TOO_BIG: i64 = 205;
+    /// 206: BEP 44 signature that does not verify.
     pub const INVALID_SIGNATURE: i64 = 206;
+    /// 207: BEP 44 salt larger than 64 bytes.
     pub const SALT_TOO_BIG: i64 = 207;
+    /// 301: BEP 44 compare-and-swap whose `cas` does not match the stored sequence number.
     pub const CAS_MISMATCH: i64 = 301;
+    /// 302: BEP 44 sequence number lower than the stored one.
     pub const SEQ_TOO_LOW: i64 = 302;
 }
 

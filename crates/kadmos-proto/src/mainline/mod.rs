@@ -1,27 +1,30 @@
 //! The BitTorrent Mainline DHT: KRPC over bencode (BEP 5) with BEP 32, 42, 43, 44 and 51.
 
 pub mod bencode;
-pub mod compact;
-pub mod config;
-pub mod external_address;
-pub mod item;
-pub mod item_store;
-pub mod message;
-pub mod message_counts;
-pub mod node;
-pub mod node_id_security;
-pub mod peer_store;
-pub mod quest;
-pub mod rate_limit;
-pub mod reachability;
-pub mod token;
+pub(crate) mod compact;
+mod config;
+mod external_address;
+mod item;
+mod item_store;
+mod message;
+pub(crate) mod message_counts;
+mod node;
+mod node_id_security;
+mod peer_store;
+mod quest;
+mod rate_limit;
+mod reachability;
+mod token;
 
 pub use config::{Config, Families, CLIENT_VERSION};
-pub use item::{ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
+pub use item::{mutable_target, ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
 pub use item_store::{ItemStore, ItemStoreConfig};
-pub use message::{Body, DecodeError, Message, Query, Response, Want};
-pub use node::{Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, QueryError, QueryId, Transmit};
-pub use node_id_security::NodeIdSecurity;
+pub use message::{error_code, Body, DecodeError, Message, PutArgs, Query, Response, Want};
+pub use message_counts::{MessageCounts, ERROR_CODES, METHODS};
+pub use node::{
+    Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, QueryError, QueryId, TrafficCounters, Transmit,
+};
+pub use node_id_security::{is_secure, secure_node_id, NodeIdSecurity};
 pub use peer_store::{PeerStore, PeerStoreConfig};
 pub use quest::{Advertisement, QuestBook, QuestConfig, QuestError, QuestEvent};
 pub use rate_limit::{Rate, RateLimits};

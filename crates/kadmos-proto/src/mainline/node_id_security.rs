@@ -52,7 +52,7 @@ fn crc_for(ip: IpAddr, rand: u8) -> u32 {
 }
 
 /// Addresses BEP 42 does not apply to: loopback, private, link-local and unspecified.
-pub fn is_exempt(ip: IpAddr) -> bool {
+pub(crate) fn is_exempt(ip: IpAddr) -> bool {
     crate::kad::subnet::is_local(ip)
 }
 

@@ -152,7 +152,7 @@ struct Source {
 
 /// Why something was not sent or served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The source sent more queries than its own limit.
     SourceQueries,
     /// All sources together sent more queries than the node serves.
@@ -165,7 +165,7 @@ pub enum Refusal {
 
 /// The state of every limit of one node.
 #[derive(Clone, Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     limits: RateLimits,
     queries: Option<TokenBucket>,
     outbound: Option<TokenBucket>,
@@ -174,7 +174,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(limits: RateLimits, now: Timestamp) -> RateLimiter {
+    pub(crate) fn new(limits: RateLimits, now: Timestamp) -> RateLimiter {
         RateLimiter {
             queries: limits.queries.map(|r| TokenBucket::full(r, now)),
             outbound: limits.outbound_bytes.map(|r| TokenBucket::full(r, now)),
@@ -184,17 +184,14 @@ impl RateLimiter {
         }
     }
 
-    pub fn limits(&self) -> &RateLimits {
-        &self.limits
-    }
-
     /// Source addresses tracked now.
-    pub fn tracked_sources(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked_sources(&self) -> usize {
         self.sources.len()
     }
 
     /// Counts a query from `ip`; whether it may be served.
-    pub fn allow_query(&mut self, now: Timestamp, ip: IpAddr) -> Result<(), Refusal> {
+    pub(crate) fn allow_query(&mut self, now: Timestamp, ip: IpAddr) -> Result<(), Refusal> {
         if let Some(rate) = self.limits.queries_per_ip {
             if let Some(source) = self.source(now, ip) {
                 if !source.queries.take(rate, now, 1.0) {
@@ -212,7 +209,13 @@ impl RateLimiter {
 
     /// Counts an answer of `bytes` to `ip`; whether it may be sent. `verified`: the routing
     /// table holds the source at this address (it answered us from there).
-    pub fn allow_reply(&mut self, now: Timestamp, ip: IpAddr, bytes: usize, verified: bool) -> Result<(), Refusal> {
+    pub(crate) fn allow_reply(
+        &mut self,
+        now: Timestamp,
+        ip: IpAddr,
+        bytes: usize,
+        verified: bool,
+    ) -> Result<(), Refusal> {
         let amount = bytes as f64;
         if let (Some(rate), Some(bucket)) = (self.limits.outbound_bytes, self.outbound.as_mut()) {
             bucket.refill(rate, now);
@@ -232,7 +235,7 @@ impl RateLimiter {
     }
 
     /// Counts bytes of our own requests, which are always sent.
-    pub fn spend_outbound(&mut self, bytes: usize) {
+    pub(crate) fn spend_outbound(&mut self, bytes: usize) {
         if let (Some(rate), Some(bucket)) = (self.limits.outbound_bytes, self.outbound.as_mut()) {
             bucket.spend(rate, bytes as f64);
         }
@@ -240,7 +243,7 @@ impl RateLimiter {
 
     /// Forgets sources whose buckets have refilled, and gives back the memory of a table that
     /// a burst grew (an idle node holds nothing here).
-    pub fn forget_quiet_sources(&mut self, now: Timestamp) {
+    pub(crate) fn forget_quiet_sources(&mut self, now: Timestamp) {
         self.last_sweep = now;
         let limits = &self.limits;
         self.sources.retain(|_, source| !source_is_quiet(source, limits, now));

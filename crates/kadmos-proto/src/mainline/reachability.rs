@@ -74,7 +74,7 @@ impl AddressFilter {
 
 /// Whether the node serves or stays read-only, and the evidence for it.
 #[derive(Clone, Debug)]
-pub struct Reachability {
+pub(crate) struct Reachability {
     config: AdaptiveReadOnly,
     read_only_until: Option<Timestamp>,
     window_start: Timestamp,
@@ -84,7 +84,7 @@ pub struct Reachability {
 }
 
 impl Reachability {
-    pub fn new(config: AdaptiveReadOnly, now: Timestamp) -> Reachability {
+    pub(crate) fn new(config: AdaptiveReadOnly, now: Timestamp) -> Reachability {
         Reachability {
             config,
             read_only_until: None,
@@ -96,23 +96,23 @@ impl Reachability {
     }
 
     /// Whether the node is read-only now.
-    pub fn is_read_only(&self) -> bool {
+    pub(crate) fn is_read_only(&self) -> bool {
         self.read_only_until.is_some()
     }
 
     /// We sent a request to `ip`.
-    pub fn note_sent(&mut self, ip: IpAddr) {
+    pub(crate) fn note_sent(&mut self, ip: IpAddr) {
         self.sent_to[0].insert(ip);
     }
 
     /// A request of ours was answered.
-    pub fn note_answer(&mut self) {
+    pub(crate) fn note_answer(&mut self) {
         self.answers = self.answers.saturating_add(1);
     }
 
     /// A query arrived from `ip`. One we did not invite shows that we are reachable: a
     /// read-only node turns back to serving at once.
-    pub fn note_query(&mut self, now: Timestamp, ip: IpAddr) {
+    pub(crate) fn note_query(&mut self, now: Timestamp, ip: IpAddr) {
         if self.sent_to.iter().any(|f| f.contains(ip)) {
             return;
         }
@@ -124,7 +124,7 @@ impl Reachability {
 
     /// Ends the window or the read-only spell when due (call it periodically). Windows run on
     /// while read-only too, so that old destinations are forgotten.
-    pub fn tick(&mut self, now: Timestamp) {
+    pub(crate) fn tick(&mut self, now: Timestamp) {
         if now.saturating_since(self.window_start) >= self.config.window {
             let unreachable =
                 self.read_only_until.is_none() && self.unasked == 0 && self.answers >= self.config.min_answers;

@@ -31,21 +31,21 @@ use super::value::{Value, MAX_VALUE_SIZE};
 /// Bytes of a packed value per `p` fragment (OpenDHT calls it MTU).
 pub const PART_SIZE: usize = 1280;
 /// Values go inline only when there are fewer than this many...
-pub const INLINE_MAX_VALUES: usize = 50;
+pub(crate) const INLINE_MAX_VALUES: usize = 50;
 /// ...and they total fewer than this many packed bytes.
-pub const INLINE_MAX_BYTES: usize = 600;
+pub(crate) const INLINE_MAX_BYTES: usize = 600;
 /// Value bytes (by [`Value::size`]) after which a listener update starts a new message.
-pub const MAX_MESSAGE_VALUE_SIZE: usize = 56 * 1024;
+pub(crate) const MAX_MESSAGE_VALUE_SIZE: usize = 56 * 1024;
 /// Largest announced packed value accepted: MAX_VALUE_SIZE plus room for the fields around it.
 pub const MAX_ANNOUNCED_SIZE: u64 = MAX_VALUE_SIZE as u64 + 32;
 /// A fragmented message must be complete this long after its first datagram...
-pub const RX_MAX_PACKET_TIME: Duration = Duration::from_secs(10);
+pub(crate) const RX_MAX_PACKET_TIME: Duration = Duration::from_secs(10);
 /// ...and no fragment may be more than this late after the previous one.
-pub const RX_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const RX_TIMEOUT: Duration = Duration::from_secs(3);
 /// Fragment bytes kept for a message that has not arrived yet.
-pub const RX_MAX_EARLY_BYTES: usize = MAX_MESSAGE_VALUE_SIZE + MAX_VALUE_SIZE + 32;
+pub(crate) const RX_MAX_EARLY_BYTES: usize = MAX_MESSAGE_VALUE_SIZE + MAX_VALUE_SIZE + 32;
 /// Fragment datagrams kept for a message that has not arrived yet.
-pub const RX_MAX_EARLY_PARTS: usize = RX_MAX_EARLY_BYTES / PART_SIZE + 2;
+pub(crate) const RX_MAX_EARLY_PARTS: usize = RX_MAX_EARLY_BYTES / PART_SIZE + 2;
 
 /// Values packed for one message: what its `values` array holds, and the packed values to send
 /// as fragments after it (empty when everything is inline).

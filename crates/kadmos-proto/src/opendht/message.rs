@@ -38,7 +38,7 @@ use crate::mainline::compact::{self, NODE_V4_LEN, NODE_V6_LEN};
 
 /// What OpenDHT sends as `v`. OpenDHT never reads it; kadmos sends the same so that it is just
 /// another node on the wire.
-pub const DEFAULT_AGENT: &str = "o2";
+pub(crate) const DEFAULT_AGENT: &str = "o2";
 
 /// The `w` (want) number for IPv4: Linux's AF_INET, which OpenDHT sends as is.
 pub const WANT_IPV4: u64 = 2;
@@ -48,7 +48,7 @@ pub const WANT_IPV6: u64 = 10;
 const OTHER_IPV6_FAMILIES: [u64; 3] = [23, 28, 30];
 
 /// Longest error message kept from an error datagram, in characters.
-pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+pub(crate) const MAX_ERROR_MESSAGE_LEN: usize = 256;
 
 /// Error codes (include/opendht/network_engine.h, `DhtProtocolException`).
 pub mod error_code {

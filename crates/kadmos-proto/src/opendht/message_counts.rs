@@ -4,7 +4,7 @@
 //! it must not allocate.
 
 use super::message::{error_code, Body, Request};
-pub use crate::mainline::message_counts::KindCount;
+pub(crate) use crate::mainline::message_counts::KindCount;
 
 /// The kinds of datagram, in the order of the counters: the seven requests, then answers
 /// (`reply`, listener pushes in the old form included), errors and value fragments.

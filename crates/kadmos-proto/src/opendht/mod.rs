@@ -35,34 +35,41 @@
 //!   the number of fragments.
 //! - `fileds` is spelled that way on the wire.
 
-pub mod config;
+mod config;
 pub mod crypto;
-pub mod fragment;
-pub mod listeners;
-pub mod message;
-pub mod message_counts;
+mod fragment;
+mod listeners;
+pub(crate) mod message;
+mod message_counts;
 pub mod msgpack;
-pub mod node;
-pub mod query;
-pub mod rate_limit;
-pub mod storage;
-pub mod store_policy;
-pub mod token;
-pub mod value;
-pub mod value_cache;
-pub mod verifier;
+mod node;
+mod query;
+mod rate_limit;
+mod storage;
+mod store_policy;
+mod token;
+mod value;
+mod value_cache;
+mod verifier;
 
-pub use fragment::{pack_values, FragmentError, PackedValues, Reassembly, ReassemblyLimits};
+pub use fragment::{
+    pack_values, update_batches, FragmentError, PackedValues, Reassembly, ReassemblyLimits, MAX_ANNOUNCED_SIZE,
+    PART_SIZE,
+};
 pub use message::{
     error_code, Body, DecodeError, Fragment, ListenArgs, Message, PutArgs, Reply, Request, UpdateArgs, ValueParts,
-    ValueSlot, Want,
+    ValueSlot, Want, WANT_IPV4, WANT_IPV6,
 };
+pub use message_counts::{MessageCounts, ERROR_CODES, KINDS};
 pub use query::{Field, FieldValue, FieldValues, Query};
-pub use value::{Value, ValueError, ValueId, ValueType};
+pub use value::{Value, ValueError, ValueId, ValueType, MAX_VALUE_SIZE};
 
 pub use config::Config;
 pub use listeners::{Listener, ListenerConfig, ListenerTable};
-pub use node::{Counters, Event, Family, Node, Outcome, QueryError, QueryId, Transmit};
+pub use node::{
+    Counters, Event, Family, Node, Outcome, QueryError, QueryId, TrafficCounters, Transmit, RESTORED_PUT_DELAY,
+};
 pub use storage::{Refusal, Source, Storage, StorageConfig, StoreOutcome, StoredValue};
+pub use store_policy::{ip_service_announcement, read_ip_service_announcement};
 pub use value_cache::{Holder, ValueCache};
 pub use verifier::{SignatureVerifier, UnverifiedSignatures};

@@ -31,13 +31,13 @@ use crate::kad::Id;
 pub type ValueId = u64;
 
 /// The id OpenDHT treats as "none": a `put` of a value with this id is refused (203).
-pub const INVALID_VALUE_ID: ValueId = 0;
+pub(crate) const INVALID_VALUE_ID: ValueId = 0;
 
 /// Largest value a node stores, counted by [`Value::size`] (OpenDHT's `MAX_VALUE_SIZE`).
 pub const MAX_VALUE_SIZE: usize = 64 * 1024;
 
 /// How long a value of a type nobody registered lives: 10 minutes.
-pub const DEFAULT_EXPIRATION: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_EXPIRATION: Duration = Duration::from_secs(10 * 60);
 
 /// A built-in value type: its numeric id and how long a stored value of that type lives
 /// unless refreshed.

@@ -35,7 +35,7 @@ struct Cached {
 }
 
 /// A change to report to the user: `(value, expired)`.
-pub type CacheChange = (Value, bool);
+pub(crate) type CacheChange = (Value, bool);
 
 /// The values of one listened key. See the module documentation.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::kad::RoutingTable;
-use kadmos_proto::opendht::storage::Source;
+use kadmos_proto::opendht::Source;
 use kadmos_proto::opendht::{Event, Family, Node, Outcome, Query, QueryError, QueryId, Value, ValueId};
 use kadmos_proto::{Id, NodeId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};

@@ -344,9 +344,9 @@ pub struct KindTraffic {
 impl OpenDhtTraffic {
     /// The per-kind and per-code lists of a node's message counts.
     pub(crate) fn by_kind(
-        counts: &kadmos_proto::opendht::message_counts::MessageCounts,
+        counts: &kadmos_proto::opendht::MessageCounts,
     ) -> (Vec<KindTraffic>, Vec<crate::ErrorCodeCount>) {
-        use kadmos_proto::opendht::message_counts::{ERROR_CODES, KINDS};
+        use kadmos_proto::opendht::{ERROR_CODES, KINDS};
         let kinds = KINDS
             .iter()
             .enumerate()
