@@ -177,8 +177,11 @@ pub(crate) enum LookupAction {
 /// Counters of one lookup, for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LookupStats {
+    /// Requests sent.
     pub requests: u32,
+    /// Requests answered.
     pub successes: u32,
+    /// Requests that failed (timed out, or answered with an error).
     pub failures: u32,
     /// Requests that stalled (some of them answered later).
     pub stalls: u32,

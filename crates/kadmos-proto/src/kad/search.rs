@@ -199,9 +199,13 @@ impl Search {
 /// target's neighbourhood, at most `final_alpha` in all (see `kad::lookup`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parallelism {
+    /// Most requests in flight to nodes outside the target's neighbourhood.
     pub alpha: usize,
+    /// Most requests in flight in all.
     pub final_alpha: usize,
+    /// Requests in flight now.
     pub in_flight: usize,
+    /// Requests in flight now to nodes outside the target's neighbourhood.
     pub in_flight_narrow: usize,
 }
 

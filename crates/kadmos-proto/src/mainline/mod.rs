@@ -18,14 +18,14 @@ mod token;
 
 pub use config::{Config, Families, CLIENT_VERSION};
 pub use item::{mutable_target, ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
-pub use item_store::{ItemStore, ItemStoreConfig};
+pub use item_store::{ItemStore, ItemStoreConfig, StoredItem};
 pub use message::{error_code, Body, DecodeError, Message, PutArgs, Query, Response, Want};
-pub use message_counts::{MessageCounts, ERROR_CODES, METHODS};
+pub use message_counts::{KindCount, MessageCounts, ERROR_CODES, METHODS};
 pub use node::{
     Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, QueryError, QueryId, TrafficCounters, Transmit,
 };
 pub use node_id_security::{is_secure, secure_node_id, NodeIdSecurity};
 pub use peer_store::{PeerStore, PeerStoreConfig};
-pub use quest::{Advertisement, QuestBook, QuestConfig, QuestError, QuestEvent};
+pub use quest::{Advertisement, QuestBook, QuestConfig, QuestError, QuestEvent, SeenPeer};
 pub use rate_limit::{Rate, RateLimits};
 pub use reachability::AdaptiveReadOnly;

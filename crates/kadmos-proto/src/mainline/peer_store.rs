@@ -45,7 +45,7 @@ impl Default for PeerStoreConfig {
 
 /// Outcome of an announce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreOutcome {
+pub(crate) enum StoreOutcome {
     Stored,
     Refreshed,
     /// The store holds `max_infohashes` torrents already.
@@ -247,7 +247,7 @@ impl PeerStore {
         &self.config
     }
 
-    pub fn announce(&mut self, info_hash: InfoHash, peer: SocketAddr, now: Timestamp) -> StoreOutcome {
+    pub(crate) fn announce(&mut self, info_hash: InfoHash, peer: SocketAddr, now: Timestamp) -> StoreOutcome {
         // Expired torrents are swept by `expire` (the node calls it every maintenance tick), not
         // here: a flood of announces for new torrents must not cost a full sweep each.
         if !self.torrents.contains_key(&info_hash) && self.torrents.len() >= self.config.max_infohashes {

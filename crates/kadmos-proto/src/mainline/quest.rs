@@ -147,21 +147,21 @@ struct Watch {
 
 /// What a running operation of a quest is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoundKind {
+pub(crate) enum RoundKind {
     Advertise { port: Option<u16> },
     Watch,
 }
 
 /// A round to start: the node runs an announce or a get_peers for `info_hash`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DueRound {
+pub(crate) struct DueRound {
     pub info_hash: InfoHash,
     pub kind: RoundKind,
 }
 
 /// How a round ended, as the node saw it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RoundEnd {
+pub(crate) struct RoundEnd {
     /// Nodes that stored the announce (advertisements).
     pub stored_at: usize,
     /// Nodes that answered the lookup.
@@ -294,7 +294,7 @@ impl QuestBook {
     }
 
     /// Rounds due at `now` (quests with no round running), advertisements first.
-    pub fn due(&self, now: Timestamp) -> Vec<DueRound> {
+    pub(crate) fn due(&self, now: Timestamp) -> Vec<DueRound> {
         let ads = self
             .advertisements
             .values()
@@ -309,7 +309,7 @@ impl QuestBook {
     }
 
     /// The node started `op` for a round that [`QuestBook::due`] listed.
-    pub fn started(&mut self, op: QueryId, round: DueRound) {
+    pub(crate) fn started(&mut self, op: QueryId, round: DueRound) {
         let running = match round.kind {
             RoundKind::Advertise { .. } => self.advertisements.get_mut(&round.info_hash).map(|a| &mut a.running),
             RoundKind::Watch => self.watches.get_mut(&round.info_hash).map(|w| &mut w.running),
@@ -366,7 +366,7 @@ impl QuestBook {
     }
 
     /// A round is over: schedules the quest's next one and reports the round.
-    pub fn finished(&mut self, now: Timestamp, op: QueryId, end: RoundEnd, rng: &mut impl Rng) {
+    pub(crate) fn finished(&mut self, now: Timestamp, op: QueryId, end: RoundEnd, rng: &mut impl Rng) {
         let Some((info_hash, kind)) = self.rounds.remove(&op) else { return };
         let config = &self.config;
         let next = |interval: Duration, reached: bool, rng: &mut dyn rand::RngCore| {

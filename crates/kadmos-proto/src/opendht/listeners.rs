@@ -64,7 +64,7 @@ impl Listener {
 
 /// What a `listen` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListenOutcome {
+pub(crate) enum ListenOutcome {
     /// A new listener: send it the matching values now.
     Added,
     Renewed,
@@ -72,7 +72,7 @@ pub enum ListenOutcome {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ListenerRefusal {
+pub(crate) enum ListenerRefusal {
     #[error("too many listeners")]
     TableFull,
     #[error("too many listeners on this key")]
@@ -105,7 +105,7 @@ impl ListenerTable {
 
     /// Adds or renews `listener` (identified by its address and socket id) on `key`; its
     /// `expires` is set to `now` plus the configured lifetime.
-    pub fn listen(&mut self, key: Id, mut listener: Listener, now: Timestamp) -> ListenOutcome {
+    pub(crate) fn listen(&mut self, key: Id, mut listener: Listener, now: Timestamp) -> ListenOutcome {
         listener.expires = now + self.config.lifetime;
         let slot = (listener.addr, listener.socket_id);
         if let Some(l) = self.by_key.get_mut(&key).and_then(|m| m.get_mut(&slot)) {

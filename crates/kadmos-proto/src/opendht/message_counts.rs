@@ -4,7 +4,7 @@
 //! it must not allocate.
 
 use super::message::{error_code, Body, Request};
-pub(crate) use crate::mainline::message_counts::KindCount;
+pub use crate::mainline::message_counts::KindCount;
 
 /// The kinds of datagram, in the order of the counters: the seven requests, then answers
 /// (`reply`, listener pushes in the old form included), errors and value fragments.
@@ -18,13 +18,13 @@ pub const ERROR_CODES: [u16; 3] =
 
 /// The kind of one datagram, an index into [`KINDS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MessageKind(u8);
+pub(crate) struct MessageKind(u8);
 
 impl MessageKind {
     /// Value fragments (`y: p`) that follow a message with large values.
-    pub const VALUE_PARTS: MessageKind = MessageKind(9);
+    pub(crate) const VALUE_PARTS: MessageKind = MessageKind(9);
 
-    pub fn of(body: &Body) -> MessageKind {
+    pub(crate) fn of(body: &Body) -> MessageKind {
         MessageKind(match body {
             Body::Request { request, .. } => match request {
                 Request::Ping => 0,
@@ -41,7 +41,8 @@ impl MessageKind {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn name(self) -> &'static str {
         KINDS[usize::from(self.0)]
     }
 }
@@ -78,7 +79,7 @@ impl MessageCounts {
     }
 
     /// A datagram of ours; an error answer's code is counted with [`MessageCounts::error_sent`].
-    pub fn sent(&mut self, kind: MessageKind, bytes: usize) {
+    pub(crate) fn sent(&mut self, kind: MessageKind, bytes: usize) {
         add(&mut self.sent[usize::from(kind.0)], bytes);
     }
 

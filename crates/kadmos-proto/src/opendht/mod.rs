@@ -60,7 +60,7 @@ pub use message::{
     error_code, Body, DecodeError, Fragment, ListenArgs, Message, PutArgs, Reply, Request, UpdateArgs, ValueParts,
     ValueSlot, Want, WANT_IPV4, WANT_IPV6,
 };
-pub use message_counts::{MessageCounts, ERROR_CODES, KINDS};
+pub use message_counts::{KindCount, MessageCounts, ERROR_CODES, KINDS};
 pub use query::{Field, FieldValue, FieldValues, Query};
 pub use value::{Value, ValueError, ValueId, ValueType, MAX_VALUE_SIZE};
 

@@ -46,7 +46,7 @@ pub enum Source {
 
 /// Where a stored value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub source: Source,
     /// When the value was first put (taken as `now` if later).
     pub created: Timestamp,
@@ -130,14 +130,14 @@ pub enum StoreOutcome {
 
 /// The outcome of a store and the values it evicted (key, value) to make room.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreResult {
+pub(crate) struct StoreResult {
     pub outcome: StoreOutcome,
     pub evicted: Vec<(Id, Value)>,
 }
 
 /// What a `refresh` found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefreshOutcome {
+pub(crate) enum RefreshOutcome {
     Refreshed,
     /// The key holds values, not this one.
     UnknownValue,
@@ -279,7 +279,7 @@ impl Storage {
     }
 
     /// Stores `value` under `key` (see the module documentation for the rules).
-    pub fn store(
+    pub(crate) fn store(
         &mut self,
         key: Id,
         value: Value,
@@ -403,7 +403,7 @@ impl Storage {
     }
 
     /// Extends the life of value `id` under `key` to `max(expiry, now + its type's expiration)`.
-    pub fn refresh(&mut self, key: &Id, id: ValueId, now: Timestamp) -> RefreshOutcome {
+    pub(crate) fn refresh(&mut self, key: &Id, id: ValueId, now: Timestamp) -> RefreshOutcome {
         let Some(values) = self.keys.get(key) else { return RefreshOutcome::UnknownKey };
         let Some(old) = values.get(&id).cloned() else { return RefreshOutcome::UnknownValue };
         let expires = old.expires.map(|t| t.max(now + old.value.expiration()));
