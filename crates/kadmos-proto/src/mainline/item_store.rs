@@ -48,7 +48,7 @@ pub struct ItemStore {
 }
 
 impl ItemStore {
-    pub fn new(config: ItemStoreConfig) -> Self {
+    pub(crate) fn new(config: ItemStoreConfig) -> Self {
         ItemStore { config, items: HashMap::new(), bytes: 0 }
     }
 
@@ -79,7 +79,7 @@ impl ItemStore {
     }
 
     /// Validates and stores an item. `cas` applies to mutable items only.
-    pub fn put(&mut self, item: Item, cas: Option<i64>, now: Timestamp) -> Result<(), ItemError> {
+    pub(crate) fn put(&mut self, item: Item, cas: Option<i64>, now: Timestamp) -> Result<(), ItemError> {
         let target = item.target();
         if let Item::Mutable(m) = &item {
             m.verify()?;
@@ -95,7 +95,7 @@ impl ItemStore {
 
     /// Puts back an item from saved state, as if last put at `put_at` (which may be before
     /// the driver's epoch began: then it is simply older). The signature is checked again.
-    pub fn restore(&mut self, item: Item, put_at: Timestamp) -> Result<(), ItemError> {
+    pub(crate) fn restore(&mut self, item: Item, put_at: Timestamp) -> Result<(), ItemError> {
         if let Item::Mutable(m) = &item {
             m.verify()?;
         }
@@ -123,7 +123,7 @@ impl ItemStore {
     }
 
     /// Drops items older than the TTL.
-    pub fn expire(&mut self, now: Timestamp) {
+    pub(crate) fn expire(&mut self, now: Timestamp) {
         let ttl = self.config.item_ttl;
         let mut freed = 0;
         self.items.retain(|_, s| {

@@ -239,7 +239,7 @@ pub struct PeerStore {
 }
 
 impl PeerStore {
-    pub fn new(config: PeerStoreConfig) -> Self {
+    pub(crate) fn new(config: PeerStoreConfig) -> Self {
         PeerStore { config, ..PeerStore::default() }
     }
 
@@ -305,7 +305,7 @@ impl PeerStore {
     }
 
     /// Up to `max` stored infohashes (for BEP 51), random when there are more, and the total.
-    pub fn sample<R: Rng + ?Sized>(&self, max: usize, rng: &mut R) -> (Vec<InfoHash>, usize) {
+    pub(crate) fn sample<R: Rng + ?Sized>(&self, max: usize, rng: &mut R) -> (Vec<InfoHash>, usize) {
         let mut all: Vec<InfoHash> = self.torrents.keys().copied().collect();
         all.sort_unstable(); // HashMap order is not deterministic; the simulator needs it to be
         let total = all.len();
@@ -317,7 +317,7 @@ impl PeerStore {
     }
 
     /// Drops peers whose announce is older than the TTL, and torrents left empty.
-    pub fn expire(&mut self, now: Timestamp) {
+    pub(crate) fn expire(&mut self, now: Timestamp) {
         let cutoff = self.cutoff(now);
         let (v4, v6, peers) = (&mut self.v4, &mut self.v6, &mut self.peers);
         self.torrents.retain(|_, torrent| {

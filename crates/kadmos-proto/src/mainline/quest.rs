@@ -182,7 +182,7 @@ pub struct QuestBook {
 }
 
 impl QuestBook {
-    pub fn new(config: QuestConfig) -> Self {
+    pub(crate) fn new(config: QuestConfig) -> Self {
         QuestBook { config, ..QuestBook::default() }
     }
 
@@ -191,7 +191,12 @@ impl QuestBook {
     }
 
     /// Starts (or, for a new port, changes) an advertisement; its first round is due at once.
-    pub fn advertise(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> Result<(), QuestError> {
+    pub(crate) fn advertise(
+        &mut self,
+        now: Timestamp,
+        info_hash: InfoHash,
+        port: Option<u16>,
+    ) -> Result<(), QuestError> {
         if port == Some(0) {
             return Err(QuestError::PortZero);
         }
@@ -220,13 +225,13 @@ impl QuestBook {
 
     /// Stops an advertisement; `None` if there was none, else the operation of its running
     /// round, if any, which the node drops.
-    pub fn stop_advertising(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
+    pub(crate) fn stop_advertising(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
         let running = self.advertisements.remove(info_hash)?.running;
         Some(running.filter(|op| self.rounds.remove(op).is_some()))
     }
 
     /// Starts a watch (its first search is due at once); watching an infohash twice is one watch.
-    pub fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
+    pub(crate) fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
         if self.watches.contains_key(&info_hash) {
             return Ok(());
         }
@@ -241,7 +246,7 @@ impl QuestBook {
     /// Starts a watch that already knows `peers` (a watch resumed from saved state): they are
     /// not reported again when its searches return them, only peers new to it are. Its first
     /// search is due at once. Resuming a running watch adds the peers it did not know.
-    pub fn resume_watch(
+    pub(crate) fn resume_watch(
         &mut self,
         now: Timestamp,
         info_hash: InfoHash,
@@ -263,7 +268,7 @@ impl QuestBook {
 
     /// Stops a watch; `None` if there was none, else the operation of its running round, if
     /// any, which the node drops.
-    pub fn unwatch(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
+    pub(crate) fn unwatch(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
         let running = self.watches.remove(info_hash)?.running;
         Some(running.filter(|op| self.rounds.remove(op).is_some()))
     }
@@ -287,7 +292,7 @@ impl QuestBook {
     }
 
     /// The earliest round due, for the node's `poll_timeout` (none while every quest runs).
-    pub fn next_due(&self) -> Option<Timestamp> {
+    pub(crate) fn next_due(&self) -> Option<Timestamp> {
         let ads = self.advertisements.values().filter(|a| a.running.is_none()).map(|a| a.next_round);
         let watches = self.watches.values().filter(|w| w.running.is_none()).map(|w| w.next_round);
         ads.chain(watches).min()
@@ -321,14 +326,14 @@ impl QuestBook {
     }
 
     /// Whether `op` is a round of a quest (its events are the book's, not the user's).
-    pub fn owns(&self, op: QueryId) -> bool {
+    pub(crate) fn owns(&self, op: QueryId) -> bool {
         self.rounds.contains_key(&op)
     }
 
     /// Every quest not running a round is due now: the node has just (re)joined.
     /// A round running now began with the view from before the rejoin (a quest started while
     /// the node was joining, say, with a table of a few contacts): it runs again once it ends.
-    pub fn rejoined(&mut self, now: Timestamp) {
+    pub(crate) fn rejoined(&mut self, now: Timestamp) {
         for ad in self.advertisements.values_mut() {
             ad.next_round = ad.next_round.min(now);
             ad.rejoined = ad.running.is_some();
@@ -341,7 +346,13 @@ impl QuestBook {
 
     /// Peers that a round's lookup found (an advertisement's lookup feeds the watch of the
     /// same infohash too).
-    pub fn peers_found(&mut self, now: Timestamp, op: QueryId, from: (NodeId, SocketAddr), peers: &[SocketAddr]) {
+    pub(crate) fn peers_found(
+        &mut self,
+        now: Timestamp,
+        op: QueryId,
+        from: (NodeId, SocketAddr),
+        peers: &[SocketAddr],
+    ) {
         let Some((info_hash, _)) = self.rounds.get(&op) else { return };
         let info_hash = *info_hash;
         let advertised = self.advertisements.contains_key(&info_hash);
@@ -424,7 +435,7 @@ impl QuestBook {
 
     /// A round's operation was cancelled without ending: its quest is due again at once
     /// (its `next_round` has passed, or the round would not have started).
-    pub fn forget_round(&mut self, op: QueryId) {
+    pub(crate) fn forget_round(&mut self, op: QueryId) {
         let Some((info_hash, kind)) = self.rounds.remove(&op) else { return };
         let running = match kind {
             RoundKind::Advertise { .. } => self.advertisements.get_mut(&info_hash).map(|a| &mut a.running),
@@ -436,7 +447,7 @@ impl QuestBook {
     }
 
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<QuestEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<QuestEvent> {
         self.events.pop_front()
     }
 }

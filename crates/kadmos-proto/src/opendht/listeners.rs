@@ -91,7 +91,7 @@ pub struct ListenerTable {
 }
 
 impl ListenerTable {
-    pub fn new(config: ListenerConfig) -> ListenerTable {
+    pub(crate) fn new(config: ListenerConfig) -> ListenerTable {
         ListenerTable { config, ..ListenerTable::default() }
     }
 
@@ -134,7 +134,7 @@ impl ListenerTable {
     }
 
     /// Forgets listeners not renewed in time. Returns how many.
-    pub fn expire(&mut self, now: Timestamp) -> usize {
+    pub(crate) fn expire(&mut self, now: Timestamp) -> usize {
         let mut removed = 0;
         let per_ip = &mut self.per_ip;
         self.by_key.retain(|_, listeners| {

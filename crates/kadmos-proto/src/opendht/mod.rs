@@ -71,5 +71,4 @@ pub use node::{
 };
 pub use storage::{Refusal, Source, Storage, StorageConfig, StoreOutcome, StoredValue};
 pub use store_policy::{ip_service_announcement, read_ip_service_announcement};
-pub use value_cache::{Holder, ValueCache};
 pub use verifier::{SignatureVerifier, UnverifiedSignatures};

@@ -168,7 +168,7 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn new(config: StorageConfig) -> Storage {
+    pub(crate) fn new(config: StorageConfig) -> Storage {
         Storage { config, ..Storage::default() }
     }
 
@@ -260,7 +260,7 @@ impl Storage {
     }
 
     /// Takes a value out (for eviction, expiry or cancellation).
-    pub fn remove(&mut self, key: &Id, id: ValueId) -> Option<Value> {
+    pub(crate) fn remove(&mut self, key: &Id, id: ValueId) -> Option<Value> {
         let values = self.keys.get_mut(key)?;
         let stored = values.remove(&id)?;
         if values.is_empty() {
@@ -396,7 +396,7 @@ impl Storage {
 
     /// Sets when value `id` under `key` expires (a value restored from saved state keeps the
     /// expiry it had). Whether the value is stored.
-    pub fn set_expiry(&mut self, key: &Id, id: ValueId, expires: Timestamp) -> bool {
+    pub(crate) fn set_expiry(&mut self, key: &Id, id: ValueId, expires: Timestamp) -> bool {
         let Some(old) = self.get_stored(key, id).cloned() else { return false };
         self.replace(*key, StoredValue { expires: Some(expires), ..old });
         true
@@ -412,7 +412,7 @@ impl Storage {
     }
 
     /// Removes every value whose time has come, grouped by key.
-    pub fn expire(&mut self, now: Timestamp) -> Vec<(Id, Vec<Value>)> {
+    pub(crate) fn expire(&mut self, now: Timestamp) -> Vec<(Id, Vec<Value>)> {
         let mut out: Vec<(Id, Vec<Value>)> = Vec::new();
         while let Some((t, key, id)) = self.expiries.first().copied() {
             if t > now {
