@@ -17,6 +17,7 @@ use super::item::{Item, ItemError, MutableItem};
 use crate::kad::Id;
 use crate::time::Timestamp;
 
+/// Limits of the BEP 44 item store.
 #[derive(Clone, Debug)]
 pub struct ItemStoreConfig {
     /// Items stored at most (immutable and mutable together). Default 1000.
@@ -36,10 +37,13 @@ impl Default for ItemStoreConfig {
 /// A stored item and when it was last put.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredItem {
+    /// The item.
     pub item: Item,
+    /// When it was last put: it expires `item_ttl` later.
     pub put_at: Timestamp,
 }
 
+/// The BEP 44 items this node stores for others, within the limits of its [`ItemStoreConfig`].
 #[derive(Clone, Debug, Default)]
 pub struct ItemStore {
     config: ItemStoreConfig,
@@ -52,18 +56,22 @@ impl ItemStore {
         ItemStore { config, items: HashMap::new(), bytes: 0 }
     }
 
+    /// The limits the store was made with.
     pub fn config(&self) -> &ItemStoreConfig {
         &self.config
     }
 
+    /// Items stored, live or expired but not yet swept.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// Whether no item is stored.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
+    /// Bytes the stored items take, as [`Item::len`](super::Item::len) counts them.
     pub fn bytes(&self) -> usize {
         self.bytes
     }

@@ -13,7 +13,9 @@ pub const ERROR_CODES: [i64; 9] = [201, 202, 203, 204, 205, 206, 207, 301, 302];
 /// Messages and bytes of one kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KindCount {
+    /// Datagrams.
     pub messages: u64,
+    /// Their bytes, as sent or received.
     pub bytes: u64,
 }
 
@@ -39,25 +41,25 @@ fn code_index(code: i64) -> usize {
 }
 
 impl MessageCounts {
-    pub fn query_received(&mut self, method: &str, bytes: usize) {
+    pub(crate) fn query_received(&mut self, method: &str, bytes: usize) {
         if let Some(i) = method_index(method) {
             self.queries_received[i].messages += 1;
             self.queries_received[i].bytes += bytes as u64;
         }
     }
 
-    pub fn query_sent(&mut self, method: &str, bytes: usize) {
+    pub(crate) fn query_sent(&mut self, method: &str, bytes: usize) {
         if let Some(i) = method_index(method) {
             self.queries_sent[i].messages += 1;
             self.queries_sent[i].bytes += bytes as u64;
         }
     }
 
-    pub fn error_received(&mut self, code: i64) {
+    pub(crate) fn error_received(&mut self, code: i64) {
         self.errors_received[code_index(code)] += 1;
     }
 
-    pub fn error_sent(&mut self, code: i64) {
+    pub(crate) fn error_sent(&mut self, code: i64) {
         self.errors_sent[code_index(code)] += 1;
     }
 }

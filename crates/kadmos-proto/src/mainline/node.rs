@@ -200,7 +200,9 @@ enum Kind {
 /// An item kept alive and when it is next re-put.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeptItem {
+    /// The item.
     pub item: Item,
+    /// When the node puts it again.
     pub next_put: Timestamp,
 }
 
@@ -217,10 +219,18 @@ pub enum ItemQuery {
     /// The immutable item with this target (its value must hash to it).
     Immutable(Id),
     /// The mutable item of this key and salt; nodes may omit values with `seq <= newer_than`.
-    Mutable { public_key: [u8; 32], salt: Vec<u8>, newer_than: Option<i64> },
+    Mutable {
+        /// The ed25519 public key that signs the item.
+        public_key: [u8; 32],
+        /// The item's salt (empty for none).
+        salt: Vec<u8>,
+        /// Ask nodes to omit values with a `seq` not above this one.
+        newer_than: Option<i64>,
+    },
 }
 
 impl ItemQuery {
+    /// Where the item is stored: the target a get looks up.
     pub fn target(&self) -> Id {
         match self {
             ItemQuery::Immutable(target) => *target,
@@ -257,6 +267,7 @@ impl ItemQuery {
 type Operation = crate::kad::engine::Operation<Kind, Query>;
 
 impl Node {
+    /// A node that has not joined yet, started at `now` (call [`Node::bootstrap`] to join).
     pub fn new(config: Config, now: Timestamp) -> Node {
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let mut engine = Engine::new(tables, config.seed, now);
@@ -285,22 +296,27 @@ impl Node {
         }
     }
 
+    /// Our node ID (with BEP 42 enforced, it changes to one secure for the external address responders report).
     pub fn id(&self) -> NodeId {
         self.config.node_id
     }
 
+    /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The routing table of `family`, if the node has a socket of that family.
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
         self.engine.tables.get(family)
     }
 
+    /// The peers announced to this node.
     pub fn peer_store(&self) -> &PeerStore {
         &self.peers
     }
 
+    /// The BEP 44 items this node stores for others.
     pub fn item_store(&self) -> &ItemStore {
         &self.items
     }
@@ -332,6 +348,7 @@ impl Node {
         self.items.restore(item, put_at)
     }
 
+    /// Traffic and state counters since the node started.
     pub fn counters(&self) -> &Counters {
         &self.out.counters
     }
@@ -362,11 +379,13 @@ impl Node {
         self.engine.lookup_parallelism()
     }
 
+    /// The next datagram to send, if any: call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.transmits.pop_front()
     }
 
+    /// The next event (command progress and results, quest reports), if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front().or_else(|| self.quests.as_mut()?.poll_event().map(Event::Quest))

@@ -27,6 +27,7 @@ use rand::Rng;
 use crate::kad::InfoHash;
 use crate::time::Timestamp;
 
+/// Limits of the peer store.
 #[derive(Clone, Debug)]
 pub struct PeerStoreConfig {
     /// Torrents stored at most. Default 2000.
@@ -229,6 +230,7 @@ struct Torrent {
     len: u32,
 }
 
+/// The peers announced to this node (BEP 5 `announce_peer`), per infohash, within the limits of its [`PeerStoreConfig`].
 #[derive(Clone, Debug, Default)]
 pub struct PeerStore {
     config: PeerStoreConfig,
@@ -243,6 +245,7 @@ impl PeerStore {
         PeerStore { config, ..PeerStore::default() }
     }
 
+    /// The limits the store was made with.
     pub fn config(&self) -> &PeerStoreConfig {
         &self.config
     }
@@ -346,10 +349,12 @@ impl PeerStore {
         seconds(now).checked_sub(ttl).map_or(0, |c| c + 1)
     }
 
+    /// Infohashes with at least one stored peer.
     pub fn infohash_count(&self) -> usize {
         self.torrents.len()
     }
 
+    /// Peers stored, over every infohash.
     pub fn peer_count(&self) -> usize {
         self.peers
     }

@@ -87,10 +87,19 @@ impl Default for QuestConfig {
 /// Why a quest could not start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QuestError {
+    /// The node already runs as many advertisements as [`QuestConfig::max_advertisements`] allows.
     #[error("this node already runs {limit} advertisements (the limit)")]
-    TooManyAdvertisements { limit: usize },
+    TooManyAdvertisements {
+        /// The limit.
+        limit: usize,
+    },
+    /// The node already runs as many watches as [`QuestConfig::max_watches`] allows.
     #[error("this node already runs {limit} watches (the limit)")]
-    TooManyWatches { limit: usize },
+    TooManyWatches {
+        /// The limit.
+        limit: usize,
+    },
+    /// Port 0 was asked for; leave the port out to advertise the node's own UDP port.
     #[error("port 0 cannot be advertised (leave the port out to advertise the node's own UDP port)")]
     PortZero,
 }
@@ -101,20 +110,55 @@ pub enum QuestEvent {
     /// An advertisement round is over: `stored_at` nodes stored the announce (0: the round
     /// reached nobody and is retried after `retry_after`), in `messages` datagrams (queries
     /// and answers); the next round is at `next_round`.
-    Advertised { info_hash: InfoHash, stored_at: usize, messages: u32, next_round: Timestamp },
+    Advertised {
+        /// The infohash advertised.
+        info_hash: InfoHash,
+        /// Nodes that stored the announce.
+        stored_at: usize,
+        /// Datagrams of the round, queries and answers.
+        messages: u32,
+        /// When the next round starts.
+        next_round: Timestamp,
+    },
     /// A watched infohash has a peer not seen before, named by the node `from`. `advertised`
     /// says whether this node advertises that infohash too.
-    Found { info_hash: InfoHash, peer: SocketAddr, from: (NodeId, SocketAddr), advertised: bool },
+    Found {
+        /// The infohash watched.
+        info_hash: InfoHash,
+        /// The peer found.
+        peer: SocketAddr,
+        /// The node that named it.
+        from: (NodeId, SocketAddr),
+        /// Whether this node advertises the infohash too.
+        advertised: bool,
+    },
     /// No search has returned this peer for `gone_after`.
-    Gone { info_hash: InfoHash, peer: SocketAddr },
+    Gone {
+        /// The infohash watched.
+        info_hash: InfoHash,
+        /// The peer no longer returned.
+        peer: SocketAddr,
+    },
     /// A watch round is over: it heard from `answered` nodes, in `messages` datagrams; the
     /// watch knows `peers` peers.
-    Searched { info_hash: InfoHash, answered: u32, messages: u32, peers: usize, next_round: Timestamp },
+    Searched {
+        /// The infohash watched.
+        info_hash: InfoHash,
+        /// Nodes that answered the round's lookup.
+        answered: u32,
+        /// Datagrams of the round, queries and answers.
+        messages: u32,
+        /// Peers the watch knows now.
+        peers: usize,
+        /// When the next round starts.
+        next_round: Timestamp,
+    },
 }
 
 /// One advertisement, as saved state lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advertisement {
+    /// The infohash advertised.
     pub info_hash: InfoHash,
     /// `None`: the node's own UDP port (`implied_port`).
     pub port: Option<u16>,
@@ -122,6 +166,7 @@ pub struct Advertisement {
     pub next_round: Timestamp,
     /// Rounds finished, and how many nodes stored the last one.
     pub rounds: u64,
+    /// Nodes that stored the last round's announce.
     pub last_stored_at: usize,
     running: Option<QueryId>,
     /// The node rejoined while a round ran: the next round is due as soon as it ends.
@@ -133,6 +178,7 @@ pub struct Advertisement {
 pub struct SeenPeer {
     /// The node that first named it.
     pub from: (NodeId, SocketAddr),
+    /// When a search last returned it.
     pub last_seen: Timestamp,
 }
 
@@ -186,6 +232,7 @@ impl QuestBook {
         QuestBook { config, ..QuestBook::default() }
     }
 
+    /// The intervals and limits the book was made with.
     pub fn config(&self) -> &QuestConfig {
         &self.config
     }
@@ -273,10 +320,12 @@ impl QuestBook {
         Some(running.filter(|op| self.rounds.remove(op).is_some()))
     }
 
+    /// The advertisements this node runs.
     pub fn advertisements(&self) -> impl Iterator<Item = &Advertisement> {
         self.advertisements.values()
     }
 
+    /// Whether this node advertises `info_hash`.
     pub fn is_advertised(&self, info_hash: &InfoHash) -> bool {
         self.advertisements.contains_key(info_hash)
     }

@@ -71,7 +71,7 @@ fn add(count: &mut KindCount, bytes: usize) {
 
 impl MessageCounts {
     /// A decoded datagram of `bytes` bytes.
-    pub fn received(&mut self, body: &Body, bytes: usize) {
+    pub(crate) fn received(&mut self, body: &Body, bytes: usize) {
         add(&mut self.received[usize::from(MessageKind::of(body).0)], bytes);
         if let Body::Error { code, .. } = body {
             self.errors_received[code_index(*code)] += 1;
@@ -83,7 +83,7 @@ impl MessageCounts {
         add(&mut self.sent[usize::from(kind.0)], bytes);
     }
 
-    pub fn error_sent(&mut self, code: u16) {
+    pub(crate) fn error_sent(&mut self, code: u16) {
         self.errors_sent[code_index(code)] += 1;
     }
 }

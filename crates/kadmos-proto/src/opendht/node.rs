@@ -167,10 +167,13 @@ pub struct Counters {
     pub traffic: TrafficCounters,
     /// Requests dropped by the rate limit.
     pub rate_limited: u64,
+    /// Values stored for a remote node's put.
     pub values_stored: u64,
+    /// Values of remote puts refused (by the store policy or the storage limits).
     pub values_refused: u64,
     /// Values put to us while we are not among the nodes closest to their key (ignored).
     pub puts_outside_radius: u64,
+    /// Datagrams sent to remote listeners (new values, refreshed or expired IDs).
     pub listener_pushes: u64,
     /// The same traffic by message kind and error code.
     pub messages: super::message_counts::MessageCounts,
@@ -300,6 +303,7 @@ enum Change {
 }
 
 impl Node {
+    /// A node that has not joined yet, started at `now` (call [`Node::bootstrap`] to join).
     pub fn new(config: Config, now: Timestamp) -> Node {
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let mut engine = Engine::new(tables, config.seed, now);
@@ -326,10 +330,12 @@ impl Node {
         Wire { config: &self.config, out: &mut self.out }
     }
 
+    /// Our node ID.
     pub fn id(&self) -> NodeId {
         self.config.node_id
     }
 
+    /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -340,6 +346,7 @@ impl Node {
         self.verifier = verifier;
     }
 
+    /// The routing table of `family`, if the node has a socket of that family.
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
         self.engine.tables.get(family)
     }
@@ -354,6 +361,7 @@ impl Node {
         &self.listeners
     }
 
+    /// Traffic and state counters since the node started.
     pub fn counters(&self) -> &Counters {
         &self.out.counters
     }
@@ -426,11 +434,13 @@ impl Node {
         self.engine.lookup_parallelism()
     }
 
+    /// The next datagram to send, if any: call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.transmits.pop_front()
     }
 
+    /// The next event (values found, command results), if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
