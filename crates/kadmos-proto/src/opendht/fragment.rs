@@ -51,6 +51,7 @@ pub(crate) const RX_MAX_EARLY_PARTS: usize = RX_MAX_EARLY_BYTES / PART_SIZE + 2;
 /// as fragments after it (empty when everything is inline).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedValues {
+    /// The message's `values` array: values inline, or the packed size of each value sent in fragments.
     pub slots: Vec<ValueSlot>,
     /// Packed values by slot index, to send with [`PackedValues::part_messages`].
     pub parts: Vec<Vec<u8>>,
@@ -131,18 +132,44 @@ impl Default for ReassemblyLimits {
 /// Why a fragment (or a whole message) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FragmentError {
+    /// The values announced add up to more than the limit.
     #[error("message announces {total} bytes of values, more than {limit}")]
-    TooLarge { total: u64, limit: u64 },
+    TooLarge {
+        /// Bytes announced.
+        total: u64,
+        /// Bytes accepted.
+        limit: u64,
+    },
+    /// A fragment for a value index the message does not announce.
     #[error("fragment for value {0}, which is not awaited")]
     UnknownIndex(u32),
+    /// A fragment for a value already complete.
     #[error("fragment for value {0}, which is already complete")]
     AlreadyComplete(u32),
+    /// A fragment with no data.
     #[error("empty fragment for value {0}")]
     Empty(u32),
+    /// A fragment that runs past the end of its value.
     #[error("fragment of {len} bytes at {offset} does not fit value {index} of {size} bytes")]
-    OutOfBounds { index: u32, offset: u64, len: usize, size: usize },
+    OutOfBounds {
+        /// The value's index in the message.
+        index: u32,
+        /// Where the fragment starts.
+        offset: u64,
+        /// Its length.
+        len: usize,
+        /// The value's announced size.
+        size: usize,
+    },
+    /// A fragment that overlaps data already received.
     #[error("fragment at {offset} overlaps data already received for value {index}")]
-    Overlap { index: u32, offset: u64 },
+    Overlap {
+        /// The value's index in the message.
+        index: u32,
+        /// Where the fragment starts.
+        offset: u64,
+    },
+    /// More fragments than the limit allows: the limit.
     #[error("more than {0} fragments")]
     TooManyFragments(usize),
 }

@@ -45,7 +45,9 @@ impl Default for ListenerConfig {
 /// One remote listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listener {
+    /// The listening node's ID.
     pub node_id: NodeId,
+    /// Where pushes go.
     pub addr: SocketAddr,
     /// The requester's subscription id, echoed in every push.
     pub socket_id: u32,
@@ -53,10 +55,12 @@ pub struct Listener {
     pub query: Option<Query>,
     /// `ve`: 1 or more for `update` requests, 0 for legacy `u` pushes.
     pub version: i32,
+    /// When the listener is forgotten unless it listens again.
     pub expires: Timestamp,
 }
 
 impl Listener {
+    /// Whether a new or changed `value` is pushed to this listener (it matches the listener's query).
     pub fn wants(&self, value: &super::value::Value) -> bool {
         self.query.as_ref().is_none_or(|q| q.matches(value))
     }
@@ -95,10 +99,12 @@ impl ListenerTable {
         ListenerTable { config, ..ListenerTable::default() }
     }
 
+    /// Listeners, over every key.
     pub fn len(&self) -> usize {
         self.total
     }
 
+    /// Whether no remote node listens here.
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }

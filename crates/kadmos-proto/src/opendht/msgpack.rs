@@ -37,10 +37,13 @@ const RMPV_DEPTH_BUDGET: usize = 2 * MAX_NESTING + 3;
 /// Why input is not acceptable msgpack.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MsgpackError {
+    /// Input longer than [`MAX_INPUT_LEN`] bytes: how long it is.
     #[error("input of {0} bytes is longer than {MAX_INPUT_LEN}")]
     TooLong(usize),
+    /// Containers nested deeper than [`MAX_NESTING`].
     #[error("nesting deeper than {MAX_NESTING}")]
     TooDeep,
+    /// Not msgpack: why.
     #[error("malformed msgpack: {0}")]
     Malformed(String),
 }

@@ -44,6 +44,7 @@ pub enum Field {
 }
 
 impl Field {
+    /// Every field, in wire order.
     pub const ALL: [Field; 5] = [Field::Id, Field::ValueType, Field::OwnerPk, Field::SeqNum, Field::UserType];
 
     /// The number that stands for the field on the wire.
@@ -57,6 +58,7 @@ impl Field {
         }
     }
 
+    /// The field a wire number stands for, if any.
     pub fn from_wire(n: u64) -> Option<Field> {
         Field::ALL.into_iter().find(|f| u64::from(f.wire()) == n)
     }
@@ -76,15 +78,20 @@ impl Field {
 /// One field's value: a WHERE condition, or one cell of a `fileds` row.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FieldValue {
+    /// The value id.
     Id(u64),
+    /// The value type.
     ValueType(u64),
     /// The owner's key id; values without owner have none and never match.
     OwnerPk(Id),
+    /// The sequence number.
     SeqNum(u64),
+    /// The user type.
     UserType(Vec<u8>),
 }
 
 impl FieldValue {
+    /// The field this is a value of.
     pub fn field(&self) -> Field {
         match self {
             FieldValue::Id(_) => Field::Id,
@@ -195,6 +202,7 @@ impl Query {
         self
     }
 
+    /// Whether the query selects and filters nothing (it matches every value, whole).
     pub fn is_empty(&self) -> bool {
         self.select.is_empty() && self.filters.is_empty()
     }

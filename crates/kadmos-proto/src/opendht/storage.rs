@@ -40,7 +40,9 @@ use crate::time::Timestamp;
 /// Who stored a value: our own user, or a remote node (by IP address, for quotas).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
+    /// Our own user, through this node's API.
     Local,
+    /// A remote node, at this IP address.
     Remote(IpAddr),
 }
 
@@ -81,7 +83,9 @@ impl Default for StorageConfig {
 /// One stored value and its bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredValue {
+    /// The value.
     pub value: Value,
+    /// Who stored it.
     pub source: Source,
     /// When it was stored or last refreshed.
     pub created: Timestamp,
@@ -92,26 +96,37 @@ pub struct StoredValue {
 /// Why a value was not stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The value id is 0.
     #[error("value id 0 is invalid")]
     InvalidId,
+    /// The value is larger than [`MAX_VALUE_SIZE`].
     #[error("value larger than {MAX_VALUE_SIZE} bytes")]
     TooBig,
+    /// The value has already expired.
     #[error("value already expired")]
     Expired,
+    /// The stored value with that id is unsigned, so it cannot be replaced.
     #[error("the stored value is unsigned and cannot be edited")]
     EditForbidden,
+    /// The stored value is signed by another owner, or the new one is unsigned.
     #[error("the stored value is signed by another owner, or the new one is unsigned")]
     NotOwner,
+    /// The new version's sequence number is not higher than the stored one's.
     #[error("sequence number not higher than the stored one")]
     SeqNotHigher,
+    /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
+    /// The key holds [`StorageConfig::max_values_per_key`] values.
     #[error("key holds the maximum number of values")]
     KeyFull,
+    /// [`StorageConfig::max_keys`] keys hold values.
     #[error("maximum number of keys reached")]
     TooManyKeys,
+    /// Our own user's values reached [`StorageConfig::max_local_bytes`].
     #[error("local storage limit reached")]
     LocalQuota,
+    /// The value type's store policy refused it.
     #[error("refused by its type's store policy")]
     StorePolicy,
 }
@@ -121,10 +136,12 @@ pub enum Refusal {
 pub enum StoreOutcome {
     /// A new value, or a new version of one (`edited`): listeners hear of it.
     Stored {
+        /// Whether it replaced an older version of the value.
         edited: bool,
     },
     /// The same value again: its life was extended (listeners hear `re`).
     Refreshed,
+    /// Not stored, and why.
     Refused(Refusal),
 }
 
@@ -172,6 +189,7 @@ impl Storage {
         Storage { config, ..Storage::default() }
     }
 
+    /// The limits the storage was made with.
     pub fn config(&self) -> &StorageConfig {
         &self.config
     }
@@ -181,6 +199,7 @@ impl Storage {
         self.values
     }
 
+    /// Whether no value is stored.
     pub fn is_empty(&self) -> bool {
         self.values == 0
     }

@@ -43,8 +43,11 @@ pub(crate) const DEFAULT_EXPIRATION: Duration = Duration::from_secs(10 * 60);
 /// unless refreshed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueType {
+    /// The type id (`type` on the wire).
     pub id: u16,
+    /// OpenDHT's name for the type.
     pub name: &'static str,
+    /// How long a stored value of this type lives unless refreshed.
     pub expiration: Duration,
 }
 
@@ -60,10 +63,13 @@ impl ValueType {
     /// "I serve at this port": the storing node replaces the address with the sender's.
     pub const IP_SERVICE_ANNOUNCEMENT: ValueType =
         ValueType { id: 2, name: "IP service announcement", expiration: Duration::from_secs(15 * MINUTE) };
+    /// An instant message.
     pub const IM_MESSAGE: ValueType =
         ValueType { id: 3, name: "instant message", expiration: Duration::from_secs(5 * MINUTE) };
+    /// A request to trust a certificate.
     pub const TRUST_REQUEST: ValueType =
         ValueType { id: 4, name: "certificate trust request", expiration: Duration::from_secs(7 * DAY) };
+    /// ICE candidates, for connecting peers through NAT.
     pub const ICE_CANDIDATES: ValueType =
         ValueType { id: 5, name: "ICE candidates", expiration: Duration::from_secs(MINUTE) };
     /// An X.509 certificate, stored only at its public key's id (registered by OpenDHT's
@@ -131,8 +137,10 @@ pub struct Value {
 /// Why bytes are not a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
+    /// The bytes are not acceptable msgpack.
     #[error(transparent)]
     Msgpack(#[from] MsgpackError),
+    /// The msgpack does not have a value's shape: what is wrong.
     #[error("invalid value: {0}")]
     Invalid(&'static str),
 }
@@ -147,10 +155,12 @@ impl Value {
         Value { id, value_type, data: data.into(), ..Value::default() }
     }
 
+    /// Whether the value is encrypted (it has a `cypher`).
     pub fn is_encrypted(&self) -> bool {
         !self.cypher.is_empty()
     }
 
+    /// Whether the value has an owner and a signature (not whether the signature verifies).
     pub fn is_signed(&self) -> bool {
         self.owner.is_some() && !self.signature.is_empty()
     }
