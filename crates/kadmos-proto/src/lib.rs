@@ -7,17 +7,19 @@
 //!
 //! # Layout
 //!
-//! - [`time`]: the timestamp type every input takes.
-//! - [`kad`]: what every Kademlia network shares: [`kad::Id`] and XOR distance, the
-//!   [`kad::RoutingTable`] of one address family, the [`kad::Lookup`] state machine, and the
-//!   engine both nodes run (operations, requests, stall evidence, joining, refreshes), with
-//!   one [`kad::QueryError`] and one set of [`kad::TrafficCounters`].
+//! - [`Timestamp`], the time every input takes, and the IDs ([`Id`], with [`NodeId`] and
+//!   [`InfoHash`] naming its roles) sit at the root.
+//! - [`kad`]: what every Kademlia network shares: XOR distance, the
+//!   [`RoutingTable`](kad::RoutingTable) of one address family, the tuning of lookups
+//!   ([`LookupConfig`](kad::LookupConfig)), one [`QueryError`] and one set of
+//!   [`TrafficCounters`].
 //! - [`node_io`]: what a node and its driver exchange (datagrams, address families, query
-//!   ids), the same for both networks.
-//! - [`mainline`]: the BitTorrent DHT: bencode, compact encodings, KRPC messages, tokens,
-//!   the peer store, BEP 42 node IDs and the [`mainline::Node`] that ties them together.
-//! - [`opendht`]: OpenDHT's wire protocol: msgpack messages, values with their signed and
-//!   encrypted forms, SELECT/WHERE queries, and splitting and reassembling large values.
+//!   ids, and the [`SansIoNode`](node_io::SansIoNode) trait both nodes implement).
+//! - [`mainline`]: the BitTorrent DHT: the [`mainline::Node`], KRPC messages over bencode,
+//!   BEP 44 items, the peer and item stores, quests, and BEP 42 and 43 hardening.
+//! - [`opendht`]: OpenDHT's network: the [`opendht::Node`], msgpack messages, values with
+//!   their signed and encrypted forms, SELECT/WHERE queries, and splitting and reassembling
+//!   large values.
 //!
 //! # Driving nodes without sockets
 //!

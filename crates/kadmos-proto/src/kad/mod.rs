@@ -1,8 +1,9 @@
-//! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
-//! per address family), the lookup state machine, the store round at a store's end, and the
-//! engine both nodes run (`engine`: operations, requests, stall evidence, wake-ups, joining,
-//! refreshes, verification), which a network plugs into through a small trait. Nothing here
-//! knows about a wire format.
+//! The Kademlia pieces both networks share: node IDs and XOR distance ([`Id`], [`Distance`]),
+//! the [`RoutingTable`] of one address family with its [`Contact`]s, the tuning of lookups
+//! ([`LookupConfig`]), one [`QueryError`] for every command that fails and one set of
+//! [`TrafficCounters`]. Both nodes run the same engine inside (operations, requests, stall
+//! evidence, wake-ups, joining, refreshes, verification), which a network plugs into through
+//! a small trait. Nothing here knows about a wire format.
 
 pub(crate) mod engine;
 mod family_tables;

@@ -1,15 +1,3 @@
-//! BEP 44 items stored on this node, with hard limits.
-//!
-//! Rules: an immutable item is stored under the SHA-1 of its value; a mutable item only with a
-//! valid signature, and it replaces the stored one only with a higher `seq` (the same `seq`
-//! with the same value refreshes it; a CAS that does not match the stored `seq` is refused).
-//! An invalid put never touches what is stored.
-//!
-//! Limits (see [`ItemStoreConfig`]): at most `max_items` items and `max_bytes` bytes; an item
-//! expires `item_ttl` after its last put. When a new item does not fit, the item put longest
-//! ago is evicted (items are a cache that their owners re-put; the oldest is the likeliest to
-//! be abandoned).
-
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -44,6 +32,18 @@ pub struct StoredItem {
 }
 
 /// The BEP 44 items this node stores for others, within the limits of its [`ItemStoreConfig`].
+///
+/// BEP 44 items stored on this node, with hard limits.
+///
+/// Rules: an immutable item is stored under the SHA-1 of its value; a mutable item only with a
+/// valid signature, and it replaces the stored one only with a higher `seq` (the same `seq`
+/// with the same value refreshes it; a CAS that does not match the stored `seq` is refused).
+/// An invalid put never touches what is stored.
+///
+/// Limits (see [`ItemStoreConfig`]): at most `max_items` items and `max_bytes` bytes; an item
+/// expires `item_ttl` after its last put. When a new item does not fit, the item put longest
+/// ago is evicted (items are a cache that their owners re-put; the oldest is the likeliest to
+/// be abandoned).
 #[derive(Clone, Debug, Default)]
 pub struct ItemStore {
     config: ItemStoreConfig,

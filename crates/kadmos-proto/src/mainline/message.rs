@@ -1,11 +1,3 @@
-//! KRPC messages (BEP 5) with the extensions kadmos speaks: BEP 32 `nodes6`/`want`, BEP 42
-//! `ip`, BEP 43 `ro`, BEP 44 `get`/`put`, BEP 51 `sample_infohashes`.
-//!
-//! These are wire structs: they say what a datagram holds, nothing about what a node does
-//! with it. Decoding sorts failures into what the node must do about them (see
-//! [`DecodeError`]): reply 203 to a query it can read but not accept, 204 to an unknown
-//! method, and drop everything else silently (answering garbage helps reflection attacks).
-
 use std::net::SocketAddr;
 
 use super::bencode::{self, DictEncoder, Encoder, Value};
@@ -38,6 +30,14 @@ pub mod error_code {
 }
 
 /// One KRPC datagram.
+///
+/// KRPC messages (BEP 5) with the extensions kadmos speaks: BEP 32 `nodes6`/`want`, BEP 42
+/// `ip`, BEP 43 `ro`, BEP 44 `get`/`put`, BEP 51 `sample_infohashes`.
+///
+/// These are wire structs: they say what a datagram holds, nothing about what a node does
+/// with it. Decoding sorts failures into what the node must do about them (see
+/// [`DecodeError`]): reply 203 to a query it can read but not accept, 204 to an unknown
+/// method, and drop everything else silently (answering garbage helps reflection attacks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// `t`: opaque, echoed in the answer.

@@ -1,4 +1,29 @@
 //! The BitTorrent Mainline DHT: KRPC over bencode (BEP 5) with BEP 32, 42, 43, 44 and 51.
+//!
+//! # What is here
+//!
+//! - The node: [`Node`], the sans-IO state machine that serves the network and runs its
+//!   user's commands ([`Node::get_peers`], [`Node::announce_peer`], BEP 44's
+//!   [`Node::get_item`] and [`Node::put_item`]) and quests ([`Node::advertise`],
+//!   [`Node::watch`]: announces and searches that renew until stopped); [`Config`] (every
+//!   limit and timer with its default); [`Event`] (what it reports); the [`PeerStore`],
+//!   [`ItemStore`] and [`QuestBook`] it exposes read-only.
+//! - BEP 44 items: [`ImmutableItem`], [`MutableItem`] and the [`ItemSigner`] that signs them.
+//! - The wire layer: [`Message`] (a KRPC datagram: a [`Query`], a [`Response`] or an error
+//!   from [`error_code`]; [`MessageCounts`] counts them by method and code) and [`bencode`].
+//! - Hardening: [`RateLimits`] on what is served, BEP 42 node IDs ([`NodeIdSecurity`],
+//!   [`secure_node_id`]) and BEP 43's [`AdaptiveReadOnly`] mode.
+//!
+//! # Driving a node
+//!
+//! The node never touches a socket or a clock. Whoever drives it (the tokio runtime, a test,
+//! the simulator) hands it every datagram received ([`Node::handle_datagram`]) and calls
+//! [`Node::handle_timeout`] when the time [`Node::poll_timeout`] asked for has come; commands
+//! ([`Node::bootstrap`], [`Node::get_peers`]...) return a [`QueryId`]. After every input, it
+//! sends what [`Node::poll_transmit`] gives and handles what [`Node::poll_event`] gives
+//! (progress and results, keyed by `QueryId`, and quest reports). Every input takes `now`,
+//! and all randomness comes from the seeded generator in the config: the same inputs give the
+//! same outputs. The crate documentation shows it in a few lines.
 
 pub mod bencode;
 pub(crate) mod compact;

@@ -126,7 +126,7 @@ pub enum Event {
     Item { query: QueryId, from: (NodeId, SocketAddr), item: Item },
     /// The command is over.
     Finished { query: QueryId, outcome: Outcome },
-    /// What an advertisement or a watch did (see [`super::quest`]).
+    /// What an advertisement or a watch did (see [`QuestBook`]).
     Quest(QuestEvent),
 }
 
@@ -560,8 +560,9 @@ impl Node {
         Ok(())
     }
 
-    /// Resumes a watch that already knows `peers` (from saved state): see
-    /// [`QuestBook::resume_watch`].
+    /// Resumes a watch that already knows `peers` (from saved state): they are not reported
+    /// again when its searches return them, only peers new to it are. Its first search is due
+    /// at once. Resuming a running watch adds the peers it did not know.
     pub fn resume_watch(
         &mut self,
         now: Timestamp,

@@ -1,22 +1,3 @@
-//! Peers announced to this node (BEP 5 `announce_peer`), with hard limits.
-//!
-//! Limits (defaults in [`PeerStoreConfig`]): at most `max_infohashes` torrents and
-//! `max_peers_per_infohash` peers each; a peer expires `peer_ttl` after its last announce.
-//! When a torrent is full, the peer announced longest ago is replaced; when the store holds
-//! `max_infohashes` torrents, an announce for a new one is refused (the node still answers
-//! the announce: the announcer cannot tell a full store from a lost datagram, and refusing
-//! new torrents protects the ones already stored from being flushed by a flood).
-//!
-//! # Layout
-//!
-//! A stored peer costs about 16 bytes (IPv4; 28 for IPv6) plus its torrent's share of a
-//! 32-byte map entry, because a node may hold hundreds of thousands of them: a `Vec` of
-//! `SocketAddr`s per torrent cost some 300 bytes per peer when torrents hold one peer each
-//! (a 24-byte `Vec` and its own allocation for every torrent, 32-byte addresses and 16-byte
-//! timestamps). Peers of all torrents live in two arenas, one per address family, as
-//! fixed-size records chained into one list per torrent and family by 32-bit indices; freed
-//! records are reused through a free list. Announce times are kept to the second.
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -231,6 +212,25 @@ struct Torrent {
 }
 
 /// The peers announced to this node (BEP 5 `announce_peer`), per infohash, within the limits of its [`PeerStoreConfig`].
+///
+/// Peers announced to this node (BEP 5 `announce_peer`), with hard limits.
+///
+/// Limits (defaults in [`PeerStoreConfig`]): at most `max_infohashes` torrents and
+/// `max_peers_per_infohash` peers each; a peer expires `peer_ttl` after its last announce.
+/// When a torrent is full, the peer announced longest ago is replaced; when the store holds
+/// `max_infohashes` torrents, an announce for a new one is refused (the node still answers
+/// the announce: the announcer cannot tell a full store from a lost datagram, and refusing
+/// new torrents protects the ones already stored from being flushed by a flood).
+///
+/// # Layout
+///
+/// A stored peer costs about 16 bytes (IPv4; 28 for IPv6) plus its torrent's share of a
+/// 32-byte map entry, because a node may hold hundreds of thousands of them: a `Vec` of
+/// `SocketAddr`s per torrent cost some 300 bytes per peer when torrents hold one peer each
+/// (a 24-byte `Vec` and its own allocation for every torrent, 32-byte addresses and 16-byte
+/// timestamps). Peers of all torrents live in two arenas, one per address family, as
+/// fixed-size records chained into one list per torrent and family by 32-bit indices; freed
+/// records are reused through a free list. Announce times are kept to the second.
 #[derive(Clone, Debug, Default)]
 pub struct PeerStore {
     config: PeerStoreConfig,

@@ -1,41 +1,3 @@
-//! Quests: tasks a node keeps running until it is told to stop. An *advertisement* keeps
-//! saying "we are a peer of this infohash on this port"; a *watch* keeps looking an infohash
-//! up and reports each peer it had not seen before.
-//!
-//! # Why they renew
-//!
-//! An announce lives [`PeerStoreConfig::expiry`](super::PeerStoreConfig) (30 minutes) on the
-//! nodes that stored it, and the nodes closest to an infohash change as the network churns:
-//! a one-shot announce is gone half an hour later, and a one-shot get_peers knows only the
-//! peers of its moment. So an advertisement re-announces to the nodes closest *at that
-//! time* every [`QuestConfig::advertise_interval`] (15 minutes, well inside the lifetime, so
-//! one lost round still leaves the previous announce alive), and a watch searches again every
-//! [`QuestConfig::watch_interval`] (5 minutes, as Net::BitTorrent::DHT's quests do). Every
-//! interval is shortened by a random part of up to [`QuestConfig::jitter_percent`] so that
-//! quests started together (a daemon restarting with many) drift apart. A round that reached
-//! no node (an empty table, every candidate silent) is tried again after
-//! [`QuestConfig::retry_after`] rather than a whole interval later, and the end of every
-//! bootstrap makes all quests due at once (a round running then, begun with the view from
-//! before, runs again as soon as it ends): after a rejoin the node's view is new, and a
-//! restarted daemon should not wait an interval to speak again.
-//!
-//! # Who does what
-//!
-//! The [`QuestBook`] decides *when* and remembers *what was seen*; the [`Node`](super::Node)
-//! runs the lookups. The node asks [`QuestBook::due`] for rounds to start, starts an announce
-//! (advertisement) or a get_peers (watch) operation for each and registers it with
-//! [`QuestBook::started`]; it hands the peers any of those operations finds to
-//! [`QuestBook::peers_found`] and their end to [`QuestBook::finished`]. The book queues
-//! [`QuestEvent`]s, which the node hands out through `poll_event` as `Event::Quest`.
-//! Randomness (jitter) comes from the node's seeded generator, passed in.
-//!
-//! # Limits
-//!
-//! At most [`QuestConfig::max_advertisements`] (256) advertisements and
-//! [`QuestConfig::max_watches`] (64) watches per node: each costs a lookup every round. A
-//! watch remembers at most [`QuestConfig::max_peers_per_watch`] (1,000) peers; when full, the
-//! peer not heard of for longest is forgotten (and would be reported again if it came back).
-
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -216,7 +178,43 @@ pub(crate) struct RoundEnd {
     pub messages: u32,
 }
 
-/// The quests of one node. See the module documentation.
+/// The quests of one node: its advertisements and watches.
+///
+/// Quests: tasks a node keeps running until it is told to stop. An *advertisement* keeps
+/// saying "we are a peer of this infohash on this port"; a *watch* keeps looking an infohash
+/// up and reports each peer it had not seen before.
+///
+/// # Why they renew
+///
+/// An announce lives [`PeerStoreConfig::expiry`](super::PeerStoreConfig) (30 minutes) on the
+/// nodes that stored it, and the nodes closest to an infohash change as the network churns:
+/// a one-shot announce is gone half an hour later, and a one-shot get_peers knows only the
+/// peers of its moment. So an advertisement re-announces to the nodes closest *at that
+/// time* every [`QuestConfig::advertise_interval`] (15 minutes, well inside the lifetime, so
+/// one lost round still leaves the previous announce alive), and a watch searches again every
+/// [`QuestConfig::watch_interval`] (5 minutes, as Net::BitTorrent::DHT's quests do). Every
+/// interval is shortened by a random part of up to [`QuestConfig::jitter_percent`] so that
+/// quests started together (a daemon restarting with many) drift apart. A round that reached
+/// no node (an empty table, every candidate silent) is tried again after
+/// [`QuestConfig::retry_after`] rather than a whole interval later, and the end of every
+/// bootstrap makes all quests due at once (a round running then, begun with the view from
+/// before, runs again as soon as it ends): after a rejoin the node's view is new, and a
+/// restarted daemon should not wait an interval to speak again.
+///
+/// # Who does what
+///
+/// The [`QuestBook`] decides *when* and remembers *what was seen*; the [`Node`](super::Node)
+/// runs the lookups: for each round due, an announce (advertisement) or a get_peers (watch)
+/// operation, whose peers and end it reports back to the book. The book queues
+/// [`QuestEvent`]s, which the node hands out through `poll_event` as `Event::Quest`.
+/// Randomness (jitter) comes from the node's seeded generator, passed in.
+///
+/// # Limits
+///
+/// At most [`QuestConfig::max_advertisements`] (256) advertisements and
+/// [`QuestConfig::max_watches`] (64) watches per node: each costs a lookup every round. A
+/// watch remembers at most [`QuestConfig::max_peers_per_watch`] (1,000) peers; when full, the
+/// peer not heard of for longest is forgotten (and would be reported again if it came back).
 #[derive(Clone, Debug, Default)]
 pub struct QuestBook {
     config: QuestConfig,

@@ -1,30 +1,3 @@
-//! Limits on what a Mainline node serves: queries per source address and in all, reply bytes
-//! to sources it has not verified, and bytes sent in all.
-//!
-//! BEP 5 has no error for "too many queries", so a query over a limit is dropped silently
-//! and counted. Each limit is a token bucket (a rate and a burst) rather than a fixed window:
-//! a window lets a source send twice its quota across a window edge, and a bucket lets an
-//! honest node's short burst (a lookup asks a node a few things at once) through without
-//! raising the sustained rate.
-//!
-//! Anchors: libtorrent blocks an IP past 5 messages a second (its `dos_blocker`) and caps
-//! its upload at 8,000 B/s by default; OpenDHT serves 1,024 requests a second per IP and
-//! 8,192 in all. kadmos's defaults sit far above any honest node's rate towards one other
-//! node (a lookup asks a given node one or two things), and the global ones far above what a
-//! node on the real network is asked (tens to hundreds of queries a second), so that honest
-//! traffic never meets them; they exist to stop one source from taking the whole node.
-//!
-//! Amplification: an answer is larger than the query (a `get_peers` answer carries up to
-//! 600 bytes of peers and 8 nodes for a query of about 100 bytes), and a query's source
-//! address can be forged. So the bytes answered to a source the routing table has not
-//! verified (it never answered one of our queries from that address) are capped per IP:
-//! a forger can aim at most that many bytes a second of our answers at its victim.
-//!
-//! The per-address table holds at most `max_tracked_sources` entries. An entry whose buckets
-//! are full again carries no information and is forgotten; when the table is full of active
-//! sources, a new source is judged by the global limits alone (a flood from forged random
-//! addresses is what the global limit is for).
-
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -48,6 +21,33 @@ impl Rate {
 }
 
 /// The limits of a node. `None` turns a limit off.
+///
+/// Limits on what a Mainline node serves: queries per source address and in all, reply bytes
+/// to sources it has not verified, and bytes sent in all.
+///
+/// BEP 5 has no error for "too many queries", so a query over a limit is dropped silently
+/// and counted. Each limit is a token bucket (a rate and a burst) rather than a fixed window:
+/// a window lets a source send twice its quota across a window edge, and a bucket lets an
+/// honest node's short burst (a lookup asks a node a few things at once) through without
+/// raising the sustained rate.
+///
+/// Anchors: libtorrent blocks an IP past 5 messages a second (its `dos_blocker`) and caps
+/// its upload at 8,000 B/s by default; OpenDHT serves 1,024 requests a second per IP and
+/// 8,192 in all. kadmos's defaults sit far above any honest node's rate towards one other
+/// node (a lookup asks a given node one or two things), and the global ones far above what a
+/// node on the real network is asked (tens to hundreds of queries a second), so that honest
+/// traffic never meets them; they exist to stop one source from taking the whole node.
+///
+/// Amplification: an answer is larger than the query (a `get_peers` answer carries up to
+/// 600 bytes of peers and 8 nodes for a query of about 100 bytes), and a query's source
+/// address can be forged. So the bytes answered to a source the routing table has not
+/// verified (it never answered one of our queries from that address) are capped per IP:
+/// a forger can aim at most that many bytes a second of our answers at its victim.
+///
+/// The per-address table holds at most `max_tracked_sources` entries. An entry whose buckets
+/// are full again carries no information and is forgotten; when the table is full of active
+/// sources, a new source is judged by the global limits alone (a flood from forged random
+/// addresses is what the global limit is for).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RateLimits {
     /// Queries served per source IP address. Default 100 a second, bursts of 200.

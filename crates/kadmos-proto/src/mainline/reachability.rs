@@ -1,24 +1,24 @@
-//! Adaptive read-only mode (BEP 43): a node that others cannot reach (behind a NAT or a
-//! firewall that drops unsolicited datagrams) only wastes their time if it enters their
-//! routing tables, since every query they send it times out. So a node watches whether
-//! anyone reaches it unasked while its own queries work, and if nobody does for a whole
-//! window, it turns read-only (`ro=1` on its queries; it answers nothing). It turns back
-//! once a query reaches it unasked, and otherwise tries serving again every
-//! `read_only_for`, since a NAT's mapping or a firewall's rules can change.
-//!
-//! "Unasked" means from an address we have sent nothing to lately: a NAT lets in datagrams
-//! from an address it just sent to (the answer, or the verification ping a node sends back
-//! to a querier), so those prove nothing. Recent destinations are kept in two generations of
-//! a 2,048-bit filter (one window each, 512 bytes in all): a false match only makes a real
-//! unasked query look asked, and a reachable node on the real network is asked hundreds of
-//! times per window, so one is enough to stay serving.
-
 use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::time::Timestamp;
 
 /// Tuning of the adaptive mode.
+///
+/// Adaptive read-only mode (BEP 43): a node that others cannot reach (behind a NAT or a
+/// firewall that drops unsolicited datagrams) only wastes their time if it enters their
+/// routing tables, since every query they send it times out. So a node watches whether
+/// anyone reaches it unasked while its own queries work, and if nobody does for a whole
+/// window, it turns read-only (`ro=1` on its queries; it answers nothing). It turns back
+/// once a query reaches it unasked, and otherwise tries serving again every
+/// `read_only_for`, since a NAT's mapping or a firewall's rules can change.
+///
+/// "Unasked" means from an address we have sent nothing to lately: a NAT lets in datagrams
+/// from an address it just sent to (the answer, or the verification ping a node sends back
+/// to a querier), so those prove nothing. Recent destinations are kept in two generations of
+/// a 2,048-bit filter (one window each, 512 bytes in all): a false match only makes a real
+/// unasked query look asked, and a reachable node on the real network is asked hundreds of
+/// times per window, so one is enough to stay serving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdaptiveReadOnly {
     /// How long a node must go unasked, with its own queries answered, before it turns

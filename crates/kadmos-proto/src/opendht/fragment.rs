@@ -1,27 +1,3 @@
-//! Values too big for one datagram: splitting them on the sending side, putting them back
-//! together on the receiving side.
-//!
-//! How OpenDHT does it (savoirfairelinux/opendht src/network_engine.cpp `packValueHeader`,
-//! `sendValueParts`, `processMessage`; src/parsed_message.h `append`, `complete`;
-//! include/opendht/network_engine.h for the constants):
-//!
-//! - A message carrying values (`put`, `update`, a `get` answer) packs every value first. When
-//!   there are fewer than [`INLINE_MAX_VALUES`] and they total fewer than [`INLINE_MAX_BYTES`]
-//!   packed bytes, they go inline in `values`. Otherwise `values` holds each one's packed size
-//!   instead, and every packed value follows in `p` datagrams of at most [`PART_SIZE`] bytes of
-//!   it each, `{y: "p", t, p: {index: {o: offset, d: bytes}}}`, with the same `t` as the
-//!   message. A requester sends the parts again after each retry of the request.
-//! - The receiver keys the unfinished message by (sender, `t`), ignores announced sizes over
-//!   [`MAX_ANNOUNCED_SIZE`], and accepts a fragment only if it is non-empty, lies inside its
-//!   value, and overlaps no fragment it already has. When every announced value is complete it
-//!   unpacks them. It gives up [`RX_TIMEOUT`] after the last fragment or
-//!   [`RX_MAX_PACKET_TIME`] after the first, and keeps at most [`RX_MAX_EARLY_BYTES`] in
-//!   [`RX_MAX_EARLY_PARTS`] fragments that arrive before their message.
-//! - A listener's `update`s are cut into batches of about [`MAX_MESSAGE_VALUE_SIZE`].
-//!
-//! [`Reassembly`] is that receiver logic without clock or addresses (the node keys and expires
-//! them), and with one more bound: the whole message, not just each value, has a size limit.
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -91,7 +67,7 @@ pub fn pack_values(values: &[Value]) -> PackedValues {
 }
 
 /// Splits a listener's new values into the batches OpenDHT sends as separate `update`s: a
-/// batch ends once its values reach [`MAX_MESSAGE_VALUE_SIZE`] bytes (by [`Value::size`]).
+/// batch ends once its values reach 56 KiB (by [`Value::size`]).
 pub fn update_batches(values: Vec<Value>) -> Vec<Vec<Value>> {
     let mut batches = Vec::new();
     let mut batch = Vec::new();
@@ -207,6 +183,30 @@ impl Partial {
 }
 
 /// One message's values coming together from its `values` slots and `p` fragments.
+///
+/// Values too big for one datagram: splitting them on the sending side, putting them back
+/// together on the receiving side.
+///
+/// How OpenDHT does it (savoirfairelinux/opendht src/network_engine.cpp `packValueHeader`,
+/// `sendValueParts`, `processMessage`; src/parsed_message.h `append`, `complete`;
+/// include/opendht/network_engine.h for the constants):
+///
+/// - A message carrying values (`put`, `update`, a `get` answer) packs every value first. When
+///   there are fewer than 50 and they total fewer than 600
+///   packed bytes, they go inline in `values`. Otherwise `values` holds each one's packed size
+///   instead, and every packed value follows in `p` datagrams of at most [`PART_SIZE`] bytes of
+///   it each, `{y: "p", t, p: {index: {o: offset, d: bytes}}}`, with the same `t` as the
+///   message. A requester sends the parts again after each retry of the request.
+/// - The receiver keys the unfinished message by (sender, `t`), ignores announced sizes over
+///   [`MAX_ANNOUNCED_SIZE`], and accepts a fragment only if it is non-empty, lies inside its
+///   value, and overlaps no fragment it already has. When every announced value is complete it
+///   unpacks them. It gives up 3 s after the last fragment or
+///   10 s after the first, and keeps at most 122,912 bytes in
+///   98 fragments that arrive before their message.
+/// - A listener's `update`s are cut into batches of about 56 KiB of values.
+///
+/// [`Reassembly`] is that receiver logic without clock or addresses (the node keys and expires
+/// them), and with one more bound: the whole message, not just each value, has a size limit.
 #[derive(Clone, Debug)]
 pub struct Reassembly {
     slots: Vec<Slot>,

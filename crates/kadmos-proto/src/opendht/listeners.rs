@@ -1,20 +1,3 @@
-//! Remote listeners: the nodes that asked us (`listen`) to push changes of a key's values.
-//!
-//! Facts from savoirfairelinux/opendht src/dht.cpp (`onListen`, `storageAddListener`,
-//! `storageChanged`, `storageRemoved`, `storageRefresh`), src/storage.h (`Storage::expire`),
-//! src/listener.h and src/network_engine.cpp (`tellListener*`, `sendUpdateValues`):
-//!
-//! - A listener is identified by the requester's address and its `sid`; a `listen` with the same
-//!   pair renews it (and replaces its query). It lasts 10 minutes (OpenDHT's `NODE_EXPIRE_TIME`)
-//!   after the last `listen`; requesters renew every 30 seconds.
-//! - A new listener is sent the matching values at once; then every new or edited value that
-//!   matches its query, the ids of refreshed values (`re`) and of expired or evicted values
-//!   (`exp`). Listeners that said `ve: 1` get these as `update` requests, older ones as `u`
-//!   pushes.
-//! - OpenDHT sets no bound on listeners. kadmos does, each refusing newcomers at the limit:
-//!   [`ListenerConfig::max_listeners`] (4096 in all), [`ListenerConfig::max_per_key`] (256),
-//!   [`ListenerConfig::max_per_ip`] (64).
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -76,6 +59,7 @@ pub(crate) enum ListenOutcome {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[allow(clippy::enum_variant_names, reason = "each variant names the limit that is full")]
 pub(crate) enum ListenerRefusal {
     #[error("too many listeners")]
     TableFull,
@@ -86,6 +70,23 @@ pub(crate) enum ListenerRefusal {
 }
 
 /// The listeners of every key.
+///
+/// Remote listeners: the nodes that asked us (`listen`) to push changes of a key's values.
+///
+/// Facts from savoirfairelinux/opendht src/dht.cpp (`onListen`, `storageAddListener`,
+/// `storageChanged`, `storageRemoved`, `storageRefresh`), src/storage.h (`Storage::expire`),
+/// src/listener.h and src/network_engine.cpp (`tellListener*`, `sendUpdateValues`):
+///
+/// - A listener is identified by the requester's address and its `sid`; a `listen` with the same
+///   pair renews it (and replaces its query). It lasts 10 minutes (OpenDHT's `NODE_EXPIRE_TIME`)
+///   after the last `listen`; requesters renew every 30 seconds.
+/// - A new listener is sent the matching values at once; then every new or edited value that
+///   matches its query, the ids of refreshed values (`re`) and of expired or evicted values
+///   (`exp`). Listeners that said `ve: 1` get these as `update` requests, older ones as `u`
+///   pushes.
+/// - OpenDHT sets no bound on listeners. kadmos does, each refusing newcomers at the limit:
+///   [`ListenerConfig::max_listeners`] (4096 in all), [`ListenerConfig::max_per_key`] (256),
+///   [`ListenerConfig::max_per_ip`] (64).
 #[derive(Clone, Debug, Default)]
 pub struct ListenerTable {
     config: ListenerConfig,

@@ -1,30 +1,3 @@
-//! OpenDHT datagrams: one msgpack map each.
-//!
-//! These are wire structs: they say what a datagram holds, nothing about what a node does
-//! with it. Facts from savoirfairelinux/opendht src/parsed_message.h (how a datagram is read)
-//! and src/network_engine.cpp (how each one is packed):
-//!
-//! - Top level: `t` transaction id (an integer; 4 raw bytes from old peers; 0 when absent),
-//!   `y` kind, `v` agent ("o2"; nobody reads it), `n` network id (only when non-zero; nodes
-//!   drop datagrams from other networks), `s` is-client (only when true).
-//! - The kind comes from which key is present, in this order: `e` error `[code, message]`
-//!   (with `r: {id}`), `r` reply, `p` value fragments, `u` legacy listener push; otherwise a
-//!   request named by `q` with arguments `a` (where `y` may be absent or must be "q").
-//! - Requests: `ping {id}`, `find {id, target, w?}`, `get {id, h, q?, w?}`,
-//!   `put {id, h, values, c?, token}`, `listen {id, ve, h, token, sid, q?}`,
-//!   `refresh {id, h, vid, token}`, `update {id, ve, h, sid, values, c?, token}` (new values
-//!   for a listener) or `update {id, sid, token?, re | exp}` (refreshed or expired value ids).
-//! - Replies: `{id, vid?, sa, n4?, n6?, token?, values | fileds}`; `sa` is the requester's IP
-//!   (4 or 16 bytes, no port); `n4`/`n6` are 26/38-byte compact nodes (port big-endian), `w`
-//!   picks the families (2 = IPv4, 10 = IPv6, Linux's AF_INET numbers). A `put` is answered
-//!   once per value with `{id, vid, sa}`.
-//! - `values` holds packed values inline, or, when the sender splits them (see
-//!   [`super::fragment`]), each value's packed size; the bytes follow in `p` datagrams
-//!   `{y: "p", t, p: {index: {o: offset, d: bytes}}}` with the same `t`.
-//! - Keys are 20-byte binaries; anything else in their place makes OpenDHT drop the datagram.
-//!
-//! Decoding sorts failures into what the node must do about them (see [`DecodeError`]).
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -72,6 +45,33 @@ pub mod error_code {
 }
 
 /// One OpenDHT datagram.
+///
+/// OpenDHT datagrams: one msgpack map each.
+///
+/// These are wire structs: they say what a datagram holds, nothing about what a node does
+/// with it. Facts from savoirfairelinux/opendht src/parsed_message.h (how a datagram is read)
+/// and src/network_engine.cpp (how each one is packed):
+///
+/// - Top level: `t` transaction id (an integer; 4 raw bytes from old peers; 0 when absent),
+///   `y` kind, `v` agent ("o2"; nobody reads it), `n` network id (only when non-zero; nodes
+///   drop datagrams from other networks), `s` is-client (only when true).
+/// - The kind comes from which key is present, in this order: `e` error `[code, message]`
+///   (with `r: {id}`), `r` reply, `p` value fragments, `u` legacy listener push; otherwise a
+///   request named by `q` with arguments `a` (where `y` may be absent or must be "q").
+/// - Requests: `ping {id}`, `find {id, target, w?}`, `get {id, h, q?, w?}`,
+///   `put {id, h, values, c?, token}`, `listen {id, ve, h, token, sid, q?}`,
+///   `refresh {id, h, vid, token}`, `update {id, ve, h, sid, values, c?, token}` (new values
+///   for a listener) or `update {id, sid, token?, re | exp}` (refreshed or expired value ids).
+/// - Replies: `{id, vid?, sa, n4?, n6?, token?, values | fileds}`; `sa` is the requester's IP
+///   (4 or 16 bytes, no port); `n4`/`n6` are 26/38-byte compact nodes (port big-endian), `w`
+///   picks the families (2 = IPv4, 10 = IPv6, Linux's AF_INET numbers). A `put` is answered
+///   once per value with `{id, vid, sa}`.
+/// - `values` holds packed values inline, or, when the sender splits them (see
+///   [`pack_values`](super::pack_values)), each value's packed size; the bytes follow in `p` datagrams
+///   `{y: "p", t, p: {index: {o: offset, d: bytes}}}` with the same `t`.
+/// - Keys are 20-byte binaries; anything else in their place makes OpenDHT drop the datagram.
+///
+/// Decoding sorts failures into what the node must do about them (see [`DecodeError`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// `t`: picked by the requester, echoed by the answer (and by value fragments).

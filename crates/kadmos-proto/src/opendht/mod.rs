@@ -1,19 +1,31 @@
 //! OpenDHT's network protocol: msgpack datagrams over UDP (default port 4222), and the node
 //! that speaks it.
 //!
-//! # Layout
+//! # What is here
 //!
-//! - The wire layer: [`message`] (datagrams; [`message_counts`] counts them by kind and error
-//!   code), [`value`] (values and their packing), [`query`] (SELECT/WHERE), [`fragment`]
-//!   (splitting and reassembling large values), [`msgpack`].
-//! - The node: [`node::Node`] (the sans-IO state machine; its module documentation says how to
-//!   drive it and what it does), [`config`] (every limit and timer with its default),
-//!   [`storage`] (values per key, expiry, limits and eviction), [`listeners`] (remote nodes
-//!   listening to keys stored here), [`value_cache`] (what a listen believes a key holds),
-//!   [`token`] (write tokens), [`rate_limit`] (requests served per second), [`verifier`] (the
-//!   hook for signature checks).
+//! - The node: [`Node`], the sans-IO state machine that serves the network (routing, value
+//!   storage, listeners) and runs its user's commands ([`Node::get`], [`Node::put`],
+//!   [`Node::listen`]); [`Config`] (every limit and timer with its default); [`Event`] (what it
+//!   reports); [`Storage`] (values per key, expiry, limits and eviction) and [`ListenerTable`]
+//!   (remote nodes listening to keys stored here), which it exposes read-only;
+//!   [`SignatureVerifier`] (the hook for signature checks).
+//! - The wire layer: [`Message`] (datagrams: a [`Request`], a [`Reply`] or an error;
+//!   [`MessageCounts`] counts them by kind and error code), [`Value`] and [`ValueType`],
+//!   [`Query`] (SELECT/WHERE), [`pack_values`] and [`Reassembly`] (splitting and reassembling
+//!   large values), [`msgpack`] (the bounded reader and the writer).
 //! - Crypto: [`crypto`] (owner keys, signed values, values encrypted to a recipient, and the
 //!   RSA signature verifier a node installs).
+//!
+//! # Driving a node
+//!
+//! The node never touches a socket or a clock. Whoever drives it (the tokio runtime, a test,
+//! the simulator) hands it every datagram received ([`Node::handle_datagram`]) and calls
+//! [`Node::handle_timeout`] when the time [`Node::poll_timeout`] asked for has come; commands
+//! ([`Node::bootstrap`], [`Node::get`], [`Node::put`], [`Node::listen`]...) return a
+//! [`QueryId`]. After every input, it sends what [`Node::poll_transmit`] gives and handles
+//! what [`Node::poll_event`] gives (values, changes and results, keyed by `QueryId`). Every
+//! input takes `now`, and all randomness comes from the seeded generator in the config: the
+//! same inputs give the same outputs. The crate documentation shows it in a few lines.
 //!
 //! # Implementation notes
 //!

@@ -1,33 +1,3 @@
-//! What an OpenDHT node stores: many values per key, each until its type's expiration, within hard
-//! limits.
-//!
-//! Facts from savoirfairelinux/opendht src/storage.h (`Storage::store`, `refresh`, `expire`,
-//! `StorageBucket`) and src/dht.cpp (`storageStore`, `onAnnounce`, `storageRefresh`,
-//! `expireStore`), src/securedht.cpp (`secureType`) and include/opendht/value.h:
-//!
-//! - A value lives `created + expiration of its type` (10 minutes for USER_DATA and unknown
-//!   types, see [`ValueType`](super::value::ValueType)); a value our own user put as permanent
-//!   lives here until cancelled.
-//! - A `put` of a value id already stored under the key: with the same content it only extends
-//!   the value's life (a *refresh*, to `max(old expiry, now + expiration)`); otherwise it is an
-//!   *edit*, refused for unsigned values, and allowed for a signed value only when the new value
-//!   is signed by the same owner with a higher `seq` (or the same `seq` and the same signed
-//!   body). Signatures are checked through [`SignatureVerifier`].
-//! - Limits, each with its default and what happens at the limit:
-//!   - [`StorageConfig::max_values_per_key`] (1024; OpenDHT: 65,536): a newcomer takes the slot of
-//!     the value expiring soonest among those of the source holding most values under the key, if
-//!     that source holds at least two more than the newcomer's source; otherwise it is refused.
-//!     (OpenDHT refuses at the limit, which lets one address fill a key for everybody.)
-//!   - [`StorageConfig::max_keys`] (16,384): values under a new key are refused.
-//!   - [`StorageConfig::max_remote_bytes`] (64 MiB, as OpenDHT; bytes by
-//!     [`Value::size`]): after a store that goes over, values are evicted from the source using
-//!     the most bytes, the one expiring soonest first, until under the limit (OpenDHT's rule).
-//!     Sources are IP addresses; OpenDHT counts per address *and port*, which lets one host
-//!     escape its share by changing ports.
-//!   - [`StorageConfig::max_local_bytes`] (64 MiB; OpenDHT: unlimited): values of our own user
-//!     beyond it are refused. They do not count against the remote limit and are never evicted.
-//! - Every eviction and expiry is reported to the caller, so that listeners hear of it.
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -56,7 +26,7 @@ pub(crate) struct Origin {
     pub permanent: bool,
 }
 
-/// Storage limits. See the module documentation for what happens at each.
+/// Storage limits. See [`Storage`] for what happens at each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageConfig {
     /// Values under one key. Default 1024.
@@ -171,7 +141,37 @@ struct SourceUsage {
 
 const NEVER: Timestamp = Timestamp::from_micros(u64::MAX);
 
-/// The values a node stores. See the module documentation.
+/// The values a node stores.
+///
+/// What an OpenDHT node stores: many values per key, each until its type's expiration, within hard
+/// limits.
+///
+/// Facts from savoirfairelinux/opendht src/storage.h (`Storage::store`, `refresh`, `expire`,
+/// `StorageBucket`) and src/dht.cpp (`storageStore`, `onAnnounce`, `storageRefresh`,
+/// `expireStore`), src/securedht.cpp (`secureType`) and include/opendht/value.h:
+///
+/// - A value lives `created + expiration of its type` (10 minutes for USER_DATA and unknown
+///   types, see [`ValueType`](super::value::ValueType)); a value our own user put as permanent
+///   lives here until cancelled.
+/// - A `put` of a value id already stored under the key: with the same content it only extends
+///   the value's life (a *refresh*, to `max(old expiry, now + expiration)`); otherwise it is an
+///   *edit*, refused for unsigned values, and allowed for a signed value only when the new value
+///   is signed by the same owner with a higher `seq` (or the same `seq` and the same signed
+///   body). Signatures are checked through [`SignatureVerifier`].
+/// - Limits, each with its default and what happens at the limit:
+///   - [`StorageConfig::max_values_per_key`] (1024; OpenDHT: 65,536): a newcomer takes the slot of
+///     the value expiring soonest among those of the source holding most values under the key, if
+///     that source holds at least two more than the newcomer's source; otherwise it is refused.
+///     (OpenDHT refuses at the limit, which lets one address fill a key for everybody.)
+///   - [`StorageConfig::max_keys`] (16,384): values under a new key are refused.
+///   - [`StorageConfig::max_remote_bytes`] (64 MiB, as OpenDHT; bytes by
+///     [`Value::size`]): after a store that goes over, values are evicted from the source using
+///     the most bytes, the one expiring soonest first, until under the limit (OpenDHT's rule).
+///     Sources are IP addresses; OpenDHT counts per address *and port*, which lets one host
+///     escape its share by changing ports.
+///   - [`StorageConfig::max_local_bytes`] (64 MiB; OpenDHT: unlimited): values of our own user
+///     beyond it are refused. They do not count against the remote limit and are never evicted.
+/// - Every eviction and expiry is reported to the caller, so that listeners hear of it.
 #[derive(Clone, Debug, Default)]
 pub struct Storage {
     config: StorageConfig,
@@ -297,7 +297,7 @@ impl Storage {
         self.keys.entry(key).or_default().insert(stored.value.id, stored);
     }
 
-    /// Stores `value` under `key` (see the module documentation for the rules).
+    /// Stores `value` under `key` (see [`Storage`] for the rules).
     pub(crate) fn store(
         &mut self,
         key: Id,

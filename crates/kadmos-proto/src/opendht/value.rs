@@ -1,25 +1,3 @@
-//! OpenDHT values: what one key holds many of, and their msgpack form.
-//!
-//! A value packs as a map `{id, dat, p?, pt?}`:
-//!
-//! - `id`: 64-bit value id, unique under its key (0 means "no id" and is refused by `put`).
-//! - `dat`: either the binary `cypher` (an encrypted value: nothing else is visible), or a map
-//!   `{body, sig?}` where `body` is `{seq?, owner?, to?, type, data, utype?}`. `seq`, `owner`
-//!   and `to` appear only in signed values (`to` only when it names a recipient), `sig` only
-//!   when signed, `utype` only when non-empty.
-//! - `p`: push priority, only when non-zero; `pt`: push type, only when non-empty.
-//!
-//! `body` is also exactly what a signature covers ([`Value::to_sign`]), and `{body, sig}` is
-//! what encryption covers ([`Value::to_encrypt`]). Receivers do not keep the bytes they were
-//! sent: they verify by packing the parsed body again. So our packing has to reproduce
-//! msgpack-c's byte for byte (smallest encodings, OpenDHT's key order), and it does.
-//!
-//! Facts from savoirfairelinux/opendht: include/opendht/value.h (`msgpack_pack`,
-//! `msgpack_pack_to_sign`, `msgpack_pack_to_encrypt`, field types), src/value.cpp
-//! (`msgpack_unpack`, `msgpack_unpack_body`, `size`), src/default_types.cpp and
-//! include/opendht/securedht.h (built-in types), src/crypto.cpp (owner keys are packed as a DER
-//! SubjectPublicKeyInfo; signatures are RSA with SHA-512).
-
 use std::time::Duration;
 
 use rmpv::ValueRef;
@@ -106,9 +84,31 @@ impl ValueType {
 /// fields: *encrypted* when `cypher` is non-empty (then only `id`, `priority` and `push_type`
 /// travel with it; the rest is inside the cypher), *signed* when `owner` is set and
 /// `signature` non-empty, otherwise *plain*.
+///
+/// OpenDHT values: what one key holds many of, and their msgpack form.
+///
+/// A value packs as a map `{id, dat, p?, pt?}`:
+///
+/// - `id`: 64-bit value id, unique under its key (0 means "no id" and is refused by `put`).
+/// - `dat`: either the binary `cypher` (an encrypted value: nothing else is visible), or a map
+///   `{body, sig?}` where `body` is `{seq?, owner?, to?, type, data, utype?}`. `seq`, `owner`
+///   and `to` appear only in signed values (`to` only when it names a recipient), `sig` only
+///   when signed, `utype` only when non-empty.
+/// - `p`: push priority, only when non-zero; `pt`: push type, only when non-empty.
+///
+/// `body` is also exactly what a signature covers ([`Value::to_sign`]), and `{body, sig}` is
+/// what encryption covers ([`Value::to_encrypt`]). Receivers do not keep the bytes they were
+/// sent: they verify by packing the parsed body again. So our packing has to reproduce
+/// msgpack-c's byte for byte (smallest encodings, OpenDHT's key order), and it does.
+///
+/// Facts from savoirfairelinux/opendht: include/opendht/value.h (`msgpack_pack`,
+/// `msgpack_pack_to_sign`, `msgpack_pack_to_encrypt`, field types), src/value.cpp
+/// (`msgpack_unpack`, `msgpack_unpack_body`, `size`), src/default_types.cpp and
+/// include/opendht/securedht.h (built-in types), src/crypto.cpp (owner keys are packed as a DER
+/// SubjectPublicKeyInfo; signatures are RSA with SHA-512).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Value {
-    /// `id`: unique under the key; [`INVALID_VALUE_ID`] is refused by `put`.
+    /// `id`: unique under the key; 0 is refused by `put`.
     pub id: ValueId,
     /// `type`: a [`ValueType`] id (or any other number an application registered).
     pub value_type: u16,
