@@ -120,14 +120,16 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
-// The public surface: four namespaces and two root types. `kad` holds what both networks
-// share (IDs, the routing table, lookups, the one error type), `mainline` and `opendht` each
-// a network's node, config, events, messages and codecs, and `node_io` what any node and its
-// driver exchange. Inside each namespace the files are private and a short `pub use` names
-// what the runtime, simulator, gateway and tools use, so a file can move without breaking a
+// The public surface is four namespaces. `kad` holds what both networks share (IDs, the
+// routing table, lookup tuning, the one error type), `mainline` and `opendht` each a network's
+// node, config, events, messages and codecs, and `node_io` what any node and its driver
+// exchange. Inside each namespace the files are private and a short `pub use` names what the
+// runtime, simulator, gateway, fuzzers and tests use, so a file can move without breaking a
 // caller. The few public submodules left are codecs or sets of free functions that read best
-// qualified (`mainline::bencode`, `opendht::msgpack`, `opendht::crypto`). `Timestamp` and the
-// IDs sit at the root because every input takes one.
+// qualified (`mainline::bencode`, `opendht::msgpack`, `opendht::crypto`). `Timestamp`, the
+// IDs, `QueryError` and `TrafficCounters` are also at the root because both networks' inputs
+// and results use them. `fuzz_targets` is public only for the fuzzers in `fuzz/` and the
+// corpus replay test, so it stays out of the documentation.
 #[doc(hidden)]
 pub mod fuzz_targets;
 pub mod kad;
