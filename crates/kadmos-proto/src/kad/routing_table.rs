@@ -38,10 +38,11 @@ pub struct RoutingTableConfig {
     /// A bucket unchanged this long is refreshed with a lookup. Default 15 minutes.
     pub refresh_after: Duration,
     /// Contacts one IPv4 /24 or IPv6 /64 may have in a bucket (its replacement cache
-    /// included); a newcomer past it is rejected. Local addresses are exempt (see
-    /// `kad::subnet`). Default 2: libtorrent allows one per bucket; two leave room for two
-    /// honest nodes behind one small network while a Sybil farm in one subnet still gets at
-    /// most two slots in any bucket. `None`: no limit.
+    /// included); a newcomer past it is rejected. Loopback, private, link-local and
+    /// unique-local addresses are exempt (a test network or a LAN is many honest nodes in one
+    /// subnet). Default 2: libtorrent allows one per bucket; two leave room for two honest
+    /// nodes behind one small network while a Sybil farm in one subnet still gets at most two
+    /// slots in any bucket. `None`: no limit.
     pub max_per_subnet: Option<usize>,
 }
 
@@ -457,10 +458,11 @@ impl RoutingTable {
     }
 
     /// Shared prefix bits with a target from which a node is in the target's neighbourhood,
-    /// the region a lookup asks in parallel at its end (see `kad::lookup`). The table splits
-    /// its own bucket until it holds at most `k` contacts, so with `d` buckets about `k` nodes
-    /// share `d - 1` bits with us; about `k` share as many with any target, and the
-    /// neighbourhood starts a little above that. Measured in the simulator at 10,000 nodes
+    /// the region a lookup asks in parallel at its end (see
+    /// [`LookupConfig`](super::LookupConfig)). The table splits its own bucket until it holds
+    /// at most `k` contacts, so with `d` buckets about `k` nodes share `d - 1` bits with us;
+    /// about `k` share as many with any target, and the neighbourhood starts a little above
+    /// that. Measured in the simulator at 10,000 nodes
     /// with 20% dead contacts: the 8 closest live nodes often share only `d - 3` bits with a
     /// target (8 or 9), and a neighbourhood of `d - 3` bits made get_peers 0.35 round trips
     /// faster than `d - 2` (4.86 → 4.50) for 1.3 more messages per lookup.

@@ -196,7 +196,8 @@ impl Search {
 }
 
 /// A lookup's requests in flight against its bounds: at most `alpha` asked outside the
-/// target's neighbourhood, at most `final_alpha` in all (see `kad::lookup`).
+/// target's neighbourhood, at most `final_alpha` in all (see
+/// [`LookupConfig`](super::LookupConfig)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parallelism {
     /// Most requests in flight to nodes outside the target's neighbourhood.

@@ -28,7 +28,7 @@ pub struct Config {
     pub read_only: bool,
     /// BEP 43 adaptive mode: turn read-only while nobody reaches us unasked though our own
     /// queries are answered (behind a NAT or firewall), and back once someone does (see
-    /// `mainline::reachability`). Default off here; `kadmos node` turns it on.
+    /// [`AdaptiveReadOnly`]). Default off here; `kadmos node` turns it on.
     pub adaptive_read_only: Option<AdaptiveReadOnly>,
     /// Lookup parallelism, width, timeout and retries (see [`LookupConfig`]).
     pub lookup: LookupConfig,
@@ -46,7 +46,7 @@ pub struct Config {
     /// [`NodeIdSecurity::Enforce`]; loopback and private addresses are exempt.
     pub node_id_security: NodeIdSecurity,
     /// Distinct responders whose `ip` fields decide our external address (a majority of
-    /// them). Default 10 (see `mainline::external_address`).
+    /// them): more than half of one round of this many must agree. Default 10.
     pub external_address_votes: usize,
     /// Floor of the lookups' stall timeout, which otherwise follows measured round trips
     /// (`srtt + stall_deviations × rttvar`, at most `lookup.stall_timeout`). Default 100 ms.

@@ -54,7 +54,7 @@ pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
-/// A Mainline DHT node. See the module documentation for how to drive it.
+/// A Mainline DHT node. See the [namespace documentation](super) for how to drive it.
 pub struct Node {
     config: Config,
     /// Operations, requests, routing tables and the generator every random choice comes from.
@@ -364,7 +364,7 @@ impl Node {
     }
 
     /// BEP 43: whether the node is read-only now, by configuration or because the adaptive
-    /// mode found it unreachable (see `mainline::reachability`).
+    /// mode found it unreachable (see [`AdaptiveReadOnly`](super::AdaptiveReadOnly)).
     pub fn is_read_only(&self) -> bool {
         self.out.is_read_only(&self.config)
     }
@@ -400,7 +400,8 @@ impl Node {
     }
 
     /// Whether lookups wait for their stalled nodes: yes while at least four in five stalled
-    /// requests were answered late rather than not at all (see `kad::lookup`).
+    /// requests were answered late rather than not at all (see
+    /// [`LookupConfig`](crate::kad::LookupConfig)).
     pub fn waits_for_stalled(&self) -> bool {
         self.engine.waits_for_stalled()
     }

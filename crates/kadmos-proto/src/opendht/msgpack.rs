@@ -21,7 +21,7 @@ use rmpv::ValueRef;
 use crate::kad::{Id, ID_LEN};
 
 /// Longest input accepted: a UDP datagram cannot be longer, and a reassembled value is capped
-/// far below this (see `fragment`).
+/// far below this (see [`Reassembly`](super::Reassembly)).
 pub const MAX_INPUT_LEN: usize = 65_536;
 
 /// Deepest nesting of arrays and maps accepted. OpenDHT's deepest message (a value inside a

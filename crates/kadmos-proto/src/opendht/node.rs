@@ -95,7 +95,7 @@ pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
-/// An OpenDHT node. See the module documentation for how to drive it.
+/// An OpenDHT node. See the [namespace documentation](super) for how to drive it.
 pub struct Node {
     config: Config,
     /// Operations, requests, routing tables and the generator every random choice comes from.
