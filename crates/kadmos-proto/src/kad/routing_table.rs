@@ -349,7 +349,8 @@ impl Bucket {
     pub fn replacements(&self) -> &[Contact] {
         &self.replacements
     }
-    /// Last time a contact was added, replaced or answered, or the bucket refreshed: the bucket is due for refresh `refresh_after` later.
+    /// Last time a contact was added, replaced or answered, or the bucket refreshed: the bucket
+    /// is due for refresh `refresh_after` later.
     pub fn last_changed(&self) -> Timestamp {
         self.last_changed
     }
@@ -390,7 +391,8 @@ pub enum InsertOutcome {
     /// `ping` is the least recently seen questionable contact, which the caller should ping
     /// so that, if it has gone, the newcomer can take its place.
     Cached {
-        /// The least recently seen questionable contact, to ping so that the newcomer can replace it if it has gone.
+        /// The least recently seen questionable contact, to ping so that the newcomer can
+        /// replace it if it has gone.
         ping: Option<Contact>,
     },
     /// Not accepted: our own ID, a known ID claimed from another address, or one subnet too

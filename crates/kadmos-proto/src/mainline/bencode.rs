@@ -104,7 +104,8 @@ pub enum BencodeError {
     /// A byte that cannot start a value here, and its offset.
     #[error("unexpected byte {0:#04x} at offset {1}")]
     Unexpected(u8, usize),
-    /// An integer that is empty, not decimal, has a leading zero, is `-0` or overflows an `i64`; the offset of its digits.
+    /// An integer that is empty, not decimal, has a leading zero, is `-0` or overflows an
+    /// `i64`; the offset of its digits.
     #[error("malformed integer at offset {0}")]
     BadInteger(usize),
     /// A byte string length that is not a plain decimal or is too long, at this offset.

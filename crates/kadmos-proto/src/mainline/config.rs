@@ -15,7 +15,8 @@ pub use crate::node_io::Families;
 /// Client version sent in `v`: "KD" then version 0.1.
 pub const CLIENT_VERSION: [u8; 4] = *b"KD\x00\x01";
 
-/// Everything a Mainline [`Node`](super::Node) is built with: its ID and random seed, the address families it serves, and every limit and timer, each with its default.
+/// Everything a Mainline [`Node`](super::Node) is built with: its ID and random seed, the
+/// address families it serves, and every limit and timer, each with its default.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Our node ID. No default: the driver picks it (given, restored or random).

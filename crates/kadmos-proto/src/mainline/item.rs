@@ -88,7 +88,8 @@ impl Item {
         }
     }
 
-    /// Bytes the item takes in a store: the value, plus key, signature, sequence number and salt for a mutable item.
+    /// Bytes the item takes in a store: the value, plus key, signature, sequence number and
+    /// salt for a mutable item.
     pub fn len(&self) -> usize {
         match self {
             Item::Immutable(i) => i.value.len(),

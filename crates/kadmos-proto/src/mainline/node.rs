@@ -296,7 +296,8 @@ impl Node {
         }
     }
 
-    /// Our node ID (with BEP 42 enforced, it changes to one secure for the external address responders report).
+    /// Our node ID (with BEP 42 enforced, it changes to one secure for the external address
+    /// responders report).
     pub fn id(&self) -> NodeId {
         self.config.node_id
     }

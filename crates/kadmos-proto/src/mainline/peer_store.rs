@@ -211,7 +211,8 @@ struct Torrent {
     len: u32,
 }
 
-/// The peers announced to this node (BEP 5 `announce_peer`), per infohash, within the limits of its [`PeerStoreConfig`].
+/// The peers announced to this node (BEP 5 `announce_peer`), per infohash, within the limits of
+/// its [`PeerStoreConfig`].
 ///
 /// Peers announced to this node (BEP 5 `announce_peer`), with hard limits.
 ///

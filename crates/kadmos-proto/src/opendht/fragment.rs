@@ -27,7 +27,8 @@ pub(crate) const RX_MAX_EARLY_PARTS: usize = RX_MAX_EARLY_BYTES / PART_SIZE + 2;
 /// as fragments after it (empty when everything is inline).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedValues {
-    /// The message's `values` array: values inline, or the packed size of each value sent in fragments.
+    /// The message's `values` array: values inline, or the packed size of each value sent in
+    /// fragments.
     pub slots: Vec<ValueSlot>,
     /// Packed values by slot index, to send with [`PackedValues::part_messages`].
     pub parts: Vec<Vec<u8>>,

@@ -43,7 +43,8 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Whether a new or changed `value` is pushed to this listener (it matches the listener's query).
+    /// Whether a new or changed `value` is pushed to this listener (it matches the listener's
+    /// query).
     pub fn wants(&self, value: &super::value::Value) -> bool {
         self.query.as_ref().is_none_or(|q| q.matches(value))
     }
