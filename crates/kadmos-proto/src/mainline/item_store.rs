@@ -33,8 +33,6 @@ pub struct StoredItem {
 
 /// The BEP 44 items this node stores for others, within the limits of its [`ItemStoreConfig`].
 ///
-/// BEP 44 items stored on this node, with hard limits.
-///
 /// Rules: an immutable item is stored under the SHA-1 of its value; a mutable item only with a
 /// valid signature, and it replaces the stored one only with a higher `seq` (the same `seq`
 /// with the same value refreshes it; a CAS that does not match the stored `seq` is refused).

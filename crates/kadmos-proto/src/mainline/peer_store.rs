@@ -214,8 +214,6 @@ struct Torrent {
 /// The peers announced to this node (BEP 5 `announce_peer`), per infohash, within the limits of
 /// its [`PeerStoreConfig`].
 ///
-/// Peers announced to this node (BEP 5 `announce_peer`), with hard limits.
-///
 /// Limits (defaults in [`PeerStoreConfig`]): at most `max_infohashes` torrents and
 /// `max_peers_per_infohash` peers each; a peer expires `peer_ttl` after its last announce.
 /// When a torrent is full, the peer announced longest ago is replaced; when the store holds

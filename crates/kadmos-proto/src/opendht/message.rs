@@ -67,9 +67,8 @@ pub mod error_code {
 ///   picks the families (2 = IPv4, 10 = IPv6, Linux's AF_INET numbers). A `put` is answered
 ///   once per value with `{id, vid, sa}`.
 /// - `values` holds packed values inline, or, when the sender splits them (see
-///   [`pack_values`](super::pack_values)), each value's packed size; the bytes follow in `p`
-/// datagrams
-///   `{y: "p", t, p: {index: {o: offset, d: bytes}}}` with the same `t`.
+///   [`pack_values`](super::pack_values)), each value's packed size; the bytes follow in
+///   `p` datagrams `{y: "p", t, p: {index: {o: offset, d: bytes}}}` with the same `t`.
 /// - Keys are 20-byte binaries; anything else in their place makes OpenDHT drop the datagram.
 ///
 /// Decoding sorts failures into what the node must do about them (see [`DecodeError`]).
