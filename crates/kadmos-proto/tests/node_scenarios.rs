@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::mainline::{
-    Body, Config, Event, ImmutableItem, Item, ItemQuery, ItemSigner, Message, MutableItem, Node, Outcome, Query,
+    Body, CommandResult, Config, Event, ImmutableItem, Item, ItemQuery, ItemSigner, Message, MutableItem, Node, Pong,
+    Query, Stored,
 };
 use kadmos_proto::{Id, Timestamp};
 
@@ -71,9 +72,9 @@ impl Net {
         self.settle();
     }
 
-    fn finished(&self, node: usize, query: kadmos_proto::mainline::QueryId) -> Option<&Outcome> {
+    fn finished(&self, node: usize, query: kadmos_proto::mainline::QueryId) -> Option<&CommandResult> {
         self.events.iter().find_map(|(i, e)| match e {
-            Event::Finished { query: q, outcome } if *i == node && *q == query => Some(outcome),
+            Event::Finished { query: q, result } if *i == node && *q == query => Some(result),
             _ => None,
         })
     }
@@ -109,7 +110,7 @@ fn bootstrap_announce_get_peers() {
     let q = net.nodes[5].announce_peer(now, info_hash, Some(7000));
     net.settle();
     match net.finished(5, q) {
-        Some(Outcome::Stored { stored_at, .. }) => assert!(stored_at.len() >= 8, "{stored_at:?}"),
+        Some(CommandResult::Announce(Stored { stored_at, .. })) => assert!(stored_at.len() >= 8, "{stored_at:?}"),
         other => panic!("{other:?}"),
     }
     let now = net.now;
@@ -234,7 +235,7 @@ fn bep44_put_and_get_between_nodes() {
     let q = net.nodes[2].put_item(now, Item::Immutable(immutable.clone()), None);
     net.settle();
     match net.finished(2, q) {
-        Some(Outcome::Stored { stored_at, errors, .. }) => {
+        Some(CommandResult::PutItem(Stored { stored_at, errors, .. })) => {
             assert!(stored_at.len() >= 8, "{stored_at:?}");
             assert!(errors.is_empty(), "{errors:?}");
         }
@@ -252,7 +253,7 @@ fn bep44_put_and_get_between_nodes() {
         let q = net.nodes[4].put_item(now, Item::Mutable(item), cas);
         net.settle();
         match net.finished(4, q) {
-            Some(Outcome::Stored { stored_at, errors, .. }) => (stored_at.len(), errors.clone()),
+            Some(CommandResult::PutItem(Stored { stored_at, errors, .. })) => (stored_at.len(), errors.clone()),
             other => panic!("{other:?}"),
         }
     };
@@ -454,7 +455,7 @@ fn queries_carry_four_byte_transaction_ids() {
     assert!(net.finished(0, query).is_none(), "answered by a partial ID or a stranger");
     net.nodes[0].handle_datagram(now, stranger, &pong(tid));
     net.settle();
-    assert!(matches!(net.finished(0, query), Some(Outcome::Pong { addr, .. }) if *addr == stranger));
+    assert!(matches!(net.finished(0, query), Some(CommandResult::Ping(Ok(Pong { addr, .. }))) if *addr == stranger));
 
     for tid in [&b"a"[..], b"ab", b"abcdefgh"] {
         let ping = Message::query(tid.to_vec(), Id::sha1_of(b"asker"), Query::Ping).to_bytes();
@@ -482,7 +483,11 @@ fn store_with_a_silent_node(
         assert!(next > net.now, "time moves on");
         net.advance(next.saturating_since(net.now));
     }
-    let Some(Outcome::Stored { stored_at, .. }) = net.finished(5, q) else { panic!("{:?}", net.finished(5, q)) };
+    let Some(CommandResult::Announce(Stored { stored_at, .. }) | CommandResult::PutItem(Stored { stored_at, .. })) =
+        net.finished(5, q)
+    else {
+        panic!("{:?}", net.finished(5, q))
+    };
     (net.now.saturating_since(started), stored_at.iter().map(|(_, a)| *a).collect(), addr(silent))
 }
 

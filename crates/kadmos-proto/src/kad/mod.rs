@@ -4,10 +4,12 @@
 //! refreshes, verification), which a network plugs into through a small trait. Nothing here
 //! knows about a wire format.
 
+pub mod command_result;
 pub(crate) mod engine;
 pub mod family_tables;
 pub mod id;
 pub mod lookup;
+pub(crate) mod operation_driver;
 pub mod query_error;
 pub mod requests;
 pub mod routing_table;
@@ -20,6 +22,7 @@ pub mod subnet;
 pub mod timers;
 pub mod traffic_counters;
 
+pub use command_result::{Closest, Pong};
 pub use family_tables::FamilyTables;
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};

@@ -20,7 +20,10 @@ pub use config::{Config, Families, CLIENT_VERSION};
 pub use item::{ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
 pub use item_store::{ItemStore, ItemStoreConfig};
 pub use message::{Body, DecodeError, Message, Query, Response, Want};
-pub use node::{Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, QueryError, QueryId, Transmit};
+pub use node::{
+    Closest, CommandResult, Counters, Event, Family, ItemQuery, KeptItem, Node, Pong, QueryError, QueryId, Samples,
+    Stored, Transmit,
+};
 pub use node_id_security::NodeIdSecurity;
 pub use peer_store::{PeerStore, PeerStoreConfig};
 pub use quest::{Advertisement, QuestBook, QuestConfig, QuestError, QuestEvent};

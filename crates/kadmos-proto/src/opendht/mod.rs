@@ -62,7 +62,7 @@ pub use value::{Value, ValueError, ValueId, ValueType};
 
 pub use config::Config;
 pub use listeners::{Listener, ListenerConfig, ListenerTable};
-pub use node::{Counters, Event, Family, Node, Outcome, QueryError, QueryId, Transmit};
+pub use node::{Closest, CommandResult, Counters, Event, Family, Node, Pong, QueryError, QueryId, Stored, Transmit};
 pub use storage::{Refusal, Source, Storage, StorageConfig, StoreOutcome, StoredValue};
 pub use value_cache::{Holder, ValueCache};
 pub use verifier::{SignatureVerifier, UnverifiedSignatures};
