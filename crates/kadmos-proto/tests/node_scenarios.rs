@@ -139,6 +139,40 @@ fn bootstrap_announce_get_peers() {
 /// A token is accepted for announce_peer from the address it was issued to, refused with
 /// error 203 when forged, missing, from another address, or older than two rotations
 /// (10 minutes), and nothing is stored on refusal.
+/// Each command reports its own typed result: on a node that knows nobody, lookups fail with
+/// `NoContacts`, an announce and a put report that nobody stored them, and a bootstrap that
+/// reached nobody ends with no nodes; a ping and a BEP 51 sample request to a node it names by
+/// address come back as that command's answer, from that node.
+#[test]
+fn each_command_reports_its_own_result() {
+    let mut net = Net::new(2);
+    let (now, target) = (net.now, Id::sha1_of(b"target"));
+    let node = &mut net.nodes[0];
+    let find = node.find_node(now, target);
+    let get_peers = node.get_peers(now, target);
+    let get_item = node.get_item(now, ItemQuery::Immutable(target));
+    let announce = node.announce_peer(now, target, None);
+    let put = node.put_item(now, Item::Immutable(ImmutableItem::from_bytes(b"nobody").unwrap()), None);
+    let join = node.bootstrap(now, &[], &[]);
+    let ping = node.ping(now, addr(1));
+    let samples = node.sample_infohashes(now, addr(1), target);
+    net.settle();
+    let no_contacts = Err(kadmos_proto::mainline::QueryError::NoContacts);
+    assert_eq!(net.finished(0, find), Some(&CommandResult::FindNode(no_contacts.clone())));
+    assert_eq!(net.finished(0, get_peers), Some(&CommandResult::GetPeers(no_contacts.clone())));
+    assert_eq!(net.finished(0, get_item), Some(&CommandResult::GetItem(no_contacts)));
+    assert!(matches!(net.finished(0, announce), Some(CommandResult::Announce(s)) if s.stored_at.is_empty()));
+    assert!(matches!(net.finished(0, put), Some(CommandResult::PutItem(s)) if s.stored_at.is_empty()));
+    assert!(matches!(net.finished(0, join), Some(CommandResult::Bootstrap(c)) if c.nodes.is_empty()));
+    let pong = Pong { id: net.nodes[1].id(), addr: addr(1) };
+    assert_eq!(net.finished(0, ping), Some(&CommandResult::Ping(Ok(pong))));
+    assert!(
+        matches!(net.finished(0, samples), Some(CommandResult::SampleInfohashes(Ok(s))) if s.from == addr(1)),
+        "{:?}",
+        net.finished(0, samples)
+    );
+}
+
 #[test]
 fn announce_tokens_are_checked() {
     let mut net = Net::new(1);

@@ -223,6 +223,29 @@ fn signed(id: ValueId, owner: &[u8], seq: u16, data: &[u8]) -> Value {
 /// three (each once) and finishes; filters on id, user type and seq select the right ones (seq is
 /// filtered locally, since OpenDHT nodes cannot read it); every value sits on the 8 nodes
 /// closest to the key, plus the putting node's own copy.
+/// Each command reports its own typed result: on a node that knows nobody, a find, a get and
+/// a put fail with `NoContacts` and a bootstrap that reached nobody ends with no nodes; a ping
+/// to a node it names by address comes back as a pong from that node.
+#[test]
+fn each_command_reports_its_own_result() {
+    let mut net = Net::new(2);
+    let (now, k) = (net.now, key("nobody"));
+    let node = &mut net.nodes[0];
+    let find = node.find_node(now, k);
+    let get = node.get(now, k, kadmos_proto::opendht::Query::default());
+    let put = node.put(now, k, Value::new(1, 0, *b"nobody"), false);
+    let join = node.bootstrap(now, &[], &[]);
+    let ping = node.ping(now, addr(1));
+    net.settle();
+    let no_contacts = Err(kadmos_proto::opendht::QueryError::NoContacts);
+    assert_eq!(net.finished(0, find), Some(&CommandResult::FindNode(no_contacts.clone())));
+    assert_eq!(net.finished(0, get), Some(&CommandResult::Get(no_contacts)));
+    assert_eq!(net.finished(0, put), Some(&CommandResult::Put(Err(kadmos_proto::opendht::QueryError::NoContacts))));
+    assert!(matches!(net.finished(0, join), Some(CommandResult::Bootstrap(c)) if c.nodes.is_empty()));
+    let pong = kadmos_proto::opendht::Pong { id: net.nodes[1].id(), addr: addr(1) };
+    assert_eq!(net.finished(0, ping), Some(&CommandResult::Ping(Ok(pong))));
+}
+
 #[test]
 fn multi_value_put_and_get() {
     let mut net = Net::joined(12);

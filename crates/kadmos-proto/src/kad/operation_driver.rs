@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 
 use super::engine::{Engine, Network, Operation};
-use super::id::NodeId;
+use super::id::{Id, NodeId};
 use super::lookup::LookupConfig;
 use super::sent_request::NetworkPurpose;
 use super::store_round::StoreRound;
@@ -19,6 +19,8 @@ pub(crate) trait OperationKind {
     /// The store round of a store operation (announce_peer, put), which runs once its
     /// lookups are over; `None` for an operation that stores nothing.
     fn store_round(&mut self) -> Option<&mut StoreRound>;
+    /// The kind of the operation that joins the network.
+    fn bootstrap() -> Self;
     /// Whether the operation joins the network (its end starts the refreshes that follow).
     fn is_bootstrap(&self) -> bool;
 }
@@ -97,6 +99,25 @@ pub(crate) trait OperationDriver: Sized {
         operation: Operation<Self::Kind, Self::Request>,
         result: Option<Self::Result>,
     );
+
+    /// Starts an operation whose lookups search `target` with `request`, seeded from the
+    /// routing tables; the caller drives it.
+    fn start_operation(&mut self, kind: Self::Kind, target: Id, request: Self::Request) -> QueryId {
+        let lookup = self.lookup_config().clone();
+        self.parts().0.start(kind, target, request, &lookup, &[])
+    }
+
+    /// Joins the network through `routers` and known `contacts` (see [`Engine::bootstrap`]),
+    /// and drives the bootstrap.
+    fn join(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
+        let lookup = self.lookup_config().clone();
+        let op = {
+            let (engine, mut wire) = self.parts();
+            engine.bootstrap(now, &mut wire, Self::Kind::bootstrap(), &lookup, routers, contacts)
+        };
+        self.drive_operation(now, op);
+        op
+    }
 
     /// Steps every operation: sends what their lookups ask for, and finishes those done.
     fn drive(&mut self, now: Timestamp) {

@@ -177,6 +177,10 @@ impl OperationKind for Kind {
         }
     }
 
+    fn bootstrap() -> Kind {
+        Kind::Bootstrap
+    }
+
     fn is_bootstrap(&self) -> bool {
         matches!(self, Kind::Bootstrap)
     }
@@ -382,25 +386,11 @@ impl Node {
         want(self.engine.tables.dual_stack())
     }
 
-    fn start_operation(
-        &mut self,
-        kind: Kind,
-        target: Id,
-        query: Query,
-        extra_seeds: &[(NodeId, SocketAddr)],
-    ) -> QueryId {
-        self.engine.start(kind, target, query, &self.config.lookup, extra_seeds)
-    }
-
     /// Joins the network: asks each router for nodes close to our own ID, then looks our ID
     /// up. `contacts` are known nodes (from saved state) used as lookup seeds; they enter the
     /// routing table once they answer. Emits `Finished` with [`CommandResult::Bootstrap`] when done.
     pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        let lookup = self.config.lookup.clone();
-        let (engine, wire) = engine_and_wire!(self);
-        let op = engine.bootstrap(now, wire, Kind::Bootstrap, &lookup, routers, contacts);
-        self.drive_operation(now, op);
-        op
+        self.join(now, routers, contacts)
     }
 
     /// Pings one node. Emits `Finished` with [`CommandResult::Ping`].
@@ -438,7 +428,7 @@ impl Node {
     /// Iterative find_node. Emits `Finished` with [`CommandResult::FindNode`].
     pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
         let query = Query::FindNode { target, want: self.want() };
-        let op = self.start_operation(Kind::FindNode, target, query, &[]);
+        let op = self.start_operation(Kind::FindNode, target, query);
         self.drive_operation(now, op);
         op
     }
@@ -447,7 +437,7 @@ impl Node {
     /// `Finished` with [`CommandResult::GetPeers`].
     pub fn get_peers(&mut self, now: Timestamp, info_hash: InfoHash) -> QueryId {
         let query = Query::GetPeers { info_hash, want: self.want() };
-        let op = self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[]);
+        let op = self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query);
         self.drive_operation(now, op);
         op
     }
@@ -464,7 +454,7 @@ impl Node {
 
     fn start_store(&mut self, what: StoreRequest, target: Id, query: Query) -> QueryId {
         let kind = Kind::Store { what, seen: HashSet::new(), errors: Vec::new(), round: StoreRound::default() };
-        self.start_operation(kind, target, query, &[])
+        self.start_operation(kind, target, query)
     }
 
     /// BEP 44 get: emits `Item` for every verified item a node returns (once per version),
@@ -476,7 +466,7 @@ impl Node {
             ItemQuery::Immutable(_) => None,
         };
         let query = Query::Get { target, seq, want: self.want() };
-        let op = self.start_operation(Kind::GetItem { expect, seen: HashSet::new() }, target, query, &[]);
+        let op = self.start_operation(Kind::GetItem { expect, seen: HashSet::new() }, target, query);
         self.drive_operation(now, op);
         op
     }
@@ -573,9 +563,7 @@ impl Node {
             let query = Query::GetPeers { info_hash, want: self.want() };
             let op = match kind {
                 RoundKind::Advertise { port } => self.start_store(StoreRequest::Announce { port }, info_hash, query),
-                RoundKind::Watch => {
-                    self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[])
-                }
+                RoundKind::Watch => self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query),
             };
             if let Some(quests) = &mut self.quests {
                 quests.started(op, round);

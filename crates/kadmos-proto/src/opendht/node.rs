@@ -234,6 +234,10 @@ impl OperationKind for Kind {
         }
     }
 
+    fn bootstrap() -> Kind {
+        Kind::Bootstrap
+    }
+
     fn is_bootstrap(&self) -> bool {
         matches!(self, Kind::Bootstrap)
     }
@@ -468,25 +472,11 @@ impl Node {
         want(self.engine.tables.dual_stack())
     }
 
-    fn start_operation(
-        &mut self,
-        kind: Kind,
-        target: Id,
-        request: Request,
-        extra_seeds: &[(NodeId, SocketAddr)],
-    ) -> QueryId {
-        self.engine.start(kind, target, Outgoing::whole(request), &self.config.lookup, extra_seeds)
-    }
-
     /// Joins the network: asks each router for nodes close to our own ID, then searches our
     /// ID. `contacts` are known nodes (from saved state) used as search seeds; they enter the
     /// routing table once they answer. Emits `Finished` with [`CommandResult::Bootstrap`] when done.
     pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        let lookup = self.config.lookup.clone();
-        let (engine, wire) = engine_and_wire!(self);
-        let op = engine.bootstrap(now, wire, Kind::Bootstrap, &lookup, routers, contacts);
-        self.drive_operation(now, op);
-        op
+        self.join(now, routers, contacts)
     }
 
     /// Pings one node. Emits `Finished` with [`CommandResult::Ping`].
@@ -505,7 +495,7 @@ impl Node {
     /// [`CommandResult::FindNode`].
     pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
         let request = Request::Find { target, want: self.want() };
-        let op = self.start_operation(Kind::FindNode, target, request, &[]);
+        let op = self.start_operation(Kind::FindNode, target, Outgoing::whole(request));
         self.drive_operation(now, op);
         op
     }
@@ -516,7 +506,11 @@ impl Node {
     pub fn get(&mut self, now: Timestamp, key: Id, filter: Query) -> QueryId {
         let filter = Query { select: Vec::new(), filters: filter.filters };
         let request = Request::Get { key, query: wire_query(&filter), want: self.want() };
-        let op = self.start_operation(Kind::Get { filter: filter.clone(), seen: HashMap::new() }, key, request, &[]);
+        let op = self.start_operation(
+            Kind::Get { filter: filter.clone(), seen: HashMap::new() },
+            key,
+            Outgoing::whole(request),
+        );
         let local: Vec<Value> = self.storage.get(&key, Some(&filter)).cloned().collect();
         for value in local {
             self.report_get_value(op, value);
@@ -556,7 +550,7 @@ impl Node {
             errors: Vec::new(),
             probes: HashMap::new(),
         };
-        self.start_operation(Kind::Put(Box::new(state)), key, request, &[])
+        self.start_operation(Kind::Put(Box::new(state)), key, Outgoing::whole(request))
     }
 
     /// Stops keeping a permanent value alive and removes our own copy (listeners hear it
@@ -640,7 +634,7 @@ impl Node {
         let Some(state) = self.listens.get(&listen) else { return };
         let (key, query) = (state.key, state.wire_query.clone());
         let request = Request::Get { key, query, want: self.want() };
-        let op = self.start_operation(Kind::ListenSearch { listen }, key, request, &[]);
+        let op = self.start_operation(Kind::ListenSearch { listen }, key, Outgoing::whole(request));
         if let Some(state) = self.listens.get_mut(&listen) {
             state.search = Some(op);
         }
