@@ -1,8 +1,9 @@
-//! The driving of a node's operations from their lookups to their end, once for both
-//! networks: step the lookups, run a store's round at the closest nodes that gave a token,
-//! read the operation's result, and end it (joining when a bootstrap ends). A node implements
-//! [`OperationDriver`] with its own steps (what a store sends, what a result holds, what
-//! happens when an operation ends) and gets `drive`, `drive_operation` and `finish`.
+//! The way of a node's operations from their start to their end, once for both networks:
+//! start one (or join), step its lookups, run a store's round at the closest nodes that gave
+//! a token, read the operation's typed result, and end it (a bootstrap's end starts the
+//! refreshes that follow joining). A node implements [`OperationDriver`] with its own steps
+//! (what a store sends, what a result holds, what happens when an operation ends) and gets
+//! `start_operation`, `join`, `drive`, `drive_operation` and `finish`.
 
 use std::net::SocketAddr;
 
