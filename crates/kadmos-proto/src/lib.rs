@@ -66,7 +66,7 @@
 //! #         if !moved { return; }
 //! #     }
 //! # }
-//! use kadmos_proto::mainline::{Config, Event, Node, Outcome};
+//! use kadmos_proto::mainline::{CommandResult, Config, Event, Node, Pong};
 //! use kadmos_proto::Id;
 //!
 //! let (a_addr, b_addr): (SocketAddr, SocketAddr) = ("127.0.0.1:6881".parse()?, "127.0.0.2:6881".parse()?);
@@ -75,7 +75,9 @@
 //! let mut b = Node::new(Config::new(Id::sha1_of(b"b"), 2), now);
 //! let ping = a.ping(now, b_addr);
 //! exchange(&mut a, a_addr, &mut b, b_addr);
-//! let Some(Event::Finished { query, outcome: Outcome::Pong { id, .. } }) = a.poll_event() else { panic!() };
+//! let Some(Event::Finished { query, result: CommandResult::Ping(Ok(Pong { id, .. })) }) = a.poll_event() else {
+//!     panic!()
+//! };
 //! assert_eq!((query, id), (ping, b.id()));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -94,7 +96,7 @@
 //! #         if !moved { return; }
 //! #     }
 //! # }
-//! use kadmos_proto::opendht::{Config, Event, Node, Outcome, Query, Value};
+//! use kadmos_proto::opendht::{CommandResult, Config, Event, Node, Query, Stored, Value};
 //! use kadmos_proto::Id;
 //!
 //! let (a_addr, b_addr): (SocketAddr, SocketAddr) = ("127.0.0.1:4222".parse()?, "127.0.0.2:4222".parse()?);
@@ -107,7 +109,9 @@
 //! let put = a.put(now, key, Value::new(7, 0, b"hello".to_vec()), false);
 //! exchange(&mut a, a_addr, &mut b, b_addr);
 //! let stored_at = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
-//!     Event::Finished { query, outcome: Outcome::Stored { stored_at, .. } } if query == put => Some(stored_at),
+//!     Event::Finished { query, result: CommandResult::Put(Ok(Stored { stored_at, .. })) } if query == put => {
+//!         Some(stored_at)
+//!     }
 //!     _ => None,
 //! });
 //! assert_eq!(stored_at.map(|nodes| nodes.len()), Some(1), "b stored it");

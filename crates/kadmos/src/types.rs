@@ -27,6 +27,19 @@ impl From<(NodeId, SocketAddr)> for NodeInfo {
     }
 }
 
+impl From<kad::Pong> for NodeInfo {
+    fn from(kad::Pong { id, addr }: kad::Pong) -> Self {
+        NodeInfo { id, addr }
+    }
+}
+
+impl NodeInfo {
+    /// The nodes a lookup ended with, closest first.
+    pub(crate) fn closest(closest: kad::Closest) -> Vec<NodeInfo> {
+        closest.nodes.into_iter().map(NodeInfo::from).collect()
+    }
+}
+
 /// Peers one node returned during a `get_peers` lookup (each peer reported once per lookup).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PeerBatch {

@@ -5,10 +5,12 @@
 //! evidence, wake-ups, joining, refreshes, verification), which a network plugs into through
 //! a small trait. Nothing here knows about a wire format.
 
+mod command_result;
 pub(crate) mod engine;
 mod family_tables;
 mod id;
 mod lookup;
+pub(crate) mod operation_driver;
 mod query_error;
 mod requests;
 mod routing_table;
@@ -21,6 +23,7 @@ pub(crate) mod subnet;
 mod timers;
 mod traffic_counters;
 
+pub use command_result::{Closest, Pong};
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
 pub use lookup::{LookupConfig, LookupStats};
 pub use query_error::QueryError;

@@ -33,9 +33,6 @@ mod item;
 mod item_store;
 mod message;
 pub(crate) mod message_counts;
-// The fields of `Outcome` and `Event` are not documented yet: both enums are being replaced
-// by typed results per command, which come with their docs. Everything else in `node` is.
-#[allow(missing_docs)]
 mod node;
 mod node_id_security;
 mod peer_store;
@@ -50,7 +47,8 @@ pub use item_store::{ItemStore, ItemStoreConfig, StoredItem};
 pub use message::{error_code, Body, DecodeError, Message, PutArgs, Query, Response, Want};
 pub use message_counts::{KindCount, MessageCounts, ERROR_CODES, METHODS};
 pub use node::{
-    Counters, Event, Family, ItemQuery, KeptItem, Node, Outcome, QueryError, QueryId, TrafficCounters, Transmit,
+    Closest, CommandResult, Counters, Event, Family, ItemQuery, KeptItem, Node, Pong, QueryError, QueryId, Samples,
+    Stored, TrafficCounters, Transmit,
 };
 pub use node_id_security::{is_secure, secure_node_id, NodeIdSecurity};
 pub use peer_store::{PeerStore, PeerStoreConfig};

@@ -54,9 +54,6 @@ mod listeners;
 pub(crate) mod message;
 mod message_counts;
 pub mod msgpack;
-// The fields of `Outcome` and `Event` are not documented yet: both enums are being replaced
-// by typed results per command, which come with their docs. Everything else in `node` is.
-#[allow(missing_docs)]
 mod node;
 mod query;
 mod rate_limit;
@@ -82,7 +79,8 @@ pub use value::{Value, ValueError, ValueId, ValueType, MAX_VALUE_SIZE};
 pub use config::Config;
 pub use listeners::{Listener, ListenerConfig, ListenerTable};
 pub use node::{
-    Counters, Event, Family, Node, Outcome, QueryError, QueryId, TrafficCounters, Transmit, RESTORED_PUT_DELAY,
+    Closest, CommandResult, Counters, Event, Family, Node, Pong, QueryError, QueryId, Stored, TrafficCounters,
+    Transmit, RESTORED_PUT_DELAY,
 };
 pub use storage::{Refusal, Source, Storage, StorageConfig, StoreOutcome, StoredValue};
 pub use store_policy::{ip_service_announcement, read_ip_service_announcement};
