@@ -8,8 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use kadmos_proto::opendht::query::Query;
-use kadmos_proto::opendht::{Config, Node, Value};
+use kadmos_proto::opendht::{Config, Node, Query, Value};
 use kadmos_proto::{Id, Timestamp};
 use serde_json::json;
 

@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kadmos_proto::opendht::message::{Body, Fragment, ListenArgs, Message, PutArgs, Request, ValueParts, ValueSlot};
 use kadmos_proto::opendht::Value;
+use kadmos_proto::opendht::{Body, Fragment, ListenArgs, Message, PutArgs, Request, ValueParts, ValueSlot};
 use kadmos_proto::Id;
 
 mod support;
@@ -270,7 +270,7 @@ fn opendht_floods_stay_bounded() {
 
     // An honest client on a fresh address still gets the hot key's values (their ids at least).
     let mut honest = Client::new(200);
-    let select = kadmos_proto::opendht::query::Query::select([kadmos_proto::opendht::query::Field::Id]);
+    let select = kadmos_proto::opendht::Query::select([kadmos_proto::opendht::Field::Id]);
     let answer = honest.ask(node.addr, Request::Get { key: hot, query: Some(select), want: None });
     match answer.map(|m| m.body) {
         Some(Body::Reply(r)) => {

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use kadmos::opendht::{PublicKey, Value};
 use kadmos::Id;
-use kadmos_proto::opendht::value::MAX_VALUE_SIZE;
+use kadmos_proto::opendht::MAX_VALUE_SIZE;
 use serde_json::{Map, Value as Json};
 
 /// Why a JSON object is not a value.

@@ -14,13 +14,17 @@ pub struct QueryId(pub u64);
 /// An address family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
+    /// IPv4.
     V4,
+    /// IPv6.
     V6,
 }
 
 impl Family {
+    /// Both families, IPv4 first.
     pub const ALL: [Family; 2] = [Family::V4, Family::V6];
 
+    /// The family of `addr`.
     pub fn of(addr: &SocketAddr) -> Family {
         if addr.is_ipv4() {
             Family::V4
@@ -41,14 +45,18 @@ impl Family {
 /// Which address families a node has a socket for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Families {
+    /// An IPv4 socket.
     pub v4: bool,
+    /// An IPv6 socket.
     pub v6: bool,
 }
 
 /// A datagram to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
+    /// Where to send it.
     pub to: SocketAddr,
+    /// The datagram's bytes.
     pub payload: Vec<u8>,
 }
 

@@ -15,18 +15,22 @@ impl Timestamp {
     /// The driver's epoch.
     pub const ZERO: Timestamp = Timestamp(0);
 
+    /// The timestamp `micros` microseconds after the epoch.
     pub const fn from_micros(micros: u64) -> Self {
         Timestamp(micros)
     }
 
+    /// Microseconds since the epoch.
     pub const fn as_micros(self) -> u64 {
         self.0
     }
 
+    /// The timestamp `since_epoch` after the epoch (saturating at `u64::MAX` microseconds).
     pub fn from_duration(since_epoch: Duration) -> Self {
         Timestamp(since_epoch.as_micros().min(u64::MAX as u128) as u64)
     }
 
+    /// Time since the epoch.
     pub fn as_duration(self) -> Duration {
         Duration::from_micros(self.0)
     }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use kadmos_proto::mainline::{Body, Config, Event, Family, Message, Node, Outcome, Query, Response};
+use kadmos_proto::mainline::{Body, CommandResult, Config, Event, Family, Message, Node, Query, Response};
 use kadmos_proto::{Id, Timestamp};
 
 /// The find_node queries a node sent since last asked: (destination, transaction id).
@@ -48,7 +48,7 @@ fn an_answer_from_another_node_id_fails_the_one_asked() {
     Message::response(next[0].1.clone(), Response { id: named, ..Response::default() }).encode(&mut datagram);
     node.handle_datagram(now, named_at, &datagram);
     let finished = std::iter::from_fn(|| node.poll_event()).find_map(|e| match e {
-        Event::Finished { query, outcome: Outcome::Closest { nodes, .. } } if query == join => Some(nodes),
+        Event::Finished { query, result: CommandResult::Bootstrap(closest) } if query == join => Some(closest.nodes),
         _ => None,
     });
     assert_eq!(finished, Some(vec![(named, named_at)]));

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kadmos_proto::mainline::node_id_security::secure_node_id;
+use kadmos_proto::mainline::secure_node_id;
 use kadmos_proto::mainline::{Body, Config, Message, Node, Query, Response};
 use kadmos_proto::{Id, Timestamp};
 use rand::SeedableRng;

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::mainline::{
-    Body, Config, Event, ImmutableItem, Item, ItemQuery, ItemSigner, Message, MutableItem, Node, Outcome, Query,
+    Body, CommandResult, Config, Event, ImmutableItem, Item, ItemQuery, ItemSigner, Message, MutableItem, Node, Pong,
+    Query, Stored,
 };
 use kadmos_proto::{Id, Timestamp};
 
@@ -71,9 +72,9 @@ impl Net {
         self.settle();
     }
 
-    fn finished(&self, node: usize, query: kadmos_proto::mainline::QueryId) -> Option<&Outcome> {
+    fn finished(&self, node: usize, query: kadmos_proto::mainline::QueryId) -> Option<&CommandResult> {
         self.events.iter().find_map(|(i, e)| match e {
-            Event::Finished { query: q, outcome } if *i == node && *q == query => Some(outcome),
+            Event::Finished { query: q, result } if *i == node && *q == query => Some(result),
             _ => None,
         })
     }
@@ -109,7 +110,7 @@ fn bootstrap_announce_get_peers() {
     let q = net.nodes[5].announce_peer(now, info_hash, Some(7000));
     net.settle();
     match net.finished(5, q) {
-        Some(Outcome::Stored { stored_at, .. }) => assert!(stored_at.len() >= 8, "{stored_at:?}"),
+        Some(CommandResult::Announce(Stored { stored_at, .. })) => assert!(stored_at.len() >= 8, "{stored_at:?}"),
         other => panic!("{other:?}"),
     }
     let now = net.now;
@@ -138,6 +139,40 @@ fn bootstrap_announce_get_peers() {
 /// A token is accepted for announce_peer from the address it was issued to, refused with
 /// error 203 when forged, missing, from another address, or older than two rotations
 /// (10 minutes), and nothing is stored on refusal.
+/// Each command reports its own typed result: on a node that knows nobody, lookups fail with
+/// `NoContacts`, an announce and a put report that nobody stored them, and a bootstrap that
+/// reached nobody ends with no nodes; a ping and a BEP 51 sample request to a node it names by
+/// address come back as that command's answer, from that node.
+#[test]
+fn each_command_reports_its_own_result() {
+    let mut net = Net::new(2);
+    let (now, target) = (net.now, Id::sha1_of(b"target"));
+    let node = &mut net.nodes[0];
+    let find = node.find_node(now, target);
+    let get_peers = node.get_peers(now, target);
+    let get_item = node.get_item(now, ItemQuery::Immutable(target));
+    let announce = node.announce_peer(now, target, None);
+    let put = node.put_item(now, Item::Immutable(ImmutableItem::from_bytes(b"nobody").unwrap()), None);
+    let join = node.bootstrap(now, &[], &[]);
+    let ping = node.ping(now, addr(1));
+    let samples = node.sample_infohashes(now, addr(1), target);
+    net.settle();
+    let no_contacts = Err(kadmos_proto::mainline::QueryError::NoContacts);
+    assert_eq!(net.finished(0, find), Some(&CommandResult::FindNode(no_contacts.clone())));
+    assert_eq!(net.finished(0, get_peers), Some(&CommandResult::GetPeers(no_contacts.clone())));
+    assert_eq!(net.finished(0, get_item), Some(&CommandResult::GetItem(no_contacts)));
+    assert!(matches!(net.finished(0, announce), Some(CommandResult::Announce(s)) if s.stored_at.is_empty()));
+    assert!(matches!(net.finished(0, put), Some(CommandResult::PutItem(s)) if s.stored_at.is_empty()));
+    assert!(matches!(net.finished(0, join), Some(CommandResult::Bootstrap(c)) if c.nodes.is_empty()));
+    let pong = Pong { id: net.nodes[1].id(), addr: addr(1) };
+    assert_eq!(net.finished(0, ping), Some(&CommandResult::Ping(Ok(pong))));
+    assert!(
+        matches!(net.finished(0, samples), Some(CommandResult::SampleInfohashes(Ok(s))) if s.from == addr(1)),
+        "{:?}",
+        net.finished(0, samples)
+    );
+}
+
 #[test]
 fn announce_tokens_are_checked() {
     let mut net = Net::new(1);
@@ -234,7 +269,7 @@ fn bep44_put_and_get_between_nodes() {
     let q = net.nodes[2].put_item(now, Item::Immutable(immutable.clone()), None);
     net.settle();
     match net.finished(2, q) {
-        Some(Outcome::Stored { stored_at, errors, .. }) => {
+        Some(CommandResult::PutItem(Stored { stored_at, errors, .. })) => {
             assert!(stored_at.len() >= 8, "{stored_at:?}");
             assert!(errors.is_empty(), "{errors:?}");
         }
@@ -252,7 +287,7 @@ fn bep44_put_and_get_between_nodes() {
         let q = net.nodes[4].put_item(now, Item::Mutable(item), cas);
         net.settle();
         match net.finished(4, q) {
-            Some(Outcome::Stored { stored_at, errors, .. }) => (stored_at.len(), errors.clone()),
+            Some(CommandResult::PutItem(Stored { stored_at, errors, .. })) => (stored_at.len(), errors.clone()),
             other => panic!("{other:?}"),
         }
     };
@@ -296,10 +331,9 @@ fn bep44_hostile_puts_are_refused() {
     };
     let signer = ItemSigner::from_seed([9; 32]);
     let good = MutableItem::sign(&signer, b"", 1, b"1:a".to_vec()).unwrap();
-    let put = |args: kadmos_proto::mainline::message::PutArgs| {
-        Message::query(b"p1".to_vec(), Id::MAX, Query::Put(args)).to_bytes()
-    };
-    let mutable = |m: &MutableItem, token: &[u8]| kadmos_proto::mainline::message::PutArgs {
+    let put =
+        |args: kadmos_proto::mainline::PutArgs| Message::query(b"p1".to_vec(), Id::MAX, Query::Put(args)).to_bytes();
+    let mutable = |m: &MutableItem, token: &[u8]| kadmos_proto::mainline::PutArgs {
         token: token.to_vec(),
         value: m.value.clone(),
         public_key: Some(m.public_key),
@@ -454,7 +488,7 @@ fn queries_carry_four_byte_transaction_ids() {
     assert!(net.finished(0, query).is_none(), "answered by a partial ID or a stranger");
     net.nodes[0].handle_datagram(now, stranger, &pong(tid));
     net.settle();
-    assert!(matches!(net.finished(0, query), Some(Outcome::Pong { addr, .. }) if *addr == stranger));
+    assert!(matches!(net.finished(0, query), Some(CommandResult::Ping(Ok(Pong { addr, .. }))) if *addr == stranger));
 
     for tid in [&b"a"[..], b"ab", b"abcdefgh"] {
         let ping = Message::query(tid.to_vec(), Id::sha1_of(b"asker"), Query::Ping).to_bytes();
@@ -482,7 +516,11 @@ fn store_with_a_silent_node(
         assert!(next > net.now, "time moves on");
         net.advance(next.saturating_since(net.now));
     }
-    let Some(Outcome::Stored { stored_at, .. }) = net.finished(5, q) else { panic!("{:?}", net.finished(5, q)) };
+    let Some(CommandResult::Announce(Stored { stored_at, .. }) | CommandResult::PutItem(Stored { stored_at, .. })) =
+        net.finished(5, q)
+    else {
+        panic!("{:?}", net.finished(5, q))
+    };
     (net.now.saturating_since(started), stored_at.iter().map(|(_, a)| *a).collect(), addr(silent))
 }
 

@@ -6,9 +6,11 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use kadmos_proto::opendht::message::{error_code, Body, ListenArgs, Message, PutArgs, Reply, Request, ValueSlot};
-use kadmos_proto::opendht::query::{Field, FieldValue, FieldValues, Query};
-use kadmos_proto::opendht::{Config, Event, Node, Outcome, QueryId, StorageConfig, Value, ValueId, ValueType};
+use kadmos_proto::opendht::{error_code, Body, ListenArgs, Message, PutArgs, Reply, Request, ValueSlot};
+use kadmos_proto::opendht::{
+    CommandResult, Config, Event, Node, QueryId, StorageConfig, Stored, Value, ValueId, ValueType,
+};
+use kadmos_proto::opendht::{Field, FieldValue, FieldValues, Query};
 use kadmos_proto::{Id, Timestamp};
 use proptest::prelude::*;
 
@@ -105,9 +107,9 @@ impl Net {
         self.now = end;
     }
 
-    fn finished(&self, node: usize, query: QueryId) -> Option<&Outcome> {
+    fn finished(&self, node: usize, query: QueryId) -> Option<&CommandResult> {
         self.events.iter().find_map(|(i, e)| match e {
-            Event::Finished { query: q, outcome } if *i == node && *q == query => Some(outcome),
+            Event::Finished { query: q, result } if *i == node && *q == query => Some(result),
             _ => None,
         })
     }
@@ -135,7 +137,7 @@ impl Net {
         self.values(node, q).into_iter().map(|(v, _)| v.id).collect()
     }
 
-    fn put(&mut self, node: usize, k: Id, value: Value, permanent: bool) -> Outcome {
+    fn put(&mut self, node: usize, k: Id, value: Value, permanent: bool) -> CommandResult {
         let now = self.now;
         let q = self.nodes[node].put(now, k, value, permanent);
         self.settle();
@@ -197,9 +199,9 @@ fn error_of(m: &Message) -> u16 {
     }
 }
 
-fn stored_at(outcome: &Outcome) -> usize {
-    match outcome {
-        Outcome::Stored { stored_at, .. } => stored_at.len(),
+fn stored_at(result: &CommandResult) -> usize {
+    match result {
+        CommandResult::Put(Ok(Stored { stored_at, .. })) => stored_at.len(),
         other => panic!("expected Stored, got {other:?}"),
     }
 }
@@ -221,6 +223,29 @@ fn signed(id: ValueId, owner: &[u8], seq: u16, data: &[u8]) -> Value {
 /// three (each once) and finishes; filters on id, user type and seq select the right ones (seq is
 /// filtered locally, since OpenDHT nodes cannot read it); every value sits on the 8 nodes
 /// closest to the key, plus the putting node's own copy.
+/// Each command reports its own typed result: on a node that knows nobody, a find, a get and
+/// a put fail with `NoContacts` and a bootstrap that reached nobody ends with no nodes; a ping
+/// to a node it names by address comes back as a pong from that node.
+#[test]
+fn each_command_reports_its_own_result() {
+    let mut net = Net::new(2);
+    let (now, k) = (net.now, key("nobody"));
+    let node = &mut net.nodes[0];
+    let find = node.find_node(now, k);
+    let get = node.get(now, k, kadmos_proto::opendht::Query::default());
+    let put = node.put(now, k, Value::new(1, 0, *b"nobody"), false);
+    let join = node.bootstrap(now, &[], &[]);
+    let ping = node.ping(now, addr(1));
+    net.settle();
+    let no_contacts = Err(kadmos_proto::opendht::QueryError::NoContacts);
+    assert_eq!(net.finished(0, find), Some(&CommandResult::FindNode(no_contacts.clone())));
+    assert_eq!(net.finished(0, get), Some(&CommandResult::Get(no_contacts)));
+    assert_eq!(net.finished(0, put), Some(&CommandResult::Put(Err(kadmos_proto::opendht::QueryError::NoContacts))));
+    assert!(matches!(net.finished(0, join), Some(CommandResult::Bootstrap(c)) if c.nodes.is_empty()));
+    let pong = kadmos_proto::opendht::Pong { id: net.nodes[1].id(), addr: addr(1) };
+    assert_eq!(net.finished(0, ping), Some(&CommandResult::Ping(Ok(pong))));
+}
+
 #[test]
 fn multi_value_put_and_get() {
     let mut net = Net::joined(12);
@@ -624,8 +649,8 @@ fn fragment_floods_are_bounded() {
         let put =
             PutArgs { key: key("k"), token: token.clone(), values: vec![ValueSlot::Announced(60_000)], created: None };
         net.exchange(0, me, &Message::request(tid, stranger, Request::Put(put)).to_bytes());
-        let part = kadmos_proto::opendht::message::ValueParts {
-            fragments: [(0u32, kadmos_proto::opendht::message::Fragment { offset: 0, data: vec![0; 1000] })].into(),
+        let part = kadmos_proto::opendht::ValueParts {
+            fragments: [(0u32, kadmos_proto::opendht::Fragment { offset: 0, data: vec![0; 1000] })].into(),
         };
         net.exchange(0, me, &Message::value_parts(10_000 + tid, part).to_bytes());
         assert!(net.nodes[0].partial_messages() <= 64);
@@ -810,9 +835,9 @@ for line in sys.stdin:
         }
     }
 
-    fn finished(events: &[Event], query: QueryId) -> Option<&Outcome> {
+    fn finished(events: &[Event], query: QueryId) -> Option<&CommandResult> {
         events.iter().find_map(|e| match e {
-            Event::Finished { query: q, outcome } if *q == query => Some(outcome),
+            Event::Finished { query: q, result } if *q == query => Some(result),
             _ => None,
         })
     }
@@ -865,7 +890,9 @@ for line in sys.stdin:
         let boot = runner.node.bootstrap(now, &[odht], &[]);
         runner.run_until(Duration::from_secs(10), |e| finished(e, boot).is_some());
         match finished(&runner.events, boot) {
-            Some(Outcome::Closest { nodes, .. }) => assert!(nodes.iter().any(|(id, _)| *id == odht_id), "{nodes:?}"),
+            Some(CommandResult::Bootstrap(closest)) => {
+                assert!(closest.nodes.iter().any(|(id, _)| *id == odht_id), "{closest:?}")
+            }
             other => panic!("bootstrap: {other:?}"),
         }
 
@@ -875,7 +902,7 @@ for line in sys.stdin:
         let put = runner.node.put(now, key("from-kadmos"), value, false);
         runner.run_until(Duration::from_secs(10), |e| finished(e, put).is_some());
         match finished(&runner.events, put) {
-            Some(Outcome::Stored { stored_at, errors, .. }) => {
+            Some(CommandResult::Put(Ok(Stored { stored_at, errors, .. }))) => {
                 assert_eq!(stored_at.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![odht_id], "{errors:?}")
             }
             other => panic!("put: {other:?}"),
@@ -935,7 +962,7 @@ for line in sys.stdin:
             .collect();
         got.sort();
         assert_eq!(got, vec![(7, b"put by opendht".to_vec()), (8, big)]);
-        assert!(matches!(finished(&runner.events, get), Some(Outcome::Closest { .. })));
+        assert!(matches!(finished(&runner.events, get), Some(CommandResult::Get(Ok(_)))));
 
         // OpenDHT listens; its search subscribes at our node. A third party then puts a value
         // straight to our node, which pushes it to OpenDHT in an `update`.
@@ -1016,7 +1043,7 @@ fn restored_values_keep_their_expiry() {
     net.settle();
     net.advance(Duration::ZERO); // the timers due now: the round the bootstrap's end scheduled
     assert!(net.holders(&mine, 7) >= 8, "put when the bootstrap ended: {} holders", net.holders(&mine, 7));
-    assert!(net.now.saturating_since(now) < kadmos_proto::opendht::node::RESTORED_PUT_DELAY);
+    assert!(net.now.saturating_since(now) < kadmos_proto::opendht::RESTORED_PUT_DELAY);
 }
 
 /// A config whose own housekeeping and bucket refreshes wait an hour, so that the timers a
@@ -1033,7 +1060,7 @@ fn quiet(i: usize) -> Config {
 /// its next timer.
 #[test]
 fn fragment_sets_wake_the_node_when_due() {
-    use kadmos_proto::opendht::message::{Fragment, ValueParts};
+    use kadmos_proto::opendht::{Fragment, ValueParts};
     let mut net = Net::with_config(1, quiet);
     let me = SocketAddr::from(([10, 9, 9, 9], 5000));
     let stranger = key("stranger");
@@ -1066,7 +1093,7 @@ fn fragment_sets_wake_the_node_when_due() {
 /// (a third of `reannounce_margin`); once cancelled, it no longer wakes the node.
 #[test]
 fn kept_puts_wake_the_node_when_due() {
-    use kadmos_proto::opendht::node::RESTORED_PUT_DELAY;
+    use kadmos_proto::opendht::RESTORED_PUT_DELAY;
     let mut net = Net::with_config(1, quiet);
     let start = net.now;
     let k = key("kept");

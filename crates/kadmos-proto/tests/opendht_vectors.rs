@@ -11,13 +11,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use kadmos_proto::kad::Id;
-use kadmos_proto::opendht::fragment::{self, MAX_ANNOUNCED_SIZE, PART_SIZE};
-use kadmos_proto::opendht::message::{WANT_IPV4, WANT_IPV6};
 use kadmos_proto::opendht::msgpack::{self, MsgpackError, MAX_INPUT_LEN, MAX_NESTING};
 use kadmos_proto::opendht::{
-    error_code, pack_values, Body, DecodeError, Field, FieldValue, FieldValues, Fragment, FragmentError, ListenArgs,
-    Message, PutArgs, Query, Reassembly, ReassemblyLimits, Reply, Request, UpdateArgs, Value, ValueParts, ValueSlot,
-    ValueType, Want,
+    error_code, pack_values, update_batches, Body, DecodeError, Field, FieldValue, FieldValues, Fragment,
+    FragmentError, ListenArgs, Message, PutArgs, Query, Reassembly, ReassemblyLimits, Reply, Request, UpdateArgs,
+    Value, ValueParts, ValueSlot, ValueType, Want, MAX_ANNOUNCED_SIZE, PART_SIZE, WANT_IPV4, WANT_IPV6,
 };
 use proptest::prelude::*;
 
@@ -531,9 +529,9 @@ fn values_split_and_reassemble() {
 #[test]
 fn update_batches_follow_opendht() {
     let values: Vec<Value> = (0..5).map(|i| Value::new(i, 0, vec![0; 30 * 1024])).collect();
-    let batches = fragment::update_batches(values);
+    let batches = update_batches(values);
     assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2, 1]);
-    assert!(fragment::update_batches(vec![]).is_empty());
+    assert!(update_batches(vec![]).is_empty());
 }
 
 /// Hostile fragments are refused one by one without disturbing what was received: empty

@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kadmos_proto::mainline::{Body, Config, Event, Message, Node, Outcome, Query, QueryId, QuestError, QuestEvent};
+use kadmos_proto::mainline::{
+    Body, CommandResult, Config, Event, Message, Node, Query, QueryId, QuestError, QuestEvent,
+};
 use kadmos_proto::{Id, InfoHash, Timestamp};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -324,7 +326,7 @@ fn rejoining_node_runs_its_quests_at_once() {
     world.settle();
     world.join(7);
     let joined = world.events.iter().find_map(|(t, i, e)| {
-        (*i == 7 && matches!(e, Event::Finished { outcome: Outcome::Closest { .. }, .. })).then_some(*t)
+        (*i == 7 && matches!(e, Event::Finished { result: CommandResult::Bootstrap(_), .. })).then_some(*t)
     });
     let joined = joined.expect("the bootstrap ended");
     world.run_for(Duration::from_secs(10));

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::kad::{LookupConfig, RoutingTable};
-use kadmos_proto::mainline::item::mutable_target;
-use kadmos_proto::mainline::{Body, Config, Event, Family, Item, ItemQuery, Message, Node, Outcome, Query, QuestEvent};
+use kadmos_proto::mainline::mutable_target;
+use kadmos_proto::mainline::{
+    Body, CommandResult, Config, Event, Family, Item, ItemQuery, Message, Node, Query, QuestEvent,
+};
 use kadmos_proto::node_io::QueryId;
 use kadmos_proto::{Id, NodeId, Timestamp};
 
@@ -37,7 +39,7 @@ pub enum MainlineExpect {
 impl SimNode for Node {
     type Config = Config;
     type Event = Event;
-    type Outcome = Outcome;
+    type Outcome = CommandResult;
     type Found = MainlineFound;
     type Expect = MainlineExpect;
     type Item = Item;
@@ -143,7 +145,7 @@ impl SimNode for Node {
         match event {
             Event::Peers { query, peers, .. } => NodeEvent::Found { query, found: MainlineFound::Peers(peers) },
             Event::Item { query, item, .. } => NodeEvent::Found { query, found: MainlineFound::Item(item) },
-            Event::Finished { query, outcome } => NodeEvent::Finished { query, outcome },
+            Event::Finished { query, result } => NodeEvent::Finished { query, outcome: result },
             Event::Quest(event) => NodeEvent::Notice(event),
         }
     }
@@ -174,25 +176,30 @@ impl SimNode for Node {
         }
     }
 
-    fn read_outcome(outcome: &Outcome) -> OutcomeView<'_> {
-        let (nodes, sorted): (&[(NodeId, SocketAddr)], bool) = match outcome {
-            Outcome::Closest { nodes, .. } => (nodes, true),
-            Outcome::Stored { stored_at, .. } => (stored_at, false),
-            _ => (&[], false),
-        };
-        let stalls = match outcome {
-            Outcome::Closest { stats, .. } | Outcome::Stored { stats, .. } => Some(stats.stalls),
-            _ => None,
-        };
-        OutcomeView { nodes, sorted, closest: matches!(outcome, Outcome::Closest { .. }), stalls }
+    fn read_outcome(result: &CommandResult) -> OutcomeView<'_> {
+        match result {
+            CommandResult::Bootstrap(closest)
+            | CommandResult::FindNode(Ok(closest))
+            | CommandResult::GetPeers(Ok(closest))
+            | CommandResult::GetItem(Ok(closest)) => {
+                OutcomeView { nodes: &closest.nodes, sorted: true, closest: true, stalls: Some(closest.stats.stalls) }
+            }
+            CommandResult::Announce(stored) | CommandResult::PutItem(stored) => OutcomeView {
+                nodes: &stored.stored_at,
+                sorted: false,
+                closest: false,
+                stalls: Some(stored.stats.stalls),
+            },
+            _ => OutcomeView { nodes: &[], sorted: false, closest: false, stalls: None },
+        }
     }
 
-    fn succeeded(outcome: &Outcome, expect: Option<&MainlineExpect>, found_expected: bool) -> bool {
-        match outcome {
-            Outcome::Closest { .. } if matches!(expect, Some(MainlineExpect::Item(_))) => found_expected,
-            Outcome::Closest { nodes, .. } => !nodes.is_empty() && (expect.is_none() || found_expected),
-            Outcome::Stored { stored_at, .. } => !stored_at.is_empty(),
-            _ => false,
+    fn succeeded(result: &CommandResult, expect: Option<&MainlineExpect>, found_expected: bool) -> bool {
+        let view = Self::read_outcome(result);
+        match expect {
+            _ if !view.closest => !view.nodes.is_empty(),
+            Some(MainlineExpect::Item(_)) => found_expected,
+            _ => !view.nodes.is_empty() && (expect.is_none() || found_expected),
         }
     }
 }

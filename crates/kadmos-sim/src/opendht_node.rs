@@ -2,14 +2,14 @@
 //! commands a workload starts on it ([`Control`] methods: find, get, put, listen).
 //!
 //! This is the one place that reads the OpenDHT node's events and results (`Event`,
-//! `Outcome`) and its datagrams; the OpenDHT workloads only see the simulator's terms
+//! `CommandResult`) and its datagrams; the OpenDHT workloads only see the simulator's terms
 //! ([`crate::LookupDone`]'s success, its values, and [`ListenValue`] notices).
 
 use std::time::Duration;
 
 use kadmos_proto::kad::{LookupConfig, RoutingTable};
 use kadmos_proto::node_io::QueryId;
-use kadmos_proto::opendht::{Body, Config, Event, Family, Message, Node, Outcome, Query, Request, Value};
+use kadmos_proto::opendht::{Body, CommandResult, Config, Event, Family, Message, Node, Query, Request, Value};
 use kadmos_proto::{Id, NodeId, Timestamp};
 
 use crate::network::NodeIndex;
@@ -32,7 +32,7 @@ pub struct ListenValue {
 impl SimNode for Node {
     type Config = Config;
     type Event = Event;
-    type Outcome = Outcome;
+    type Outcome = CommandResult;
     /// A value a `get` or a listen reported, and whether it expired.
     type Found = (Value, bool);
     /// A `get` must find this value (same id and content).
@@ -135,7 +135,7 @@ impl SimNode for Node {
     fn read_event(event: Event) -> NodeEvent<Node> {
         match event {
             Event::Value { query, value, expired } => NodeEvent::Found { query, found: (value, expired) },
-            Event::Finished { query, outcome } => NodeEvent::Finished { query, outcome },
+            Event::Finished { query, result } => NodeEvent::Finished { query, outcome: result },
         }
     }
 
@@ -152,26 +152,32 @@ impl SimNode for Node {
         Some(ListenValue { listen, value, expired })
     }
 
-    fn read_outcome(outcome: &Outcome) -> OutcomeView<'_> {
-        match outcome {
-            Outcome::Closest { nodes, stats } => {
-                OutcomeView { nodes, sorted: true, closest: true, stalls: Some(stats.stalls) }
+    fn read_outcome(result: &CommandResult) -> OutcomeView<'_> {
+        match result {
+            CommandResult::Bootstrap(closest)
+            | CommandResult::FindNode(Ok(closest))
+            | CommandResult::Get(Ok(closest)) => {
+                OutcomeView { nodes: &closest.nodes, sorted: true, closest: true, stalls: Some(closest.stats.stalls) }
             }
-            Outcome::Stored { stored_at, stats, .. } => {
-                OutcomeView { nodes: stored_at, sorted: false, closest: false, stalls: Some(stats.stalls) }
-            }
-            Outcome::Pong { .. } | Outcome::Failed(_) => {
-                OutcomeView { nodes: &[], sorted: false, closest: false, stalls: None }
-            }
+            CommandResult::Put(Ok(stored)) => OutcomeView {
+                nodes: &stored.stored_at,
+                sorted: false,
+                closest: false,
+                stalls: Some(stored.stats.stalls),
+            },
+            CommandResult::Ping(_)
+            | CommandResult::FindNode(Err(_))
+            | CommandResult::Get(Err(_))
+            | CommandResult::Put(Err(_)) => OutcomeView { nodes: &[], sorted: false, closest: false, stalls: None },
         }
     }
 
-    fn succeeded(outcome: &Outcome, expect: Option<&Value>, found_expected: bool) -> bool {
-        match outcome {
-            Outcome::Closest { .. } if expect.is_some() => found_expected,
-            Outcome::Closest { nodes, .. } => !nodes.is_empty(),
-            Outcome::Stored { stored_at, .. } => !stored_at.is_empty(),
-            Outcome::Pong { .. } | Outcome::Failed(_) => false,
+    fn succeeded(result: &CommandResult, expect: Option<&Value>, found_expected: bool) -> bool {
+        let view = Self::read_outcome(result);
+        match expect {
+            _ if !view.closest => !view.nodes.is_empty(),
+            Some(_) => found_expected,
+            None => !view.nodes.is_empty(),
         }
     }
 }

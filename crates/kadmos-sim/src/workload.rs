@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use kadmos_proto::mainline::{ImmutableItem, Item, ItemQuery, ItemSigner, MutableItem, Node, Outcome};
+use kadmos_proto::mainline::{CommandResult, ImmutableItem, Item, ItemQuery, ItemSigner, MutableItem, Node};
 use kadmos_proto::{Id, Timestamp};
 
 use crate::advertise_workload::{AdvertiseOptions, AdvertiseReport, AdvertiseWorkload};
@@ -349,7 +349,7 @@ impl Workload for ItemWorkload {
             ("put_item", Stage::Putting) => {
                 self.put_messages.push(f64::from(done.messages));
                 let stored = match &done.outcome {
-                    Outcome::Stored { stored_at, .. } => stored_at.len(),
+                    CommandResult::PutItem(stored) => stored.stored_at.len(),
                     _ => 0,
                 };
                 self.stored_at.push(stored as f64);

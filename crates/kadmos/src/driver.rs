@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::kad::RoutingTable;
-use kadmos_proto::mainline::{Event, Family, Item, ItemQuery, Node, Outcome, QueryError, QueryId, QuestError};
+use kadmos_proto::mainline::{
+    self, CommandResult, Event, Family, Item, ItemQuery, Node, QueryError, QueryId, QuestError, Stored,
+};
 use kadmos_proto::{InfoHash, NodeId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -243,16 +245,16 @@ impl Driver {
                 let now = self.now();
                 self.quests.deliver(&mut self.node, now, event);
             }
-            Event::Finished { query, outcome } => {
+            Event::Finished { query, result } => {
                 let Some(waiter) = self.waiters.remove(&query) else { return };
-                match (waiter, outcome) {
-                    (Waiter::Ping(reply), Outcome::Pong { id, addr }) => {
-                        let _ = reply.send(Ok(NodeInfo { id, addr }));
+                match (waiter, result) {
+                    (Waiter::Ping(reply), CommandResult::Ping(result)) => {
+                        let _ = reply.send(result.map(NodeInfo::from));
                     }
-                    (Waiter::FindNode(reply), Outcome::Closest { nodes, .. }) => {
-                        let _ = reply.send(Ok(nodes.into_iter().map(NodeInfo::from).collect()));
+                    (Waiter::FindNode(reply), CommandResult::FindNode(result)) => {
+                        let _ = reply.send(result.map(NodeInfo::closest));
                     }
-                    (Waiter::PutItem(reply), Outcome::Stored { stored_at, errors, .. }) => {
+                    (Waiter::PutItem(reply), CommandResult::PutItem(Stored { stored_at, errors, .. })) => {
                         let _ = reply.send(Ok(StoreReport {
                             stored_at: stored_at.into_iter().map(NodeInfo::from).collect(),
                             errors: errors
@@ -261,23 +263,22 @@ impl Driver {
                                 .collect(),
                         }));
                     }
-                    (Waiter::PutItem(reply), Outcome::Failed(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
                     (Waiter::GetItem { .. }, _) => {}
-                    (Waiter::Announce(reply), Outcome::Stored { stored_at, stats, .. }) => {
+                    (Waiter::Announce(reply), CommandResult::Announce(Stored { stored_at, stats, .. })) => {
                         let _ = reply.send(Ok(AnnounceResult {
                             stored_at: stored_at.into_iter().map(NodeInfo::from).collect(),
                             lookup_requests: stats.requests,
                         }));
                     }
-                    (Waiter::Samples(reply), Outcome::Samples { from, samples, num, interval, nodes }) => {
-                        let _ = reply.send(Ok(Samples {
-                            from,
-                            samples,
-                            num,
-                            interval,
-                            nodes: nodes.into_iter().map(NodeInfo::from).collect(),
+                    (Waiter::Samples(reply), CommandResult::SampleInfohashes(result)) => {
+                        let _ = reply.send(result.map(|mainline::Samples { from, samples, num, interval, nodes }| {
+                            Samples {
+                                from,
+                                samples,
+                                num,
+                                interval,
+                                nodes: nodes.into_iter().map(NodeInfo::from).collect(),
+                            }
                         }));
                     }
                     (Waiter::GetPeers(_), _) => {} // dropping the sender ends the stream
@@ -289,19 +290,7 @@ impl Driver {
                             let _ = self.bootstrapped.send(true);
                         }
                     }
-                    (Waiter::Ping(reply), Outcome::Failed(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
-                    (Waiter::FindNode(reply), Outcome::Failed(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
-                    (Waiter::Announce(reply), Outcome::Failed(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
-                    (Waiter::Samples(reply), Outcome::Failed(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
-                    (_, other) => tracing::warn!("unexpected outcome {other:?}"),
+                    (_, other) => tracing::warn!("a result for another command: {other:?}"),
                 }
             }
         }

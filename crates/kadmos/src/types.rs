@@ -3,8 +3,8 @@
 
 use std::net::SocketAddr;
 
-use kadmos_proto::kad::message_counts::{MessageCatalog, MessageCounts};
 use kadmos_proto::kad::{self, RoutingTable, RoutingTableConfig};
+use kadmos_proto::kad::{MessageCatalog, MessageCounts};
 use kadmos_proto::{NodeId, Timestamp};
 use serde::{Serialize, Serializer};
 
@@ -25,6 +25,19 @@ pub struct NodeInfo {
 impl From<(NodeId, SocketAddr)> for NodeInfo {
     fn from((id, addr): (NodeId, SocketAddr)) -> Self {
         NodeInfo { id, addr }
+    }
+}
+
+impl From<kad::Pong> for NodeInfo {
+    fn from(kad::Pong { id, addr }: kad::Pong) -> Self {
+        NodeInfo { id, addr }
+    }
+}
+
+impl NodeInfo {
+    /// The nodes a lookup ended with, closest first.
+    pub(crate) fn closest(closest: kad::Closest) -> Vec<NodeInfo> {
+        closest.nodes.into_iter().map(NodeInfo::from).collect()
     }
 }
 

@@ -493,7 +493,7 @@ async fn encrypted_values_decrypt_on_the_other_side() {
 /// without a service is stored by nobody.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_policies_match_opendht() {
-    use kadmos_proto::opendht::store_policy::{ip_service_announcement, read_ip_service_announcement};
+    use kadmos_proto::opendht::{ip_service_announcement, read_ip_service_announcement};
     if !driver_installed() {
         return;
     }

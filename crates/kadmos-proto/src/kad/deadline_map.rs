@@ -14,7 +14,7 @@ use super::timers::TimerQueue;
 use crate::time::Timestamp;
 
 /// Something with a next deadline (none: nothing to do until it changes).
-pub trait Scheduled {
+pub(crate) trait Scheduled {
     fn next_deadline(&self) -> Option<Timestamp>;
 }
 
@@ -27,7 +27,7 @@ struct Entry<V> {
 
 /// Entries by key, with the earliest of their deadlines at hand.
 #[derive(Clone, Debug)]
-pub struct DeadlineMap<K: Ord, V> {
+pub(crate) struct DeadlineMap<K: Ord, V> {
     entries: BTreeMap<K, Entry<V>>,
     timers: TimerQueue<K>,
 }
@@ -39,36 +39,32 @@ impl<K: Ord, V> Default for DeadlineMap<K, V> {
 }
 
 impl<K: Ord + Copy, V: Scheduled> DeadlineMap<K, V> {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn contains_key(&self, key: &K) -> bool {
+    pub(crate) fn contains_key(&self, key: &K) -> bool {
         self.entries.contains_key(key)
     }
 
-    pub fn get(&self, key: &K) -> Option<&V> {
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
         self.entries.get(key).map(|e| &e.value)
     }
 
     /// Entries in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.entries.iter().map(|(k, e)| (k, &e.value))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &K> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
         self.entries.keys()
     }
 
-    pub fn values(&self) -> impl Iterator<Item = &V> {
+    pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.values().map(|e| &e.value)
     }
 
-    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+    pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
         let due = value.next_deadline();
         if let Some(at) = due {
             self.timers.push(at, key);
@@ -77,13 +73,13 @@ impl<K: Ord + Copy, V: Scheduled> DeadlineMap<K, V> {
     }
 
     /// Removes an entry; its queued deadline goes stale.
-    pub fn remove(&mut self, key: &K) -> Option<V> {
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
         self.entries.remove(key).map(|e| e.value)
     }
 
     /// Changes the entry of `key`, if there is one, and reads its deadline again; gives back
     /// what `change` returns.
-    pub fn update<R>(&mut self, key: &K, change: impl FnOnce(&mut V) -> R) -> Option<R> {
+    pub(crate) fn update<R>(&mut self, key: &K, change: impl FnOnce(&mut V) -> R) -> Option<R> {
         let entry = self.entries.get_mut(key)?;
         let result = change(&mut entry.value);
         requeue(*key, entry, &mut self.timers);
@@ -91,7 +87,7 @@ impl<K: Ord + Copy, V: Scheduled> DeadlineMap<K, V> {
     }
 
     /// Changes every entry in key order, reading each one's deadline again.
-    pub fn for_each_mut(&mut self, mut change: impl FnMut(&K, &mut V)) {
+    pub(crate) fn for_each_mut(&mut self, mut change: impl FnMut(&K, &mut V)) {
         for (key, entry) in &mut self.entries {
             change(key, &mut entry.value);
             requeue(*key, entry, &mut self.timers);
@@ -99,19 +95,19 @@ impl<K: Ord + Copy, V: Scheduled> DeadlineMap<K, V> {
     }
 
     /// Keeps the entries `keep` says to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
         self.entries.retain(|k, e| keep(k, &e.value));
     }
 
     /// The earliest deadline of all entries.
-    pub fn earliest(&mut self) -> Option<Timestamp> {
+    pub(crate) fn earliest(&mut self) -> Option<Timestamp> {
         let entries = &self.entries;
         self.timers.earliest(|at, key| entries.get(key).is_some_and(|e| e.due == Some(at)))
     }
 
     /// Drops the stale deadlines still queued and gives back memory (for periodic upkeep:
     /// a deadline moved earlier leaves its later one queued until that time comes).
-    pub fn compact(&mut self) {
+    pub(crate) fn compact(&mut self) {
         let entries = &self.entries;
         self.timers.retain(|at, key| entries.get(key).is_some_and(|e| e.due == Some(at)));
     }

@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use super::family_tables::FamilyTables;
 use super::id::{Id, NodeId};
 use super::lookup::LookupConfig;
+use super::operation_driver::{OperationKind, StoreAt};
 use super::query_error::QueryError;
 use super::requests::RequestTable;
 use super::routing_table::InsertOutcome;
@@ -356,6 +357,49 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
             }
         }
         self.operations.get(&op).is_some_and(|o| o.awaiting == 0 && o.search.is_finished())
+    }
+
+    // ------------------------------------------------------------ store rounds
+
+    /// Sends the requests of `op`'s store round and starts the round with the nodes they went
+    /// to; they stall as lookup requests do.
+    pub(crate) fn start_store_round<W>(&mut self, now: Timestamp, wire: &mut W, op: QueryId, stores: Vec<StoreAt<R, P>>)
+    where
+        K: OperationKind,
+        W: Network<Kind = K, Request = R, Purpose = P>,
+    {
+        let mut sent = Vec::new();
+        for store in stores {
+            let purpose = Purpose::Network(store.purpose);
+            let (id, addr) = (store.id, store.addr);
+            if self.send_request(now, wire, addr, Some(id), store.request, purpose, store.attempts).is_ok() {
+                sent.push((id, addr));
+            }
+        }
+        let settings = wire.settings();
+        let (stall_timeout, wait_for_stalled) = (self.stall_timeout(&settings), self.waits_for_stalled());
+        let Some(round) = self.operations.get_mut(&op).and_then(|o| o.kind.store_round()) else { return };
+        round.start();
+        for (id, addr) in sent {
+            round.sent(now, id, addr, stall_timeout, wait_for_stalled, settings.request_timeout);
+        }
+    }
+
+    /// Steps `op`'s store round: whether it is over (if not, its next stall is queued as a
+    /// wake-up). An operation without a round has none to wait for.
+    pub(crate) fn step_store_round(&mut self, now: Timestamp, op: QueryId) -> bool
+    where
+        K: OperationKind,
+    {
+        let Some(round) = self.operations.get_mut(&op).and_then(|o| o.kind.store_round()) else { return true };
+        round.step(now);
+        if round.is_over() {
+            return true;
+        }
+        if let Some(at) = round.next_deadline() {
+            self.wake_at(now, op, at);
+        }
+        false
     }
 
     // ------------------------------------------------------------ requests

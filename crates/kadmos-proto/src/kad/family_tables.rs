@@ -10,50 +10,50 @@ use crate::node_io::{Families, Family};
 use crate::time::Timestamp;
 
 /// Contacts as answers carry them.
-pub type Contacts = Vec<(NodeId, SocketAddr)>;
+pub(crate) type Contacts = Vec<(NodeId, SocketAddr)>;
 
 #[derive(Clone, Debug)]
-pub struct FamilyTables {
+pub(crate) struct FamilyTables {
     tables: [Option<RoutingTable>; 2],
 }
 
 impl FamilyTables {
     /// Empty tables for the `families` enabled, centred on `own_id`.
-    pub fn new(own_id: NodeId, families: Families, config: &RoutingTableConfig, now: Timestamp) -> FamilyTables {
+    pub(crate) fn new(own_id: NodeId, families: Families, config: &RoutingTableConfig, now: Timestamp) -> FamilyTables {
         let table = |enabled: bool| enabled.then(|| RoutingTable::new(own_id, config.clone(), now));
         FamilyTables { tables: [table(families.v4), table(families.v6)] }
     }
 
     /// Whether the node has a table (a socket) for `family`.
-    pub fn has(&self, family: Family) -> bool {
+    pub(crate) fn has(&self, family: Family) -> bool {
         self.tables[family.index()].is_some()
     }
 
     /// Whether the node can reach `addr` (has a table of its family).
-    pub fn reaches(&self, addr: &SocketAddr) -> bool {
+    pub(crate) fn reaches(&self, addr: &SocketAddr) -> bool {
         self.has(Family::of(addr))
     }
 
-    pub fn get(&self, family: Family) -> Option<&RoutingTable> {
+    pub(crate) fn get(&self, family: Family) -> Option<&RoutingTable> {
         self.tables[family.index()].as_ref()
     }
 
-    pub fn get_mut(&mut self, family: Family) -> Option<&mut RoutingTable> {
+    pub(crate) fn get_mut(&mut self, family: Family) -> Option<&mut RoutingTable> {
         self.tables[family.index()].as_mut()
     }
 
     /// The families with a table, IPv4 first.
-    pub fn enabled(&self) -> Vec<Family> {
+    pub(crate) fn enabled(&self) -> Vec<Family> {
         Family::ALL.into_iter().filter(|f| self.has(*f)).collect()
     }
 
     /// Both families enabled: requests then ask for nodes of both (`want`).
-    pub fn dual_stack(&self) -> bool {
+    pub(crate) fn dual_stack(&self) -> bool {
         self.has(Family::V4) && self.has(Family::V6)
     }
 
     /// The `n` contacts of `family` closest to `target` (none without a table of that family).
-    pub fn closest_nodes(&self, family: Family, target: &Id, n: usize) -> Vec<(NodeId, SocketAddr)> {
+    pub(crate) fn closest_nodes(&self, family: Family, target: &Id, n: usize) -> Vec<(NodeId, SocketAddr)> {
         self.get(family).map_or_else(Vec::new, |t| t.closest_nodes(target, n))
     }
 
@@ -61,7 +61,7 @@ impl FamilyTables {
     /// its round trip ([`Contact::round_trip`](super::Contact::round_trip)), in every table
     /// that holds it (a dual-stack node may be a contact of both), replacement caches
     /// included.
-    pub fn note_round_trip(&mut self, id: &NodeId, rtt: Duration) {
+    pub(crate) fn note_round_trip(&mut self, id: &NodeId, rtt: Duration) {
         for table in self.tables.iter_mut().flatten() {
             table.note_round_trip(id, rtt);
         }
@@ -70,7 +70,7 @@ impl FamilyTables {
     /// The `k` contacts of each family closest to `target` that a querier asked for (`want`:
     /// IPv4, IPv6), IPv4 then IPv6; a querier that asked for neither family gets the family it
     /// asked over (BEP 32, and OpenDHT alike). A family not asked for gets no contacts.
-    pub fn closest_wanted(
+    pub(crate) fn closest_wanted(
         &self,
         target: &Id,
         want: Option<(bool, bool)>,
@@ -90,19 +90,19 @@ impl FamilyTables {
     }
 
     /// Whether no table holds a contact.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.tables.iter().flatten().all(RoutingTable::is_empty)
     }
 
     /// Every contact of both families, for saving state.
-    pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
+    pub(crate) fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
         self.tables.iter().flatten().flat_map(|t| t.contacts().map(|c| (c.id, c.addr()))).collect()
     }
 
     /// Moves every table to a new own ID (BEP 42 gave us another): contacts are offered again
     /// to tables centred on `own_id` (as just heard from: they answered us before, and keep
     /// their round trips), and replacement caches are dropped.
-    pub fn recentre(&mut self, own_id: NodeId, now: Timestamp) {
+    pub(crate) fn recentre(&mut self, own_id: NodeId, now: Timestamp) {
         for slot in self.tables.iter_mut() {
             let Some(old) = slot.take() else { continue };
             let mut table = RoutingTable::new(own_id, old.config().clone(), now);
@@ -118,7 +118,7 @@ impl FamilyTables {
 
     /// The targets of the bucket refreshes due in every non-empty table
     /// ([`RoutingTable::take_refresh_targets`]).
-    pub fn take_refresh_targets<R: rand::Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) -> Vec<Id> {
+    pub(crate) fn take_refresh_targets<R: rand::Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) -> Vec<Id> {
         let mut targets = Vec::new();
         for table in self.tables.iter_mut().flatten().filter(|t| !t.is_empty()) {
             targets.extend(table.take_refresh_targets(now, rng));

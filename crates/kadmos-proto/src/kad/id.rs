@@ -68,7 +68,9 @@ impl Distance {
 }
 
 impl Id {
+    /// The all-zero ID.
     pub const ZERO: Id = Id([0; ID_LEN]);
+    /// The all-ones ID, the farthest from [`Id::ZERO`].
     pub const MAX: Id = Id([0xff; ID_LEN]);
 
     /// The ID as a big-endian 160-bit integer, in two parts: XOR and compare on these where a
@@ -77,14 +79,17 @@ impl Id {
         as_ints(&self.0)
     }
 
+    /// The ID in `bytes`, if there are exactly 20 of them.
     pub fn from_bytes(bytes: &[u8]) -> Option<Id> {
         <[u8; ID_LEN]>::try_from(bytes).ok().map(Id)
     }
 
+    /// The ID's 20 bytes, most significant first.
     pub fn as_bytes(&self) -> &[u8; ID_LEN] {
         &self.0
     }
 
+    /// A uniformly random ID drawn from `rng`.
     pub fn random<R: Rng + ?Sized>(rng: &mut R) -> Id {
         let mut bytes = [0u8; ID_LEN];
         rng.fill(&mut bytes[..]);
@@ -109,6 +114,7 @@ impl Id {
         Id::of_str(name)
     }
 
+    /// XOR distance to `other`: the Kademlia metric both networks route by.
     pub fn distance(&self, other: &Id) -> Distance {
         let mut out = [0u8; ID_LEN];
         for (i, byte) in out.iter_mut().enumerate() {

@@ -132,7 +132,7 @@ impl Default for LookupConfig {
 
 /// Where a candidate stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CandidateState {
+pub(crate) enum CandidateState {
     NotContacted,
     /// Asked; holds a slot until `stall_at`. `wide`: asked under `final_alpha` (in the
     /// target's neighbourhood), not under `alpha`.
@@ -157,7 +157,7 @@ pub enum CandidateState {
 
 /// A node the lookup knows of.
 #[derive(Clone, Debug)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub id: NodeId,
     pub addr: SocketAddr,
     pub state: CandidateState,
@@ -165,7 +165,7 @@ pub struct Candidate {
 
 /// What the driver should do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LookupAction {
+pub(crate) enum LookupAction {
     /// Send the lookup's query to this node (a first attempt or a retry).
     Send { id: NodeId, addr: SocketAddr },
     /// Nothing to send until an answer or a deadline (see [`Lookup::next_deadline`]).
@@ -177,8 +177,11 @@ pub enum LookupAction {
 /// Counters of one lookup, for reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LookupStats {
+    /// Requests sent.
     pub requests: u32,
+    /// Requests answered.
     pub successes: u32,
+    /// Requests that failed (timed out, or answered with an error).
     pub failures: u32,
     /// Requests that stalled (some of them answered later).
     pub stalls: u32,
@@ -186,7 +189,7 @@ pub struct LookupStats {
 
 /// An iterative lookup of the nodes closest to a target.
 #[derive(Clone, Debug)]
-pub struct Lookup {
+pub(crate) struct Lookup {
     target: Id,
     config: LookupConfig,
     candidates: BTreeMap<Distance, Candidate>,
@@ -199,7 +202,7 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    pub fn new(target: Id, config: LookupConfig, seeds: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Self {
+    pub(crate) fn new(target: Id, config: LookupConfig, seeds: impl IntoIterator<Item = (NodeId, SocketAddr)>) -> Self {
         let mut lookup = Lookup {
             target,
             config,
@@ -214,56 +217,56 @@ impl Lookup {
         lookup
     }
 
-    pub fn target(&self) -> Id {
+    pub(crate) fn target(&self) -> Id {
         self.target
     }
 
-    pub fn config(&self) -> &LookupConfig {
+    pub(crate) fn config(&self) -> &LookupConfig {
         &self.config
     }
 
     /// Sets the stall timeout for requests sent from now on.
-    pub fn set_stall_timeout(&mut self, stall_timeout: Duration) {
+    pub(crate) fn set_stall_timeout(&mut self, stall_timeout: Duration) {
         self.config.stall_timeout = stall_timeout;
     }
 
     /// Whether stalled nodes in the result window hold up the end of the lookup (until they
     /// answer or fail). They never hold a slot. Default: no.
-    pub fn set_wait_for_stalled(&mut self, wait: bool) {
+    pub(crate) fn set_wait_for_stalled(&mut self, wait: bool) {
         self.wait_for_stalled = wait;
     }
 
     /// Candidates sharing at least `bits` bits with the target are in its neighbourhood and
     /// may be asked under `final_alpha` (see the module notes). Default: none is (until the
     /// lookup converges). A node sets the depth at which about `k` nodes are left, less a bit.
-    pub fn set_neighbourhood(&mut self, bits: u32) {
+    pub(crate) fn set_neighbourhood(&mut self, bits: u32) {
         self.neighbourhood = bits;
     }
 
     /// Requests holding a slot (asked, not answered, not stalled).
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
     }
 
     /// Requests holding a slot that were asked under `alpha` (outside the neighbourhood).
-    pub fn in_flight_narrow(&self) -> usize {
+    pub(crate) fn in_flight_narrow(&self) -> usize {
         self.candidates.values().filter(|c| matches!(c.state, CandidateState::Waiting { wide: false, .. })).count()
     }
 
-    pub fn stats(&self) -> LookupStats {
+    pub(crate) fn stats(&self) -> LookupStats {
         self.stats
     }
 
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.finished
     }
 
-    pub fn candidates(&self) -> impl Iterator<Item = &Candidate> {
+    pub(crate) fn candidates(&self) -> impl Iterator<Item = &Candidate> {
         self.candidates.values()
     }
 
     /// Adds nodes learned from an answer (or seeds). Known IDs are left as they are.
-    pub fn add_candidates(&mut self, nodes: impl IntoIterator<Item = (NodeId, SocketAddr)>) {
+    pub(crate) fn add_candidates(&mut self, nodes: impl IntoIterator<Item = (NodeId, SocketAddr)>) {
         if self.finished {
             return;
         }
@@ -288,7 +291,7 @@ impl Lookup {
     }
 
     /// The node answered; `closer` are the nodes it named.
-    pub fn on_success(&mut self, id: &NodeId, closer: impl IntoIterator<Item = (NodeId, SocketAddr)>) {
+    pub(crate) fn on_success(&mut self, id: &NodeId, closer: impl IntoIterator<Item = (NodeId, SocketAddr)>) {
         let Some(candidate) = self.candidates.get_mut(&id.distance(&self.target)) else { return };
         match candidate.state {
             CandidateState::Waiting { .. } => self.in_flight -= 1,
@@ -301,7 +304,7 @@ impl Lookup {
     }
 
     /// The node answered with an error, or the driver gave up on it.
-    pub fn on_failure(&mut self, id: &NodeId) {
+    pub(crate) fn on_failure(&mut self, id: &NodeId) {
         let Some(candidate) = self.candidates.get_mut(&id.distance(&self.target)) else { return };
         match candidate.state {
             CandidateState::Waiting { .. } => self.in_flight -= 1,
@@ -327,7 +330,7 @@ impl Lookup {
     }
 
     /// Decides the next step. Call repeatedly until it returns `Wait` or `Finished`.
-    pub fn next(&mut self, now: Timestamp) -> LookupAction {
+    pub(crate) fn next(&mut self, now: Timestamp) -> LookupAction {
         if self.finished {
             return LookupAction::Finished;
         }
@@ -448,7 +451,7 @@ impl Lookup {
 
     /// When [`Lookup::next`] should be called again if no answer comes: the earliest moment a
     /// request in flight stalls (or, when waiting for stalled nodes, one fails).
-    pub fn next_deadline(&self) -> Option<Timestamp> {
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
         self.candidates
             .values()
             .filter_map(|c| match c.state {
@@ -463,7 +466,7 @@ impl Lookup {
     }
 
     /// Up to `k` nodes that answered, closest first.
-    pub fn closest_succeeded(&self) -> Vec<(NodeId, SocketAddr)> {
+    pub(crate) fn closest_succeeded(&self) -> Vec<(NodeId, SocketAddr)> {
         self.candidates
             .values()
             .filter(|c| c.state == CandidateState::Succeeded)

@@ -20,7 +20,9 @@ pub trait MessageCatalog {
 /// Messages and bytes of one kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KindCount {
+    /// Messages.
     pub messages: u64,
+    /// Their bytes, as sent or received.
     pub bytes: u64,
 }
 
@@ -54,7 +56,9 @@ pub struct MessageCounts<C, const KINDS: usize, const CODES: usize> {
 pub struct KindTally {
     /// The kind's name in the catalog.
     pub kind: &'static str,
+    /// Received from others.
     pub received: KindCount,
+    /// Sent by us.
     pub sent: KindCount,
 }
 
@@ -63,7 +67,9 @@ pub struct KindTally {
 pub struct CodeTally {
     /// The code; 0 stands for every code outside the catalog.
     pub code: i64,
+    /// Error answers received with it.
     pub received: u64,
+    /// Error answers sent with it.
     pub sent: u64,
 }
 
@@ -75,7 +81,7 @@ impl<C: MessageCatalog, const KINDS: usize, const CODES: usize> MessageCounts<C,
     );
 
     /// The counter index of the kind named `name`, if the catalog has it.
-    pub fn kind_index(name: &str) -> Option<usize> {
+    pub(crate) fn kind_index(name: &str) -> Option<usize> {
         C::KINDS.iter().position(|k| *k == name)
     }
 
@@ -84,20 +90,22 @@ impl<C: MessageCatalog, const KINDS: usize, const CODES: usize> MessageCounts<C,
     }
 
     /// A message of kind `kind` (a counter index) and `bytes` bytes, received.
-    pub fn received(&mut self, kind: usize, bytes: usize) {
+    pub(crate) fn received(&mut self, kind: usize, bytes: usize) {
         self.received[kind].add(bytes);
     }
 
     /// A message of ours of kind `kind` and `bytes` bytes.
-    pub fn sent(&mut self, kind: usize, bytes: usize) {
+    pub(crate) fn sent(&mut self, kind: usize, bytes: usize) {
         self.sent[kind].add(bytes);
     }
 
-    pub fn error_received(&mut self, code: i64) {
+    /// An error answer with `code`, received.
+    pub(crate) fn error_received(&mut self, code: i64) {
         self.errors_received[Self::code_index(code)] += 1;
     }
 
-    pub fn error_sent(&mut self, code: i64) {
+    /// An error answer of ours with `code`.
+    pub(crate) fn error_sent(&mut self, code: i64) {
         self.errors_sent[Self::code_index(code)] += 1;
     }
 

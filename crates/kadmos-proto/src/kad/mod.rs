@@ -1,37 +1,39 @@
-//! The Kademlia pieces both networks share: identifiers and distance, the routing table (one
-//! per address family), the lookup state machine, the store round at a store's end, and the
-//! engine both nodes run (`engine`: operations, requests, stall evidence, wake-ups, joining,
-//! refreshes, verification), which a network plugs into through a small trait. Nothing here
-//! knows about a wire format.
+//! The Kademlia pieces both networks share: node IDs and XOR distance ([`Id`], [`Distance`]),
+//! the [`RoutingTable`] of one address family with its [`Contact`]s, the tuning of lookups
+//! ([`LookupConfig`]), one [`QueryError`] for every command that fails and one set of
+//! [`TrafficCounters`]. Both nodes run the same engine inside (operations, requests, stall
+//! evidence, wake-ups, joining, refreshes, verification), which a network plugs into through
+//! a small trait. Nothing here knows about a wire format.
 
-pub mod deadline_map;
+mod command_result;
+pub(crate) mod deadline_map;
 pub(crate) mod engine;
-pub mod family_tables;
-pub mod id;
-pub mod lookup;
-pub mod message_counts;
-pub mod query_error;
-pub mod requests;
-pub mod routing_table;
-pub mod rtt;
-pub mod search;
+mod family_tables;
+mod id;
+mod lookup;
+mod message_counts;
+pub(crate) mod operation_driver;
+mod query_error;
+mod requests;
+mod routing_table;
+mod rtt;
+mod search;
 pub(crate) mod sent_request;
 pub(crate) mod stall_evidence;
-pub mod store_round;
-pub mod subnet;
-pub mod timers;
-pub mod traffic_counters;
+mod store_round;
+pub(crate) mod subnet;
+mod timers;
+mod traffic_counters;
 
-pub use deadline_map::{DeadlineMap, Scheduled};
-pub use family_tables::FamilyTables;
+pub use command_result::{Closest, Pong};
+pub(crate) use deadline_map::{DeadlineMap, Scheduled};
 pub use id::{Distance, Id, InfoHash, NodeId, ParseIdError, ID_LEN};
-pub use lookup::{Candidate, CandidateState, Lookup, LookupAction, LookupConfig, LookupStats};
+pub use lookup::{LookupConfig, LookupStats};
+pub use message_counts::{CodeTally, KindCount, KindTally, MessageCatalog, MessageCounts};
 pub use query_error::QueryError;
-pub use requests::{PendingRequest, RequestTable};
 pub use routing_table::{Bucket, Contact, ContactStatus, InsertOutcome, RoutingTable, RoutingTableConfig};
-pub use rtt::RttEstimator;
-pub use search::{FamilyLookup, Parallelism, Search};
-pub use store_round::StoreRound;
-pub use subnet::Subnet;
-pub use timers::TimerQueue;
+pub use search::Parallelism;
 pub use traffic_counters::TrafficCounters;
+
+pub(crate) use family_tables::FamilyTables;
+pub(crate) use store_round::StoreRound;

@@ -13,7 +13,7 @@ use super::timers::TimerQueue;
 use crate::time::Timestamp;
 
 /// What the table needs to know of a node's record of one request.
-pub trait PendingRequest {
+pub(crate) trait PendingRequest {
     /// Where the request went.
     fn to(&self) -> SocketAddr;
     /// When it times out (or is resent).
@@ -21,7 +21,7 @@ pub trait PendingRequest {
 }
 
 #[derive(Clone, Debug)]
-pub struct RequestTable<T: Ord, R> {
+pub(crate) struct RequestTable<T: Ord, R> {
     requests: HashMap<T, R>,
     deadlines: TimerQueue<T>,
 }
@@ -33,17 +33,18 @@ impl<T: Ord, R> Default for RequestTable<T, R> {
 }
 
 impl<T: Copy + Eq + Hash + Ord, R: PendingRequest> RequestTable<T, R> {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.requests.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.requests.is_empty()
     }
 
     /// A transaction id no pending request uses, drawn from `draw` (random, so that answers
     /// cannot be forged blind).
-    pub fn free_id(&self, mut draw: impl FnMut() -> T) -> T {
+    pub(crate) fn free_id(&self, mut draw: impl FnMut() -> T) -> T {
         loop {
             let candidate = draw();
             if !self.requests.contains_key(&candidate) {
@@ -53,19 +54,19 @@ impl<T: Copy + Eq + Hash + Ord, R: PendingRequest> RequestTable<T, R> {
     }
 
     /// Records a request sent under `id` (from [`RequestTable::free_id`]).
-    pub fn insert(&mut self, id: T, request: R) {
+    pub(crate) fn insert(&mut self, id: T, request: R) {
         self.deadlines.push(request.deadline(), id);
         self.requests.insert(id, request);
     }
 
     /// Whether `id` is a request awaiting an answer from `from`.
-    pub fn awaits(&self, id: T, from: SocketAddr) -> bool {
+    pub(crate) fn awaits(&self, id: T, from: SocketAddr) -> bool {
         self.requests.get(&id).is_some_and(|r| r.to() == from)
     }
 
     /// The request `id` answered by `from`, now over; `None` if there is no such request or it
     /// went elsewhere.
-    pub fn take_answered(&mut self, id: T, from: SocketAddr) -> Option<R> {
+    pub(crate) fn take_answered(&mut self, id: T, from: SocketAddr) -> Option<R> {
         if self.awaits(id, from) {
             self.requests.remove(&id)
         } else {
@@ -74,12 +75,12 @@ impl<T: Copy + Eq + Hash + Ord, R: PendingRequest> RequestTable<T, R> {
     }
 
     /// Whether any request to `addr` is pending.
-    pub fn any_to(&self, addr: SocketAddr) -> bool {
+    pub(crate) fn any_to(&self, addr: SocketAddr) -> bool {
         self.requests.values().any(|r| r.to() == addr)
     }
 
     /// The earliest deadline of a pending request.
-    pub fn next_deadline(&mut self) -> Option<Timestamp> {
+    pub(crate) fn next_deadline(&mut self) -> Option<Timestamp> {
         let requests = &self.requests;
         self.deadlines.earliest(|at, id| requests.get(id).is_some_and(|r| r.deadline() == at))
     }
@@ -87,7 +88,7 @@ impl<T: Copy + Eq + Hash + Ord, R: PendingRequest> RequestTable<T, R> {
     /// The id of a pending request whose deadline has come at `now`, if any. It stays in the
     /// table: the caller removes it ([`RequestTable::remove`]) or gives it a later deadline
     /// ([`RequestTable::get_mut`] then [`RequestTable::reschedule`]).
-    pub fn pop_due(&mut self, now: Timestamp) -> Option<T> {
+    pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<T> {
         while let Some((at, id)) = self.deadlines.pop_due(now) {
             if self.requests.get(&id).is_some_and(|r| r.deadline() == at) {
                 return Some(id);
@@ -96,23 +97,23 @@ impl<T: Copy + Eq + Hash + Ord, R: PendingRequest> RequestTable<T, R> {
         None
     }
 
-    pub fn get_mut(&mut self, id: T) -> Option<&mut R> {
+    pub(crate) fn get_mut(&mut self, id: T) -> Option<&mut R> {
         self.requests.get_mut(&id)
     }
 
     /// Times request `id` again at its (changed) deadline.
-    pub fn reschedule(&mut self, id: T) {
+    pub(crate) fn reschedule(&mut self, id: T) {
         if let Some(request) = self.requests.get(&id) {
             self.deadlines.push(request.deadline(), id);
         }
     }
 
-    pub fn remove(&mut self, id: T) -> Option<R> {
+    pub(crate) fn remove(&mut self, id: T) -> Option<R> {
         self.requests.remove(&id)
     }
 
     /// Drops stale deadlines and gives back memory a burst of requests left behind.
-    pub fn shrink(&mut self) {
+    pub(crate) fn shrink(&mut self) {
         let requests = &self.requests;
         self.deadlines.retain(|at, id| requests.get(id).is_some_and(|r| r.deadline() == at));
         if self.requests.capacity() > 2 * self.requests.len() + 8 {

@@ -7,13 +7,13 @@
 use std::time::Duration;
 
 #[derive(Clone, Debug, Default)]
-pub struct RttEstimator {
+pub(crate) struct RttEstimator {
     srtt: Option<Duration>,
     rttvar: Duration,
 }
 
 impl RttEstimator {
-    pub fn observe(&mut self, sample: Duration) {
+    pub(crate) fn observe(&mut self, sample: Duration) {
         match self.srtt {
             None => {
                 self.srtt = Some(sample);
@@ -27,12 +27,8 @@ impl RttEstimator {
         }
     }
 
-    pub fn smoothed(&self) -> Option<Duration> {
-        self.srtt
-    }
-
     /// `srtt + deviations × rttvar` within `[floor, ceiling]`; `ceiling` before any sample.
-    pub fn timeout(&self, deviations: u32, floor: Duration, ceiling: Duration) -> Duration {
+    pub(crate) fn timeout(&self, deviations: u32, floor: Duration, ceiling: Duration) -> Duration {
         match self.srtt {
             None => ceiling,
             Some(srtt) => (srtt + self.rttvar * deviations).clamp(floor, ceiling.max(floor)),

@@ -20,14 +20,14 @@ const MAX_TOKENS: usize = 256;
 
 /// One family's lookup and the tokens its answers carried.
 #[derive(Clone, Debug)]
-pub struct FamilyLookup {
+pub(crate) struct FamilyLookup {
     pub family: Family,
     pub lookup: Lookup,
     tokens: HashMap<NodeId, Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct Search {
+pub(crate) struct Search {
     lookups: Vec<FamilyLookup>,
 }
 
@@ -35,7 +35,7 @@ impl Search {
     /// A search for `target` in every family `tables` has, each lookup seeded with the
     /// family's `2 k` closest contacts (spares for the dead among them) and the family's
     /// `extra_seeds` (e.g. contacts from saved state).
-    pub fn start(
+    pub(crate) fn start(
         tables: &FamilyTables,
         target: Id,
         config: &LookupConfig,
@@ -53,26 +53,18 @@ impl Search {
         Search { lookups: lookups.collect() }
     }
 
-    pub fn lookups(&self) -> &[FamilyLookup] {
-        &self.lookups
-    }
-
-    pub fn lookups_mut(&mut self) -> impl Iterator<Item = &mut FamilyLookup> {
-        self.lookups.iter_mut()
-    }
-
-    pub fn get_mut(&mut self, family: Family) -> Option<&mut FamilyLookup> {
+    pub(crate) fn get_mut(&mut self, family: Family) -> Option<&mut FamilyLookup> {
         self.lookups.iter_mut().find(|l| l.family == family)
     }
 
-    pub fn target(&self) -> Option<Id> {
+    pub(crate) fn target(&self) -> Option<Id> {
         self.lookups.first().map(|l| l.lookup.target())
     }
 
     /// Records `responder`'s answer to the `family` lookup: its nodes of that family go to
     /// that lookup, its nodes of the other family to the sibling, its token is kept. `own` (our
     /// node ID) is never a candidate.
-    pub fn on_answer(
+    pub(crate) fn on_answer(
         &mut self,
         family: Family,
         responder: NodeId,
@@ -98,7 +90,7 @@ impl Search {
     /// without counting the answer as one of the lookups' (a router's, or one from another
     /// node than the one asked). `also`: a node to offer besides (a router that is a node too).
     /// `own` (our node ID) is never a candidate.
-    pub fn add_candidates(
+    pub(crate) fn add_candidates(
         &mut self,
         (nodes4, nodes6): (Nodes<'_>, Nodes<'_>),
         own: NodeId,
@@ -112,7 +104,7 @@ impl Search {
     }
 
     /// Counts `id` as failed in the `family` lookup.
-    pub fn on_failure(&mut self, family: Family, id: &NodeId) {
+    pub(crate) fn on_failure(&mut self, family: Family, id: &NodeId) {
         if let Some(fl) = self.get_mut(family) {
             fl.lookup.on_failure(id);
         }
@@ -124,7 +116,7 @@ impl Search {
     /// A lookup without a single candidate is not stepped (it would finish empty) while a
     /// sibling is still running, since the sibling's answers may name nodes of its family; nor
     /// at all with `seeded_only` (a bootstrap waiting for its routers to name some nodes).
-    pub fn step(
+    pub(crate) fn step(
         &mut self,
         now: Timestamp,
         stall_timeout: std::time::Duration,
@@ -151,17 +143,17 @@ impl Search {
         sends
     }
 
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.lookups.iter().all(|l| l.lookup.is_finished())
     }
 
     /// When a lookup must be stepped again (a request stalls, or stops holding up the result).
-    pub fn next_deadline(&self) -> Option<Timestamp> {
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
         self.lookups.iter().filter_map(|l| l.lookup.next_deadline()).min()
     }
 
     /// The nodes that answered, closest to the target first, and the lookups' totals.
-    pub fn summary(&self) -> (Vec<(NodeId, SocketAddr)>, LookupStats) {
+    pub(crate) fn summary(&self) -> (Vec<(NodeId, SocketAddr)>, LookupStats) {
         let mut stats = LookupStats::default();
         let mut nodes = Vec::new();
         for fl in &self.lookups {
@@ -180,7 +172,7 @@ impl Search {
 
     /// Up to `per_family` of each lookup's closest answering nodes that gave a token, with it:
     /// where to store (announce, put) or subscribe.
-    pub fn closest_with_tokens(&self, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>)> {
+    pub(crate) fn closest_with_tokens(&self, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         for fl in &self.lookups {
             let with_token = fl.lookup.closest_succeeded().into_iter().filter_map(|(id, addr)| {
@@ -193,7 +185,7 @@ impl Search {
     }
 
     /// Requests in flight and the parallelism allowed, per lookup (for invariant checks).
-    pub fn parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
+    pub(crate) fn parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
         self.lookups.iter().map(|l| Parallelism {
             alpha: l.lookup.config().alpha,
             final_alpha: l.lookup.config().max_in_flight(),
@@ -204,12 +196,17 @@ impl Search {
 }
 
 /// A lookup's requests in flight against its bounds: at most `alpha` asked outside the
-/// target's neighbourhood, at most `final_alpha` in all (see `kad::lookup`).
+/// target's neighbourhood, at most `final_alpha` in all (see
+/// [`LookupConfig`](super::LookupConfig)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Parallelism {
+    /// Most requests in flight to nodes outside the target's neighbourhood.
     pub alpha: usize,
+    /// Most requests in flight in all.
     pub final_alpha: usize,
+    /// Requests in flight now.
     pub in_flight: usize,
+    /// Requests in flight now to nodes outside the target's neighbourhood.
     pub in_flight_narrow: usize,
 }
 

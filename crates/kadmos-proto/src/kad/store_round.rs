@@ -40,7 +40,7 @@ enum Storing {
 
 /// One store round (see the module notes).
 #[derive(Clone, Debug, Default)]
-pub struct StoreRound {
+pub(crate) struct StoreRound {
     started: bool,
     nodes: Vec<(NodeId, SocketAddr, Storing)>,
     stalls: u32,
@@ -48,19 +48,19 @@ pub struct StoreRound {
 
 impl StoreRound {
     /// Whether any store request was sent (the round has begun).
-    pub fn started(&self) -> bool {
+    pub(crate) fn started(&self) -> bool {
         self.started
     }
 
     /// Marks the round begun, even if no request could be sent (then it is over at once).
-    pub fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         self.started = true;
     }
 
     /// A store request went to `id` at `addr` at `now`. It stalls after `stall_timeout`, or
     /// with `wait_for_stalled` (the node's evidence says silent nodes answer late) after
     /// `STALLED_HOLD` more, and never after `request_timeout`.
-    pub fn sent(
+    pub(crate) fn sent(
         &mut self,
         now: Timestamp,
         id: NodeId,
@@ -76,7 +76,7 @@ impl StoreRound {
     }
 
     /// The node at `addr` acknowledged the store. Ignored once the round is over.
-    pub fn on_stored(&mut self, addr: SocketAddr, id: NodeId) {
+    pub(crate) fn on_stored(&mut self, addr: SocketAddr, id: NodeId) {
         if self.is_over() {
             return;
         }
@@ -87,7 +87,7 @@ impl StoreRound {
     }
 
     /// The node at `addr` refused the store, or its request failed.
-    pub fn on_refused(&mut self, addr: SocketAddr) {
+    pub(crate) fn on_refused(&mut self, addr: SocketAddr) {
         if let Some(node) = self
             .nodes
             .iter_mut()
@@ -98,7 +98,7 @@ impl StoreRound {
     }
 
     /// Stalls the requests silent past their stall time.
-    pub fn step(&mut self, now: Timestamp) {
+    pub(crate) fn step(&mut self, now: Timestamp) {
         for node in &mut self.nodes {
             if let Storing::Waiting { stall_at } = node.2 {
                 if now >= stall_at {
@@ -110,12 +110,12 @@ impl StoreRound {
     }
 
     /// Whether the round is over: begun, and no storing node holds it up any more.
-    pub fn is_over(&self) -> bool {
+    pub(crate) fn is_over(&self) -> bool {
         self.started && !self.nodes.iter().any(|(_, _, s)| matches!(s, Storing::Waiting { .. }))
     }
 
     /// When the round should be stepped again if nothing comes: the earliest stall.
-    pub fn next_deadline(&self) -> Option<Timestamp> {
+    pub(crate) fn next_deadline(&self) -> Option<Timestamp> {
         self.nodes
             .iter()
             .filter_map(|(_, _, s)| match s {
@@ -126,17 +126,18 @@ impl StoreRound {
     }
 
     /// The nodes that acknowledged the store, in the order their requests went out.
-    pub fn stored_at(&self) -> Vec<(NodeId, SocketAddr)> {
+    pub(crate) fn stored_at(&self) -> Vec<(NodeId, SocketAddr)> {
         self.nodes.iter().filter(|(_, _, s)| *s == Storing::Stored).map(|(id, addr, _)| (*id, *addr)).collect()
     }
 
     /// Store requests sent.
-    pub fn sent_count(&self) -> usize {
+    pub(crate) fn sent_count(&self) -> usize {
         self.nodes.len()
     }
 
     /// Store requests that stalled (some were answered later, within the round).
-    pub fn stalls(&self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn stalls(&self) -> u32 {
         self.stalls
     }
 }

@@ -10,14 +10,14 @@ use std::net::IpAddr;
 
 /// An IPv4 /24 or an IPv6 /64.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Subnet {
+pub(crate) enum Subnet {
     V4([u8; 3]),
     V6([u8; 8]),
 }
 
 impl Subnet {
     /// The subnet of a global address; `None` for a local one (see the module notes).
-    pub fn of(ip: IpAddr) -> Option<Subnet> {
+    pub(crate) fn of(ip: IpAddr) -> Option<Subnet> {
         if is_local(ip) {
             return None;
         }
@@ -35,7 +35,7 @@ impl Subnet {
 }
 
 /// Loopback, private (RFC 1918, unique-local fc00::/7), link-local or unspecified.
-pub fn is_local(ip: IpAddr) -> bool {
+pub(crate) fn is_local(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified(),
         IpAddr::V6(v6) => {
@@ -49,7 +49,7 @@ pub fn is_local(ip: IpAddr) -> bool {
 }
 
 /// Counts how many of `addrs` share `subnet`.
-pub fn count_in(subnet: Subnet, addrs: impl Iterator<Item = IpAddr>) -> usize {
+pub(crate) fn count_in(subnet: Subnet, addrs: impl Iterator<Item = IpAddr>) -> usize {
     addrs.filter(|ip| Subnet::of(*ip) == Some(subnet)).count()
 }
 

@@ -11,7 +11,7 @@ use std::collections::BinaryHeap;
 use crate::time::Timestamp;
 
 #[derive(Clone, Debug)]
-pub struct TimerQueue<K: Ord> {
+pub(crate) struct TimerQueue<K: Ord> {
     heap: BinaryHeap<Reverse<(Timestamp, K)>>,
 }
 
@@ -22,12 +22,12 @@ impl<K: Ord> Default for TimerQueue<K> {
 }
 
 impl<K: Ord + Copy> TimerQueue<K> {
-    pub fn push(&mut self, at: Timestamp, key: K) {
+    pub(crate) fn push(&mut self, at: Timestamp, key: K) {
         self.heap.push(Reverse((at, key)));
     }
 
     /// The earliest live deadline; stale entries met on the way are dropped.
-    pub fn earliest(&mut self, live: impl Fn(Timestamp, &K) -> bool) -> Option<Timestamp> {
+    pub(crate) fn earliest(&mut self, live: impl Fn(Timestamp, &K) -> bool) -> Option<Timestamp> {
         while let Some(Reverse((at, key))) = self.heap.peek() {
             if live(*at, key) {
                 return Some(*at);
@@ -38,7 +38,7 @@ impl<K: Ord + Copy> TimerQueue<K> {
     }
 
     /// Takes the earliest entry if it is due at `now` (live or not: the caller checks).
-    pub fn pop_due(&mut self, now: Timestamp) -> Option<(Timestamp, K)> {
+    pub(crate) fn pop_due(&mut self, now: Timestamp) -> Option<(Timestamp, K)> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(entry)| entry),
             _ => None,
@@ -46,7 +46,7 @@ impl<K: Ord + Copy> TimerQueue<K> {
     }
 
     /// Drops stale entries and gives back memory.
-    pub fn retain(&mut self, live: impl Fn(Timestamp, &K) -> bool) {
+    pub(crate) fn retain(&mut self, live: impl Fn(Timestamp, &K) -> bool) {
         self.heap.retain(|Reverse((at, key))| live(*at, key));
         self.heap.shrink_to_fit();
     }

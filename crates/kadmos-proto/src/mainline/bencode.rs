@@ -18,39 +18,50 @@ pub const MAX_VALUES: usize = 4096;
 /// A decoded bencode value borrowing from its input.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Value<'a> {
+    /// An integer (`i…e`).
     Int(i64),
+    /// A byte string (`<len>:<bytes>`).
     Bytes(&'a [u8]),
+    /// A list (`l…e`).
     List(Vec<Value<'a>>),
+    /// A dictionary (`d…e`), entries in wire order.
     Dict(Vec<DictEntry<'a>>),
 }
 
 /// One dictionary entry, with the raw encoding of its value.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct DictEntry<'a> {
+    /// The key.
     pub key: &'a [u8],
+    /// The value, decoded.
     pub value: Value<'a>,
+    /// The value's bytes as they were in the input.
     pub raw: &'a [u8],
 }
 
 impl<'a> Value<'a> {
+    /// The byte string, if this is one.
     pub fn as_bytes(&self) -> Option<&'a [u8]> {
         match self {
             Value::Bytes(b) => Some(b),
             _ => None,
         }
     }
+    /// The integer, if this is one.
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
             _ => None,
         }
     }
+    /// The items, if this is a list.
     pub fn as_list(&self) -> Option<&[Value<'a>]> {
         match self {
             Value::List(l) => Some(l),
             _ => None,
         }
     }
+    /// The entries in wire order, if this is a dictionary.
     pub fn as_dict(&self) -> Option<&[DictEntry<'a>]> {
         match self {
             Value::Dict(d) => Some(d),
@@ -61,6 +72,7 @@ impl<'a> Value<'a> {
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         self.get_entry(key).map(|e| &e.value)
     }
+    /// The first entry with this key, raw bytes included, if `self` is a dict.
     pub fn get_entry(&self, key: &str) -> Option<&DictEntry<'a>> {
         self.as_dict()?.iter().find(|e| e.key == key.as_bytes())
     }
@@ -86,20 +98,29 @@ impl fmt::Debug for Value<'_> {
 /// Why input is not acceptable bencode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BencodeError {
+    /// The input ends inside a value.
     #[error("input ends in the middle of a value")]
     Truncated,
+    /// A byte that cannot start a value here, and its offset.
     #[error("unexpected byte {0:#04x} at offset {1}")]
     Unexpected(u8, usize),
+    /// An integer that is empty, not decimal, has a leading zero, is `-0` or overflows an
+    /// `i64`; the offset of its digits.
     #[error("malformed integer at offset {0}")]
     BadInteger(usize),
+    /// A byte string length that is not a plain decimal or is too long, at this offset.
     #[error("malformed string length at offset {0}")]
     BadLength(usize),
+    /// Lists and dictionaries nested deeper than [`MAX_DEPTH`].
     #[error("nesting deeper than {MAX_DEPTH}")]
     TooDeep,
+    /// More than [`MAX_VALUES`] values.
     #[error("more than {MAX_VALUES} values")]
     TooManyValues,
+    /// A dictionary key that is not a byte string, at this offset.
     #[error("dictionary key is not a string at offset {0}")]
     NonStringKey(usize),
+    /// Bytes left after the value ends; how many.
     #[error("{0} bytes of trailing data")]
     TrailingData(usize),
 }
@@ -223,10 +244,12 @@ pub struct Encoder<'b> {
 }
 
 impl<'b> Encoder<'b> {
+    /// An encoder appending to `out`.
     pub fn new(out: &'b mut Vec<u8>) -> Self {
         Encoder { out }
     }
 
+    /// Appends an integer.
     pub fn int(&mut self, n: i64) {
         self.out.push(b'i');
         if n < 0 {
@@ -236,6 +259,7 @@ impl<'b> Encoder<'b> {
         self.out.push(b'e');
     }
 
+    /// Appends a byte string.
     pub fn bytes(&mut self, b: &[u8]) {
         write_decimal(self.out, b.len() as u64);
         self.out.push(b':');
@@ -257,12 +281,14 @@ impl<'b> Encoder<'b> {
         self.out.extend_from_slice(encoded);
     }
 
+    /// Appends a list whose items `body` writes.
     pub fn list(&mut self, body: impl FnOnce(&mut Encoder<'_>)) {
         self.out.push(b'l');
         body(&mut Encoder { out: self.out });
         self.out.push(b'e');
     }
 
+    /// Appends a dictionary whose entries `body` writes, keys in sorted order.
     pub fn dict(&mut self, body: impl FnOnce(&mut DictEncoder<'_>)) {
         self.out.push(b'd');
         let mut d = DictEncoder { enc: Encoder { out: self.out }, last_key: None };

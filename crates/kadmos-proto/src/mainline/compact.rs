@@ -5,13 +5,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::kad::{Id, NodeId, ID_LEN};
 
-pub const PEER_V4_LEN: usize = 6;
-pub const PEER_V6_LEN: usize = 18;
-pub const NODE_V4_LEN: usize = ID_LEN + PEER_V4_LEN;
-pub const NODE_V6_LEN: usize = ID_LEN + PEER_V6_LEN;
+pub(crate) const PEER_V4_LEN: usize = 6;
+pub(crate) const PEER_V6_LEN: usize = 18;
+pub(crate) const NODE_V4_LEN: usize = ID_LEN + PEER_V4_LEN;
+pub(crate) const NODE_V6_LEN: usize = ID_LEN + PEER_V6_LEN;
 
 /// Decodes a compact peer of either length; `None` for any other length.
-pub fn decode_peer(bytes: &[u8]) -> Option<SocketAddr> {
+pub(crate) fn decode_peer(bytes: &[u8]) -> Option<SocketAddr> {
     match bytes.len() {
         PEER_V4_LEN => {
             let ip = Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]);
@@ -26,7 +26,7 @@ pub fn decode_peer(bytes: &[u8]) -> Option<SocketAddr> {
 }
 
 /// Appends the compact form of an address (6 or 18 bytes).
-pub fn encode_peer(addr: &SocketAddr, out: &mut Vec<u8>) {
+pub(crate) fn encode_peer(addr: &SocketAddr, out: &mut Vec<u8>) {
     match addr.ip() {
         IpAddr::V4(ip) => out.extend_from_slice(&ip.octets()),
         IpAddr::V6(ip) => out.extend_from_slice(&ip.octets()),
@@ -34,7 +34,7 @@ pub fn encode_peer(addr: &SocketAddr, out: &mut Vec<u8>) {
     out.extend_from_slice(&addr.port().to_be_bytes());
 }
 
-pub fn peer_bytes(addr: &SocketAddr) -> Vec<u8> {
+pub(crate) fn peer_bytes(addr: &SocketAddr) -> Vec<u8> {
     let mut out = Vec::with_capacity(PEER_V6_LEN);
     encode_peer(addr, &mut out);
     out
@@ -42,7 +42,7 @@ pub fn peer_bytes(addr: &SocketAddr) -> Vec<u8> {
 
 /// Decodes a concatenation of compact nodes of one family (`node_len` 26 or 38). A trailing
 /// partial entry is ignored, as real implementations do.
-pub fn decode_nodes(bytes: &[u8], node_len: usize) -> Vec<(NodeId, SocketAddr)> {
+pub(crate) fn decode_nodes(bytes: &[u8], node_len: usize) -> Vec<(NodeId, SocketAddr)> {
     bytes
         .chunks_exact(node_len)
         .filter_map(|chunk| {
@@ -54,7 +54,7 @@ pub fn decode_nodes(bytes: &[u8], node_len: usize) -> Vec<(NodeId, SocketAddr)> 
 }
 
 /// Appends compact nodes of the given family; nodes of the other family are skipped.
-pub fn encode_nodes<'a>(nodes: impl IntoIterator<Item = &'a (NodeId, SocketAddr)>, v6: bool, out: &mut Vec<u8>) {
+pub(crate) fn encode_nodes<'a>(nodes: impl IntoIterator<Item = &'a (NodeId, SocketAddr)>, v6: bool, out: &mut Vec<u8>) {
     for (id, addr) in nodes {
         if addr.is_ipv6() == v6 {
             out.extend_from_slice(id.as_bytes());

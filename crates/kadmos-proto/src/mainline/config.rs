@@ -15,6 +15,8 @@ pub use crate::node_io::Families;
 /// Client version sent in `v`: "KD" then version 0.1.
 pub const CLIENT_VERSION: [u8; 4] = *b"KD\x00\x01";
 
+/// Everything a Mainline [`Node`](super::Node) is built with: its ID and random seed, the
+/// address families it serves, and every limit and timer, each with its default.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Our node ID. No default: the driver picks it (given, restored or random).
@@ -27,7 +29,7 @@ pub struct Config {
     pub read_only: bool,
     /// BEP 43 adaptive mode: turn read-only while nobody reaches us unasked though our own
     /// queries are answered (behind a NAT or firewall), and back once someone does (see
-    /// `mainline::reachability`). Default off here; `kadmos node` turns it on.
+    /// [`AdaptiveReadOnly`]). Default off here; `kadmos node` turns it on.
     pub adaptive_read_only: Option<AdaptiveReadOnly>,
     /// Lookup parallelism, width, timeout and retries (see [`LookupConfig`]).
     pub lookup: LookupConfig,
@@ -45,7 +47,7 @@ pub struct Config {
     /// [`NodeIdSecurity::Enforce`]; loopback and private addresses are exempt.
     pub node_id_security: NodeIdSecurity,
     /// Distinct responders whose `ip` fields decide our external address (a majority of
-    /// them). Default 10 (see `mainline::external_address`).
+    /// them): more than half of one round of this many must agree. Default 10.
     pub external_address_votes: usize,
     /// Floor of the lookups' stall timeout, which otherwise follows measured round trips
     /// (`srtt + stall_deviations × rttvar`, at most `lookup.stall_timeout`). Default 100 ms.
@@ -88,6 +90,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults, for a node with ID `node_id` whose random generator starts from `seed`.
     pub fn new(node_id: NodeId, seed: u64) -> Self {
         Config {
             node_id,

@@ -12,10 +12,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// Distinct responders per round. Default of [`ExternalAddress::new`]'s callers: 10.
-pub const DEFAULT_VOTES_PER_ROUND: usize = 10;
+pub(crate) const DEFAULT_VOTES_PER_ROUND: usize = 10;
 
 #[derive(Clone, Debug)]
-pub struct ExternalAddress {
+pub(crate) struct ExternalAddress {
     votes_per_round: usize,
     /// The responders of this round and the address each reported.
     round: Vec<(IpAddr, SocketAddr)>,
@@ -24,18 +24,18 @@ pub struct ExternalAddress {
 }
 
 impl ExternalAddress {
-    pub fn new(votes_per_round: usize) -> ExternalAddress {
+    pub(crate) fn new(votes_per_round: usize) -> ExternalAddress {
         ExternalAddress { votes_per_round: votes_per_round.max(1), round: Vec::new(), current: None }
     }
 
     /// Our address as the last decided round found it.
-    pub fn get(&self) -> Option<SocketAddr> {
+    pub(crate) fn get(&self) -> Option<SocketAddr> {
         self.current
     }
 
     /// Counts the address `responder` reported for us. Returns the new external IP when this
     /// vote decides a round for an IP other than the current one.
-    pub fn vote(&mut self, responder: IpAddr, reported: SocketAddr) -> Option<IpAddr> {
+    pub(crate) fn vote(&mut self, responder: IpAddr, reported: SocketAddr) -> Option<IpAddr> {
         if self.round.iter().any(|(voter, _)| *voter == responder) {
             return None;
         }

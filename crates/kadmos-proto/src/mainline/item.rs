@@ -7,27 +7,44 @@ use super::bencode::{self, Encoder};
 use crate::kad::Id;
 
 /// Largest bencoded `v` accepted (BEP 44: "less than 1000 bytes").
-pub const MAX_VALUE_LEN: usize = 999;
+pub(crate) const MAX_VALUE_LEN: usize = 999;
 /// Longest salt accepted.
-pub const MAX_SALT_LEN: usize = 64;
+pub(crate) const MAX_SALT_LEN: usize = 64;
 
 /// Why an item is not acceptable; each maps to a KRPC error code.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ItemError {
+    /// The bencoded value is longer than 1000 bytes: how long it is.
     #[error("value is {0} bytes bencoded; at most {MAX_VALUE_LEN} are allowed")]
     ValueTooBig(usize),
+    /// The salt is longer than 64 bytes: how long it is.
     #[error("salt is {0} bytes; at most {MAX_SALT_LEN} are allowed")]
     SaltTooBig(usize),
+    /// The signature does not verify with the item's public key.
     #[error("invalid signature")]
     InvalidSignature,
+    /// The value is not valid bencode: why.
     #[error("value is not valid bencode: {0}")]
     InvalidValue(String),
+    /// The item does not hash to the target it was asked or sent for.
     #[error("the value does not hash to the requested target")]
     TargetMismatch,
+    /// The put's `cas` does not match the stored sequence number.
     #[error("CAS mismatch: the stored sequence number is {}, not {expected}", current.map_or("absent".to_string(), |c| c.to_string()))]
-    CasMismatch { expected: i64, current: Option<i64> },
+    CasMismatch {
+        /// The `cas` of the put.
+        expected: i64,
+        /// The stored sequence number, if an item is stored.
+        current: Option<i64>,
+    },
+    /// The sequence number is lower than the stored one.
     #[error("sequence number {offered} is less than the stored {current}")]
-    SeqTooLow { offered: i64, current: i64 },
+    SeqTooLow {
+        /// The put's sequence number.
+        offered: i64,
+        /// The stored sequence number.
+        current: i64,
+    },
 }
 
 impl ItemError {
@@ -48,11 +65,14 @@ impl ItemError {
 /// A stored or fetched item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
+    /// An immutable item: a value stored under its own SHA-1.
     Immutable(ImmutableItem),
+    /// A mutable item: a value signed by a key, stored under the key and salt.
     Mutable(MutableItem),
 }
 
 impl Item {
+    /// Where the item is stored: SHA-1 of the value, or of the public key and salt.
     pub fn target(&self) -> Id {
         match self {
             Item::Immutable(i) => i.target(),
@@ -68,6 +88,8 @@ impl Item {
         }
     }
 
+    /// Bytes the item takes in a store: the value, plus key, signature, sequence number and
+    /// salt for a mutable item.
     pub fn len(&self) -> usize {
         match self {
             Item::Immutable(i) => i.value.len(),
@@ -75,6 +97,7 @@ impl Item {
         }
     }
 
+    /// Whether the value is empty (never for a valid item: bencode is at least 2 bytes).
     pub fn is_empty(&self) -> bool {
         self.value().is_empty()
     }
@@ -109,6 +132,7 @@ impl ImmutableItem {
         Self::new(value)
     }
 
+    /// SHA-1 of the value: where the item is stored.
     pub fn target(&self) -> Id {
         Id::sha1_of(&self.value)
     }
@@ -117,11 +141,15 @@ impl ImmutableItem {
 /// A signed mutable item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MutableItem {
+    /// The ed25519 public key that signs it.
     pub public_key: [u8; 32],
+    /// The salt (up to 64 bytes, often empty): one key can sign several items.
     pub salt: Vec<u8>,
+    /// The sequence number: a newer version has a higher one.
     pub seq: i64,
     /// The bencoded value.
     pub value: Vec<u8>,
+    /// The ed25519 signature of the salt, `seq` and value.
     pub signature: [u8; 64],
 }
 
@@ -135,7 +163,7 @@ pub fn mutable_target(public_key: &[u8; 32], salt: &[u8]) -> Id {
 
 /// The bytes a mutable item's signature covers: `4:salt<len>:<salt>` (only with a salt),
 /// then `3:seqi<seq>e1:v<value>`.
-pub fn signed_buffer(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
+pub(crate) fn signed_buffer(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(salt.len() + value.len() + 32);
     let mut enc = Encoder::new(&mut buf);
     if !salt.is_empty() {
@@ -153,8 +181,15 @@ pub fn signed_buffer(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
 /// 64-byte expanded form (clamped scalar ‖ prefix) that libtorrent and the BEP use.
 #[derive(Clone)]
 pub enum ItemSigner {
+    /// A 32-byte ed25519 seed.
     Seed(SigningKey),
-    Expanded { bytes: [u8; 64], public: VerifyingKey },
+    /// A 64-byte expanded secret key, with its public key.
+    Expanded {
+        /// The clamped scalar and the prefix.
+        bytes: [u8; 64],
+        /// The public key.
+        public: VerifyingKey,
+    },
 }
 
 impl std::fmt::Debug for ItemSigner {
@@ -164,6 +199,7 @@ impl std::fmt::Debug for ItemSigner {
 }
 
 impl ItemSigner {
+    /// A key from its 32-byte seed.
     pub fn from_seed(seed: [u8; 32]) -> Self {
         ItemSigner::Seed(SigningKey::from_bytes(&seed))
     }
@@ -192,6 +228,7 @@ impl ItemSigner {
         }
     }
 
+    /// The ed25519 public key: a mutable item's `k`.
     pub fn public_key(&self) -> [u8; 32] {
         match self {
             ItemSigner::Seed(k) => k.verifying_key().to_bytes(),
@@ -221,6 +258,7 @@ impl MutableItem {
         Ok(MutableItem { public_key: signer.public_key(), salt: salt.to_vec(), seq, value, signature })
     }
 
+    /// SHA-1 of the public key and salt: where the item is stored.
     pub fn target(&self) -> Id {
         mutable_target(&self.public_key, &self.salt)
     }

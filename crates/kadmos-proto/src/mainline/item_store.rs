@@ -1,15 +1,3 @@
-//! BEP 44 items stored on this node, with hard limits.
-//!
-//! Rules: an immutable item is stored under the SHA-1 of its value; a mutable item only with a
-//! valid signature, and it replaces the stored one only with a higher `seq` (the same `seq`
-//! with the same value refreshes it; a CAS that does not match the stored `seq` is refused).
-//! An invalid put never touches what is stored.
-//!
-//! Limits (see [`ItemStoreConfig`]): at most `max_items` items and `max_bytes` bytes; an item
-//! expires `item_ttl` after its last put. When a new item does not fit, the item put longest
-//! ago is evicted (items are a cache that their owners re-put; the oldest is the likeliest to
-//! be abandoned).
-
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -17,6 +5,7 @@ use super::item::{Item, ItemError, MutableItem};
 use crate::kad::Id;
 use crate::time::Timestamp;
 
+/// Limits of the BEP 44 item store.
 #[derive(Clone, Debug)]
 pub struct ItemStoreConfig {
     /// Items stored at most (immutable and mutable together). Default 1000.
@@ -36,10 +25,23 @@ impl Default for ItemStoreConfig {
 /// A stored item and when it was last put.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredItem {
+    /// The item.
     pub item: Item,
+    /// When it was last put: it expires `item_ttl` later.
     pub put_at: Timestamp,
 }
 
+/// The BEP 44 items this node stores for others, within the limits of its [`ItemStoreConfig`].
+///
+/// Rules: an immutable item is stored under the SHA-1 of its value; a mutable item only with a
+/// valid signature, and it replaces the stored one only with a higher `seq` (the same `seq`
+/// with the same value refreshes it; a CAS that does not match the stored `seq` is refused).
+/// An invalid put never touches what is stored.
+///
+/// Limits (see [`ItemStoreConfig`]): at most `max_items` items and `max_bytes` bytes; an item
+/// expires `item_ttl` after its last put. When a new item does not fit, the item put longest
+/// ago is evicted (items are a cache that their owners re-put; the oldest is the likeliest to
+/// be abandoned).
 #[derive(Clone, Debug, Default)]
 pub struct ItemStore {
     config: ItemStoreConfig,
@@ -48,22 +50,26 @@ pub struct ItemStore {
 }
 
 impl ItemStore {
-    pub fn new(config: ItemStoreConfig) -> Self {
+    pub(crate) fn new(config: ItemStoreConfig) -> Self {
         ItemStore { config, items: HashMap::new(), bytes: 0 }
     }
 
+    /// The limits the store was made with.
     pub fn config(&self) -> &ItemStoreConfig {
         &self.config
     }
 
+    /// Items stored, live or expired but not yet swept.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// Whether no item is stored.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
 
+    /// Bytes the stored items take, as [`Item::len`](super::Item::len) counts them.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -79,7 +85,7 @@ impl ItemStore {
     }
 
     /// Validates and stores an item. `cas` applies to mutable items only.
-    pub fn put(&mut self, item: Item, cas: Option<i64>, now: Timestamp) -> Result<(), ItemError> {
+    pub(crate) fn put(&mut self, item: Item, cas: Option<i64>, now: Timestamp) -> Result<(), ItemError> {
         let target = item.target();
         if let Item::Mutable(m) = &item {
             m.verify()?;
@@ -95,7 +101,7 @@ impl ItemStore {
 
     /// Puts back an item from saved state, as if last put at `put_at` (which may be before
     /// the driver's epoch began: then it is simply older). The signature is checked again.
-    pub fn restore(&mut self, item: Item, put_at: Timestamp) -> Result<(), ItemError> {
+    pub(crate) fn restore(&mut self, item: Item, put_at: Timestamp) -> Result<(), ItemError> {
         if let Item::Mutable(m) = &item {
             m.verify()?;
         }
@@ -123,7 +129,7 @@ impl ItemStore {
     }
 
     /// Drops items older than the TTL.
-    pub fn expire(&mut self, now: Timestamp) {
+    pub(crate) fn expire(&mut self, now: Timestamp) {
         let ttl = self.config.item_ttl;
         let mut freed = 0;
         self.items.retain(|_, s| {

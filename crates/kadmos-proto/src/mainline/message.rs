@@ -1,11 +1,3 @@
-//! KRPC messages (BEP 5) with the extensions kadmos speaks: BEP 32 `nodes6`/`want`, BEP 42
-//! `ip`, BEP 43 `ro`, BEP 44 `get`/`put`, BEP 51 `sample_infohashes`.
-//!
-//! These are wire structs: they say what a datagram holds, nothing about what a node does
-//! with it. Decoding sorts failures into what the node must do about them (see
-//! [`DecodeError`]): reply 203 to a query it can read but not accept, 204 to an unknown
-//! method, and drop everything else silently (answering garbage helps reflection attacks).
-
 use std::net::SocketAddr;
 
 use super::bencode::{self, DictEncoder, Encoder, Value};
@@ -13,22 +5,39 @@ use super::compact::{self, NODE_V4_LEN, NODE_V6_LEN};
 use crate::kad::{Id, NodeId};
 
 /// Longest transaction ID echoed back; real ones are 2 to 4 bytes.
-pub const MAX_TRANSACTION_ID_LEN: usize = 32;
+pub(crate) const MAX_TRANSACTION_ID_LEN: usize = 32;
 
-/// KRPC error codes.
+/// KRPC error codes (BEP 5, and BEP 44 for 205 and up).
 pub mod error_code {
+    /// 201: generic error.
     pub const GENERIC: i64 = 201;
+    /// 202: server error.
     pub const SERVER: i64 = 202;
+    /// 203: protocol error (a malformed packet, an invalid argument or a bad token).
     pub const PROTOCOL: i64 = 203;
+    /// 204: method unknown.
     pub const METHOD_UNKNOWN: i64 = 204;
+    /// 205: BEP 44 value larger than 1000 bytes.
     pub const VALUE_TOO_BIG: i64 = 205;
+    /// 206: BEP 44 signature that does not verify.
     pub const INVALID_SIGNATURE: i64 = 206;
+    /// 207: BEP 44 salt larger than 64 bytes.
     pub const SALT_TOO_BIG: i64 = 207;
+    /// 301: BEP 44 compare-and-swap whose `cas` does not match the stored sequence number.
     pub const CAS_MISMATCH: i64 = 301;
+    /// 302: BEP 44 sequence number lower than the stored one.
     pub const SEQ_TOO_LOW: i64 = 302;
 }
 
 /// One KRPC datagram.
+///
+/// KRPC messages (BEP 5) with the extensions kadmos speaks: BEP 32 `nodes6`/`want`, BEP 42
+/// `ip`, BEP 43 `ro`, BEP 44 `get`/`put`, BEP 51 `sample_infohashes`.
+///
+/// These are wire structs: they say what a datagram holds, nothing about what a node does
+/// with it. Decoding sorts failures into what the node must do about them (see
+/// [`DecodeError`]): reply 203 to a query it can read but not accept, 204 to an unknown
+/// method, and drop everything else silently (answering garbage helps reflection attacks).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// `t`: opaque, echoed in the answer.
@@ -39,49 +48,86 @@ pub struct Message {
     pub requester_ip: Option<SocketAddr>,
     /// `ro` (BEP 43): the sender is read-only and must not be added to routing tables.
     pub read_only: bool,
+    /// `y` and its dictionary: a query, an answer or an error.
     pub body: Body,
 }
 
+/// What a KRPC message carries (`y` = `q`, `r` or `e`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
-    Query { id: NodeId, query: Query },
+    /// A query (`y: q`).
+    Query {
+        /// The querier's node ID (`a.id`).
+        id: NodeId,
+        /// The method and its arguments.
+        query: Query,
+    },
+    /// An answer (`y: r`).
     Response(Response),
-    Error { code: i64, message: String },
+    /// An error (`y: e`): a code from [`error_code`] and a message.
+    Error {
+        /// The error code.
+        code: i64,
+        /// The human-readable message.
+        message: String,
+    },
 }
 
 /// BEP 32 `want`: which address families the querier wants nodes for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Want {
+    /// `n4`: nodes of IPv4.
     pub v4: bool,
+    /// `n6`: nodes of IPv6.
     pub v6: bool,
 }
 
+/// A KRPC query: its method (`q`) and arguments (`a`), BEP 5 and the extensions kadmos speaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Query {
+    /// BEP 5 `ping`.
     Ping,
+    /// BEP 5 `find_node`: the nodes closest to `target`.
     FindNode {
+        /// The ID searched for.
         target: Id,
+        /// BEP 32 `want`, when sent.
         want: Option<Want>,
     },
+    /// BEP 5 `get_peers`: peers of a torrent, or the nodes closest to it.
     GetPeers {
+        /// The torrent's infohash.
         info_hash: Id,
+        /// BEP 32 `want`, when sent.
         want: Option<Want>,
     },
+    /// BEP 5 `announce_peer`: the querier is a peer of `info_hash`.
     AnnouncePeer {
+        /// The torrent's infohash.
         info_hash: Id,
+        /// The peer's port (ignored when `implied_port` is set).
         port: u16,
+        /// Use the UDP source port of the query instead of `port`.
         implied_port: bool,
+        /// The write token from an earlier `get_peers` answer.
         token: Vec<u8>,
+        /// BEP 33 `seed`: whether the peer is a seed, when sent.
         seed: Option<bool>,
     },
+    /// BEP 51 `sample_infohashes`: a sample of the infohashes a node stores.
     SampleInfohashes {
+        /// Where to look for more nodes (the answer carries the nodes closest to it).
         target: Id,
+        /// BEP 32 `want`, when sent.
         want: Option<Want>,
     },
     /// BEP 44 `get`; `seq` asks the node to omit the value unless it holds a newer one.
     Get {
+        /// The item's target.
         target: Id,
+        /// Omit the value unless the stored `seq` is higher than this.
         seq: Option<i64>,
+        /// BEP 32 `want`, when sent.
         want: Option<Want>,
     },
     /// BEP 44 `put`; `value` is the raw bencoded `v`.
@@ -89,6 +135,7 @@ pub enum Query {
 }
 
 impl Query {
+    /// The method's name on the wire (`q`).
     pub fn method(&self) -> &'static str {
         match self {
             Query::Ping => "ping",
@@ -105,14 +152,19 @@ impl Query {
 /// Arguments of a BEP 44 `put`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PutArgs {
+    /// The write token from an earlier `get` answer.
     pub token: Vec<u8>,
     /// `v`, still bencoded.
     pub value: Vec<u8>,
     /// Mutable items: the ed25519 public key, signature, sequence number, salt and CAS.
     pub public_key: Option<[u8; 32]>,
+    /// `sig`: the ed25519 signature of the salt, `seq` and `v`.
     pub signature: Option<[u8; 64]>,
+    /// `seq`: the item's sequence number.
     pub seq: Option<i64>,
+    /// `salt`, when not empty.
     pub salt: Option<Vec<u8>>,
+    /// `cas`: store only if the stored `seq` equals this.
     pub cas: Option<i64>,
     /// The item's target. Not in BEP 44 (a receiver derives it from `v` or from `k` and `salt`),
     /// but the `mainline` crate (pkarr, Pubky) drops a `put` without it; other implementations
@@ -124,19 +176,29 @@ pub struct PutArgs {
 /// method may return is optional here.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Response {
+    /// The responder's node ID.
     pub id: NodeId,
+    /// `nodes`: IPv4 nodes close to the target, compact.
     pub nodes: Vec<(NodeId, SocketAddr)>,
+    /// `nodes6` (BEP 32): IPv6 nodes close to the target, compact.
     pub nodes6: Vec<(NodeId, SocketAddr)>,
+    /// A write token for a later `announce_peer` or `put`.
     pub token: Option<Vec<u8>>,
+    /// `values`: peers of the torrent (`get_peers`).
     pub values: Vec<SocketAddr>,
     /// BEP 51.
     pub samples: Option<Vec<Id>>,
+    /// BEP 51 `num`: infohashes the responder stores.
     pub num: Option<i64>,
+    /// BEP 51 `interval`: seconds before asking the responder for samples again.
     pub interval: Option<i64>,
     /// BEP 44: raw bencoded `v`, and the mutable item fields.
     pub value: Option<Vec<u8>>,
+    /// `k`: a mutable item's ed25519 public key.
     pub public_key: Option<[u8; 32]>,
+    /// `sig`: a mutable item's signature.
     pub signature: Option<[u8; 64]>,
+    /// `seq`: a mutable item's sequence number.
     pub seq: Option<i64>,
     /// libtorrent's `p`: the port it saw us send from.
     pub port: Option<i64>,
@@ -150,13 +212,30 @@ pub enum DecodeError {
     Garbage(String),
     /// A query with a readable transaction ID but unusable arguments: answer 203.
     #[error("malformed {method} query: {reason}")]
-    MalformedQuery { transaction_id: Vec<u8>, method: String, reason: String },
+    MalformedQuery {
+        /// The query's `t`, to answer with.
+        transaction_id: Vec<u8>,
+        /// The query's method.
+        method: String,
+        /// What is wrong with its arguments.
+        reason: String,
+    },
     /// A query for a method we do not know: answer 204.
     #[error("unknown method {method:?}")]
-    UnknownMethod { transaction_id: Vec<u8>, method: String },
+    UnknownMethod {
+        /// The query's `t`, to answer with.
+        transaction_id: Vec<u8>,
+        /// The method named.
+        method: String,
+    },
     /// An answer we cannot read: drop it (never answer an answer).
     #[error("malformed response: {reason}")]
-    MalformedResponse { transaction_id: Vec<u8>, reason: String },
+    MalformedResponse {
+        /// The answer's `t`.
+        transaction_id: Vec<u8>,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl DecodeError {
@@ -224,14 +303,17 @@ fn fixed<const N: usize>(args: &Value<'_>, key: &str) -> Result<Option<[u8; N]>,
 }
 
 impl Message {
+    /// A query message, with no `v`, `ip` or `ro` set.
     pub fn query(transaction_id: Vec<u8>, id: NodeId, query: Query) -> Message {
         Message { transaction_id, version: None, requester_ip: None, read_only: false, body: Body::Query { id, query } }
     }
 
+    /// An answer message, with no `v`, `ip` or `ro` set.
     pub fn response(transaction_id: Vec<u8>, response: Response) -> Message {
         Message { transaction_id, version: None, requester_ip: None, read_only: false, body: Body::Response(response) }
     }
 
+    /// An error message, with no `v`, `ip` or `ro` set.
     pub fn error(transaction_id: Vec<u8>, code: i64, message: impl Into<String>) -> Message {
         Message {
             transaction_id,
@@ -450,6 +532,7 @@ impl Message {
         });
     }
 
+    /// The message bencoded, ready to send.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         self.encode(&mut out);

@@ -1,8 +1,8 @@
-//! What a Mainline node counts by kind (see [`crate::kad::message_counts`]): queries by KRPC
+//! What a Mainline node counts by kind (see [`crate::kad::MessageCounts`]): queries by KRPC
 //! method, both ways, and error answers by BEP 5 and BEP 44 code.
 
-pub use crate::kad::message_counts::KindCount;
-use crate::kad::message_counts::MessageCatalog;
+pub use crate::kad::KindCount;
+use crate::kad::MessageCatalog;
 
 /// The KRPC methods a node knows, in the order of the counters.
 pub const METHODS: [&str; 7] = ["ping", "find_node", "get_peers", "announce_peer", "sample_infohashes", "get", "put"];
@@ -21,7 +21,7 @@ impl MessageCatalog for Krpc {
 }
 
 /// Queries by method (received: from others; sent: ours) and errors by code, both ways.
-pub type MessageCounts = crate::kad::message_counts::MessageCounts<Krpc, { METHODS.len() }, { ERROR_CODES.len() + 1 }>;
+pub type MessageCounts = crate::kad::MessageCounts<Krpc, { METHODS.len() }, { ERROR_CODES.len() + 1 }>;
 
 #[cfg(test)]
 mod tests {

@@ -49,13 +49,15 @@ use super::rate_limit::{RateLimiter, Refusal};
 use super::reachability::Reachability;
 use super::token::TokenIssuer;
 use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineConfig, Failed, Network};
+use crate::kad::operation_driver::{engine_accessors, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
-use crate::kad::{FamilyTables, Id, InfoHash, LookupStats, NodeId, Parallelism, RoutingTable, StoreRound};
+pub use crate::kad::{Closest, Pong};
+use crate::kad::{FamilyTables, Id, InfoHash, NodeId, Parallelism, RoutingTable, StoreRound};
 pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
-/// A Mainline DHT node. See the module documentation for how to drive it.
+/// A Mainline DHT node. See the [namespace documentation](super) for how to drive it.
 pub struct Node {
     config: Config,
     /// Operations, requests, routing tables and the generator every random choice comes from.
@@ -81,53 +83,42 @@ pub struct Node {
     external: ExternalAddress,
 }
 
+mod command_result;
 mod jobs;
 mod serving;
 mod wire;
+pub use command_result::{CommandResult, Samples, Stored};
 use wire::{want, Outbox, Wire};
-
-/// What a finished command produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The node at `addr` answered a ping with its ID.
-    Pong {
-        id: NodeId,
-        addr: SocketAddr,
-    },
-    /// A lookup (find_node, get_peers, bootstrap) is over: the closest nodes that answered.
-    Closest {
-        nodes: Vec<(NodeId, SocketAddr)>,
-        stats: LookupStats,
-    },
-    /// An announce is over: the nodes that stored our peer.
-    /// An announce or a BEP 44 put is over: the nodes that stored it, and the errors others
-    /// answered with (address, KRPC code, message).
-    Stored {
-        stored_at: Vec<(NodeId, SocketAddr)>,
-        errors: Vec<(SocketAddr, i64, String)>,
-        stats: LookupStats,
-    },
-    /// BEP 51 samples from one node.
-    Samples {
-        from: SocketAddr,
-        samples: Vec<InfoHash>,
-        num: i64,
-        interval: i64,
-        nodes: Vec<(NodeId, SocketAddr)>,
-    },
-    Failed(QueryError),
-}
 
 /// Progress and results of commands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Peers for a `get_peers` or announce lookup, as one node sent them.
-    Peers { query: QueryId, from: (NodeId, SocketAddr), peers: Vec<SocketAddr> },
+    Peers {
+        /// The command they answer.
+        query: QueryId,
+        /// The node that sent them.
+        from: (NodeId, SocketAddr),
+        /// The peers, as that node listed them (not checked).
+        peers: Vec<SocketAddr>,
+    },
     /// A verified BEP 44 item, as one node sent it during a `get_item` lookup.
-    Item { query: QueryId, from: (NodeId, SocketAddr), item: Item },
-    /// The command is over.
-    Finished { query: QueryId, outcome: Outcome },
-    /// What an advertisement or a watch did (see [`super::quest`]).
+    Item {
+        /// The command it answers.
+        query: QueryId,
+        /// The node that sent it.
+        from: (NodeId, SocketAddr),
+        /// The item, its signature (if mutable) checked.
+        item: Item,
+    },
+    /// The command is over: which command it was and its result.
+    Finished {
+        /// The command that is over.
+        query: QueryId,
+        /// What it came to, typed for that command.
+        result: CommandResult,
+    },
+    /// What an advertisement or a watch did (see [`QuestBook`]).
     Quest(QuestEvent),
 }
 
@@ -152,7 +143,7 @@ pub struct Counters {
 
 /// Why a request of Mainline's own operations was sent.
 #[derive(Clone, Debug)]
-enum MainlinePurpose {
+pub(crate) enum MainlinePurpose {
     /// An announce_peer or put at the end of a store operation.
     Store {
         op: QueryId,
@@ -173,7 +164,7 @@ impl NetworkPurpose for MainlinePurpose {
 type Request = SentRequest<MainlinePurpose>;
 
 #[derive(Clone, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     FindNode,
     GetPeers {
         seen: HashSet<SocketAddr>,
@@ -198,16 +189,35 @@ enum Kind {
     Samples,
 }
 
+impl OperationKind for Kind {
+    fn store_round(&mut self) -> Option<&mut StoreRound> {
+        match self {
+            Kind::Store { round, .. } => Some(round),
+            _ => None,
+        }
+    }
+
+    fn bootstrap() -> Kind {
+        Kind::Bootstrap
+    }
+
+    fn is_bootstrap(&self) -> bool {
+        matches!(self, Kind::Bootstrap)
+    }
+}
+
 /// An item kept alive and when it is next re-put.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeptItem {
+    /// The item.
     pub item: Item,
+    /// When the node puts it again.
     pub next_put: Timestamp,
 }
 
 /// What a store operation stores.
 #[derive(Clone, Debug)]
-enum StoreRequest {
+pub(crate) enum StoreRequest {
     Announce { port: Option<u16> },
     Item { item: Item, cas: Option<i64> },
 }
@@ -218,10 +228,18 @@ pub enum ItemQuery {
     /// The immutable item with this target (its value must hash to it).
     Immutable(Id),
     /// The mutable item of this key and salt; nodes may omit values with `seq <= newer_than`.
-    Mutable { public_key: [u8; 32], salt: Vec<u8>, newer_than: Option<i64> },
+    Mutable {
+        /// The ed25519 public key that signs the item.
+        public_key: [u8; 32],
+        /// The item's salt (empty for none).
+        salt: Vec<u8>,
+        /// Ask nodes to omit values with a `seq` not above this one.
+        newer_than: Option<i64>,
+    },
 }
 
 impl ItemQuery {
+    /// Where the item is stored: the target a get looks up.
     pub fn target(&self) -> Id {
         match self {
             ItemQuery::Immutable(target) => *target,
@@ -258,6 +276,7 @@ impl ItemQuery {
 type Operation = crate::kad::engine::Operation<Kind, Query>;
 
 impl Node {
+    /// A node that has not joined yet, started at `now` (call [`Node::bootstrap`] to join).
     pub fn new(config: Config, now: Timestamp) -> Node {
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let mut engine = Engine::new(tables, config.seed, now);
@@ -286,22 +305,28 @@ impl Node {
         }
     }
 
+    /// Our node ID (with BEP 42 enforced, it changes to one secure for the external address
+    /// responders report).
     pub fn id(&self) -> NodeId {
         self.config.node_id
     }
 
+    /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The routing table of `family`, if the node has a socket of that family.
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
         self.engine.tables.get(family)
     }
 
+    /// The peers announced to this node.
     pub fn peer_store(&self) -> &PeerStore {
         &self.peers
     }
 
+    /// The BEP 44 items this node stores for others.
     pub fn item_store(&self) -> &ItemStore {
         &self.items
     }
@@ -333,6 +358,7 @@ impl Node {
         self.items.restore(item, put_at)
     }
 
+    /// Traffic and state counters since the node started.
     pub fn counters(&self) -> &Counters {
         &self.out.counters
     }
@@ -348,7 +374,7 @@ impl Node {
     }
 
     /// BEP 43: whether the node is read-only now, by configuration or because the adaptive
-    /// mode found it unreachable (see `mainline::reachability`).
+    /// mode found it unreachable (see [`AdaptiveReadOnly`](super::AdaptiveReadOnly)).
     pub fn is_read_only(&self) -> bool {
         self.out.is_read_only(&self.config)
     }
@@ -363,11 +389,13 @@ impl Node {
         self.engine.lookup_parallelism()
     }
 
+    /// The next datagram to send, if any: call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.transmits.pop_front()
     }
 
+    /// The next event (command progress and results, quest reports), if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front().or_else(|| self.quests.as_mut()?.poll_event().map(Event::Quest))
@@ -382,7 +410,8 @@ impl Node {
     }
 
     /// Whether lookups wait for their stalled nodes: yes while at least four in five stalled
-    /// requests were answered late rather than not at all (see `kad::lookup`).
+    /// requests were answered late rather than not at all (see
+    /// [`LookupConfig`](crate::kad::LookupConfig)).
     pub fn waits_for_stalled(&self) -> bool {
         self.engine.waits_for_stalled()
     }
@@ -398,39 +427,27 @@ impl Node {
         want(self.engine.tables.dual_stack())
     }
 
-    fn start_operation(
-        &mut self,
-        kind: Kind,
-        target: Id,
-        query: Query,
-        extra_seeds: &[(NodeId, SocketAddr)],
-    ) -> QueryId {
-        self.engine.start(kind, target, query, &self.config.lookup, extra_seeds)
-    }
-
     /// Joins the network: asks each router for nodes close to our own ID, then looks our ID
     /// up. `contacts` are known nodes (from saved state) used as lookup seeds; they enter the
-    /// routing table once they answer. Emits `Finished { Closest }` when done.
+    /// routing table once they answer. Emits `Finished` with [`CommandResult::Bootstrap`] when done.
     pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        let lookup = self.config.lookup.clone();
-        let (engine, wire) = engine_and_wire!(self);
-        let op = engine.bootstrap(now, wire, Kind::Bootstrap, &lookup, routers, contacts);
-        self.drive_operation(now, op);
-        op
+        self.join(now, routers, contacts)
     }
 
-    /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
+    /// Pings one node. Emits `Finished` with [`CommandResult::Ping`].
     pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
         let op = self.engine.start_single(Kind::Ping, Query::Ping);
-        self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op });
+        self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op }, |e| CommandResult::Ping(Err(e)));
         op
     }
 
-    /// BEP 51: asks one node for a sample of the infohashes it stores.
+    /// BEP 51: asks one node for a sample of the infohashes it stores. Emits `Finished` with
+    /// [`CommandResult::SampleInfohashes`].
     pub fn sample_infohashes(&mut self, now: Timestamp, addr: SocketAddr, target: Id) -> QueryId {
         let query = Query::SampleInfohashes { target, want: self.want() };
         let op = self.engine.start_single(Kind::Samples, query.clone());
-        self.single_request(now, op, addr, query, Purpose::Network(MainlinePurpose::Samples { op }));
+        let purpose = Purpose::Network(MainlinePurpose::Samples { op });
+        self.single_request(now, op, addr, query, purpose, |e| CommandResult::SampleInfohashes(Err(e)));
         op
     }
 
@@ -441,33 +458,34 @@ impl Node {
         addr: SocketAddr,
         query: Query,
         purpose: Purpose<MainlinePurpose>,
+        failed: impl FnOnce(QueryError) -> CommandResult,
     ) {
         let (engine, wire) = engine_and_wire!(self);
         if let Err(e) = engine.send_single(now, wire, op, addr, query, purpose, 1) {
-            self.finish(now, op, Outcome::Failed(e));
+            self.finish(now, op, Some(failed(e)));
         }
     }
 
-    /// Iterative find_node. Emits `Finished { Closest }`.
+    /// Iterative find_node. Emits `Finished` with [`CommandResult::FindNode`].
     pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
         let query = Query::FindNode { target, want: self.want() };
-        let op = self.start_operation(Kind::FindNode, target, query, &[]);
+        let op = self.start_operation(Kind::FindNode, target, query);
         self.drive_operation(now, op);
         op
     }
 
     /// Iterative get_peers. Emits `Peers` as nodes answer with peers (each peer once), then
-    /// `Finished { Closest }`.
+    /// `Finished` with [`CommandResult::GetPeers`].
     pub fn get_peers(&mut self, now: Timestamp, info_hash: InfoHash) -> QueryId {
         let query = Query::GetPeers { info_hash, want: self.want() };
-        let op = self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[]);
+        let op = self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query);
         self.drive_operation(now, op);
         op
     }
 
     /// get_peers, then `announce_peer` to the closest nodes that gave a token. `port: None`
     /// asks them to use our UDP source port (`implied_port`). Emits `Peers` on the way, then
-    /// `Finished { Announced }`.
+    /// `Finished` with [`CommandResult::Announce`].
     pub fn announce_peer(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> QueryId {
         let query = Query::GetPeers { info_hash, want: self.want() };
         let op = self.start_store(StoreRequest::Announce { port }, info_hash, query);
@@ -477,11 +495,11 @@ impl Node {
 
     fn start_store(&mut self, what: StoreRequest, target: Id, query: Query) -> QueryId {
         let kind = Kind::Store { what, seen: HashSet::new(), errors: Vec::new(), round: StoreRound::default() };
-        self.start_operation(kind, target, query, &[])
+        self.start_operation(kind, target, query)
     }
 
     /// BEP 44 get: emits `Item` for every verified item a node returns (once per version),
-    /// then `Finished { Closest }`.
+    /// then `Finished` with [`CommandResult::GetItem`].
     pub fn get_item(&mut self, now: Timestamp, expect: ItemQuery) -> QueryId {
         let target = expect.target();
         let seq = match &expect {
@@ -489,14 +507,15 @@ impl Node {
             ItemQuery::Immutable(_) => None,
         };
         let query = Query::Get { target, seq, want: self.want() };
-        let op = self.start_operation(Kind::GetItem { expect, seen: HashSet::new() }, target, query, &[]);
+        let op = self.start_operation(Kind::GetItem { expect, seen: HashSet::new() }, target, query);
         self.drive_operation(now, op);
         op
     }
 
     /// BEP 44 put: looks up the closest nodes (collecting write tokens), then puts the item
     /// there. `cas` (mutable items) makes nodes refuse the put unless they hold that seq.
-    /// Emits `Finished { Stored }` with the nodes that stored it and the errors of the others.
+    /// Emits `Finished` with [`CommandResult::PutItem`]: the nodes that stored it and the errors
+    /// of the others.
     pub fn put_item(&mut self, now: Timestamp, item: Item, cas: Option<i64>) -> QueryId {
         let target = item.target();
         let query = Query::Get { target, seq: None, want: self.want() };
@@ -542,8 +561,9 @@ impl Node {
         Ok(())
     }
 
-    /// Resumes a watch that already knows `peers` (from saved state): see
-    /// [`QuestBook::resume_watch`].
+    /// Resumes a watch that already knows `peers` (from saved state): they are not reported
+    /// again when its searches return them, only peers new to it are. Its first search is due
+    /// at once. Resuming a running watch adds the peers it did not know.
     pub fn resume_watch(
         &mut self,
         now: Timestamp,
@@ -585,9 +605,7 @@ impl Node {
             let query = Query::GetPeers { info_hash, want: self.want() };
             let op = match kind {
                 RoundKind::Advertise { port } => self.start_store(StoreRequest::Announce { port }, info_hash, query),
-                RoundKind::Watch => {
-                    self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query, &[])
-                }
+                RoundKind::Watch => self.start_operation(Kind::GetPeers { seen: HashSet::new() }, info_hash, query),
             };
             if let Some(quests) = &mut self.quests {
                 quests.started(op, round);
@@ -675,18 +693,6 @@ impl Node {
         self.out.push_transmit(to, payload);
     }
 
-    fn send_request(
-        &mut self,
-        now: Timestamp,
-        to: SocketAddr,
-        node_id: Option<NodeId>,
-        query: Query,
-        purpose: Purpose<MainlinePurpose>,
-    ) -> Result<(), QueryError> {
-        let (engine, wire) = engine_and_wire!(self);
-        engine.send_request(now, wire, to, node_id, query, purpose, 1)
-    }
-
     /// Our 4-byte transaction ids as the number the engine keys requests by.
     fn transaction_id(tx: &[u8]) -> Option<u32> {
         Some(u32::from_be_bytes(tx.try_into().ok()?))
@@ -723,19 +729,19 @@ impl Node {
         match engine.on_answer(now, wire, from, request, answer, insertable) {
             Answered::Nothing => {}
             Answered::Pong { op } => {
-                self.finish(now, op, Outcome::Pong { id: response.id, addr: from });
+                self.finish(now, op, Some(CommandResult::Ping(Ok(Pong { id: response.id, addr: from }))));
             }
             Answered::Network(MainlinePurpose::Samples { op }) => {
                 let mut nodes = response.nodes.clone();
                 nodes.extend(response.nodes6.iter().copied());
-                let outcome = Outcome::Samples {
+                let samples = Samples {
                     from,
                     samples: response.samples.clone().unwrap_or_default(),
                     num: response.num.unwrap_or(0),
                     interval: response.interval.unwrap_or(0),
                     nodes,
                 };
-                self.finish(now, op, outcome);
+                self.finish(now, op, Some(CommandResult::SampleInfohashes(Ok(samples))));
             }
             Answered::Network(MainlinePurpose::Store { op }) => {
                 if let Some(Operation { kind: Kind::Store { round, .. }, .. }) = self.engine.operation_mut(op) {
@@ -798,8 +804,9 @@ impl Node {
     fn request_failed(&mut self, now: Timestamp, request: Request, error: QueryError) {
         match self.engine.on_failure(request, error) {
             Failed::Nothing => {}
-            Failed::Ping { op, error } | Failed::Network { purpose: MainlinePurpose::Samples { op }, error, .. } => {
-                self.finish(now, op, Outcome::Failed(error))
+            Failed::Ping { op, error } => self.finish(now, op, Some(CommandResult::Ping(Err(error)))),
+            Failed::Network { purpose: MainlinePurpose::Samples { op }, error, .. } => {
+                self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(error))))
             }
             Failed::Network { to, purpose: MainlinePurpose::Store { op }, error, .. } => {
                 if let Some(Operation { kind: Kind::Store { errors, round, .. }, .. }) = self.engine.operation_mut(op) {
@@ -808,123 +815,6 @@ impl Node {
                         errors.push((to, code, message));
                     }
                 }
-            }
-        }
-    }
-
-    fn finish(&mut self, now: Timestamp, op: QueryId, outcome: Outcome) {
-        let Some(operation) = self.engine.remove(op) else { return };
-        if let Some(target) = self.background.remove(&op) {
-            // A keep-alive re-put that reached nobody is tried again soon, not in an hour.
-            let reached = matches!(&outcome, Outcome::Stored { stored_at, .. } if !stored_at.is_empty());
-            if let (false, Some(kept)) = (reached, self.kept.get_mut(&target)) {
-                let retry = now + self.config.keep_alive_retry;
-                kept.next_put = kept.next_put.min(retry);
-            }
-            return;
-        }
-        if self.republishing.remove(&op) {
-            return;
-        }
-        if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
-            // The announces a store sent went to the closest nodes that gave a token.
-            let announces = match &operation.kind {
-                Kind::Store { round, .. } => round.sent_count(),
-                _ => 0,
-            };
-            quests.finished(now, op, round_end(&outcome, announces), &mut self.engine.rng);
-            return;
-        }
-        if matches!(operation.kind, Kind::Bootstrap) {
-            let (engine, wire) = engine_and_wire!(self);
-            for refresh in engine.joined(now, wire, &self.config.lookup) {
-                self.drive_operation(now, refresh);
-            }
-            // A (re)joined node's view is new: every quest runs a round now.
-            if let Some(quests) = &mut self.quests {
-                quests.rejoined(now);
-                self.run_quests(now);
-            }
-        }
-        if !matches!(operation.kind, Kind::Refresh) {
-            self.events.push_back(Event::Finished { query: op, outcome });
-        }
-    }
-
-    /// Steps every lookup: sends what they ask for, and finishes operations that are done.
-    fn drive(&mut self, now: Timestamp) {
-        for op in self.engine.operation_ids() {
-            self.drive_operation(now, op);
-        }
-    }
-
-    fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
-        let (engine, wire) = engine_and_wire!(self);
-        if !engine.drive(now, op, wire) {
-            return;
-        }
-        let Some(operation) = self.engine.operation(op) else { return };
-        // Store operations: once the lookups are over, store at the closest nodes that gave us
-        // a token (announce_peer, or a BEP 44 put), until each has answered or stalled.
-        if let Kind::Store { what, round, .. } = &operation.kind {
-            if !round.started() {
-                let what = what.clone();
-                self.start_store_round(now, op, what);
-            }
-            let Some(Operation { kind: Kind::Store { round, .. }, .. }) = self.engine.operation_mut(op) else { return };
-            round.step(now);
-            if !round.is_over() {
-                if let Some(at) = round.next_deadline() {
-                    self.engine.wake_at(now, op, at);
-                }
-                return;
-            }
-        }
-        let Some(operation) = self.engine.operation(op) else { return };
-        let (nodes, stats) = operation.search.summary();
-        let outcome = match &operation.kind {
-            Kind::Store { round, errors, .. } => {
-                Outcome::Stored { stored_at: round.stored_at(), errors: errors.clone(), stats }
-            }
-            _ if nodes.is_empty()
-                && stats.requests == 0
-                && !matches!(operation.kind, Kind::Refresh | Kind::Bootstrap) =>
-            {
-                Outcome::Failed(QueryError::NoContacts)
-            }
-            _ => Outcome::Closest { nodes, stats },
-        };
-        self.finish(now, op, outcome);
-    }
-
-    /// Sends the store of a store operation to the closest nodes that gave a token (announce_peer,
-    /// or a BEP 44 put) and begins its round; they stall as lookup requests do.
-    fn start_store_round(&mut self, now: Timestamp, op: QueryId, what: StoreRequest) {
-        let Some(operation) = self.engine.operation(op) else { return };
-        let targets = operation.search.closest_with_tokens(self.config.lookup.k);
-        let info_hash = operation.search.target();
-        let mut sent = Vec::new();
-        for (id, addr, token) in targets {
-            let query = match &what {
-                StoreRequest::Announce { port } => Query::AnnouncePeer {
-                    info_hash: info_hash.expect("a store operation has a lookup"),
-                    port: port.unwrap_or(0),
-                    implied_port: port.is_none(),
-                    token,
-                    seed: None,
-                },
-                StoreRequest::Item { item, cas } => Query::Put(put_args(item, *cas, token)),
-            };
-            if self.send_request(now, addr, Some(id), query, Purpose::Network(MainlinePurpose::Store { op })).is_ok() {
-                sent.push((id, addr));
-            }
-        }
-        let (stall_timeout, wait_for_stalled) = (self.stall_timeout(), self.waits_for_stalled());
-        let request_timeout = self.config.request_timeout;
-        if let Some(Operation { kind: Kind::Store { round, .. }, .. }) = self.engine.operation_mut(op) {
-            round.start();
-            for (id, addr) in sent {
-                round.sent(now, id, addr, stall_timeout, wait_for_stalled, request_timeout);
             }
         }
     }
@@ -940,15 +830,114 @@ impl Node {
     }
 }
 
+impl OperationDriver for Node {
+    type Kind = Kind;
+    type Request = Query;
+    type Purpose = MainlinePurpose;
+    type Result = CommandResult;
+
+    engine_accessors!();
+
+    /// announce_peer, or a BEP 44 put.
+    fn store_requests(&self, op: QueryId, operation: &Operation) -> Vec<StoreAt<Query, MainlinePurpose>> {
+        let Kind::Store { what, .. } = &operation.kind else { return Vec::new() };
+        // A search without lookups (no address family) has no target, and nobody to store at.
+        let Some(info_hash) = operation.search.target() else { return Vec::new() };
+        let targets = operation.search.closest_with_tokens(self.config.lookup.k);
+        let store = |(id, addr, token)| {
+            let request = match what {
+                StoreRequest::Announce { port } => Query::AnnouncePeer {
+                    info_hash,
+                    port: port.unwrap_or(0),
+                    implied_port: port.is_none(),
+                    token,
+                    seed: None,
+                },
+                StoreRequest::Item { item, cas } => Query::Put(put_args(item, *cas, token)),
+            };
+            StoreAt { id, addr, request, purpose: MainlinePurpose::Store { op }, attempts: 1 }
+        };
+        targets.into_iter().map(store).collect()
+    }
+
+    fn result(&self, operation: &Operation) -> Option<CommandResult> {
+        let (nodes, stats) = operation.search.summary();
+        let closest = Closest { nodes, stats };
+        let found = |closest: Closest| {
+            if closest.nodes.is_empty() && closest.stats.requests == 0 {
+                Err(QueryError::NoContacts)
+            } else {
+                Ok(closest)
+            }
+        };
+        let stored = |round: &StoreRound, errors: &Vec<(SocketAddr, i64, String)>| Stored {
+            stored_at: round.stored_at(),
+            errors: errors.clone(),
+            stats,
+        };
+        Some(match &operation.kind {
+            Kind::Store { what: StoreRequest::Announce { .. }, round, errors, .. } => {
+                CommandResult::Announce(stored(round, errors))
+            }
+            Kind::Store { what: StoreRequest::Item { .. }, round, errors, .. } => {
+                CommandResult::PutItem(stored(round, errors))
+            }
+            Kind::FindNode => CommandResult::FindNode(found(closest)),
+            Kind::GetPeers { .. } => CommandResult::GetPeers(found(closest)),
+            Kind::GetItem { .. } => CommandResult::GetItem(found(closest)),
+            Kind::Bootstrap => CommandResult::Bootstrap(closest),
+            // A ping or a sample request ends with its answer; without one it reached nobody.
+            Kind::Ping => CommandResult::Ping(Err(QueryError::NoContacts)),
+            Kind::Samples => CommandResult::SampleInfohashes(Err(QueryError::NoContacts)),
+            Kind::Refresh => return None,
+        })
+    }
+
+    /// A (re)joined node's view is new: every quest runs a round now.
+    fn rejoined(&mut self, now: Timestamp) {
+        if let Some(quests) = &mut self.quests {
+            quests.rejoined(now);
+            self.run_quests(now);
+        }
+    }
+
+    fn ended(&mut self, now: Timestamp, op: QueryId, operation: Operation, result: Option<CommandResult>) {
+        if let Some(target) = self.background.remove(&op) {
+            // A keep-alive re-put that reached nobody is tried again soon, not in an hour.
+            let reached = matches!(&result, Some(CommandResult::PutItem(stored)) if !stored.stored_at.is_empty());
+            if let (false, Some(kept)) = (reached, self.kept.get_mut(&target)) {
+                let retry = now + self.config.keep_alive_retry;
+                kept.next_put = kept.next_put.min(retry);
+            }
+            return;
+        }
+        if self.republishing.remove(&op) {
+            return;
+        }
+        if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
+            // The announces a store sent went to the closest nodes that gave a token.
+            let announces = match &operation.kind {
+                Kind::Store { round, .. } => round.sent_count(),
+                _ => 0,
+            };
+            quests.finished(now, op, round_end(result.as_ref(), announces), &mut self.engine.rng);
+            return;
+        }
+        if let Some(result) = result {
+            self.events.push_back(Event::Finished { query: op, result });
+        }
+    }
+}
+
 /// What the quest book needs to know of a round's end (`announces`: announce_peer queries sent).
-fn round_end(outcome: &Outcome, announces: usize) -> RoundEnd {
-    match outcome {
-        Outcome::Stored { stored_at, errors, stats } => RoundEnd {
+fn round_end(result: Option<&CommandResult>, announces: usize) -> RoundEnd {
+    match result {
+        Some(CommandResult::Announce(Stored { stored_at, errors, stats })) => RoundEnd {
             stored_at: stored_at.len(),
             answered: stats.successes,
             messages: stats.requests + stats.successes + (announces + stored_at.len() + errors.len()) as u32,
         },
-        Outcome::Closest { stats, .. } => {
+        Some(CommandResult::GetPeers(Ok(Closest { stats, .. }))) => {
             RoundEnd { stored_at: 0, answered: stats.successes, messages: stats.requests + stats.successes }
         }
         _ => RoundEnd::default(),

@@ -1,10 +1,3 @@
-//! BEP 42: node IDs bound to the node's external IP address, so that an attacker cannot
-//! place itself next to any target it likes.
-//!
-//! The first 21 bits of a secure ID equal those of `crc32c(masked ip | r << 29)` (IPv4) or
-//! `crc32c(masked high 64 bits | r << 61)` (IPv6), where `r` is the low 3 bits of the ID's
-//! last byte. Local and loopback addresses are exempt.
-
 use std::net::IpAddr;
 
 use rand::Rng;
@@ -12,6 +5,13 @@ use rand::Rng;
 use crate::kad::{Id, NodeId};
 
 /// What a node does with BEP 42.
+///
+/// BEP 42: node IDs bound to the node's external IP address, so that an attacker cannot
+/// place itself next to any target it likes.
+///
+/// The first 21 bits of a secure ID equal those of `crc32c(masked ip | r << 29)` (IPv4) or
+/// `crc32c(masked high 64 bits | r << 61)` (IPv6), where `r` is the low 3 bits of the ID's
+/// last byte. Local and loopback addresses are exempt.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum NodeIdSecurity {
     /// Keep contacts whose ID does not match their address out of the routing table, and
@@ -52,7 +52,7 @@ fn crc_for(ip: IpAddr, rand: u8) -> u32 {
 }
 
 /// Addresses BEP 42 does not apply to: loopback, private, link-local and unspecified.
-pub fn is_exempt(ip: IpAddr) -> bool {
+pub(crate) fn is_exempt(ip: IpAddr) -> bool {
     crate::kad::subnet::is_local(ip)
 }
 

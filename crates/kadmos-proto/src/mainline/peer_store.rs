@@ -1,22 +1,3 @@
-//! Peers announced to this node (BEP 5 `announce_peer`), with hard limits.
-//!
-//! Limits (defaults in [`PeerStoreConfig`]): at most `max_infohashes` torrents and
-//! `max_peers_per_infohash` peers each; a peer expires `peer_ttl` after its last announce.
-//! When a torrent is full, the peer announced longest ago is replaced; when the store holds
-//! `max_infohashes` torrents, an announce for a new one is refused (the node still answers
-//! the announce: the announcer cannot tell a full store from a lost datagram, and refusing
-//! new torrents protects the ones already stored from being flushed by a flood).
-//!
-//! # Layout
-//!
-//! A stored peer costs about 16 bytes (IPv4; 28 for IPv6) plus its torrent's share of a
-//! 32-byte map entry, because a node may hold hundreds of thousands of them: a `Vec` of
-//! `SocketAddr`s per torrent cost some 300 bytes per peer when torrents hold one peer each
-//! (a 24-byte `Vec` and its own allocation for every torrent, 32-byte addresses and 16-byte
-//! timestamps). Peers of all torrents live in two arenas, one per address family, as
-//! fixed-size records chained into one list per torrent and family by 32-bit indices; freed
-//! records are reused through a free list. Announce times are kept to the second.
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -27,6 +8,7 @@ use rand::Rng;
 use crate::kad::InfoHash;
 use crate::time::Timestamp;
 
+/// Limits of the peer store.
 #[derive(Clone, Debug)]
 pub struct PeerStoreConfig {
     /// Torrents stored at most. Default 2000.
@@ -45,7 +27,7 @@ impl Default for PeerStoreConfig {
 
 /// Outcome of an announce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreOutcome {
+pub(crate) enum StoreOutcome {
     Stored,
     Refreshed,
     /// The store holds `max_infohashes` torrents already.
@@ -229,6 +211,25 @@ struct Torrent {
     len: u32,
 }
 
+/// The peers announced to this node (BEP 5 `announce_peer`), per infohash, within the limits of
+/// its [`PeerStoreConfig`].
+///
+/// Limits (defaults in [`PeerStoreConfig`]): at most `max_infohashes` torrents and
+/// `max_peers_per_infohash` peers each; a peer expires `peer_ttl` after its last announce.
+/// When a torrent is full, the peer announced longest ago is replaced; when the store holds
+/// `max_infohashes` torrents, an announce for a new one is refused (the node still answers
+/// the announce: the announcer cannot tell a full store from a lost datagram, and refusing
+/// new torrents protects the ones already stored from being flushed by a flood).
+///
+/// # Layout
+///
+/// A stored peer costs about 16 bytes (IPv4; 28 for IPv6) plus its torrent's share of a
+/// 32-byte map entry, because a node may hold hundreds of thousands of them: a `Vec` of
+/// `SocketAddr`s per torrent cost some 300 bytes per peer when torrents hold one peer each
+/// (a 24-byte `Vec` and its own allocation for every torrent, 32-byte addresses and 16-byte
+/// timestamps). Peers of all torrents live in two arenas, one per address family, as
+/// fixed-size records chained into one list per torrent and family by 32-bit indices; freed
+/// records are reused through a free list. Announce times are kept to the second.
 #[derive(Clone, Debug, Default)]
 pub struct PeerStore {
     config: PeerStoreConfig,
@@ -239,15 +240,16 @@ pub struct PeerStore {
 }
 
 impl PeerStore {
-    pub fn new(config: PeerStoreConfig) -> Self {
+    pub(crate) fn new(config: PeerStoreConfig) -> Self {
         PeerStore { config, ..PeerStore::default() }
     }
 
+    /// The limits the store was made with.
     pub fn config(&self) -> &PeerStoreConfig {
         &self.config
     }
 
-    pub fn announce(&mut self, info_hash: InfoHash, peer: SocketAddr, now: Timestamp) -> StoreOutcome {
+    pub(crate) fn announce(&mut self, info_hash: InfoHash, peer: SocketAddr, now: Timestamp) -> StoreOutcome {
         // Expired torrents are swept by `expire` (the node calls it every maintenance tick), not
         // here: a flood of announces for new torrents must not cost a full sweep each.
         if !self.torrents.contains_key(&info_hash) && self.torrents.len() >= self.config.max_infohashes {
@@ -305,7 +307,7 @@ impl PeerStore {
     }
 
     /// Up to `max` stored infohashes (for BEP 51), random when there are more, and the total.
-    pub fn sample<R: Rng + ?Sized>(&self, max: usize, rng: &mut R) -> (Vec<InfoHash>, usize) {
+    pub(crate) fn sample<R: Rng + ?Sized>(&self, max: usize, rng: &mut R) -> (Vec<InfoHash>, usize) {
         let mut all: Vec<InfoHash> = self.torrents.keys().copied().collect();
         all.sort_unstable(); // HashMap order is not deterministic; the simulator needs it to be
         let total = all.len();
@@ -317,7 +319,7 @@ impl PeerStore {
     }
 
     /// Drops peers whose announce is older than the TTL, and torrents left empty.
-    pub fn expire(&mut self, now: Timestamp) {
+    pub(crate) fn expire(&mut self, now: Timestamp) {
         let cutoff = self.cutoff(now);
         let (v4, v6, peers) = (&mut self.v4, &mut self.v6, &mut self.peers);
         self.torrents.retain(|_, torrent| {
@@ -346,10 +348,12 @@ impl PeerStore {
         seconds(now).checked_sub(ttl).map_or(0, |c| c + 1)
     }
 
+    /// Infohashes with at least one stored peer.
     pub fn infohash_count(&self) -> usize {
         self.torrents.len()
     }
 
+    /// Peers stored, over every infohash.
     pub fn peer_count(&self) -> usize {
         self.peers
     }

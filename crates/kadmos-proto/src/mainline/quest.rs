@@ -1,41 +1,3 @@
-//! Quests: tasks a node keeps running until it is told to stop. An *advertisement* keeps
-//! saying "we are a peer of this infohash on this port"; a *watch* keeps looking an infohash
-//! up and reports each peer it had not seen before.
-//!
-//! # Why they renew
-//!
-//! An announce lives [`PeerStoreConfig::expiry`](super::PeerStoreConfig) (30 minutes) on the
-//! nodes that stored it, and the nodes closest to an infohash change as the network churns:
-//! a one-shot announce is gone half an hour later, and a one-shot get_peers knows only the
-//! peers of its moment. So an advertisement re-announces to the nodes closest *at that
-//! time* every [`QuestConfig::advertise_interval`] (15 minutes, well inside the lifetime, so
-//! one lost round still leaves the previous announce alive), and a watch searches again every
-//! [`QuestConfig::watch_interval`] (5 minutes, as Net::BitTorrent::DHT's quests do). Every
-//! interval is shortened by a random part of up to [`QuestConfig::jitter_percent`] so that
-//! quests started together (a daemon restarting with many) drift apart. A round that reached
-//! no node (an empty table, every candidate silent) is tried again after
-//! [`QuestConfig::retry_after`] rather than a whole interval later, and the end of every
-//! bootstrap makes all quests due at once (a round running then, begun with the view from
-//! before, runs again as soon as it ends): after a rejoin the node's view is new, and a
-//! restarted daemon should not wait an interval to speak again.
-//!
-//! # Who does what
-//!
-//! The [`QuestBook`] decides *when* and remembers *what was seen*; the [`Node`](super::Node)
-//! runs the lookups. The node asks [`QuestBook::due`] for rounds to start, starts an announce
-//! (advertisement) or a get_peers (watch) operation for each and registers it with
-//! [`QuestBook::started`]; it hands the peers any of those operations finds to
-//! [`QuestBook::peers_found`] and their end to [`QuestBook::finished`]. The book queues
-//! [`QuestEvent`]s, which the node hands out through `poll_event` as `Event::Quest`.
-//! Randomness (jitter) comes from the node's seeded generator, passed in.
-//!
-//! # Limits
-//!
-//! At most [`QuestConfig::max_advertisements`] (256) advertisements and
-//! [`QuestConfig::max_watches`] (64) watches per node: each costs a lookup every round. A
-//! watch remembers at most [`QuestConfig::max_peers_per_watch`] (1,000) peers; when full, the
-//! peer not heard of for longest is forgotten (and would be reported again if it came back).
-
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -87,10 +49,19 @@ impl Default for QuestConfig {
 /// Why a quest could not start.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QuestError {
+    /// The node already runs as many advertisements as [`QuestConfig::max_advertisements`] allows.
     #[error("this node already runs {limit} advertisements (the limit)")]
-    TooManyAdvertisements { limit: usize },
+    TooManyAdvertisements {
+        /// The limit.
+        limit: usize,
+    },
+    /// The node already runs as many watches as [`QuestConfig::max_watches`] allows.
     #[error("this node already runs {limit} watches (the limit)")]
-    TooManyWatches { limit: usize },
+    TooManyWatches {
+        /// The limit.
+        limit: usize,
+    },
+    /// Port 0 was asked for; leave the port out to advertise the node's own UDP port.
     #[error("port 0 cannot be advertised (leave the port out to advertise the node's own UDP port)")]
     PortZero,
 }
@@ -101,20 +72,55 @@ pub enum QuestEvent {
     /// An advertisement round is over: `stored_at` nodes stored the announce (0: the round
     /// reached nobody and is retried after `retry_after`), in `messages` datagrams (queries
     /// and answers); the next round is at `next_round`.
-    Advertised { info_hash: InfoHash, stored_at: usize, messages: u32, next_round: Timestamp },
+    Advertised {
+        /// The infohash advertised.
+        info_hash: InfoHash,
+        /// Nodes that stored the announce.
+        stored_at: usize,
+        /// Datagrams of the round, queries and answers.
+        messages: u32,
+        /// When the next round starts.
+        next_round: Timestamp,
+    },
     /// A watched infohash has a peer not seen before, named by the node `from`. `advertised`
     /// says whether this node advertises that infohash too.
-    Found { info_hash: InfoHash, peer: SocketAddr, from: (NodeId, SocketAddr), advertised: bool },
+    Found {
+        /// The infohash watched.
+        info_hash: InfoHash,
+        /// The peer found.
+        peer: SocketAddr,
+        /// The node that named it.
+        from: (NodeId, SocketAddr),
+        /// Whether this node advertises the infohash too.
+        advertised: bool,
+    },
     /// No search has returned this peer for `gone_after`.
-    Gone { info_hash: InfoHash, peer: SocketAddr },
+    Gone {
+        /// The infohash watched.
+        info_hash: InfoHash,
+        /// The peer no longer returned.
+        peer: SocketAddr,
+    },
     /// A watch round is over: it heard from `answered` nodes, in `messages` datagrams; the
     /// watch knows `peers` peers.
-    Searched { info_hash: InfoHash, answered: u32, messages: u32, peers: usize, next_round: Timestamp },
+    Searched {
+        /// The infohash watched.
+        info_hash: InfoHash,
+        /// Nodes that answered the round's lookup.
+        answered: u32,
+        /// Datagrams of the round, queries and answers.
+        messages: u32,
+        /// Peers the watch knows now.
+        peers: usize,
+        /// When the next round starts.
+        next_round: Timestamp,
+    },
 }
 
 /// One advertisement, as saved state lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Advertisement {
+    /// The infohash advertised.
     pub info_hash: InfoHash,
     /// `None`: the node's own UDP port (`implied_port`).
     pub port: Option<u16>,
@@ -122,6 +128,7 @@ pub struct Advertisement {
     pub next_round: Timestamp,
     /// Rounds finished, and how many nodes stored the last one.
     pub rounds: u64,
+    /// Nodes that stored the last round's announce.
     pub last_stored_at: usize,
     running: Option<QueryId>,
     /// The node rejoined while a round ran: the next round is due as soon as it ends.
@@ -133,6 +140,7 @@ pub struct Advertisement {
 pub struct SeenPeer {
     /// The node that first named it.
     pub from: (NodeId, SocketAddr),
+    /// When a search last returned it.
     pub last_seen: Timestamp,
 }
 
@@ -161,21 +169,21 @@ impl Scheduled for Watch {
 
 /// What a running operation of a quest is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoundKind {
+pub(crate) enum RoundKind {
     Advertise { port: Option<u16> },
     Watch,
 }
 
 /// A round to start: the node runs an announce or a get_peers for `info_hash`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DueRound {
+pub(crate) struct DueRound {
     pub info_hash: InfoHash,
     pub kind: RoundKind,
 }
 
 /// How a round ended, as the node saw it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RoundEnd {
+pub(crate) struct RoundEnd {
     /// Nodes that stored the announce (advertisements).
     pub stored_at: usize,
     /// Nodes that answered the lookup.
@@ -184,7 +192,43 @@ pub struct RoundEnd {
     pub messages: u32,
 }
 
-/// The quests of one node. See the module documentation.
+/// The quests of one node: its advertisements and watches.
+///
+/// Quests: tasks a node keeps running until it is told to stop. An *advertisement* keeps
+/// saying "we are a peer of this infohash on this port"; a *watch* keeps looking an infohash
+/// up and reports each peer it had not seen before.
+///
+/// # Why they renew
+///
+/// An announce lives [`PeerStoreConfig::expiry`](super::PeerStoreConfig) (30 minutes) on the
+/// nodes that stored it, and the nodes closest to an infohash change as the network churns:
+/// a one-shot announce is gone half an hour later, and a one-shot get_peers knows only the
+/// peers of its moment. So an advertisement re-announces to the nodes closest *at that
+/// time* every [`QuestConfig::advertise_interval`] (15 minutes, well inside the lifetime, so
+/// one lost round still leaves the previous announce alive), and a watch searches again every
+/// [`QuestConfig::watch_interval`] (5 minutes, as Net::BitTorrent::DHT's quests do). Every
+/// interval is shortened by a random part of up to [`QuestConfig::jitter_percent`] so that
+/// quests started together (a daemon restarting with many) drift apart. A round that reached
+/// no node (an empty table, every candidate silent) is tried again after
+/// [`QuestConfig::retry_after`] rather than a whole interval later, and the end of every
+/// bootstrap makes all quests due at once (a round running then, begun with the view from
+/// before, runs again as soon as it ends): after a rejoin the node's view is new, and a
+/// restarted daemon should not wait an interval to speak again.
+///
+/// # Who does what
+///
+/// The [`QuestBook`] decides *when* and remembers *what was seen*; the [`Node`](super::Node)
+/// runs the lookups: for each round due, an announce (advertisement) or a get_peers (watch)
+/// operation, whose peers and end it reports back to the book. The book queues
+/// [`QuestEvent`]s, which the node hands out through `poll_event` as `Event::Quest`.
+/// Randomness (jitter) comes from the node's seeded generator, passed in.
+///
+/// # Limits
+///
+/// At most [`QuestConfig::max_advertisements`] (256) advertisements and
+/// [`QuestConfig::max_watches`] (64) watches per node: each costs a lookup every round. A
+/// watch remembers at most [`QuestConfig::max_peers_per_watch`] (1,000) peers; when full, the
+/// peer not heard of for longest is forgotten (and would be reported again if it came back).
 #[derive(Clone, Debug, Default)]
 pub struct QuestBook {
     config: QuestConfig,
@@ -197,16 +241,22 @@ pub struct QuestBook {
 }
 
 impl QuestBook {
-    pub fn new(config: QuestConfig) -> Self {
+    pub(crate) fn new(config: QuestConfig) -> Self {
         QuestBook { config, ..QuestBook::default() }
     }
 
+    /// The intervals and limits the book was made with.
     pub fn config(&self) -> &QuestConfig {
         &self.config
     }
 
     /// Starts (or, for a new port, changes) an advertisement; its first round is due at once.
-    pub fn advertise(&mut self, now: Timestamp, info_hash: InfoHash, port: Option<u16>) -> Result<(), QuestError> {
+    pub(crate) fn advertise(
+        &mut self,
+        now: Timestamp,
+        info_hash: InfoHash,
+        port: Option<u16>,
+    ) -> Result<(), QuestError> {
         if port == Some(0) {
             return Err(QuestError::PortZero);
         }
@@ -237,13 +287,13 @@ impl QuestBook {
 
     /// Stops an advertisement; `None` if there was none, else the operation of its running
     /// round, if any, which the node drops.
-    pub fn stop_advertising(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
+    pub(crate) fn stop_advertising(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
         let running = self.advertisements.remove(info_hash)?.running;
         Some(running.filter(|op| self.rounds.remove(op).is_some()))
     }
 
     /// Starts a watch (its first search is due at once); watching an infohash twice is one watch.
-    pub fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
+    pub(crate) fn watch(&mut self, now: Timestamp, info_hash: InfoHash) -> Result<(), QuestError> {
         if self.watches.contains_key(&info_hash) {
             return Ok(());
         }
@@ -258,7 +308,7 @@ impl QuestBook {
     /// Starts a watch that already knows `peers` (a watch resumed from saved state): they are
     /// not reported again when its searches return them, only peers new to it are. Its first
     /// search is due at once. Resuming a running watch adds the peers it did not know.
-    pub fn resume_watch(
+    pub(crate) fn resume_watch(
         &mut self,
         now: Timestamp,
         info_hash: InfoHash,
@@ -281,15 +331,17 @@ impl QuestBook {
 
     /// Stops a watch; `None` if there was none, else the operation of its running round, if
     /// any, which the node drops.
-    pub fn unwatch(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
+    pub(crate) fn unwatch(&mut self, info_hash: &InfoHash) -> Option<Option<QueryId>> {
         let running = self.watches.remove(info_hash)?.running;
         Some(running.filter(|op| self.rounds.remove(op).is_some()))
     }
 
+    /// The advertisements this node runs.
     pub fn advertisements(&self) -> impl Iterator<Item = &Advertisement> {
         self.advertisements.values()
     }
 
+    /// Whether this node advertises `info_hash`.
     pub fn is_advertised(&self, info_hash: &InfoHash) -> bool {
         self.advertisements.contains_key(info_hash)
     }
@@ -305,12 +357,12 @@ impl QuestBook {
     }
 
     /// The earliest round due, for the node's `poll_timeout` (none while every quest runs).
-    pub fn next_due(&mut self) -> Option<Timestamp> {
+    pub(crate) fn next_due(&mut self) -> Option<Timestamp> {
         self.advertisements.earliest().into_iter().chain(self.watches.earliest()).min()
     }
 
     /// Rounds due at `now` (quests with no round running), advertisements first.
-    pub fn due(&self, now: Timestamp) -> Vec<DueRound> {
+    pub(crate) fn due(&self, now: Timestamp) -> Vec<DueRound> {
         let ads = self
             .advertisements
             .values()
@@ -325,7 +377,7 @@ impl QuestBook {
     }
 
     /// The node started `op` for a round that [`QuestBook::due`] listed.
-    pub fn started(&mut self, op: QueryId, round: DueRound) {
+    pub(crate) fn started(&mut self, op: QueryId, round: DueRound) {
         let started = match round.kind {
             RoundKind::Advertise { .. } => self.advertisements.update(&round.info_hash, |a| a.running = Some(op)),
             RoundKind::Watch => self.watches.update(&round.info_hash, |w| w.running = Some(op)),
@@ -336,14 +388,14 @@ impl QuestBook {
     }
 
     /// Whether `op` is a round of a quest (its events are the book's, not the user's).
-    pub fn owns(&self, op: QueryId) -> bool {
+    pub(crate) fn owns(&self, op: QueryId) -> bool {
         self.rounds.contains_key(&op)
     }
 
     /// Every quest not running a round is due now: the node has just (re)joined.
     /// A round running now began with the view from before the rejoin (a quest started while
     /// the node was joining, say, with a table of a few contacts): it runs again once it ends.
-    pub fn rejoined(&mut self, now: Timestamp) {
+    pub(crate) fn rejoined(&mut self, now: Timestamp) {
         self.advertisements.for_each_mut(|_, ad| {
             ad.next_round = ad.next_round.min(now);
             ad.rejoined = ad.running.is_some();
@@ -356,7 +408,13 @@ impl QuestBook {
 
     /// Peers that a round's lookup found (an advertisement's lookup feeds the watch of the
     /// same infohash too).
-    pub fn peers_found(&mut self, now: Timestamp, op: QueryId, from: (NodeId, SocketAddr), peers: &[SocketAddr]) {
+    pub(crate) fn peers_found(
+        &mut self,
+        now: Timestamp,
+        op: QueryId,
+        from: (NodeId, SocketAddr),
+        peers: &[SocketAddr],
+    ) {
         let Some((info_hash, _)) = self.rounds.get(&op) else { return };
         let info_hash = *info_hash;
         let advertised = self.advertisements.contains_key(&info_hash);
@@ -384,7 +442,7 @@ impl QuestBook {
     }
 
     /// A round is over: schedules the quest's next one and reports the round.
-    pub fn finished(&mut self, now: Timestamp, op: QueryId, end: RoundEnd, rng: &mut impl Rng) {
+    pub(crate) fn finished(&mut self, now: Timestamp, op: QueryId, end: RoundEnd, rng: &mut impl Rng) {
         let Some((info_hash, kind)) = self.rounds.remove(&op) else { return };
         let config = &self.config;
         let next = |interval: Duration, reached: bool, rng: &mut dyn rand::RngCore| {
@@ -445,7 +503,7 @@ impl QuestBook {
 
     /// A round's operation was cancelled without ending: its quest is due again at once
     /// (its `next_round` has passed, or the round would not have started).
-    pub fn forget_round(&mut self, op: QueryId) {
+    pub(crate) fn forget_round(&mut self, op: QueryId) {
         let Some((info_hash, kind)) = self.rounds.remove(&op) else { return };
         let forget = |running: &mut Option<QueryId>| {
             if *running == Some(op) {
@@ -459,13 +517,13 @@ impl QuestBook {
     }
 
     /// Drops the stale deadlines kept for `next_due` (periodic upkeep).
-    pub fn compact(&mut self) {
+    pub(crate) fn compact(&mut self) {
         self.advertisements.compact();
         self.watches.compact();
     }
 
     #[must_use]
-    pub fn poll_event(&mut self) -> Option<QuestEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<QuestEvent> {
         self.events.pop_front()
     }
 }

@@ -1,30 +1,3 @@
-//! Limits on what a Mainline node serves: queries per source address and in all, reply bytes
-//! to sources it has not verified, and bytes sent in all.
-//!
-//! BEP 5 has no error for "too many queries", so a query over a limit is dropped silently
-//! and counted. Each limit is a token bucket (a rate and a burst) rather than a fixed window:
-//! a window lets a source send twice its quota across a window edge, and a bucket lets an
-//! honest node's short burst (a lookup asks a node a few things at once) through without
-//! raising the sustained rate.
-//!
-//! Anchors: libtorrent blocks an IP past 5 messages a second (its `dos_blocker`) and caps
-//! its upload at 8,000 B/s by default; OpenDHT serves 1,024 requests a second per IP and
-//! 8,192 in all. kadmos's defaults sit far above any honest node's rate towards one other
-//! node (a lookup asks a given node one or two things), and the global ones far above what a
-//! node on the real network is asked (tens to hundreds of queries a second), so that honest
-//! traffic never meets them; they exist to stop one source from taking the whole node.
-//!
-//! Amplification: an answer is larger than the query (a `get_peers` answer carries up to
-//! 600 bytes of peers and 8 nodes for a query of about 100 bytes), and a query's source
-//! address can be forged. So the bytes answered to a source the routing table has not
-//! verified (it never answered one of our queries from that address) are capped per IP:
-//! a forger can aim at most that many bytes a second of our answers at its victim.
-//!
-//! The per-address table holds at most `max_tracked_sources` entries. An entry whose buckets
-//! are full again carries no information and is forgotten; when the table is full of active
-//! sources, a new source is judged by the global limits alone (a flood from forged random
-//! addresses is what the global limit is for).
-
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -48,6 +21,33 @@ impl Rate {
 }
 
 /// The limits of a node. `None` turns a limit off.
+///
+/// Limits on what a Mainline node serves: queries per source address and in all, reply bytes
+/// to sources it has not verified, and bytes sent in all.
+///
+/// BEP 5 has no error for "too many queries", so a query over a limit is dropped silently
+/// and counted. Each limit is a token bucket (a rate and a burst) rather than a fixed window:
+/// a window lets a source send twice its quota across a window edge, and a bucket lets an
+/// honest node's short burst (a lookup asks a node a few things at once) through without
+/// raising the sustained rate.
+///
+/// Anchors: libtorrent blocks an IP past 5 messages a second (its `dos_blocker`) and caps
+/// its upload at 8,000 B/s by default; OpenDHT serves 1,024 requests a second per IP and
+/// 8,192 in all. kadmos's defaults sit far above any honest node's rate towards one other
+/// node (a lookup asks a given node one or two things), and the global ones far above what a
+/// node on the real network is asked (tens to hundreds of queries a second), so that honest
+/// traffic never meets them; they exist to stop one source from taking the whole node.
+///
+/// Amplification: an answer is larger than the query (a `get_peers` answer carries up to
+/// 600 bytes of peers and 8 nodes for a query of about 100 bytes), and a query's source
+/// address can be forged. So the bytes answered to a source the routing table has not
+/// verified (it never answered one of our queries from that address) are capped per IP:
+/// a forger can aim at most that many bytes a second of our answers at its victim.
+///
+/// The per-address table holds at most `max_tracked_sources` entries. An entry whose buckets
+/// are full again carries no information and is forgotten; when the table is full of active
+/// sources, a new source is judged by the global limits alone (a flood from forged random
+/// addresses is what the global limit is for).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RateLimits {
     /// Queries served per source IP address. Default 100 a second, bursts of 200.
@@ -152,7 +152,7 @@ struct Source {
 
 /// Why something was not sent or served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The source sent more queries than its own limit.
     SourceQueries,
     /// All sources together sent more queries than the node serves.
@@ -165,7 +165,7 @@ pub enum Refusal {
 
 /// The state of every limit of one node.
 #[derive(Clone, Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     limits: RateLimits,
     queries: Option<TokenBucket>,
     outbound: Option<TokenBucket>,
@@ -174,7 +174,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(limits: RateLimits, now: Timestamp) -> RateLimiter {
+    pub(crate) fn new(limits: RateLimits, now: Timestamp) -> RateLimiter {
         RateLimiter {
             queries: limits.queries.map(|r| TokenBucket::full(r, now)),
             outbound: limits.outbound_bytes.map(|r| TokenBucket::full(r, now)),
@@ -184,17 +184,14 @@ impl RateLimiter {
         }
     }
 
-    pub fn limits(&self) -> &RateLimits {
-        &self.limits
-    }
-
     /// Source addresses tracked now.
-    pub fn tracked_sources(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked_sources(&self) -> usize {
         self.sources.len()
     }
 
     /// Counts a query from `ip`; whether it may be served.
-    pub fn allow_query(&mut self, now: Timestamp, ip: IpAddr) -> Result<(), Refusal> {
+    pub(crate) fn allow_query(&mut self, now: Timestamp, ip: IpAddr) -> Result<(), Refusal> {
         if let Some(rate) = self.limits.queries_per_ip {
             if let Some(source) = self.source(now, ip) {
                 if !source.queries.take(rate, now, 1.0) {
@@ -212,7 +209,13 @@ impl RateLimiter {
 
     /// Counts an answer of `bytes` to `ip`; whether it may be sent. `verified`: the routing
     /// table holds the source at this address (it answered us from there).
-    pub fn allow_reply(&mut self, now: Timestamp, ip: IpAddr, bytes: usize, verified: bool) -> Result<(), Refusal> {
+    pub(crate) fn allow_reply(
+        &mut self,
+        now: Timestamp,
+        ip: IpAddr,
+        bytes: usize,
+        verified: bool,
+    ) -> Result<(), Refusal> {
         let amount = bytes as f64;
         if let (Some(rate), Some(bucket)) = (self.limits.outbound_bytes, self.outbound.as_mut()) {
             bucket.refill(rate, now);
@@ -232,7 +235,7 @@ impl RateLimiter {
     }
 
     /// Counts bytes of our own requests, which are always sent.
-    pub fn spend_outbound(&mut self, bytes: usize) {
+    pub(crate) fn spend_outbound(&mut self, bytes: usize) {
         if let (Some(rate), Some(bucket)) = (self.limits.outbound_bytes, self.outbound.as_mut()) {
             bucket.spend(rate, bytes as f64);
         }
@@ -240,7 +243,7 @@ impl RateLimiter {
 
     /// Forgets sources whose buckets have refilled, and gives back the memory of a table that
     /// a burst grew (an idle node holds nothing here).
-    pub fn forget_quiet_sources(&mut self, now: Timestamp) {
+    pub(crate) fn forget_quiet_sources(&mut self, now: Timestamp) {
         self.last_sweep = now;
         let limits = &self.limits;
         self.sources.retain(|_, source| !source_is_quiet(source, limits, now));

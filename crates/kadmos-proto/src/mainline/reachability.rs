@@ -1,24 +1,24 @@
-//! Adaptive read-only mode (BEP 43): a node that others cannot reach (behind a NAT or a
-//! firewall that drops unsolicited datagrams) only wastes their time if it enters their
-//! routing tables, since every query they send it times out. So a node watches whether
-//! anyone reaches it unasked while its own queries work, and if nobody does for a whole
-//! window, it turns read-only (`ro=1` on its queries; it answers nothing). It turns back
-//! once a query reaches it unasked, and otherwise tries serving again every
-//! `read_only_for`, since a NAT's mapping or a firewall's rules can change.
-//!
-//! "Unasked" means from an address we have sent nothing to lately: a NAT lets in datagrams
-//! from an address it just sent to (the answer, or the verification ping a node sends back
-//! to a querier), so those prove nothing. Recent destinations are kept in two generations of
-//! a 2,048-bit filter (one window each, 512 bytes in all): a false match only makes a real
-//! unasked query look asked, and a reachable node on the real network is asked hundreds of
-//! times per window, so one is enough to stay serving.
-
 use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::time::Timestamp;
 
 /// Tuning of the adaptive mode.
+///
+/// Adaptive read-only mode (BEP 43): a node that others cannot reach (behind a NAT or a
+/// firewall that drops unsolicited datagrams) only wastes their time if it enters their
+/// routing tables, since every query they send it times out. So a node watches whether
+/// anyone reaches it unasked while its own queries work, and if nobody does for a whole
+/// window, it turns read-only (`ro=1` on its queries; it answers nothing). It turns back
+/// once a query reaches it unasked, and otherwise tries serving again every
+/// `read_only_for`, since a NAT's mapping or a firewall's rules can change.
+///
+/// "Unasked" means from an address we have sent nothing to lately: a NAT lets in datagrams
+/// from an address it just sent to (the answer, or the verification ping a node sends back
+/// to a querier), so those prove nothing. Recent destinations are kept in two generations of
+/// a 2,048-bit filter (one window each, 512 bytes in all): a false match only makes a real
+/// unasked query look asked, and a reachable node on the real network is asked hundreds of
+/// times per window, so one is enough to stay serving.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AdaptiveReadOnly {
     /// How long a node must go unasked, with its own queries answered, before it turns
@@ -74,7 +74,7 @@ impl AddressFilter {
 
 /// Whether the node serves or stays read-only, and the evidence for it.
 #[derive(Clone, Debug)]
-pub struct Reachability {
+pub(crate) struct Reachability {
     config: AdaptiveReadOnly,
     read_only_until: Option<Timestamp>,
     window_start: Timestamp,
@@ -84,7 +84,7 @@ pub struct Reachability {
 }
 
 impl Reachability {
-    pub fn new(config: AdaptiveReadOnly, now: Timestamp) -> Reachability {
+    pub(crate) fn new(config: AdaptiveReadOnly, now: Timestamp) -> Reachability {
         Reachability {
             config,
             read_only_until: None,
@@ -96,23 +96,23 @@ impl Reachability {
     }
 
     /// Whether the node is read-only now.
-    pub fn is_read_only(&self) -> bool {
+    pub(crate) fn is_read_only(&self) -> bool {
         self.read_only_until.is_some()
     }
 
     /// We sent a request to `ip`.
-    pub fn note_sent(&mut self, ip: IpAddr) {
+    pub(crate) fn note_sent(&mut self, ip: IpAddr) {
         self.sent_to[0].insert(ip);
     }
 
     /// A request of ours was answered.
-    pub fn note_answer(&mut self) {
+    pub(crate) fn note_answer(&mut self) {
         self.answers = self.answers.saturating_add(1);
     }
 
     /// A query arrived from `ip`. One we did not invite shows that we are reachable: a
     /// read-only node turns back to serving at once.
-    pub fn note_query(&mut self, now: Timestamp, ip: IpAddr) {
+    pub(crate) fn note_query(&mut self, now: Timestamp, ip: IpAddr) {
         if self.sent_to.iter().any(|f| f.contains(ip)) {
             return;
         }
@@ -124,7 +124,7 @@ impl Reachability {
 
     /// Ends the window or the read-only spell when due (call it periodically). Windows run on
     /// while read-only too, so that old destinations are forgotten.
-    pub fn tick(&mut self, now: Timestamp) {
+    pub(crate) fn tick(&mut self, now: Timestamp) {
         if now.saturating_since(self.window_start) >= self.config.window {
             let unreachable =
                 self.read_only_until.is_none() && self.unasked == 0 && self.answers >= self.config.min_answers;

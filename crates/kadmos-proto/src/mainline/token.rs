@@ -14,10 +14,10 @@ use sha1::{Digest, Sha1};
 
 use crate::time::Timestamp;
 
-pub const TOKEN_LEN: usize = 8;
+pub(crate) const TOKEN_LEN: usize = 8;
 
 #[derive(Clone, Debug)]
-pub struct TokenIssuer {
+pub(crate) struct TokenIssuer {
     current: [u8; 16],
     previous: [u8; 16],
     rotated_at: Timestamp,
@@ -25,7 +25,7 @@ pub struct TokenIssuer {
 }
 
 impl TokenIssuer {
-    pub fn new<R: Rng + ?Sized>(rng: &mut R, now: Timestamp, rotate_every: Duration) -> Self {
+    pub(crate) fn new<R: Rng + ?Sized>(rng: &mut R, now: Timestamp, rotate_every: Duration) -> Self {
         let mut current = [0u8; 16];
         let mut previous = [0u8; 16];
         rng.fill(&mut current);
@@ -34,17 +34,12 @@ impl TokenIssuer {
     }
 
     /// Rotates the secret if its time has come. Call on every timer tick.
-    pub fn maybe_rotate<R: Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
+    pub(crate) fn maybe_rotate<R: Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
         if now.saturating_since(self.rotated_at) >= self.rotate_every {
             self.previous = self.current;
             rng.fill(&mut self.current);
             self.rotated_at = now;
         }
-    }
-
-    /// When the next rotation is due.
-    pub fn next_rotation(&self) -> Timestamp {
-        self.rotated_at + self.rotate_every
     }
 
     fn token_with(secret: &[u8; 16], ip: IpAddr) -> [u8; TOKEN_LEN] {
@@ -58,11 +53,11 @@ impl TokenIssuer {
         digest[..TOKEN_LEN].try_into().expect("SHA-1 is 20 bytes")
     }
 
-    pub fn issue(&self, ip: IpAddr) -> [u8; TOKEN_LEN] {
+    pub(crate) fn issue(&self, ip: IpAddr) -> [u8; TOKEN_LEN] {
         Self::token_with(&self.current, ip)
     }
 
-    pub fn is_valid(&self, ip: IpAddr, token: &[u8]) -> bool {
+    pub(crate) fn is_valid(&self, ip: IpAddr, token: &[u8]) -> bool {
         token == Self::token_with(&self.current, ip) || token == Self::token_with(&self.previous, ip)
     }
 }

@@ -10,6 +10,8 @@ use super::storage::StorageConfig;
 use crate::kad::{LookupConfig, NodeId, RoutingTableConfig};
 use crate::node_io::Families;
 
+/// Everything an OpenDHT [`Node`](super::Node) is built with: its ID and random seed, the
+/// address families it serves, and every limit and timer, each with its default.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Our node ID. No default: the driver picks it (given, restored or random).
@@ -89,6 +91,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// The defaults, for a node with ID `node_id` whose random generator starts from `seed`.
     pub fn new(node_id: NodeId, seed: u64) -> Config {
         Config {
             node_id,

@@ -100,26 +100,37 @@ const RSAES_OAEP: rsa::pkcs8::ObjectIdentifier = rsa::pkcs8::ObjectIdentifier::n
 /// Why a key, a signature or a cypher was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
+    /// A key that does not parse or is not RSA: why.
     #[error("invalid key: {0}")]
     InvalidKey(String),
+    /// Making a new key failed: why.
     #[error("key generation failed: {0}")]
     KeyGeneration(String),
+    /// The value has no owner or no signature.
     #[error("the value is not signed")]
     NotSigned,
+    /// The signature does not verify with the owner's key.
     #[error("the signature does not verify")]
     BadSignature,
+    /// The value is encrypted: decrypt it first.
     #[error("the value is encrypted")]
     Encrypted,
+    /// The value is not encrypted, so there is nothing to decrypt.
     #[error("the value is not encrypted")]
     NotEncrypted,
+    /// The value is encrypted to another key.
     #[error("the value is addressed to another key")]
     RecipientMismatch,
+    /// Encryption failed: at which step.
     #[error("cannot encrypt: {0}")]
     Encrypt(&'static str),
+    /// Decryption failed: at which step.
     #[error("cannot decrypt: {0}")]
     Decrypt(&'static str),
+    /// Signing failed: at which step.
     #[error("cannot sign: {0}")]
     Sign(&'static str),
+    /// The decrypted bytes do not parse as a value.
     #[error("decrypted data is not a value: {0}")]
     Plaintext(ValueError),
 }
@@ -333,6 +344,7 @@ impl OwnerKey {
         self.key.to_pkcs8_pem(LineEnding::LF).expect("an RSA key encodes")
     }
 
+    /// The public half of the key.
     pub fn public_key(&self) -> &PublicKey {
         &self.public
     }

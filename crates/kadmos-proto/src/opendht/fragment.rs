@@ -1,27 +1,3 @@
-//! Values too big for one datagram: splitting them on the sending side, putting them back
-//! together on the receiving side.
-//!
-//! How OpenDHT does it (savoirfairelinux/opendht src/network_engine.cpp `packValueHeader`,
-//! `sendValueParts`, `processMessage`; src/parsed_message.h `append`, `complete`;
-//! include/opendht/network_engine.h for the constants):
-//!
-//! - A message carrying values (`put`, `update`, a `get` answer) packs every value first. When
-//!   there are fewer than [`INLINE_MAX_VALUES`] and they total fewer than [`INLINE_MAX_BYTES`]
-//!   packed bytes, they go inline in `values`. Otherwise `values` holds each one's packed size
-//!   instead, and every packed value follows in `p` datagrams of at most [`PART_SIZE`] bytes of
-//!   it each, `{y: "p", t, p: {index: {o: offset, d: bytes}}}`, with the same `t` as the
-//!   message. A requester sends the parts again after each retry of the request.
-//! - The receiver keys the unfinished message by (sender, `t`), ignores announced sizes over
-//!   [`MAX_ANNOUNCED_SIZE`], and accepts a fragment only if it is non-empty, lies inside its
-//!   value, and overlaps no fragment it already has. When every announced value is complete it
-//!   unpacks them. It gives up [`RX_TIMEOUT`] after the last fragment or
-//!   [`RX_MAX_PACKET_TIME`] after the first, and keeps at most [`RX_MAX_EARLY_BYTES`] in
-//!   [`RX_MAX_EARLY_PARTS`] fragments that arrive before their message.
-//! - A listener's `update`s are cut into batches of about [`MAX_MESSAGE_VALUE_SIZE`].
-//!
-//! [`Reassembly`] is that receiver logic without clock or addresses (the node keys and expires
-//! them), and with one more bound: the whole message, not just each value, has a size limit.
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -31,26 +7,28 @@ use super::value::{Value, MAX_VALUE_SIZE};
 /// Bytes of a packed value per `p` fragment (OpenDHT calls it MTU).
 pub const PART_SIZE: usize = 1280;
 /// Values go inline only when there are fewer than this many...
-pub const INLINE_MAX_VALUES: usize = 50;
+pub(crate) const INLINE_MAX_VALUES: usize = 50;
 /// ...and they total fewer than this many packed bytes.
-pub const INLINE_MAX_BYTES: usize = 600;
+pub(crate) const INLINE_MAX_BYTES: usize = 600;
 /// Value bytes (by [`Value::size`]) after which a listener update starts a new message.
-pub const MAX_MESSAGE_VALUE_SIZE: usize = 56 * 1024;
+pub(crate) const MAX_MESSAGE_VALUE_SIZE: usize = 56 * 1024;
 /// Largest announced packed value accepted: MAX_VALUE_SIZE plus room for the fields around it.
 pub const MAX_ANNOUNCED_SIZE: u64 = MAX_VALUE_SIZE as u64 + 32;
 /// A fragmented message must be complete this long after its first datagram...
-pub const RX_MAX_PACKET_TIME: Duration = Duration::from_secs(10);
+pub(crate) const RX_MAX_PACKET_TIME: Duration = Duration::from_secs(10);
 /// ...and no fragment may be more than this late after the previous one.
-pub const RX_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const RX_TIMEOUT: Duration = Duration::from_secs(3);
 /// Fragment bytes kept for a message that has not arrived yet.
-pub const RX_MAX_EARLY_BYTES: usize = MAX_MESSAGE_VALUE_SIZE + MAX_VALUE_SIZE + 32;
+pub(crate) const RX_MAX_EARLY_BYTES: usize = MAX_MESSAGE_VALUE_SIZE + MAX_VALUE_SIZE + 32;
 /// Fragment datagrams kept for a message that has not arrived yet.
-pub const RX_MAX_EARLY_PARTS: usize = RX_MAX_EARLY_BYTES / PART_SIZE + 2;
+pub(crate) const RX_MAX_EARLY_PARTS: usize = RX_MAX_EARLY_BYTES / PART_SIZE + 2;
 
 /// Values packed for one message: what its `values` array holds, and the packed values to send
 /// as fragments after it (empty when everything is inline).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedValues {
+    /// The message's `values` array: values inline, or the packed size of each value sent in
+    /// fragments.
     pub slots: Vec<ValueSlot>,
     /// Packed values by slot index, to send with [`PackedValues::part_messages`].
     pub parts: Vec<Vec<u8>>,
@@ -90,7 +68,7 @@ pub fn pack_values(values: &[Value]) -> PackedValues {
 }
 
 /// Splits a listener's new values into the batches OpenDHT sends as separate `update`s: a
-/// batch ends once its values reach [`MAX_MESSAGE_VALUE_SIZE`] bytes (by [`Value::size`]).
+/// batch ends once its values reach 56 KiB (by [`Value::size`]).
 pub fn update_batches(values: Vec<Value>) -> Vec<Vec<Value>> {
     let mut batches = Vec::new();
     let mut batch = Vec::new();
@@ -131,18 +109,44 @@ impl Default for ReassemblyLimits {
 /// Why a fragment (or a whole message) was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FragmentError {
+    /// The values announced add up to more than the limit.
     #[error("message announces {total} bytes of values, more than {limit}")]
-    TooLarge { total: u64, limit: u64 },
+    TooLarge {
+        /// Bytes announced.
+        total: u64,
+        /// Bytes accepted.
+        limit: u64,
+    },
+    /// A fragment for a value index the message does not announce.
     #[error("fragment for value {0}, which is not awaited")]
     UnknownIndex(u32),
+    /// A fragment for a value already complete.
     #[error("fragment for value {0}, which is already complete")]
     AlreadyComplete(u32),
+    /// A fragment with no data.
     #[error("empty fragment for value {0}")]
     Empty(u32),
+    /// A fragment that runs past the end of its value.
     #[error("fragment of {len} bytes at {offset} does not fit value {index} of {size} bytes")]
-    OutOfBounds { index: u32, offset: u64, len: usize, size: usize },
+    OutOfBounds {
+        /// The value's index in the message.
+        index: u32,
+        /// Where the fragment starts.
+        offset: u64,
+        /// Its length.
+        len: usize,
+        /// The value's announced size.
+        size: usize,
+    },
+    /// A fragment that overlaps data already received.
     #[error("fragment at {offset} overlaps data already received for value {index}")]
-    Overlap { index: u32, offset: u64 },
+    Overlap {
+        /// The value's index in the message.
+        index: u32,
+        /// Where the fragment starts.
+        offset: u64,
+    },
+    /// More fragments than the limit allows: the limit.
     #[error("more than {0} fragments")]
     TooManyFragments(usize),
 }
@@ -180,6 +184,30 @@ impl Partial {
 }
 
 /// One message's values coming together from its `values` slots and `p` fragments.
+///
+/// Values too big for one datagram: splitting them on the sending side, putting them back
+/// together on the receiving side.
+///
+/// How OpenDHT does it (savoirfairelinux/opendht src/network_engine.cpp `packValueHeader`,
+/// `sendValueParts`, `processMessage`; src/parsed_message.h `append`, `complete`;
+/// include/opendht/network_engine.h for the constants):
+///
+/// - A message carrying values (`put`, `update`, a `get` answer) packs every value first. When
+///   there are fewer than 50 and they total fewer than 600
+///   packed bytes, they go inline in `values`. Otherwise `values` holds each one's packed size
+///   instead, and every packed value follows in `p` datagrams of at most [`PART_SIZE`] bytes of
+///   it each, `{y: "p", t, p: {index: {o: offset, d: bytes}}}`, with the same `t` as the
+///   message. A requester sends the parts again after each retry of the request.
+/// - The receiver keys the unfinished message by (sender, `t`), ignores announced sizes over
+///   [`MAX_ANNOUNCED_SIZE`], and accepts a fragment only if it is non-empty, lies inside its
+///   value, and overlaps no fragment it already has. When every announced value is complete it
+///   unpacks them. It gives up 3 s after the last fragment or
+///   10 s after the first, and keeps at most 122,912 bytes in
+///   98 fragments that arrive before their message.
+/// - A listener's `update`s are cut into batches of about 56 KiB of values.
+///
+/// [`Reassembly`] is that receiver logic without clock or addresses (the node keys and expires
+/// them), and with one more bound: the whole message, not just each value, has a size limit.
 #[derive(Clone, Debug)]
 pub struct Reassembly {
     slots: Vec<Slot>,

@@ -1,20 +1,3 @@
-//! Remote listeners: the nodes that asked us (`listen`) to push changes of a key's values.
-//!
-//! Facts from savoirfairelinux/opendht src/dht.cpp (`onListen`, `storageAddListener`,
-//! `storageChanged`, `storageRemoved`, `storageRefresh`), src/storage.h (`Storage::expire`),
-//! src/listener.h and src/network_engine.cpp (`tellListener*`, `sendUpdateValues`):
-//!
-//! - A listener is identified by the requester's address and its `sid`; a `listen` with the same
-//!   pair renews it (and replaces its query). It lasts 10 minutes (OpenDHT's `NODE_EXPIRE_TIME`)
-//!   after the last `listen`; requesters renew every 30 seconds.
-//! - A new listener is sent the matching values at once; then every new or edited value that
-//!   matches its query, the ids of refreshed values (`re`) and of expired or evicted values
-//!   (`exp`). Listeners that said `ve: 1` get these as `update` requests, older ones as `u`
-//!   pushes.
-//! - OpenDHT sets no bound on listeners. kadmos does, each refusing newcomers at the limit:
-//!   [`ListenerConfig::max_listeners`] (4096 in all), [`ListenerConfig::max_per_key`] (256),
-//!   [`ListenerConfig::max_per_ip`] (64).
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -45,7 +28,9 @@ impl Default for ListenerConfig {
 /// One remote listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listener {
+    /// The listening node's ID.
     pub node_id: NodeId,
+    /// Where pushes go.
     pub addr: SocketAddr,
     /// The requester's subscription id, echoed in every push.
     pub socket_id: u32,
@@ -53,10 +38,13 @@ pub struct Listener {
     pub query: Option<Query>,
     /// `ve`: 1 or more for `update` requests, 0 for legacy `u` pushes.
     pub version: i32,
+    /// When the listener is forgotten unless it listens again.
     pub expires: Timestamp,
 }
 
 impl Listener {
+    /// Whether a new or changed `value` is pushed to this listener (it matches the listener's
+    /// query).
     pub fn wants(&self, value: &super::value::Value) -> bool {
         self.query.as_ref().is_none_or(|q| q.matches(value))
     }
@@ -64,7 +52,7 @@ impl Listener {
 
 /// What a `listen` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListenOutcome {
+pub(crate) enum ListenOutcome {
     /// A new listener: send it the matching values now.
     Added,
     Renewed,
@@ -72,7 +60,8 @@ pub enum ListenOutcome {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ListenerRefusal {
+#[allow(clippy::enum_variant_names, reason = "each variant names the limit that is full")]
+pub(crate) enum ListenerRefusal {
     #[error("too many listeners")]
     TableFull,
     #[error("too many listeners on this key")]
@@ -82,6 +71,23 @@ pub enum ListenerRefusal {
 }
 
 /// The listeners of every key.
+///
+/// Remote listeners: the nodes that asked us (`listen`) to push changes of a key's values.
+///
+/// Facts from savoirfairelinux/opendht src/dht.cpp (`onListen`, `storageAddListener`,
+/// `storageChanged`, `storageRemoved`, `storageRefresh`), src/storage.h (`Storage::expire`),
+/// src/listener.h and src/network_engine.cpp (`tellListener*`, `sendUpdateValues`):
+///
+/// - A listener is identified by the requester's address and its `sid`; a `listen` with the same
+///   pair renews it (and replaces its query). It lasts 10 minutes (OpenDHT's `NODE_EXPIRE_TIME`)
+///   after the last `listen`; requesters renew every 30 seconds.
+/// - A new listener is sent the matching values at once; then every new or edited value that
+///   matches its query, the ids of refreshed values (`re`) and of expired or evicted values
+///   (`exp`). Listeners that said `ve: 1` get these as `update` requests, older ones as `u`
+///   pushes.
+/// - OpenDHT sets no bound on listeners. kadmos does, each refusing newcomers at the limit:
+///   [`ListenerConfig::max_listeners`] (4096 in all), [`ListenerConfig::max_per_key`] (256),
+///   [`ListenerConfig::max_per_ip`] (64).
 #[derive(Clone, Debug, Default)]
 pub struct ListenerTable {
     config: ListenerConfig,
@@ -91,21 +97,23 @@ pub struct ListenerTable {
 }
 
 impl ListenerTable {
-    pub fn new(config: ListenerConfig) -> ListenerTable {
+    pub(crate) fn new(config: ListenerConfig) -> ListenerTable {
         ListenerTable { config, ..ListenerTable::default() }
     }
 
+    /// Listeners, over every key.
     pub fn len(&self) -> usize {
         self.total
     }
 
+    /// Whether no remote node listens here.
     pub fn is_empty(&self) -> bool {
         self.total == 0
     }
 
     /// Adds or renews `listener` (identified by its address and socket id) on `key`; its
     /// `expires` is set to `now` plus the configured lifetime.
-    pub fn listen(&mut self, key: Id, mut listener: Listener, now: Timestamp) -> ListenOutcome {
+    pub(crate) fn listen(&mut self, key: Id, mut listener: Listener, now: Timestamp) -> ListenOutcome {
         listener.expires = now + self.config.lifetime;
         let slot = (listener.addr, listener.socket_id);
         if let Some(l) = self.by_key.get_mut(&key).and_then(|m| m.get_mut(&slot)) {
@@ -134,7 +142,7 @@ impl ListenerTable {
     }
 
     /// Forgets listeners not renewed in time. Returns how many.
-    pub fn expire(&mut self, now: Timestamp) -> usize {
+    pub(crate) fn expire(&mut self, now: Timestamp) -> usize {
         let mut removed = 0;
         let per_ip = &mut self.per_ip;
         self.by_key.retain(|_, listeners| {

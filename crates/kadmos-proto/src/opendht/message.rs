@@ -1,30 +1,3 @@
-//! OpenDHT datagrams: one msgpack map each.
-//!
-//! These are wire structs: they say what a datagram holds, nothing about what a node does
-//! with it. Facts from savoirfairelinux/opendht src/parsed_message.h (how a datagram is read)
-//! and src/network_engine.cpp (how each one is packed):
-//!
-//! - Top level: `t` transaction id (an integer; 4 raw bytes from old peers; 0 when absent),
-//!   `y` kind, `v` agent ("o2"; nobody reads it), `n` network id (only when non-zero; nodes
-//!   drop datagrams from other networks), `s` is-client (only when true).
-//! - The kind comes from which key is present, in this order: `e` error `[code, message]`
-//!   (with `r: {id}`), `r` reply, `p` value fragments, `u` legacy listener push; otherwise a
-//!   request named by `q` with arguments `a` (where `y` may be absent or must be "q").
-//! - Requests: `ping {id}`, `find {id, target, w?}`, `get {id, h, q?, w?}`,
-//!   `put {id, h, values, c?, token}`, `listen {id, ve, h, token, sid, q?}`,
-//!   `refresh {id, h, vid, token}`, `update {id, ve, h, sid, values, c?, token}` (new values
-//!   for a listener) or `update {id, sid, token?, re | exp}` (refreshed or expired value ids).
-//! - Replies: `{id, vid?, sa, n4?, n6?, token?, values | fileds}`; `sa` is the requester's IP
-//!   (4 or 16 bytes, no port); `n4`/`n6` are 26/38-byte compact nodes (port big-endian), `w`
-//!   picks the families (2 = IPv4, 10 = IPv6, Linux's AF_INET numbers). A `put` is answered
-//!   once per value with `{id, vid, sa}`.
-//! - `values` holds packed values inline, or, when the sender splits them (see
-//!   [`super::fragment`]), each value's packed size; the bytes follow in `p` datagrams
-//!   `{y: "p", t, p: {index: {o: offset, d: bytes}}}` with the same `t`.
-//! - Keys are 20-byte binaries; anything else in their place makes OpenDHT drop the datagram.
-//!
-//! Decoding sorts failures into what the node must do about them (see [`DecodeError`]).
-
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -38,7 +11,7 @@ use crate::mainline::compact::{self, NODE_V4_LEN, NODE_V6_LEN};
 
 /// What OpenDHT sends as `v`. OpenDHT never reads it; kadmos sends the same so that it is just
 /// another node on the wire.
-pub const DEFAULT_AGENT: &str = "o2";
+pub(crate) const DEFAULT_AGENT: &str = "o2";
 
 /// The `w` (want) number for IPv4: Linux's AF_INET, which OpenDHT sends as is.
 pub const WANT_IPV4: u64 = 2;
@@ -48,7 +21,7 @@ pub const WANT_IPV6: u64 = 10;
 const OTHER_IPV6_FAMILIES: [u64; 3] = [23, 28, 30];
 
 /// Longest error message kept from an error datagram, in characters.
-pub const MAX_ERROR_MESSAGE_LEN: usize = 256;
+pub(crate) const MAX_ERROR_MESSAGE_LEN: usize = 256;
 
 /// Error codes (include/opendht/network_engine.h, `DhtProtocolException`).
 pub mod error_code {
@@ -65,11 +38,40 @@ pub mod error_code {
     /// 421, 422, 423: OpenDHT's internal codes (truncated id, unknown transaction, bad node
     /// list length). Never sent on the wire; listed so that nobody reuses them.
     pub const INVALID_TID_SIZE: u16 = 421;
+    /// 422: unknown transaction (internal to OpenDHT).
     pub const UNKNOWN_TID: u16 = 422;
+    /// 423: node list of a bad length (internal to OpenDHT).
     pub const WRONG_NODE_INFO_BUF_LEN: u16 = 423;
 }
 
 /// One OpenDHT datagram.
+///
+/// OpenDHT datagrams: one msgpack map each.
+///
+/// These are wire structs: they say what a datagram holds, nothing about what a node does
+/// with it. Facts from savoirfairelinux/opendht src/parsed_message.h (how a datagram is read)
+/// and src/network_engine.cpp (how each one is packed):
+///
+/// - Top level: `t` transaction id (an integer; 4 raw bytes from old peers; 0 when absent),
+///   `y` kind, `v` agent ("o2"; nobody reads it), `n` network id (only when non-zero; nodes
+///   drop datagrams from other networks), `s` is-client (only when true).
+/// - The kind comes from which key is present, in this order: `e` error `[code, message]`
+///   (with `r: {id}`), `r` reply, `p` value fragments, `u` legacy listener push; otherwise a
+///   request named by `q` with arguments `a` (where `y` may be absent or must be "q").
+/// - Requests: `ping {id}`, `find {id, target, w?}`, `get {id, h, q?, w?}`,
+///   `put {id, h, values, c?, token}`, `listen {id, ve, h, token, sid, q?}`,
+///   `refresh {id, h, vid, token}`, `update {id, ve, h, sid, values, c?, token}` (new values
+///   for a listener) or `update {id, sid, token?, re | exp}` (refreshed or expired value ids).
+/// - Replies: `{id, vid?, sa, n4?, n6?, token?, values | fileds}`; `sa` is the requester's IP
+///   (4 or 16 bytes, no port); `n4`/`n6` are 26/38-byte compact nodes (port big-endian), `w`
+///   picks the families (2 = IPv4, 10 = IPv6, Linux's AF_INET numbers). A `put` is answered
+///   once per value with `{id, vid, sa}`.
+/// - `values` holds packed values inline, or, when the sender splits them (see
+///   [`pack_values`](super::pack_values)), each value's packed size; the bytes follow in
+///   `p` datagrams `{y: "p", t, p: {index: {o: offset, d: bytes}}}` with the same `t`.
+/// - Keys are 20-byte binaries; anything else in their place makes OpenDHT drop the datagram.
+///
+/// Decoding sorts failures into what the node must do about them (see [`DecodeError`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
     /// `t`: picked by the requester, echoed by the answer (and by value fragments).
@@ -80,18 +82,32 @@ pub struct Message {
     pub network: u32,
     /// `s`: the sender is a client (it does not want to enter routing tables).
     pub is_client: bool,
+    /// `y` and what goes with it: a request, an answer, an error, a listener push or fragments.
     pub body: Body,
 }
 
+/// What an OpenDHT message carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Body {
     /// `y: q`: a request from node `id`.
-    Request { id: NodeId, request: Request },
+    Request {
+        /// The requester's node ID.
+        id: NodeId,
+        /// The method and its arguments.
+        request: Request,
+    },
     /// `y: r`: an answer. Answers don't name their request, so every field is optional.
     Reply(Reply),
     /// `y: e`: `e: [code, message]`, with the sender's id in `r` (OpenDHT ignores errors
     /// without one).
-    Error { code: u16, message: String, id: Option<NodeId> },
+    Error {
+        /// The error code (see [`error_code`]).
+        code: u16,
+        /// The human-readable message.
+        message: String,
+        /// The sender's node ID, when sent.
+        id: Option<NodeId>,
+    },
     /// `u`: a listener update in the pre-`update` form (`y: r`, `t` = the listener's socket
     /// id), still sent to listeners that did not say `ve: 1`.
     ListenerPush(Reply),
@@ -103,36 +119,52 @@ pub enum Body {
 /// I asked on".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Want {
+    /// IPv4 nodes.
     pub v4: bool,
+    /// IPv6 nodes.
     pub v6: bool,
 }
 
+/// An OpenDHT request (`q`) and its arguments (`a`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
+    /// `ping`.
     Ping,
     /// `find`: nodes close to `target`.
     Find {
+        /// The ID searched for.
         target: Id,
+        /// `w`: the families to return nodes of, when sent.
         want: Option<Want>,
     },
     /// `get`: values at `key` (filtered by `query`) and nodes close to it.
     Get {
+        /// `h`: the key.
         key: Id,
+        /// `q`: which values and fields to return, when sent.
         query: Option<Query>,
+        /// `w`: the families to return nodes of, when sent.
         want: Option<Want>,
     },
+    /// `put`: store values.
     Put(PutArgs),
+    /// `listen`: be told of changes to a key's values.
     Listen(ListenArgs),
     /// `refresh`: keep value `value_id` at `key` alive.
     Refresh {
+        /// `h`: the key.
         key: Id,
+        /// The write token from the storing node's last answer.
         token: Vec<u8>,
+        /// `vid`: the value to keep alive.
         value_id: ValueId,
     },
+    /// `update`: values changed at a key a listener listens to.
     Update(UpdateArgs),
 }
 
 impl Request {
+    /// The method's name on the wire (`q`).
     pub fn method(&self) -> &'static str {
         match self {
             Request::Ping => "ping",
@@ -149,9 +181,11 @@ impl Request {
 /// `put`: store values at `key`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PutArgs {
+    /// `h`: the key.
     pub key: Id,
     /// `token` from the storing node's last answer (empty when not sent: answered with 401).
     pub token: Vec<u8>,
+    /// `values`: the values, inline or announced by size.
     pub values: Vec<ValueSlot>,
     /// `c`: when the value was first put (Unix seconds), when earlier than now.
     pub created: Option<i64>,
@@ -160,12 +194,15 @@ pub struct PutArgs {
 /// `listen`: push changes of the values at `key` (matching `query`) for 10 minutes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListenArgs {
+    /// `h`: the key.
     pub key: Id,
+    /// The write token from the storing node's last answer.
     pub token: Vec<u8>,
     /// `sid`: the requester's id for this subscription, echoed in every `update`.
     pub socket_id: u32,
     /// `ve`: 1 asks for pushes as `update` requests (otherwise legacy `u` replies).
     pub version: Option<i32>,
+    /// `q`: which values to be told about, when sent.
     pub query: Option<Query>,
 }
 
@@ -178,8 +215,11 @@ pub struct UpdateArgs {
     pub socket_id: u32,
     /// `ve`: sent with new values only.
     pub version: Option<i32>,
+    /// A write token the storing node issues to the listener.
     pub token: Vec<u8>,
+    /// `values`: new values, inline or announced by size.
     pub values: Vec<ValueSlot>,
+    /// `c`: when the values were created (Unix seconds), when sent.
     pub created: Option<i64>,
     /// `re`: ids of values that were refreshed.
     pub refreshed: Vec<ValueId>,
@@ -190,6 +230,7 @@ pub struct UpdateArgs {
 /// The `r` map of an answer, or the `u` map of a legacy listener push.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reply {
+    /// The answering node's ID.
     pub id: NodeId,
     /// `vid`: the value a `put` or `refresh` answer is about.
     pub value_id: Option<ValueId>,
@@ -201,11 +242,13 @@ pub struct Reply {
     pub nodes6: Vec<(NodeId, SocketAddr)>,
     /// `token`: lets the requester `put`, `listen` and `refresh` here; empty when not sent.
     pub token: Vec<u8>,
+    /// `values`: values found, inline or announced by size.
     pub values: Vec<ValueSlot>,
     /// `fileds` (sic): fields of the values, when the `get` selected some.
     pub fields: Option<FieldValues>,
     /// `re` and `exp` of a legacy listener push.
     pub refreshed: Vec<ValueId>,
+    /// Ids of values that expired, in a legacy listener push.
     pub expired: Vec<ValueId>,
 }
 
@@ -239,13 +282,16 @@ impl ValueSlot {
 /// `p`: fragments of announced values, by index in the announcing `values` array.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ValueParts {
+    /// Fragments by the index of their value in the announcing message's `values`.
     pub fragments: BTreeMap<u32, Fragment>,
 }
 
 /// `{o, d}`: `data` goes at byte `offset` of the packed value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fragment {
+    /// `o`: where the data starts in the packed value.
     pub offset: u64,
+    /// `d`: the bytes.
     pub data: Vec<u8>,
 }
 
@@ -258,16 +304,33 @@ pub enum DecodeError {
     /// A request for a method we do not know: drop it. (OpenDHT has no "method unknown"
     /// error; it drops these, and an answer would only help reflection attacks.)
     #[error("unknown method {method:?}")]
-    UnknownMethod { tid: u32, method: String },
+    UnknownMethod {
+        /// The request's `t`.
+        tid: u32,
+        /// The method named.
+        method: String,
+    },
     /// A request from a known sender with unusable arguments: answer 203. OpenDHT itself answers
     /// 203 only to a request without a key and drops requests with arguments of the wrong type;
     /// answering those too costs nothing (OpenDHT logs and ignores error codes it did not
     /// expect) and tells a peer what was wrong.
     #[error("malformed {method} request: {reason}")]
-    MalformedRequest { tid: u32, method: &'static str, reason: String },
+    MalformedRequest {
+        /// The request's `t`, to answer with.
+        tid: u32,
+        /// The request's method.
+        method: &'static str,
+        /// What is wrong with its arguments.
+        reason: String,
+    },
     /// An answer we cannot read: drop it (never answer an answer).
     #[error("malformed reply: {reason}")]
-    MalformedReply { tid: u32, reason: String },
+    MalformedReply {
+        /// The answer's `t`.
+        tid: u32,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl DecodeError {
@@ -301,14 +364,17 @@ impl Message {
         Message { tid, agent, network: 0, is_client: false, body }
     }
 
+    /// A request from node `id`, with kadmos's agent string.
     pub fn request(tid: u32, id: NodeId, request: Request) -> Message {
         Message::with_body(tid, Some(DEFAULT_AGENT.into()), Body::Request { id, request })
     }
 
+    /// An answer, with kadmos's agent string.
     pub fn reply(tid: u32, reply: Reply) -> Message {
         Message::with_body(tid, Some(DEFAULT_AGENT.into()), Body::Reply(reply))
     }
 
+    /// An error answer from node `own_id`, with kadmos's agent string.
     pub fn error(tid: u32, code: u16, message: impl Into<String>, own_id: NodeId) -> Message {
         Message::with_body(
             tid,
@@ -496,6 +562,7 @@ impl Message {
         }
     }
 
+    /// The message packed as msgpack, ready to send.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         self.encode(&mut out);

@@ -1,9 +1,9 @@
-//! What an OpenDHT node counts by kind (see [`crate::kad::message_counts`]): every datagram
+//! What an OpenDHT node counts by kind (see [`crate::kad::MessageCounts`]): every datagram
 //! by message type, both ways, and error answers by code.
 
 use super::message::{error_code, Body, Request};
-pub use crate::kad::message_counts::KindCount;
-use crate::kad::message_counts::MessageCatalog;
+pub use crate::kad::KindCount;
+use crate::kad::MessageCatalog;
 
 /// The kinds of datagram, in the order of the counters: the seven requests, then answers
 /// (`reply`, listener pushes in the old form included), errors and value fragments.
@@ -25,18 +25,17 @@ impl MessageCatalog for OpenDhtMessages {
 }
 
 /// Datagrams by kind (sent: retransmissions included) and errors by code, both ways.
-pub type MessageCounts =
-    crate::kad::message_counts::MessageCounts<OpenDhtMessages, { KINDS.len() }, { ERROR_CODES.len() + 1 }>;
+pub type MessageCounts = crate::kad::MessageCounts<OpenDhtMessages, { KINDS.len() }, { ERROR_CODES.len() + 1 }>;
 
 /// The kind of one datagram, an index into [`KINDS`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MessageKind(u8);
+pub(crate) struct MessageKind(u8);
 
 impl MessageKind {
     /// Value fragments (`y: p`) that follow a message with large values.
-    pub const VALUE_PARTS: MessageKind = MessageKind(9);
+    pub(crate) const VALUE_PARTS: MessageKind = MessageKind(9);
 
-    pub fn of(body: &Body) -> MessageKind {
+    pub(crate) fn of(body: &Body) -> MessageKind {
         MessageKind(match body {
             Body::Request { request, .. } => match request {
                 Request::Ping => 0,
@@ -53,18 +52,19 @@ impl MessageKind {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn name(self) -> &'static str {
         KINDS[self.index()]
     }
 
     /// Its counter in [`MessageCounts`].
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         usize::from(self.0)
     }
 }
 
 /// Counts a decoded datagram of `bytes` bytes, and its code if it is an error answer.
-pub fn count_received(counts: &mut MessageCounts, body: &Body, bytes: usize) {
+pub(crate) fn count_received(counts: &mut MessageCounts, body: &Body, bytes: usize) {
     counts.received(MessageKind::of(body).index(), bytes);
     if let Body::Error { code, .. } = body {
         counts.error_received(i64::from(*code));

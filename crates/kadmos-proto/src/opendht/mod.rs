@@ -1,19 +1,31 @@
 //! OpenDHT's network protocol: msgpack datagrams over UDP (default port 4222), and the node
 //! that speaks it.
 //!
-//! # Layout
+//! # What is here
 //!
-//! - The wire layer: [`message`] (datagrams; [`message_counts`] counts them by kind and error
-//!   code), [`value`] (values and their packing), [`query`] (SELECT/WHERE), [`fragment`]
-//!   (splitting and reassembling large values), [`msgpack`].
-//! - The node: [`node::Node`] (the sans-IO state machine; its module documentation says how to
-//!   drive it and what it does), [`config`] (every limit and timer with its default),
-//!   [`storage`] (values per key, expiry, limits and eviction), [`listeners`] (remote nodes
-//!   listening to keys stored here), [`value_cache`] (what a listen believes a key holds),
-//!   [`token`] (write tokens), [`rate_limit`] (requests served per second), [`verifier`] (the
-//!   hook for signature checks).
+//! - The node: [`Node`], the sans-IO state machine that serves the network (routing, value
+//!   storage, listeners) and runs its user's commands ([`Node::get`], [`Node::put`],
+//!   [`Node::listen`]); [`Config`] (every limit and timer with its default); [`Event`] (what it
+//!   reports); [`Storage`] (values per key, expiry, limits and eviction) and [`ListenerTable`]
+//!   (remote nodes listening to keys stored here), which it exposes read-only;
+//!   [`SignatureVerifier`] (the hook for signature checks).
+//! - The wire layer: [`Message`] (datagrams: a [`Request`], a [`Reply`] or an error;
+//!   [`MessageCounts`] counts them by kind and error code), [`Value`] and [`ValueType`],
+//!   [`Query`] (SELECT/WHERE), [`pack_values`] and [`Reassembly`] (splitting and reassembling
+//!   large values), [`msgpack`] (the bounded reader and the writer).
 //! - Crypto: [`crypto`] (owner keys, signed values, values encrypted to a recipient, and the
 //!   RSA signature verifier a node installs).
+//!
+//! # Driving a node
+//!
+//! The node never touches a socket or a clock. Whoever drives it (the tokio runtime, a test,
+//! the simulator) hands it every datagram received ([`Node::handle_datagram`]) and calls
+//! [`Node::handle_timeout`] when the time [`Node::poll_timeout`] asked for has come; commands
+//! ([`Node::bootstrap`], [`Node::get`], [`Node::put`], [`Node::listen`]...) return a
+//! [`QueryId`]. After every input, it sends what [`Node::poll_transmit`] gives and handles
+//! what [`Node::poll_event`] gives (values, changes and results, keyed by `QueryId`). Every
+//! input takes `now`, and all randomness comes from the seeded generator in the config: the
+//! same inputs give the same outputs. The crate documentation shows it in a few lines.
 //!
 //! # Implementation notes
 //!
@@ -35,34 +47,41 @@
 //!   the number of fragments.
 //! - `fileds` is spelled that way on the wire.
 
-pub mod config;
+mod config;
 pub mod crypto;
-pub mod fragment;
-pub mod listeners;
-pub mod message;
-pub mod message_counts;
+mod fragment;
+mod listeners;
+pub(crate) mod message;
+mod message_counts;
 pub mod msgpack;
-pub mod node;
-pub mod query;
-pub mod rate_limit;
-pub mod storage;
-pub mod store_policy;
-pub mod token;
-pub mod value;
-pub mod value_cache;
-pub mod verifier;
+mod node;
+mod query;
+mod rate_limit;
+mod storage;
+mod store_policy;
+mod token;
+mod value;
+mod value_cache;
+mod verifier;
 
-pub use fragment::{pack_values, FragmentError, PackedValues, Reassembly, ReassemblyLimits};
+pub use fragment::{
+    pack_values, update_batches, FragmentError, PackedValues, Reassembly, ReassemblyLimits, MAX_ANNOUNCED_SIZE,
+    PART_SIZE,
+};
 pub use message::{
     error_code, Body, DecodeError, Fragment, ListenArgs, Message, PutArgs, Reply, Request, UpdateArgs, ValueParts,
-    ValueSlot, Want,
+    ValueSlot, Want, WANT_IPV4, WANT_IPV6,
 };
+pub use message_counts::{KindCount, MessageCounts, OpenDhtMessages, ERROR_CODES, KINDS};
 pub use query::{Field, FieldValue, FieldValues, Query};
-pub use value::{Value, ValueError, ValueId, ValueType};
+pub use value::{Value, ValueError, ValueId, ValueType, MAX_VALUE_SIZE};
 
 pub use config::Config;
 pub use listeners::{Listener, ListenerConfig, ListenerTable};
-pub use node::{Counters, Event, Family, Node, Outcome, QueryError, QueryId, Transmit};
+pub use node::{
+    Closest, CommandResult, Counters, Event, Family, Node, Pong, QueryError, QueryId, Stored, TrafficCounters,
+    Transmit, RESTORED_PUT_DELAY,
+};
 pub use storage::{Refusal, Source, Storage, StorageConfig, StoreOutcome, StoredValue};
-pub use value_cache::{Holder, ValueCache};
+pub use store_policy::{ip_service_announcement, read_ip_service_announcement};
 pub use verifier::{SignatureVerifier, UnverifiedSignatures};

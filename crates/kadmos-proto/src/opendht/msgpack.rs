@@ -21,7 +21,7 @@ use rmpv::ValueRef;
 use crate::kad::{Id, ID_LEN};
 
 /// Longest input accepted: a UDP datagram cannot be longer, and a reassembled value is capped
-/// far below this (see `fragment`).
+/// far below this (see [`Reassembly`](super::Reassembly)).
 pub const MAX_INPUT_LEN: usize = 65_536;
 
 /// Deepest nesting of arrays and maps accepted. OpenDHT's deepest message (a value inside a
@@ -37,10 +37,13 @@ const RMPV_DEPTH_BUDGET: usize = 2 * MAX_NESTING + 3;
 /// Why input is not acceptable msgpack.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MsgpackError {
+    /// Input longer than [`MAX_INPUT_LEN`] bytes: how long it is.
     #[error("input of {0} bytes is longer than {MAX_INPUT_LEN}")]
     TooLong(usize),
+    /// Containers nested deeper than [`MAX_NESTING`].
     #[error("nesting deeper than {MAX_NESTING}")]
     TooDeep,
+    /// Not msgpack: why.
     #[error("malformed msgpack: {0}")]
     Malformed(String),
 }

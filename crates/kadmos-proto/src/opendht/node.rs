@@ -89,15 +89,15 @@ use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
 use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineConfig, Failed, Network};
+use crate::kad::operation_driver::{engine_accessors, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
-use crate::kad::{
-    DeadlineMap, FamilyTables, Id, LookupStats, NodeId, Parallelism, RoutingTable, Scheduled, StoreRound,
-};
+pub use crate::kad::{Closest, Pong};
+use crate::kad::{DeadlineMap, FamilyTables, Id, NodeId, Parallelism, RoutingTable, Scheduled, StoreRound};
 pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
-/// An OpenDHT node. See the module documentation for how to drive it.
+/// An OpenDHT node. See the [namespace documentation](super) for how to drive it.
 pub struct Node {
     config: Config,
     /// Operations, requests, routing tables and the generator every random choice comes from.
@@ -117,9 +117,11 @@ pub struct Node {
     next_maintenance: Timestamp,
 }
 
+mod command_result;
 mod fragments;
 mod serving;
 mod wire;
+pub use command_result::{CommandResult, Stored};
 use wire::{want, Outbox, Wire};
 
 const NEVER: Timestamp = Timestamp::from_micros(u64::MAX);
@@ -129,38 +131,27 @@ const LISTEN_RETRY: Duration = Duration::from_secs(5);
 /// this long if no bootstrap ends first.
 pub const RESTORED_PUT_DELAY: Duration = Duration::from_secs(10);
 
-/// What a finished command produced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// The node at `addr` answered a ping with its ID.
-    Pong {
-        id: NodeId,
-        addr: SocketAddr,
-    },
-    /// A search (find_node, bootstrap, get) is over: the closest nodes that answered.
-    Closest {
-        nodes: Vec<(NodeId, SocketAddr)>,
-        stats: LookupStats,
-    },
-    /// A put is over: the nodes that acknowledged it (with `put` or `refresh`), and the errors
-    /// others answered with (address, code, message).
-    Stored {
-        value_id: ValueId,
-        stored_at: Vec<(NodeId, SocketAddr)>,
-        errors: Vec<(SocketAddr, u16, String)>,
-        stats: LookupStats,
-    },
-    Failed(QueryError),
-}
-
 /// Values, changes and results of commands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// For a `get`: a value found (`expired` is false). For a `listen`: a value now stored at the
     /// key, or (`expired`) one no longer stored.
-    Value { query: QueryId, value: Value, expired: bool },
-    /// The command is over (listens are over only when cancelled, silently).
-    Finished { query: QueryId, outcome: Outcome },
+    Value {
+        /// The `get` or `listen` it answers.
+        query: QueryId,
+        /// The value; a signed one passed the node's signature verifier.
+        value: Value,
+        /// True when a listen learns the value is no longer stored.
+        expired: bool,
+    },
+    /// The command is over: which command it was and its result (listens are over only when
+    /// cancelled, silently).
+    Finished {
+        /// The command that is over.
+        query: QueryId,
+        /// What it came to, typed for that command.
+        result: CommandResult,
+    },
 }
 
 /// Traffic and state counters.
@@ -170,10 +161,13 @@ pub struct Counters {
     pub traffic: TrafficCounters,
     /// Requests dropped by the rate limit.
     pub rate_limited: u64,
+    /// Values stored for a remote node's put.
     pub values_stored: u64,
+    /// Values of remote puts refused (by the store policy or the storage limits).
     pub values_refused: u64,
     /// Values put to us while we are not among the nodes closest to their key (ignored).
     pub puts_outside_radius: u64,
+    /// Datagrams sent to remote listeners (new values, refreshed or expired IDs).
     pub listener_pushes: u64,
     /// The same traffic by message kind and error code.
     pub messages: MessageCounts,
@@ -181,7 +175,7 @@ pub struct Counters {
 
 /// Why a request of OpenDHT's own operations was sent.
 #[derive(Clone, Debug)]
-enum OpenDhtPurpose {
+pub(crate) enum OpenDhtPurpose {
     /// A `put` at the end of a put operation.
     Put { op: QueryId },
     /// A `refresh` at the end of a put operation; a 404 turns it into a `put` with `token`.
@@ -203,7 +197,7 @@ type SentByUs = SentRequest<OpenDhtPurpose>;
 
 /// A request and the fragments of the values it carries (none for most).
 #[derive(Clone, Debug)]
-struct Outgoing {
+pub(crate) struct Outgoing {
     request: Request,
     parts: Vec<Vec<u8>>,
 }
@@ -215,7 +209,7 @@ impl Outgoing {
 }
 
 #[derive(Clone, Debug)]
-struct PutState {
+pub(crate) struct PutState {
     key: Id,
     value: Value,
     permanent: bool,
@@ -229,7 +223,7 @@ struct PutState {
 }
 
 #[derive(Clone, Debug)]
-enum Kind {
+pub(crate) enum Kind {
     FindNode,
     Bootstrap,
     /// Internal bucket refresh: emits no events.
@@ -247,6 +241,23 @@ enum Kind {
 }
 
 type Operation = crate::kad::engine::Operation<Kind, Outgoing>;
+
+impl OperationKind for Kind {
+    fn store_round(&mut self) -> Option<&mut StoreRound> {
+        match self {
+            Kind::Put(state) => Some(&mut state.round),
+            _ => None,
+        }
+    }
+
+    fn bootstrap() -> Kind {
+        Kind::Bootstrap
+    }
+
+    fn is_bootstrap(&self) -> bool {
+        matches!(self, Kind::Bootstrap)
+    }
+}
 
 /// A permanent put and its next refresh round.
 #[derive(Clone, Debug)]
@@ -327,6 +338,7 @@ enum Change {
 }
 
 impl Node {
+    /// A node that has not joined yet, started at `now` (call [`Node::bootstrap`] to join).
     pub fn new(config: Config, now: Timestamp) -> Node {
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let mut engine = Engine::new(tables, config.seed, now);
@@ -353,10 +365,12 @@ impl Node {
         Wire { config: &self.config, out: &mut self.out }
     }
 
+    /// Our node ID.
     pub fn id(&self) -> NodeId {
         self.config.node_id
     }
 
+    /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -367,6 +381,7 @@ impl Node {
         self.verifier = verifier;
     }
 
+    /// The routing table of `family`, if the node has a socket of that family.
     pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
         self.engine.tables.get(family)
     }
@@ -381,6 +396,7 @@ impl Node {
         &self.listeners
     }
 
+    /// Traffic and state counters since the node started.
     pub fn counters(&self) -> &Counters {
         &self.out.counters
     }
@@ -453,11 +469,13 @@ impl Node {
         self.engine.lookup_parallelism()
     }
 
+    /// The next datagram to send, if any: call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.out.transmits.pop_front()
     }
 
+    /// The next event (values found, command results), if any.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -487,54 +505,45 @@ impl Node {
         want(self.engine.tables.dual_stack())
     }
 
-    fn start_operation(
-        &mut self,
-        kind: Kind,
-        target: Id,
-        request: Request,
-        extra_seeds: &[(NodeId, SocketAddr)],
-    ) -> QueryId {
-        self.engine.start(kind, target, Outgoing::whole(request), &self.config.lookup, extra_seeds)
-    }
-
     /// Joins the network: asks each router for nodes close to our own ID, then searches our
     /// ID. `contacts` are known nodes (from saved state) used as search seeds; they enter the
-    /// routing table once they answer. Emits `Finished { Closest }` when done.
+    /// routing table once they answer. Emits `Finished` with [`CommandResult::Bootstrap`] when done.
     pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        let lookup = self.config.lookup.clone();
-        let (engine, wire) = engine_and_wire!(self);
-        let op = engine.bootstrap(now, wire, Kind::Bootstrap, &lookup, routers, contacts);
-        self.drive_operation(now, op);
-        op
+        self.join(now, routers, contacts)
     }
 
-    /// Pings one node. Emits `Finished { Pong }` or `Finished { Failed }`.
+    /// Pings one node. Emits `Finished` with [`CommandResult::Ping`].
     pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
         let op = self.engine.start_single(Kind::Ping, Outgoing::whole(Request::Ping));
         let attempts = self.config.request_attempts;
         let (engine, wire) = engine_and_wire!(self);
         let ping = Outgoing::whole(Request::Ping);
         if let Err(e) = engine.send_single(now, wire, op, addr, ping, Purpose::Ping { op }, attempts) {
-            self.finish(now, op, Outcome::Failed(e));
+            self.finish(now, op, Some(CommandResult::Ping(Err(e))));
         }
         op
     }
 
-    /// Iterative search of the nodes closest to `target`. Emits `Finished { Closest }`.
+    /// Iterative search of the nodes closest to `target`. Emits `Finished` with
+    /// [`CommandResult::FindNode`].
     pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
         let request = Request::Find { target, want: self.want() };
-        let op = self.start_operation(Kind::FindNode, target, request, &[]);
+        let op = self.start_operation(Kind::FindNode, target, Outgoing::whole(request));
         self.drive_operation(now, op);
         op
     }
 
     /// Gets the values at `key` that pass `filter`'s WHERE conditions (its SELECT is ignored:
     /// whole values are reported). Emits `Value` for each value (ours first, then as nodes answer;
-    /// each once, again if it changes), then `Finished { Closest }`.
+    /// each once, again if it changes), then `Finished` with [`CommandResult::Get`].
     pub fn get(&mut self, now: Timestamp, key: Id, filter: Query) -> QueryId {
         let filter = Query { select: Vec::new(), filters: filter.filters };
         let request = Request::Get { key, query: wire_query(&filter), want: self.want() };
-        let op = self.start_operation(Kind::Get { filter: filter.clone(), seen: HashMap::new() }, key, request, &[]);
+        let op = self.start_operation(
+            Kind::Get { filter: filter.clone(), seen: HashMap::new() },
+            key,
+            Outgoing::whole(request),
+        );
         let local: Vec<Value> = self.storage.get(&key, Some(&filter)).cloned().collect();
         for value in local {
             self.report_get_value(op, value);
@@ -544,9 +553,9 @@ impl Node {
     }
 
     /// Puts `value` at `key`: stores it here, then at the nodes closest to the key. A value id
-    /// of 0 is replaced by a random one (read it from `Outcome::Stored`). A `permanent` value is
+    /// of 0 is replaced by a random one (read it from [`Stored::value_id`]). A `permanent` value is
     /// kept alive until [`Node::cancel_put`]; otherwise it lives as long as its type says.
-    /// Emits `Finished { Stored }`.
+    /// Emits `Finished` with [`CommandResult::Put`].
     pub fn put(&mut self, now: Timestamp, key: Id, mut value: Value, permanent: bool) -> QueryId {
         if value.id == INVALID_VALUE_ID {
             value.id = self.engine.rng.gen_range(1..=u64::MAX);
@@ -574,7 +583,7 @@ impl Node {
             errors: Vec::new(),
             probes: HashMap::new(),
         };
-        self.start_operation(Kind::Put(Box::new(state)), key, request, &[])
+        self.start_operation(Kind::Put(Box::new(state)), key, Outgoing::whole(request))
     }
 
     /// Stops keeping a permanent value alive and removes our own copy (listeners hear it
@@ -658,7 +667,7 @@ impl Node {
         let Some(state) = self.listens.get(&listen) else { return };
         let (key, query) = (state.key, state.wire_query.clone());
         let request = Request::Get { key, query, want: self.want() };
-        let op = self.start_operation(Kind::ListenSearch { listen }, key, request, &[]);
+        let op = self.start_operation(Kind::ListenSearch { listen }, key, Outgoing::whole(request));
         self.listens.update(&listen, |state| state.search = Some(op));
         self.drive_operation(now, op);
     }
@@ -826,7 +835,9 @@ impl Node {
         let (engine, wire) = engine_and_wire!(self);
         match engine.on_answer(now, wire, from, request, answer, insertable) {
             Answered::Nothing => {}
-            Answered::Pong { op } => self.finish(now, op, Outcome::Pong { id: reply.id, addr: from }),
+            Answered::Pong { op } => {
+                self.finish(now, op, Some(CommandResult::Ping(Ok(Pong { id: reply.id, addr: from }))))
+            }
             Answered::Network(OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. }) => {
                 if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
                     state.round.on_stored(from, reply.id);
@@ -929,7 +940,7 @@ impl Node {
     fn request_failed(&mut self, now: Timestamp, request: SentByUs, error: QueryError) {
         let (to, node_id, purpose, error) = match self.engine.on_failure(request, error) {
             Failed::Nothing => return,
-            Failed::Ping { op, error } => return self.finish(now, op, Outcome::Failed(error)),
+            Failed::Ping { op, error } => return self.finish(now, op, Some(CommandResult::Ping(Err(error)))),
             Failed::Network { to, node_id, purpose, error } => (to, node_id, purpose, error),
         };
         match purpose {
@@ -967,161 +978,10 @@ impl Node {
         }
     }
 
-    fn finish(&mut self, now: Timestamp, op: QueryId, outcome: Outcome) {
-        let Some(operation) = self.engine.remove(op) else { return };
-        match operation.kind {
-            Kind::BucketRefresh => return,
-            Kind::ListenSearch { listen } => {
-                self.listens.update(&listen, |state| {
-                    if state.search == Some(op) {
-                        state.search = None;
-                    }
-                });
-                return;
-            }
-            Kind::Bootstrap => {
-                let (engine, wire) = engine_and_wire!(self);
-                for refresh in engine.joined(now, wire, &self.config.lookup) {
-                    self.drive_operation(now, refresh);
-                }
-                // Joined (again): permanent values restored from saved state, or whose last
-                // round reached nobody, go out now.
-                self.kept.for_each_mut(|_, kept| {
-                    if kept.awaiting_join {
-                        kept.next_round = kept.next_round.min(now);
-                    }
-                });
-            }
-            Kind::Put(state) => {
-                if state.permanent {
-                    let reached = matches!(&outcome, Outcome::Stored { stored_at, .. } if !stored_at.is_empty());
-                    let expiration = state.value.expiration();
-                    let interval = expiration.saturating_sub(self.config.reannounce_margin).max(expiration / 2);
-                    let retry = (self.config.reannounce_margin / 3).max(Duration::from_secs(1));
-                    self.kept.update(&(state.key, state.value.id), |kept| {
-                        if kept.running == Some(op) {
-                            kept.running = None;
-                            kept.next_round = now + if reached { interval } else { retry.min(interval) };
-                            // Reached nobody: go again as soon as a bootstrap ends, if earlier.
-                            kept.awaiting_join = !reached;
-                        }
-                    });
-                }
-                if state.background {
-                    return;
-                }
-            }
-            _ => {}
-        }
-        self.events.push_back(Event::Finished { query: op, outcome });
-    }
-
-    /// Steps every search: sends what they ask for, and finishes operations that are done.
-    fn drive(&mut self, now: Timestamp) {
-        for op in self.engine.operation_ids() {
-            self.drive_operation(now, op);
-        }
-    }
-
-    fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
-        let (engine, wire) = engine_and_wire!(self);
-        if !engine.drive(now, op, wire) {
-            return;
-        }
-        let Some(operation) = self.engine.operation(op) else { return };
-        let (store_phase, listen) = match &operation.kind {
-            Kind::Put(state) => (!state.round.started(), None),
-            Kind::ListenSearch { listen } => (false, Some(*listen)),
-            _ => (false, None),
-        };
-        if store_phase {
-            self.store_at_closest(now, op);
-        }
-        // A put's round ends once every storing node answered, refused or stalled.
-        if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
-            state.round.step(now);
-            if !state.round.is_over() {
-                if let Some(at) = state.round.next_deadline() {
-                    self.engine.wake_at(now, op, at);
-                }
-                return;
-            }
-        }
-        if let Some(listen) = listen {
-            self.subscribe(now, listen, op);
-        }
-        let Some(operation) = self.engine.operation(op) else { return };
-        let (nodes, stats) = operation.search.summary();
-        let no_contacts = nodes.is_empty() && stats.requests == 0;
-        let outcome = match &operation.kind {
-            Kind::Put(_) if no_contacts => Outcome::Failed(QueryError::NoContacts),
-            Kind::Put(state) => Outcome::Stored {
-                value_id: state.value.id,
-                stored_at: state.round.stored_at(),
-                errors: state.errors.clone(),
-                stats,
-            },
-            Kind::FindNode | Kind::Get { .. } if no_contacts => Outcome::Failed(QueryError::NoContacts),
-            _ => Outcome::Closest { nodes, stats },
-        };
-        self.finish(now, op, outcome);
-    }
-
-    /// The closest nodes of each family that answered a search with a token, and the seq of
-    /// the value each already holds (a put's probe).
-    fn closest_with_tokens(&self, op: QueryId, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>, Option<u16>)> {
-        let Some(operation) = self.engine.operation(op) else { return Vec::new() };
-        let probes = match &operation.kind {
-            Kind::Put(state) => Some(&state.probes),
-            _ => None,
-        };
-        let held = |id: &NodeId| probes.and_then(|p| p.get(id).copied());
-        let closest = operation.search.closest_with_tokens(per_family);
-        closest.into_iter().map(|(id, addr, token)| (id, addr, token, held(&id))).collect()
-    }
-
-    /// The store phase of a put: `put` where the value is missing or older, `refresh` where it
-    /// is there; the round waits for each node as long as lookups wait for theirs.
-    fn store_at_closest(&mut self, now: Timestamp, op: QueryId) {
-        let targets = self.closest_with_tokens(op, self.config.lookup.k);
-        let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) else { return };
-        state.round.start();
-        let (key, value) = (state.key, state.value.clone());
-        let packed = pack_values(std::slice::from_ref(&value));
-        let attempts = self.config.request_attempts;
-        let mut sent = Vec::new();
-        for (id, addr, token, held) in targets {
-            let result = if held.is_some_and(|seq| seq >= value.seq) {
-                let refresh = Request::Refresh { key, token: token.clone(), value_id: value.id };
-                self.send_request(
-                    now,
-                    addr,
-                    Some(id),
-                    refresh,
-                    Vec::new(),
-                    attempts,
-                    OpenDhtPurpose::Refresh { op, token },
-                )
-            } else {
-                let put = Request::Put(PutArgs { key, token, values: packed.slots.clone(), created: None });
-                self.send_request(now, addr, Some(id), put, packed.parts.clone(), attempts, OpenDhtPurpose::Put { op })
-            };
-            if result.is_ok() {
-                sent.push((id, addr));
-            }
-        }
-        let (stall_timeout, wait_for_stalled) = (self.stall_timeout(), self.engine.waits_for_stalled());
-        let request_timeout = self.config.request_timeout;
-        if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
-            for (id, addr) in sent {
-                state.round.sent(now, id, addr, stall_timeout, wait_for_stalled, request_timeout);
-            }
-        }
-    }
-
     /// After a listen's search: subscribe at the closest nodes of each family.
     fn subscribe(&mut self, now: Timestamp, listen: QueryId, op: QueryId) {
-        let targets = self.closest_with_tokens(op, self.config.listen_nodes);
+        let per_family = self.config.listen_nodes;
+        let targets = self.engine.operation(op).map(|o| closest_with_tokens(o, per_family)).unwrap_or_default();
         let research = self.config.listen_research;
         let subscribed = self.listens.update(&listen, |state| {
             if state.search != Some(op) {
@@ -1216,6 +1076,121 @@ impl Node {
         let outgoing = Outgoing { request, parts };
         engine.send_request(now, wire, to, node_id, outgoing, Purpose::Network(purpose), attempts)
     }
+}
+
+impl OperationDriver for Node {
+    type Kind = Kind;
+    type Request = Outgoing;
+    type Purpose = OpenDhtPurpose;
+    type Result = CommandResult;
+
+    engine_accessors!();
+
+    /// The store round of a put: `put` where the value is missing or older, `refresh` where
+    /// it is there.
+    fn store_requests(&self, op: QueryId, operation: &Operation) -> Vec<StoreAt<Outgoing, OpenDhtPurpose>> {
+        let Kind::Put(state) = &operation.kind else { return Vec::new() };
+        let (key, value) = (state.key, &state.value);
+        let packed = pack_values(std::slice::from_ref(value));
+        let attempts = self.config.request_attempts;
+        let store = |(id, addr, token, held): (NodeId, SocketAddr, Vec<u8>, Option<u16>)| {
+            let (request, purpose) = if held.is_some_and(|seq| seq >= value.seq) {
+                let refresh = Request::Refresh { key, token: token.clone(), value_id: value.id };
+                (Outgoing::whole(refresh), OpenDhtPurpose::Refresh { op, token })
+            } else {
+                let put = Request::Put(PutArgs { key, token, values: packed.slots.clone(), created: None });
+                (Outgoing { request: put, parts: packed.parts.clone() }, OpenDhtPurpose::Put { op })
+            };
+            StoreAt { id, addr, request, purpose, attempts }
+        };
+        closest_with_tokens(operation, self.config.lookup.k).into_iter().map(store).collect()
+    }
+
+    /// A listen's search subscribes at the closest nodes.
+    fn lookups_over(&mut self, now: Timestamp, op: QueryId) {
+        if let Some(Operation { kind: Kind::ListenSearch { listen }, .. }) = self.engine.operation(op) {
+            self.subscribe(now, *listen, op);
+        }
+    }
+
+    fn result(&self, operation: &Operation) -> Option<CommandResult> {
+        let (nodes, stats) = operation.search.summary();
+        let closest = Closest { nodes, stats };
+        let no_contacts = closest.nodes.is_empty() && closest.stats.requests == 0;
+        let found = |closest| if no_contacts { Err(QueryError::NoContacts) } else { Ok(closest) };
+        Some(match &operation.kind {
+            Kind::Put(_) if no_contacts => CommandResult::Put(Err(QueryError::NoContacts)),
+            Kind::Put(state) => CommandResult::Put(Ok(Stored {
+                value_id: state.value.id,
+                stored_at: state.round.stored_at(),
+                errors: state.errors.clone(),
+                stats,
+            })),
+            Kind::FindNode => CommandResult::FindNode(found(closest)),
+            Kind::Get { .. } => CommandResult::Get(found(closest)),
+            Kind::Bootstrap => CommandResult::Bootstrap(closest),
+            // A ping ends with its answer; without one it reached nobody.
+            Kind::Ping => CommandResult::Ping(Err(QueryError::NoContacts)),
+            Kind::BucketRefresh | Kind::ListenSearch { .. } => return None,
+        })
+    }
+
+    /// Joined (again): permanent values restored from saved state, or whose last round
+    /// reached nobody, go out now.
+    fn rejoined(&mut self, now: Timestamp) {
+        self.kept.for_each_mut(|_, kept| {
+            if kept.awaiting_join {
+                kept.next_round = kept.next_round.min(now);
+            }
+        });
+    }
+
+    fn ended(&mut self, now: Timestamp, op: QueryId, operation: Operation, result: Option<CommandResult>) {
+        match operation.kind {
+            Kind::ListenSearch { listen } => {
+                self.listens.update(&listen, |state| {
+                    if state.search == Some(op) {
+                        state.search = None;
+                    }
+                });
+            }
+            Kind::Put(state) => {
+                if state.permanent {
+                    let reached = matches!(&result, Some(CommandResult::Put(Ok(s))) if !s.stored_at.is_empty());
+                    let expiration = state.value.expiration();
+                    let interval = expiration.saturating_sub(self.config.reannounce_margin).max(expiration / 2);
+                    let retry = (self.config.reannounce_margin / 3).max(Duration::from_secs(1));
+                    self.kept.update(&(state.key, state.value.id), |kept| {
+                        if kept.running == Some(op) {
+                            kept.running = None;
+                            kept.next_round = now + if reached { interval } else { retry.min(interval) };
+                            // Reached nobody: go again as soon as a bootstrap ends, if earlier.
+                            kept.awaiting_join = !reached;
+                        }
+                    });
+                }
+                if state.background {
+                    return;
+                }
+            }
+            _ => {}
+        }
+        if let Some(result) = result {
+            self.events.push_back(Event::Finished { query: op, result });
+        }
+    }
+}
+
+/// The closest nodes of each family that answered `operation`'s search with a token, and the
+/// seq of the value each already holds (a put's probe).
+fn closest_with_tokens(operation: &Operation, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>, Option<u16>)> {
+    let probes = match &operation.kind {
+        Kind::Put(state) => Some(&state.probes),
+        _ => None,
+    };
+    let held = |id: &NodeId| probes.and_then(|p| p.get(id).copied());
+    let closest = operation.search.closest_with_tokens(per_family);
+    closest.into_iter().map(|(id, addr, token)| (id, addr, token, held(&id))).collect()
 }
 
 /// The query sent on the wire for a user's filter: its WHERE conditions but `seq`, which

@@ -1,25 +1,3 @@
-//! Value queries: `SELECT <fields> WHERE <field>=<value>,...`, sent with `get` and `listen`
-//! as `q`, and the field-only answers (`fileds`) a node sends back for a `SELECT`.
-//!
-//! Wire forms (savoirfairelinux/opendht include/opendht/value.h, src/value.cpp,
-//! src/network_engine.cpp `sendNodesValues`, src/parsed_message.h):
-//!
-//! - query: `{s: [field, ...], w: [{f: field, v: value}, ...]}`; both keys are required.
-//!   A field is a small integer: 1 id, 2 value type, 3 owner key id, 4 seq, 5 user type.
-//! - a WHERE value: an integer for id and value type, the 20-byte owner key id as binary, the
-//!   user type as binary.
-//! - a `fileds` answer: `{f: [fields, ascending, no repeats], v: [row1 field1, row1 field2, ...,
-//!   row2 field1, ...]}`, flattened; `f` must not be empty.
-//!
-//! Two OpenDHT quirks, kept in mind rather than copied:
-//!
-//! - OpenDHT can neither pack nor unpack a `seq` filter in a WHERE (its `FieldValue` only
-//!   knows id, value type, owner and user type on the wire), so a datagram carrying one is
-//!   dropped by OpenDHT. kadmos reads one, but never send it to an OpenDHT node.
-//! - For `owner_pk` in a `fileds` row, OpenDHT's sender packs the owner's whole public key,
-//!   while its reader expects the 20-byte key id and skips the row otherwise. kadmos sends the
-//!   key id, and on reading turns a whole key into its id (see [`Value::owner_id`]).
-
 use std::fmt;
 
 use rmpv::ValueRef;
@@ -37,13 +15,14 @@ pub enum Field {
     ValueType,
     /// 3: the owner's key id (SHA-1 of the owner's public key).
     OwnerPk,
-    /// 4: the sequence number. See the module notes before sending it in a WHERE.
+    /// 4: the sequence number. See [`Query`] before sending it in a WHERE.
     SeqNum,
     /// 5: the user type.
     UserType,
 }
 
 impl Field {
+    /// Every field, in wire order.
     pub const ALL: [Field; 5] = [Field::Id, Field::ValueType, Field::OwnerPk, Field::SeqNum, Field::UserType];
 
     /// The number that stands for the field on the wire.
@@ -57,6 +36,7 @@ impl Field {
         }
     }
 
+    /// The field a wire number stands for, if any.
     pub fn from_wire(n: u64) -> Option<Field> {
         Field::ALL.into_iter().find(|f| u64::from(f.wire()) == n)
     }
@@ -76,15 +56,20 @@ impl Field {
 /// One field's value: a WHERE condition, or one cell of a `fileds` row.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FieldValue {
+    /// The value id.
     Id(u64),
+    /// The value type.
     ValueType(u64),
     /// The owner's key id; values without owner have none and never match.
     OwnerPk(Id),
+    /// The sequence number.
     SeqNum(u64),
+    /// The user type.
     UserType(Vec<u8>),
 }
 
 impl FieldValue {
+    /// The field this is a value of.
     pub fn field(&self) -> Field {
         match self {
             FieldValue::Id(_) => Field::Id,
@@ -157,7 +142,7 @@ impl FieldValue {
             Field::SeqNum => FieldValue::SeqNum(msgpack::as_uint(v)?),
             Field::OwnerPk => FieldValue::OwnerPk(match msgpack::as_hash(v) {
                 Some(id) => id,
-                // OpenDHT packs the whole key here (see the module notes).
+                // OpenDHT packs the whole key here (see [`Query`]).
                 None => Id::sha1_of(&msgpack::as_blob(v).filter(|k| k.len() > 20)?),
             }),
             Field::UserType => FieldValue::UserType(msgpack::as_blob(v)?),
@@ -167,6 +152,28 @@ impl FieldValue {
 
 /// A query on a key's values: which fields to return (none: whole values) and which values
 /// to return (all conditions must hold).
+///
+/// Value queries: `SELECT <fields> WHERE <field>=<value>,...`, sent with `get` and `listen`
+/// as `q`, and the field-only answers (`fileds`) a node sends back for a `SELECT`.
+///
+/// Wire forms (savoirfairelinux/opendht include/opendht/value.h, src/value.cpp,
+/// src/network_engine.cpp `sendNodesValues`, src/parsed_message.h):
+///
+/// - query: `{s: [field, ...], w: [{f: field, v: value}, ...]}`; both keys are required.
+///   A field is a small integer: 1 id, 2 value type, 3 owner key id, 4 seq, 5 user type.
+/// - a WHERE value: an integer for id and value type, the 20-byte owner key id as binary, the
+///   user type as binary.
+/// - a `fileds` answer: `{f: [fields, ascending, no repeats], v: [row1 field1, row1 field2, ...,
+///   row2 field1, ...]}`, flattened; `f` must not be empty.
+///
+/// Two OpenDHT quirks, kept in mind rather than copied:
+///
+/// - OpenDHT can neither pack nor unpack a `seq` filter in a WHERE (its `FieldValue` only
+///   knows id, value type, owner and user type on the wire), so a datagram carrying one is
+///   dropped by OpenDHT. kadmos reads one, but never send it to an OpenDHT node.
+/// - For `owner_pk` in a `fileds` row, OpenDHT's sender packs the owner's whole public key,
+///   while its reader expects the 20-byte key id and skips the row otherwise. kadmos sends the
+///   key id, and on reading turns a whole key into its id (see [`Value::owner_id`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Query {
     /// SELECT: fields to answer with, in the order given; empty selects whole values.
@@ -195,6 +202,7 @@ impl Query {
         self
     }
 
+    /// Whether the query selects and filters nothing (it matches every value, whole).
     pub fn is_empty(&self) -> bool {
         self.select.is_empty() && self.filters.is_empty()
     }

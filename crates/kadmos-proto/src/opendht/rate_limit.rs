@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::time::Timestamp;
 
 #[derive(Clone, Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     global_quota: Option<u32>,
     per_ip_quota: Option<u32>,
     window_start: Timestamp,
@@ -23,12 +23,12 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// `None` means no limit.
-    pub fn new(global_quota: Option<u32>, per_ip_quota: Option<u32>) -> RateLimiter {
+    pub(crate) fn new(global_quota: Option<u32>, per_ip_quota: Option<u32>) -> RateLimiter {
         RateLimiter { global_quota, per_ip_quota, window_start: Timestamp::ZERO, global: 0, per_ip: HashMap::new() }
     }
 
     /// Counts a request from `ip`; whether it may be served.
-    pub fn allow(&mut self, now: Timestamp, ip: IpAddr) -> bool {
+    pub(crate) fn allow(&mut self, now: Timestamp, ip: IpAddr) -> bool {
         if now.saturating_since(self.window_start) >= Duration::from_secs(1) || now < self.window_start {
             self.window_start = now;
             self.global = 0;

@@ -1,33 +1,3 @@
-//! What an OpenDHT node stores: many values per key, each until its type's expiration, within hard
-//! limits.
-//!
-//! Facts from savoirfairelinux/opendht src/storage.h (`Storage::store`, `refresh`, `expire`,
-//! `StorageBucket`) and src/dht.cpp (`storageStore`, `onAnnounce`, `storageRefresh`,
-//! `expireStore`), src/securedht.cpp (`secureType`) and include/opendht/value.h:
-//!
-//! - A value lives `created + expiration of its type` (10 minutes for USER_DATA and unknown
-//!   types, see [`ValueType`](super::value::ValueType)); a value our own user put as permanent
-//!   lives here until cancelled.
-//! - A `put` of a value id already stored under the key: with the same content it only extends
-//!   the value's life (a *refresh*, to `max(old expiry, now + expiration)`); otherwise it is an
-//!   *edit*, refused for unsigned values, and allowed for a signed value only when the new value
-//!   is signed by the same owner with a higher `seq` (or the same `seq` and the same signed
-//!   body). Signatures are checked through [`SignatureVerifier`].
-//! - Limits, each with its default and what happens at the limit:
-//!   - [`StorageConfig::max_values_per_key`] (1024; OpenDHT: 65,536): a newcomer takes the slot of
-//!     the value expiring soonest among those of the source holding most values under the key, if
-//!     that source holds at least two more than the newcomer's source; otherwise it is refused.
-//!     (OpenDHT refuses at the limit, which lets one address fill a key for everybody.)
-//!   - [`StorageConfig::max_keys`] (16,384): values under a new key are refused.
-//!   - [`StorageConfig::max_remote_bytes`] (64 MiB, as OpenDHT; bytes by
-//!     [`Value::size`]): after a store that goes over, values are evicted from the source using
-//!     the most bytes, the one expiring soonest first, until under the limit (OpenDHT's rule).
-//!     Sources are IP addresses; OpenDHT counts per address *and port*, which lets one host
-//!     escape its share by changing ports.
-//!   - [`StorageConfig::max_local_bytes`] (64 MiB; OpenDHT: unlimited): values of our own user
-//!     beyond it are refused. They do not count against the remote limit and are never evicted.
-//! - Every eviction and expiry is reported to the caller, so that listeners hear of it.
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -40,13 +10,15 @@ use crate::time::Timestamp;
 /// Who stored a value: our own user, or a remote node (by IP address, for quotas).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Source {
+    /// Our own user, through this node's API.
     Local,
+    /// A remote node, at this IP address.
     Remote(IpAddr),
 }
 
 /// Where a stored value comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Origin {
+pub(crate) struct Origin {
     pub source: Source,
     /// When the value was first put (taken as `now` if later).
     pub created: Timestamp,
@@ -54,7 +26,7 @@ pub struct Origin {
     pub permanent: bool,
 }
 
-/// Storage limits. See the module documentation for what happens at each.
+/// Storage limits. See [`Storage`] for what happens at each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StorageConfig {
     /// Values under one key. Default 1024.
@@ -81,7 +53,9 @@ impl Default for StorageConfig {
 /// One stored value and its bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredValue {
+    /// The value.
     pub value: Value,
+    /// Who stored it.
     pub source: Source,
     /// When it was stored or last refreshed.
     pub created: Timestamp,
@@ -92,26 +66,37 @@ pub struct StoredValue {
 /// Why a value was not stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The value id is 0.
     #[error("value id 0 is invalid")]
     InvalidId,
+    /// The value is larger than [`MAX_VALUE_SIZE`].
     #[error("value larger than {MAX_VALUE_SIZE} bytes")]
     TooBig,
+    /// The value has already expired.
     #[error("value already expired")]
     Expired,
+    /// The stored value with that id is unsigned, so it cannot be replaced.
     #[error("the stored value is unsigned and cannot be edited")]
     EditForbidden,
+    /// The stored value is signed by another owner, or the new one is unsigned.
     #[error("the stored value is signed by another owner, or the new one is unsigned")]
     NotOwner,
+    /// The new version's sequence number is not higher than the stored one's.
     #[error("sequence number not higher than the stored one")]
     SeqNotHigher,
+    /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
+    /// The key holds [`StorageConfig::max_values_per_key`] values.
     #[error("key holds the maximum number of values")]
     KeyFull,
+    /// [`StorageConfig::max_keys`] keys hold values.
     #[error("maximum number of keys reached")]
     TooManyKeys,
+    /// Our own user's values reached [`StorageConfig::max_local_bytes`].
     #[error("local storage limit reached")]
     LocalQuota,
+    /// The value type's store policy refused it.
     #[error("refused by its type's store policy")]
     StorePolicy,
 }
@@ -121,23 +106,25 @@ pub enum Refusal {
 pub enum StoreOutcome {
     /// A new value, or a new version of one (`edited`): listeners hear of it.
     Stored {
+        /// Whether it replaced an older version of the value.
         edited: bool,
     },
     /// The same value again: its life was extended (listeners hear `re`).
     Refreshed,
+    /// Not stored, and why.
     Refused(Refusal),
 }
 
 /// The outcome of a store and the values it evicted (key, value) to make room.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreResult {
+pub(crate) struct StoreResult {
     pub outcome: StoreOutcome,
     pub evicted: Vec<(Id, Value)>,
 }
 
 /// What a `refresh` found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefreshOutcome {
+pub(crate) enum RefreshOutcome {
     Refreshed,
     /// The key holds values, not this one.
     UnknownValue,
@@ -154,7 +141,37 @@ struct SourceUsage {
 
 const NEVER: Timestamp = Timestamp::from_micros(u64::MAX);
 
-/// The values a node stores. See the module documentation.
+/// The values a node stores.
+///
+/// What an OpenDHT node stores: many values per key, each until its type's expiration, within hard
+/// limits.
+///
+/// Facts from savoirfairelinux/opendht src/storage.h (`Storage::store`, `refresh`, `expire`,
+/// `StorageBucket`) and src/dht.cpp (`storageStore`, `onAnnounce`, `storageRefresh`,
+/// `expireStore`), src/securedht.cpp (`secureType`) and include/opendht/value.h:
+///
+/// - A value lives `created + expiration of its type` (10 minutes for USER_DATA and unknown
+///   types, see [`ValueType`](super::value::ValueType)); a value our own user put as permanent
+///   lives here until cancelled.
+/// - A `put` of a value id already stored under the key: with the same content it only extends
+///   the value's life (a *refresh*, to `max(old expiry, now + expiration)`); otherwise it is an
+///   *edit*, refused for unsigned values, and allowed for a signed value only when the new value
+///   is signed by the same owner with a higher `seq` (or the same `seq` and the same signed
+///   body). Signatures are checked through [`SignatureVerifier`].
+/// - Limits, each with its default and what happens at the limit:
+///   - [`StorageConfig::max_values_per_key`] (1024; OpenDHT: 65,536): a newcomer takes the slot of
+///     the value expiring soonest among those of the source holding most values under the key, if
+///     that source holds at least two more than the newcomer's source; otherwise it is refused.
+///     (OpenDHT refuses at the limit, which lets one address fill a key for everybody.)
+///   - [`StorageConfig::max_keys`] (16,384): values under a new key are refused.
+///   - [`StorageConfig::max_remote_bytes`] (64 MiB, as OpenDHT; bytes by
+///     [`Value::size`]): after a store that goes over, values are evicted from the source using
+///     the most bytes, the one expiring soonest first, until under the limit (OpenDHT's rule).
+///     Sources are IP addresses; OpenDHT counts per address *and port*, which lets one host
+///     escape its share by changing ports.
+///   - [`StorageConfig::max_local_bytes`] (64 MiB; OpenDHT: unlimited): values of our own user
+///     beyond it are refused. They do not count against the remote limit and are never evicted.
+/// - Every eviction and expiry is reported to the caller, so that listeners hear of it.
 #[derive(Clone, Debug, Default)]
 pub struct Storage {
     config: StorageConfig,
@@ -168,10 +185,11 @@ pub struct Storage {
 }
 
 impl Storage {
-    pub fn new(config: StorageConfig) -> Storage {
+    pub(crate) fn new(config: StorageConfig) -> Storage {
         Storage { config, ..Storage::default() }
     }
 
+    /// The limits the storage was made with.
     pub fn config(&self) -> &StorageConfig {
         &self.config
     }
@@ -181,6 +199,7 @@ impl Storage {
         self.values
     }
 
+    /// Whether no value is stored.
     pub fn is_empty(&self) -> bool {
         self.values == 0
     }
@@ -260,7 +279,7 @@ impl Storage {
     }
 
     /// Takes a value out (for eviction, expiry or cancellation).
-    pub fn remove(&mut self, key: &Id, id: ValueId) -> Option<Value> {
+    pub(crate) fn remove(&mut self, key: &Id, id: ValueId) -> Option<Value> {
         let values = self.keys.get_mut(key)?;
         let stored = values.remove(&id)?;
         if values.is_empty() {
@@ -278,8 +297,8 @@ impl Storage {
         self.keys.entry(key).or_default().insert(stored.value.id, stored);
     }
 
-    /// Stores `value` under `key` (see the module documentation for the rules).
-    pub fn store(
+    /// Stores `value` under `key` (see [`Storage`] for the rules).
+    pub(crate) fn store(
         &mut self,
         key: Id,
         value: Value,
@@ -396,14 +415,14 @@ impl Storage {
 
     /// Sets when value `id` under `key` expires (a value restored from saved state keeps the
     /// expiry it had). Whether the value is stored.
-    pub fn set_expiry(&mut self, key: &Id, id: ValueId, expires: Timestamp) -> bool {
+    pub(crate) fn set_expiry(&mut self, key: &Id, id: ValueId, expires: Timestamp) -> bool {
         let Some(old) = self.get_stored(key, id).cloned() else { return false };
         self.replace(*key, StoredValue { expires: Some(expires), ..old });
         true
     }
 
     /// Extends the life of value `id` under `key` to `max(expiry, now + its type's expiration)`.
-    pub fn refresh(&mut self, key: &Id, id: ValueId, now: Timestamp) -> RefreshOutcome {
+    pub(crate) fn refresh(&mut self, key: &Id, id: ValueId, now: Timestamp) -> RefreshOutcome {
         let Some(values) = self.keys.get(key) else { return RefreshOutcome::UnknownKey };
         let Some(old) = values.get(&id).cloned() else { return RefreshOutcome::UnknownValue };
         let expires = old.expires.map(|t| t.max(now + old.value.expiration()));
@@ -412,7 +431,7 @@ impl Storage {
     }
 
     /// Removes every value whose time has come, grouped by key.
-    pub fn expire(&mut self, now: Timestamp) -> Vec<(Id, Vec<Value>)> {
+    pub(crate) fn expire(&mut self, now: Timestamp) -> Vec<(Id, Vec<Value>)> {
         let mut out: Vec<(Id, Vec<Value>)> = Vec::new();
         while let Some((t, key, id)) = self.expiries.first().copied() {
             if t > now {

@@ -31,7 +31,7 @@ const SOCKADDR_IN6_LEN: usize = 28;
 
 /// Applies the store policy of `value`'s type to a put from `from`: the value to store, or why
 /// it is refused. Encrypted values carry their type inside the cypher and pass as they come.
-pub fn apply(value: Value, from: SocketAddr) -> Result<Value, Refusal> {
+pub(crate) fn apply(value: Value, from: SocketAddr) -> Result<Value, Refusal> {
     if value.is_encrypted() {
         return Ok(value);
     }

@@ -16,11 +16,11 @@ use sha2::{Digest, Sha256};
 use crate::time::Timestamp;
 
 /// Length of a token on the wire (OpenDHT's `TOKEN_SIZE`).
-pub const TOKEN_LEN: usize = 32;
+pub(crate) const TOKEN_LEN: usize = 32;
 
 /// Issues and checks tokens; its state is constant-size whatever the number of requesters.
 #[derive(Clone, Debug)]
-pub struct TokenIssuer {
+pub(crate) struct TokenIssuer {
     current: [u8; 32],
     previous: [u8; 32],
     next_rotation: Timestamp,
@@ -30,7 +30,7 @@ pub struct TokenIssuer {
 impl TokenIssuer {
     /// `rotation` is the range the time between two rotations is drawn from (OpenDHT: 15 to 45
     /// minutes).
-    pub fn new<R: Rng + ?Sized>(rng: &mut R, now: Timestamp, rotation: (Duration, Duration)) -> Self {
+    pub(crate) fn new<R: Rng + ?Sized>(rng: &mut R, now: Timestamp, rotation: (Duration, Duration)) -> Self {
         let mut issuer = TokenIssuer { current: [0; 32], previous: [0; 32], next_rotation: now, rotation };
         rng.fill(&mut issuer.current);
         rng.fill(&mut issuer.previous);
@@ -46,7 +46,7 @@ impl TokenIssuer {
     }
 
     /// Rotates the secret if its time has come.
-    pub fn maybe_rotate<R: Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
+    pub(crate) fn maybe_rotate<R: Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
         if now >= self.next_rotation {
             self.previous = self.current;
             rng.fill(&mut self.current);
@@ -55,7 +55,8 @@ impl TokenIssuer {
     }
 
     /// When the next rotation is due.
-    pub fn next_rotation(&self) -> Timestamp {
+    #[cfg(test)]
+    pub(crate) fn next_rotation(&self) -> Timestamp {
         self.next_rotation
     }
 
@@ -71,12 +72,12 @@ impl TokenIssuer {
     }
 
     /// The token for the requester at `addr`.
-    pub fn issue(&self, addr: SocketAddr) -> [u8; TOKEN_LEN] {
+    pub(crate) fn issue(&self, addr: SocketAddr) -> [u8; TOKEN_LEN] {
         Self::token_with(&self.current, addr)
     }
 
     /// Whether `token` was issued to `addr` under the current or the previous secret.
-    pub fn is_valid(&self, addr: SocketAddr, token: &[u8]) -> bool {
+    pub(crate) fn is_valid(&self, addr: SocketAddr, token: &[u8]) -> bool {
         token.len() == TOKEN_LEN
             && (token == Self::token_with(&self.current, addr) || token == Self::token_with(&self.previous, addr))
     }

@@ -1,25 +1,3 @@
-//! OpenDHT values: what one key holds many of, and their msgpack form.
-//!
-//! A value packs as a map `{id, dat, p?, pt?}`:
-//!
-//! - `id`: 64-bit value id, unique under its key (0 means "no id" and is refused by `put`).
-//! - `dat`: either the binary `cypher` (an encrypted value: nothing else is visible), or a map
-//!   `{body, sig?}` where `body` is `{seq?, owner?, to?, type, data, utype?}`. `seq`, `owner`
-//!   and `to` appear only in signed values (`to` only when it names a recipient), `sig` only
-//!   when signed, `utype` only when non-empty.
-//! - `p`: push priority, only when non-zero; `pt`: push type, only when non-empty.
-//!
-//! `body` is also exactly what a signature covers ([`Value::to_sign`]), and `{body, sig}` is
-//! what encryption covers ([`Value::to_encrypt`]). Receivers do not keep the bytes they were
-//! sent: they verify by packing the parsed body again. So our packing has to reproduce
-//! msgpack-c's byte for byte (smallest encodings, OpenDHT's key order), and it does.
-//!
-//! Facts from savoirfairelinux/opendht: include/opendht/value.h (`msgpack_pack`,
-//! `msgpack_pack_to_sign`, `msgpack_pack_to_encrypt`, field types), src/value.cpp
-//! (`msgpack_unpack`, `msgpack_unpack_body`, `size`), src/default_types.cpp and
-//! include/opendht/securedht.h (built-in types), src/crypto.cpp (owner keys are packed as a DER
-//! SubjectPublicKeyInfo; signatures are RSA with SHA-512).
-
 use std::time::Duration;
 
 use rmpv::ValueRef;
@@ -31,20 +9,23 @@ use crate::kad::Id;
 pub type ValueId = u64;
 
 /// The id OpenDHT treats as "none": a `put` of a value with this id is refused (203).
-pub const INVALID_VALUE_ID: ValueId = 0;
+pub(crate) const INVALID_VALUE_ID: ValueId = 0;
 
 /// Largest value a node stores, counted by [`Value::size`] (OpenDHT's `MAX_VALUE_SIZE`).
 pub const MAX_VALUE_SIZE: usize = 64 * 1024;
 
 /// How long a value of a type nobody registered lives: 10 minutes.
-pub const DEFAULT_EXPIRATION: Duration = Duration::from_secs(10 * 60);
+pub(crate) const DEFAULT_EXPIRATION: Duration = Duration::from_secs(10 * 60);
 
 /// A built-in value type: its numeric id and how long a stored value of that type lives
 /// unless refreshed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValueType {
+    /// The type id (`type` on the wire).
     pub id: u16,
+    /// OpenDHT's name for the type.
     pub name: &'static str,
+    /// How long a stored value of this type lives unless refreshed.
     pub expiration: Duration,
 }
 
@@ -60,10 +41,13 @@ impl ValueType {
     /// "I serve at this port": the storing node replaces the address with the sender's.
     pub const IP_SERVICE_ANNOUNCEMENT: ValueType =
         ValueType { id: 2, name: "IP service announcement", expiration: Duration::from_secs(15 * MINUTE) };
+    /// An instant message.
     pub const IM_MESSAGE: ValueType =
         ValueType { id: 3, name: "instant message", expiration: Duration::from_secs(5 * MINUTE) };
+    /// A request to trust a certificate.
     pub const TRUST_REQUEST: ValueType =
         ValueType { id: 4, name: "certificate trust request", expiration: Duration::from_secs(7 * DAY) };
+    /// ICE candidates, for connecting peers through NAT.
     pub const ICE_CANDIDATES: ValueType =
         ValueType { id: 5, name: "ICE candidates", expiration: Duration::from_secs(MINUTE) };
     /// An X.509 certificate, stored only at its public key's id (registered by OpenDHT's
@@ -100,9 +84,31 @@ impl ValueType {
 /// fields: *encrypted* when `cypher` is non-empty (then only `id`, `priority` and `push_type`
 /// travel with it; the rest is inside the cypher), *signed* when `owner` is set and
 /// `signature` non-empty, otherwise *plain*.
+///
+/// OpenDHT values: what one key holds many of, and their msgpack form.
+///
+/// A value packs as a map `{id, dat, p?, pt?}`:
+///
+/// - `id`: 64-bit value id, unique under its key (0 means "no id" and is refused by `put`).
+/// - `dat`: either the binary `cypher` (an encrypted value: nothing else is visible), or a map
+///   `{body, sig?}` where `body` is `{seq?, owner?, to?, type, data, utype?}`. `seq`, `owner`
+///   and `to` appear only in signed values (`to` only when it names a recipient), `sig` only
+///   when signed, `utype` only when non-empty.
+/// - `p`: push priority, only when non-zero; `pt`: push type, only when non-empty.
+///
+/// `body` is also exactly what a signature covers ([`Value::to_sign`]), and `{body, sig}` is
+/// what encryption covers ([`Value::to_encrypt`]). Receivers do not keep the bytes they were
+/// sent: they verify by packing the parsed body again. So our packing has to reproduce
+/// msgpack-c's byte for byte (smallest encodings, OpenDHT's key order), and it does.
+///
+/// Facts from savoirfairelinux/opendht: include/opendht/value.h (`msgpack_pack`,
+/// `msgpack_pack_to_sign`, `msgpack_pack_to_encrypt`, field types), src/value.cpp
+/// (`msgpack_unpack`, `msgpack_unpack_body`, `size`), src/default_types.cpp and
+/// include/opendht/securedht.h (built-in types), src/crypto.cpp (owner keys are packed as a DER
+/// SubjectPublicKeyInfo; signatures are RSA with SHA-512).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Value {
-    /// `id`: unique under the key; [`INVALID_VALUE_ID`] is refused by `put`.
+    /// `id`: unique under the key; 0 is refused by `put`.
     pub id: ValueId,
     /// `type`: a [`ValueType`] id (or any other number an application registered).
     pub value_type: u16,
@@ -131,8 +137,10 @@ pub struct Value {
 /// Why bytes are not a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
+    /// The bytes are not acceptable msgpack.
     #[error(transparent)]
     Msgpack(#[from] MsgpackError),
+    /// The msgpack does not have a value's shape: what is wrong.
     #[error("invalid value: {0}")]
     Invalid(&'static str),
 }
@@ -147,10 +155,12 @@ impl Value {
         Value { id, value_type, data: data.into(), ..Value::default() }
     }
 
+    /// Whether the value is encrypted (it has a `cypher`).
     pub fn is_encrypted(&self) -> bool {
         !self.cypher.is_empty()
     }
 
+    /// Whether the value has an owner and a signature (not whether the signature verifies).
     pub fn is_signed(&self) -> bool {
         self.owner.is_some() && !self.signature.is_empty()
     }

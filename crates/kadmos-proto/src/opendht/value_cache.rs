@@ -20,7 +20,7 @@ use crate::time::Timestamp;
 
 /// Who told us about a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Holder {
+pub(crate) enum Holder {
     /// Our own storage.
     Local,
     /// A storing node we listen to.
@@ -35,11 +35,11 @@ struct Cached {
 }
 
 /// A change to report to the user: `(value, expired)`.
-pub type CacheChange = (Value, bool);
+pub(crate) type CacheChange = (Value, bool);
 
 /// The values of one listened key. See the module documentation.
 #[derive(Clone, Debug)]
-pub struct ValueCache {
+pub(crate) struct ValueCache {
     values: BTreeMap<ValueId, Cached>,
     /// (holder expiry, value, holder), to expire in order.
     expiries: BTreeSet<(Timestamp, ValueId, Holder)>,
@@ -47,25 +47,22 @@ pub struct ValueCache {
 }
 
 impl ValueCache {
-    pub fn new(max_values: usize) -> ValueCache {
+    pub(crate) fn new(max_values: usize) -> ValueCache {
         ValueCache { values: BTreeMap::new(), expiries: BTreeSet::new(), max_values: max_values.max(1) }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.values.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
-    /// The values currently believed stored.
-    pub fn values(&self) -> impl Iterator<Item = &Value> {
-        self.values.values().map(|c| &c.value)
-    }
-
     /// The earliest moment a holder's claim runs out.
-    pub fn next_expiry(&self) -> Option<Timestamp> {
+    pub(crate) fn next_expiry(&self) -> Option<Timestamp> {
         self.expiries.first().map(|(t, _, _)| *t)
     }
 
@@ -86,7 +83,7 @@ impl ValueCache {
     }
 
     /// `holder` has `value`, which it keeps until `until` unless refreshed.
-    pub fn add(&mut self, value: Value, holder: Holder, until: Timestamp, now: Timestamp) -> Vec<CacheChange> {
+    pub(crate) fn add(&mut self, value: Value, holder: Holder, until: Timestamp, now: Timestamp) -> Vec<CacheChange> {
         let id = value.id;
         let mut changes = Vec::new();
         match self.values.get_mut(&id) {
@@ -113,19 +110,19 @@ impl ValueCache {
     }
 
     /// `holder` refreshed value `id` (`re`); it now keeps it until `until`.
-    pub fn refresh(&mut self, id: ValueId, holder: Holder, until: Timestamp) {
+    pub(crate) fn refresh(&mut self, id: ValueId, holder: Holder, until: Timestamp) {
         if self.values.get(&id).is_some_and(|c| c.holders.contains_key(&holder)) {
             self.set_holder(id, holder, until);
         }
     }
 
     /// The value a holder refreshes lives this long (by the cached value's type).
-    pub fn expiration_of(&self, id: ValueId) -> Option<std::time::Duration> {
+    pub(crate) fn expiration_of(&self, id: ValueId) -> Option<std::time::Duration> {
         self.values.get(&id).map(|c| c.value.expiration())
     }
 
     /// `holder` no longer has value `id` (`exp`): reported expired when nobody else has it.
-    pub fn remove(&mut self, id: ValueId, holder: Holder) -> Option<CacheChange> {
+    pub(crate) fn remove(&mut self, id: ValueId, holder: Holder) -> Option<CacheChange> {
         let cached = self.values.get_mut(&id)?;
         let t = cached.holders.remove(&holder)?;
         self.expiries.remove(&(t, id, holder));
@@ -136,7 +133,7 @@ impl ValueCache {
     }
 
     /// Drops claims that ran out; returns the values nobody holds any more.
-    pub fn expire(&mut self, now: Timestamp) -> Vec<CacheChange> {
+    pub(crate) fn expire(&mut self, now: Timestamp) -> Vec<CacheChange> {
         let mut changes = Vec::new();
         while let Some((t, id, holder)) = self.expiries.first().copied() {
             if t > now {
@@ -150,12 +147,6 @@ impl ValueCache {
             }
         }
         changes
-    }
-
-    /// Every value, reported expired (the listen is over).
-    pub fn clear(&mut self) -> Vec<CacheChange> {
-        self.expiries.clear();
-        std::mem::take(&mut self.values).into_values().map(|c| (c.value, true)).collect()
     }
 }
 

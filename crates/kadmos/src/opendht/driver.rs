@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kadmos_proto::kad::RoutingTable;
-use kadmos_proto::opendht::storage::Source;
-use kadmos_proto::opendht::{Event, Family, Node, Outcome, Query, QueryError, QueryId, Value, ValueId};
+use kadmos_proto::opendht::Source;
+use kadmos_proto::opendht::{self, CommandResult, Event, Family, Node, Query, QueryError, QueryId, Value, ValueId};
 use kadmos_proto::{Id, NodeId, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -209,31 +209,24 @@ impl Driver {
                     self.node.cancel(now, query);
                 }
             }
-            Event::Finished { query, outcome } => {
+            Event::Finished { query, result } => {
                 let Some(waiter) = self.waiters.remove(&query) else { return };
-                match (waiter, outcome) {
-                    (Waiter::Ping(reply), Outcome::Pong { id, addr }) => {
-                        let _ = reply.send(Ok(NodeInfo { id, addr }));
+                match (waiter, result) {
+                    (Waiter::Ping(reply), CommandResult::Ping(result)) => {
+                        let _ = reply.send(result.map(NodeInfo::from));
                     }
-                    (Waiter::FindNode(reply), Outcome::Closest { nodes, .. }) => {
-                        let _ = reply.send(Ok(nodes.into_iter().map(NodeInfo::from).collect()));
+                    (Waiter::FindNode(reply), CommandResult::FindNode(result)) => {
+                        let _ = reply.send(result.map(NodeInfo::closest));
                     }
-                    (Waiter::Put(reply), Outcome::Stored { value_id, stored_at, errors, .. }) => {
-                        let stored_at = stored_at.into_iter().map(NodeInfo::from).collect();
-                        let errors = errors
-                            .into_iter()
-                            .map(|(from, code, message)| RemoteError { from, code: i64::from(code), message })
-                            .collect();
-                        let _ = reply.send(Ok((value_id, stored_at, errors)));
-                    }
-                    (Waiter::Ping(reply), Outcome::Failed(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
-                    (Waiter::FindNode(reply), Outcome::Failed(e)) => {
-                        let _ = reply.send(Err(e));
-                    }
-                    (Waiter::Put(reply), Outcome::Failed(e)) => {
-                        let _ = reply.send(Err(e));
+                    (Waiter::Put(reply), CommandResult::Put(result)) => {
+                        let _ = reply.send(result.map(|opendht::Stored { value_id, stored_at, errors, .. }| {
+                            let stored_at = stored_at.into_iter().map(NodeInfo::from).collect();
+                            let errors = errors
+                                .into_iter()
+                                .map(|(from, code, message)| RemoteError { from, code: i64::from(code), message })
+                                .collect();
+                            (value_id, stored_at, errors)
+                        }));
                     }
                     (Waiter::Get(_), _) => {} // dropping the sender ends the stream
                     (Waiter::Bootstrap { fallback }, _) => {
@@ -248,7 +241,7 @@ impl Driver {
                         // Listens end only when cancelled; keep the waiter.
                         self.waiters.insert(query, waiter);
                     }
-                    (_, other) => tracing::warn!("unexpected outcome {other:?}"),
+                    (_, other) => tracing::warn!("a result for another command: {other:?}"),
                 }
             }
         }

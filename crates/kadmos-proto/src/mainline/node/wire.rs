@@ -39,7 +39,7 @@ impl Outbox {
 }
 
 /// The node as the engine sees it: how Mainline encodes and sends requests.
-pub(super) struct Wire<'a> {
+pub(crate) struct Wire<'a> {
     pub(super) config: &'a Config,
     pub(super) out: &'a mut Outbox,
 }

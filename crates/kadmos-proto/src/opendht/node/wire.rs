@@ -10,7 +10,7 @@ pub(super) struct Outbox {
 }
 
 /// The node as the engine (and its serving) sees it: how OpenDHT encodes and sends messages.
-pub(super) struct Wire<'a> {
+pub(crate) struct Wire<'a> {
     pub(super) config: &'a Config,
     pub(super) out: &'a mut Outbox,
 }

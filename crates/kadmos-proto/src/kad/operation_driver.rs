@@ -1,0 +1,182 @@
+//! The way of a node's operations from their start to their end, once for both networks:
+//! start one (or join), step its lookups, run a store's round at the closest nodes that gave
+//! a token, read the operation's typed result, and end it (a bootstrap's end starts the
+//! refreshes that follow joining). A node implements [`OperationDriver`] with its own steps
+//! (what a store sends, what a result holds, what happens when an operation ends) and gets
+//! `start_operation`, `join`, `drive`, `drive_operation` and `finish`.
+
+use std::net::SocketAddr;
+
+use super::engine::{Engine, Network, Operation};
+use super::id::{Id, NodeId};
+use super::lookup::LookupConfig;
+use super::sent_request::NetworkPurpose;
+use super::store_round::StoreRound;
+use crate::node_io::QueryId;
+use crate::time::Timestamp;
+
+/// What the driving needs to know of a network's operation kinds.
+pub(crate) trait OperationKind {
+    /// The store round of a store operation (announce_peer, put), which runs once its
+    /// lookups are over; `None` for an operation that stores nothing.
+    fn store_round(&mut self) -> Option<&mut StoreRound>;
+    /// The kind of the operation that joins the network.
+    fn bootstrap() -> Self;
+    /// Whether the operation joins the network (its end starts the refreshes that follow).
+    fn is_bootstrap(&self) -> bool;
+}
+
+/// One request of a store round: `request` to node `id` at `addr`, sent with `attempts` tries.
+pub(crate) struct StoreAt<R, P> {
+    pub(crate) id: NodeId,
+    pub(crate) addr: SocketAddr,
+    pub(crate) request: R,
+    pub(crate) purpose: P,
+    pub(crate) attempts: u8,
+}
+
+/// The engine a driver's operations run on.
+pub(crate) type EngineOf<D> =
+    Engine<<D as OperationDriver>::Kind, <D as OperationDriver>::Request, <D as OperationDriver>::Purpose>;
+
+/// The accessors of [`OperationDriver`] for a node that keeps its engine in `engine`, its
+/// config in `config` and what it sends through in `out`, and has a `Wire { config, out }`
+/// type (as `engine_and_wire!` expects).
+macro_rules! engine_accessors {
+    () => {
+        type Wire<'a> = Wire<'a>;
+
+        fn engine(&self) -> &$crate::kad::operation_driver::EngineOf<Self> {
+            &self.engine
+        }
+
+        fn parts(&mut self) -> (&mut $crate::kad::operation_driver::EngineOf<Self>, Wire<'_>) {
+            (&mut self.engine, Wire { config: &self.config, out: &mut self.out })
+        }
+
+        fn lookup_config(&self) -> &$crate::kad::LookupConfig {
+            &self.config.lookup
+        }
+    };
+}
+pub(crate) use engine_accessors;
+
+/// A node whose operations run on an [`Engine`]: its own steps, and the driving they share.
+pub(crate) trait OperationDriver: Sized {
+    type Kind: OperationKind;
+    type Request: Clone;
+    type Purpose: NetworkPurpose;
+    /// The node as the engine sees it, borrowed next to the engine.
+    type Wire<'a>: Network<Kind = Self::Kind, Request = Self::Request, Purpose = Self::Purpose>
+    where
+        Self: 'a;
+    /// What a finished command reports: which command it was and its typed result.
+    type Result;
+
+    fn engine(&self) -> &EngineOf<Self>;
+    /// The engine and the node's wire, borrowed apart.
+    fn parts(&mut self) -> (&mut EngineOf<Self>, Self::Wire<'_>);
+    fn lookup_config(&self) -> &LookupConfig;
+
+    /// The requests of `op`'s store round, at the closest nodes that gave a token.
+    fn store_requests(
+        &self,
+        op: QueryId,
+        operation: &Operation<Self::Kind, Self::Request>,
+    ) -> Vec<StoreAt<Self::Request, Self::Purpose>>;
+    /// The network's step once `op`'s lookups (and store round) are over, before its result
+    /// is read.
+    fn lookups_over(&mut self, _now: Timestamp, _op: QueryId) {}
+    /// What `operation` came to, once over; `None` for one that reports nothing (a refresh).
+    fn result(&self, operation: &Operation<Self::Kind, Self::Request>) -> Option<Self::Result>;
+    /// A bootstrap ended and the engine's refreshes started: the network's own steps.
+    fn rejoined(&mut self, now: Timestamp);
+    /// `op` is over and out of the engine: the network's bookkeeping, and its event if the
+    /// operation reports one.
+    fn ended(
+        &mut self,
+        now: Timestamp,
+        op: QueryId,
+        operation: Operation<Self::Kind, Self::Request>,
+        result: Option<Self::Result>,
+    );
+
+    /// Starts an operation whose lookups search `target` with `request`, seeded from the
+    /// routing tables; the caller drives it.
+    fn start_operation(&mut self, kind: Self::Kind, target: Id, request: Self::Request) -> QueryId {
+        let lookup = self.lookup_config().clone();
+        self.parts().0.start(kind, target, request, &lookup, &[])
+    }
+
+    /// Joins the network through `routers` and known `contacts` (see [`Engine::bootstrap`]),
+    /// and drives the bootstrap.
+    fn join(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
+        let lookup = self.lookup_config().clone();
+        let op = {
+            let (engine, mut wire) = self.parts();
+            engine.bootstrap(now, &mut wire, Self::Kind::bootstrap(), &lookup, routers, contacts)
+        };
+        self.drive_operation(now, op);
+        op
+    }
+
+    /// Steps every operation: sends what their lookups ask for, and finishes those done.
+    fn drive(&mut self, now: Timestamp) {
+        for op in self.engine().operation_ids() {
+            self.drive_operation(now, op);
+        }
+    }
+
+    /// Steps operation `op`, and finishes it if it is done.
+    fn drive_operation(&mut self, now: Timestamp, op: QueryId) {
+        let lookups_over = {
+            let (engine, mut wire) = self.parts();
+            engine.drive(now, op, &mut wire)
+        };
+        if !lookups_over || !self.store_round_over(now, op) {
+            return;
+        }
+        self.lookups_over(now, op);
+        let Some(operation) = self.engine().operation(op) else { return };
+        let result = self.result(operation);
+        self.finish(now, op, result);
+    }
+
+    /// A store operation whose lookups are over stores at the closest nodes that gave a
+    /// token, until each has answered, refused or stalled (they stall as lookup requests do).
+    /// Whether that is over, or the operation stores nothing.
+    fn store_round_over(&mut self, now: Timestamp, op: QueryId) -> bool {
+        let (engine, _) = self.parts();
+        let Some(operation) = engine.operation_mut(op) else { return false };
+        let Some(round) = operation.kind.store_round() else { return true };
+        if !round.started() {
+            let stores = match self.engine().operation(op) {
+                Some(operation) => self.store_requests(op, operation),
+                None => Vec::new(),
+            };
+            let (engine, mut wire) = self.parts();
+            engine.start_store_round(now, &mut wire, op, stores);
+            drop(wire);
+        }
+        self.parts().0.step_store_round(now, op)
+    }
+
+    /// Ends `op` with `result`: a bootstrap's end starts the refreshes that follow joining,
+    /// then the network does its own bookkeeping and reports it.
+    fn finish(&mut self, now: Timestamp, op: QueryId, result: Option<Self::Result>) {
+        let (engine, _) = self.parts();
+        let Some(operation) = engine.remove(op) else { return };
+        if operation.kind.is_bootstrap() {
+            let lookup = self.lookup_config().clone();
+            let refreshes = {
+                let (engine, wire) = self.parts();
+                engine.joined(now, &wire, &lookup)
+            };
+            for refresh in refreshes {
+                self.drive_operation(now, refresh);
+            }
+            self.rejoined(now);
+        }
+        self.ended(now, op, operation, result);
+    }
+}
