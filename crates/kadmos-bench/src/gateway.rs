@@ -11,7 +11,7 @@
 //! flight each, for `--duration` seconds after a one-second warm-up, reading every answer to
 //! its end: `GET /node/info` (HTTP stack only), `GET /key/{h}` of one key holding 10 values
 //! (hot key), `GET` over 64 keys holding one value each, `GET` of a new empty key each time
-//! (every GET a lookup), `POST /key/{h}` of a new value id each time (one key). Listen
+//! (every GET a lookup), `POST /key/{h}` of a new value id each time (over 256 keys). Listen
 //! scenarios: put-to-listen latency and fan-out to `--streams` streams on one key (see
 //! [`listen`]). Every figure is printed with the load average when it was taken, never
 //! asserted.

@@ -68,6 +68,37 @@ async fn post_then_get_through_another_gateway() {
     assert!(json_lines(&text).contains(&stored), "40 hex digits are the key itself");
 }
 
+/// A POST that no node stored answers 502, though every storing node acknowledged the put: a
+/// node answers a put it refused exactly like one it stored (as OpenDHT's do), so the gateway
+/// asks the network for the value when its own node refused it. Here the key is full on both
+/// nodes (1024 values, all from one address: nothing to evict), so a new value is refused
+/// everywhere; a value already there, posted again, is still a 200 (a refresh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_refused_by_full_storage_answers_502() {
+    const PER_KEY: u64 = 1024; // a kadmos node's default limit of values under one key
+    let net = GatewayNet::start(2, 1, GatewayConfig::default()).await;
+    let gw = net.addr(0);
+    let mut posts = tokio::task::JoinSet::new();
+    for worker in 0..16 {
+        posts.spawn(async move {
+            for id in (1 + worker..=PER_KEY).step_by(16) {
+                let (status, text) = call(gw, "POST", "/key/full", &format!(r#"{{"data":"eA==","id":"{id}"}}"#)).await;
+                assert_eq!(status, 200, "value {id}: {text}");
+            }
+        });
+    }
+    while let Some(done) = posts.join_next().await {
+        done.expect("a POST worker");
+    }
+    let (status, err) = call_json(gw, "POST", "/key/full", r#"{"data":"eA==","id":"5000"}"#).await;
+    assert_eq!(status, 502, "{err}");
+    assert!(err["err"].as_str().unwrap().starts_with("Put failed: no node stored the value"), "{err}");
+    let other = net.testnet.nodes[1].get_filtered(Id::of_str("full"), kadmos::opendht::Filter::default().id(5000));
+    assert!(other.await.unwrap().collect_values().await.is_empty(), "the storing node refused it");
+    let (status, again) = call(gw, "POST", "/key/full", r#"{"data":"eA==","id":"7"}"#).await;
+    assert_eq!(status, 200, "a value already stored is refreshed: {again}");
+}
+
 /// A listen stream sends the values already there, then each value put later (through another
 /// gateway), as newline-delimited JSON; with `Accept: text/event-stream` the same arrives as
 /// Server-Sent Events named `value`, with the value id as the event id.
