@@ -268,6 +268,11 @@ impl ListenHub {
             let mut state = listen.shared.lock();
             let framing = sink.framing();
             sink.queue(state.first_events(resume_after).iter().map(|e| e.chunk(framing).clone()));
+            // Streams gone are dropped at each event; on a quiet key, here, at each doubling
+            // (so that a key whose clients come and go holds no more dead entries than live).
+            if state.sinks.len() >= 64 && state.sinks.len().is_power_of_two() {
+                state.sinks.retain(|s| s.strong_count() > 0);
+            }
             state.sinks.push(Arc::downgrade(sink));
         }
         Ok(Linger(Some(listen)))
