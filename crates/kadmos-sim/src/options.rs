@@ -224,7 +224,7 @@ pub struct SimOptions {
     pub lookup_final_alpha: Option<usize>,
     pub lookup_timeout_ms: Option<f64>,
     pub lookup_retries: Option<u8>,
-    /// `LookupConfig::stalled_grace_percent` (default 0).
+    /// `LookupConfig::stalled_grace_percent` (default 10).
     pub stalled_grace_percent: Option<u32>,
     /// `Config::stall_deviations` (default 1).
     pub stall_deviations: Option<u32>,
