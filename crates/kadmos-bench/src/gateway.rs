@@ -11,7 +11,7 @@
 //! flight each, for `--duration` seconds after a one-second warm-up, reading every answer to
 //! its end: `GET /node/info` (HTTP stack only), `GET /key/{h}` of one key holding 10 values
 //! (hot key), `GET` over 64 keys holding one value each, `GET` of a new empty key each time
-//! (every GET a lookup), `POST /key/{h}` of a new value id each time (one key). Listen
+//! (every GET a lookup), `POST /key/{h}` of a new value id each time (over 256 keys). Listen
 //! scenarios: put-to-listen latency and fan-out to `--streams` streams on one key (see
 //! [`listen`]). Every figure is printed with the load average when it was taken, never
 //! asserted.
@@ -113,6 +113,17 @@ enum Outcome {
     Failed(String),
 }
 
+impl Outcome {
+    /// The servers' CPU time per operation, for the scenarios that measure it.
+    fn cpu(&self) -> Option<sides::CpuPerOp> {
+        match self {
+            Outcome::Load(f) => f.cpu,
+            Outcome::Fanout(f) => f.cpu,
+            Outcome::PutToListen(_) | Outcome::Failed(_) => None,
+        }
+    }
+}
+
 /// One scenario's outcome on one server, with the load average at its end.
 struct Point {
     outcome: Outcome,
@@ -182,13 +193,13 @@ impl Bench<'_> {
     }
 
     fn measure(&mut self, side: &mut Side, item: Item) -> Point {
-        let (addr, pid, run, args) = (side.addr, side.gateway_pid(), self.runs, self.args);
+        let (addr, pids, run, args) = (side.addr, side.pids(), self.runs, self.args);
         let duration = Duration::from_secs_f64(args.duration);
         let outcome = self.runtime.block_on(async {
             match item {
-                Item::Load(s) => Outcome::Load(load::drive(addr, s, args.connections, duration, run).await),
+                Item::Load(s) => Outcome::Load(load::drive(addr, &pids, s, args.connections, duration, run).await),
                 Item::PutToListen => Outcome::PutToListen(listen::put_to_listen(addr, args.puts, run).await),
-                Item::Fanout => Outcome::Fanout(listen::fanout(addr, pid, args.streams, run).await),
+                Item::Fanout => Outcome::Fanout(listen::fanout(addr, &pids, args.streams, run).await),
             }
         });
         Point { outcome, load_avg: load_average(), died: side.dead() }
@@ -363,7 +374,7 @@ fn ms(v: Option<f64>) -> String {
 
 /// One server's cells of a row: the figures, or why there are none.
 fn cells(point: Option<&Point>) -> String {
-    let Some(point) = point else { return format!("{:>40}", "not run") };
+    let Some(point) = point else { return format!("{:>48}", "not run") };
     let died = if point.died.is_some() { " (died)" } else { "" };
     let body = match &point.outcome {
         Outcome::Load(f) => format!(
@@ -389,7 +400,8 @@ fn cells(point: Option<&Point>) -> String {
         ),
         Outcome::Failed(_) => format!("{:>33}", "failed"),
     };
-    format!("{body} {:>5.1}{died}", point.load_avg)
+    let cpu = point.outcome.cpu();
+    format!("{body} {:>7} {:>5.1}{died}", cpu.map_or("-".into(), |c| format!("{:.1}", c.gateway_us)), point.load_avg)
 }
 
 fn print_phase(args: &GatewayArgs, phase: &Phase) {
@@ -407,15 +419,28 @@ fn print_phase(args: &GatewayArgs, phase: &Phase) {
         }
     }
     println!(
-        "{:<24} | {:>9} {:>8} {:>8} {:>6} {:>5} | {:>9} {:>8} {:>8} {:>6} {:>5}",
-        "scenario", "kadmos/s", "p50 ms", "p99 ms", "fail", "load", "OpenDHT/s", "p50 ms", "p99 ms", "fail", "load"
+        "{:<24} | {:>9} {:>8} {:>8} {:>6} {:>7} {:>5} | {:>9} {:>8} {:>8} {:>6} {:>7} {:>5}",
+        "scenario",
+        "kadmos/s",
+        "p50 ms",
+        "p99 ms",
+        "fail",
+        "cpu us",
+        "load",
+        "OpenDHT/s",
+        "p50 ms",
+        "p99 ms",
+        "fail",
+        "cpu us",
+        "load"
     );
     for row in &phase.rows {
         println!("{:<24} | {} | {}", row.item.name(), cells(Some(&row.kadmos)), cells(row.opendht.as_ref()));
     }
     println!(
         "({} keep-alive connections, {} s per load point; put-to-listen: n puts measured, p50/p99 from POST \
-         send to delivery; fan-out: streams served/opened, p50 and last delivery, server RSS per stream)",
+         send to delivery; fan-out: streams served/opened, p50 and last delivery, server RSS per stream; cpu us: the gateway \
+         process's CPU time per request served or stream delivered to)",
         args.connections, args.duration
     );
     for row in &phase.rows {
@@ -432,6 +457,14 @@ fn print_phase(args: &GatewayArgs, phase: &Phase) {
             }
             if let Some(died) = &point.died {
                 println!("  {server}, {}: a server process died: {died}", row.item.name());
+            }
+            if let Some(c) = point.outcome.cpu() {
+                println!(
+                    "  {server}, {}: CPU {:.1} us per operation in the gateway, {:.1} us with the storing node",
+                    row.item.name(),
+                    c.gateway_us,
+                    c.side_us
+                );
             }
             if let Outcome::Fanout(f) = &point.outcome {
                 println!(

@@ -46,6 +46,28 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     stat_cpu_seconds(&format!("/proc/{pid}/stat"))
 }
 
+/// CPU time of a process's live threads, in seconds: to the nanosecond from the scheduler's
+/// statistics (/proc/PID/task/*/schedstat, the first field) where the kernel keeps them, else
+/// utime + stime to the clock tick. A window of milliseconds needs the former.
+pub fn precise_cpu_seconds(pid: u32) -> io::Result<f64> {
+    let mut nanos = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            // A thread that exited meanwhile: its time is gone with it.
+            continue;
+        };
+        match text.split_whitespace().next().and_then(|f| f.parse::<u64>().ok()) {
+            Some(n) => nanos += n,
+            None => return cpu_seconds(pid),
+        }
+    }
+    if nanos == 0 {
+        return cpu_seconds(pid);
+    }
+    Ok(nanos as f64 * 1e-9)
+}
+
 /// utime + stime of the calling thread, in seconds.
 pub fn thread_cpu_seconds() -> io::Result<f64> {
     stat_cpu_seconds("/proc/thread-self/stat")

@@ -75,6 +75,15 @@ impl Framing {
     }
 }
 
+/// One HTTP/1.1 chunk holding `data`, for streams written straight on their socket.
+pub(crate) fn http_chunk(data: &[u8]) -> Bytes {
+    let mut chunk = Vec::with_capacity(data.len() + 12);
+    chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    chunk.extend_from_slice(data);
+    chunk.extend_from_slice(b"\r\n");
+    Bytes::from(chunk)
+}
+
 type EventStream = Pin<Box<dyn Stream<Item = StreamEvent> + Send>>;
 
 /// A 200 answer streaming `events` as they come, with a heartbeat after each `heartbeat` of
@@ -118,6 +127,8 @@ mod tests {
         assert_eq!(Framing::Sse.encode(&event), "event: value\nid: 42\ndata: {\"id\":\"42\"}\n\n");
         let mut headers = HeaderMap::new();
         assert_eq!(Framing::negotiate(&headers), Framing::Ndjson);
+        assert_eq!(http_chunk(b"{}\n"), &b"3\r\n{}\n\r\n"[..], "a chunk is its length in hex, the data, CRLFs");
+        assert_eq!(http_chunk(&[b'x'; 26])[..4], *b"1a\r\n");
         headers.insert(header::ACCEPT, HeaderValue::from_static("text/event-stream"));
         assert_eq!(Framing::negotiate(&headers), Framing::Sse);
     }

@@ -22,6 +22,7 @@
 //! - `opendht_api`: OpenDHT's get, put and listen on a key.
 //! - `hot_keys`: GETs of a key share one lookup; recent results answer the next GETs.
 //! - `listen_hub`: one node listen per key shared by its clients; journal for resuming.
+//! - `listen_sink`: a listen stream's socket as the hub writes each event to it.
 //! - `mainline_api`: Mainline peers and announces, BEP 44 items, the pkarr relay API.
 //! - `push`: SUBSCRIBE/UNSUBSCRIBE, pushes through gorush or UnifiedPush.
 //! - [`web_push_encryption`]: RFC 8291 encryption of UnifiedPush payloads.
@@ -51,6 +52,7 @@ pub mod gateway;
 mod gateway_state;
 mod hot_keys;
 mod listen_hub;
+mod listen_sink;
 mod listen_stream;
 mod mainline_api;
 mod metrics;

@@ -10,12 +10,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use kadmos::opendht::{ListenEvent, Value, ValueId};
 use kadmos::{Id, OpenDht};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use crate::framing::{http_chunk, Framing, StreamEvent};
+use crate::listen_sink::ListenSink;
 use crate::value_json;
 
 /// Events kept for resuming clients, per key.
@@ -26,22 +29,47 @@ const BACKLOG: usize = 1024;
 /// `EventSource` retries after a few seconds) resumes from the journal.
 const LINGER: Duration = Duration::from_secs(30);
 
-/// An event as every client of the key receives it: one copy, whose JSON is encoded once
-/// however many clients send it (a fan-out to thousands of streams would otherwise encode it
-/// thousands of times).
+/// An event as every client of the key receives it: one copy, whose JSON and HTTP chunks are
+/// encoded once however many clients send it (a fan-out to thousands of streams would
+/// otherwise encode it thousands of times).
 pub struct SharedEvent {
     pub event: ListenEvent,
     json: OnceLock<String>,
+    ndjson_chunk: OnceLock<Bytes>,
+    sse_chunk: OnceLock<Bytes>,
 }
 
 impl SharedEvent {
     fn new(event: ListenEvent) -> Arc<SharedEvent> {
-        Arc::new(SharedEvent { event, json: OnceLock::new() })
+        Arc::new(SharedEvent {
+            event,
+            json: OnceLock::new(),
+            ndjson_chunk: OnceLock::new(),
+            sse_chunk: OnceLock::new(),
+        })
     }
 
     /// The event in OpenDHT's JSON form (`"expired": true` on an expiry), without a newline.
     pub fn json(&self) -> &str {
         self.json.get_or_init(|| value_json::to_json(&self.event.value, self.event.expired).to_string())
+    }
+
+    /// The event as a stream carries it.
+    pub fn stream_event(&self) -> StreamEvent {
+        StreamEvent {
+            kind: if self.event.expired { "expired" } else { "value" },
+            id: Some(self.event.value.id.to_string()),
+            json: self.json().to_string(),
+        }
+    }
+
+    /// The event as one HTTP/1.1 chunk of a stream framed with `framing`.
+    pub fn chunk(&self, framing: Framing) -> &Bytes {
+        let cell = match framing {
+            Framing::Ndjson => &self.ndjson_chunk,
+            Framing::Sse => &self.sse_chunk,
+        };
+        cell.get_or_init(|| http_chunk(&framing.encode(&self.stream_event())))
     }
 }
 
@@ -65,6 +93,23 @@ struct KeyState {
     /// The values at the key now, in the order they arrived.
     current: Vec<Value>,
     journal: VecDeque<Arc<SharedEvent>>,
+    /// Listen streams served on their own socket, written to here as each event arrives
+    /// ([`crate::listen_sink`]); the others receive events through the broadcast channel.
+    sinks: Vec<Weak<ListenSink>>,
+}
+
+impl KeyState {
+    /// What a new client is sent first: the events after the one it resumes from, if the
+    /// journal still has it, else the values at the key now.
+    fn first_events(&self, resume_after: Option<ValueId>) -> Vec<Arc<SharedEvent>> {
+        let resumed = resume_after.and_then(|id| {
+            let at = self.journal.iter().rposition(|e| e.event.value.id == id && !e.event.expired)?;
+            Some(self.journal.iter().skip(at + 1).cloned().collect::<Vec<_>>())
+        });
+        resumed.unwrap_or_else(|| {
+            self.current.iter().map(|v| SharedEvent::new(ListenEvent { value: v.clone(), expired: false })).collect()
+        })
+    }
 }
 
 struct Shared {
@@ -92,7 +137,18 @@ impl Shared {
         state.journal.push_back(event.clone());
         // Sent under the lock, so that a subscriber's snapshot and its events neither overlap
         // nor leave a gap.
+        if !state.sinks.is_empty() {
+            let now = tokio::time::Instant::now();
+            state.sinks.retain(|sink| sink.upgrade().is_some_and(|sink| sink.send(event.chunk(sink.framing()), now)));
+        }
         let _ = self.events.send(event);
+    }
+
+    /// The node's listen is over: every stream ends once it has sent what it holds.
+    fn end(&self) {
+        for sink in self.lock().sinks.drain(..).filter_map(|s| s.upgrade()) {
+            sink.end();
+        }
     }
 }
 
@@ -149,6 +205,37 @@ impl ListenHub {
         self.lock().values().filter(|w| w.strong_count() > 0).count()
     }
 
+    /// The key's shared listen, started if none runs.
+    async fn key_listen(&self, dht: &OpenDht, key: Id) -> kadmos::Result<Arc<KeyListen>> {
+        if let Some(listen) = self.running(&key) {
+            return Ok(listen);
+        }
+        let changes = dht.listen(key).await?;
+        let (events, _) = broadcast::channel(BACKLOG);
+        let shared = Arc::new(Shared { state: Mutex::default(), events, started: Instant::now() });
+        let feeder = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                let mut changes = changes;
+                while let Some(event) = changes.next().await {
+                    shared.apply(event);
+                }
+                shared.end();
+            }
+        });
+        let fresh = Arc::new(KeyListen { shared, feeder });
+        let mut keys = self.lock();
+        // Another client may have started one meanwhile: use it, drop ours.
+        Ok(match keys.get(&key).and_then(Weak::upgrade) {
+            Some(theirs) => theirs,
+            None => {
+                keys.retain(|_, w| w.strong_count() > 0);
+                keys.insert(key, Arc::downgrade(&fresh));
+                fresh
+            }
+        })
+    }
+
     /// Subscribes to `key`, starting the node's listen if none runs. `resume_after`: the id of
     /// the last value event the client saw.
     pub async fn subscribe(
@@ -157,51 +244,38 @@ impl ListenHub {
         key: Id,
         resume_after: Option<ValueId>,
     ) -> kadmos::Result<Subscription> {
-        let listen = match self.running(&key) {
-            Some(listen) => listen,
-            None => {
-                let changes = dht.listen(key).await?;
-                let (events, _) = broadcast::channel(BACKLOG);
-                let shared = Arc::new(Shared { state: Mutex::default(), events, started: Instant::now() });
-                let feeder = tokio::spawn({
-                    let shared = shared.clone();
-                    async move {
-                        let mut changes = changes;
-                        while let Some(event) = changes.next().await {
-                            shared.apply(event);
-                        }
-                    }
-                });
-                let fresh = Arc::new(KeyListen { shared, feeder });
-                let mut keys = self.lock();
-                // Another client may have started one meanwhile: use it, drop ours.
-                match keys.get(&key).and_then(Weak::upgrade) {
-                    Some(theirs) => theirs,
-                    None => {
-                        keys.retain(|_, w| w.strong_count() > 0);
-                        keys.insert(key, Arc::downgrade(&fresh));
-                        fresh
-                    }
-                }
-            }
-        };
+        let listen = self.key_listen(dht, key).await?;
         let (first, events) = {
             let state = listen.shared.lock();
-            let events = listen.shared.events.subscribe();
-            let resumed = resume_after.and_then(|id| {
-                let at = state.journal.iter().rposition(|e| e.event.value.id == id && !e.event.expired)?;
-                Some(state.journal.iter().skip(at + 1).cloned().collect::<Vec<_>>())
-            });
-            let first = resumed.unwrap_or_else(|| {
-                state
-                    .current
-                    .iter()
-                    .map(|v| SharedEvent::new(ListenEvent { value: v.clone(), expired: false }))
-                    .collect()
-            });
-            (first, events)
+            (state.first_events(resume_after), listen.shared.events.subscribe())
         };
         Ok(Subscription { first, events, listen })
+    }
+
+    /// Attaches a stream served on its own socket to `key`'s listen (started if none runs):
+    /// its first events are queued in the sink at once, and every later event is written to it
+    /// by the listen itself. The stream stays attached while the sink lives; the listen runs
+    /// while the returned holder does (and [`LINGER`] after).
+    pub async fn attach(
+        &self,
+        dht: &OpenDht,
+        key: Id,
+        resume_after: Option<ValueId>,
+        sink: &Arc<ListenSink>,
+    ) -> kadmos::Result<impl Send + 'static> {
+        let listen = self.key_listen(dht, key).await?;
+        {
+            let mut state = listen.shared.lock();
+            let framing = sink.framing();
+            sink.queue(state.first_events(resume_after).iter().map(|e| e.chunk(framing).clone()));
+            // Streams gone are dropped at each event; on a quiet key, here, at each doubling
+            // (so that a key whose clients come and go holds no more dead entries than live).
+            if state.sinks.len() >= 64 && state.sinks.len().is_power_of_two() {
+                state.sinks.retain(|s| s.strong_count() > 0);
+            }
+            state.sinks.push(Arc::downgrade(sink));
+        }
+        Ok(Linger(Some(listen)))
     }
 
     /// The values at `key` known to a listen that has run at least `settled` (long enough to

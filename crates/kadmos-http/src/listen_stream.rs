@@ -1,22 +1,26 @@
 //! Listen streams served straight on the socket. A connection whose first request is `GET
 //! /key/{h}/listen` (HTTP/1.1, no body, no upgrade) is answered here instead of by hyper: the
-//! same checks, headers and events as the router's listen route, written as HTTP/1.1 chunks
-//! by one small task, without hyper's per-connection buffers. A listen stream never ends
+//! same checks, headers and events as the router's listen route, as HTTP/1.1 chunks, without
+//! hyper's per-connection buffers. The listen hub writes each event to the socket itself
+//! ([`crate::listen_sink`]); the stream's own small task only flushes what the socket could not
+//! take at once, sends heartbeats and notices the client leaving. A listen stream never ends
 //! while the client stays, so its connection carries no other request; anything else the
 //! client sends is read and dropped, and its closing the connection ends the stream.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use kadmos::opendht::key_from_str;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::daemon_api::DaemonState;
-use crate::framing::Framing;
+use crate::framing::{http_chunk, Framing};
+use crate::listen_sink::ListenSink;
 use crate::metrics::route_label;
 use crate::opendht_api;
 use crate::router::{add_cors, Route};
@@ -78,64 +82,69 @@ pub(crate) async fn try_serve(stream: TcpStream, peer: SocketAddr, daemon: &Daem
     let route = route_label(&request.path);
     shared.stats.count_request();
     let key = key_from_str(&request.raw_key);
-    let opened = match shared.limits.admit(peer.ip()) {
-        Ok(()) => Box::pin(opendht_api::open_listen(shared, key, &request.headers, peer)).await,
-        Err(refused) => Err(refused),
-    };
-    let (events, guard) = match opened {
-        Ok(opened) => opened,
-        Err(e) => {
-            let response = e.into_response();
-            daemon.metrics.count_request(route, response.status().as_u16());
-            let _ = write_answer(&stream, response).await;
-            return None;
-        }
-    };
-    daemon.metrics.count_request(route, 200);
     let framing = Framing::negotiate(&request.headers);
-    let heartbeat = shared.config.heartbeat;
-    drop(request);
     let head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache\r\n\
          access-control-allow-origin: *\r\naccess-control-expose-headers: retry-after, allow\r\n\
          transfer-encoding: chunked\r\n\r\n",
         framing.content_type()
     );
-    if write_all(&stream, head.as_bytes()).await.is_err() {
-        return None;
-    }
-    stream_events(&stream, events, framing, heartbeat).await;
-    drop(guard);
+    let sink = Arc::new(ListenSink::new(stream, framing, Bytes::from(head)));
+    let attached = match shared.limits.admit(peer.ip()) {
+        Ok(()) => Box::pin(opendht_api::attach_listen(shared, key, &request.headers, peer, &sink)).await,
+        Err(refused) => Err(refused),
+    };
+    let held = match attached {
+        Ok(held) => held,
+        Err(e) => {
+            let response = e.into_response();
+            daemon.metrics.count_request(route, response.status().as_u16());
+            let _ = write_answer(sink.socket(), response).await;
+            return None;
+        }
+    };
+    daemon.metrics.count_request(route, 200);
+    let heartbeat = shared.config.heartbeat;
+    drop(request);
+    serve_stream(&sink, heartbeat).await;
+    drop(held);
     None
 }
 
-/// Writes the events as chunks, a heartbeat after each `heartbeat` of silence, until the
-/// client closes the connection or the events end (then with the last chunk).
-async fn stream_events(
-    stream: &TcpStream,
-    mut events: impl futures_util::Stream<Item = crate::framing::StreamEvent> + Unpin,
-    framing: Framing,
-    heartbeat: Duration,
-) {
+/// Runs one stream while the listen hub writes its events: flushes what could not be written
+/// at once, sends a heartbeat after each `heartbeat` of silence, and notices the client
+/// leaving, until the client goes or the stream ends.
+async fn serve_stream(sink: &ListenSink, heartbeat: Duration) {
+    let heartbeat_chunk = http_chunk(&sink.framing().heartbeat());
+    let beat = tokio::time::sleep(heartbeat);
+    tokio::pin!(beat);
+    // The head and the first events are queued.
+    if !matches!(sink.flush().await, Ok(true)) {
+        return;
+    }
     loop {
-        let bytes = tokio::select! {
-            next = tokio::time::timeout(heartbeat, events.next()) => match next {
-                Ok(Some(event)) => framing.encode(&event),
-                Ok(None) => {
-                    let _ = write_all(stream, b"0\r\n\r\n").await;
+        tokio::select! {
+            () = sink.flush_wanted() => {
+                if !matches!(sink.flush().await, Ok(true)) {
                     return;
                 }
-                Err(_) => framing.heartbeat(),
-            },
-            readable = stream.readable() => {
-                if readable.is_err() || client_closed(stream) {
-                    return;
-                }
-                continue;
             }
-        };
-        if write_all(stream, &chunk(&bytes)).await.is_err() {
-            return;
+            readable = sink.socket().readable() => {
+                if readable.is_err() || client_closed(sink.socket()) {
+                    return;
+                }
+            }
+            () = &mut beat => {
+                let now = Instant::now();
+                let due = sink.last_sent() + heartbeat;
+                if now >= due {
+                    // An ended stream takes no heartbeat: its flush is on its way.
+                    let _ = sink.send(&heartbeat_chunk, now);
+                    beat.as_mut().reset(now + heartbeat);
+                } else {
+                    beat.as_mut().reset(due);
+                }
+            }
         }
     }
 }
@@ -151,14 +160,6 @@ fn client_closed(stream: &TcpStream) -> bool {
             Err(_) => return true,
         }
     }
-}
-
-/// One HTTP/1.1 chunk holding `data`.
-fn chunk(data: &[u8]) -> Vec<u8> {
-    let mut chunk = format!("{:x}\r\n", data.len()).into_bytes();
-    chunk.extend_from_slice(data);
-    chunk.extend_from_slice(b"\r\n");
-    chunk
 }
 
 /// Consumes the `len` bytes of the request head (already received: they were peeked).
@@ -230,12 +231,5 @@ mod tests {
         ] {
             assert!(recognise(other).is_none(), "{}", String::from_utf8_lossy(other));
         }
-    }
-
-    /// A chunk is its length in hex, the data, and CRLFs.
-    #[test]
-    fn chunks() {
-        assert_eq!(chunk(b"{}\n"), b"3\r\n{}\n\r\n");
-        assert_eq!(chunk(&[b'x'; 26])[..4], *b"1a\r\n");
     }
 }

@@ -6,12 +6,13 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{FutureExt, Stream, StreamExt};
-use kadmos::opendht::Value;
+use kadmos::opendht::{Filter, Value};
 use kadmos::Id;
 
 use crate::api_error::{ApiError, ApiResult};
@@ -19,6 +20,7 @@ use crate::client_limits::ListenSlot;
 use crate::framing::{stream_response, Framing, StreamEvent};
 use crate::gateway::{OpenListen, Shared};
 use crate::hot_keys::Answer;
+use crate::listen_sink::ListenSink;
 use crate::node_status::{require_contacts, Network};
 use crate::value_json;
 
@@ -66,9 +68,16 @@ pub async fn get(shared: &Shared, key: Id, headers: &HeaderMap) -> ApiResult<Res
 /// stream does (the count of open listens, the client's listen slot).
 pub(crate) type OpenedListen = (Pin<Box<dyn Stream<Item = StreamEvent> + Send>>, (OpenListen, ListenSlot));
 
-/// Opens a client's listen of `key`: its slot (429 over the cap), the shared listen
-/// ([`crate::listen_hub`]), resumed after `Last-Event-ID` (the last value id an SSE client saw)
-/// when the journal still has it.
+/// What a client's listen needs first: its slot (429 over the cap), and the value id it resumes
+/// after (`Last-Event-ID`, the last value id an SSE client saw).
+fn admit_listen(shared: &Shared, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<(ListenSlot, Option<u64>)> {
+    let slot = shared.limits.open_listen(peer.ip())?;
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    Ok((slot, resume))
+}
+
+/// Opens a client's listen of `key` on the shared listen ([`crate::listen_hub`]), resumed
+/// after `Last-Event-ID` when the journal still has it.
 pub(crate) async fn open_listen(
     shared: &Shared,
     key: Id,
@@ -76,16 +85,27 @@ pub(crate) async fn open_listen(
     peer: SocketAddr,
 ) -> ApiResult<OpenedListen> {
     let dht = shared.opendht()?;
-    let slot = shared.limits.open_listen(peer.ip())?;
-    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let (slot, resume) = admit_listen(shared, headers, peer)?;
     let subscription = shared.within(shared.listens.subscribe(dht, key, resume)).await?;
     let open = (shared.stats.listen_opened(), slot);
-    let events = subscription.into_stream().map(|shared| StreamEvent {
-        kind: if shared.event.expired { "expired" } else { "value" },
-        id: Some(shared.event.value.id.to_string()),
-        json: shared.json().to_string(),
-    });
+    let events = subscription.into_stream().map(|shared| shared.stream_event());
     Ok((Box::pin(events), open))
+}
+
+/// Opens a client's listen of `key` written by the shared listen straight to `sink` (a stream
+/// served on its own socket, [`crate::listen_stream`]). What it returns must live as long as
+/// the stream does.
+pub(crate) async fn attach_listen(
+    shared: &Shared,
+    key: Id,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+    sink: &Arc<ListenSink>,
+) -> ApiResult<impl Send + 'static> {
+    let dht = shared.opendht()?;
+    let (slot, resume) = admit_listen(shared, headers, peer)?;
+    let held = shared.within(shared.listens.attach(dht, key, resume, sink)).await?;
+    Ok((held, shared.stats.listen_opened(), slot))
 }
 
 /// Streams the values at `key` now, then every change, until the client goes away. (Most
@@ -104,7 +124,8 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
 }
 
 /// Puts the posted value at `key` and answers with it as stored (with the id given to it), once
-/// the put is done: 502 if no node stored it, 503 at once if the node has no good contact.
+/// the put is done: 502 if no node stored it (no node acknowledged it, or this node refused it
+/// and no node holds it), 503 at once if the node has no good contact.
 pub async fn post(shared: &Shared, key: Id, body: Body) -> ApiResult<Response> {
     let dht = shared.opendht()?;
     let body = read_body(body, MAX_POST_BODY).await?;
@@ -128,7 +149,14 @@ pub async fn post(shared: &Shared, key: Id, body: Body) -> ApiResult<Response> {
         // Chosen here rather than by the node so that a put cut short can be cancelled by id.
         value.id = rand::random::<u64>().max(1);
     }
-    let report = match shared.within(dht.put_value(key, value.clone(), posted.permanent)).await {
+    let stored = match shared.within(dht.put_value(key, value.clone(), posted.permanent)).await {
+        Ok(report) if report.stored_here || stored_elsewhere(shared, key, &value).await => Ok(report),
+        Ok(_) => Err(ApiError::BadGateway(
+            "no node stored the value (this node's storage refused it, and no storing node holds it)".into(),
+        )),
+        Err(e) => Err(e),
+    };
+    let report = match stored {
         Ok(report) => report,
         Err(e) => {
             if posted.permanent {
@@ -149,4 +177,23 @@ pub async fn post(shared: &Shared, key: Id, body: Body) -> ApiResult<Response> {
     }
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], value_json::to_line(&value, false))
         .into_response())
+}
+
+/// Whether a node of the network holds `value` at `key`, asked with a get of its id. A
+/// storing node answers a put it refused (its storage full, say) exactly like one it stored,
+/// as OpenDHT's nodes do on purpose, so the put's acknowledgements cannot tell; this is asked
+/// only when this node's own storage refused the value, which is when the others' likely did
+/// too (and when a refused put costs one more round, not every put).
+async fn stored_elsewhere(shared: &Shared, key: Id, value: &Value) -> bool {
+    let Ok(dht) = shared.opendht() else { return false };
+    let found = shared.within(async {
+        let mut values = dht.get_filtered(key, Filter::default().id(value.id)).await?;
+        while let Some(found) = values.next().await {
+            if found.content_equals(value) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    });
+    found.await.unwrap_or(false)
 }

@@ -68,6 +68,78 @@ async fn post_then_get_through_another_gateway() {
     assert!(json_lines(&text).contains(&stored), "40 hex digits are the key itself");
 }
 
+/// A listen client that reads nothing does not hold the others back: the gateway writes each
+/// event to every stream of the key, and a stream whose socket is full keeps the rest in a
+/// queue of its own. The other client gets every value while the first one's socket is
+/// full (200 values of 48 KiB are 12 MiB of events; a socket whose reader reads nothing holds
+/// about 4 MiB on loopback); when the first one reads at last, it gets every value too, once
+/// each, in the order they were put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_reads_nothing_holds_no_one_back() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const VALUES: u64 = 200;
+    let net = GatewayNet::start(2, 1, GatewayConfig::default()).await;
+    let gw = net.addr(0);
+    let mut stalled = tokio::net::TcpStream::connect(gw).await.unwrap();
+    stalled.write_all(b"GET /key/slow-reader/listen HTTP/1.1\r\nHost: test\r\n\r\n").await.unwrap();
+    let mut reading = request(gw, "GET", "/key/slow-reader/listen", &[], "").await;
+    assert_eq!(reading.status, 200);
+    let data = "QUJD".repeat(16 * 1024); // 48 KiB once decoded
+    for id in 1..=VALUES {
+        let (status, text) = call(gw, "POST", "/key/slow-reader", &format!(r#"{{"data":"{data}","id":"{id}"}}"#)).await;
+        assert_eq!(status, 200, "value {id}: {text}");
+    }
+    let last = format!(r#""id":"{VALUES}""#);
+    wait_line(&mut reading, DEADLINE, |line| line.contains(&last)).await;
+
+    // Now the stalled client reads: every value, in order.
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + DEADLINE;
+    let tail_has_last =
+        |seen: &[u8]| String::from_utf8_lossy(&seen[seen.len().saturating_sub(64 * 1024)..]).contains(&last);
+    while !tail_has_last(&seen) {
+        let n = tokio::time::timeout_at(deadline.into(), stalled.read(&mut buf)).await.expect("in time").unwrap();
+        assert!(n > 0, "the gateway closed the stalled stream after {} bytes", seen.len());
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&seen);
+    let ids: Vec<u64> =
+        text.split(r#""id":""#).skip(1).filter_map(|rest| rest.split('"').next()?.parse().ok()).collect();
+    assert_eq!(ids, (1..=VALUES).collect::<Vec<_>>(), "every value once, in order");
+}
+
+/// A POST that no node stored answers 502, though every storing node acknowledged the put: a
+/// node answers a put it refused exactly like one it stored (as OpenDHT's do), so the gateway
+/// asks the network for the value when its own node refused it. Here the key is full on both
+/// nodes (1024 values, all from one address: nothing to evict), so a new value is refused
+/// everywhere; a value already there, posted again, is still a 200 (a refresh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_refused_by_full_storage_answers_502() {
+    const PER_KEY: u64 = 1024; // a kadmos node's default limit of values under one key
+    let net = GatewayNet::start(2, 1, GatewayConfig::default()).await;
+    let gw = net.addr(0);
+    let mut posts = tokio::task::JoinSet::new();
+    for worker in 0..16 {
+        posts.spawn(async move {
+            for id in (1 + worker..=PER_KEY).step_by(16) {
+                let (status, text) = call(gw, "POST", "/key/full", &format!(r#"{{"data":"eA==","id":"{id}"}}"#)).await;
+                assert_eq!(status, 200, "value {id}: {text}");
+            }
+        });
+    }
+    while let Some(done) = posts.join_next().await {
+        done.expect("a POST worker");
+    }
+    let (status, err) = call_json(gw, "POST", "/key/full", r#"{"data":"eA==","id":"5000"}"#).await;
+    assert_eq!(status, 502, "{err}");
+    assert!(err["err"].as_str().unwrap().starts_with("Put failed: no node stored the value"), "{err}");
+    let other = net.testnet.nodes[1].get_filtered(Id::of_str("full"), kadmos::opendht::Filter::default().id(5000));
+    assert!(other.await.unwrap().collect_values().await.is_empty(), "the storing node refused it");
+    let (status, again) = call(gw, "POST", "/key/full", r#"{"data":"eA==","id":"7"}"#).await;
+    assert_eq!(status, 200, "a value already stored is refreshed: {again}");
+}
+
 /// A listen stream sends the values already there, then each value put later (through another
 /// gateway), as newline-delimited JSON; with `Accept: text/event-stream` the same arrives as
 /// Server-Sent Events named `value`, with the value id as the event id.

@@ -1176,3 +1176,33 @@ fn listen_caches_wake_the_node_when_values_expire() {
     net.advance(Duration::from_millis(1));
     assert_eq!(net.values(1, l), vec![(ice.clone(), false), (ice, true)]);
 }
+
+/// A silent search node is asked once: it stalls after the stall timeout and the search moves
+/// on without sending it the request again (as on Mainline; OpenDHT itself retries once, which
+/// held each dead node in the result window for a second stall timeout), and the search ends.
+#[test]
+fn a_silent_search_node_is_asked_once() {
+    let mut net = Net::joined(10);
+    let fresh = net.nodes.len();
+    let own = Id::sha1_of(b"fresh");
+    net.nodes.push(Node::new(Config::new(own, 99), net.now));
+    // The closest node to our own ID there is: the search cannot end before it stalls.
+    let mut next_door = own;
+    next_door.0[19] ^= 1;
+    let stranger = (next_door, SocketAddr::from(([192, 0, 2, 1], 4222)));
+    let now = net.now;
+    let q = net.nodes[fresh].bootstrap(now, &[addr(0)], &[stranger]);
+    net.settle();
+    net.advance(Duration::from_secs(5));
+    assert!(net.finished(fresh, q).is_some(), "the bootstrap search ended");
+    let finds = net
+        .outside
+        .iter()
+        .filter(|(from, to, _)| *from == fresh && *to == stranger.1)
+        .filter(|(_, _, payload)| {
+            let message = Message::decode(payload).expect("node sends valid messages");
+            matches!(message.body, Body::Request { request: Request::Find { .. }, .. })
+        })
+        .count();
+    assert_eq!(finds, 1);
+}

@@ -181,7 +181,7 @@ struct Args {
     #[arg(long)]
     retries: Option<u8>,
     /// Override how long, in percent of the stall timeout, a stalled node closer than the
-    /// k-th answered one still holds up a lookup's end (core default 0).
+    /// k-th answered one still holds up a lookup's end (core default 10).
     #[arg(long)]
     stalled_grace_percent: Option<u32>,
     /// Override the deviations above the mean round trip after which a request stalls

@@ -49,19 +49,7 @@ impl SimNode for Node {
 
     fn config(options: &SimOptions) -> Config {
         let mut config = Config::new(Id::ZERO, 0);
-        let defaults = LookupConfig::default();
-        config.lookup.alpha = options.lookup_alpha.unwrap_or(defaults.alpha);
-        config.lookup.final_alpha = options.lookup_final_alpha.unwrap_or(defaults.final_alpha);
-        config.lookup.retries = options.lookup_retries.unwrap_or(defaults.retries);
-        if let Some(grace) = options.stalled_grace_percent {
-            config.lookup.stalled_grace_percent = grace;
-        }
-        if let Some(deviations) = options.stall_deviations {
-            config.stall_deviations = deviations;
-        }
-        if let Some(ms) = options.lookup_timeout_ms {
-            config.lookup.request_timeout = Duration::from_secs_f64(ms / 1000.0);
-        }
+        options.apply_lookup_overrides(&mut config.lookup, &mut config.stall_deviations);
         config
     }
 

@@ -44,13 +44,7 @@ impl SimNode for Node {
 
     fn config(options: &SimOptions) -> Config {
         let mut config = Config::new(Id::ZERO, 0);
-        let lookup = &mut config.lookup;
-        lookup.alpha = options.lookup_alpha.unwrap_or(lookup.alpha);
-        lookup.final_alpha = options.lookup_final_alpha.unwrap_or(lookup.final_alpha);
-        lookup.retries = options.lookup_retries.unwrap_or(lookup.retries);
-        if let Some(ms) = options.lookup_timeout_ms {
-            lookup.request_timeout = Duration::from_secs_f64(ms / 1000.0);
-        }
+        options.apply_lookup_overrides(&mut config.lookup, &mut config.stall_deviations);
         config
     }
 

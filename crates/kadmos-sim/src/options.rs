@@ -3,6 +3,9 @@
 //! options give the same report, and every report prints them, with the command line that
 //! replays the run.
 
+use std::time::Duration;
+
+use kadmos_proto::kad::LookupConfig;
 use serde::Serialize;
 
 use crate::advertise_workload::AdvertiseOptions;
@@ -216,16 +219,30 @@ pub struct SimOptions {
     /// A lookup running longer than this breaks the liveness invariant. Default 300 s.
     pub max_lookup_secs: f64,
     /// Node configuration overrides, for experiments; `None` keeps the network's default
-    /// (Mainline: `LookupConfig`'s alpha 4, final alpha 12, request timeout 2 s, no retry;
-    /// OpenDHT: its `Config`'s alpha 4, final alpha 11, request timeout 2 s, one retry).
+    /// (both networks: alpha 4, final alpha 11, request timeout 2 s, no retry).
     pub lookup_alpha: Option<usize>,
     pub lookup_final_alpha: Option<usize>,
     pub lookup_timeout_ms: Option<f64>,
     pub lookup_retries: Option<u8>,
-    /// `LookupConfig::stalled_grace_percent` (default 0).
+    /// `LookupConfig::stalled_grace_percent` (default 10).
     pub stalled_grace_percent: Option<u32>,
     /// `Config::stall_deviations` (default 1).
     pub stall_deviations: Option<u32>,
+}
+
+impl SimOptions {
+    /// Applies the lookup overrides to a node's lookup config and stall deviations (the same
+    /// fields on both networks).
+    pub fn apply_lookup_overrides(&self, lookup: &mut LookupConfig, stall_deviations: &mut u32) {
+        lookup.alpha = self.lookup_alpha.unwrap_or(lookup.alpha);
+        lookup.final_alpha = self.lookup_final_alpha.unwrap_or(lookup.final_alpha);
+        lookup.retries = self.lookup_retries.unwrap_or(lookup.retries);
+        lookup.stalled_grace_percent = self.stalled_grace_percent.unwrap_or(lookup.stalled_grace_percent);
+        *stall_deviations = self.stall_deviations.unwrap_or(*stall_deviations);
+        if let Some(ms) = self.lookup_timeout_ms {
+            lookup.request_timeout = Duration::from_secs_f64(ms / 1000.0);
+        }
+    }
 }
 
 fn is_mainline(dht: &Dht) -> bool {

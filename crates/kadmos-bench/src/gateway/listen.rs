@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::load::percentile_ms;
 use super::raw_http::{Conn, ListenReader};
-use super::sides::rss_kib;
+use super::sides::{rss_kib, CpuPerOp, CpuReading};
 
 /// Connections being opened at once (a larger burst overflows the servers' accept backlog and
 /// costs SYN retransmissions, a second each).
@@ -35,6 +35,9 @@ pub struct Fanout {
     /// Share of the delivery window the generator's thread spent on the CPU (near 100 %: the
     /// generator, not the server, set the pace).
     pub generator_busy_pct: Option<f64>,
+    /// The servers' CPU time from the POST's send to the last delivery, per stream delivered
+    /// to (the POST and its put included: a few streams' worth).
+    pub cpu: Option<CpuPerOp>,
     pub error: Option<String>,
 }
 
@@ -52,7 +55,7 @@ impl Fanout {
                 "p50_ms": percentile_ms(&self.deliveries, 50.0), "last_ms": self.last_ms(),
                 "rss_before_kib": self.rss_before_kib, "rss_open_kib": self.rss_open_kib,
                 "kib_per_stream": self.kib_per_stream(), "generator_busy_pct": self.generator_busy_pct,
-                "error": self.error })
+                "cpu_per_stream": CpuPerOp::to_json(self.cpu), "error": self.error })
     }
 }
 
@@ -65,9 +68,10 @@ fn thread_cpu_seconds() -> Option<f64> {
     ok.then_some(now.tv_sec as f64 + now.tv_nsec as f64 * 1e-9)
 }
 
-/// Opens `streams` listens on one new key of the server at `addr` (served by process `pid`),
-/// then POSTs one value there.
-pub async fn fanout(addr: SocketAddr, pid: u32, streams: usize, run: u64) -> Fanout {
+/// Opens `streams` listens on one new key of the server at `addr` (served by the processes
+/// `pids`, the gateway last), then POSTs one value there.
+pub async fn fanout(addr: SocketAddr, pids: &[u32], streams: usize, run: u64) -> Fanout {
+    let pid = pids.last().copied().unwrap_or(0);
     let key = format!("fanout-{run}");
     let rss_before_kib = rss_kib(pid).unwrap_or(0);
     let mut figures = Fanout {
@@ -78,6 +82,7 @@ pub async fn fanout(addr: SocketAddr, pid: u32, streams: usize, run: u64) -> Fan
         rss_before_kib,
         rss_open_kib: rss_before_kib,
         generator_busy_pct: None,
+        cpu: None,
         error: None,
     };
     let opening = Arc::new(Semaphore::new(OPENING_AT_ONCE));
@@ -133,6 +138,7 @@ pub async fn fanout(addr: SocketAddr, pid: u32, streams: usize, run: u64) -> Fan
     figures.rss_open_kib = rss_kib(pid).unwrap_or(0);
     if figures.opened > 0 {
         let cpu_before = thread_cpu_seconds();
+        let servers_before = CpuReading::now(pids);
         let body = format!(r#"{{"data":"ZmFub3V0","id":"{FANOUT_VALUE}","type":0}}"#);
         let post_path = format!("/key/{key}");
         let post = async move {
@@ -156,6 +162,10 @@ pub async fn fanout(addr: SocketAddr, pid: u32, streams: usize, run: u64) -> Fan
             }
         }
         let window = started.elapsed().as_secs_f64();
+        let servers_after = CpuReading::now(pids);
+        figures.cpu = servers_before
+            .zip(servers_after)
+            .and_then(|(before, after)| after.per_op_since(before, figures.received as u64));
         if let (Some(before), Some(after)) = (cpu_before, thread_cpu_seconds()) {
             figures.generator_busy_pct = Some(100.0 * (after - before) / window.max(1e-9));
         }

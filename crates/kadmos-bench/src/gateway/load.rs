@@ -14,7 +14,7 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value as Json};
 
-use super::sides::spread_key;
+use super::sides::{spread_key, CpuPerOp, CpuReading};
 
 /// A request gets no answer past this: counted failed, and its connection is replaced.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,6 +27,8 @@ pub struct Figures {
     /// Latencies of the successful requests, sorted, in seconds.
     pub latencies: Vec<f64>,
     pub seconds: f64,
+    /// The servers' CPU time per successful request over the measured window.
+    pub cpu: Option<CpuPerOp>,
 }
 
 impl Figures {
@@ -40,7 +42,8 @@ impl Figures {
 
     pub fn to_json(&self) -> Json {
         json!({ "ok": self.ok, "failed": self.failed, "req_per_s": self.rate(),
-                "p50_ms": self.percentile_ms(50.0), "p99_ms": self.percentile_ms(99.0) })
+                "p50_ms": self.percentile_ms(50.0), "p99_ms": self.percentile_ms(99.0),
+                "cpu_per_request": CpuPerOp::to_json(self.cpu) })
     }
 }
 
@@ -52,6 +55,12 @@ pub fn percentile_ms(sorted: &[f64], p: f64) -> Option<f64> {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     Some(1000.0 * sorted[rank.clamp(1, sorted.len()) - 1])
 }
+
+/// Keys the POST scenario spreads its values over. A kadmos node keeps at most 1024 values
+/// under one key (OpenDHT's, 65,536) and refuses more when they all come from one address, as
+/// here: POSTing every value to one key measured, past the first 1024, puts that no node
+/// stored. 256 keys hold the 60,000-100,000 values of a run.
+const POST_KEYS: u64 = 256;
 
 /// What each request of a load scenario is.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,7 +78,7 @@ impl Scenario {
             Scenario::NodeInfo => "GET /node/info",
             Scenario::HotKeyGet => "GET hot key (10 values)",
             Scenario::SpreadGet => "GET over 64 keys",
-            Scenario::PostNewId => "POST new id, one key",
+            Scenario::PostNewId => "POST new id, 256 keys",
             Scenario::GetNewKey => "GET new empty key",
         }
     }
@@ -83,7 +92,8 @@ impl Scenario {
             Scenario::SpreadGet => (Method::GET, spread_key(conn + n as usize), Bytes::new()),
             Scenario::PostNewId => {
                 let id = run * 1_000_000_000 + (conn as u64) * 10_000_000 + n + 1;
-                (Method::POST, "/key/bench-post".into(), Bytes::from(format!(r#"{{"data":"dmFsdWU=","id":"{id}"}}"#)))
+                let path = format!("/key/bench-post-{run}-{}", (conn as u64 + n) % POST_KEYS);
+                (Method::POST, path, Bytes::from(format!(r#"{{"data":"dmFsdWU=","id":"{id}"}}"#)))
             }
             Scenario::GetNewKey => (Method::GET, format!("/key/empty-{run}-{conn}-{n}"), Bytes::new()),
         }
@@ -114,8 +124,16 @@ async fn exchange(
     tokio::time::timeout(REQUEST_TIMEOUT, answer).await.ok().flatten()
 }
 
-/// Runs one scenario against `addr` for `duration` after a one-second warm-up.
-pub async fn drive(addr: SocketAddr, scenario: Scenario, connections: usize, duration: Duration, run: u64) -> Figures {
+/// Runs one scenario against `addr` (served by the processes `pids`, the gateway last) for
+/// `duration` after a one-second warm-up.
+pub async fn drive(
+    addr: SocketAddr,
+    pids: &[u32],
+    scenario: Scenario,
+    connections: usize,
+    duration: Duration,
+    run: u64,
+) -> Figures {
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let failed = Arc::new(AtomicU64::new(0));
@@ -160,10 +178,12 @@ pub async fn drive(addr: SocketAddr, scenario: Scenario, connections: usize, dur
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     measuring.store(true, Ordering::Relaxed);
+    let cpu_before = CpuReading::now(pids);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = CpuReading::now(pids);
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     for task in tasks {
@@ -172,7 +192,9 @@ pub async fn drive(addr: SocketAddr, scenario: Scenario, connections: usize, dur
         }
     }
     latencies.sort_by(f64::total_cmp);
-    Figures { ok: latencies.len() as u64, failed: failed.load(Ordering::Relaxed), latencies, seconds }
+    let ok = latencies.len() as u64;
+    let cpu = cpu_before.zip(cpu_after).and_then(|(before, after)| after.per_op_since(before, ok));
+    Figures { ok, failed: failed.load(Ordering::Relaxed), latencies, seconds, cpu }
 }
 
 /// How a warm-up went.

@@ -30,9 +30,9 @@ pub struct Side {
 }
 
 impl Side {
-    /// The process serving HTTP (whose memory the fan-out measures).
-    pub fn gateway_pid(&self) -> u32 {
-        self.servers.last().map_or(0, Server::pid)
+    /// The processes of the side, the one serving HTTP last.
+    pub fn pids(&self) -> Vec<u32> {
+        self.servers.iter().map(Server::pid).collect()
     }
 
     /// `None` while every process runs; else which one exited, and its last output.
@@ -171,6 +171,46 @@ pub fn load_average() -> f64 {
         .ok()
         .and_then(|t| t.split_whitespace().next().and_then(|v| v.parse().ok()))
         .unwrap_or(f64::NAN)
+}
+
+/// CPU time the processes of a side had used at some moment, seconds: the gateway's (the last
+/// process) and all of them together (with the node that stores the values).
+#[derive(Clone, Copy)]
+pub struct CpuReading {
+    gateway: f64,
+    side: f64,
+}
+
+impl CpuReading {
+    /// Now, for the processes `pids` (the gateway last); `None` if one cannot be read.
+    pub fn now(pids: &[u32]) -> Option<CpuReading> {
+        let each: Vec<f64> = pids.iter().map(|&p| procs::precise_cpu_seconds(p).ok()).collect::<Option<_>>()?;
+        Some(CpuReading { gateway: *each.last()?, side: each.iter().sum() })
+    }
+
+    /// The CPU time used since `before`, per operation of the `ops` served meanwhile.
+    pub fn per_op_since(self, before: CpuReading, ops: u64) -> Option<CpuPerOp> {
+        (ops > 0).then(|| CpuPerOp {
+            gateway_us: 1e6 * (self.gateway - before.gateway) / ops as f64,
+            side_us: 1e6 * (self.side - before.side) / ops as f64,
+        })
+    }
+}
+
+/// Server CPU time per operation (request served, or stream delivered to), microseconds: a
+/// figure that holds whatever else the machine runs, unlike rates and latencies.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuPerOp {
+    /// The process serving HTTP.
+    pub gateway_us: f64,
+    /// Both processes of the side (the gateway and the node storing the values).
+    pub side_us: f64,
+}
+
+impl CpuPerOp {
+    pub fn to_json(cpu: Option<CpuPerOp>) -> Json {
+        cpu.map_or(Json::Null, |c| serde_json::json!({ "gateway_us": c.gateway_us, "side_us": c.side_us }))
+    }
 }
 
 /// Resident memory of a process, KiB.

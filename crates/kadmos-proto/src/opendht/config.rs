@@ -28,7 +28,11 @@ pub struct Config {
     /// still answer what reaches us. Default off.
     pub is_client: bool,
     /// Searches: 4 in flight (OpenDHT's `MAX_REQUESTED_SEARCH_NODES`), the 8 closest must
-    /// answer (`TARGET_NODES`), 2 s before a request fails, one retry after the stall timeout.
+    /// answer (`TARGET_NODES`), 2 s before a request fails, no retry after the stall timeout
+    /// (OpenDHT retries once; here a silent node stalls and the next candidate is asked, as on
+    /// Mainline. Measured in the simulator with 20% dead contacts and 2% loss: the retry held
+    /// each dead node in the result window for a second stall timeout, a median of 5.8 round
+    /// trips per get against 3.8 without, for 5 more messages).
     pub lookup: LookupConfig,
     /// Routing tables: buckets of 8 as in OpenDHT (see [`RoutingTableConfig`]).
     pub routing: RoutingTableConfig,
@@ -41,9 +45,10 @@ pub struct Config {
     /// Messages being reassembled at once; more are dropped. Default 64.
     pub max_partial_messages: usize,
     /// Floor of the stall timeout of search requests, which otherwise follows measured round
-    /// trips. Default 150 ms.
+    /// trips. Default 100 ms, as on Mainline.
     pub min_stall_timeout: Duration,
-    /// Mean deviations above the smoothed RTT after which a search request stalls. Default 2.
+    /// Mean deviations above the smoothed RTT after which a search request stalls. Default 1,
+    /// as on Mainline (about the 80th percentile of round trips; see the Mainline `Config`).
     pub stall_deviations: u32,
     /// Wait after the first attempt of a request outside searches (ping, put, refresh, listen);
     /// it doubles for each further attempt. Default 1 s (OpenDHT: 0.5 s doubling, plus jitter).
@@ -105,7 +110,6 @@ impl Config {
                 k: 8,
                 request_timeout: Duration::from_secs(2),
                 stall_timeout: Duration::from_secs(1),
-                retries: 1,
                 ..LookupConfig::default()
             },
             routing: RoutingTableConfig::default(),
@@ -113,8 +117,8 @@ impl Config {
             listeners: ListenerConfig::default(),
             reassembly: ReassemblyLimits::default(),
             max_partial_messages: 64,
-            min_stall_timeout: Duration::from_millis(150),
-            stall_deviations: 2,
+            min_stall_timeout: Duration::from_millis(100),
+            stall_deviations: 1,
             request_timeout: Duration::from_secs(1),
             request_attempts: 3,
             token_rotation: (Duration::from_secs(15 * 60), Duration::from_secs(45 * 60)),

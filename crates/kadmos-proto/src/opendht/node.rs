@@ -215,6 +215,8 @@ pub(crate) struct PutState {
     permanent: bool,
     /// A refresh round of a permanent put: no events.
     background: bool,
+    /// Whether this node's own storage took the value (or already held it).
+    stored_here: bool,
     /// The put (or refresh) at the closest nodes, once the search is over.
     round: StoreRound,
     errors: Vec<(SocketAddr, u16, String)>,
@@ -560,8 +562,9 @@ impl Node {
         if value.id == INVALID_VALUE_ID {
             value.id = self.engine.rng.gen_range(1..=u64::MAX);
         }
-        self.store_value(now, key, value.clone(), Source::Local, now, permanent);
-        let op = self.start_put(key, value.clone(), permanent, false);
+        let outcome = self.store_value(now, key, value.clone(), Source::Local, now, permanent);
+        let stored_here = !matches!(outcome, StoreOutcome::Refused(_));
+        let op = self.start_put(key, value.clone(), permanent, false, stored_here);
         if permanent {
             self.kept
                 .insert((key, value.id), KeptPut { value, next_round: NEVER, running: Some(op), awaiting_join: false });
@@ -570,7 +573,7 @@ impl Node {
         op
     }
 
-    fn start_put(&mut self, key: Id, value: Value, permanent: bool, background: bool) -> QueryId {
+    fn start_put(&mut self, key: Id, value: Value, permanent: bool, background: bool, stored_here: bool) -> QueryId {
         // The probe: does the node hold this value, and at which seq?
         let probe = Query::select([Field::Id, Field::SeqNum]).and_where(FieldValue::Id(value.id));
         let request = Request::Get { key, query: Some(probe), want: self.want() };
@@ -579,6 +582,7 @@ impl Node {
             value,
             permanent,
             background,
+            stored_here,
             round: StoreRound::default(),
             errors: Vec::new(),
             probes: HashMap::new(),
@@ -770,7 +774,8 @@ impl Node {
             if self.storage.get_stored(&key, id).is_none() {
                 self.store_value(now, key, value.clone(), Source::Local, now, true);
             }
-            let op = self.start_put(key, value, true, true);
+            // A kept value is stored here (restored or put before).
+            let op = self.start_put(key, value, true, true, true);
             self.kept.update(&(key, id), |kept| {
                 kept.running = Some(op);
                 kept.next_round = NEVER;
@@ -1122,6 +1127,7 @@ impl OperationDriver for Node {
             Kind::Put(_) if no_contacts => CommandResult::Put(Err(QueryError::NoContacts)),
             Kind::Put(state) => CommandResult::Put(Ok(Stored {
                 value_id: state.value.id,
+                stored_here: state.stored_here,
                 stored_at: state.round.stored_at(),
                 errors: state.errors.clone(),
                 stats,

@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use super::query::Query;
+use super::query::{FieldValue, Query};
 use super::value::{Value, ValueId, INVALID_VALUE_ID, MAX_VALUE_SIZE};
 use super::verifier::SignatureVerifier;
 use crate::kad::Id;
@@ -221,11 +221,22 @@ impl Storage {
 
     /// The values under `key` that pass `query`'s filters, in id order.
     pub fn get<'a>(&'a self, key: &Id, query: Option<&'a Query>) -> impl Iterator<Item = &'a Value> + 'a {
+        // A condition on the id (every put's probe has one) picks at most one value: looked up,
+        // not found by walking the key's values (up to a thousand at a busy key).
+        let id = query.and_then(|q| {
+            q.filters.iter().find_map(|c| match c {
+                FieldValue::Id(id) => Some(*id),
+                _ => None,
+            })
+        });
         self.keys
             .get(key)
             .into_iter()
-            .flat_map(|values| values.values())
-            .map(|s| &s.value)
+            .flat_map(move |values| match id {
+                Some(id) => values.range(id..=id),
+                None => values.range(..),
+            })
+            .map(|(_, s)| &s.value)
             .filter(move |v| query.is_none_or(|q| q.matches(v)))
     }
 
@@ -559,6 +570,23 @@ mod tests {
         fn verify(&self, _: &Value) -> bool {
             false
         }
+    }
+
+    /// A get filtered by id answers that value alone (looked up), still subject to the other
+    /// conditions; without a query, every value of the key in id order.
+    #[test]
+    fn get_by_id_picks_one_value() {
+        let mut s = Storage::new(StorageConfig::default());
+        let k = Id::of_str("k");
+        for id in 1..=5 {
+            s.store(k, Value::new(id, 0, vec![id as u8]), remote(1, 0), at(1), &OK);
+        }
+        let ids = |q: Option<&Query>| s.get(&k, q).map(|v| v.id).collect::<Vec<_>>();
+        assert_eq!(ids(None), [1, 2, 3, 4, 5]);
+        assert_eq!(ids(Some(&Query::default().and_where(FieldValue::Id(3)))), [3]);
+        assert_eq!(ids(Some(&Query::default().and_where(FieldValue::Id(9)))), [] as [u64; 0]);
+        let other_type = Query::default().and_where(FieldValue::Id(3)).and_where(FieldValue::ValueType(7));
+        assert_eq!(ids(Some(&other_type)), [] as [u64; 0]);
     }
 
     /// Values expire at `created + type expiration`; a put of the same value refreshes it to

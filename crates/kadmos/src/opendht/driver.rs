@@ -18,8 +18,9 @@ use crate::node_task::{self, Clock, NodeDriver};
 use crate::types::{traffic_by_kind, ContactCounts, NodeInfo, RemoteError};
 use crate::types::{AddressFamily, FamilyTable, RoutingTableDump};
 
-/// What a put reports back: value id, where it was stored, the errors others answered.
-pub(crate) type Stored = (ValueId, Vec<NodeInfo>, Vec<RemoteError>);
+/// What a put reports back: value id, whether this node stored it, the nodes that
+/// acknowledged it, the errors others answered.
+pub(crate) type Stored = (ValueId, bool, Vec<NodeInfo>, Vec<RemoteError>);
 
 /// Requests from the API handle.
 pub(crate) enum Command {
@@ -219,14 +220,16 @@ impl Driver {
                         let _ = reply.send(result.map(NodeInfo::closest));
                     }
                     (Waiter::Put(reply), CommandResult::Put(result)) => {
-                        let _ = reply.send(result.map(|opendht::Stored { value_id, stored_at, errors, .. }| {
-                            let stored_at = stored_at.into_iter().map(NodeInfo::from).collect();
-                            let errors = errors
-                                .into_iter()
-                                .map(|(from, code, message)| RemoteError { from, code: i64::from(code), message })
-                                .collect();
-                            (value_id, stored_at, errors)
-                        }));
+                        let _ = reply.send(result.map(
+                            |opendht::Stored { value_id, stored_here, stored_at, errors, .. }| {
+                                let stored_at = stored_at.into_iter().map(NodeInfo::from).collect();
+                                let errors = errors
+                                    .into_iter()
+                                    .map(|(from, code, message)| RemoteError { from, code: i64::from(code), message })
+                                    .collect();
+                                (value_id, stored_here, stored_at, errors)
+                            },
+                        ));
                     }
                     (Waiter::Get(_), _) => {} // dropping the sender ends the stream
                     (Waiter::Bootstrap { fallback }, _) => {

@@ -104,10 +104,10 @@ impl OpenDht {
         }
         let value_id = value.id;
         let error = match self.call(|tx| Command::Put(key, value, permanent, tx)).await? {
-            Ok((_, stored_at, errors)) if !stored_at.is_empty() => {
-                return Ok(PutReport { key, value_id, stored_at, errors });
+            Ok((_, stored_here, stored_at, errors)) if !stored_at.is_empty() => {
+                return Ok(PutReport { key, value_id, stored_here, stored_at, errors });
             }
-            Ok((_, _, errors)) => match errors.into_iter().next() {
+            Ok((_, _, _, errors)) => match errors.into_iter().next() {
                 Some(e) => Error::PutRefused { code: e.code, message: e.message },
                 None => Error::Query(QueryError::NoContacts),
             },

@@ -228,7 +228,10 @@ pub struct PutReport {
     /// The value's id (as hex digits in JSON: JSON numbers lose 64-bit precision).
     #[serde(serialize_with = "hex_u64")]
     pub value_id: ValueId,
-    /// The nodes that stored (or already held and refreshed) the value.
+    /// Whether this node's own storage took the value (or already held it).
+    pub stored_here: bool,
+    /// The nodes that acknowledged the value (stored it, refreshed it, or refused it
+    /// silently: OpenDHT's nodes answer a put they refused like one they stored).
     pub stored_at: Vec<NodeInfo>,
     /// What other nodes answered instead (code and message).
     pub errors: Vec<RemoteError>,

@@ -30,6 +30,10 @@ pub enum CommandResult {
 pub struct Stored {
     /// The value's id (drawn by the node if the value was put with id 0).
     pub value_id: ValueId,
+    /// Whether this node's own storage took the value (or already held it). Remote nodes
+    /// answer a put they refused (storage full, say) exactly like one they stored, as
+    /// OpenDHT's do on purpose, so `stored_at` does not prove the value is anywhere.
+    pub stored_here: bool,
     /// The nodes that acknowledged it, with `put` or `refresh`.
     pub stored_at: Vec<(NodeId, SocketAddr)>,
     /// The nodes that refused it: address, OpenDHT error code and message.
