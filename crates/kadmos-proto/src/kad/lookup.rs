@@ -647,20 +647,27 @@ mod tests {
         assert_eq!(lookup.in_flight(), 3);
     }
 
-    /// A timed-out request is retried `retries` times before the candidate fails.
-    #[test]
-    fn retries_then_fails() {
-        let config = LookupConfig {
-            alpha: 1,
-            final_alpha: 1,
-            k: 1,
-            request_timeout: Duration::from_secs(1),
-            stall_timeout: Duration::from_secs(1),
-            retries: 2,
+    /// A lookup config whose window is `alpha` wide from start to end, with no retries, no
+    /// early stall of far requests, no subnet cap and no stalled grace: the knobs the tests
+    /// below set one at a time.
+    fn one_window(alpha: usize, k: usize, request_timeout: Duration, stall_timeout: Duration) -> LookupConfig {
+        LookupConfig {
+            alpha,
+            final_alpha: alpha,
+            k,
+            request_timeout,
+            stall_timeout,
+            retries: 0,
             far_stall_percent: 100,
             max_per_subnet: None,
             stalled_grace_percent: 0,
-        };
+        }
+    }
+
+    /// A timed-out request is retried `retries` times before the candidate fails.
+    #[test]
+    fn retries_then_fails() {
+        let config = LookupConfig { retries: 2, ..one_window(1, 1, Duration::from_secs(1), Duration::from_secs(1)) };
         let mut lookup = Lookup::new(Id::ZERO, config, [(Id::MAX, addr_of(1))]);
         let mut now = Timestamp::ZERO;
         let mut sends = 0;
@@ -680,17 +687,7 @@ mod tests {
     /// beyond them; once the waiting one stalls, the lookup ends with the one beyond in its place.
     #[test]
     fn free_slot_goes_beyond_a_waiting_window() {
-        let config = LookupConfig {
-            alpha: 2,
-            final_alpha: 2,
-            k: 2,
-            request_timeout: Duration::from_secs(2),
-            stall_timeout: Duration::from_millis(300),
-            retries: 0,
-            far_stall_percent: 100,
-            max_per_subnet: None,
-            stalled_grace_percent: 0,
-        };
+        let config = one_window(2, 2, Duration::from_secs(2), Duration::from_millis(300));
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let mid = Id::from_bytes(&[0x02; 20]).unwrap();
         let far = Id::from_bytes(&[0x80; 20]).unwrap();
@@ -713,17 +710,7 @@ mod tests {
     /// timeouts, not until its request timeout; an answer within that time still counts.
     #[test]
     fn waiting_for_a_stalled_node_is_bounded() {
-        let config = LookupConfig {
-            alpha: 1,
-            final_alpha: 1,
-            k: 1,
-            request_timeout: Duration::from_secs(10),
-            stall_timeout: Duration::from_millis(100),
-            retries: 0,
-            far_stall_percent: 100,
-            max_per_subnet: None,
-            stalled_grace_percent: 0,
-        };
+        let config = one_window(1, 1, Duration::from_secs(10), Duration::from_millis(100));
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let far = Id::from_bytes(&[0x80; 20]).unwrap();
         let mut lookup = Lookup::new(Id::ZERO, config, [(near, addr_of(1)), (far, addr_of(2))]);
@@ -747,15 +734,8 @@ mod tests {
     #[test]
     fn stalled_grace_takes_a_late_answer() {
         let config = |grace| LookupConfig {
-            alpha: 1,
-            final_alpha: 1,
-            k: 1,
-            request_timeout: Duration::from_secs(10),
-            stall_timeout: Duration::from_millis(100),
-            retries: 0,
-            far_stall_percent: 100,
-            max_per_subnet: None,
             stalled_grace_percent: grace,
+            ..one_window(1, 1, Duration::from_secs(10), Duration::from_millis(100))
         };
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let far = Id::from_bytes(&[0x80; 20]).unwrap();
@@ -791,17 +771,7 @@ mod tests {
     /// stops holding up the result, yet its late answer still counts while the lookup runs.
     #[test]
     fn stalled_request_frees_its_slot_and_may_still_answer() {
-        let config = LookupConfig {
-            alpha: 1,
-            final_alpha: 1,
-            k: 2,
-            request_timeout: Duration::from_secs(2),
-            stall_timeout: Duration::from_millis(300),
-            retries: 0,
-            far_stall_percent: 100,
-            max_per_subnet: None,
-            stalled_grace_percent: 0,
-        };
+        let config = one_window(1, 2, Duration::from_secs(2), Duration::from_millis(300));
         let near = Id::from_bytes(&[0x01; 20]).unwrap();
         let mid = Id::from_bytes(&[0x02; 20]).unwrap();
         let far = Id::from_bytes(&[0x80; 20]).unwrap();
