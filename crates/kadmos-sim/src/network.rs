@@ -111,6 +111,11 @@ impl Network {
         ((ms * 1000.0) as u64).clamp(MIN_RTT_US, MAX_RTT_US)
     }
 
+    /// The delay of a datagram between two nodes on time: half the link's round trip.
+    pub fn one_way_us(&self, a: NodeIndex, b: NodeIndex) -> u64 {
+        self.rtt_us(a, b) / 2
+    }
+
     /// Starts the partition clock (the partition is timed from the workload start).
     pub fn set_workload_start(&mut self, start: Timestamp) {
         if let Some(p) = &self.options.partition {
@@ -144,7 +149,7 @@ impl Network {
             return Fate::Lost;
         }
         let rtt = self.rtt_us(from, to);
-        let mut delay_us = rtt / 2;
+        let mut delay_us = self.one_way_us(from, to);
         let reordered = chance(rng, self.options.reorder);
         if reordered {
             delay_us += rng.gen_range(0..=rtt);

@@ -51,9 +51,9 @@ impl Oracle {
         self.sorted.is_empty()
     }
 
-    /// The `k` live reachable nodes closest to `target`, closest first, leaving out `except`
-    /// (the node that looks up: a lookup never returns itself).
-    pub fn closest(&self, target: &Id, k: usize, except: &NodeId) -> Vec<NodeId> {
+    /// The `k` live reachable nodes closest to `target`, closest first, with their indexes,
+    /// leaving out `except` (the node that looks up: a lookup never returns itself).
+    pub fn closest(&self, target: &Id, k: usize, except: &NodeId) -> Vec<(NodeId, NodeIndex)> {
         let want = k + 1; // one more, in case `except` is among them
         let range = |p: usize| {
             let lo = with_suffix(target, p, false);
@@ -72,10 +72,11 @@ impl Oracle {
                 bad = mid;
             }
         }
-        let mut ids: Vec<NodeId> = self.sorted[range(good)].iter().map(|(i, _)| *i).filter(|i| i != except).collect();
-        ids.sort_unstable_by_key(|i| i.distance(target));
-        ids.truncate(k);
-        ids
+        let mut nodes: Vec<(NodeId, NodeIndex)> =
+            self.sorted[range(good)].iter().copied().filter(|(i, _)| i != except).collect();
+        nodes.sort_unstable_by_key(|(i, _)| i.distance(target));
+        nodes.truncate(k);
+        nodes
     }
 }
 
@@ -103,7 +104,8 @@ mod tests {
             let mut truth: Vec<Id> = live.iter().copied().filter(|i| *i != except).collect();
             truth.sort_by_key(|i| i.distance(&target));
             truth.truncate(8);
-            assert_eq!(oracle.closest(&target, 8, &except), truth);
+            let closest: Vec<Id> = oracle.closest(&target, 8, &except).into_iter().map(|(id, _)| id).collect();
+            assert_eq!(closest, truth);
         }
         assert_eq!(oracle.len(), live.len());
     }

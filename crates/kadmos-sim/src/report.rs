@@ -76,6 +76,13 @@ pub struct LookupRecord {
     pub stalls: Option<u32>,
     /// Share of the true k closest live reachable nodes that the result holds.
     pub accuracy: Option<f64>,
+    /// Share of the true k closest whose answers could have come back before the lookup ended,
+    /// had it asked each the moment it was named and known the dead, with nothing lost: the
+    /// most accuracy any rule for ending lookups could have had at this completion time.
+    pub within_reach: Option<f64>,
+    /// Time from the command by which all of the true k closest could have answered, asked
+    /// the moment they were named, with nothing lost (`None` if one was never named).
+    pub all_within_reach_us: Option<u64>,
 }
 
 /// Figures of one kind of lookup (or of all of them).
@@ -100,6 +107,10 @@ pub struct LookupReport {
     pub accuracy: Percentiles,
     /// Share of lookups that found all of the true k closest.
     pub exact_share: f64,
+    /// See [`LookupRecord::within_reach`].
+    pub within_reach: Percentiles,
+    /// See [`LookupRecord::all_within_reach_us`], in median round trips.
+    pub all_within_reach_rtts: Percentiles,
 }
 
 impl LookupReport {
@@ -132,6 +143,11 @@ impl LookupReport {
                 accuracy.iter().filter(|a| **a >= 1.0).count() as f64 / accuracy.len() as f64
             },
             accuracy: Percentiles::of(&accuracy),
+            within_reach: Percentiles::of(&records.iter().filter_map(|r| r.within_reach).collect::<Vec<_>>()),
+            all_within_reach_rtts: Percentiles::of(
+                &records.iter().filter_map(|r| r.all_within_reach_us.map(ms)).collect::<Vec<_>>(),
+            )
+            .scaled(median_rtt_ms),
         }
     }
 
@@ -489,6 +505,10 @@ impl fmt::Display for Report {
             writeln!(f, "  hops:              {}", p(&l.hops, 2))?;
             writeln!(f, "  stalls:            {}", p(&l.stalls, 2))?;
             writeln!(f, "  accuracy:          {}  (exact {:.2}%)", p(&l.accuracy, 3), l.exact_share * 100.0)?;
+            if l.within_reach.count > 0 {
+                writeln!(f, "  within reach:      {}", p(&l.within_reach, 3))?;
+                writeln!(f, "  all in reach RTTs: {}", p(&l.all_within_reach_rtts, 2))?;
+            }
         }
         if let Some(it) = &self.items {
             write_items(f, it)?;

@@ -36,6 +36,13 @@
 //! querying node left out) that the result holds, as the [`Oracle`] knows them when the
 //! lookup finishes.
 //!
+//! Next to it, *within reach*: the share of those nodes whose answer could have come back
+//! before the lookup ended, had it asked each the moment an answer first named it (or, for a
+//! node from its own table, when it asked it), known which silent nodes were dead, and lost
+//! nothing; and the time by which all of them could have. That is the most accuracy any rule
+//! for ending lookups could have had at the same completion time, so it tells a lookup that
+//! gave up too early from one that could not have done better.
+//!
 //! A node that answered holds no slot of the lookup any more, even while a retry of the
 //! request to it is on the wire (OpenDHT retries a silent search request once): the wire
 //! count of requests in flight leaves such a retry out.
@@ -51,7 +58,9 @@
 //! datagram is larger than 1280 bytes; no node sends to its own address; every `Peers` and
 //! `Finished` event belongs to a command that is still running, and each command finishes
 //! once; a lookup's result holds at most k nodes, in distance order, never the querier itself,
-//! and only real nodes (the ID really lives at that address); `handle_timeout` does not spin
+//! and only real nodes (the ID really lives at that address), and no more of the true k
+//! closest than were within reach (an answer takes at least its link's round trip after the
+//! lookup heard of the node); `handle_timeout` does not spin
 //! at one instant.
 //!
 //! Checked every `check_every_secs` of virtual time (up to 1,000 nodes per sweep, taking
@@ -172,6 +181,22 @@ struct PendingQuery {
     iterative: bool,
 }
 
+/// See [`World::reach`].
+#[derive(Clone, Copy)]
+struct Reach {
+    share: f64,
+    all_by_us: Option<u64>,
+}
+
+/// When a measured lookup first heard of a node, and at which hop.
+#[derive(Clone, Copy)]
+struct Heard {
+    /// 1 for a node from the querier's own routing table (first seen as a query to it), h + 1
+    /// for a node first named by one at h.
+    hop: u32,
+    at: Timestamp,
+}
+
 /// A measured lookup in flight.
 struct Tracked<N: SimNode> {
     command: Command,
@@ -188,8 +213,8 @@ struct Tracked<N: SimNode> {
     bytes: u64,
     /// Queries awaiting a reply.
     pending: Vec<PendingQuery>,
-    /// Hop at which each node the lookup queried was first heard of.
-    hops: HashMap<NodeIndex, u32>,
+    /// When and at which hop the lookup first heard of each node it queried or was named.
+    heard: HashMap<NodeIndex, Heard>,
     /// The items (BEP 44 items, OpenDHT values) that came back.
     items: Vec<N::Item>,
     /// The neighbourhood bits of the node's table when the lookup sent its first query.
@@ -355,7 +380,7 @@ impl<N: SimNode> Control<'_, N> {
             messages: 0,
             bytes: 0,
             pending: Vec::new(),
-            hops: HashMap::new(),
+            heard: HashMap::new(),
             items: Vec::new(),
             neighbourhood: None,
         };
@@ -648,7 +673,7 @@ impl<N: SimNode> World<N> {
         let neighbourhood = *t.neighbourhood.get_or_insert(neighbourhood);
         let stall = if shared_bits < neighbourhood { far_stall } else { stall };
         t.pending.push(PendingQuery { to, transaction_id: query.transaction_id, stall_at: now + stall, iterative });
-        t.hops.entry(to).or_insert(1);
+        t.heard.entry(to).or_insert(Heard { hop: 1, at: now });
         // The alpha bound counted on the wire, independently of the lookup's own counter: queries
         // not answered yet and sent less than a stall timeout ago (a stalled query gives up its
         // slot; see `kad::lookup`).
@@ -678,10 +703,10 @@ impl<N: SimNode> World<N> {
             }
             t.messages += 1;
             t.bytes += payload.len() as u64;
-            let next = t.hops.get(&from).copied().unwrap_or(1) + 1;
+            let next = Heard { hop: t.heard.get(&from).map_or(1, |h| h.hop) + 1, at: self.now };
             for addr in &answer.named {
                 if let Some(named) = index_of(addr) {
-                    t.hops.entry(named).or_insert(next);
+                    t.heard.entry(named).or_insert(next);
                 }
             }
             return;
@@ -740,6 +765,28 @@ impl<N: SimNode> World<N> {
         }
     }
 
+    /// What the best lookup could have found by the time this one ended, had it asked each of
+    /// the true `k` closest the moment an answer named it (or it asked it, for a node from its
+    /// own table), had it known which silent nodes were dead and lost nothing: the share of them
+    /// whose answer could have come back by then (link round trip), and the time from the
+    /// lookup's start by which all of them could have (`None` if one was never named).
+    fn reach(&self, querier: NodeIndex, t: &Tracked<N>, truth: &[(NodeId, NodeIndex)]) -> Option<Reach> {
+        if truth.is_empty() {
+            return None;
+        }
+        let answer_at = |j: NodeIndex| {
+            let heard = t.heard.get(&j)?;
+            Some(heard.at.as_micros() + 2 * self.network.one_way_us(querier, j))
+        };
+        let ended = self.now.as_micros();
+        let in_time = truth.iter().filter(|(_, j)| answer_at(*j).is_some_and(|at| at <= ended)).count();
+        let all_by = truth.iter().map(|(_, j)| answer_at(*j)).collect::<Option<Vec<u64>>>();
+        Some(Reach {
+            share: in_time as f64 / truth.len() as f64,
+            all_by_us: all_by.and_then(|at| at.into_iter().max()).map(|at| at - t.started.as_micros()),
+        })
+    }
+
     fn finish_tracked(&mut self, i: NodeIndex, t: Tracked<N>, outcome: N::Outcome) {
         let own = self.slots[i as usize].id;
         let k = self.k();
@@ -768,11 +815,23 @@ impl<N: SimNode> World<N> {
         let succeeded = N::succeeded(&outcome, t.expect.as_ref(), t.found_expected);
         let truth = self.oracle.closest(&t.target, k, &own);
         let accuracy = (!truth.is_empty()).then(|| {
-            let hits = truth.iter().filter(|id| result.iter().any(|(r, _)| r == *id)).count();
+            let hits = truth.iter().filter(|(id, _)| result.iter().any(|(r, _)| r == id)).count();
             hits as f64 / truth.len() as f64
         });
+        let reach = self.reach(i, &t, &truth);
+        // An answer takes at least the link's round trip after the lookup first heard of its
+        // node, so a result cannot hold more of the true closest than were within reach.
+        if let (Some(accuracy), Some(reach)) = (accuracy, reach) {
+            if accuracy > reach.share {
+                let what = format!(
+                    "{} result holds {accuracy} of the true closest, only {} were within reach",
+                    t.kind, reach.share
+                );
+                self.violate(Some(i), what);
+            }
+        }
         let closest = result.iter().min_by_key(|(id, _)| id.distance(&t.target));
-        let hops = closest.and_then(|(_, addr)| index_of(addr)).and_then(|j| t.hops.get(&j).copied());
+        let hops = closest.and_then(|(_, addr)| index_of(addr)).and_then(|j| t.heard.get(&j).map(|h| h.hop));
         let stalls = view.stalls;
         let first_result_us = t.first_peers.map(|f| f.as_micros() - t.started.as_micros());
         let completion_us = self.now.as_micros() - t.started.as_micros();
@@ -786,6 +845,8 @@ impl<N: SimNode> World<N> {
             hops,
             stalls,
             accuracy,
+            within_reach: reach.map(|r| r.share),
+            all_within_reach_us: reach.and_then(|r| r.all_by_us),
         });
         self.done.push_back((
             t.workload,

@@ -47,7 +47,9 @@ fn same_seed_same_report() {
 
 /// On a fault-free 500-node network (lognormal round trips, default settle), every
 /// find_node, get_peers and announce finds exactly the true k closest live nodes, and every
-/// get_peers after an announce finds the announcer.
+/// get_peers after an announce finds the announcer. The reach figures agree: all of the k
+/// closest were within reach of every lookup, and the time by which they all could have
+/// answered is never later than the lookup's end (each lookup's, so each percentile's).
 #[test]
 fn fault_free_network_finds_true_closest() {
     let mut o = SimOptions::new(500, 90, 3);
@@ -58,6 +60,11 @@ fn fault_free_network_finds_true_closest() {
     assert_eq!(all.succeeded, all.run);
     assert_eq!(all.accuracy.count, all.run);
     assert_eq!(all.exact_share, 1.0, "{all:?}");
+    assert_eq!((all.within_reach.count, all.within_reach.mean), (all.run, 1.0), "{all:?}");
+    let (reach, completion) = (&all.all_within_reach_rtts, &all.completion_rtts);
+    assert_eq!(reach.count, all.run);
+    assert!(reach.p50 <= completion.p50 && reach.p99 <= completion.p99 && reach.max <= completion.max, "{all:?}");
+    assert!(reach.p50 > 0.0, "answers take a round trip: {reach:?}");
 }
 
 /// The put workload: on a fault-free network every BEP 44 put is acknowledged by exactly the
@@ -75,7 +82,8 @@ fn fault_free_puts_store_at_the_true_closest() {
 }
 
 /// With 20% of the nodes dead (their entries still in routing tables) and 5% datagram loss,
-/// at least 95% of lookups of every kind succeed, including finding an announced peer.
+/// at least 95% of lookups of every kind succeed, including finding an announced peer, and
+/// their results miss some of the true closest that were within reach.
 #[test]
 fn dead_contacts_and_loss_keep_lookups_succeeding() {
     let mut o = SimOptions::new(500, 90, 5);
@@ -89,6 +97,10 @@ fn dead_contacts_and_loss_keep_lookups_succeeding() {
         assert!(kind.run > 0, "{kind:?}");
         assert!(kind.success_rate >= 0.95, "{}: {} of {} succeeded", kind.kind, kind.succeeded, kind.run);
     }
+    // Lost datagrams and dead nodes cost accuracy that was within reach (a run stops if one
+    // lookup's result holds more of the true closest than were: see `Simulation`).
+    let all = report.lookup("all").expect("several kinds ran");
+    assert!(all.within_reach.mean > all.accuracy.mean, "{all:?}");
 }
 
 /// A broken invariant stops the run and names the seed and the command line that replays it
