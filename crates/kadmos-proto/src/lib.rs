@@ -66,7 +66,7 @@
 //! #         if !moved { return; }
 //! #     }
 //! # }
-//! use kadmos_proto::mainline::{CommandResult, Config, Event, Node, Pong};
+//! use kadmos_proto::mainline::{CommandResult, Config, Event, KademliaNode, Node, Pong};
 //! use kadmos_proto::Id;
 //!
 //! let (a_addr, b_addr): (SocketAddr, SocketAddr) = ("127.0.0.1:6881".parse()?, "127.0.0.2:6881".parse()?);
@@ -96,7 +96,7 @@
 //! #         if !moved { return; }
 //! #     }
 //! # }
-//! use kadmos_proto::opendht::{CommandResult, Config, Event, Node, Query, Stored, Value};
+//! use kadmos_proto::opendht::{CommandResult, Config, Event, KademliaNode, Node, Query, Stored, Value};
 //! use kadmos_proto::Id;
 //!
 //! let (a_addr, b_addr): (SocketAddr, SocketAddr) = ("127.0.0.1:4222".parse()?, "127.0.0.2:4222".parse()?);

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::opendht::{error_code, Body, ListenArgs, Message, PutArgs, Reply, Request, ValueSlot};
 use kadmos_proto::opendht::{
     CommandResult, Config, Event, Node, QueryId, StorageConfig, Stored, Value, ValueId, ValueType,

@@ -3,13 +3,16 @@
 //! a token, read the operation's typed result, and end it (a bootstrap's end starts the
 //! refreshes that follow joining). A node implements [`OperationDriver`] with its own steps
 //! (what a store sends, what a result holds, what happens when an operation ends) and gets
-//! `start_operation`, `join`, `drive`, `drive_operation` and `finish`.
+//! `start_operation`, `drive`, `drive_operation` and `finish` (and, through
+//! [`KademliaNode`](super::KademliaNode), Kademlia's own commands and views).
 
 use std::net::SocketAddr;
 
-use super::engine::{Engine, Network, Operation};
+use super::command_result::Pong;
+use super::engine::{Engine, EngineSettings, Network, Operation};
 use super::id::{Id, NodeId};
 use super::lookup::LookupConfig;
+use super::query_error::QueryError;
 use super::sent_request::NetworkPurpose;
 use super::store_round::StoreRound;
 use crate::node_io::QueryId;
@@ -22,6 +25,10 @@ pub(crate) trait OperationKind {
     fn store_round(&mut self) -> Option<&mut StoreRound>;
     /// The kind of the operation that joins the network.
     fn bootstrap() -> Self;
+    /// The kind of a ping command.
+    fn ping() -> Self;
+    /// The kind of a find_node command.
+    fn find_node() -> Self;
     /// Whether the operation joins the network (its end starts the refreshes that follow).
     fn is_bootstrap(&self) -> bool;
 }
@@ -57,6 +64,10 @@ macro_rules! engine_accessors {
         fn lookup_config(&self) -> &$crate::kad::LookupConfig {
             &self.config.lookup
         }
+
+        fn engine_settings(&self) -> $crate::kad::engine::EngineSettings {
+            $crate::kad::engine::EngineConfig::engine_settings(&self.config)
+        }
     };
 }
 pub(crate) use engine_accessors;
@@ -77,6 +88,13 @@ pub(crate) trait OperationDriver: Sized {
     /// The engine and the node's wire, borrowed apart.
     fn parts(&mut self) -> (&mut EngineOf<Self>, Self::Wire<'_>);
     fn lookup_config(&self) -> &LookupConfig;
+    fn engine_settings(&self) -> EngineSettings;
+    /// How many times a ping is sent before it fails.
+    fn ping_attempts(&self) -> u8 {
+        1
+    }
+    /// A ping command's result, typed for the network.
+    fn ping_result(result: Result<Pong, QueryError>) -> Self::Result;
 
     /// The requests of `op`'s store round, at the closest nodes that gave a token.
     fn store_requests(
@@ -106,18 +124,6 @@ pub(crate) trait OperationDriver: Sized {
     fn start_operation(&mut self, kind: Self::Kind, target: Id, request: Self::Request) -> QueryId {
         let lookup = self.lookup_config().clone();
         self.parts().0.start(kind, target, request, &lookup, &[])
-    }
-
-    /// Joins the network through `routers` and known `contacts` (see [`Engine::bootstrap`]),
-    /// and drives the bootstrap.
-    fn join(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        let lookup = self.lookup_config().clone();
-        let op = {
-            let (engine, mut wire) = self.parts();
-            engine.bootstrap(now, &mut wire, Self::Kind::bootstrap(), &lookup, routers, contacts)
-        };
-        self.drive_operation(now, op);
-        op
     }
 
     /// Steps every operation: sends what their lookups ask for, and finishes those done.
@@ -159,6 +165,11 @@ pub(crate) trait OperationDriver: Sized {
             drop(wire);
         }
         self.parts().0.step_store_round(now, op)
+    }
+
+    /// A ping command is over: answered by `Pong`, or failed.
+    fn ping_ended(&mut self, now: Timestamp, op: QueryId, result: Result<Pong, QueryError>) {
+        self.finish(now, op, Some(Self::ping_result(result)));
     }
 
     /// Ends `op` with `result`: a bootstrap's end starts the refreshes that follow joining,

@@ -19,7 +19,7 @@
 //! The node never touches a socket or a clock. Whoever drives it (the tokio runtime, a test,
 //! the simulator) hands it every datagram received ([`Node::handle_datagram`]) and calls
 //! [`Node::handle_timeout`] when the time [`Node::poll_timeout`] asked for has come; commands
-//! ([`Node::bootstrap`], [`Node::get_peers`]...) return a [`QueryId`]. After every input, it
+//! ([`KademliaNode::bootstrap`], [`Node::get_peers`]...) return a [`QueryId`]. After every input, it
 //! sends what [`Node::poll_transmit`] gives and handles what [`Node::poll_event`] gives
 //! (progress and results, keyed by `QueryId`, and quest reports). Every input takes `now`,
 //! and all randomness comes from the seeded generator in the config: the same inputs give the
@@ -41,6 +41,8 @@ mod rate_limit;
 mod reachability;
 mod token;
 
+/// Joining, ping, find_node and the routing tables, the same on both networks.
+pub use crate::kad::KademliaNode;
 pub use config::{Config, Families, CLIENT_VERSION};
 pub use item::{mutable_target, ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
 pub use item_store::{ItemStore, ItemStoreConfig, StoredItem};

@@ -7,10 +7,10 @@
 //!
 //! 1. **Inputs**: [`Node::handle_datagram`] for every UDP datagram received,
 //!    [`Node::handle_timeout`] when the time from [`Node::poll_timeout`] has come, and commands
-//!    ([`Node::bootstrap`], [`Node::ping`], [`Node::find_node`], [`Node::get_peers`],
-//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`], and
-//!    quests ([`Node::advertise`], [`Node::watch`]; see [`super::quest`]), which run until
-//!    stopped and report through `Event::Quest`.
+//!    (Kademlia's own from [`KademliaNode`](crate::kad::KademliaNode): `bootstrap`, `ping`, `find_node`; Mainline's:
+//!    [`Node::get_peers`], [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a
+//!    [`QueryId`], and quests ([`Node::advertise`], [`Node::watch`]; see [`super::quest`]),
+//!    which run until stopped and report through `Event::Quest`.
 //! 2. **Outputs**, after every input: drain [`Node::poll_transmit`] (datagrams to send),
 //!    [`Node::poll_event`] (progress and results, keyed by `QueryId`), then ask
 //!    [`Node::poll_timeout`] when to call `handle_timeout` next.
@@ -31,7 +31,6 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -48,11 +47,11 @@ use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundK
 use super::rate_limit::{RateLimiter, Refusal};
 use super::reachability::Reachability;
 use super::token::TokenIssuer;
-use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineConfig, Failed, Network};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Failed, Network};
 use crate::kad::operation_driver::{engine_accessors, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
 pub use crate::kad::{Closest, Pong};
-use crate::kad::{FamilyTables, Id, InfoHash, NodeId, Parallelism, RoutingTable, StoreRound};
+use crate::kad::{FamilyTables, Id, InfoHash, NodeId, StoreRound};
 pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -204,6 +203,14 @@ impl OperationKind for Kind {
     fn is_bootstrap(&self) -> bool {
         matches!(self, Kind::Bootstrap)
     }
+
+    fn ping() -> Kind {
+        Kind::Ping
+    }
+
+    fn find_node() -> Kind {
+        Kind::FindNode
+    }
 }
 
 /// An item kept alive and when it is next re-put.
@@ -276,7 +283,8 @@ impl ItemQuery {
 type Operation = crate::kad::engine::Operation<Kind, Query>;
 
 impl Node {
-    /// A node that has not joined yet, started at `now` (call [`Node::bootstrap`] to join).
+    /// A node that has not joined yet, started at `now` (call
+    /// [`bootstrap`](crate::kad::KademliaNode::bootstrap) to join).
     pub fn new(config: Config, now: Timestamp) -> Node {
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let mut engine = Engine::new(tables, config.seed, now);
@@ -314,11 +322,6 @@ impl Node {
     /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The routing table of `family`, if the node has a socket of that family.
-    pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.engine.tables.get(family)
     }
 
     /// The peers announced to this node.
@@ -363,16 +366,6 @@ impl Node {
         &self.out.counters
     }
 
-    /// Operations still running (user commands and internal refreshes).
-    pub fn running_operations(&self) -> usize {
-        self.engine.operation_count()
-    }
-
-    /// Requests of ours awaiting an answer.
-    pub fn pending_requests(&self) -> usize {
-        self.engine.pending_requests()
-    }
-
     /// BEP 43: whether the node is read-only now, by configuration or because the adaptive
     /// mode found it unreachable (see [`AdaptiveReadOnly`](super::AdaptiveReadOnly)).
     pub fn is_read_only(&self) -> bool {
@@ -382,11 +375,6 @@ impl Node {
     /// Our address as most responders report it (BEP 42 `ip`), if any did.
     pub fn external_addr(&self) -> Option<SocketAddr> {
         self.external.get()
-    }
-
-    /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
-    pub fn lookup_parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
-        self.engine.lookup_parallelism()
     }
 
     /// The next datagram to send, if any: call until `None` after every input.
@@ -409,36 +397,10 @@ impl Node {
         Some([engine_due, quest_due].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
-    /// Whether lookups wait for their stalled nodes: yes while at least four in five stalled
-    /// requests were answered late rather than not at all (see
-    /// [`LookupConfig`](crate::kad::LookupConfig)).
-    pub fn waits_for_stalled(&self) -> bool {
-        self.engine.waits_for_stalled()
-    }
-
-    /// The stall timeout lookups use now, from measured round trips.
-    pub fn stall_timeout(&self) -> Duration {
-        self.engine.stall_timeout(&self.config.engine_settings())
-    }
-
     // ---------------------------------------------------------------- commands
 
     fn want(&self) -> Option<Want> {
         want(self.engine.tables.dual_stack())
-    }
-
-    /// Joins the network: asks each router for nodes close to our own ID, then looks our ID
-    /// up. `contacts` are known nodes (from saved state) used as lookup seeds; they enter the
-    /// routing table once they answer. Emits `Finished` with [`CommandResult::Bootstrap`] when done.
-    pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        self.join(now, routers, contacts)
-    }
-
-    /// Pings one node. Emits `Finished` with [`CommandResult::Ping`].
-    pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
-        let op = self.engine.start_single(Kind::Ping, Query::Ping);
-        self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op }, |e| CommandResult::Ping(Err(e)));
-        op
     }
 
     /// BEP 51: asks one node for a sample of the infohashes it stores. Emits `Finished` with
@@ -447,30 +409,10 @@ impl Node {
         let query = Query::SampleInfohashes { target, want: self.want() };
         let op = self.engine.start_single(Kind::Samples, query.clone());
         let purpose = Purpose::Network(MainlinePurpose::Samples { op });
-        self.single_request(now, op, addr, query, purpose, |e| CommandResult::SampleInfohashes(Err(e)));
-        op
-    }
-
-    fn single_request(
-        &mut self,
-        now: Timestamp,
-        op: QueryId,
-        addr: SocketAddr,
-        query: Query,
-        purpose: Purpose<MainlinePurpose>,
-        failed: impl FnOnce(QueryError) -> CommandResult,
-    ) {
         let (engine, wire) = engine_and_wire!(self);
         if let Err(e) = engine.send_single(now, wire, op, addr, query, purpose, 1) {
-            self.finish(now, op, Some(failed(e)));
+            self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(e))));
         }
-    }
-
-    /// Iterative find_node. Emits `Finished` with [`CommandResult::FindNode`].
-    pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
-        let query = Query::FindNode { target, want: self.want() };
-        let op = self.start_operation(Kind::FindNode, target, query);
-        self.drive_operation(now, op);
         op
     }
 
@@ -728,9 +670,7 @@ impl Node {
         let (engine, wire) = engine_and_wire!(self);
         match engine.on_answer(now, wire, from, request, answer, insertable) {
             Answered::Nothing => {}
-            Answered::Pong { op } => {
-                self.finish(now, op, Some(CommandResult::Ping(Ok(Pong { id: response.id, addr: from }))));
-            }
+            Answered::Pong { op } => self.ping_ended(now, op, Ok(Pong { id: response.id, addr: from })),
             Answered::Network(MainlinePurpose::Samples { op }) => {
                 let mut nodes = response.nodes.clone();
                 nodes.extend(response.nodes6.iter().copied());
@@ -804,7 +744,7 @@ impl Node {
     fn request_failed(&mut self, now: Timestamp, request: Request, error: QueryError) {
         match self.engine.on_failure(request, error) {
             Failed::Nothing => {}
-            Failed::Ping { op, error } => self.finish(now, op, Some(CommandResult::Ping(Err(error)))),
+            Failed::Ping { op, error } => self.ping_ended(now, op, Err(error)),
             Failed::Network { purpose: MainlinePurpose::Samples { op }, error, .. } => {
                 self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(error))))
             }
@@ -817,11 +757,6 @@ impl Node {
                 }
             }
         }
-    }
-
-    /// Known good and questionable contacts of both families, for saving state.
-    pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.engine.tables.contacts()
     }
 
     /// Whether an address family has a routing table on this node.
@@ -837,6 +772,10 @@ impl OperationDriver for Node {
     type Result = CommandResult;
 
     engine_accessors!();
+
+    fn ping_result(result: Result<Pong, QueryError>) -> CommandResult {
+        CommandResult::Ping(result)
+    }
 
     /// announce_peer, or a BEP 44 put.
     fn store_requests(&self, op: QueryId, operation: &Operation) -> Vec<StoreAt<Query, MainlinePurpose>> {

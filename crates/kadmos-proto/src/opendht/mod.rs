@@ -21,7 +21,7 @@
 //! The node never touches a socket or a clock. Whoever drives it (the tokio runtime, a test,
 //! the simulator) hands it every datagram received ([`Node::handle_datagram`]) and calls
 //! [`Node::handle_timeout`] when the time [`Node::poll_timeout`] asked for has come; commands
-//! ([`Node::bootstrap`], [`Node::get`], [`Node::put`], [`Node::listen`]...) return a
+//! ([`KademliaNode::bootstrap`], [`Node::get`], [`Node::put`], [`Node::listen`]...) return a
 //! [`QueryId`]. After every input, it sends what [`Node::poll_transmit`] gives and handles
 //! what [`Node::poll_event`] gives (values, changes and results, keyed by `QueryId`). Every
 //! input takes `now`, and all randomness comes from the seeded generator in the config: the
@@ -76,6 +76,8 @@ pub use message_counts::{KindCount, MessageCounts, OpenDhtMessages, ERROR_CODES,
 pub use query::{Field, FieldValue, FieldValues, Query};
 pub use value::{Value, ValueError, ValueId, ValueType, MAX_VALUE_SIZE};
 
+/// Joining, ping, find_node and the routing tables, the same on both networks.
+pub use crate::kad::KademliaNode;
 pub use config::Config;
 pub use listeners::{Listener, ListenerConfig, ListenerTable};
 pub use node::{

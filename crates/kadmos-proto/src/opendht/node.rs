@@ -8,9 +8,9 @@
 //!
 //! 1. **Inputs**: [`Node::handle_datagram`] for every UDP datagram received,
 //!    [`Node::handle_timeout`] when the time from [`Node::poll_timeout`] has come, and commands
-//!    ([`Node::bootstrap`], [`Node::ping`], [`Node::find_node`], [`Node::get`], [`Node::put`],
-//!    [`Node::listen`]) which return a [`QueryId`]; [`Node::cancel_put`],
-//!    [`Node::cancel_listen`] and [`Node::cancel`] stop them.
+//!    (Kademlia's own from [`KademliaNode`](crate::kad::KademliaNode): `bootstrap`, `ping`, `find_node`; OpenDHT's:
+//!    [`Node::get`], [`Node::put`], [`Node::listen`]) which return a [`QueryId`];
+//!    [`Node::cancel_put`], [`Node::cancel_listen`] and [`Node::cancel`] stop them.
 //! 2. **Outputs**, after every input: drain [`Node::poll_transmit`] (datagrams to send),
 //!    [`Node::poll_event`] (values, changes and results, keyed by `QueryId`), then ask
 //!    [`Node::poll_timeout`] when to call `handle_timeout` next.
@@ -88,11 +88,11 @@ use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
-use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineConfig, Failed, Network};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Failed, Network};
 use crate::kad::operation_driver::{engine_accessors, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
 pub use crate::kad::{Closest, Pong};
-use crate::kad::{DeadlineMap, FamilyTables, Id, NodeId, Parallelism, RoutingTable, Scheduled, StoreRound};
+use crate::kad::{DeadlineMap, FamilyTables, Id, NodeId, Scheduled, StoreRound};
 pub use crate::kad::{QueryError, TrafficCounters};
 pub use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -259,6 +259,14 @@ impl OperationKind for Kind {
     fn is_bootstrap(&self) -> bool {
         matches!(self, Kind::Bootstrap)
     }
+
+    fn ping() -> Kind {
+        Kind::Ping
+    }
+
+    fn find_node() -> Kind {
+        Kind::FindNode
+    }
 }
 
 /// A permanent put and its next refresh round.
@@ -340,7 +348,8 @@ enum Change {
 }
 
 impl Node {
-    /// A node that has not joined yet, started at `now` (call [`Node::bootstrap`] to join).
+    /// A node that has not joined yet, started at `now` (call
+    /// [`bootstrap`](crate::kad::KademliaNode::bootstrap) to join).
     pub fn new(config: Config, now: Timestamp) -> Node {
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let mut engine = Engine::new(tables, config.seed, now);
@@ -383,11 +392,6 @@ impl Node {
         self.verifier = verifier;
     }
 
-    /// The routing table of `family`, if the node has a socket of that family.
-    pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.engine.tables.get(family)
-    }
-
     /// What this node stores (for remote nodes and for its own user).
     pub fn storage(&self) -> &Storage {
         &self.storage
@@ -403,24 +407,9 @@ impl Node {
         &self.out.counters
     }
 
-    /// Operations still running (user commands, refresh rounds, listen searches).
-    pub fn running_operations(&self) -> usize {
-        self.engine.operation_count()
-    }
-
-    /// Requests of ours awaiting an answer.
-    pub fn pending_requests(&self) -> usize {
-        self.engine.pending_requests()
-    }
-
     /// Messages waiting for fragments.
     pub fn partial_messages(&self) -> usize {
         self.partials.len()
-    }
-
-    /// Known contacts of both families, for saving state.
-    pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.engine.tables.contacts()
     }
 
     /// Permanent puts kept alive: key and value.
@@ -466,11 +455,6 @@ impl Node {
         self.listens.get(&listen).map(|l| l.nodes.keys().copied().collect()).unwrap_or_default()
     }
 
-    /// Searches in flight, for invariant checks: (alpha, in flight) per lookup.
-    pub fn lookup_parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
-        self.engine.lookup_parallelism()
-    }
-
     /// The next datagram to send, if any: call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -496,43 +480,10 @@ impl Node {
         Some(deadlines.into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
-    /// The stall timeout searches use now, from measured round trips.
-    pub fn stall_timeout(&self) -> Duration {
-        self.engine.stall_timeout(&self.config.engine_settings())
-    }
-
     // ---------------------------------------------------------------- commands
 
     fn want(&self) -> Option<Want> {
         want(self.engine.tables.dual_stack())
-    }
-
-    /// Joins the network: asks each router for nodes close to our own ID, then searches our
-    /// ID. `contacts` are known nodes (from saved state) used as search seeds; they enter the
-    /// routing table once they answer. Emits `Finished` with [`CommandResult::Bootstrap`] when done.
-    pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        self.join(now, routers, contacts)
-    }
-
-    /// Pings one node. Emits `Finished` with [`CommandResult::Ping`].
-    pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
-        let op = self.engine.start_single(Kind::Ping, Outgoing::whole(Request::Ping));
-        let attempts = self.config.request_attempts;
-        let (engine, wire) = engine_and_wire!(self);
-        let ping = Outgoing::whole(Request::Ping);
-        if let Err(e) = engine.send_single(now, wire, op, addr, ping, Purpose::Ping { op }, attempts) {
-            self.finish(now, op, Some(CommandResult::Ping(Err(e))));
-        }
-        op
-    }
-
-    /// Iterative search of the nodes closest to `target`. Emits `Finished` with
-    /// [`CommandResult::FindNode`].
-    pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
-        let request = Request::Find { target, want: self.want() };
-        let op = self.start_operation(Kind::FindNode, target, Outgoing::whole(request));
-        self.drive_operation(now, op);
-        op
     }
 
     /// Gets the values at `key` that pass `filter`'s WHERE conditions (its SELECT is ignored:
@@ -840,9 +791,7 @@ impl Node {
         let (engine, wire) = engine_and_wire!(self);
         match engine.on_answer(now, wire, from, request, answer, insertable) {
             Answered::Nothing => {}
-            Answered::Pong { op } => {
-                self.finish(now, op, Some(CommandResult::Ping(Ok(Pong { id: reply.id, addr: from }))))
-            }
+            Answered::Pong { op } => self.ping_ended(now, op, Ok(Pong { id: reply.id, addr: from })),
             Answered::Network(OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. }) => {
                 if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
                     state.round.on_stored(from, reply.id);
@@ -945,7 +894,7 @@ impl Node {
     fn request_failed(&mut self, now: Timestamp, request: SentByUs, error: QueryError) {
         let (to, node_id, purpose, error) = match self.engine.on_failure(request, error) {
             Failed::Nothing => return,
-            Failed::Ping { op, error } => return self.finish(now, op, Some(CommandResult::Ping(Err(error)))),
+            Failed::Ping { op, error } => return self.ping_ended(now, op, Err(error)),
             Failed::Network { to, node_id, purpose, error } => (to, node_id, purpose, error),
         };
         match purpose {
@@ -1090,6 +1039,15 @@ impl OperationDriver for Node {
     type Result = CommandResult;
 
     engine_accessors!();
+
+    /// OpenDHT sends requests outside searches again when unanswered.
+    fn ping_attempts(&self) -> u8 {
+        self.config.request_attempts
+    }
+
+    fn ping_result(result: Result<Pong, QueryError>) -> CommandResult {
+        CommandResult::Ping(result)
+    }
 
     /// The store round of a put: `put` where the value is missing or older, `refresh` where
     /// it is there.
