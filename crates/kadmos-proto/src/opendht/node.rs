@@ -672,7 +672,9 @@ impl Node {
         for (key, values) in self.storage.expire(now) {
             self.on_change(now, key, Change::Expired(values));
         }
-        self.partials.retain(|_, p| p.deadline() > now);
+        for sender in self.partials.due_keys(now) {
+            self.partials.remove(&sender);
+        }
         self.step_listens(now);
         self.step_kept(now);
         if now >= self.next_maintenance {
@@ -699,10 +701,9 @@ impl Node {
         self.kept.compact();
     }
 
-    /// Listens: expire cached values, renew subscriptions, search again when due.
+    /// Listens that are due: expire cached values, renew subscriptions, search again.
     fn step_listens(&mut self, now: Timestamp) {
-        let ids: Vec<QueryId> = self.listens.keys().copied().collect();
-        for listen in ids {
+        for listen in self.listens.due_keys(now) {
             let expired = self
                 .listens
                 .update(&listen, |state| (state.cache.expire(now), state.search.is_none() && state.next_search <= now));
@@ -717,9 +718,8 @@ impl Node {
 
     /// Permanent puts: start the refresh rounds that are due.
     fn step_kept(&mut self, now: Timestamp) {
-        let due: Vec<(Id, ValueId)> =
-            self.kept.iter().filter(|(_, k)| k.running.is_none() && k.next_round <= now).map(|(k, _)| *k).collect();
-        for (key, id) in due {
+        // Due means not running: a running round's next one is never (see `KeptPut`).
+        for (key, id) in self.kept.due_keys(now) {
             let Some(value) = self.kept.get(&(key, id)).map(|k| k.value.clone()) else { continue };
             // Our own copy is permanent; make sure it is still there (a restart, an eviction).
             if self.storage.get_stored(&key, id).is_none() {
