@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::id::{Id, NodeId};
-use super::operation_driver::{OperationDriver, OperationKind};
+use super::operation_driver::{KademliaOp, OperationDriver, OperationKind};
 use super::routing_table::RoutingTable;
 use super::search::Parallelism;
 use super::sent_request::Purpose;
@@ -69,7 +69,7 @@ impl<D: OperationDriver> KademliaNode for D {
         let lookup = self.lookup_config().clone();
         let op = {
             let (engine, mut wire) = self.parts();
-            engine.bootstrap(now, &mut wire, D::Kind::bootstrap(), &lookup, routers, contacts)
+            engine.bootstrap(now, &mut wire, &lookup, routers, contacts)
         };
         self.drive_operation(now, op);
         op
@@ -79,7 +79,7 @@ impl<D: OperationDriver> KademliaNode for D {
         let attempts = self.ping_attempts();
         let (engine, mut wire) = self.parts();
         let ping = crate::kad::engine::Network::ping_request(&wire);
-        let op = engine.start_single(D::Kind::ping(), ping.clone());
+        let op = engine.start_single(OperationKind::Kademlia(KademliaOp::Ping), ping.clone());
         let sent = engine.send_single(now, &mut wire, op, addr, ping, Purpose::Ping { op }, attempts);
         drop(wire);
         if let Err(error) = sent {
@@ -89,10 +89,11 @@ impl<D: OperationDriver> KademliaNode for D {
     }
 
     fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
+        let lookup = self.lookup_config().clone();
         let (engine, wire) = self.parts();
         let request = crate::kad::engine::Network::find_request(&wire, target, engine.tables.dual_stack());
+        let op = engine.start(OperationKind::Kademlia(KademliaOp::FindNode), target, request, &lookup, &[]);
         drop(wire);
-        let op = self.start_operation(D::Kind::find_node(), target, request);
         self.drive_operation(now, op);
         op
     }

@@ -6,7 +6,7 @@
 //! a small trait, and both are [`KademliaNode`]s: joining, ping, find_node and the views of
 //! their routing tables and work in flight are written once, there. Nothing here knows about a wire format.
 
-mod command_result;
+pub(crate) mod command_result;
 pub(crate) mod deadline_map;
 pub(crate) mod engine;
 mod family_tables;

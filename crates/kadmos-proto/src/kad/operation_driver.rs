@@ -1,14 +1,16 @@
 //! The way of a node's operations from their start to their end, once for both networks:
 //! start one (or join), step its lookups, run a store's round at the closest nodes that gave
 //! a token, read the operation's typed result, and end it (a bootstrap's end starts the
-//! refreshes that follow joining). A node implements [`OperationDriver`] with its own steps
-//! (what a store sends, what a result holds, what happens when an operation ends) and gets
+//! refreshes that follow joining). An operation is one of Kademlia's own ([`KademliaOp`]:
+//! joining, refreshes, ping, find_node, whose results are read here) or one of the network's.
+//! A node implements [`OperationDriver`] with its own steps (what a store sends, what its own
+//! operations' results hold, what happens when an operation ends) and gets
 //! `start_operation`, `drive`, `drive_operation` and `finish` (and, through
 //! [`KademliaNode`](super::KademliaNode), Kademlia's own commands and views).
 
 use std::net::SocketAddr;
 
-use super::command_result::Pong;
+use super::command_result::{Closest, KademliaResults, Pong};
 use super::engine::{Engine, EngineSettings, Network, Operation};
 use super::id::{Id, NodeId};
 use super::lookup::LookupConfig;
@@ -18,19 +20,57 @@ use super::store_round::StoreRound;
 use crate::node_io::QueryId;
 use crate::time::Timestamp;
 
-/// What the driving needs to know of a network's operation kinds.
-pub(crate) trait OperationKind {
+/// The operations Kademlia itself runs, the same on every network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KademliaOp {
+    /// Joining: a lookup of our own ID, through routers and saved contacts.
+    Bootstrap,
+    /// A bucket or neighbourhood refresh: emits no events.
+    Refresh,
+    Ping,
+    FindNode,
+}
+
+/// What an operation is: one of Kademlia's own, or one of the network's (`K`).
+#[derive(Clone, Debug)]
+pub(crate) enum OperationKind<K> {
+    Kademlia(KademliaOp),
+    Network(K),
+}
+
+impl<K: NetworkKind> OperationKind<K> {
     /// The store round of a store operation (announce_peer, put), which runs once its
     /// lookups are over; `None` for an operation that stores nothing.
+    pub(crate) fn store_round(&mut self) -> Option<&mut StoreRound> {
+        match self {
+            OperationKind::Network(kind) => kind.store_round(),
+            OperationKind::Kademlia(_) => None,
+        }
+    }
+}
+
+impl<K> OperationKind<K> {
+    /// The network's own kind, if the operation is one of the network's.
+    pub(crate) fn network(&self) -> Option<&K> {
+        match self {
+            OperationKind::Network(kind) => Some(kind),
+            OperationKind::Kademlia(_) => None,
+        }
+    }
+
+    pub(crate) fn network_mut(&mut self) -> Option<&mut K> {
+        match self {
+            OperationKind::Network(kind) => Some(kind),
+            OperationKind::Kademlia(_) => None,
+        }
+    }
+}
+
+/// What the driving needs to know of a network's own operation kinds.
+pub(crate) trait NetworkKind {
+    /// The store round of a store operation, if this is one (see
+    /// [`OperationKind::store_round`]).
     fn store_round(&mut self) -> Option<&mut StoreRound>;
-    /// The kind of the operation that joins the network.
-    fn bootstrap() -> Self;
-    /// The kind of a ping command.
-    fn ping() -> Self;
-    /// The kind of a find_node command.
-    fn find_node() -> Self;
-    /// Whether the operation joins the network (its end starts the refreshes that follow).
-    fn is_bootstrap(&self) -> bool;
 }
 
 /// One request of a store round: `request` to node `id` at `addr`, sent with `attempts` tries.
@@ -74,15 +114,16 @@ pub(crate) use engine_accessors;
 
 /// A node whose operations run on an [`Engine`]: its own steps, and the driving they share.
 pub(crate) trait OperationDriver: Sized {
-    type Kind: OperationKind;
+    type Kind: NetworkKind;
     type Request: Clone;
     type Purpose: NetworkPurpose;
     /// The node as the engine sees it, borrowed next to the engine.
     type Wire<'a>: Network<Kind = Self::Kind, Request = Self::Request, Purpose = Self::Purpose>
     where
         Self: 'a;
-    /// What a finished command reports: which command it was and its typed result.
-    type Result;
+    /// What a finished command reports: which command it was and its typed result (Kademlia's
+    /// own commands' results among them).
+    type Result: KademliaResults;
 
     fn engine(&self) -> &EngineOf<Self>;
     /// The engine and the node's wire, borrowed apart.
@@ -93,8 +134,6 @@ pub(crate) trait OperationDriver: Sized {
     fn ping_attempts(&self) -> u8 {
         1
     }
-    /// A ping command's result, typed for the network.
-    fn ping_result(result: Result<Pong, QueryError>) -> Self::Result;
 
     /// The requests of `op`'s store round, at the closest nodes that gave a token.
     fn store_requests(
@@ -105,8 +144,9 @@ pub(crate) trait OperationDriver: Sized {
     /// The network's step once `op`'s lookups (and store round) are over, before its result
     /// is read.
     fn lookups_over(&mut self, _now: Timestamp, _op: QueryId) {}
-    /// What `operation` came to, once over; `None` for one that reports nothing (a refresh).
-    fn result(&self, operation: &Operation<Self::Kind, Self::Request>) -> Option<Self::Result>;
+    /// What the network's own `operation` (of `kind`) came to, once over; `None` for one that
+    /// reports nothing.
+    fn result(&self, kind: &Self::Kind, operation: &Operation<Self::Kind, Self::Request>) -> Option<Self::Result>;
     /// A bootstrap ended and the engine's refreshes started: the network's own steps.
     fn rejoined(&mut self, now: Timestamp);
     /// `op` is over and out of the engine: the network's bookkeeping, and its event if the
@@ -123,7 +163,7 @@ pub(crate) trait OperationDriver: Sized {
     /// routing tables; the caller drives it.
     fn start_operation(&mut self, kind: Self::Kind, target: Id, request: Self::Request) -> QueryId {
         let lookup = self.lookup_config().clone();
-        self.parts().0.start(kind, target, request, &lookup, &[])
+        self.parts().0.start(OperationKind::Network(kind), target, request, &lookup, &[])
     }
 
     /// Steps every operation: sends what their lookups ask for, and finishes those done.
@@ -144,7 +184,19 @@ pub(crate) trait OperationDriver: Sized {
         }
         self.lookups_over(now, op);
         let Some(operation) = self.engine().operation(op) else { return };
-        let result = self.result(operation);
+        let result = match &operation.kind {
+            OperationKind::Network(kind) => self.result(kind, operation),
+            OperationKind::Kademlia(kademlia) => {
+                let closest = Closest::of(&operation.search);
+                match kademlia {
+                    KademliaOp::Bootstrap => Some(Self::Result::BOOTSTRAP(closest)),
+                    KademliaOp::FindNode => Some(Self::Result::FIND_NODE(closest.found())),
+                    // A ping ends with its answer; without one it reached nobody.
+                    KademliaOp::Ping => Some(Self::Result::PING(Err(QueryError::NoContacts))),
+                    KademliaOp::Refresh => None,
+                }
+            }
+        };
         self.finish(now, op, result);
     }
 
@@ -169,7 +221,7 @@ pub(crate) trait OperationDriver: Sized {
 
     /// A ping command is over: answered by `Pong`, or failed.
     fn ping_ended(&mut self, now: Timestamp, op: QueryId, result: Result<Pong, QueryError>) {
-        self.finish(now, op, Some(Self::ping_result(result)));
+        self.finish(now, op, Some(Self::Result::PING(result)));
     }
 
     /// Ends `op` with `result`: a bootstrap's end starts the refreshes that follow joining,
@@ -177,7 +229,7 @@ pub(crate) trait OperationDriver: Sized {
     fn finish(&mut self, now: Timestamp, op: QueryId, result: Option<Self::Result>) {
         let (engine, _) = self.parts();
         let Some(operation) = engine.remove(op) else { return };
-        if operation.kind.is_bootstrap() {
+        if matches!(operation.kind, OperationKind::Kademlia(KademliaOp::Bootstrap)) {
             let lookup = self.lookup_config().clone();
             let refreshes = {
                 let (engine, wire) = self.parts();

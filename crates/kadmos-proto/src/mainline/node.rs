@@ -48,7 +48,7 @@ use super::rate_limit::{RateLimiter, Refusal};
 use super::reachability::Reachability;
 use super::token::TokenIssuer;
 use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Failed, Network};
-use crate::kad::operation_driver::{engine_accessors, OperationDriver, OperationKind, StoreAt};
+use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
 pub use crate::kad::{Closest, Pong};
 use crate::kad::{FamilyTables, Id, InfoHash, NodeId, StoreRound};
@@ -164,7 +164,6 @@ type Request = SentRequest<MainlinePurpose>;
 
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
-    FindNode,
     GetPeers {
         seen: HashSet<SocketAddr>,
     },
@@ -181,35 +180,15 @@ pub(crate) enum Kind {
         expect: ItemQuery,
         seen: HashSet<(i64, Id)>,
     },
-    Bootstrap,
-    /// Internal bucket refresh: emits no events.
-    Refresh,
-    Ping,
     Samples,
 }
 
-impl OperationKind for Kind {
+impl NetworkKind for Kind {
     fn store_round(&mut self) -> Option<&mut StoreRound> {
         match self {
             Kind::Store { round, .. } => Some(round),
             _ => None,
         }
-    }
-
-    fn bootstrap() -> Kind {
-        Kind::Bootstrap
-    }
-
-    fn is_bootstrap(&self) -> bool {
-        matches!(self, Kind::Bootstrap)
-    }
-
-    fn ping() -> Kind {
-        Kind::Ping
-    }
-
-    fn find_node() -> Kind {
-        Kind::FindNode
     }
 }
 
@@ -407,7 +386,7 @@ impl Node {
     /// [`CommandResult::SampleInfohashes`].
     pub fn sample_infohashes(&mut self, now: Timestamp, addr: SocketAddr, target: Id) -> QueryId {
         let query = Query::SampleInfohashes { target, want: self.want() };
-        let op = self.engine.start_single(Kind::Samples, query.clone());
+        let op = self.engine.start_single(OperationKind::Network(Kind::Samples), query.clone());
         let purpose = Purpose::Network(MainlinePurpose::Samples { op });
         let (engine, wire) = engine_and_wire!(self);
         if let Err(e) = engine.send_single(now, wire, op, addr, query, purpose, 1) {
@@ -684,7 +663,7 @@ impl Node {
                 self.finish(now, op, Some(CommandResult::SampleInfohashes(Ok(samples))));
             }
             Answered::Network(MainlinePurpose::Store { op }) => {
-                if let Some(Operation { kind: Kind::Store { round, .. }, .. }) = self.engine.operation_mut(op) {
+                if let Some(Kind::Store { round, .. }) = self.engine.network_kind_mut(op) {
                     round.on_stored(from, response.id);
                 }
             }
@@ -695,9 +674,9 @@ impl Node {
 
     /// What a lookup's answer carries for the operation: peers, BEP 44 items.
     fn on_lookup_answer(&mut self, now: Timestamp, op: QueryId, from: SocketAddr, response: &Response) {
-        let Some(operation) = self.engine.operation_mut(op) else { return };
+        let Some(kind) = self.engine.network_kind_mut(op) else { return };
         if !response.values.is_empty() {
-            let seen = match &mut operation.kind {
+            let seen = match kind {
                 Kind::GetPeers { seen } | Kind::Store { seen, .. } => Some(seen),
                 _ => None,
             };
@@ -711,7 +690,7 @@ impl Node {
                 }
             }
         }
-        if let Kind::GetItem { expect, seen } = &mut operation.kind {
+        if let Kind::GetItem { expect, seen } = kind {
             if let Some(item) = expect.accept(response) {
                 let seq = match &item {
                     Item::Mutable(m) => m.seq,
@@ -749,7 +728,7 @@ impl Node {
                 self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(error))))
             }
             Failed::Network { to, purpose: MainlinePurpose::Store { op }, error, .. } => {
-                if let Some(Operation { kind: Kind::Store { errors, round, .. }, .. }) = self.engine.operation_mut(op) {
+                if let Some(Kind::Store { errors, round, .. }) = self.engine.network_kind_mut(op) {
                     round.on_refused(to);
                     if let QueryError::Remote { code, message } = error {
                         errors.push((to, code, message));
@@ -773,13 +752,9 @@ impl OperationDriver for Node {
 
     engine_accessors!();
 
-    fn ping_result(result: Result<Pong, QueryError>) -> CommandResult {
-        CommandResult::Ping(result)
-    }
-
     /// announce_peer, or a BEP 44 put.
     fn store_requests(&self, op: QueryId, operation: &Operation) -> Vec<StoreAt<Query, MainlinePurpose>> {
-        let Kind::Store { what, .. } = &operation.kind else { return Vec::new() };
+        let Some(Kind::Store { what, .. }) = operation.kind.network() else { return Vec::new() };
         // A search without lookups (no address family) has no target, and nobody to store at.
         let Some(info_hash) = operation.search.target() else { return Vec::new() };
         let targets = operation.search.closest_with_tokens(self.config.lookup.k);
@@ -799,36 +774,25 @@ impl OperationDriver for Node {
         targets.into_iter().map(store).collect()
     }
 
-    fn result(&self, operation: &Operation) -> Option<CommandResult> {
-        let (nodes, stats) = operation.search.summary();
-        let closest = Closest { nodes, stats };
-        let found = |closest: Closest| {
-            if closest.nodes.is_empty() && closest.stats.requests == 0 {
-                Err(QueryError::NoContacts)
-            } else {
-                Ok(closest)
-            }
-        };
+    fn result(&self, kind: &Kind, operation: &Operation) -> Option<CommandResult> {
+        let closest = Closest::of(&operation.search);
+        let stats = closest.stats;
         let stored = |round: &StoreRound, errors: &Vec<(SocketAddr, i64, String)>| Stored {
             stored_at: round.stored_at(),
             errors: errors.clone(),
             stats,
         };
-        Some(match &operation.kind {
+        Some(match kind {
             Kind::Store { what: StoreRequest::Announce { .. }, round, errors, .. } => {
                 CommandResult::Announce(stored(round, errors))
             }
             Kind::Store { what: StoreRequest::Item { .. }, round, errors, .. } => {
                 CommandResult::PutItem(stored(round, errors))
             }
-            Kind::FindNode => CommandResult::FindNode(found(closest)),
-            Kind::GetPeers { .. } => CommandResult::GetPeers(found(closest)),
-            Kind::GetItem { .. } => CommandResult::GetItem(found(closest)),
-            Kind::Bootstrap => CommandResult::Bootstrap(closest),
-            // A ping or a sample request ends with its answer; without one it reached nobody.
-            Kind::Ping => CommandResult::Ping(Err(QueryError::NoContacts)),
+            Kind::GetPeers { .. } => CommandResult::GetPeers(closest.found()),
+            Kind::GetItem { .. } => CommandResult::GetItem(closest.found()),
+            // A sample request ends with its answer; without one it reached nobody.
             Kind::Samples => CommandResult::SampleInfohashes(Err(QueryError::NoContacts)),
-            Kind::Refresh => return None,
         })
     }
 
@@ -855,8 +819,8 @@ impl OperationDriver for Node {
         }
         if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
             // The announces a store sent went to the closest nodes that gave a token.
-            let announces = match &operation.kind {
-                Kind::Store { round, .. } => round.sent_count(),
+            let announces = match operation.kind.network() {
+                Some(Kind::Store { round, .. }) => round.sent_count(),
                 _ => 0,
             };
             quests.finished(now, op, round_end(result.as_ref(), announces), &mut self.engine.rng);

@@ -89,7 +89,7 @@ use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
 use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Failed, Network};
-use crate::kad::operation_driver::{engine_accessors, OperationDriver, OperationKind, StoreAt};
+use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
 pub use crate::kad::{Closest, Pong};
 use crate::kad::{DeadlineMap, FamilyTables, Id, NodeId, Scheduled, StoreRound};
@@ -226,11 +226,6 @@ pub(crate) struct PutState {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
-    FindNode,
-    Bootstrap,
-    /// Internal bucket refresh: emits no events.
-    BucketRefresh,
-    Ping,
     Get {
         filter: Query,
         seen: HashMap<ValueId, Id>,
@@ -244,28 +239,12 @@ pub(crate) enum Kind {
 
 type Operation = crate::kad::engine::Operation<Kind, Outgoing>;
 
-impl OperationKind for Kind {
+impl NetworkKind for Kind {
     fn store_round(&mut self) -> Option<&mut StoreRound> {
         match self {
             Kind::Put(state) => Some(&mut state.round),
             _ => None,
         }
-    }
-
-    fn bootstrap() -> Kind {
-        Kind::Bootstrap
-    }
-
-    fn is_bootstrap(&self) -> bool {
-        matches!(self, Kind::Bootstrap)
-    }
-
-    fn ping() -> Kind {
-        Kind::Ping
-    }
-
-    fn find_node() -> Kind {
-        Kind::FindNode
     }
 }
 
@@ -609,7 +588,7 @@ impl Node {
         if self.cancel_listen(query) {
             return;
         }
-        if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation(query) {
+        if let Some(Kind::Put(state)) = self.engine.network_kind(query) {
             let (key, id) = (state.key, state.value.id);
             if self.kept.get(&(key, id)).is_some_and(|k| k.running == Some(query)) {
                 self.cancel_put(now, key, id);
@@ -793,7 +772,7 @@ impl Node {
             Answered::Nothing => {}
             Answered::Pong { op } => self.ping_ended(now, op, Ok(Pong { id: reply.id, addr: from })),
             Answered::Network(OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. }) => {
-                if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+                if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
                     state.round.on_stored(from, reply.id);
                 }
             }
@@ -815,9 +794,9 @@ impl Node {
     }
 
     fn on_lookup_reply(&mut self, now: Timestamp, op: QueryId, from: SocketAddr, reply: Reply) {
-        let Some(operation) = self.engine.operation_mut(op) else { return };
+        let Some(kind) = self.engine.network_kind_mut(op) else { return };
         let has_token = !reply.token.is_empty();
-        if let Kind::Put(state) = &mut operation.kind {
+        if let Kind::Put(state) = kind {
             if let Some(seq) = probed_seq(&reply, state.value.id) {
                 if state.probes.len() < 256 {
                     state.probes.insert(reply.id, seq);
@@ -828,7 +807,7 @@ impl Node {
             return;
         }
         let values = ValueSlot::whole_values(reply.values);
-        match &operation.kind {
+        match kind {
             Kind::Get { .. } => {
                 for value in values {
                     self.report_get_value(op, value);
@@ -853,7 +832,7 @@ impl Node {
 
     fn report_get_value(&mut self, op: QueryId, value: Value) {
         let max = self.config.max_get_values;
-        let Some(Operation { kind: Kind::Get { filter, seen }, .. }) = self.engine.operation_mut(op) else { return };
+        let Some(Kind::Get { filter, seen }) = self.engine.network_kind_mut(op) else { return };
         if !filter.matches(&value) {
             return;
         }
@@ -900,20 +879,20 @@ impl Node {
         match purpose {
             OpenDhtPurpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
                 // The node lost the value: put it again (OpenDHT does the same).
-                let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation(op) else { return };
+                let Some(Kind::Put(state)) = self.engine.network_kind(op) else { return };
                 let (key, value) = (state.key, state.value.clone());
                 let packed = pack_values(std::slice::from_ref(&value));
                 let put = Request::Put(PutArgs { key, token, values: packed.slots, created: None });
                 let attempts = self.config.request_attempts;
                 let purpose = OpenDhtPurpose::Put { op };
                 if self.send_request(now, to, node_id, put, packed.parts, attempts, purpose).is_err() {
-                    if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+                    if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
                         state.round.on_refused(to);
                     }
                 }
             }
             OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => {
-                if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+                if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
                     state.round.on_refused(to);
                     if let QueryError::Remote { code, message } = error {
                         // The code came in as a u16.
@@ -1045,14 +1024,10 @@ impl OperationDriver for Node {
         self.config.request_attempts
     }
 
-    fn ping_result(result: Result<Pong, QueryError>) -> CommandResult {
-        CommandResult::Ping(result)
-    }
-
     /// The store round of a put: `put` where the value is missing or older, `refresh` where
     /// it is there.
     fn store_requests(&self, op: QueryId, operation: &Operation) -> Vec<StoreAt<Outgoing, OpenDhtPurpose>> {
-        let Kind::Put(state) = &operation.kind else { return Vec::new() };
+        let Some(Kind::Put(state)) = operation.kind.network() else { return Vec::new() };
         let (key, value) = (state.key, &state.value);
         let packed = pack_values(std::slice::from_ref(value));
         let attempts = self.config.request_attempts;
@@ -1071,31 +1046,24 @@ impl OperationDriver for Node {
 
     /// A listen's search subscribes at the closest nodes.
     fn lookups_over(&mut self, now: Timestamp, op: QueryId) {
-        if let Some(Operation { kind: Kind::ListenSearch { listen }, .. }) = self.engine.operation(op) {
+        if let Some(Kind::ListenSearch { listen }) = self.engine.network_kind(op) {
             self.subscribe(now, *listen, op);
         }
     }
 
-    fn result(&self, operation: &Operation) -> Option<CommandResult> {
-        let (nodes, stats) = operation.search.summary();
-        let closest = Closest { nodes, stats };
-        let no_contacts = closest.nodes.is_empty() && closest.stats.requests == 0;
-        let found = |closest| if no_contacts { Err(QueryError::NoContacts) } else { Ok(closest) };
-        Some(match &operation.kind {
-            Kind::Put(_) if no_contacts => CommandResult::Put(Err(QueryError::NoContacts)),
+    fn result(&self, kind: &Kind, operation: &Operation) -> Option<CommandResult> {
+        let closest = Closest::of(&operation.search);
+        Some(match kind {
+            Kind::Put(_) if !closest.reached_anybody() => CommandResult::Put(Err(QueryError::NoContacts)),
             Kind::Put(state) => CommandResult::Put(Ok(Stored {
                 value_id: state.value.id,
                 stored_here: state.stored_here,
                 stored_at: state.round.stored_at(),
                 errors: state.errors.clone(),
-                stats,
+                stats: closest.stats,
             })),
-            Kind::FindNode => CommandResult::FindNode(found(closest)),
-            Kind::Get { .. } => CommandResult::Get(found(closest)),
-            Kind::Bootstrap => CommandResult::Bootstrap(closest),
-            // A ping ends with its answer; without one it reached nobody.
-            Kind::Ping => CommandResult::Ping(Err(QueryError::NoContacts)),
-            Kind::BucketRefresh | Kind::ListenSearch { .. } => return None,
+            Kind::Get { .. } => CommandResult::Get(closest.found()),
+            Kind::ListenSearch { .. } => return None,
         })
     }
 
@@ -1111,14 +1079,14 @@ impl OperationDriver for Node {
 
     fn ended(&mut self, now: Timestamp, op: QueryId, operation: Operation, result: Option<CommandResult>) {
         match operation.kind {
-            Kind::ListenSearch { listen } => {
+            OperationKind::Network(Kind::ListenSearch { listen }) => {
                 self.listens.update(&listen, |state| {
                     if state.search == Some(op) {
                         state.search = None;
                     }
                 });
             }
-            Kind::Put(state) => {
+            OperationKind::Network(Kind::Put(state)) => {
                 if state.permanent {
                     let reached = matches!(&result, Some(CommandResult::Put(Ok(s))) if !s.stored_at.is_empty());
                     let expiration = state.value.expiration();
@@ -1148,8 +1116,8 @@ impl OperationDriver for Node {
 /// The closest nodes of each family that answered `operation`'s search with a token, and the
 /// seq of the value each already holds (a put's probe).
 fn closest_with_tokens(operation: &Operation, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>, Option<u16>)> {
-    let probes = match &operation.kind {
-        Kind::Put(state) => Some(&state.probes),
+    let probes = match operation.kind.network() {
+        Some(Kind::Put(state)) => Some(&state.probes),
         _ => None,
     };
     let held = |id: &NodeId| probes.and_then(|p| p.get(id).copied());

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::kad::command_result::KademliaResults;
 use crate::kad::{Closest, InfoHash, LookupStats, NodeId, Pong, QueryError};
 
 /// A finished command: which one, and its result. Quests report through `Event::Quest`, and
@@ -55,4 +56,10 @@ pub struct Samples {
     pub interval: i64,
     /// Nodes close to the target, of both families.
     pub nodes: Vec<(NodeId, SocketAddr)>,
+}
+
+impl KademliaResults for CommandResult {
+    const BOOTSTRAP: fn(Closest) -> Self = CommandResult::Bootstrap;
+    const PING: fn(Result<Pong, QueryError>) -> Self = CommandResult::Ping;
+    const FIND_NODE: fn(Result<Closest, QueryError>) -> Self = CommandResult::FindNode;
 }

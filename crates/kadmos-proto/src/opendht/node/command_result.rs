@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::kad::command_result::KademliaResults;
 use crate::kad::{Closest, LookupStats, NodeId, Pong, QueryError};
 use crate::opendht::value::ValueId;
 
@@ -40,4 +41,10 @@ pub struct Stored {
     pub errors: Vec<(SocketAddr, u16, String)>,
     /// What the search for tokens sent and how its requests ended.
     pub stats: LookupStats,
+}
+
+impl KademliaResults for CommandResult {
+    const BOOTSTRAP: fn(Closest) -> Self = CommandResult::Bootstrap;
+    const PING: fn(Result<Pong, QueryError>) -> Self = CommandResult::Ping;
+    const FIND_NODE: fn(Result<Closest, QueryError>) -> Self = CommandResult::FindNode;
 }
