@@ -17,6 +17,7 @@ mod message_counts;
 pub(crate) mod operation_driver;
 mod query_error;
 mod requests;
+mod rotating_secret;
 mod routing_table;
 mod rtt;
 mod search;
@@ -39,4 +40,5 @@ pub use search::Parallelism;
 pub use traffic_counters::TrafficCounters;
 
 pub(crate) use family_tables::FamilyTables;
+pub(crate) use rotating_secret::RotatingSecret;
 pub(crate) use store_round::StoreRound;

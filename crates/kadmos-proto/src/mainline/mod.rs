@@ -41,17 +41,17 @@ mod rate_limit;
 mod reachability;
 mod token;
 
-/// Joining, ping, find_node and the routing tables, the same on both networks.
-pub use crate::kad::KademliaNode;
+// What both networks' nodes share, named here too so that one import brings a node's whole
+// surface: Kademlia's own commands and views, results, errors, counters and what a driver
+// exchanges with the node.
+pub use crate::kad::{Closest, KademliaNode, Pong, QueryError, TrafficCounters};
+pub use crate::node_io::{Family, QueryId, Transmit};
 pub use config::{Config, Families, CLIENT_VERSION};
 pub use item::{mutable_target, ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
 pub use item_store::{ItemStore, ItemStoreConfig, StoredItem};
 pub use message::{error_code, Body, DecodeError, Message, PutArgs, Query, Response, Want};
 pub use message_counts::{KindCount, Krpc, MessageCounts, ERROR_CODES, METHODS};
-pub use node::{
-    Closest, CommandResult, Counters, Event, Family, ItemQuery, KeptItem, Node, Pong, QueryError, QueryId, Samples,
-    Stored, TrafficCounters, Transmit,
-};
+pub use node::{CommandResult, Counters, Event, ItemQuery, KeptItem, Node, Samples, Stored};
 pub use node_id_security::{is_secure, secure_node_id, NodeIdSecurity};
 pub use peer_store::{PeerStore, PeerStoreConfig};
 pub use quest::{Advertisement, QuestBook, QuestConfig, QuestError, QuestEvent, SeenPeer};

@@ -50,10 +50,8 @@ use super::token::TokenIssuer;
 use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Failed, Network};
 use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
-pub use crate::kad::{Closest, Pong};
-use crate::kad::{FamilyTables, Id, InfoHash, NodeId, StoreRound};
-pub use crate::kad::{QueryError, TrafficCounters};
-pub use crate::node_io::{Family, QueryId, Transmit};
+use crate::kad::{Closest, FamilyTables, Id, InfoHash, NodeId, Pong, QueryError, StoreRound, TrafficCounters};
+use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
 /// A Mainline DHT node. See the [namespace documentation](super) for how to drive it.

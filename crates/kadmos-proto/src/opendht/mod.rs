@@ -76,14 +76,14 @@ pub use message_counts::{KindCount, MessageCounts, OpenDhtMessages, ERROR_CODES,
 pub use query::{Field, FieldValue, FieldValues, Query};
 pub use value::{Value, ValueError, ValueId, ValueType, MAX_VALUE_SIZE};
 
-/// Joining, ping, find_node and the routing tables, the same on both networks.
-pub use crate::kad::KademliaNode;
+// What both networks' nodes share, named here too so that one import brings a node's whole
+// surface: Kademlia's own commands and views, results, errors, counters and what a driver
+// exchanges with the node.
+pub use crate::kad::{Closest, KademliaNode, Pong, QueryError, TrafficCounters};
+pub use crate::node_io::{Family, QueryId, Transmit};
 pub use config::Config;
 pub use listeners::{Listener, ListenerConfig, ListenerTable};
-pub use node::{
-    Closest, CommandResult, Counters, Event, Family, Node, Pong, QueryError, QueryId, Stored, TrafficCounters,
-    Transmit, RESTORED_PUT_DELAY,
-};
+pub use node::{CommandResult, Counters, Event, Node, Stored, RESTORED_PUT_DELAY};
 pub use storage::{Refusal, Source, Storage, StorageConfig, StoreOutcome, StoredValue};
 pub use store_policy::{ip_service_announcement, read_ip_service_announcement};
 pub use verifier::{SignatureVerifier, UnverifiedSignatures};

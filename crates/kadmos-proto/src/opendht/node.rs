@@ -91,10 +91,10 @@ use super::verifier::SignatureVerifier;
 use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Failed, Network};
 use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
-pub use crate::kad::{Closest, Pong};
-use crate::kad::{DeadlineMap, FamilyTables, Id, NodeId, Scheduled, StoreRound};
-pub use crate::kad::{QueryError, TrafficCounters};
-pub use crate::node_io::{Family, QueryId, Transmit};
+use crate::kad::{
+    Closest, DeadlineMap, FamilyTables, Id, NodeId, Pong, QueryError, Scheduled, StoreRound, TrafficCounters,
+};
+use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
 /// An OpenDHT node. See the [namespace documentation](super) for how to drive it.
