@@ -200,12 +200,16 @@ pub(crate) enum Failed<P> {
         error: QueryError,
     },
     /// A request of the network's own failed.
-    Network {
-        to: SocketAddr,
-        node_id: Option<NodeId>,
-        purpose: P,
-        error: QueryError,
-    },
+    Network(OwnRequestFailed<P>),
+}
+
+/// A request of the network's own that failed: where it went, why it was sent, and why it failed.
+#[derive(Debug)]
+pub(crate) struct OwnRequestFailed<P> {
+    pub(crate) to: SocketAddr,
+    pub(crate) node_id: Option<NodeId>,
+    pub(crate) purpose: P,
+    pub(crate) error: QueryError,
 }
 
 /// The engine. See the module documentation.
@@ -583,7 +587,9 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
                 }
                 Failed::Nothing
             }
-            Purpose::Network(purpose) => Failed::Network { to: request.to, node_id: request.node_id, purpose, error },
+            Purpose::Network(purpose) => {
+                Failed::Network(OwnRequestFailed { to: request.to, node_id: request.node_id, purpose, error })
+            }
         }
     }
 

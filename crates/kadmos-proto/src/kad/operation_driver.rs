@@ -11,11 +11,11 @@
 use std::net::SocketAddr;
 
 use super::command_result::{Closest, KademliaResults, Pong};
-use super::engine::{Engine, EngineSettings, Network, Operation};
+use super::engine::{Engine, EngineSettings, Failed, Network, Operation, OwnRequestFailed};
 use super::id::{Id, NodeId};
 use super::lookup::LookupConfig;
 use super::query_error::QueryError;
-use super::sent_request::NetworkPurpose;
+use super::sent_request::{NetworkPurpose, SentRequest};
 use super::store_round::StoreRound;
 use crate::node_io::QueryId;
 use crate::time::Timestamp;
@@ -147,6 +147,8 @@ pub(crate) trait OperationDriver: Sized {
     /// What the network's own `operation` (of `kind`) came to, once over; `None` for one that
     /// reports nothing.
     fn result(&self, kind: &Self::Kind, operation: &Operation<Self::Kind, Self::Request>) -> Option<Self::Result>;
+    /// One of the network's own requests failed: refused, or out of attempts.
+    fn own_request_failed(&mut self, now: Timestamp, failed: OwnRequestFailed<Self::Purpose>);
     /// A bootstrap ended and the engine's refreshes started: the network's own steps.
     fn rejoined(&mut self, now: Timestamp);
     /// `op` is over and out of the engine: the network's bookkeeping, and its event if the
@@ -217,6 +219,44 @@ pub(crate) trait OperationDriver: Sized {
             drop(wire);
         }
         self.parts().0.step_store_round(now, op)
+    }
+
+    /// `from` answered our request `tx` with an error: the request fails with it and the
+    /// operation it belongs to is stepped. An error to no request of ours (`tx` unknown, or
+    /// not of our form: `None`) is dropped.
+    fn refused(&mut self, now: Timestamp, from: SocketAddr, tx: Option<u32>, code: i64, message: String) {
+        let (engine, mut wire) = self.parts();
+        let Some(request) = tx.and_then(|tx| engine.take_refused(from, tx)) else {
+            wire.traffic().dropped += 1;
+            return;
+        };
+        drop(wire);
+        let touched = request.purpose.operation();
+        self.request_failed(now, request, QueryError::Remote { code, message });
+        if let Some(op) = touched {
+            self.drive_operation(now, op);
+        }
+    }
+
+    /// Requests out of attempts fail with a timeout (those due another attempt are sent again).
+    fn expire_requests(&mut self, now: Timestamp) {
+        let (engine, mut wire) = self.parts();
+        let expired = engine.expire(now, &mut wire);
+        drop(wire);
+        for request in expired {
+            self.request_failed(now, request, QueryError::Timeout);
+        }
+    }
+
+    /// A request of ours failed (refused, or out of attempts): the engine takes it, a ping
+    /// command ends, and the network handles its own.
+    fn request_failed(&mut self, now: Timestamp, request: SentRequest<Self::Purpose>, error: QueryError) {
+        let (engine, _) = self.parts();
+        match engine.on_failure(request, error) {
+            Failed::Nothing => {}
+            Failed::Ping { op, error } => self.ping_ended(now, op, Err(error)),
+            Failed::Network(failed) => self.own_request_failed(now, failed),
+        }
     }
 
     /// A ping command is over: answered by `Pong`, or failed.

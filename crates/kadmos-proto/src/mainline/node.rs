@@ -47,9 +47,9 @@ use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundK
 use super::rate_limit::{RateLimiter, Refusal};
 use super::reachability::Reachability;
 use super::token::TokenIssuer;
-use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Failed, Network};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Network, OwnRequestFailed};
 use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
-use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
+use crate::kad::sent_request::{NetworkPurpose, Purpose};
 use crate::kad::{Closest, FamilyTables, Id, InfoHash, NodeId, Pong, QueryError, StoreRound, TrafficCounters};
 use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
@@ -157,8 +157,6 @@ impl NetworkPurpose for MainlinePurpose {
         }
     }
 }
-
-type Request = SentRequest<MainlinePurpose>;
 
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
@@ -567,9 +565,7 @@ impl Node {
                 Body::Error { code, message: text } => {
                     self.out.counters.traffic.errors_received += 1;
                     self.out.counters.messages.error_received(code);
-                    if let Some(op) = self.handle_error(now, from, &message.transaction_id, code, text) {
-                        self.drive_operation(now, op);
-                    }
+                    self.refused(now, from, Self::transaction_id(&message.transaction_id), code, text);
                 }
             },
             Err(error) => match error.reply() {
@@ -587,10 +583,7 @@ impl Node {
 
     /// Handles expired requests and housekeeping. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let (engine, wire) = engine_and_wire!(self);
-        for request in engine.expire(now, wire) {
-            self.request_failed(now, request, QueryError::Timeout);
-        }
+        self.expire_requests(now);
         if now >= self.next_maintenance {
             self.maintain(now);
         }
@@ -701,41 +694,6 @@ impl Node {
         }
     }
 
-    fn handle_error(
-        &mut self,
-        now: Timestamp,
-        from: SocketAddr,
-        tx: &[u8],
-        code: i64,
-        message: String,
-    ) -> Option<QueryId> {
-        let Some(request) = Self::transaction_id(tx).and_then(|tx| self.engine.take_refused(from, tx)) else {
-            self.out.counters.traffic.dropped += 1;
-            return None;
-        };
-        let touched = request.purpose.operation();
-        self.request_failed(now, request, QueryError::Remote { code, message });
-        touched
-    }
-
-    fn request_failed(&mut self, now: Timestamp, request: Request, error: QueryError) {
-        match self.engine.on_failure(request, error) {
-            Failed::Nothing => {}
-            Failed::Ping { op, error } => self.ping_ended(now, op, Err(error)),
-            Failed::Network { purpose: MainlinePurpose::Samples { op }, error, .. } => {
-                self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(error))))
-            }
-            Failed::Network { to, purpose: MainlinePurpose::Store { op }, error, .. } => {
-                if let Some(Kind::Store { errors, round, .. }) = self.engine.network_kind_mut(op) {
-                    round.on_refused(to);
-                    if let QueryError::Remote { code, message } = error {
-                        errors.push((to, code, message));
-                    }
-                }
-            }
-        }
-    }
-
     /// Whether an address family has a routing table on this node.
     pub fn has_family(&self, ip: IpAddr) -> bool {
         self.engine.tables.has(if ip.is_ipv4() { Family::V4 } else { Family::V6 })
@@ -792,6 +750,22 @@ impl OperationDriver for Node {
             // A sample request ends with its answer; without one it reached nobody.
             Kind::Samples => CommandResult::SampleInfohashes(Err(QueryError::NoContacts)),
         })
+    }
+
+    /// A sample request's failure ends its command; a store's is noted in its round.
+    fn own_request_failed(&mut self, now: Timestamp, failed: OwnRequestFailed<MainlinePurpose>) {
+        let OwnRequestFailed { to, purpose, error, .. } = failed;
+        match purpose {
+            MainlinePurpose::Samples { op } => self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(error)))),
+            MainlinePurpose::Store { op } => {
+                if let Some(Kind::Store { errors, round, .. }) = self.engine.network_kind_mut(op) {
+                    round.on_refused(to);
+                    if let QueryError::Remote { code, message } = error {
+                        errors.push((to, code, message));
+                    }
+                }
+            }
+        }
     }
 
     /// A (re)joined node's view is new: every quest runs a round now.

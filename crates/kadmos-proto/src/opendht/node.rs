@@ -88,9 +88,9 @@ use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
-use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Failed, Network};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Network, OwnRequestFailed};
 use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
-use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
+use crate::kad::sent_request::{NetworkPurpose, Purpose};
 use crate::kad::{
     Closest, DeadlineMap, FamilyTables, Id, NodeId, Pong, QueryError, Scheduled, StoreRound, TrafficCounters,
 };
@@ -192,8 +192,6 @@ impl NetworkPurpose for OpenDhtPurpose {
         }
     }
 }
-
-type SentByUs = SentRequest<OpenDhtPurpose>;
 
 /// A request and the fragments of the values it carries (none for most).
 #[derive(Clone, Debug)]
@@ -644,10 +642,7 @@ impl Node {
 
     /// Handles expired requests and timers. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let (engine, wire) = engine_and_wire!(self);
-        for request in engine.expire(now, wire) {
-            self.request_failed(now, request, QueryError::Timeout);
-        }
+        self.expire_requests(now);
         for (key, values) in self.storage.expire(now) {
             self.on_change(now, key, Change::Expired(values));
         }
@@ -743,9 +738,7 @@ impl Node {
             }
             Body::Error { code, message: text, .. } => {
                 self.out.counters.traffic.errors_received += 1;
-                if let Some(op) = self.handle_error(now, from, message.tid, code, text) {
-                    self.drive_operation(now, op);
-                }
+                self.refused(now, from, Some(message.tid), i64::from(code), text);
             }
             // We always subscribe with `ve: 1`; legacy pushes are not for us.
             Body::ListenerPush(_) | Body::ValueParts(_) => self.out.counters.traffic.dropped += 1,
@@ -850,64 +843,6 @@ impl Node {
     fn report_changes(&mut self, listen: QueryId, changes: Vec<CacheChange>) {
         for (value, expired) in changes {
             self.events.push_back(Event::Value { query: listen, value, expired });
-        }
-    }
-
-    fn handle_error(
-        &mut self,
-        now: Timestamp,
-        from: SocketAddr,
-        tid: u32,
-        code: u16,
-        message: String,
-    ) -> Option<QueryId> {
-        let Some(request) = self.engine.take_refused(from, tid) else {
-            self.out.counters.traffic.dropped += 1;
-            return None;
-        };
-        let touched = request.purpose.operation();
-        self.request_failed(now, request, QueryError::Remote { code: i64::from(code), message });
-        touched
-    }
-
-    fn request_failed(&mut self, now: Timestamp, request: SentByUs, error: QueryError) {
-        let (to, node_id, purpose, error) = match self.engine.on_failure(request, error) {
-            Failed::Nothing => return,
-            Failed::Ping { op, error } => return self.ping_ended(now, op, Err(error)),
-            Failed::Network { to, node_id, purpose, error } => (to, node_id, purpose, error),
-        };
-        match purpose {
-            OpenDhtPurpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
-                // The node lost the value: put it again (OpenDHT does the same).
-                let Some(Kind::Put(state)) = self.engine.network_kind(op) else { return };
-                let (key, value) = (state.key, state.value.clone());
-                let packed = pack_values(std::slice::from_ref(&value));
-                let put = Request::Put(PutArgs { key, token, values: packed.slots, created: None });
-                let attempts = self.config.request_attempts;
-                let purpose = OpenDhtPurpose::Put { op };
-                if self.send_request(now, to, node_id, put, packed.parts, attempts, purpose).is_err() {
-                    if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
-                        state.round.on_refused(to);
-                    }
-                }
-            }
-            OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => {
-                if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
-                    state.round.on_refused(to);
-                    if let QueryError::Remote { code, message } = error {
-                        // The code came in as a u16.
-                        state.errors.push((to, u16::try_from(code).unwrap_or(u16::MAX), message));
-                    }
-                }
-            }
-            OpenDhtPurpose::Listen { listen } => {
-                // A refused or silent subscription: drop it and search again soon (a 401 means
-                // our token is stale; the search brings a fresh one).
-                self.listens.update(&listen, |state| {
-                    state.nodes.remove(&to);
-                    state.next_search = state.next_search.min(now + LISTEN_RETRY);
-                });
-            }
         }
     }
 
@@ -1065,6 +1000,45 @@ impl OperationDriver for Node {
             Kind::Get { .. } => CommandResult::Get(closest.found()),
             Kind::ListenSearch { .. } => return None,
         })
+    }
+
+    /// A put's or refresh's failure is noted in its round (a refresh of a value the node lost
+    /// becomes a put); a failed subscription is dropped and its listen searches again soon.
+    fn own_request_failed(&mut self, now: Timestamp, failed: OwnRequestFailed<OpenDhtPurpose>) {
+        let OwnRequestFailed { to, node_id, purpose, error } = failed;
+        match purpose {
+            OpenDhtPurpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
+                // The node lost the value: put it again (OpenDHT does the same).
+                let Some(Kind::Put(state)) = self.engine.network_kind(op) else { return };
+                let (key, value) = (state.key, state.value.clone());
+                let packed = pack_values(std::slice::from_ref(&value));
+                let put = Request::Put(PutArgs { key, token, values: packed.slots, created: None });
+                let attempts = self.config.request_attempts;
+                let purpose = OpenDhtPurpose::Put { op };
+                if self.send_request(now, to, node_id, put, packed.parts, attempts, purpose).is_err() {
+                    if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
+                        state.round.on_refused(to);
+                    }
+                }
+            }
+            OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => {
+                if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
+                    state.round.on_refused(to);
+                    if let QueryError::Remote { code, message } = error {
+                        // The code came in as a u16.
+                        state.errors.push((to, u16::try_from(code).unwrap_or(u16::MAX), message));
+                    }
+                }
+            }
+            OpenDhtPurpose::Listen { listen } => {
+                // A refused or silent subscription: drop it and search again soon (a 401 means
+                // our token is stale; the search brings a fresh one).
+                self.listens.update(&listen, |state| {
+                    state.nodes.remove(&to);
+                    state.next_search = state.next_search.min(now + LISTEN_RETRY);
+                });
+            }
+        }
     }
 
     /// Joined (again): permanent values restored from saved state, or whose last round
