@@ -44,7 +44,7 @@
 //!
 //! Checked after every input of a node: no lookup has more than alpha requests in flight
 //! outside the target's neighbourhood, nor more than final alpha in all, as the lookup counts
-//! them (`Node::lookup_parallelism`) and, for measured lookups, no more than final alpha as
+//! them (`KademliaNode::lookup_parallelism`) and, for measured lookups, no more than final alpha as
 //! counted on the wire (queries not answered and sent less than the node's stall timeout ago);
 //! pending
 //! requests stay within `max_pending_requests`; no
