@@ -11,8 +11,9 @@
 //!   [`InfoHash`] naming its roles) sit at the root.
 //! - [`kad`]: what every Kademlia network shares: XOR distance, the
 //!   [`RoutingTable`](kad::RoutingTable) of one address family, the tuning of lookups
-//!   ([`LookupConfig`](kad::LookupConfig)), one [`QueryError`] and one set of
-//!   [`TrafficCounters`].
+//!   ([`LookupConfig`](kad::LookupConfig)), one [`QueryError`], one set of
+//!   [`TrafficCounters`], and [`KademliaNode`](kad::KademliaNode): joining, ping, find_node and
+//!   the routing tables, the same on both networks' nodes.
 //! - [`node_io`]: what a node and its driver exchange (datagrams, address families, query
 //!   ids, and the [`SansIoNode`](node_io::SansIoNode) trait both nodes implement).
 //! - [`mainline`]: the BitTorrent DHT: the [`mainline::Node`], KRPC messages over bencode,
@@ -66,7 +67,7 @@
 //! #         if !moved { return; }
 //! #     }
 //! # }
-//! use kadmos_proto::mainline::{CommandResult, Config, Event, Node, Pong};
+//! use kadmos_proto::mainline::{CommandResult, Config, Event, KademliaNode, Node, Pong};
 //! use kadmos_proto::Id;
 //!
 //! let (a_addr, b_addr): (SocketAddr, SocketAddr) = ("127.0.0.1:6881".parse()?, "127.0.0.2:6881".parse()?);
@@ -96,7 +97,7 @@
 //! #         if !moved { return; }
 //! #     }
 //! # }
-//! use kadmos_proto::opendht::{CommandResult, Config, Event, Node, Query, Stored, Value};
+//! use kadmos_proto::opendht::{CommandResult, Config, Event, KademliaNode, Node, Query, Stored, Value};
 //! use kadmos_proto::Id;
 //!
 //! let (a_addr, b_addr): (SocketAddr, SocketAddr) = ("127.0.0.1:4222".parse()?, "127.0.0.2:4222".parse()?);

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::kad::NodeId;
+use crate::kad::KademliaNode;
 use crate::time::Timestamp;
 
 /// Identifies one command's progress and result in a node's events.
@@ -61,8 +61,9 @@ pub struct Transmit {
 }
 
 /// The inputs and outputs every sans-IO node has, whatever its network: what a driver (the
-/// tokio task, the simulator) needs to run one. Commands and events are each network's own.
-pub trait SansIoNode {
+/// tokio task, the simulator) needs to run one. Joining and the routing tables are
+/// [`KademliaNode`]'s; other commands and events are each network's own.
+pub trait SansIoNode: KademliaNode {
     /// A datagram arrived from `from`.
     fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, datagram: &[u8]);
     /// The time [`SansIoNode::poll_timeout`] gave has come.
@@ -71,15 +72,10 @@ pub trait SansIoNode {
     fn poll_timeout(&mut self) -> Option<Timestamp>;
     /// The next datagram to send.
     fn poll_transmit(&mut self) -> Option<Transmit>;
-    /// Joins through `routers` (addresses only) and known `contacts`.
-    fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId;
-    /// Whether no routing table holds a contact (a join that reached nobody).
-    fn has_no_contacts(&self) -> bool;
 }
 
 /// Implements [`SansIoNode`] for a node type through its inherent methods of the same names
-/// (each node documents them where its users look), and `has_no_contacts` through its
-/// engine's routing tables.
+/// (each node documents them where its users look).
 macro_rules! sans_io_node_by_inherent_methods {
     ($node:ty) => {
         impl $crate::node_io::SansIoNode for $node {
@@ -94,17 +90,6 @@ macro_rules! sans_io_node_by_inherent_methods {
             }
             fn poll_transmit(&mut self) -> Option<$crate::node_io::Transmit> {
                 <$node>::poll_transmit(self)
-            }
-            fn bootstrap(
-                &mut self,
-                now: $crate::time::Timestamp,
-                routers: &[std::net::SocketAddr],
-                contacts: &[($crate::kad::NodeId, std::net::SocketAddr)],
-            ) -> $crate::node_io::QueryId {
-                <$node>::bootstrap(self, now, routers, contacts)
-            }
-            fn has_no_contacts(&self) -> bool {
-                self.engine.tables.is_empty()
             }
         }
     };

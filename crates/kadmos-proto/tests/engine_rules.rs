@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::mainline::{Body, CommandResult, Config, Event, Family, Message, Node, Query, Response};
 use kadmos_proto::{Id, Timestamp};
 

@@ -6,6 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::mainline::{AdaptiveReadOnly, Body, Config, Message, Node};
 use kadmos_proto::{Id, Timestamp};
 

@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::mainline::{is_secure, secure_node_id};
 use kadmos_proto::mainline::{Body, Config, Family, Message, Node, NodeIdSecurity, Query, Response};
 use kadmos_proto::{Id, NodeId, Timestamp};

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::mainline::{
     Body, CommandResult, Config, Event, ImmutableItem, Item, ItemQuery, ItemSigner, Message, MutableItem, Node, Pong,
     Query, Stored,

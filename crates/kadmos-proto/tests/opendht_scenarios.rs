@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::opendht::{error_code, Body, ListenArgs, Message, PutArgs, Reply, Request, ValueSlot};
 use kadmos_proto::opendht::{
     CommandResult, Config, Event, Node, QueryId, StorageConfig, Stored, Value, ValueId, ValueType,
@@ -1156,6 +1157,54 @@ fn listen_searches_wake_the_node_when_due() {
     let research = Duration::from_secs(12);
     let (mut net, l) = listening(Duration::from_secs(3600), research);
     assert_wakes_every(research, &mut net, l);
+}
+
+/// How many datagrams of `kind` (a name in `opendht::KINDS`) a node has sent.
+fn sent(node: &Node, kind: &str) -> u64 {
+    let index = kadmos_proto::opendht::KINDS.iter().position(|k| *k == kind).expect("a message kind");
+    node.counters().messages.sent[index].messages
+}
+
+/// Every listen renewal and kept-put round goes out at its own time, none early and none
+/// dropped, when several are pending with different deadlines: three listens subscribed two
+/// seconds apart renew one at a time, each exactly when due, and a restored permanent put's
+/// round goes out at its time in between. A node that handled only some of what is due, or
+/// lost a deadline it had looked at, would miss one of these.
+#[test]
+fn each_due_listen_renewal_and_kept_put_goes_out_at_its_time() {
+    let renewal = Duration::from_secs(7);
+    let (mut net, _first) = listening(renewal, Duration::from_secs(3600));
+    let subscribed = net.now;
+    for name in ["second", "third"] {
+        net.advance(Duration::from_secs(2));
+        let now = net.now;
+        let l = net.nodes[1].listen(now, key(name), Query::default());
+        net.settle();
+        assert_eq!(net.nodes[1].listen_subscriptions(l), vec![addr(0)]);
+    }
+    net.advance(Duration::from_millis(500));
+    let now = net.now;
+    let kept = Value::new(9, ValueType::USER_DATA.id, *b"kept");
+    net.nodes[1].restore_permanent_put(now, key("kept"), kept).unwrap();
+    let round_at = now + kadmos_proto::opendht::RESTORED_PUT_DELAY;
+    let listens = sent(&net.nodes[1], "listen");
+    assert_eq!(sent(&net.nodes[1], "put"), 0);
+    // Renewals at 7, 9 and 11 s after the first subscription, then 14 (the first again),
+    // 16 and 18; the kept put's round at 14.5 s.
+    let mut renewals = 0;
+    for at in [7, 9, 11, 14, 16, 18] {
+        let due = subscribed + Duration::from_secs(at);
+        if round_at < due {
+            net.advance(round_at.saturating_since(net.now));
+            assert_eq!(sent(&net.nodes[1], "put"), 1, "the kept put's round went out at its time");
+        }
+        net.advance(due.saturating_since(net.now) - Duration::from_millis(1));
+        assert_eq!(sent(&net.nodes[1], "listen"), listens + renewals, "nothing early, before {at} s");
+        net.advance(Duration::from_millis(1));
+        renewals += 1;
+        assert_eq!(sent(&net.nodes[1], "listen"), listens + renewals, "one renewal at {at} s");
+    }
+    assert_eq!(sent(&net.nodes[1], "put"), 1, "one round: the next is due much later");
 }
 
 /// A value a listen heard from a storing node wakes the node when it expires there, and the

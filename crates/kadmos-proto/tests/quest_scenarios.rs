@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::mainline::{
     Body, CommandResult, Config, Event, Message, Node, Query, QueryId, QuestError, QuestEvent,
 };

@@ -3,13 +3,10 @@
 //! put and get, keep-alive, advertise, watch).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use kadmos_proto::kad::{LookupConfig, RoutingTable};
+use kadmos_proto::kad::{KademliaNode, LookupConfig};
 use kadmos_proto::mainline::mutable_target;
-use kadmos_proto::mainline::{
-    Body, CommandResult, Config, Event, Family, Item, ItemQuery, Message, Node, Query, QuestEvent,
-};
+use kadmos_proto::mainline::{Body, CommandResult, Config, Event, Item, ItemQuery, Message, Node, Query, QuestEvent};
 use kadmos_proto::node_io::QueryId;
 use kadmos_proto::{Id, NodeId, Timestamp};
 
@@ -75,22 +72,6 @@ impl SimNode for Node {
 
     fn poll_event(&mut self) -> Option<Event> {
         Node::poll_event(self)
-    }
-
-    fn parallelism_violation(&self) -> Option<String> {
-        self.lookup_parallelism().find_map(|p| p.violation())
-    }
-
-    fn pending_requests(&self) -> usize {
-        Node::pending_requests(self)
-    }
-
-    fn stall_timeout(&self) -> Duration {
-        Node::stall_timeout(self)
-    }
-
-    fn routing_table(&self) -> &RoutingTable {
-        Node::routing_table(self, Family::V4).expect("simulated nodes speak IPv4")
     }
 
     fn storage_violation(&self) -> Option<String> {

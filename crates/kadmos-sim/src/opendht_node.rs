@@ -5,11 +5,9 @@
 //! `CommandResult`) and its datagrams; the OpenDHT workloads only see the simulator's terms
 //! ([`crate::LookupDone`]'s success, its values, and [`ListenValue`] notices).
 
-use std::time::Duration;
-
-use kadmos_proto::kad::{LookupConfig, RoutingTable};
+use kadmos_proto::kad::{KademliaNode, LookupConfig};
 use kadmos_proto::node_io::QueryId;
-use kadmos_proto::opendht::{Body, CommandResult, Config, Event, Family, Message, Node, Query, Request, Value};
+use kadmos_proto::opendht::{Body, CommandResult, Config, Event, Message, Node, Query, Request, Value};
 use kadmos_proto::{Id, NodeId, Timestamp};
 
 use crate::network::NodeIndex;
@@ -70,22 +68,6 @@ impl SimNode for Node {
 
     fn poll_event(&mut self) -> Option<Event> {
         Node::poll_event(self)
-    }
-
-    fn parallelism_violation(&self) -> Option<String> {
-        self.lookup_parallelism().find_map(|p| p.violation())
-    }
-
-    fn pending_requests(&self) -> usize {
-        Node::pending_requests(self)
-    }
-
-    fn stall_timeout(&self) -> Duration {
-        Node::stall_timeout(self)
-    }
-
-    fn routing_table(&self) -> &RoutingTable {
-        Node::routing_table(self, Family::V4).expect("simulated nodes speak IPv4")
     }
 
     fn storage_violation(&self) -> Option<String> {

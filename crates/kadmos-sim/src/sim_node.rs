@@ -9,10 +9,9 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use kadmos_proto::kad::{LookupConfig, RoutingTable};
-use kadmos_proto::node_io::{QueryId, SansIoNode};
+use kadmos_proto::node_io::{Family, QueryId, SansIoNode};
 use kadmos_proto::{Id, NodeId, Timestamp};
 
 use crate::options::{SimOptions, WorkloadKind};
@@ -141,12 +140,13 @@ pub trait SimNode: SansIoNode + Sized + 'static {
     fn poll_event(&mut self) -> Option<Self::Event>;
 
     /// A search breaking its alpha or final alpha bound, as it counts its requests.
-    fn parallelism_violation(&self) -> Option<String>;
-    fn pending_requests(&self) -> usize;
-    /// The stall timeout the node's searches use now.
-    fn stall_timeout(&self) -> Duration;
+    fn parallelism_violation(&self) -> Option<String> {
+        self.lookup_parallelism().find_map(|p| p.violation())
+    }
     /// The IPv4 routing table (simulated nodes speak IPv4 only).
-    fn routing_table(&self) -> &RoutingTable;
+    fn ipv4_table(&self) -> &RoutingTable {
+        self.routing_table(Family::V4).expect("simulated nodes speak IPv4")
+    }
     /// A storage limit the node broke (peer store, value storage).
     fn storage_violation(&self) -> Option<String>;
 

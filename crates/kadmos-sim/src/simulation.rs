@@ -51,7 +51,7 @@
 //!
 //! Checked after every input of a node: no lookup has more than alpha requests in flight
 //! outside the target's neighbourhood, nor more than final alpha in all, as the lookup counts
-//! them (`Node::lookup_parallelism`) and, for measured lookups, no more than final alpha as
+//! them (`KademliaNode::lookup_parallelism`) and, for measured lookups, no more than final alpha as
 //! counted on the wire (queries not answered and sent less than the node's stall timeout ago);
 //! pending
 //! requests stay within `max_pending_requests`; no
@@ -660,7 +660,7 @@ impl<N: SimNode> World<N> {
         // Requests outside the target's neighbourhood (as the lookup judged it when it started)
         // stall sooner.
         let neighbourhood =
-            self.slots[from as usize].node.as_ref().map_or(u32::MAX, |n| n.routing_table().neighbourhood_bits());
+            self.slots[from as usize].node.as_ref().map_or(u32::MAX, |n| n.ipv4_table().neighbourhood_bits());
         let shared_bits = self.slots[to as usize].id.distance(&target).leading_zeros();
         let far_stall = stall * lookup.far_stall_percent.min(100) / 100;
         let final_alpha = lookup.max_in_flight();
@@ -876,7 +876,7 @@ impl<N: SimNode> World<N> {
         self.sweep_cursor = start + count;
         for i in (start..start + count).map(|p| self.live[p % live]) {
             let node = self.slots[i as usize].node.as_ref().expect("live nodes have a node");
-            let table = node.routing_table();
+            let table = node.ipv4_table();
             if let Err(e) = table.check_invariants() {
                 broken = Some((i, format!("routing table: {e}")));
                 break;
@@ -915,7 +915,7 @@ impl<N: SimNode> World<N> {
         let (mut contacts, mut dead, mut replacements, mut buckets) = (0usize, 0usize, 0usize, 0usize);
         for &i in &self.live {
             let node = self.slots[i as usize].node.as_ref().expect("live");
-            let table = node.routing_table();
+            let table = node.ipv4_table();
             sizes.push(table.len() as f64);
             buckets += table.buckets().len();
             replacements += table.buckets().iter().map(|b| b.replacements().len()).sum::<usize>();

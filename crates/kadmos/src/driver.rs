@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::kad::RoutingTable;
 use kadmos_proto::mainline::{
     self, CommandResult, Event, Family, Item, ItemQuery, Node, QueryError, QueryId, QuestError, Stored,

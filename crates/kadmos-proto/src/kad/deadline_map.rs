@@ -1,14 +1,15 @@
-//! A map whose entries each have a next deadline, that tells its earliest deadline without
-//! looking at every entry: what a node's `poll_timeout` reads for a collection of timed
-//! things (fragment sets waiting for their parts, listens, kept puts, quests).
+//! A map whose entries each have a next deadline, that tells its earliest deadline and which
+//! entries are due without looking at every entry: what a node's `poll_timeout` and
+//! `handle_timeout` read for a collection of timed things (fragment sets waiting for their
+//! parts, listens, kept puts, quests).
 //!
 //! Every change to an entry goes through the map ([`DeadlineMap::insert`],
 //! [`DeadlineMap::update`], [`DeadlineMap::for_each_mut`]), which reads the entry's deadline
 //! again afterwards and queues it in a [`TimerQueue`] when it moved. A queued deadline is live
 //! while the entry still has it; the others are dropped when they reach the top, so asking
-//! for the earliest costs a peek and a lookup, not a scan.
+//! for the earliest costs a peek and a lookup, not a scan, and the due entries cost a pop each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::timers::TimerQueue;
 use crate::time::Timestamp;
@@ -94,15 +95,28 @@ impl<K: Ord + Copy, V: Scheduled> DeadlineMap<K, V> {
         }
     }
 
-    /// Keeps the entries `keep` says to.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
-        self.entries.retain(|k, e| keep(k, &e.value));
-    }
-
     /// The earliest deadline of all entries.
     pub(crate) fn earliest(&mut self) -> Option<Timestamp> {
         let entries = &self.entries;
         self.timers.earliest(|at, key| entries.get(key).is_some_and(|e| e.due == Some(at)))
+    }
+
+    /// The keys of the entries due at `now` (their deadline is at or before it), each once and
+    /// in key order, so that handling them draws randomness in the order a walk over every
+    /// entry would. Costs a pop per due deadline, not a scan: the entries' deadlines stay
+    /// queued (handling an entry changes it through the map, which queues its new deadline).
+    pub(crate) fn due_keys(&mut self, now: Timestamp) -> Vec<K> {
+        let mut due = BTreeSet::new();
+        let mut live = Vec::new();
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            if self.entries.get(&key).is_some_and(|e| e.due == Some(at)) && due.insert(key) {
+                live.push((at, key));
+            }
+        }
+        for (at, key) in live {
+            self.timers.push(at, key);
+        }
+        due.into_iter().collect()
     }
 
     /// Drops the stale deadlines still queued and gives back memory (for periodic upkeep:
@@ -142,7 +156,7 @@ mod tests {
     }
 
     /// The earliest deadline follows every kind of change (insert, update, change of all,
-    /// removal, retain), and stays the minimum over the entries.
+    /// removal), and stays the minimum over the entries.
     #[test]
     fn earliest_follows_changes() {
         let t = Timestamp::from_micros;
@@ -160,7 +174,7 @@ mod tests {
         assert_eq!(map.earliest(), Some(t(30)));
         map.for_each_mut(|k, task| task.0 = Some(100 - u64::from(*k)));
         assert_eq!(map.earliest(), Some(t(98)));
-        map.retain(|k, _| *k == 1);
+        map.remove(&2);
         assert_eq!(map.earliest(), Some(t(99)));
         map.update(&1, |task| task.0 = None);
         assert_eq!(map.earliest(), None);
@@ -180,6 +194,29 @@ mod tests {
         map.update(&7, |task| task.0 = Some(60));
         map.compact();
         assert_eq!(map.earliest(), Some(t(60)));
+    }
+
+    /// The due keys are exactly the entries whose deadline has come, in key order, each once
+    /// however often its deadline moved; asking does not lose a deadline that is left as it was.
+    #[test]
+    fn due_keys_are_the_entries_whose_time_has_come() {
+        let t = Timestamp::from_micros;
+        let mut map = DeadlineMap::default();
+        map.insert(5u32, Task(Some(30)));
+        map.insert(1, Task(Some(10)));
+        map.insert(3, Task(Some(50)));
+        map.insert(4, Task(None));
+        map.update(&1, |task| task.0 = Some(40));
+        map.update(&1, |task| task.0 = Some(20));
+        assert_eq!(map.due_keys(t(9)), Vec::<u32>::new());
+        assert_eq!(map.due_keys(t(30)), vec![1, 5]);
+        // Nothing was handled: both are still due, and the earliest deadline still shows.
+        assert_eq!(map.earliest(), Some(t(20)));
+        assert_eq!(map.due_keys(t(30)), vec![1, 5]);
+        map.update(&1, |task| task.0 = Some(60));
+        map.remove(&5);
+        assert_eq!(map.due_keys(t(55)), vec![3]);
+        assert_eq!(map.earliest(), Some(t(50)));
     }
 
     /// Over a long run of random changes, the earliest deadline always equals the minimum
@@ -207,12 +244,24 @@ mod tests {
                         task.0 = task.0.map(|d| d + 1);
                     }
                 }),
-                _ => map.retain(|k, _| k % 11 != key % 11 || step % 3 != 0),
+                // Drop what is due, as a node drops fragment sets whose time ran out.
+                _ => {
+                    for due in map.due_keys(Timestamp::from_micros(u64::from(key) * 25)) {
+                        map.remove(&due);
+                    }
+                }
             }
             if step % 500 == 0 {
                 map.compact();
             }
             assert_eq!(map.earliest(), brute_force(&map), "step {step}");
+            let now = Timestamp::from_micros(rng.gen_range(0..1_000u64));
+            let scanned: Vec<u32> = map
+                .iter()
+                .filter(|(_, task)| task.next_deadline().is_some_and(|at| at <= now))
+                .map(|(k, _)| *k)
+                .collect();
+            assert_eq!(map.due_keys(now), scanned, "step {step}");
         }
     }
 }

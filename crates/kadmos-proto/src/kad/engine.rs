@@ -30,7 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use super::family_tables::FamilyTables;
 use super::id::{Id, NodeId};
 use super::lookup::LookupConfig;
-use super::operation_driver::{OperationKind, StoreAt};
+use super::operation_driver::{KademliaOp, NetworkKind, OperationKind, StoreAt};
 use super::query_error::QueryError;
 use super::requests::RequestTable;
 use super::routing_table::InsertOutcome;
@@ -140,8 +140,6 @@ pub(crate) trait Network {
     /// The find request of a lookup for `target` (asking for both families if `dual_stack`).
     fn find_request(&self, target: Id, dual_stack: bool) -> Self::Request;
     fn ping_request(&self) -> Self::Request;
-    /// The kind of the engine's refresh operations (no events).
-    fn refresh_kind() -> Self::Kind;
     /// Encodes `request` under `tx` and queues it to `to`; gives back the datagrams sent when
     /// `keep` (to send them again).
     fn send_request(
@@ -161,7 +159,7 @@ pub(crate) trait Network {
 /// what the network keeps of it.
 #[derive(Clone, Debug)]
 pub(crate) struct Operation<K, R> {
-    pub(crate) kind: K,
+    pub(crate) kind: OperationKind<K>,
     /// The request its lookups send.
     pub(crate) request: R,
     pub(crate) search: Search,
@@ -202,12 +200,16 @@ pub(crate) enum Failed<P> {
         error: QueryError,
     },
     /// A request of the network's own failed.
-    Network {
-        to: SocketAddr,
-        node_id: Option<NodeId>,
-        purpose: P,
-        error: QueryError,
-    },
+    Network(OwnRequestFailed<P>),
+}
+
+/// A request of the network's own that failed: where it went, why it was sent, and why it failed.
+#[derive(Debug)]
+pub(crate) struct OwnRequestFailed<P> {
+    pub(crate) to: SocketAddr,
+    pub(crate) node_id: Option<NodeId>,
+    pub(crate) purpose: P,
+    pub(crate) error: QueryError,
 }
 
 /// The engine. See the module documentation.
@@ -257,7 +259,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
     /// `extra_seeds`.
     pub(crate) fn start(
         &mut self,
-        kind: K,
+        kind: OperationKind<K>,
         target: Id,
         request: R,
         lookup: &LookupConfig,
@@ -270,7 +272,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
     }
 
     /// Starts an operation without lookups (one request, sent by the caller).
-    pub(crate) fn start_single(&mut self, kind: K, request: R) -> QueryId {
+    pub(crate) fn start_single(&mut self, kind: OperationKind<K>, request: R) -> QueryId {
         let id = self.new_query_id();
         let operation = Operation { kind, request, search: Search::default(), awaiting: 0, wake_at: None };
         self.operations.insert(id, operation);
@@ -283,6 +285,15 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
 
     pub(crate) fn operation_mut(&mut self, op: QueryId) -> Option<&mut Operation<K, R>> {
         self.operations.get_mut(&op)
+    }
+
+    /// The network's kind of operation `op`, if it runs and is one of the network's own.
+    pub(crate) fn network_kind(&self, op: QueryId) -> Option<&K> {
+        self.operations.get(&op)?.kind.network()
+    }
+
+    pub(crate) fn network_kind_mut(&mut self, op: QueryId) -> Option<&mut K> {
+        self.operations.get_mut(&op)?.kind.network_mut()
     }
 
     /// Ends an operation; late answers to it are ignored.
@@ -365,7 +376,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
     /// to; they stall as lookup requests do.
     pub(crate) fn start_store_round<W>(&mut self, now: Timestamp, wire: &mut W, op: QueryId, stores: Vec<StoreAt<R, P>>)
     where
-        K: OperationKind,
+        K: NetworkKind,
         W: Network<Kind = K, Request = R, Purpose = P>,
     {
         let mut sent = Vec::new();
@@ -389,7 +400,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
     /// wake-up). An operation without a round has none to wait for.
     pub(crate) fn step_store_round(&mut self, now: Timestamp, op: QueryId) -> bool
     where
-        K: OperationKind,
+        K: NetworkKind,
     {
         let Some(round) = self.operations.get_mut(&op).and_then(|o| o.kind.store_round()) else { return true };
         round.step(now);
@@ -576,7 +587,9 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
                 }
                 Failed::Nothing
             }
-            Purpose::Network(purpose) => Failed::Network { to: request.to, node_id: request.node_id, purpose, error },
+            Purpose::Network(purpose) => {
+                Failed::Network(OwnRequestFailed { to: request.to, node_id: request.node_id, purpose, error })
+            }
         }
     }
 
@@ -637,14 +650,13 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
 
     // ------------------------------------------------------------ joining and refreshing
 
-    /// Joins the network: operation `kind` looks our own ID up, seeded with `contacts` (they
+    /// Joins the network: a bootstrap operation looks our own ID up, seeded with `contacts` (they
     /// enter the routing table once they answer), while each router of a family we have is
     /// asked for nodes close to us. The caller drives the returned operation.
     pub(crate) fn bootstrap<W>(
         &mut self,
         now: Timestamp,
         wire: &mut W,
-        kind: K,
         lookup: &LookupConfig,
         routers: &[SocketAddr],
         contacts: &[(NodeId, SocketAddr)],
@@ -654,7 +666,8 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
     {
         let own = wire.own_id();
         let request = wire.find_request(own, self.tables.dual_stack());
-        let op = self.start(kind, own, request.clone(), lookup, contacts);
+        let bootstrap = OperationKind::Kademlia(KademliaOp::Bootstrap);
+        let op = self.start(bootstrap, own, request.clone(), lookup, contacts);
         let families = self.tables.enabled();
         for router in routers.iter().filter(|r| families.contains(&Family::of(r))) {
             if self.send_request(now, wire, *router, None, request.clone(), Purpose::Router { op }, 1).is_ok() {
@@ -679,7 +692,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
             let targets = table.sparse_bucket_targets(&mut self.rng);
             for target in targets {
                 let request = wire.find_request(target, self.tables.dual_stack());
-                started.push(self.start(W::refresh_kind(), target, request, lookup, &[]));
+                started.push(self.start(OperationKind::Kademlia(KademliaOp::Refresh), target, request, lookup, &[]));
             }
         }
         self.neighbourhood_refresh = Some((now + NEIGHBOURHOOD_REFRESH_FIRST, NEIGHBOURHOOD_REFRESH_FIRST));
@@ -694,7 +707,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
     {
         for target in self.tables.take_refresh_targets(now, &mut self.rng) {
             let request = wire.find_request(target, self.tables.dual_stack());
-            self.start(W::refresh_kind(), target, request, lookup, &[]);
+            self.start(OperationKind::Kademlia(KademliaOp::Refresh), target, request, lookup, &[]);
         }
         if let Some((due, gap)) = self.neighbourhood_refresh {
             if now >= due {
@@ -702,7 +715,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
                 self.neighbourhood_refresh = Some((now + gap, gap));
                 let target = wire.own_id();
                 let request = wire.find_request(target, self.tables.dual_stack());
-                self.start(W::refresh_kind(), target, request, lookup, &[]);
+                self.start(OperationKind::Kademlia(KademliaOp::Refresh), target, request, lookup, &[]);
             }
         }
     }

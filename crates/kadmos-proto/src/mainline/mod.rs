@@ -19,7 +19,7 @@
 //! The node never touches a socket or a clock. Whoever drives it (the tokio runtime, a test,
 //! the simulator) hands it every datagram received ([`Node::handle_datagram`]) and calls
 //! [`Node::handle_timeout`] when the time [`Node::poll_timeout`] asked for has come; commands
-//! ([`Node::bootstrap`], [`Node::get_peers`]...) return a [`QueryId`]. After every input, it
+//! ([`KademliaNode::bootstrap`], [`Node::get_peers`]...) return a [`QueryId`]. After every input, it
 //! sends what [`Node::poll_transmit`] gives and handles what [`Node::poll_event`] gives
 //! (progress and results, keyed by `QueryId`, and quest reports). Every input takes `now`,
 //! and all randomness comes from the seeded generator in the config: the same inputs give the
@@ -41,15 +41,17 @@ mod rate_limit;
 mod reachability;
 mod token;
 
+// What both networks' nodes share, named here too so that one import brings a node's whole
+// surface: Kademlia's own commands and views, results, errors, counters and what a driver
+// exchanges with the node.
+pub use crate::kad::{Closest, KademliaNode, Pong, QueryError, TrafficCounters};
+pub use crate::node_io::{Family, QueryId, Transmit};
 pub use config::{Config, Families, CLIENT_VERSION};
 pub use item::{mutable_target, ImmutableItem, Item, ItemError, ItemSigner, MutableItem};
 pub use item_store::{ItemStore, ItemStoreConfig, StoredItem};
 pub use message::{error_code, Body, DecodeError, Message, PutArgs, Query, Response, Want};
 pub use message_counts::{KindCount, Krpc, MessageCounts, ERROR_CODES, METHODS};
-pub use node::{
-    Closest, CommandResult, Counters, Event, Family, ItemQuery, KeptItem, Node, Pong, QueryError, QueryId, Samples,
-    Stored, TrafficCounters, Transmit,
-};
+pub use node::{CommandResult, Counters, Event, ItemQuery, KeptItem, Node, Samples, Stored};
 pub use node_id_security::{is_secure, secure_node_id, NodeIdSecurity};
 pub use peer_store::{PeerStore, PeerStoreConfig};
 pub use quest::{Advertisement, QuestBook, QuestConfig, QuestError, QuestEvent, SeenPeer};

@@ -7,10 +7,10 @@
 //!
 //! 1. **Inputs**: [`Node::handle_datagram`] for every UDP datagram received,
 //!    [`Node::handle_timeout`] when the time from [`Node::poll_timeout`] has come, and commands
-//!    ([`Node::bootstrap`], [`Node::ping`], [`Node::find_node`], [`Node::get_peers`],
-//!    [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a [`QueryId`], and
-//!    quests ([`Node::advertise`], [`Node::watch`]; see [`super::quest`]), which run until
-//!    stopped and report through `Event::Quest`.
+//!    (Kademlia's own from [`KademliaNode`](crate::kad::KademliaNode): `bootstrap`, `ping`, `find_node`; Mainline's:
+//!    [`Node::get_peers`], [`Node::announce_peer`], [`Node::sample_infohashes`]) which return a
+//!    [`QueryId`], and quests ([`Node::advertise`], [`Node::watch`]; see [`super::quest`]),
+//!    which run until stopped and report through `Event::Quest`.
 //! 2. **Outputs**, after every input: drain [`Node::poll_transmit`] (datagrams to send),
 //!    [`Node::poll_event`] (progress and results, keyed by `QueryId`), then ask
 //!    [`Node::poll_timeout`] when to call `handle_timeout` next.
@@ -31,7 +31,6 @@
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -48,13 +47,11 @@ use super::quest::{DueRound, QuestBook, QuestError, QuestEvent, RoundEnd, RoundK
 use super::rate_limit::{RateLimiter, Refusal};
 use super::reachability::Reachability;
 use super::token::TokenIssuer;
-use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineConfig, Failed, Network};
-use crate::kad::operation_driver::{engine_accessors, OperationDriver, OperationKind, StoreAt};
-use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
-pub use crate::kad::{Closest, Pong};
-use crate::kad::{FamilyTables, Id, InfoHash, NodeId, Parallelism, RoutingTable, StoreRound};
-pub use crate::kad::{QueryError, TrafficCounters};
-pub use crate::node_io::{Family, QueryId, Transmit};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Network, OwnRequestFailed};
+use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
+use crate::kad::sent_request::{NetworkPurpose, Purpose};
+use crate::kad::{Closest, FamilyTables, Id, InfoHash, NodeId, Pong, QueryError, StoreRound, TrafficCounters};
+use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
 /// A Mainline DHT node. See the [namespace documentation](super) for how to drive it.
@@ -161,11 +158,8 @@ impl NetworkPurpose for MainlinePurpose {
     }
 }
 
-type Request = SentRequest<MainlinePurpose>;
-
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
-    FindNode,
     GetPeers {
         seen: HashSet<SocketAddr>,
     },
@@ -182,27 +176,15 @@ pub(crate) enum Kind {
         expect: ItemQuery,
         seen: HashSet<(i64, Id)>,
     },
-    Bootstrap,
-    /// Internal bucket refresh: emits no events.
-    Refresh,
-    Ping,
     Samples,
 }
 
-impl OperationKind for Kind {
+impl NetworkKind for Kind {
     fn store_round(&mut self) -> Option<&mut StoreRound> {
         match self {
             Kind::Store { round, .. } => Some(round),
             _ => None,
         }
-    }
-
-    fn bootstrap() -> Kind {
-        Kind::Bootstrap
-    }
-
-    fn is_bootstrap(&self) -> bool {
-        matches!(self, Kind::Bootstrap)
     }
 }
 
@@ -276,7 +258,8 @@ impl ItemQuery {
 type Operation = crate::kad::engine::Operation<Kind, Query>;
 
 impl Node {
-    /// A node that has not joined yet, started at `now` (call [`Node::bootstrap`] to join).
+    /// A node that has not joined yet, started at `now` (call
+    /// [`bootstrap`](crate::kad::KademliaNode::bootstrap) to join).
     pub fn new(config: Config, now: Timestamp) -> Node {
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let mut engine = Engine::new(tables, config.seed, now);
@@ -314,11 +297,6 @@ impl Node {
     /// The configuration the node was built with.
     pub fn config(&self) -> &Config {
         &self.config
-    }
-
-    /// The routing table of `family`, if the node has a socket of that family.
-    pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.engine.tables.get(family)
     }
 
     /// The peers announced to this node.
@@ -363,16 +341,6 @@ impl Node {
         &self.out.counters
     }
 
-    /// Operations still running (user commands and internal refreshes).
-    pub fn running_operations(&self) -> usize {
-        self.engine.operation_count()
-    }
-
-    /// Requests of ours awaiting an answer.
-    pub fn pending_requests(&self) -> usize {
-        self.engine.pending_requests()
-    }
-
     /// BEP 43: whether the node is read-only now, by configuration or because the adaptive
     /// mode found it unreachable (see [`AdaptiveReadOnly`](super::AdaptiveReadOnly)).
     pub fn is_read_only(&self) -> bool {
@@ -382,11 +350,6 @@ impl Node {
     /// Our address as most responders report it (BEP 42 `ip`), if any did.
     pub fn external_addr(&self) -> Option<SocketAddr> {
         self.external.get()
-    }
-
-    /// Lookups in flight, for the simulator's invariant checks: (alpha, in flight) per lookup.
-    pub fn lookup_parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
-        self.engine.lookup_parallelism()
     }
 
     /// The next datagram to send, if any: call until `None` after every input.
@@ -409,68 +372,22 @@ impl Node {
         Some([engine_due, quest_due].into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
-    /// Whether lookups wait for their stalled nodes: yes while at least four in five stalled
-    /// requests were answered late rather than not at all (see
-    /// [`LookupConfig`](crate::kad::LookupConfig)).
-    pub fn waits_for_stalled(&self) -> bool {
-        self.engine.waits_for_stalled()
-    }
-
-    /// The stall timeout lookups use now, from measured round trips.
-    pub fn stall_timeout(&self) -> Duration {
-        self.engine.stall_timeout(&self.config.engine_settings())
-    }
-
     // ---------------------------------------------------------------- commands
 
     fn want(&self) -> Option<Want> {
         want(self.engine.tables.dual_stack())
     }
 
-    /// Joins the network: asks each router for nodes close to our own ID, then looks our ID
-    /// up. `contacts` are known nodes (from saved state) used as lookup seeds; they enter the
-    /// routing table once they answer. Emits `Finished` with [`CommandResult::Bootstrap`] when done.
-    pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        self.join(now, routers, contacts)
-    }
-
-    /// Pings one node. Emits `Finished` with [`CommandResult::Ping`].
-    pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
-        let op = self.engine.start_single(Kind::Ping, Query::Ping);
-        self.single_request(now, op, addr, Query::Ping, Purpose::Ping { op }, |e| CommandResult::Ping(Err(e)));
-        op
-    }
-
     /// BEP 51: asks one node for a sample of the infohashes it stores. Emits `Finished` with
     /// [`CommandResult::SampleInfohashes`].
     pub fn sample_infohashes(&mut self, now: Timestamp, addr: SocketAddr, target: Id) -> QueryId {
         let query = Query::SampleInfohashes { target, want: self.want() };
-        let op = self.engine.start_single(Kind::Samples, query.clone());
+        let op = self.engine.start_single(OperationKind::Network(Kind::Samples), query.clone());
         let purpose = Purpose::Network(MainlinePurpose::Samples { op });
-        self.single_request(now, op, addr, query, purpose, |e| CommandResult::SampleInfohashes(Err(e)));
-        op
-    }
-
-    fn single_request(
-        &mut self,
-        now: Timestamp,
-        op: QueryId,
-        addr: SocketAddr,
-        query: Query,
-        purpose: Purpose<MainlinePurpose>,
-        failed: impl FnOnce(QueryError) -> CommandResult,
-    ) {
         let (engine, wire) = engine_and_wire!(self);
         if let Err(e) = engine.send_single(now, wire, op, addr, query, purpose, 1) {
-            self.finish(now, op, Some(failed(e)));
+            self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(e))));
         }
-    }
-
-    /// Iterative find_node. Emits `Finished` with [`CommandResult::FindNode`].
-    pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
-        let query = Query::FindNode { target, want: self.want() };
-        let op = self.start_operation(Kind::FindNode, target, query);
-        self.drive_operation(now, op);
         op
     }
 
@@ -648,9 +565,7 @@ impl Node {
                 Body::Error { code, message: text } => {
                     self.out.counters.traffic.errors_received += 1;
                     self.out.counters.messages.error_received(code);
-                    if let Some(op) = self.handle_error(now, from, &message.transaction_id, code, text) {
-                        self.drive_operation(now, op);
-                    }
+                    self.refused(now, from, Self::transaction_id(&message.transaction_id), code, text);
                 }
             },
             Err(error) => match error.reply() {
@@ -668,10 +583,7 @@ impl Node {
 
     /// Handles expired requests and housekeeping. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let (engine, wire) = engine_and_wire!(self);
-        for request in engine.expire(now, wire) {
-            self.request_failed(now, request, QueryError::Timeout);
-        }
+        self.expire_requests(now);
         if now >= self.next_maintenance {
             self.maintain(now);
         }
@@ -728,9 +640,7 @@ impl Node {
         let (engine, wire) = engine_and_wire!(self);
         match engine.on_answer(now, wire, from, request, answer, insertable) {
             Answered::Nothing => {}
-            Answered::Pong { op } => {
-                self.finish(now, op, Some(CommandResult::Ping(Ok(Pong { id: response.id, addr: from }))));
-            }
+            Answered::Pong { op } => self.ping_ended(now, op, Ok(Pong { id: response.id, addr: from })),
             Answered::Network(MainlinePurpose::Samples { op }) => {
                 let mut nodes = response.nodes.clone();
                 nodes.extend(response.nodes6.iter().copied());
@@ -744,7 +654,7 @@ impl Node {
                 self.finish(now, op, Some(CommandResult::SampleInfohashes(Ok(samples))));
             }
             Answered::Network(MainlinePurpose::Store { op }) => {
-                if let Some(Operation { kind: Kind::Store { round, .. }, .. }) = self.engine.operation_mut(op) {
+                if let Some(Kind::Store { round, .. }) = self.engine.network_kind_mut(op) {
                     round.on_stored(from, response.id);
                 }
             }
@@ -755,9 +665,9 @@ impl Node {
 
     /// What a lookup's answer carries for the operation: peers, BEP 44 items.
     fn on_lookup_answer(&mut self, now: Timestamp, op: QueryId, from: SocketAddr, response: &Response) {
-        let Some(operation) = self.engine.operation_mut(op) else { return };
+        let Some(kind) = self.engine.network_kind_mut(op) else { return };
         if !response.values.is_empty() {
-            let seen = match &mut operation.kind {
+            let seen = match kind {
                 Kind::GetPeers { seen } | Kind::Store { seen, .. } => Some(seen),
                 _ => None,
             };
@@ -771,7 +681,7 @@ impl Node {
                 }
             }
         }
-        if let Kind::GetItem { expect, seen } = &mut operation.kind {
+        if let Kind::GetItem { expect, seen } = kind {
             if let Some(item) = expect.accept(response) {
                 let seq = match &item {
                     Item::Mutable(m) => m.seq,
@@ -782,46 +692,6 @@ impl Node {
                 }
             }
         }
-    }
-
-    fn handle_error(
-        &mut self,
-        now: Timestamp,
-        from: SocketAddr,
-        tx: &[u8],
-        code: i64,
-        message: String,
-    ) -> Option<QueryId> {
-        let Some(request) = Self::transaction_id(tx).and_then(|tx| self.engine.take_refused(from, tx)) else {
-            self.out.counters.traffic.dropped += 1;
-            return None;
-        };
-        let touched = request.purpose.operation();
-        self.request_failed(now, request, QueryError::Remote { code, message });
-        touched
-    }
-
-    fn request_failed(&mut self, now: Timestamp, request: Request, error: QueryError) {
-        match self.engine.on_failure(request, error) {
-            Failed::Nothing => {}
-            Failed::Ping { op, error } => self.finish(now, op, Some(CommandResult::Ping(Err(error)))),
-            Failed::Network { purpose: MainlinePurpose::Samples { op }, error, .. } => {
-                self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(error))))
-            }
-            Failed::Network { to, purpose: MainlinePurpose::Store { op }, error, .. } => {
-                if let Some(Operation { kind: Kind::Store { errors, round, .. }, .. }) = self.engine.operation_mut(op) {
-                    round.on_refused(to);
-                    if let QueryError::Remote { code, message } = error {
-                        errors.push((to, code, message));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Known good and questionable contacts of both families, for saving state.
-    pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.engine.tables.contacts()
     }
 
     /// Whether an address family has a routing table on this node.
@@ -840,7 +710,7 @@ impl OperationDriver for Node {
 
     /// announce_peer, or a BEP 44 put.
     fn store_requests(&self, op: QueryId, operation: &Operation) -> Vec<StoreAt<Query, MainlinePurpose>> {
-        let Kind::Store { what, .. } = &operation.kind else { return Vec::new() };
+        let Some(Kind::Store { what, .. }) = operation.kind.network() else { return Vec::new() };
         // A search without lookups (no address family) has no target, and nobody to store at.
         let Some(info_hash) = operation.search.target() else { return Vec::new() };
         let targets = operation.search.closest_with_tokens(self.config.lookup.k);
@@ -860,37 +730,42 @@ impl OperationDriver for Node {
         targets.into_iter().map(store).collect()
     }
 
-    fn result(&self, operation: &Operation) -> Option<CommandResult> {
-        let (nodes, stats) = operation.search.summary();
-        let closest = Closest { nodes, stats };
-        let found = |closest: Closest| {
-            if closest.nodes.is_empty() && closest.stats.requests == 0 {
-                Err(QueryError::NoContacts)
-            } else {
-                Ok(closest)
-            }
-        };
+    fn result(&self, kind: &Kind, operation: &Operation) -> Option<CommandResult> {
+        let closest = Closest::of(&operation.search);
+        let stats = closest.stats;
         let stored = |round: &StoreRound, errors: &Vec<(SocketAddr, i64, String)>| Stored {
             stored_at: round.stored_at(),
             errors: errors.clone(),
             stats,
         };
-        Some(match &operation.kind {
+        Some(match kind {
             Kind::Store { what: StoreRequest::Announce { .. }, round, errors, .. } => {
                 CommandResult::Announce(stored(round, errors))
             }
             Kind::Store { what: StoreRequest::Item { .. }, round, errors, .. } => {
                 CommandResult::PutItem(stored(round, errors))
             }
-            Kind::FindNode => CommandResult::FindNode(found(closest)),
-            Kind::GetPeers { .. } => CommandResult::GetPeers(found(closest)),
-            Kind::GetItem { .. } => CommandResult::GetItem(found(closest)),
-            Kind::Bootstrap => CommandResult::Bootstrap(closest),
-            // A ping or a sample request ends with its answer; without one it reached nobody.
-            Kind::Ping => CommandResult::Ping(Err(QueryError::NoContacts)),
+            Kind::GetPeers { .. } => CommandResult::GetPeers(closest.found()),
+            Kind::GetItem { .. } => CommandResult::GetItem(closest.found()),
+            // A sample request ends with its answer; without one it reached nobody.
             Kind::Samples => CommandResult::SampleInfohashes(Err(QueryError::NoContacts)),
-            Kind::Refresh => return None,
         })
+    }
+
+    /// A sample request's failure ends its command; a store's is noted in its round.
+    fn own_request_failed(&mut self, now: Timestamp, failed: OwnRequestFailed<MainlinePurpose>) {
+        let OwnRequestFailed { to, purpose, error, .. } = failed;
+        match purpose {
+            MainlinePurpose::Samples { op } => self.finish(now, op, Some(CommandResult::SampleInfohashes(Err(error)))),
+            MainlinePurpose::Store { op } => {
+                if let Some(Kind::Store { errors, round, .. }) = self.engine.network_kind_mut(op) {
+                    round.on_refused(to);
+                    if let QueryError::Remote { code, message } = error {
+                        errors.push((to, code, message));
+                    }
+                }
+            }
+        }
     }
 
     /// A (re)joined node's view is new: every quest runs a round now.
@@ -916,8 +791,8 @@ impl OperationDriver for Node {
         }
         if let Some(quests) = self.quests.as_mut().filter(|q| q.owns(op)) {
             // The announces a store sent went to the closest nodes that gave a token.
-            let announces = match &operation.kind {
-                Kind::Store { round, .. } => round.sent_count(),
+            let announces = match operation.kind.network() {
+                Some(Kind::Store { round, .. }) => round.sent_count(),
                 _ => 0,
             };
             quests.finished(now, op, round_end(result.as_ref(), announces), &mut self.engine.rng);

@@ -12,32 +12,27 @@ use std::time::Duration;
 use rand::Rng;
 use sha1::{Digest, Sha1};
 
+use crate::kad::RotatingSecret;
 use crate::time::Timestamp;
 
 pub(crate) const TOKEN_LEN: usize = 8;
 
 #[derive(Clone, Debug)]
 pub(crate) struct TokenIssuer {
-    current: [u8; 16],
-    previous: [u8; 16],
+    secret: RotatingSecret<16>,
     rotated_at: Timestamp,
     rotate_every: Duration,
 }
 
 impl TokenIssuer {
     pub(crate) fn new<R: Rng + ?Sized>(rng: &mut R, now: Timestamp, rotate_every: Duration) -> Self {
-        let mut current = [0u8; 16];
-        let mut previous = [0u8; 16];
-        rng.fill(&mut current);
-        rng.fill(&mut previous);
-        TokenIssuer { current, previous, rotated_at: now, rotate_every }
+        TokenIssuer { secret: RotatingSecret::new(rng), rotated_at: now, rotate_every }
     }
 
     /// Rotates the secret if its time has come. Call on every timer tick.
     pub(crate) fn maybe_rotate<R: Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
         if now.saturating_since(self.rotated_at) >= self.rotate_every {
-            self.previous = self.current;
-            rng.fill(&mut self.current);
+            self.secret.rotate(rng);
             self.rotated_at = now;
         }
     }
@@ -54,11 +49,11 @@ impl TokenIssuer {
     }
 
     pub(crate) fn issue(&self, ip: IpAddr) -> [u8; TOKEN_LEN] {
-        Self::token_with(&self.current, ip)
+        Self::token_with(self.secret.current(), ip)
     }
 
     pub(crate) fn is_valid(&self, ip: IpAddr, token: &[u8]) -> bool {
-        token == Self::token_with(&self.current, ip) || token == Self::token_with(&self.previous, ip)
+        self.secret.accepts(token, |secret| Self::token_with(secret, ip))
     }
 }
 

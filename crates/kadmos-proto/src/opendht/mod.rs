@@ -21,7 +21,7 @@
 //! The node never touches a socket or a clock. Whoever drives it (the tokio runtime, a test,
 //! the simulator) hands it every datagram received ([`Node::handle_datagram`]) and calls
 //! [`Node::handle_timeout`] when the time [`Node::poll_timeout`] asked for has come; commands
-//! ([`Node::bootstrap`], [`Node::get`], [`Node::put`], [`Node::listen`]...) return a
+//! ([`KademliaNode::bootstrap`], [`Node::get`], [`Node::put`], [`Node::listen`]...) return a
 //! [`QueryId`]. After every input, it sends what [`Node::poll_transmit`] gives and handles
 //! what [`Node::poll_event`] gives (values, changes and results, keyed by `QueryId`). Every
 //! input takes `now`, and all randomness comes from the seeded generator in the config: the
@@ -76,12 +76,14 @@ pub use message_counts::{KindCount, MessageCounts, OpenDhtMessages, ERROR_CODES,
 pub use query::{Field, FieldValue, FieldValues, Query};
 pub use value::{Value, ValueError, ValueId, ValueType, MAX_VALUE_SIZE};
 
+// What both networks' nodes share, named here too so that one import brings a node's whole
+// surface: Kademlia's own commands and views, results, errors, counters and what a driver
+// exchanges with the node.
+pub use crate::kad::{Closest, KademliaNode, Pong, QueryError, TrafficCounters};
+pub use crate::node_io::{Family, QueryId, Transmit};
 pub use config::Config;
 pub use listeners::{Listener, ListenerConfig, ListenerTable};
-pub use node::{
-    Closest, CommandResult, Counters, Event, Family, Node, Pong, QueryError, QueryId, Stored, TrafficCounters,
-    Transmit, RESTORED_PUT_DELAY,
-};
+pub use node::{CommandResult, Counters, Event, Node, Stored, RESTORED_PUT_DELAY};
 pub use storage::{Refusal, Source, Storage, StorageConfig, StoreOutcome, StoredValue};
 pub use store_policy::{ip_service_announcement, read_ip_service_announcement};
 pub use verifier::{SignatureVerifier, UnverifiedSignatures};

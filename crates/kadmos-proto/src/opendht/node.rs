@@ -8,9 +8,9 @@
 //!
 //! 1. **Inputs**: [`Node::handle_datagram`] for every UDP datagram received,
 //!    [`Node::handle_timeout`] when the time from [`Node::poll_timeout`] has come, and commands
-//!    ([`Node::bootstrap`], [`Node::ping`], [`Node::find_node`], [`Node::get`], [`Node::put`],
-//!    [`Node::listen`]) which return a [`QueryId`]; [`Node::cancel_put`],
-//!    [`Node::cancel_listen`] and [`Node::cancel`] stop them.
+//!    (Kademlia's own from [`KademliaNode`](crate::kad::KademliaNode): `bootstrap`, `ping`, `find_node`; OpenDHT's:
+//!    [`Node::get`], [`Node::put`], [`Node::listen`]) which return a [`QueryId`];
+//!    [`Node::cancel_put`], [`Node::cancel_listen`] and [`Node::cancel`] stop them.
 //! 2. **Outputs**, after every input: drain [`Node::poll_transmit`] (datagrams to send),
 //!    [`Node::poll_event`] (values, changes and results, keyed by `QueryId`), then ask
 //!    [`Node::poll_timeout`] when to call `handle_timeout` next.
@@ -88,13 +88,13 @@ use super::token::TokenIssuer;
 use super::value::{Value, ValueId, INVALID_VALUE_ID};
 use super::value_cache::{CacheChange, Holder, ValueCache};
 use super::verifier::SignatureVerifier;
-use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, EngineConfig, Failed, Network};
-use crate::kad::operation_driver::{engine_accessors, OperationDriver, OperationKind, StoreAt};
-use crate::kad::sent_request::{NetworkPurpose, Purpose, SentRequest};
-pub use crate::kad::{Closest, Pong};
-use crate::kad::{DeadlineMap, FamilyTables, Id, NodeId, Parallelism, RoutingTable, Scheduled, StoreRound};
-pub use crate::kad::{QueryError, TrafficCounters};
-pub use crate::node_io::{Family, QueryId, Transmit};
+use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Network, OwnRequestFailed};
+use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
+use crate::kad::sent_request::{NetworkPurpose, Purpose};
+use crate::kad::{
+    Closest, DeadlineMap, FamilyTables, Id, NodeId, Pong, QueryError, Scheduled, StoreRound, TrafficCounters,
+};
+use crate::node_io::{Family, QueryId, Transmit};
 use crate::time::Timestamp;
 
 /// An OpenDHT node. See the [namespace documentation](super) for how to drive it.
@@ -193,8 +193,6 @@ impl NetworkPurpose for OpenDhtPurpose {
     }
 }
 
-type SentByUs = SentRequest<OpenDhtPurpose>;
-
 /// A request and the fragments of the values it carries (none for most).
 #[derive(Clone, Debug)]
 pub(crate) struct Outgoing {
@@ -226,11 +224,6 @@ pub(crate) struct PutState {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
-    FindNode,
-    Bootstrap,
-    /// Internal bucket refresh: emits no events.
-    BucketRefresh,
-    Ping,
     Get {
         filter: Query,
         seen: HashMap<ValueId, Id>,
@@ -244,20 +237,12 @@ pub(crate) enum Kind {
 
 type Operation = crate::kad::engine::Operation<Kind, Outgoing>;
 
-impl OperationKind for Kind {
+impl NetworkKind for Kind {
     fn store_round(&mut self) -> Option<&mut StoreRound> {
         match self {
             Kind::Put(state) => Some(&mut state.round),
             _ => None,
         }
-    }
-
-    fn bootstrap() -> Kind {
-        Kind::Bootstrap
-    }
-
-    fn is_bootstrap(&self) -> bool {
-        matches!(self, Kind::Bootstrap)
     }
 }
 
@@ -340,7 +325,8 @@ enum Change {
 }
 
 impl Node {
-    /// A node that has not joined yet, started at `now` (call [`Node::bootstrap`] to join).
+    /// A node that has not joined yet, started at `now` (call
+    /// [`bootstrap`](crate::kad::KademliaNode::bootstrap) to join).
     pub fn new(config: Config, now: Timestamp) -> Node {
         let tables = FamilyTables::new(config.node_id, config.families, &config.routing, now);
         let mut engine = Engine::new(tables, config.seed, now);
@@ -383,11 +369,6 @@ impl Node {
         self.verifier = verifier;
     }
 
-    /// The routing table of `family`, if the node has a socket of that family.
-    pub fn routing_table(&self, family: Family) -> Option<&RoutingTable> {
-        self.engine.tables.get(family)
-    }
-
     /// What this node stores (for remote nodes and for its own user).
     pub fn storage(&self) -> &Storage {
         &self.storage
@@ -403,24 +384,9 @@ impl Node {
         &self.out.counters
     }
 
-    /// Operations still running (user commands, refresh rounds, listen searches).
-    pub fn running_operations(&self) -> usize {
-        self.engine.operation_count()
-    }
-
-    /// Requests of ours awaiting an answer.
-    pub fn pending_requests(&self) -> usize {
-        self.engine.pending_requests()
-    }
-
     /// Messages waiting for fragments.
     pub fn partial_messages(&self) -> usize {
         self.partials.len()
-    }
-
-    /// Known contacts of both families, for saving state.
-    pub fn contacts(&self) -> Vec<(NodeId, SocketAddr)> {
-        self.engine.tables.contacts()
     }
 
     /// Permanent puts kept alive: key and value.
@@ -466,11 +432,6 @@ impl Node {
         self.listens.get(&listen).map(|l| l.nodes.keys().copied().collect()).unwrap_or_default()
     }
 
-    /// Searches in flight, for invariant checks: (alpha, in flight) per lookup.
-    pub fn lookup_parallelism(&self) -> impl Iterator<Item = Parallelism> + '_ {
-        self.engine.lookup_parallelism()
-    }
-
     /// The next datagram to send, if any: call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -496,43 +457,10 @@ impl Node {
         Some(deadlines.into_iter().flatten().fold(self.next_maintenance, Timestamp::min))
     }
 
-    /// The stall timeout searches use now, from measured round trips.
-    pub fn stall_timeout(&self) -> Duration {
-        self.engine.stall_timeout(&self.config.engine_settings())
-    }
-
     // ---------------------------------------------------------------- commands
 
     fn want(&self) -> Option<Want> {
         want(self.engine.tables.dual_stack())
-    }
-
-    /// Joins the network: asks each router for nodes close to our own ID, then searches our
-    /// ID. `contacts` are known nodes (from saved state) used as search seeds; they enter the
-    /// routing table once they answer. Emits `Finished` with [`CommandResult::Bootstrap`] when done.
-    pub fn bootstrap(&mut self, now: Timestamp, routers: &[SocketAddr], contacts: &[(NodeId, SocketAddr)]) -> QueryId {
-        self.join(now, routers, contacts)
-    }
-
-    /// Pings one node. Emits `Finished` with [`CommandResult::Ping`].
-    pub fn ping(&mut self, now: Timestamp, addr: SocketAddr) -> QueryId {
-        let op = self.engine.start_single(Kind::Ping, Outgoing::whole(Request::Ping));
-        let attempts = self.config.request_attempts;
-        let (engine, wire) = engine_and_wire!(self);
-        let ping = Outgoing::whole(Request::Ping);
-        if let Err(e) = engine.send_single(now, wire, op, addr, ping, Purpose::Ping { op }, attempts) {
-            self.finish(now, op, Some(CommandResult::Ping(Err(e))));
-        }
-        op
-    }
-
-    /// Iterative search of the nodes closest to `target`. Emits `Finished` with
-    /// [`CommandResult::FindNode`].
-    pub fn find_node(&mut self, now: Timestamp, target: Id) -> QueryId {
-        let request = Request::Find { target, want: self.want() };
-        let op = self.start_operation(Kind::FindNode, target, Outgoing::whole(request));
-        self.drive_operation(now, op);
-        op
     }
 
     /// Gets the values at `key` that pass `filter`'s WHERE conditions (its SELECT is ignored:
@@ -658,7 +586,7 @@ impl Node {
         if self.cancel_listen(query) {
             return;
         }
-        if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation(query) {
+        if let Some(Kind::Put(state)) = self.engine.network_kind(query) {
             let (key, id) = (state.key, state.value.id);
             if self.kept.get(&(key, id)).is_some_and(|k| k.running == Some(query)) {
                 self.cancel_put(now, key, id);
@@ -714,14 +642,13 @@ impl Node {
 
     /// Handles expired requests and timers. Call at the time [`Node::poll_timeout`] gave.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        let (engine, wire) = engine_and_wire!(self);
-        for request in engine.expire(now, wire) {
-            self.request_failed(now, request, QueryError::Timeout);
-        }
+        self.expire_requests(now);
         for (key, values) in self.storage.expire(now) {
             self.on_change(now, key, Change::Expired(values));
         }
-        self.partials.retain(|_, p| p.deadline() > now);
+        for sender in self.partials.due_keys(now) {
+            self.partials.remove(&sender);
+        }
         self.step_listens(now);
         self.step_kept(now);
         if now >= self.next_maintenance {
@@ -748,10 +675,9 @@ impl Node {
         self.kept.compact();
     }
 
-    /// Listens: expire cached values, renew subscriptions, search again when due.
+    /// Listens that are due: expire cached values, renew subscriptions, search again.
     fn step_listens(&mut self, now: Timestamp) {
-        let ids: Vec<QueryId> = self.listens.keys().copied().collect();
-        for listen in ids {
+        for listen in self.listens.due_keys(now) {
             let expired = self
                 .listens
                 .update(&listen, |state| (state.cache.expire(now), state.search.is_none() && state.next_search <= now));
@@ -766,9 +692,8 @@ impl Node {
 
     /// Permanent puts: start the refresh rounds that are due.
     fn step_kept(&mut self, now: Timestamp) {
-        let due: Vec<(Id, ValueId)> =
-            self.kept.iter().filter(|(_, k)| k.running.is_none() && k.next_round <= now).map(|(k, _)| *k).collect();
-        for (key, id) in due {
+        // Due means not running: a running round's next one is never (see `KeptPut`).
+        for (key, id) in self.kept.due_keys(now) {
             let Some(value) = self.kept.get(&(key, id)).map(|k| k.value.clone()) else { continue };
             // Our own copy is permanent; make sure it is still there (a restart, an eviction).
             if self.storage.get_stored(&key, id).is_none() {
@@ -813,9 +738,7 @@ impl Node {
             }
             Body::Error { code, message: text, .. } => {
                 self.out.counters.traffic.errors_received += 1;
-                if let Some(op) = self.handle_error(now, from, message.tid, code, text) {
-                    self.drive_operation(now, op);
-                }
+                self.refused(now, from, Some(message.tid), i64::from(code), text);
             }
             // We always subscribe with `ve: 1`; legacy pushes are not for us.
             Body::ListenerPush(_) | Body::ValueParts(_) => self.out.counters.traffic.dropped += 1,
@@ -840,11 +763,9 @@ impl Node {
         let (engine, wire) = engine_and_wire!(self);
         match engine.on_answer(now, wire, from, request, answer, insertable) {
             Answered::Nothing => {}
-            Answered::Pong { op } => {
-                self.finish(now, op, Some(CommandResult::Ping(Ok(Pong { id: reply.id, addr: from }))))
-            }
+            Answered::Pong { op } => self.ping_ended(now, op, Ok(Pong { id: reply.id, addr: from })),
             Answered::Network(OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. }) => {
-                if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
+                if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
                     state.round.on_stored(from, reply.id);
                 }
             }
@@ -866,9 +787,9 @@ impl Node {
     }
 
     fn on_lookup_reply(&mut self, now: Timestamp, op: QueryId, from: SocketAddr, reply: Reply) {
-        let Some(operation) = self.engine.operation_mut(op) else { return };
+        let Some(kind) = self.engine.network_kind_mut(op) else { return };
         let has_token = !reply.token.is_empty();
-        if let Kind::Put(state) = &mut operation.kind {
+        if let Kind::Put(state) = kind {
             if let Some(seq) = probed_seq(&reply, state.value.id) {
                 if state.probes.len() < 256 {
                     state.probes.insert(reply.id, seq);
@@ -879,7 +800,7 @@ impl Node {
             return;
         }
         let values = ValueSlot::whole_values(reply.values);
-        match &operation.kind {
+        match kind {
             Kind::Get { .. } => {
                 for value in values {
                     self.report_get_value(op, value);
@@ -904,7 +825,7 @@ impl Node {
 
     fn report_get_value(&mut self, op: QueryId, value: Value) {
         let max = self.config.max_get_values;
-        let Some(Operation { kind: Kind::Get { filter, seen }, .. }) = self.engine.operation_mut(op) else { return };
+        let Some(Kind::Get { filter, seen }) = self.engine.network_kind_mut(op) else { return };
         if !filter.matches(&value) {
             return;
         }
@@ -922,64 +843,6 @@ impl Node {
     fn report_changes(&mut self, listen: QueryId, changes: Vec<CacheChange>) {
         for (value, expired) in changes {
             self.events.push_back(Event::Value { query: listen, value, expired });
-        }
-    }
-
-    fn handle_error(
-        &mut self,
-        now: Timestamp,
-        from: SocketAddr,
-        tid: u32,
-        code: u16,
-        message: String,
-    ) -> Option<QueryId> {
-        let Some(request) = self.engine.take_refused(from, tid) else {
-            self.out.counters.traffic.dropped += 1;
-            return None;
-        };
-        let touched = request.purpose.operation();
-        self.request_failed(now, request, QueryError::Remote { code: i64::from(code), message });
-        touched
-    }
-
-    fn request_failed(&mut self, now: Timestamp, request: SentByUs, error: QueryError) {
-        let (to, node_id, purpose, error) = match self.engine.on_failure(request, error) {
-            Failed::Nothing => return,
-            Failed::Ping { op, error } => return self.finish(now, op, Some(CommandResult::Ping(Err(error)))),
-            Failed::Network { to, node_id, purpose, error } => (to, node_id, purpose, error),
-        };
-        match purpose {
-            OpenDhtPurpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
-                // The node lost the value: put it again (OpenDHT does the same).
-                let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation(op) else { return };
-                let (key, value) = (state.key, state.value.clone());
-                let packed = pack_values(std::slice::from_ref(&value));
-                let put = Request::Put(PutArgs { key, token, values: packed.slots, created: None });
-                let attempts = self.config.request_attempts;
-                let purpose = OpenDhtPurpose::Put { op };
-                if self.send_request(now, to, node_id, put, packed.parts, attempts, purpose).is_err() {
-                    if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
-                        state.round.on_refused(to);
-                    }
-                }
-            }
-            OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => {
-                if let Some(Operation { kind: Kind::Put(state), .. }) = self.engine.operation_mut(op) {
-                    state.round.on_refused(to);
-                    if let QueryError::Remote { code, message } = error {
-                        // The code came in as a u16.
-                        state.errors.push((to, u16::try_from(code).unwrap_or(u16::MAX), message));
-                    }
-                }
-            }
-            OpenDhtPurpose::Listen { listen } => {
-                // A refused or silent subscription: drop it and search again soon (a 401 means
-                // our token is stale; the search brings a fresh one).
-                self.listens.update(&listen, |state| {
-                    state.nodes.remove(&to);
-                    state.next_search = state.next_search.min(now + LISTEN_RETRY);
-                });
-            }
         }
     }
 
@@ -1091,10 +954,15 @@ impl OperationDriver for Node {
 
     engine_accessors!();
 
+    /// OpenDHT sends requests outside searches again when unanswered.
+    fn ping_attempts(&self) -> u8 {
+        self.config.request_attempts
+    }
+
     /// The store round of a put: `put` where the value is missing or older, `refresh` where
     /// it is there.
     fn store_requests(&self, op: QueryId, operation: &Operation) -> Vec<StoreAt<Outgoing, OpenDhtPurpose>> {
-        let Kind::Put(state) = &operation.kind else { return Vec::new() };
+        let Some(Kind::Put(state)) = operation.kind.network() else { return Vec::new() };
         let (key, value) = (state.key, &state.value);
         let packed = pack_values(std::slice::from_ref(value));
         let attempts = self.config.request_attempts;
@@ -1113,32 +981,64 @@ impl OperationDriver for Node {
 
     /// A listen's search subscribes at the closest nodes.
     fn lookups_over(&mut self, now: Timestamp, op: QueryId) {
-        if let Some(Operation { kind: Kind::ListenSearch { listen }, .. }) = self.engine.operation(op) {
+        if let Some(Kind::ListenSearch { listen }) = self.engine.network_kind(op) {
             self.subscribe(now, *listen, op);
         }
     }
 
-    fn result(&self, operation: &Operation) -> Option<CommandResult> {
-        let (nodes, stats) = operation.search.summary();
-        let closest = Closest { nodes, stats };
-        let no_contacts = closest.nodes.is_empty() && closest.stats.requests == 0;
-        let found = |closest| if no_contacts { Err(QueryError::NoContacts) } else { Ok(closest) };
-        Some(match &operation.kind {
-            Kind::Put(_) if no_contacts => CommandResult::Put(Err(QueryError::NoContacts)),
+    fn result(&self, kind: &Kind, operation: &Operation) -> Option<CommandResult> {
+        let closest = Closest::of(&operation.search);
+        Some(match kind {
+            Kind::Put(_) if !closest.reached_anybody() => CommandResult::Put(Err(QueryError::NoContacts)),
             Kind::Put(state) => CommandResult::Put(Ok(Stored {
                 value_id: state.value.id,
                 stored_here: state.stored_here,
                 stored_at: state.round.stored_at(),
                 errors: state.errors.clone(),
-                stats,
+                stats: closest.stats,
             })),
-            Kind::FindNode => CommandResult::FindNode(found(closest)),
-            Kind::Get { .. } => CommandResult::Get(found(closest)),
-            Kind::Bootstrap => CommandResult::Bootstrap(closest),
-            // A ping ends with its answer; without one it reached nobody.
-            Kind::Ping => CommandResult::Ping(Err(QueryError::NoContacts)),
-            Kind::BucketRefresh | Kind::ListenSearch { .. } => return None,
+            Kind::Get { .. } => CommandResult::Get(closest.found()),
+            Kind::ListenSearch { .. } => return None,
         })
+    }
+
+    /// A put's or refresh's failure is noted in its round (a refresh of a value the node lost
+    /// becomes a put); a failed subscription is dropped and its listen searches again soon.
+    fn own_request_failed(&mut self, now: Timestamp, failed: OwnRequestFailed<OpenDhtPurpose>) {
+        let OwnRequestFailed { to, node_id, purpose, error } = failed;
+        match purpose {
+            OpenDhtPurpose::Refresh { op, token } if error.is_remote_code(i64::from(error_code::NOT_FOUND)) => {
+                // The node lost the value: put it again (OpenDHT does the same).
+                let Some(Kind::Put(state)) = self.engine.network_kind(op) else { return };
+                let (key, value) = (state.key, state.value.clone());
+                let packed = pack_values(std::slice::from_ref(&value));
+                let put = Request::Put(PutArgs { key, token, values: packed.slots, created: None });
+                let attempts = self.config.request_attempts;
+                let purpose = OpenDhtPurpose::Put { op };
+                if self.send_request(now, to, node_id, put, packed.parts, attempts, purpose).is_err() {
+                    if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
+                        state.round.on_refused(to);
+                    }
+                }
+            }
+            OpenDhtPurpose::Put { op } | OpenDhtPurpose::Refresh { op, .. } => {
+                if let Some(Kind::Put(state)) = self.engine.network_kind_mut(op) {
+                    state.round.on_refused(to);
+                    if let QueryError::Remote { code, message } = error {
+                        // The code came in as a u16.
+                        state.errors.push((to, u16::try_from(code).unwrap_or(u16::MAX), message));
+                    }
+                }
+            }
+            OpenDhtPurpose::Listen { listen } => {
+                // A refused or silent subscription: drop it and search again soon (a 401 means
+                // our token is stale; the search brings a fresh one).
+                self.listens.update(&listen, |state| {
+                    state.nodes.remove(&to);
+                    state.next_search = state.next_search.min(now + LISTEN_RETRY);
+                });
+            }
+        }
     }
 
     /// Joined (again): permanent values restored from saved state, or whose last round
@@ -1153,14 +1053,14 @@ impl OperationDriver for Node {
 
     fn ended(&mut self, now: Timestamp, op: QueryId, operation: Operation, result: Option<CommandResult>) {
         match operation.kind {
-            Kind::ListenSearch { listen } => {
+            OperationKind::Network(Kind::ListenSearch { listen }) => {
                 self.listens.update(&listen, |state| {
                     if state.search == Some(op) {
                         state.search = None;
                     }
                 });
             }
-            Kind::Put(state) => {
+            OperationKind::Network(Kind::Put(state)) => {
                 if state.permanent {
                     let reached = matches!(&result, Some(CommandResult::Put(Ok(s))) if !s.stored_at.is_empty());
                     let expiration = state.value.expiration();
@@ -1190,8 +1090,8 @@ impl OperationDriver for Node {
 /// The closest nodes of each family that answered `operation`'s search with a token, and the
 /// seq of the value each already holds (a put's probe).
 fn closest_with_tokens(operation: &Operation, per_family: usize) -> Vec<(NodeId, SocketAddr, Vec<u8>, Option<u16>)> {
-    let probes = match &operation.kind {
-        Kind::Put(state) => Some(&state.probes),
+    let probes = match operation.kind.network() {
+        Some(Kind::Put(state)) => Some(&state.probes),
         _ => None,
     };
     let held = |id: &NodeId| probes.and_then(|p| p.get(id).copied());

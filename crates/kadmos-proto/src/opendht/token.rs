@@ -13,6 +13,7 @@ use std::time::Duration;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
+use crate::kad::RotatingSecret;
 use crate::time::Timestamp;
 
 /// Length of a token on the wire (OpenDHT's `TOKEN_SIZE`).
@@ -21,8 +22,7 @@ pub(crate) const TOKEN_LEN: usize = 32;
 /// Issues and checks tokens; its state is constant-size whatever the number of requesters.
 #[derive(Clone, Debug)]
 pub(crate) struct TokenIssuer {
-    current: [u8; 32],
-    previous: [u8; 32],
+    secret: RotatingSecret<32>,
     next_rotation: Timestamp,
     rotation: (Duration, Duration),
 }
@@ -31,9 +31,7 @@ impl TokenIssuer {
     /// `rotation` is the range the time between two rotations is drawn from (OpenDHT: 15 to 45
     /// minutes).
     pub(crate) fn new<R: Rng + ?Sized>(rng: &mut R, now: Timestamp, rotation: (Duration, Duration)) -> Self {
-        let mut issuer = TokenIssuer { current: [0; 32], previous: [0; 32], next_rotation: now, rotation };
-        rng.fill(&mut issuer.current);
-        rng.fill(&mut issuer.previous);
+        let mut issuer = TokenIssuer { secret: RotatingSecret::new(rng), next_rotation: now, rotation };
         issuer.schedule(now, rng);
         issuer
     }
@@ -48,8 +46,7 @@ impl TokenIssuer {
     /// Rotates the secret if its time has come.
     pub(crate) fn maybe_rotate<R: Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) {
         if now >= self.next_rotation {
-            self.previous = self.current;
-            rng.fill(&mut self.current);
+            self.secret.rotate(rng);
             self.schedule(now, rng);
         }
     }
@@ -73,13 +70,12 @@ impl TokenIssuer {
 
     /// The token for the requester at `addr`.
     pub(crate) fn issue(&self, addr: SocketAddr) -> [u8; TOKEN_LEN] {
-        Self::token_with(&self.current, addr)
+        Self::token_with(self.secret.current(), addr)
     }
 
     /// Whether `token` was issued to `addr` under the current or the previous secret.
     pub(crate) fn is_valid(&self, addr: SocketAddr, token: &[u8]) -> bool {
-        token.len() == TOKEN_LEN
-            && (token == Self::token_with(&self.current, addr) || token == Self::token_with(&self.previous, addr))
+        token.len() == TOKEN_LEN && self.secret.accepts(token, |secret| Self::token_with(secret, addr))
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kadmos_proto::kad::KademliaNode;
 use kadmos_proto::kad::RoutingTable;
 use kadmos_proto::opendht::Source;
 use kadmos_proto::opendht::{self, CommandResult, Event, Family, Node, Query, QueryError, QueryId, Value, ValueId};

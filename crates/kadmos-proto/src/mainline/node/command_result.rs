@@ -3,18 +3,19 @@
 
 use std::net::SocketAddr;
 
+use crate::kad::command_result::KademliaResults;
 use crate::kad::{Closest, InfoHash, LookupStats, NodeId, Pong, QueryError};
 
 /// A finished command: which one, and its result. Quests report through `Event::Quest`, and
 /// the node's background work (refreshes, re-puts, republishing) reports nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandResult {
-    /// [`Node::bootstrap`](super::Node::bootstrap): the closest nodes to our own ID that
+    /// [`KademliaNode::bootstrap`](crate::kad::KademliaNode::bootstrap): the closest nodes to our own ID that
     /// answered (none if nobody did: a bootstrap always ends this way).
     Bootstrap(Closest),
-    /// [`Node::ping`](super::Node::ping).
+    /// [`KademliaNode::ping`](crate::kad::KademliaNode::ping).
     Ping(Result<Pong, QueryError>),
-    /// [`Node::find_node`](super::Node::find_node).
+    /// [`KademliaNode::find_node`](crate::kad::KademliaNode::find_node).
     FindNode(Result<Closest, QueryError>),
     /// [`Node::get_peers`](super::Node::get_peers): the lookup's closest nodes (the peers came
     /// in `Event::Peers` on the way).
@@ -55,4 +56,10 @@ pub struct Samples {
     pub interval: i64,
     /// Nodes close to the target, of both families.
     pub nodes: Vec<(NodeId, SocketAddr)>,
+}
+
+impl KademliaResults for CommandResult {
+    const BOOTSTRAP: fn(Closest) -> Self = CommandResult::Bootstrap;
+    const PING: fn(Result<Pong, QueryError>) -> Self = CommandResult::Ping;
+    const FIND_NODE: fn(Result<Closest, QueryError>) -> Self = CommandResult::FindNode;
 }

@@ -68,10 +68,6 @@ impl Network for Wire<'_> {
         Query::Ping
     }
 
-    fn refresh_kind() -> Kind {
-        Kind::Refresh
-    }
-
     fn send_request(&mut self, _now: Timestamp, to: SocketAddr, tx: u32, query: Query, _keep: bool) -> Vec<Vec<u8>> {
         let method = query.method();
         let mut message = Message::query(tx.to_be_bytes().to_vec(), self.config.node_id, query);

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::kad::command_result::KademliaResults;
 use crate::kad::{Closest, LookupStats, NodeId, Pong, QueryError};
 use crate::opendht::value::ValueId;
 
@@ -11,12 +12,12 @@ use crate::opendht::value::ValueId;
 /// puts, listens' searches) reports nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandResult {
-    /// [`Node::bootstrap`](super::Node::bootstrap): the closest nodes to our own ID that
+    /// [`KademliaNode::bootstrap`](crate::kad::KademliaNode::bootstrap): the closest nodes to our own ID that
     /// answered (none if nobody did: a bootstrap always ends this way).
     Bootstrap(Closest),
-    /// [`Node::ping`](super::Node::ping).
+    /// [`KademliaNode::ping`](crate::kad::KademliaNode::ping).
     Ping(Result<Pong, QueryError>),
-    /// [`Node::find_node`](super::Node::find_node).
+    /// [`KademliaNode::find_node`](crate::kad::KademliaNode::find_node).
     FindNode(Result<Closest, QueryError>),
     /// [`Node::get`](super::Node::get): the search's closest nodes (the values came in
     /// `Event::Value` on the way).
@@ -40,4 +41,10 @@ pub struct Stored {
     pub errors: Vec<(SocketAddr, u16, String)>,
     /// What the search for tokens sent and how its requests ended.
     pub stats: LookupStats,
+}
+
+impl KademliaResults for CommandResult {
+    const BOOTSTRAP: fn(Closest) -> Self = CommandResult::Bootstrap;
+    const PING: fn(Result<Pong, QueryError>) -> Self = CommandResult::Ping;
+    const FIND_NODE: fn(Result<Closest, QueryError>) -> Self = CommandResult::FindNode;
 }

@@ -86,10 +86,6 @@ impl Network for Wire<'_> {
         Outgoing::whole(Request::Ping)
     }
 
-    fn refresh_kind() -> Kind {
-        Kind::BucketRefresh
-    }
-
     fn send_request(
         &mut self,
         _now: Timestamp,
