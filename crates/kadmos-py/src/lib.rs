@@ -47,4 +47,11 @@ mod _native {
     use crate::stream::Stream;
     #[pymodule_export]
     use crate::testnet::{mainline_testnet, opendht_testnet};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        crate::awaitable::stop_deliveries_at_exit(module)
+    }
 }
