@@ -217,7 +217,12 @@ async fn several_values_under_one_key_all_come_back() {
 }
 
 /// Values larger than 600 bytes (which both sides send in fragments) cross both ways intact:
-/// 4000 bytes from kadmos to OpenDHT and 5000 from OpenDHT to kadmos.
+/// 4000 bytes from kadmos to OpenDHT (an OpenDHT node acknowledges the fragmented put, and
+/// every OpenDHT node gets the value back whole) and 5000 from OpenDHT to kadmos. Unlike the
+/// small values' tests, not every OpenDHT node must be listed in the put's report: an OpenDHT
+/// node reassembling 4000 bytes on a loaded machine can acknowledge after the put's round has
+/// ended (it stores the value all the same; a late acknowledgement is not listed), as a CI run
+/// with eight such tests in parallel on two cores showed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_fragmented_values_cross_both_ways() {
     if !driver_installed() {
@@ -232,7 +237,8 @@ async fn large_fragmented_values_cross_both_ways() {
         let report = bounded("kadmos put", 20, m.kadmos(0).put(key, big_k.clone(), PutOptions::default().id(0xb1)))
             .await
             .unwrap();
-        assert_stored_at_every_opendht_node(&report.stored_at, &m.odht);
+        let opendht_acks = m.odht.iter().filter(|o| report.stored_at.iter().any(|n| n.addr == o.addr && n.id == o.id));
+        assert!(opendht_acks.count() >= 1, "no OpenDHT node acknowledged the fragmented put: {:?}", report.stored_at);
         for o in &mut m.odht {
             let values = o.get(key).await;
             assert_eq!(values.len(), 1, "OpenDHT got {} values", values.len());
