@@ -46,6 +46,9 @@ def test_ctrl_c_interrupts_a_blocking_call(opendht_node):
     """SIGINT during a blocking next() raises KeyboardInterrupt in the caller; the stream can
     then be closed, which cancels the listen."""
     changes = opendht_node.listen(kadmos.InfoHash.random())
+    # Python's own Ctrl-C handler, whatever this process inherited: a shell that starts a job in
+    # the background without job control makes it ignore SIGINT, and Python keeps that.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     # The signal must arrive while the main thread is blocked in next(); a timer thread sends it.
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
@@ -54,6 +57,7 @@ def test_ctrl_c_interrupts_a_blocking_call(opendht_node):
             changes.next(timeout=60)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, inherited)
     changes.close()
     assert opendht_node.info()["listens"] == 0
 
