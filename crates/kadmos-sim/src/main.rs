@@ -181,13 +181,21 @@ struct Args {
     #[arg(long)]
     retries: Option<u8>,
     /// Override how long, in percent of the stall timeout, a stalled node closer than the
-    /// k-th answered one still holds up a lookup's end (core default 10).
+    /// k-th answered one still holds up a lookup's end (core default 0).
     #[arg(long)]
     stalled_grace_percent: Option<u32>,
     /// Override the deviations above the mean round trip after which a request stalls
     /// (core default 1).
     #[arg(long)]
     stall_deviations: Option<u32>,
+    /// Override how many times a silent request to a closely vouched candidate is sent again
+    /// (core default 1; see `kad::lookup`).
+    #[arg(long)]
+    vouched_resends: Option<u8>,
+    /// Override how many of its nearest contacts a node pings when they fall silent (core
+    /// default 24; 0: none).
+    #[arg(long)]
+    neighbours_checked: Option<usize>,
     /// Items workload: virtual seconds from the end of an item's put to its get.
     #[arg(long, default_value_t = 7200.0)]
     item_hold_secs: f64,
@@ -266,6 +274,8 @@ impl Args {
         o.lookup_timeout_ms = self.lookup_timeout_ms;
         o.lookup_retries = self.retries;
         o.stalled_grace_percent = self.stalled_grace_percent;
+        o.vouched_resends = self.vouched_resends;
+        o.neighbours_checked = self.neighbours_checked;
         o.stall_deviations = self.stall_deviations;
         o.items.hold_secs = self.item_hold_secs;
         o.items.keep_alive = !self.no_keep_alive;

@@ -42,7 +42,7 @@ impl SimNode for Node {
 
     fn config(options: &SimOptions) -> Config {
         let mut config = Config::new(Id::ZERO, 0);
-        options.apply_lookup_overrides(&mut config.lookup, &mut config.stall_deviations);
+        options.apply_lookup_overrides(&mut config.lookup, &mut config.stall_deviations, &mut config.routing);
         config
     }
 

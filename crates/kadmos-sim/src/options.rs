@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use kadmos_proto::kad::LookupConfig;
+use kadmos_proto::kad::{LookupConfig, RoutingTableConfig};
 use serde::Serialize;
 
 use crate::advertise_workload::AdvertiseOptions;
@@ -224,16 +224,27 @@ pub struct SimOptions {
     pub lookup_final_alpha: Option<usize>,
     pub lookup_timeout_ms: Option<f64>,
     pub lookup_retries: Option<u8>,
-    /// `LookupConfig::stalled_grace_percent` (default 10).
+    /// `LookupConfig::stalled_grace_percent` (default 0).
     pub stalled_grace_percent: Option<u32>,
+    /// `LookupConfig::vouched_resends` (default 1).
+    pub vouched_resends: Option<u8>,
+    /// `RoutingTableConfig::neighbours_checked` (default 24).
+    pub neighbours_checked: Option<usize>,
     /// `Config::stall_deviations` (default 1).
     pub stall_deviations: Option<u32>,
 }
 
 impl SimOptions {
-    /// Applies the lookup overrides to a node's lookup config and stall deviations (the same
-    /// fields on both networks).
-    pub fn apply_lookup_overrides(&self, lookup: &mut LookupConfig, stall_deviations: &mut u32) {
+    /// Applies the lookup overrides to a node's lookup config, stall deviations and routing
+    /// table config (the same fields on both networks).
+    pub fn apply_lookup_overrides(
+        &self,
+        lookup: &mut LookupConfig,
+        stall_deviations: &mut u32,
+        routing: &mut RoutingTableConfig,
+    ) {
+        lookup.vouched_resends = self.vouched_resends.unwrap_or(lookup.vouched_resends);
+        routing.neighbours_checked = self.neighbours_checked.unwrap_or(routing.neighbours_checked);
         lookup.alpha = self.lookup_alpha.unwrap_or(lookup.alpha);
         lookup.final_alpha = self.lookup_final_alpha.unwrap_or(lookup.final_alpha);
         lookup.retries = self.lookup_retries.unwrap_or(lookup.retries);
@@ -272,6 +283,8 @@ impl SimOptions {
             lookup_timeout_ms: None,
             lookup_retries: None,
             stalled_grace_percent: None,
+            vouched_resends: None,
+            neighbours_checked: None,
             stall_deviations: None,
         }
     }
@@ -424,6 +437,12 @@ impl SimOptions {
         }
         if let Some(d) = self.stall_deviations {
             args.push(format!("--stall-deviations {d}"));
+        }
+        if let Some(r) = self.vouched_resends {
+            args.push(format!("--vouched-resends {r}"));
+        }
+        if let Some(n) = self.neighbours_checked {
+            args.push(format!("--neighbours-checked {n}"));
         }
         args.join(" ")
     }

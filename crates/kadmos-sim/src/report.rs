@@ -453,13 +453,15 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "lookup config: alpha {}, final alpha {}, timeout {}, retries {}, stalled grace {}, stall deviations {}",
+                "lookup config: alpha {}, final alpha {}, timeout {}, retries {}, stalled grace {}, stall deviations {}, vouched resends {}, neighbours checked {}",
                 o.lookup_alpha.map_or("default".into(), |a| a.to_string()),
                 o.lookup_final_alpha.map_or("default".into(), |a| a.to_string()),
                 o.lookup_timeout_ms.map_or("default".into(), |t| format!("{t} ms")),
                 o.lookup_retries.map_or("default".into(), |r| r.to_string()),
                 o.stalled_grace_percent.map_or("default".into(), |g| format!("{g}%")),
                 o.stall_deviations.map_or("default".into(), |d| d.to_string()),
+                o.vouched_resends.map_or("default".into(), |r| r.to_string()),
+                o.neighbours_checked.map_or("default".into(), |n| n.to_string()),
             )?;
         }
         let nd = &self.nodes;

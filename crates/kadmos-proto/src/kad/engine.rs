@@ -700,8 +700,9 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
     }
 
     /// Starts the refreshes that are due: of buckets not refreshed for a while, and of our
-    /// neighbourhood (our own ID). They are driven with every other operation.
-    pub(crate) fn start_due_refreshes<W>(&mut self, now: Timestamp, wire: &W, lookup: &LookupConfig)
+    /// neighbourhood (our own ID), driven with every other operation; and pings the nearest
+    /// contacts that have been silent for a while.
+    pub(crate) fn start_due_refreshes<W>(&mut self, now: Timestamp, wire: &mut W, lookup: &LookupConfig)
     where
         W: Network<Kind = K, Request = R, Purpose = P>,
     {
@@ -709,6 +710,7 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
             let request = wire.find_request(target, self.tables.dual_stack());
             self.start(OperationKind::Kademlia(KademliaOp::Refresh), target, request, lookup, &[]);
         }
+        self.check_neighbours(now, wire);
         if let Some((due, gap)) = self.neighbourhood_refresh {
             if now >= due {
                 let gap = (gap * 2).min(wire.settings().refresh_after);
@@ -716,6 +718,24 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
                 let target = wire.own_id();
                 let request = wire.find_request(target, self.tables.dual_stack());
                 self.start(OperationKind::Kademlia(KademliaOp::Refresh), target, request, lookup, &[]);
+            }
+        }
+    }
+
+    /// Pings our nearest contacts that have been silent for a while (see
+    /// `RoutingTableConfig::neighbours_checked`): one that died fails its ping, and answers
+    /// stop naming it.
+    fn check_neighbours<W>(&mut self, now: Timestamp, wire: &mut W)
+    where
+        W: Network<Kind = K, Request = R, Purpose = P>,
+    {
+        for family in self.tables.enabled() {
+            let Some(table) = self.tables.get(family) else { continue };
+            for (id, addr) in table.silent_neighbours(now) {
+                if !self.requests.any_to(addr) {
+                    let ping = wire.ping_request();
+                    let _ = self.send_request(now, wire, addr, Some(id), ping, Purpose::Verify, 1);
+                }
             }
         }
     }

@@ -44,6 +44,18 @@ pub struct RoutingTableConfig {
     /// nodes behind one small network while a Sybil farm in one subnet still gets at most two
     /// slots in any bucket. `None`: no limit.
     pub max_per_subnet: Option<usize>,
+    /// Our nearest contacts (closest to our own ID) that are pinged when not heard from for
+    /// `neighbour_check_after`, so that a neighbour that died fails its ping and answers stop
+    /// naming it. Default 24. Lookups near a target rely on it: a candidate named by a node
+    /// close to it is *vouched for*, likely alive, and worth waiting for when it is slow (see
+    /// [`LookupConfig`](crate::kad::LookupConfig)). Measured in the simulator (10,000 nodes,
+    /// 20% dead, 2% loss): with 16, lookups took 0.1 round trip longer at the median; each
+    /// node sends at most 24 pings per check, one check every maintenance interval. 0: no
+    /// checks.
+    pub neighbours_checked: usize,
+    /// Silence (neither an answer nor a query) after which a nearest contact is pinged.
+    /// Default 10 s.
+    pub neighbour_check_after: Duration,
 }
 
 impl Default for RoutingTableConfig {
@@ -56,6 +68,8 @@ impl Default for RoutingTableConfig {
             bad_after_failures: 2,
             refresh_after: Duration::from_secs(15 * 60),
             max_per_subnet: Some(2),
+            neighbours_checked: 24,
+            neighbour_check_after: Duration::from_secs(10),
         }
     }
 }
@@ -469,7 +483,15 @@ impl RoutingTable {
     /// target (8 or 9), and a neighbourhood of `d - 3` bits made get_peers 0.35 round trips
     /// faster than `d - 2` (4.86 → 4.50) for 1.3 more messages per lookup.
     pub fn neighbourhood_bits(&self) -> u32 {
-        u32::try_from(self.buckets.len().saturating_sub(3)).unwrap_or(u32::MAX)
+        self.depth().saturating_sub(3)
+    }
+
+    /// The number of buckets: about `log2(n / k) + 1` in a network of `n` nodes, so that a
+    /// handful of nodes share this many bits with any ID. A node sharing as many with another
+    /// has it among its nearest neighbours, the ones it checks (lookups use this to tell which
+    /// answers vouch for the nodes they name).
+    pub fn depth(&self) -> u32 {
+        u32::try_from(self.buckets.len()).unwrap_or(u32::MAX)
     }
 
     /// Contacts bucket `index` may hold: `k`, or more for the first buckets once they have
@@ -694,6 +716,19 @@ impl RoutingTable {
         best
     }
 
+    /// Of our `neighbours_checked` nearest contacts that are not bad, those not heard from
+    /// (an answer or a query) for `neighbour_check_after`: the ones to ping, so that answers
+    /// near our ID stop naming neighbours that died.
+    pub fn silent_neighbours(&self, now: Timestamp) -> Vec<(NodeId, SocketAddr)> {
+        let config = &self.config;
+        let own = self.own_id;
+        self.closest_matching(&own, config.neighbours_checked, |c| !c.is_bad(config))
+            .into_iter()
+            .filter(|(_, c)| now.saturating_since(c.last_seen()) >= config.neighbour_check_after)
+            .map(|(_, c)| (c.id, c.addr()))
+            .collect()
+    }
+
     /// Buckets not changed for `refresh_after`, each with a random ID in its range to look up.
     /// The timestamps of returned buckets are reset so a refresh is not started twice.
     pub fn take_refresh_targets<R: rand::Rng + ?Sized>(&mut self, now: Timestamp, rng: &mut R) -> Vec<Id> {
@@ -781,6 +816,40 @@ mod tests {
 
     fn addr(i: u32) -> SocketAddr {
         SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881))
+    }
+
+    /// The neighbours to check are our nearest contacts, at most `neighbours_checked` of them,
+    /// that have been silent for `neighbour_check_after`: neither one that answered nor one that
+    /// queried us within that time, nor a farther contact, nor a bad one.
+    #[test]
+    fn silent_neighbours_are_the_nearest_quiet_contacts() {
+        let own = Id::ZERO;
+        let config = RoutingTableConfig {
+            neighbours_checked: 3,
+            neighbour_check_after: Duration::from_secs(10),
+            ..RoutingTableConfig::default()
+        };
+        let t0 = Timestamp::ZERO;
+        let mut table = RoutingTable::new(own, config, t0);
+        // Contacts at distances 1, 2, ..., 6 from us: nearest first.
+        let ids: Vec<Id> = (1u8..=6)
+            .map(|i| {
+                let mut bytes = [0u8; 20];
+                bytes[19] = i;
+                Id::from_bytes(&bytes).unwrap()
+            })
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            table.insert_responded(*id, addr(i as u32 + 1), t0);
+        }
+        assert!(table.silent_neighbours(t0 + Duration::from_secs(9)).is_empty(), "all heard within 10 s");
+        let later = t0 + Duration::from_secs(20);
+        assert!(table.note_query(&ids[1], addr(2), t0 + Duration::from_secs(15)));
+        table.note_failure(&ids[2], addr(3), t0);
+        table.note_failure(&ids[2], addr(3), t0);
+        let silent: Vec<Id> = table.silent_neighbours(later).into_iter().map(|(id, _)| id).collect();
+        // The three nearest not bad are 1, 2 and 4; 2 queried us 5 s ago.
+        assert_eq!(silent, vec![ids[0], ids[3]]);
     }
 
     /// A table fed many random contacts keeps its invariants: bucket sizes bounded by k, no

@@ -47,6 +47,7 @@ impl Search {
             let mut lookup = Lookup::new(target, config.clone(), seeds);
             if let Some(table) = tables.get(family) {
                 lookup.set_neighbourhood(table.neighbourhood_bits());
+                lookup.set_vouch_bits(table.depth());
             }
             FamilyLookup { family, lookup, tokens: HashMap::new() }
         });
