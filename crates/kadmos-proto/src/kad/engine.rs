@@ -724,7 +724,9 @@ impl<K, R: Clone, P: NetworkPurpose> Engine<K, R, P> {
 
     /// Pings our nearest contacts that have been silent for a while (see
     /// `RoutingTableConfig::neighbours_checked`): one that died fails its ping, and answers
-    /// stop naming it.
+    /// stop naming it. All of them at the maintenance tick: spreading the pings over the
+    /// interval (five every 2 s) made lookups a message dearer and less accurate in the
+    /// simulator's quality scenario (see docs/simulator.md).
     fn check_neighbours<W>(&mut self, now: Timestamp, wire: &mut W)
     where
         W: Network<Kind = K, Request = R, Purpose = P>,
