@@ -58,9 +58,9 @@ pub trait KademliaNode {
     /// The stall timeout lookups use now, from measured round trips.
     fn stall_timeout(&self) -> Duration;
 
-    /// Whether lookups wait for their stalled nodes: yes while at least four in five stalled
-    /// requests were answered late rather than not at all (see
-    /// [`LookupConfig`](crate::kad::LookupConfig)).
+    /// Whether lookups wait for their stalled candidates that are vouched for (the others are
+    /// never waited for): yes while at least four in five stalled requests were answered late
+    /// rather than not at all (see [`LookupConfig`](crate::kad::LookupConfig)).
     fn waits_for_stalled(&self) -> bool;
 }
 
