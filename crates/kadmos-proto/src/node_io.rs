@@ -60,6 +60,39 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
+/// A node's queue of datagrams to send. Bursts (a maintenance tick's neighbour checks, a
+/// lookup's requests) grow it; [`TransmitQueue::release_when_drained`] has it give that room
+/// back the next time the driver empties it. A node asks for that once per maintenance tick,
+/// not at every drain: a busy node empties and refills its queue for every datagram it takes
+/// in. (Shrinking at the tick itself came before the tick's pings were queued, so the room
+/// for them stayed: 1.4 KB per idle node in the simulator.)
+#[derive(Debug, Default)]
+pub(crate) struct TransmitQueue {
+    queue: std::collections::VecDeque<Transmit>,
+    release_when_drained: bool,
+}
+
+impl TransmitQueue {
+    pub(crate) fn push(&mut self, transmit: Transmit) {
+        self.queue.push_back(transmit);
+    }
+
+    /// The next datagram; when there is none left, the queue gives back its memory if asked to.
+    pub(crate) fn pop(&mut self) -> Option<Transmit> {
+        let next = self.queue.pop_front();
+        if next.is_none() && self.release_when_drained {
+            self.queue = std::collections::VecDeque::new();
+            self.release_when_drained = false;
+        }
+        next
+    }
+
+    /// Gives back the queue's memory the next time it is empty.
+    pub(crate) fn release_when_drained(&mut self) {
+        self.release_when_drained = true;
+    }
+}
+
 /// The inputs and outputs every sans-IO node has, whatever its network: what a driver (the
 /// tokio task, the simulator) needs to run one. Joining and the routing tables are
 /// [`KademliaNode`]'s; other commands and events are each network's own.

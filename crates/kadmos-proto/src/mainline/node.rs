@@ -51,7 +51,7 @@ use crate::kad::engine::{engine_and_wire, Answer, Answered, Engine, Network, Own
 use crate::kad::operation_driver::{engine_accessors, NetworkKind, OperationDriver, OperationKind, StoreAt};
 use crate::kad::sent_request::{NetworkPurpose, Purpose};
 use crate::kad::{Closest, FamilyTables, Id, InfoHash, NodeId, Pong, QueryError, StoreRound, TrafficCounters};
-use crate::node_io::{Family, QueryId, Transmit};
+use crate::node_io::{Family, QueryId, Transmit, TransmitQueue};
 use crate::time::Timestamp;
 
 /// A Mainline DHT node. See the [namespace documentation](super) for how to drive it.
@@ -265,7 +265,7 @@ impl Node {
         let mut engine = Engine::new(tables, config.seed, now);
         let tokens = TokenIssuer::new(&mut engine.rng, now, config.token_rotation);
         let out = Outbox {
-            transmits: VecDeque::new(),
+            transmits: TransmitQueue::default(),
             counters: Counters::default(),
             limiter: RateLimiter::new(config.rate_limits.clone(), now),
             reachability: config.adaptive_read_only.map(|adaptive| Box::new(Reachability::new(adaptive, now))),
@@ -355,7 +355,7 @@ impl Node {
     /// The next datagram to send, if any: call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
+        self.out.transmits.pop()
     }
 
     /// The next event (command progress and results, quest reports), if any.

@@ -94,7 +94,7 @@ use crate::kad::sent_request::{NetworkPurpose, Purpose};
 use crate::kad::{
     Closest, DeadlineMap, FamilyTables, Id, NodeId, Pong, QueryError, Scheduled, StoreRound, TrafficCounters,
 };
-use crate::node_io::{Family, QueryId, Transmit};
+use crate::node_io::{Family, QueryId, Transmit, TransmitQueue};
 use crate::time::Timestamp;
 
 /// An OpenDHT node. See the [namespace documentation](super) for how to drive it.
@@ -333,7 +333,7 @@ impl Node {
         let tokens = TokenIssuer::new(&mut engine.rng, now, config.token_rotation);
         Node {
             engine,
-            out: Outbox { transmits: VecDeque::new(), counters: Counters::default() },
+            out: Outbox { transmits: TransmitQueue::default(), counters: Counters::default() },
             storage: Storage::new(config.storage.clone()),
             listeners: ListenerTable::new(config.listeners.clone()),
             verifier: Box::new(RsaSignatures),
@@ -435,7 +435,7 @@ impl Node {
     /// The next datagram to send, if any: call until `None` after every input.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.transmits.pop_front()
+        self.out.transmits.pop()
     }
 
     /// The next event (values found, command results), if any.
@@ -668,7 +668,7 @@ impl Node {
 
     fn shrink_buffers(&mut self) {
         self.engine.shrink();
-        self.out.transmits.shrink_to_fit();
+        self.out.transmits.release_when_drained();
         self.events.shrink_to_fit();
         self.partials.compact();
         self.listens.compact();

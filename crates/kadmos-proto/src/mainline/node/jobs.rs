@@ -25,7 +25,7 @@ impl Node {
     /// mostly idle, and the simulator holds 100,000 of them.
     pub(super) fn shrink_buffers(&mut self) {
         self.engine.shrink();
-        self.out.transmits.shrink_to_fit();
+        self.out.transmits.release_when_drained();
         self.events.shrink_to_fit();
         if let Some(quests) = &mut self.quests {
             quests.compact();

@@ -6,7 +6,7 @@ use super::*;
 /// What a node sends through: the queue of datagrams, the counters, the outbound limits and
 /// what sending tells of our reachability.
 pub(super) struct Outbox {
-    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) transmits: TransmitQueue,
     pub(super) counters: Counters,
     /// Limits on what we serve and send (see `mainline::rate_limit`).
     pub(super) limiter: RateLimiter,
@@ -34,7 +34,7 @@ impl Outbox {
 
     pub(super) fn push_transmit(&mut self, to: SocketAddr, payload: Vec<u8>) {
         self.counters.traffic.sent(payload.len());
-        self.transmits.push_back(Transmit { to, payload });
+        self.transmits.push(Transmit { to, payload });
     }
 }
 

@@ -5,7 +5,7 @@ use super::*;
 
 /// What a node sends through: the queue of datagrams and the counters.
 pub(super) struct Outbox {
-    pub(super) transmits: VecDeque<Transmit>,
+    pub(super) transmits: TransmitQueue,
     pub(super) counters: Counters,
 }
 
@@ -19,7 +19,7 @@ impl Wire<'_> {
     pub(super) fn transmit(&mut self, to: SocketAddr, kind: MessageKind, payload: Vec<u8>) {
         self.out.counters.traffic.sent(payload.len());
         self.out.counters.messages.sent(kind.index(), payload.len());
-        self.out.transmits.push_back(Transmit { to, payload });
+        self.out.transmits.push(Transmit { to, payload });
     }
 
     pub(super) fn encode(&self, mut message: Message) -> Vec<u8> {
