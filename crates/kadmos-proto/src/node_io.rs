@@ -65,7 +65,7 @@ pub struct Transmit {
 /// back the next time the driver empties it. A node asks for that once per maintenance tick,
 /// not at every drain: a busy node empties and refills its queue for every datagram it takes
 /// in. (Shrinking at the tick itself came before the tick's pings were queued, so the room
-/// for them stayed: 1.4 KB per idle node in the simulator.)
+/// for them stayed: 1.0 KB per idle node in the simulator.)
 #[derive(Debug, Default)]
 pub(crate) struct TransmitQueue {
     queue: std::collections::VecDeque<Transmit>,

@@ -204,6 +204,20 @@ enum Vouch {
     Closely,
 }
 
+impl Vouch {
+    /// A candidate named by nodes sharing at most `named_by_bits` bits with it, where
+    /// `vouch_bits` vouch closely (see [`Lookup::set_vouch_bits`]).
+    fn of(named_by_bits: u32, vouch_bits: u32) -> Vouch {
+        if named_by_bits >= vouch_bits {
+            Vouch::Closely
+        } else if named_by_bits.saturating_add(1) >= vouch_bits {
+            Vouch::Yes
+        } else {
+            Vouch::No
+        }
+    }
+}
+
 /// What the driver should do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum LookupAction {
@@ -288,23 +302,23 @@ impl Lookup {
         self.vouch_bits = bits;
     }
 
-    /// How well a candidate named by nodes sharing at most `shared_bits` bits with it is
-    /// vouched for.
-    fn vouch(&self, shared_bits: u32) -> Vouch {
-        if shared_bits >= self.vouch_bits {
-            Vouch::Closely
-        } else if shared_bits.saturating_add(1) >= self.vouch_bits {
-            Vouch::Yes
-        } else {
-            Vouch::No
-        }
+    /// How well `candidate` is vouched for.
+    fn vouch(&self, candidate: &Candidate) -> Vouch {
+        Vouch::of(candidate.named_by_bits, self.vouch_bits)
     }
 
     /// Whether a stalled candidate still holds up the result (while its hold lasts).
     fn holds(&self, candidate: &Candidate) -> bool {
+        Self::holds_with(candidate, self.wait_for_stalled, self.vouch_bits)
+    }
+
+    /// [`Lookup::holds`] with the lookup's fields passed in (for a loop that borrows the
+    /// candidates mutably).
+    fn holds_with(candidate: &Candidate, wait_for_stalled: bool, vouch_bits: u32) -> bool {
         match candidate.state {
             CandidateState::Stalled { hold_until, grace_until, .. } => {
-                grace_until.is_some() || (hold_until.is_some() && self.wait_for_stalled && self.vouched(candidate))
+                let vouched = Vouch::of(candidate.named_by_bits, vouch_bits) != Vouch::No;
+                grace_until.is_some() || (hold_until.is_some() && wait_for_stalled && vouched)
             }
             _ => false,
         }
@@ -312,7 +326,7 @@ impl Lookup {
 
     /// Whether a candidate is vouched for, closely or not.
     fn vouched(&self, candidate: &Candidate) -> bool {
-        self.vouch(candidate.named_by_bits) != Vouch::No
+        self.vouch(candidate) != Vouch::No
     }
 
     /// Candidates sharing at least `bits` bits with the target are in its neighbourhood and
@@ -429,22 +443,20 @@ impl Lookup {
         let retries = self.config.retries;
         let vouched_retries = retries.max(self.config.vouched_resends);
         let mut resend = None;
-        let vouch_bits = self.vouch_bits;
-        // Resends go to the window but its farthest member (see the module notes).
-        let resend_edge = self.config.k.checked_sub(2).and_then(|n| {
-            self.candidates
-                .iter()
-                .filter(|(_, c)| {
-                    matches!(c.state, CandidateState::Succeeded | CandidateState::Waiting { .. }) || self.holds(c)
-                })
-                .nth(n)
-                .map(|(distance, _)| *distance)
-        });
+        let (k, wait_for_stalled, vouch_bits) = (self.config.k, self.wait_for_stalled, self.vouch_bits);
+        // Window members passed so far, by their state before this pass: resends go to the
+        // window but its farthest member (see the module notes).
+        let mut members = 0;
         for (distance, candidate) in self.candidates.iter_mut() {
+            let position = members;
+            members += usize::from(
+                matches!(candidate.state, CandidateState::Succeeded | CandidateState::Waiting { .. })
+                    || Self::holds_with(candidate, wait_for_stalled, vouch_bits),
+            );
             match candidate.state {
                 CandidateState::Waiting { stall_at, deadline, attempts, wide } if now >= stall_at => {
-                    let closely_vouched = candidate.named_by_bits >= vouch_bits;
-                    let resent_if_silent = closely_vouched && resend_edge.is_none_or(|edge| *distance <= edge);
+                    let closely_vouched = Vouch::of(candidate.named_by_bits, vouch_bits) == Vouch::Closely;
+                    let resent_if_silent = closely_vouched && (k < 2 || position + 1 < k);
                     if attempts <= if resent_if_silent { vouched_retries } else { retries } {
                         resend = Some((*distance, attempts + 1, wide));
                         break;
@@ -502,12 +514,12 @@ impl Lookup {
                 CandidateState::Waiting { .. } => {
                     window += 1;
                     window_answered &= !in_window;
-                    doubtful += usize::from(in_window && self.vouch(candidate.named_by_bits) != Vouch::Closely);
+                    doubtful += usize::from(in_window && self.vouch(candidate) != Vouch::Closely);
                 }
                 CandidateState::Stalled { .. } if self.holds(candidate) => {
                     window += 1;
                     window_answered &= !in_window;
-                    doubtful += usize::from(in_window && self.vouch(candidate.named_by_bits) != Vouch::Closely);
+                    doubtful += usize::from(in_window && self.vouch(candidate) != Vouch::Closely);
                 }
                 CandidateState::NotContacted => {
                     if window >= self.config.k && window - self.config.k >= doubtful {

@@ -110,7 +110,7 @@ impl<T: Copy + Eq + Hash + Ord, R: PendingRequest> RequestTable<T, R> {
 
     /// Takes request `id` out. The last one out gives back the table's memory: a node is
     /// mostly idle between bursts of requests (its neighbour checks, a lookup), and an empty
-    /// table holding room for the last burst cost 4.8 KB per idle node in the simulator.
+    /// table holding room for the last burst cost 3.2 KB per idle node in the simulator.
     pub(crate) fn remove(&mut self, id: T) -> Option<R> {
         let removed = self.requests.remove(&id);
         if self.requests.is_empty() && self.requests.capacity() > 0 {

@@ -23,9 +23,9 @@ use super::id::NodeId;
 use crate::time::Timestamp;
 
 /// How many more stall timeouts a store round waits for a stalled storing node when the
-/// node's evidence says stalled nodes answer late. One: in a fault-free network every
-/// announce and put of the simulator's runs is acknowledged by all of its storing nodes with
-/// one, as with the six lookups waited before. With 20% dead contacts and 2% loss the evidence
+/// node's evidence says stalled nodes answer late. One: in the simulator's fault-free runs,
+/// announces and puts were acknowledged by all of their storing nodes as often with one as
+/// with six (the figure lookups used before). With 20% dead contacts and 2% loss the evidence
 /// says "wait" now and then, and there a lost request held its round for all of them: six made
 /// announces 0.25 round trips slower at the 90th percentile than one (3,000 nodes).
 const STORE_HOLD: u32 = 1;
